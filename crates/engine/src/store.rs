@@ -271,11 +271,20 @@ impl Store {
         Ok((stats, inserter.commit()))
     }
 
+    /// Keep the chunks of index `name` marked for GC while the returned guard lives, even if
+    /// the index itself is removed meanwhile (a restore reading a point being deleted).
+    fn pin(&self, name: &str, index: &FixedIndex) -> Result<Pin> {
+        let path = self.index_path(&format!("{name}-read-{:016x}", rand::random::<u64>()), "pending")?;
+        fs::write(&path, index.encode()).ctx("write", &path)?;
+        Ok(Pin(path))
+    }
+
     /// Restore index `name` into a new file at `target` (which must not exist). Zero slots stay
     /// holes, so the result is sparse. The file is fsynced before this returns; on error it is
     /// removed.
     pub fn restore_new(&self, name: &str, target: &Path, progress: &dyn Progress) -> Result<RestoreStats> {
         let index = self.read_index(name)?;
+        let _pin = self.pin(name, &index)?;
         let file = OpenOptions::new().write(true).read(true).create_new(true).open(target).ctx("create", target)?;
         let result = (|| {
             file.set_len(index.size).ctx("resize", target)?;
@@ -292,9 +301,23 @@ impl Store {
     /// zero become holes. The file is fsynced before this returns.
     pub fn restore_in_place(&self, name: &str, target: &Path, progress: &dyn Progress) -> Result<RestoreStats> {
         let index = self.read_index(name)?;
+        let _pin = self.pin(name, &index)?;
+        self.check_present(&index)?;
         let file = OpenOptions::new().write(true).read(true).open(target).ctx("open", target)?;
         file.set_len(index.size).ctx("resize", target)?;
         self.restore_into(&index, &file, target, true, progress)
+    }
+
+    /// Fail before writing anything if a chunk the index needs is missing, so an in-place
+    /// restore does not stop half way for that reason.
+    fn check_present(&self, index: &FixedIndex) -> Result<()> {
+        let distinct: HashSet<&Digest> = index.digests.iter().filter(|d| **d != ZERO_DIGEST).collect();
+        for d in distinct {
+            if !self.chunks.chunk_path(d).exists() {
+                return Err(EngineError::MissingChunk { digest: hex::encode(d) });
+            }
+        }
+        Ok(())
     }
 
     fn restore_into(&self, index: &FixedIndex, file: &File, path: &Path, compare: bool, progress: &dyn Progress) -> Result<RestoreStats> {
@@ -454,6 +477,15 @@ impl Store {
         }
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+}
+
+/// Removes its pending index file when dropped.
+struct Pin(PathBuf);
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
     }
 }
 

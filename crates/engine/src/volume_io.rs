@@ -79,6 +79,43 @@ pub fn punch_hole(file: &File, path: &Path, offset: u64, len: usize) -> Result<(
     write_all_at(file, path, &vec![0u8; len], offset)
 }
 
+/// Copy `source` into a new file `target` of `size` bytes (at least the source's size),
+/// copying only the source's data extents so holes stay holes, then fsync. `progress` gets
+/// bytes copied so far. On error the partial target is removed.
+pub fn sparse_copy(source: &Path, target: &Path, size: u64, progress: &dyn Fn(u64, u64)) -> Result<u64> {
+    use crate::error::IoContext;
+    let src = File::open(source).ctx("open", source)?;
+    let src_len = src.metadata().ctx("stat", source)?.len();
+    let dst = std::fs::OpenOptions::new().write(true).create_new(true).open(target).ctx("create", target)?;
+    let result = (|| {
+        dst.set_len(size.max(src_len)).ctx("resize", target)?;
+        let extents = data_extents(&src, src_len);
+        let total: u64 = extents.iter().map(|(s, e)| e - s).sum();
+        let mut done = 0u64;
+        let mut buf = vec![0u8; 4 << 20];
+        for (start, end) in extents {
+            let mut pos = start;
+            while pos < end {
+                let n = ((end - pos) as usize).min(buf.len());
+                read_full_at(&src, source, &mut buf[..n], pos)?;
+                // Zero runs inside a data extent (preallocated blocks) stay holes too.
+                if !is_zero(&buf[..n]) {
+                    write_all_at(&dst, target, &buf[..n], pos)?;
+                }
+                pos += n as u64;
+                done += n as u64;
+                progress(done, total);
+            }
+        }
+        dst.sync_all().ctx("fsync", target)?;
+        Ok(done)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(target);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

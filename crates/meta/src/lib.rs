@@ -1,1 +1,126 @@
+//! disksnap's metadata store: rows and queries, no rules.
+//!
+//! The service reads through typed queries and writes through [`Batch`]es: every change the
+//! service makes for one step of an operation (a job row, the snapshots it creates, the volume
+//! it locks) commits in one transaction, after checking the batch's expectations, so a crash
+//! or a concurrent caller sees the old state or the new one. SQLite is the embedded backend;
+//! a PostgreSQL backend implements the same trait with the same statements.
 
+pub mod filter;
+pub mod rows;
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
+pub use rows::{ChainTotals, ImageRow, InstanceRow, JobRow, Millis, SnapshotRow, TagRow, VolumeRow};
+pub use sqlite::SqliteMeta;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// An expectation of a batch did not hold (someone else changed the row first).
+    #[error("{what} {id} changed concurrently: expected {expected:?}, found {found:?}")]
+    Conflict { what: &'static str, id: String, expected: String, found: Option<String> },
+    /// The database failed or is unreachable.
+    #[error("metadata database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("metadata migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T> = std::result::Result<T, MetaError>;
+
+/// A check a batch makes before it writes: the row's column still holds `expected`.
+#[derive(Clone, Debug)]
+pub enum Expect {
+    /// `volumes.transition` of `id` equals `expected`.
+    VolumeTransition { id: String, expected: String },
+    /// `snapshots.transition` of `id` equals `expected`.
+    SnapshotTransition { id: String, expected: String },
+    /// `snapshots.status` of `id` equals `expected`.
+    SnapshotStatus { id: String, expected: String },
+    /// `jobs.runner` of `id` equals `expected` (claims a job from a dead runner exactly once).
+    JobRunner { id: String, expected: String },
+}
+
+/// Writes that commit together, after every expectation holds.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub expect: Vec<Expect>,
+    pub put_instances: Vec<InstanceRow>,
+    pub delete_instances: Vec<String>,
+    pub put_volumes: Vec<VolumeRow>,
+    pub delete_volumes: Vec<String>,
+    pub put_snapshots: Vec<SnapshotRow>,
+    pub delete_snapshots: Vec<String>,
+    pub put_images: Vec<ImageRow>,
+    pub delete_images: Vec<String>,
+    pub put_jobs: Vec<JobRow>,
+    pub put_tags: Vec<TagRow>,
+    pub delete_tags: Vec<String>,
+    /// (tag id, resource id)
+    pub bind_tags: Vec<(String, String)>,
+    pub unbind_tags: Vec<(String, String)>,
+    /// (snapshot id, progress 0..=100, is_taken): a running capture's progress, written
+    /// without touching the row's other columns.
+    pub snapshot_progress: Vec<(String, i64, bool)>,
+    /// (snapshot id, key, Some(value) to set or None to remove)
+    pub snapshot_metadata: Vec<(String, String, Option<String>)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.expect.is_empty()
+            && self.put_instances.is_empty()
+            && self.delete_instances.is_empty()
+            && self.put_volumes.is_empty()
+            && self.delete_volumes.is_empty()
+            && self.put_snapshots.is_empty()
+            && self.delete_snapshots.is_empty()
+            && self.put_images.is_empty()
+            && self.delete_images.is_empty()
+            && self.put_jobs.is_empty()
+            && self.put_tags.is_empty()
+            && self.delete_tags.is_empty()
+            && self.bind_tags.is_empty()
+            && self.unbind_tags.is_empty()
+            && self.snapshot_progress.is_empty()
+            && self.snapshot_metadata.is_empty()
+    }
+}
+
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Check the batch's expectations and apply it, all in one transaction.
+    async fn commit(&self, batch: Batch) -> Result<()>;
+
+    async fn instance(&self, account: &str, id: &str) -> Result<Option<InstanceRow>>;
+    async fn instances(&self, account: &str) -> Result<Vec<InstanceRow>>;
+
+    async fn volume(&self, account: &str, id: &str) -> Result<Option<VolumeRow>>;
+    async fn volumes(&self, filter: &VolumeFilter) -> Result<Page<VolumeRow>>;
+    async fn volumes_of_instance(&self, account: &str, instance_id: &str) -> Result<Vec<VolumeRow>>;
+
+    async fn snapshot(&self, account: &str, id: &str) -> Result<Option<SnapshotRow>>;
+    async fn snapshots(&self, filter: &SnapshotFilter) -> Result<Page<SnapshotRow>>;
+    /// Every point of a chain that is not ceased, oldest first.
+    async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>>;
+    /// Totals over the live points (available or creating) of each chain named.
+    async fn chain_totals(&self, root_ids: &[String]) -> Result<Vec<ChainTotals>>;
+    /// Ids of every snapshot whose data must be kept (any status but ceased), for GC and verify.
+    async fn snapshots_holding_data(&self) -> Result<Vec<String>>;
+    /// Deleted points whose recovery window has closed, and points whose retention expired.
+    async fn snapshots_due(&self, deleted_before: Millis, now: Millis) -> Result<Vec<SnapshotRow>>;
+    async fn snapshot_metadata(&self, id: &str) -> Result<Vec<(String, String)>>;
+
+    async fn image(&self, account: &str, id: &str) -> Result<Option<ImageRow>>;
+    async fn images(&self, account: &str, offset: u64, limit: u64) -> Result<Page<ImageRow>>;
+
+    async fn job(&self, account: &str, id: &str) -> Result<Option<JobRow>>;
+    async fn jobs(&self, filter: &JobFilter) -> Result<Page<JobRow>>;
+
+    async fn tag(&self, account: &str, id: &str) -> Result<Option<TagRow>>;
+    async fn tags(&self, account: &str) -> Result<Vec<TagRow>>;
+    /// Tags bound to each of these resources: (resource id, tag).
+    async fn tags_of(&self, resource_ids: &[String]) -> Result<Vec<(String, TagRow)>>;
+}

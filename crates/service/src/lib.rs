@@ -1,1 +1,30 @@
+//! disksnap's service layer: the rules of `shared/design/model.md`, one API for every dialect.
+//!
+//! Dialects call [`Service`] with a [`Caller`] (the authenticated account) and typed requests,
+//! and render the neutral [`model`] types and [`ServiceError`] their vendor's way. Underneath,
+//! the engine (`disksnap-engine`) moves bytes and the metadata store (`disksnap-meta`) keeps
+//! rows; neither is visible from here up.
+//!
+//! Operations that move bytes (create, import, resize and delete volumes; create and delete
+//! snapshots; roll back; restore to a new volume; capture an image) return a [`Job`] at once
+//! and run in the background ([`jobs`] explains how they stay consistent across crashes).
+//! Metadata-only operations (rename, tags, attach, recover) commit before they return.
 
+pub mod chain;
+pub mod error;
+pub mod ids;
+pub mod jobs;
+pub mod maintenance;
+pub mod model;
+pub mod restore;
+pub mod service;
+pub mod snapshots;
+pub mod tags;
+pub mod volumes;
+
+pub use error::{Result, ServiceError};
+pub use maintenance::{GcReport, VerifyOutcome};
+pub use model::*;
+pub use service::{Caller, Service, ServiceConfig, ZoneConfig};
+pub use snapshots::{CreateSnapshots, DeleteScope, SnapshotQuery};
+pub use volumes::{CreateVolumes, VolumeQuery, GIB};

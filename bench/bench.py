@@ -1,0 +1,871 @@
+#!/usr/bin/env python3
+"""disksnap benchmark: disksnap and its peers side by side on one image (see ../README or
+/work/shared/design/performance.md for the workload and the targets).
+
+Normally started by bench/run.sh, which installs the peers and builds the binary:
+
+    bench.py --disksnap target/release/disksnap --tools ../shared/tools --work bench-work \
+             [--size-gib 4] [--runs 1] [--keep] [--chunk-sizes 16,32,64,128,256] [--no-disksnap]
+
+Every timed command runs as a direct child; os.wait4 on its pid gives that child's own
+rusage (user+sys CPU, peak RSS including any children it reaped). A `sync` runs before every
+timed command (untimed) and right after it (timed, reported as "flush") so one tool's
+writeback never lands on the next one's clock. The source of every operation is read once
+just before it, so each tool starts from a warm page cache. Python 3.11 standard library only.
+"""
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+MIB = 1 << 20
+GIB = 1 << 30
+MUTATE_SEED = 42          # mutate.py's default: every copy gets the same bytes
+ROLLBACK_CHANGE_SEED = 4242  # the 16 MiB change made before the rollback
+FIELDS = ("wall", "cpu", "flush", "rss_mib", "store", "growth", "alloc")
+
+
+class BenchError(Exception):
+    """The environment or a peer failed: the run cannot go on."""
+
+
+class DisksnapFailure(Exception):
+    """disksnap failed a command or a correctness check: its remaining steps are skipped."""
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def tail(text, n=15):
+    lines = text.strip().splitlines()
+    return "\n".join(lines[-n:])
+
+
+# --------------------------------------------------------------------------- processes
+
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
+def run(argv, cwd=None, env=None, timeout=600.0):
+    """Run argv to completion; return its rc, wall time, child CPU time and peak RSS.
+
+    CPU comes from os.wait4 on the child (user+sys, including what it reaped). Peak RSS comes
+    from GNU time's %M, because wait4's ru_maxrss is polluted: a forked child inherits this
+    Python process's RSS high-water mark and the kernel carries it across exec, so a 2 MiB
+    `cp` would read as ~40 MiB. GNU time forks the real command from a ~1 MiB process.
+    """
+    argv = [str(a) for a in argv]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(mode="r", suffix=".rss") as rss_file:
+        full = ([GNU_TIME, "-f", "%M", "-o", rss_file.name, "--"] if GNU_TIME else []) + argv
+        t0 = time.perf_counter()
+        try:
+            p = subprocess.Popen(full, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=err, start_new_session=True)
+        except OSError as e:
+            raise BenchError(f"cannot start {full[0]}: {e}") from e
+        timed_out = threading.Event()
+        done = threading.Event()
+
+        def kill():
+            if not done.is_set():
+                timed_out.set()
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            _, status, ru = os.wait4(p.pid, 0)
+        finally:
+            done.set()
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        rss_kib = None
+        if GNU_TIME:
+            lines = rss_file.read().strip().splitlines()
+            if lines and lines[-1].strip().isdigit():
+                rss_kib = int(lines[-1])
+        else:
+            rss_kib = ru.ru_maxrss   # an upper bound (see above)
+        out.seek(0)
+        err.seek(0)
+        return {
+            "argv": argv,
+            "rc": p.returncode,
+            "wall": wall,
+            "cpu": ru.ru_utime + ru.ru_stime,
+            "rss_kib": rss_kib,
+            "out": out.read().decode(errors="replace"),
+            "err": err.read().decode(errors="replace"),
+            "timed_out": timed_out.is_set(),
+        }
+
+
+def describe(r):
+    why = "timed out" if r["timed_out"] else f"exit {r['rc']}"
+    return (f"`{' '.join(r['argv'])}` {why}\n  stdout: {tail(r['out'], 5) or '-'}\n"
+            f"  stderr: {tail(r['err']) or '-'}")
+
+
+def parse_json(text):
+    """The JSON object a command printed (the last one if it printed several lines)."""
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    dec = json.JSONDecoder()
+    found = None
+    for m in re.finditer(r"(?m)^[{\[]", text):
+        try:
+            found, _ = dec.raw_decode(text, m.start())
+        except ValueError:
+            continue
+    if found is None:
+        raise ValueError("no JSON object in output")
+    return found
+
+
+# --------------------------------------------------------------------------- files
+
+def read_through(path, digest=None):
+    """Read a whole file (warms the page cache); return its SHA-256 if asked."""
+    h = hashlib.sha256() if digest else None
+    buf = bytearray(16 * MIB)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            if h:
+                h.update(view[:n])
+    return h.hexdigest() if h else None
+
+
+def sha256(path):
+    return read_through(path, digest=True)
+
+
+def warm(path):
+    read_through(path)
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def du_sb(*paths):
+    """Sum of `du -sb` over paths (apparent bytes; hard links once)."""
+    paths = [str(p) for p in paths if os.path.exists(p)]
+    if not paths:
+        return 0
+    out = subprocess.run(["du", "-sbc", *paths], check=True, capture_output=True, text=True).stdout
+    return int(out.strip().splitlines()[-1].split()[0])
+
+
+def count_files(path):
+    return sum(len(files) for _, _, files in os.walk(path))
+
+
+def rmtree(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def fmt(v, scale=1.0, prec=2):
+    if v is None:
+        return "-"
+    return f"{v / scale:.{prec}f}"
+
+
+# --------------------------------------------------------------------------- the bench
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.work = os.path.abspath(a.work)
+        self.tools = os.path.abspath(a.tools)
+        self.mkdisk = os.path.join(self.tools, "mkdisk.py")
+        self.mutate_py = os.path.join(self.tools, "mutate.py")
+        self.bin = os.path.abspath(a.disksnap) if a.disksnap else None
+        self.timeout = a.timeout or (120 + 150 * a.size_gib)
+        self.failures = []
+        self.env = dict(os.environ)
+        self.env.update({
+            "RESTIC_PASSWORD": "disksnap-bench",
+            "RESTIC_CACHE_DIR": os.path.join(self.work, "cache", "restic"),
+            "BORG_PASSPHRASE": "disksnap-bench",
+            "BORG_BASE_DIR": os.path.join(self.work, "cache", "borg"),
+            "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+            "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
+        })
+
+    # ---- bookkeeping
+    def fail(self, msg):
+        bar = "!" * 78
+        text = f"\n{bar}\nFAIL: {msg}\n{bar}\n"
+        print(text, file=sys.stderr, flush=True)
+        if sys.stdout.isatty() is False:
+            print(text, flush=True)
+        self.failures.append(msg)
+
+    def measure(self, rows, tool, op, argv, cwd=None, warm_path=None, **extra):
+        """Time one command (sync before, warm source, timed sync after) and record a row."""
+        if warm_path:
+            warm(warm_path)
+        os.sync()
+        r = run(argv, cwd=cwd, env=self.env, timeout=self.timeout)
+        t = time.perf_counter()
+        os.sync()
+        flush = time.perf_counter() - t
+        row = {"tool": tool, "op": op, "wall": r["wall"], "cpu": r["cpu"], "flush": flush,
+               "rss_mib": None if r["rss_kib"] is None else r["rss_kib"] / 1024, "store": None, "growth": None, "alloc": None,
+               "ok": r["rc"] == 0 and not r["timed_out"], "note": ""}
+        row.update(extra)
+        rows.append(row)
+        log(f"{tool:10} {op:18} {r['wall']:8.2f} s wall {r['cpu']:8.2f} s CPU "
+            f"{fmt(row['rss_mib'], prec=1):>7} MiB RSS  flush {flush:.2f} s"
+            + ("" if row["ok"] else "   [FAILED]"))
+        return r, row
+
+    def untimed(self, argv, cwd=None, what=None):
+        r = run(argv, cwd=cwd, env=self.env, timeout=self.timeout)
+        if r["rc"] != 0 or r["timed_out"]:
+            raise BenchError(f"{what or 'command'} failed: {describe(r)}")
+        return r
+
+    def mutate(self, img, pattern, seed=MUTATE_SEED):
+        r = run([sys.executable, self.mutate_py, img, pattern, "--seed", seed],
+                env=self.env, timeout=self.timeout)
+        if r["rc"] != 0:
+            raise BenchError(f"mutate.py failed: {describe(r)}")
+        m = re.search(r"sha256 ([0-9a-f]{64})", r["out"])
+        if not m:
+            raise BenchError(f"mutate.py printed no sha256: {r['out']!r}")
+        return m.group(1)
+
+    # ---- the image
+    def make_image(self):
+        os.makedirs(self.work, exist_ok=True)
+        img = os.path.join(self.work, "src.img")
+        meta_path = img + ".json"
+        want = {"size_gib": self.a.size_gib, "seed": "default"}
+        if os.path.exists(img) and os.path.exists(meta_path):
+            with open(meta_path) as f:
+                meta = json.load(f)
+            if {k: meta.get(k) for k in want} == want and os.path.getsize(img) == self.a.size_gib * GIB:
+                log(f"reusing {img}; checking its sha256")
+                if sha256(img) == meta["sha256"]:
+                    return img, meta["sha256"]
+                log("sha256 differs; rebuilding")
+        log(f"building the {self.a.size_gib} GiB image with mkdisk.py")
+        for p in (img, meta_path):
+            if os.path.exists(p):
+                os.unlink(p)
+        r = run([sys.executable, self.mkdisk, img, "--size-gib", self.a.size_gib],
+                env=self.env, timeout=self.timeout * 2)
+        if r["rc"] != 0:
+            raise BenchError(f"mkdisk.py failed: {describe(r)}")
+        m = re.search(r"sha256 ([0-9a-f]{64})", r["out"])
+        if not m:
+            raise BenchError(f"mkdisk.py printed no sha256: {r['out']!r}")
+        log(r["out"].strip().splitlines()[0])
+        digest = sha256(img)
+        if digest != m.group(1):
+            raise BenchError(f"image sha256 {digest} != mkdisk's {m.group(1)}")
+        with open(meta_path, "w") as f:
+            json.dump(dict(want, sha256=digest), f)
+        return img, digest
+
+    # ---- disksnap
+    def ds(self, data, *args, json_out=True):
+        argv = [self.bin, "--data-dir", data] + (["--json"] if json_out else []) + [str(a) for a in args]
+        return argv
+
+    def ds_untimed(self, data, *args, json_out=True):
+        r = run(self.ds(data, *args, json_out=json_out), env=self.env, timeout=self.timeout)
+        if r["rc"] != 0 or r["timed_out"]:
+            raise DisksnapFailure(describe(r))
+        return r
+
+    def ds_timed(self, rows, data, op, *args, warm_path=None, tool="disksnap", **extra):
+        r, row = self.measure(rows, tool, op, self.ds(data, *args), warm_path=warm_path, **extra)
+        if not row["ok"]:
+            raise DisksnapFailure(describe(r))
+        return r, row
+
+    def ds_json(self, r, *keys):
+        try:
+            obj = parse_json(r["out"])
+        except ValueError as e:
+            raise DisksnapFailure(f"`{' '.join(r['argv'])}`: {e}; stdout was: {tail(r['out'], 5)!r}")
+        return obj
+
+    def ds_volume_path(self, data, vol_id, obj=None):
+        if isinstance(obj, dict) and obj.get("path"):
+            return obj["path"]
+        r = self.ds_untimed(data, "volume", "path", vol_id, json_out=False)
+        path = r["out"].strip().splitlines()[-1].strip() if r["out"].strip() else ""
+        if not os.path.isabs(path) or not os.path.exists(path):
+            raise DisksnapFailure(f"`volume path {vol_id}` printed {r['out']!r}, not an existing absolute path")
+        return path
+
+    def ds_import(self, rows, data, img, name, tool="disksnap"):
+        r, row = self.ds_timed(rows, data, "import", "volume", "import", img, "--name", name,
+                               warm_path=img, tool=tool)
+        obj = self.ds_json(r)
+        if not isinstance(obj, dict) or "id" not in obj:
+            raise DisksnapFailure(f"`volume import` JSON has no \"id\": {obj!r}")
+        path = self.ds_volume_path(data, obj["id"], obj)
+        row["alloc"] = allocated(path)
+        return obj["id"], path
+
+    def ds_snapshot(self, rows, data, op, vol_id, vol_path, name, tool="disksnap"):
+        r, row = self.ds_timed(rows, data, op, "snapshot", "create", vol_id, "--name", name,
+                               warm_path=vol_path, tool=tool)
+        obj = self.ds_json(r)
+        try:
+            snaps = obj["snapshots"]
+            snap_id = snaps[0]["id"]
+        except (KeyError, IndexError, TypeError):
+            raise DisksnapFailure(f"`snapshot create` JSON has no snapshots[0].id: {tail(r['out'], 5)}")
+        job = obj.get("job") if isinstance(obj, dict) else None
+        state = str((job or {}).get("state", (job or {}).get("status", ""))).lower()
+        if any(w in state for w in ("fail", "error", "cancel")):
+            raise DisksnapFailure(f"`snapshot create` job ended {state!r}: {job!r}")
+        row["note"] = f"{snap_id}" + (f" job {state}" if state else "")
+        return snap_id, row
+
+    def ds_store(self, data, vol_paths=()):
+        chunks, indexes = os.path.join(data, "chunks"), os.path.join(data, "indexes")
+        if os.path.isdir(chunks) or os.path.isdir(indexes):
+            return du_sb(chunks, indexes)
+        # fallback: the whole data dir minus the top-level dir(s) holding the volumes
+        vol_dirs = set()
+        for p in vol_paths:
+            rel = os.path.relpath(os.path.realpath(p), os.path.realpath(data))
+            if not rel.startswith(".."):
+                vol_dirs.add(os.path.join(data, rel.split(os.sep)[0]))
+        return du_sb(data) - (du_sb(*vol_dirs) if vol_dirs else 0)
+
+    # ---- one run of the side-by-side comparison
+    def run_compare(self, k, src, src_sha):
+        R = os.path.join(self.work, f"run-{k}")
+        rmtree(R)
+        os.makedirs(R)
+        rmtree(os.path.join(self.work, "cache"))
+        rows = []
+        info = {"sha256": {"source": src_sha}}
+        peer = os.path.join(R, "peer.img")
+        restic_repo = os.path.join(R, "restic-repo")
+        borg_repo = os.path.join(R, "borg-repo")
+        data = os.path.join(R, "disksnap-data")
+        ds = self.bin is not None
+        st = {"ok": ds}   # disksnap still healthy?
+
+        def ds_step(fn):
+            if not st["ok"]:
+                return None
+            try:
+                return fn()
+            except DisksnapFailure as e:
+                self.fail(f"disksnap: {e}")
+                st["ok"] = False
+                return None
+
+        def check(tool, what, path, want, row=None):
+            got = sha256(path)
+            if got != want:
+                msg = f"{tool} {what}: sha256 of {path} is {got}, expected {want}"
+                if tool == "disksnap":
+                    raise DisksnapFailure(msg)
+                self.fail(msg)
+                if row:
+                    row["ok"] = False
+            elif row is not None:
+                row["note"] = (row["note"] + " sha256 ok").strip()
+
+        # ---------------- full
+        log(f"run {k}: full snapshot / backup / copy of the {self.a.size_gib} GiB image")
+        cp_out = os.path.join(R, "cp.img")
+        r, row = self.measure(rows, "cp --sparse", "full", ["cp", "--sparse=always", src, cp_out], warm_path=src)
+        if not row["ok"]:
+            raise BenchError(describe(r))
+        row["alloc"] = row["store"] = allocated(cp_out)
+        check("cp", "copy", cp_out, src_sha, row)
+        os.rename(cp_out, peer)          # the copy becomes the peers' working image
+        info["source_alloc"] = allocated(peer)
+
+        qc = os.path.join(R, "img.qcow2")
+        r, row = self.measure(rows, "qemu-img", "full", ["qemu-img", "convert", "-O", "qcow2", src, qc],
+                              warm_path=src)
+        if not row["ok"]:
+            raise BenchError(describe(r))
+        row["store"] = row["alloc"] = allocated(qc)
+        os.unlink(qc)
+
+        self.untimed(["restic", "-r", restic_repo, "init"], what="restic init")
+        r, row = self.measure(rows, "restic", "full", ["restic", "-r", restic_repo, "backup", "peer.img"],
+                              cwd=R, warm_path=peer)
+        if not row["ok"]:
+            raise BenchError(describe(r))
+        row["store"] = du_sb(restic_repo)
+
+        self.untimed(["borg", "init", "-e", self.a.borg_encryption, borg_repo], what="borg init")
+        borg_create = ["borg", "create", "--chunker-params", "fixed,4194304", "--compression", "zstd,1"]
+        r, row = self.measure(rows, "borg", "full", borg_create + [f"{borg_repo}::full", "peer.img"],
+                              cwd=R, warm_path=peer)
+        if not row["ok"]:
+            raise BenchError(describe(r))
+        row["store"] = du_sb(borg_repo)
+
+        vol = {}
+
+        def ds_full():
+            vol["id"], vol["path"] = self.ds_import(rows, data, src, "bench")
+            check("disksnap", "imported volume", vol["path"], src_sha)
+            sid, row = self.ds_snapshot(rows, data, "full", vol["id"], vol["path"], "full")
+            row["store"] = self.ds_store(data, [vol["path"]])
+            vol["snaps"] = [sid]
+        if ds:
+            ds_step(ds_full)
+
+        # ---------------- incrementals
+        for pattern in ("scattered", "clustered"):
+            op = f"incr {pattern}"
+            log(f"run {k}: {pattern} change, then incremental")
+            want = self.mutate(peer, pattern)
+            info["sha256"][pattern] = want
+            for tool, argv in (("restic", ["restic", "-r", restic_repo, "backup", "peer.img"]),
+                               ("borg", borg_create + [f"{borg_repo}::{pattern}", "peer.img"])):
+                repo = restic_repo if tool == "restic" else borg_repo
+                before = du_sb(repo)
+                r, row = self.measure(rows, tool, op, argv, cwd=R, warm_path=peer)
+                if not row["ok"]:
+                    raise BenchError(describe(r))
+                row["store"] = du_sb(repo)
+                row["growth"] = row["store"] - before
+
+            def ds_incr(pattern=pattern, want=want, op=op):
+                got = self.mutate(vol["path"], pattern)
+                if got != want:
+                    raise DisksnapFailure(f"volume file after `mutate.py {pattern}` has sha256 {got}, "
+                                          f"the peers' image has {want}: import changed the bytes?")
+                before = self.ds_store(data, [vol["path"]])
+                sid, row = self.ds_snapshot(rows, data, op, vol["id"], vol["path"], pattern)
+                row["store"] = self.ds_store(data, [vol["path"]])
+                row["growth"] = row["store"] - before
+                vol["snaps"].append(sid)
+            if ds:
+                ds_step(ds_incr)
+        info["source_alloc_latest"] = allocated(peer)
+        latest_sha = info["sha256"]["clustered"]
+
+        # ---------------- restore
+        log(f"run {k}: restore the latest point to a new file")
+        tgt = os.path.join(R, "restic-restore")
+        r, row = self.measure(rows, "restic", "restore",
+                              ["restic", "-r", restic_repo, "restore", "latest", "--target", tgt])
+        if not row["ok"]:
+            raise BenchError(describe(r))
+        found = [os.path.join(d, f) for d, _, fs in os.walk(tgt) for f in fs if f == "peer.img"]
+        if len(found) != 1:
+            raise BenchError(f"restic restore: expected one peer.img under {tgt}, found {found}")
+        row["alloc"] = allocated(found[0])
+        check("restic", "restore", found[0], latest_sha, row)
+        rmtree(tgt)
+
+        tgt = os.path.join(R, "borg-restore")
+        os.makedirs(tgt)
+        r, row = self.measure(rows, "borg", "restore",
+                              ["borg", "extract", "--sparse", f"{borg_repo}::clustered"], cwd=tgt)
+        if not row["ok"]:
+            raise BenchError(describe(r))
+        out = os.path.join(tgt, "peer.img")
+        row["alloc"] = allocated(out)
+        check("borg", "extract", out, latest_sha, row)
+        rmtree(tgt)
+
+        def ds_restore():
+            r, row = self.ds_timed(rows, data, "restore", "snapshot", "to-volume", vol["snaps"][-1],
+                                   "--name", "restored")
+            obj = self.ds_json(r)
+            if not isinstance(obj, dict) or "id" not in obj:
+                raise DisksnapFailure(f"`snapshot to-volume` JSON has no \"id\": {tail(r['out'], 5)}")
+            path = self.ds_volume_path(data, obj["id"], obj)
+            row["alloc"] = allocated(path)
+            check("disksnap", "to-volume", path, latest_sha, row)
+            vol["restored"] = path
+        if ds:
+            ds_step(ds_restore)
+
+        # ---------------- rollback
+        def ds_rollback():
+            log(f"run {k}: 16 MiB scattered change (seed {ROLLBACK_CHANGE_SEED}), then rollback")
+            changed = self.mutate(vol["path"], "scattered", seed=ROLLBACK_CHANGE_SEED)
+            if changed == latest_sha:
+                raise BenchError("the rollback change changed nothing")
+            r, row = self.ds_timed(rows, data, "rollback", "snapshot", "rollback", vol["snaps"][-1])
+            path = self.ds_volume_path(data, vol["id"])
+            if path != vol["path"]:
+                row["note"] = f"volume path moved to {path}"
+                vol["path"] = path
+            check("disksnap", "rollback", path, latest_sha, row)
+        if ds:
+            ds_step(ds_rollback)
+
+        # ---------------- verify
+        log(f"run {k}: verify")
+        r, row = self.measure(rows, "restic", "verify", ["restic", "-r", restic_repo, "check", "--read-data"])
+        row["note"] = "check --read-data"
+        if not row["ok"]:
+            self.fail(f"restic check --read-data: {describe(r)}")
+
+        def ds_verify():
+            r, row = self.ds_timed(rows, data, "verify", "verify")
+            row["note"] = tail(r["out"].replace("\n", " "), 1)[:60]
+        if ds:
+            ds_step(ds_verify)
+
+        if not self.a.keep:
+            rmtree(R)
+        return rows, info
+
+    # ---- one run of the chunk-size sweep
+    def run_sweep(self, k, src, src_sha):
+        R = os.path.join(self.work, f"sweep-{k}")
+        rmtree(R)
+        os.makedirs(R)
+        rows, sweep = [], []
+        cp_out = os.path.join(R, "cp.img")
+        r, row = self.measure(rows, "cp --sparse", "full", ["cp", "--sparse=always", src, cp_out], warm_path=src)
+        if not row["ok"]:
+            raise BenchError(describe(r))
+        row["alloc"] = row["store"] = allocated(cp_out)
+        os.unlink(cp_out)
+        want = None
+        for n in self.a.chunk_sizes:
+            tool = f"disksnap/{n}K"
+            data = os.path.join(R, f"data-{n}")
+            log(f"sweep {k}: chunk size {n} KiB")
+            try:
+                self.ds_untimed(data, "init", "--chunk-size-kib", n, json_out=False)
+                vid, path = self.ds_import(rows, data, src, "bench", tool=tool)
+                if sha256(path) != src_sha:
+                    raise DisksnapFailure(f"imported volume {path} differs from {src}")
+                _, full = self.ds_snapshot(rows, data, "full", vid, path, "full", tool=tool)
+                full["store"] = self.ds_store(data, [path])
+                got = self.mutate(path, "scattered")
+                if want is None:
+                    want = got
+                elif got != want:
+                    raise DisksnapFailure(f"volume after mutate.py scattered: {got}, earlier sizes gave {want}")
+                _, inc = self.ds_snapshot(rows, data, "incr scattered", vid, path, "scattered", tool=tool)
+                inc["store"] = self.ds_store(data, [path])
+                inc["growth"] = inc["store"] - full["store"]
+                idx = os.path.join(data, "indexes")
+                chunks = os.path.join(data, "chunks")
+                sweep.append({
+                    "chunk_kib": n, "full_wall": full["wall"], "full_cpu": full["cpu"],
+                    "full_rss_mib": full["rss_mib"], "incr_wall": inc["wall"], "incr_cpu": inc["cpu"],
+                    "incr_rss_mib": inc["rss_mib"], "store_full": full["store"], "growth": inc["growth"],
+                    "index_per_snapshot": du_sb(idx) / 2 if os.path.isdir(idx) else None,
+                    "chunk_files": count_files(chunks) if os.path.isdir(chunks) else None,
+                })
+            except DisksnapFailure as e:
+                self.fail(f"disksnap ({n} KiB chunks): {e}")
+            finally:
+                if not self.a.keep:
+                    rmtree(data)
+        if not self.a.keep:
+            rmtree(R)
+        return rows, sweep
+
+
+# --------------------------------------------------------------------------- reporting
+
+def median_rows(runs):
+    """Rows of several runs -> one row per (tool, op) with the median of each figure."""
+    if len(runs) == 1:
+        return runs[0]
+    out, order = {}, []
+    for rows in runs:
+        for r in rows:
+            key = (r["tool"], r["op"])
+            if key not in out:
+                out[key] = []
+                order.append(key)
+            out[key].append(r)
+    merged = []
+    for key in order:
+        group = out[key]
+        m = dict(group[0])
+        for f in FIELDS:
+            vals = [g[f] for g in group if g.get(f) is not None]
+            m[f] = statistics.median(vals) if vals else None
+        m["ok"] = all(g["ok"] for g in group)
+        m["n"] = len(group)
+        merged.append(m)
+    return merged
+
+
+def median_sweep(runs):
+    if len(runs) == 1:
+        return runs[0]
+    by = {}
+    for rows in runs:
+        for r in rows:
+            by.setdefault(r["chunk_kib"], []).append(r)
+    out = []
+    for n in sorted(by):
+        m = {}
+        for f in by[n][0]:
+            vals = [g[f] for g in by[n] if g.get(f) is not None]
+            m[f] = statistics.median(vals) if vals else None
+        m["chunk_kib"] = n
+        out.append(m)
+    return out
+
+
+def rows_table(rows):
+    head = ("tool", "operation", "wall s", "CPU s", "flush s", "RSS MiB", "store MiB", "growth MiB",
+            "out alloc MiB", "notes")
+    lines = []
+    for r in rows:
+        lines.append((r["tool"], r["op"], fmt(r["wall"]), fmt(r["cpu"]), fmt(r["flush"]),
+                      fmt(r["rss_mib"], prec=1), fmt(r["store"], MIB, 1), fmt(r["growth"], MIB, 1),
+                      fmt(r["alloc"], MIB, 1), ("" if r["ok"] else "FAILED ") + r.get("note", "")))
+    return table(head, lines)
+
+
+def table(head, lines):
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)] if lines else [len(h) for h in head]
+    def line(cells):
+        return "  ".join(str(c).ljust(w) if i in (0, 1) or i == len(cells) - 1 else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(head), sep] + [line(l) for l in lines])
+
+
+def get(rows, tool, op, field="wall"):
+    for r in rows:
+        if r["tool"] == tool and r["op"] == op and r["ok"]:
+            return r.get(field)
+    return None
+
+
+def targets(rows, info):
+    """Each ratio of performance.md's Targets section: (figure, value text, target text, verdict)."""
+    out = []
+
+    def ratio(figure, num, den, limit, detail=""):
+        if num is None or den is None or den == 0:
+            out.append({"figure": figure, "value": None, "target": f"<= {limit:.3g}",
+                        "result": "n/a", "detail": detail or "not measured (a side is missing)"})
+            return
+        v = num / den
+        out.append({"figure": figure, "value": v, "target": f"<= {limit:.3g}",
+                    "result": "PASS" if v <= limit else "MISS",
+                    "detail": detail or f"{num:.2f} / {den:.2f}"})
+
+    g = lambda t, o, f="wall": get(rows, t, o, f)
+    cp_durable = None
+    if g("cp --sparse", "full") is not None:
+        cp_durable = g("cp --sparse", "full") + (g("cp --sparse", "full", "flush") or 0)
+    ratio("full snapshot / restic full", g("disksnap", "full"), g("restic", "full"), 1 / 3)
+    ratio("full snapshot / borg full", g("disksnap", "full"), g("borg", "full"), 1 / 2)
+    ratio("full snapshot / cp --sparse=always (+its flush)", g("disksnap", "full"), cp_durable, 1.5,
+          None if g("disksnap", "full") is None or cp_durable is None else
+          f"{g('disksnap', 'full'):.2f} / ({g('cp --sparse', 'full'):.2f} + {g('cp --sparse', 'full', 'flush'):.2f} flush)")
+    for p in ("scattered", "clustered"):
+        ratio(f"incremental ({p}) / restic incremental", g("disksnap", f"incr {p}"),
+              g("restic", f"incr {p}"), 1 / 10)
+    ds_grow, rs_grow = g("disksnap", "incr scattered", "growth"), g("restic", "incr scattered", "growth")
+    ratio("store growth, scattered incr / restic growth", ds_grow, rs_grow, 1 / 4,
+          None if ds_grow is None or rs_grow is None else f"{ds_grow / MIB:.1f} MiB / {rs_grow / MIB:.1f} MiB")
+    ds_st, rs_st = g("disksnap", "full", "store"), g("restic", "full", "store")
+    ratio("store size after full / restic repo size", ds_st, rs_st, 1.0,
+          None if ds_st is None or rs_st is None else f"{ds_st / MIB:.1f} MiB / {rs_st / MIB:.1f} MiB")
+    ratio("restore to a new volume / restic restore", g("disksnap", "restore"), g("restic", "restore"), 1 / 2.5)
+    alloc, src_alloc = g("disksnap", "restore", "alloc"), info.get("source_alloc_latest")
+    if alloc is None or not src_alloc:
+        out.append({"figure": "restored volume is sparse", "value": None, "target": "alloc <= 1.1 x source alloc",
+                    "result": "n/a", "detail": "not measured"})
+    else:
+        v = alloc / src_alloc
+        out.append({"figure": "restored volume is sparse", "value": v, "target": "alloc <= 1.1 x source alloc",
+                    "result": "PASS" if v <= 1.1 else "MISS",
+                    "detail": f"{alloc / MIB:.1f} MiB allocated of {info['size'] / MIB:.0f} MiB; source {src_alloc / MIB:.1f} MiB"})
+    ratio("rollback after a 16 MiB change / restic restore", g("disksnap", "rollback"), g("restic", "restore"), 1 / 10)
+    ds_rows = [r for r in rows if r["tool"] == "disksnap" and r.get("rss_mib") is not None]
+    if ds_rows:
+        peak = max(ds_rows, key=lambda r: r["rss_mib"])
+        out.append({"figure": "peak RSS over disksnap's operations", "value": peak["rss_mib"], "target": "<= 100 MiB",
+                    "result": "PASS" if peak["rss_mib"] <= 100 else "MISS",
+                    "detail": f"{peak['rss_mib']:.1f} MiB in `{peak['op']}`"})
+    else:
+        out.append({"figure": "peak RSS over disksnap's operations", "value": None, "target": "<= 100 MiB",
+                    "result": "n/a", "detail": "not measured"})
+    out.append({"figure": "DescribeSnapshots, 100 000 snapshots", "value": None,
+                "target": "p99 <= 5 ms; >= 5000 req/s", "result": "-",
+                "detail": "not measured here (needs the API dialects)"})
+    return out
+
+
+def targets_table(ts):
+    lines = [(t["figure"], "-" if t["value"] is None else f"{t['value']:.3f}", t["target"], t["result"], t["detail"])
+             for t in ts]
+    return table(("figure", "ratio", "target", "result", "detail"), lines)
+
+
+def sweep_table(sweep, cp_wall):
+    head = ("chunk KiB", "full s", "full CPU s", "full/cp", "incr s", "store MiB", "incr growth MiB",
+            "index KiB/snap", "chunk files", "RSS MiB")
+    lines = []
+    for s in sweep:
+        lines.append((s["chunk_kib"], fmt(s["full_wall"]), fmt(s["full_cpu"]),
+                      fmt(s["full_wall"] / cp_wall if cp_wall else None),
+                      fmt(s["incr_wall"]), fmt(s["store_full"], MIB, 1), fmt(s["growth"], MIB, 1),
+                      fmt(s["index_per_snapshot"], 1024, 1),
+                      "-" if s["chunk_files"] is None else int(s["chunk_files"]),
+                      fmt(max((v for v in (s["full_rss_mib"], s["incr_rss_mib"]) if v is not None), default=None), prec=1)))
+    return table(head, lines)
+
+
+def versions(bin_path):
+    v = {"python": platform.python_version(), "kernel": platform.release(), "cpus": os.cpu_count()}
+    for name, argv in (("restic", ["restic", "version"]), ("borg", ["borg", "--version"]),
+                       ("qemu-img", ["qemu-img", "--version"]), ("cp", ["cp", "--version"]),
+                       ("disksnap", [bin_path, "--version"] if bin_path else None)):
+        if not argv:
+            continue
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            v[name] = (p.stdout.strip() or p.stderr.strip()).splitlines()[0] if p.returncode == 0 else "?"
+        except (OSError, subprocess.TimeoutExpired, IndexError):
+            v[name] = "?"
+    return v
+
+
+# --------------------------------------------------------------------------- main
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default=os.path.join(root, "bench-work"), help="work dir (default: REPO/bench-work)")
+    ap.add_argument("--size-gib", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=1, help="repeat N times, report medians")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (images, repos, data dirs)")
+    ap.add_argument("--chunk-sizes", default=None,
+                    help="comma list of KiB (e.g. 16,32,64,128,256): run the chunk-size sweep instead")
+    ap.add_argument("--disksnap", default=os.path.join(root, "target", "release", "disksnap"))
+    ap.add_argument("--no-disksnap", action="store_true", help="peers only (disksnap rows show n/a)")
+    ap.add_argument("--tools", default=os.path.join(os.path.dirname(root), "shared", "tools"),
+                    help="dir holding mkdisk.py and mutate.py (default: REPO/../shared/tools)")
+    ap.add_argument("--borg-encryption", default="none", help="borg init -e MODE (default none)")
+    ap.add_argument("--timeout", type=float, default=None, help="per-command limit in s (default 120+150*GiB)")
+    a = ap.parse_args()
+    if a.chunk_sizes:
+        a.chunk_sizes = [int(x) for x in a.chunk_sizes.replace(" ", "").split(",") if x]
+    if a.no_disksnap:
+        a.disksnap = None
+        if a.chunk_sizes:
+            ap.error("--chunk-sizes needs disksnap")
+    elif not (os.path.isfile(a.disksnap) and os.access(a.disksnap, os.X_OK)):
+        ap.error(f"no disksnap binary at {a.disksnap} (build it, or pass --no-disksnap)")
+    if a.runs < 1 or a.size_gib < 1:
+        ap.error("--runs and --size-gib must be >= 1")
+    for t in ("mkdisk.py", "mutate.py"):
+        if not os.path.isfile(os.path.join(a.tools, t)):
+            ap.error(f"{t} not found in {a.tools} (pass --tools)")
+    needed = ["cp", "du"] + ([] if a.chunk_sizes else ["restic", "borg", "qemu-img"])
+    missing = [t for t in needed if shutil.which(t) is None]
+    if missing:
+        ap.error(f"missing tools: {' '.join(missing)} (bench/run.sh installs them)")
+
+    b = Bench(a)
+    t_start = time.time()
+    results = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(),
+               "size_gib": a.size_gib, "runs": a.runs, "mode": "chunk-sizes" if a.chunk_sizes else "compare",
+               "borg_encryption": a.borg_encryption, "versions": versions(a.disksnap)}
+    report = []
+    code = 0
+    try:
+        src, src_sha = b.make_image()
+        results["image"] = {"path": src, "sha256": src_sha, "size": os.path.getsize(src),
+                            "allocated": allocated(src)}
+        if a.chunk_sizes:
+            all_rows, all_sweeps = [], []
+            for k in range(1, a.runs + 1):
+                rows, sweep = b.run_sweep(k, src, src_sha)
+                all_rows.append(rows)
+                all_sweeps.append(sweep)
+                if b.failures:
+                    break
+            rows, sweep = median_rows(all_rows), median_sweep(all_sweeps)
+            cp_wall = get(rows, "cp --sparse", "full")
+            cp_flush = get(rows, "cp --sparse", "full", "flush") or 0
+            results.update(rows=rows, per_run=all_rows, sweep=sweep, sweep_per_run=all_sweeps)
+            report += [rows_table(rows), "",
+                       f"chunk-size sweep (scattered change; cp --sparse=always took {fmt(cp_wall)} s "
+                       f"+ {fmt(cp_flush)} s flush):", sweep_table(sweep, (cp_wall or 0) + cp_flush)]
+        else:
+            all_rows, infos = [], []
+            for k in range(1, a.runs + 1):
+                rows, info = b.run_compare(k, src, src_sha)
+                info["size"] = os.path.getsize(src)
+                all_rows.append(rows)
+                infos.append(info)
+                if b.failures:
+                    break
+            rows = median_rows(all_rows)
+            info = infos[0]
+            ts = targets(rows, info)
+            results.update(rows=rows, per_run=all_rows, info=infos, targets=ts)
+            report += [rows_table(rows), "", "targets (performance.md), ratios from this run:", targets_table(ts)]
+    except BenchError as e:
+        b.fail(str(e))
+        code = 2
+    finally:
+        results["failures"] = b.failures
+        results["elapsed_s"] = time.time() - t_start
+        title = (f"disksnap bench: {a.size_gib} GiB image, {a.runs} run(s)"
+                 + (" (medians)" if a.runs > 1 else "") + f", {results['started']}, "
+                 f"{results['elapsed_s']:.0f} s total")
+        vers = results["versions"]
+        meta = "; ".join(f"{k} {vers[k]}" for k in ("disksnap", "restic", "borg", "qemu-img") if k in vers)
+        text = "\n".join([title, meta, f"borg init -e {a.borg_encryption}; cp/qemu-img flush = the sync after them", ""]
+                         + report
+                         + ([""] + [f"FAIL: {f.splitlines()[0]}" for f in b.failures] if b.failures else []))
+        print("\n" + text)
+        os.makedirs(b.work, exist_ok=True)
+        with open(os.path.join(b.work, "results.json"), "w") as f:
+            json.dump(results, f, indent=2, default=str)
+        with open(os.path.join(b.work, "results.txt"), "w") as f:
+            f.write(text + "\n")
+        if not a.keep:
+            for name in os.listdir(b.work):
+                if name not in ("results.json", "results.txt"):
+                    p = os.path.join(b.work, name)
+                    rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
+        print(f"\nresults: {os.path.join(b.work, 'results.json')}")
+    if b.failures:
+        code = code or 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+//! List filters. Every field is an indexed SQL condition in the backends, never a scan in memory.
+
+use crate::rows::Millis;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Newest `create_time` first, ties by id (the default every dialect documents or implies).
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotFilter {
+    pub account: String,
+    pub ids: Vec<String>,
+    pub volume_ids: Vec<String>,
+    pub instance_ids: Vec<String>,
+    pub root_id: Option<String>,
+    pub is_full: Option<bool>,
+    /// Any of these statuses; empty means every status except `ceased`.
+    pub statuses: Vec<String>,
+    pub zone: Option<String>,
+    pub name: Option<String>,
+    /// Substring of id, name or description.
+    pub search: Option<String>,
+    /// Bound to every one of these tag ids.
+    pub tag_ids: Vec<String>,
+    /// Bound to a tag with this key (and value, when given), for each pair.
+    pub tag_pairs: Vec<(String, Option<String>)>,
+    pub created_from: Option<Millis>,
+    pub created_to: Option<Millis>,
+    pub origin: Option<String>,
+    pub volume_kind: Option<String>,
+    pub encrypted: Option<bool>,
+    /// Only points some image or volume was made from (`Some(true)`) or none was (`Some(false)`).
+    pub in_use: Option<bool>,
+    pub order: Order,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct VolumeFilter {
+    pub account: String,
+    pub ids: Vec<String>,
+    pub instance_ids: Vec<String>,
+    pub zone: Option<String>,
+    pub kind: Option<String>,
+    /// Any of these; empty means every status except `deleted`.
+    pub statuses: Vec<String>,
+    pub search: Option<String>,
+    pub tag_ids: Vec<String>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    pub account: Option<String>,
+    pub ids: Vec<String>,
+    pub statuses: Vec<String>,
+    pub action: Option<String>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// One page and the total count of matches.
+#[derive(Clone, Debug, Default)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}

@@ -1,0 +1,114 @@
+//! Rows as the metadata store keeps them. Plain data: the service gives the words meaning.
+
+use serde::{Deserialize, Serialize};
+
+/// Unix time in milliseconds, UTC.
+pub type Millis = i64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct InstanceRow {
+    pub id: String,
+    pub account: String,
+    pub zone: String,
+    pub name: String,
+    pub create_time: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct VolumeRow {
+    pub id: String,
+    pub account: String,
+    pub zone: String,
+    pub name: String,
+    pub description: String,
+    /// Bytes.
+    pub size: i64,
+    pub kind: String,
+    pub status: String,
+    pub transition: String,
+    pub instance_id: Option<String>,
+    pub path: String,
+    pub head_root: Option<String>,
+    pub create_time: Millis,
+    pub status_time: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SnapshotRow {
+    pub id: String,
+    pub account: String,
+    pub zone: String,
+    pub name: String,
+    pub description: String,
+    pub volume_id: String,
+    pub volume_size: i64,
+    pub volume_kind: String,
+    pub instance_id: Option<String>,
+    pub is_full: bool,
+    pub root_id: String,
+    pub parent_id: Option<String>,
+    pub is_head: bool,
+    pub status: String,
+    pub transition: String,
+    pub is_taken: bool,
+    pub progress: i64,
+    pub snapshot_time: Millis,
+    pub create_time: Millis,
+    pub status_time: Millis,
+    pub deleted_time: Option<Millis>,
+    pub expire_time: Option<Millis>,
+    pub size: i64,
+    pub origin: String,
+    pub retention_days: Option<i64>,
+    pub encrypted: bool,
+    pub used_by_images: i64,
+    pub used_by_volumes: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ImageRow {
+    pub id: String,
+    pub account: String,
+    pub zone: String,
+    pub name: String,
+    pub snapshot_id: String,
+    pub path: String,
+    pub size: i64,
+    pub status: String,
+    pub create_time: Millis,
+    pub status_time: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: String,
+    pub account: String,
+    pub action: String,
+    pub status: String,
+    /// JSON array of resource ids.
+    pub resources: String,
+    /// JSON object: what the job needs to resume.
+    pub params: String,
+    pub error: Option<String>,
+    pub runner: Option<String>,
+    pub create_time: Millis,
+    pub status_time: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct TagRow {
+    pub id: String,
+    pub account: String,
+    pub key: String,
+    pub value: String,
+    pub create_time: Millis,
+}
+
+/// Totals of one chain, for its full (root) point.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ChainTotals {
+    pub root_id: String,
+    pub total_size: i64,
+    pub total_count: i64,
+    pub latest_snapshot_time: Millis,
+}

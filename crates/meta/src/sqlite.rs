@@ -1,0 +1,555 @@
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`, so a commit is on disk
+//! before the call returns. Statements are plain SQL that PostgreSQL also accepts (upserts via
+//! `ON CONFLICT … DO UPDATE`), built with `QueryBuilder` so filters stay parameterised.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+
+use crate::filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
+use crate::rows::*;
+use crate::{Batch, Expect, MetaError, MetaStore, Result};
+
+pub struct SqliteMeta {
+    pool: SqlitePool,
+}
+
+const INSTANCE_COLS: &[&str] = &["id", "account", "zone", "name", "create_time"];
+const VOLUME_COLS: &[&str] = &[
+    "id", "account", "zone", "name", "description", "size", "kind", "status", "transition", "instance_id", "path",
+    "head_root", "create_time", "status_time",
+];
+const SNAPSHOT_COLS: &[&str] = &[
+    "id", "account", "zone", "name", "description", "volume_id", "volume_size", "volume_kind", "instance_id",
+    "is_full", "root_id", "parent_id", "is_head", "status", "transition", "is_taken", "progress", "snapshot_time",
+    "create_time", "status_time", "deleted_time", "expire_time", "size", "origin", "retention_days", "encrypted",
+    "used_by_images", "used_by_volumes",
+];
+const IMAGE_COLS: &[&str] =
+    &["id", "account", "zone", "name", "snapshot_id", "path", "size", "status", "create_time", "status_time"];
+const JOB_COLS: &[&str] =
+    &["id", "account", "action", "status", "resources", "params", "error", "runner", "create_time", "status_time"];
+const TAG_COLS: &[&str] = &["id", "account", "key", "value", "create_time"];
+
+/// `INSERT … ON CONFLICT(id) DO UPDATE SET …` for every column.
+fn upsert_sql(table: &str, cols: &[&str]) -> String {
+    let marks = vec!["?"; cols.len()].join(", ");
+    let sets: Vec<String> = cols[1..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
+    format!("INSERT INTO {table} ({}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {}", cols.join(", "), sets.join(", "))
+}
+
+impl SqliteMeta {
+    /// Open (creating if needed) the database file and bring its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(SqliteMeta { pool })
+    }
+
+    async fn check(tx: &mut Transaction<'_, Sqlite>, e: &Expect) -> Result<()> {
+        let (what, sql, id, expected) = match e {
+            Expect::VolumeTransition { id, expected } => ("volume", "SELECT transition FROM volumes WHERE id = ?", id, expected),
+            Expect::SnapshotTransition { id, expected } => {
+                ("snapshot", "SELECT transition FROM snapshots WHERE id = ?", id, expected)
+            }
+            Expect::SnapshotStatus { id, expected } => ("snapshot", "SELECT status FROM snapshots WHERE id = ?", id, expected),
+            Expect::JobRunner { id, expected } => ("job", "SELECT COALESCE(runner, '') FROM jobs WHERE id = ?", id, expected),
+        };
+        let found: Option<String> = sqlx::query_scalar(sql).bind(id).fetch_optional(&mut **tx).await?;
+        if found.as_deref() != Some(expected.as_str()) {
+            return Err(MetaError::Conflict { what, id: id.clone(), expected: expected.clone(), found });
+        }
+        Ok(())
+    }
+
+    async fn delete_by_id(tx: &mut Transaction<'_, Sqlite>, table: &str, ids: &[String]) -> Result<()> {
+        for id in ids {
+            sqlx::query(&format!("DELETE FROM {table} WHERE id = ?")).bind(id).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends `AND col IN (?, ?, …)` when `values` is not empty.
+fn push_in(q: &mut QueryBuilder<'_, Sqlite>, col: &str, values: &[String]) {
+    if values.is_empty() {
+        return;
+    }
+    q.push(format!(" AND {col} IN ("));
+    let mut sep = q.separated(", ");
+    for v in values {
+        sep.push_bind(v.clone());
+    }
+    sep.push_unseparated(")");
+}
+
+fn like_pattern(word: &str) -> String {
+    let escaped = word.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+fn snapshot_where(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter) {
+    q.push(" WHERE account = ").push_bind(f.account.clone());
+    push_in(q, "id", &f.ids);
+    push_in(q, "volume_id", &f.volume_ids);
+    push_in(q, "instance_id", &f.instance_ids);
+    if f.statuses.is_empty() {
+        q.push(" AND status <> 'ceased'");
+    } else {
+        push_in(q, "status", &f.statuses);
+    }
+    if let Some(r) = &f.root_id {
+        q.push(" AND root_id = ").push_bind(r.clone());
+    }
+    if let Some(full) = f.is_full {
+        q.push(" AND is_full = ").push_bind(full);
+    }
+    if let Some(z) = &f.zone {
+        q.push(" AND zone = ").push_bind(z.clone());
+    }
+    if let Some(n) = &f.name {
+        q.push(" AND name = ").push_bind(n.clone());
+    }
+    if let Some(w) = &f.search {
+        let p = like_pattern(w);
+        q.push(" AND (id LIKE ").push_bind(p.clone()).push(" ESCAPE '\\' OR name LIKE ").push_bind(p.clone());
+        q.push(" ESCAPE '\\' OR description LIKE ").push_bind(p).push(" ESCAPE '\\')");
+    }
+    for t in &f.tag_ids {
+        q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE tag_id = ").push_bind(t.clone()).push(")");
+    }
+    for (k, v) in &f.tag_pairs {
+        q.push(" AND id IN (SELECT rt.resource_id FROM resource_tags rt JOIN tags t ON t.id = rt.tag_id WHERE t.account = ");
+        q.push_bind(f.account.clone()).push(" AND t.key = ").push_bind(k.clone());
+        if let Some(v) = v {
+            q.push(" AND t.value = ").push_bind(v.clone());
+        }
+        q.push(")");
+    }
+    if let Some(t) = f.created_from {
+        q.push(" AND create_time >= ").push_bind(t);
+    }
+    if let Some(t) = f.created_to {
+        q.push(" AND create_time <= ").push_bind(t);
+    }
+    if let Some(o) = &f.origin {
+        q.push(" AND origin = ").push_bind(o.clone());
+    }
+    if let Some(k) = &f.volume_kind {
+        q.push(" AND volume_kind = ").push_bind(k.clone());
+    }
+    if let Some(e) = f.encrypted {
+        q.push(" AND encrypted = ").push_bind(e);
+    }
+    match f.in_use {
+        Some(true) => {
+            q.push(" AND (used_by_images > 0 OR used_by_volumes > 0)");
+        }
+        Some(false) => {
+            q.push(" AND used_by_images = 0 AND used_by_volumes = 0");
+        }
+        None => {}
+    }
+}
+
+fn order_sql(o: &Order) -> &'static str {
+    match o {
+        Order::NewestFirst => " ORDER BY create_time DESC, id DESC",
+        Order::OldestFirst => " ORDER BY create_time ASC, id ASC",
+    }
+}
+
+fn page_sql(q: &mut QueryBuilder<'_, Sqlite>, offset: u64, limit: u64) {
+    q.push(" LIMIT ").push_bind(limit as i64).push(" OFFSET ").push_bind(offset as i64);
+}
+
+#[async_trait]
+impl MetaStore for SqliteMeta {
+    async fn commit(&self, b: Batch) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in &b.expect {
+            Self::check(&mut tx, e).await?;
+        }
+        for r in &b.put_instances {
+            sqlx::query(&upsert_sql("instances", INSTANCE_COLS))
+                .bind(&r.id)
+                .bind(&r.account)
+                .bind(&r.zone)
+                .bind(&r.name)
+                .bind(r.create_time)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Self::delete_by_id(&mut tx, "instances", &b.delete_instances).await?;
+        for r in &b.put_volumes {
+            sqlx::query(&upsert_sql("volumes", VOLUME_COLS))
+                .bind(&r.id)
+                .bind(&r.account)
+                .bind(&r.zone)
+                .bind(&r.name)
+                .bind(&r.description)
+                .bind(r.size)
+                .bind(&r.kind)
+                .bind(&r.status)
+                .bind(&r.transition)
+                .bind(&r.instance_id)
+                .bind(&r.path)
+                .bind(&r.head_root)
+                .bind(r.create_time)
+                .bind(r.status_time)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Self::delete_by_id(&mut tx, "volumes", &b.delete_volumes).await?;
+        for r in &b.put_snapshots {
+            sqlx::query(&upsert_sql("snapshots", SNAPSHOT_COLS))
+                .bind(&r.id)
+                .bind(&r.account)
+                .bind(&r.zone)
+                .bind(&r.name)
+                .bind(&r.description)
+                .bind(&r.volume_id)
+                .bind(r.volume_size)
+                .bind(&r.volume_kind)
+                .bind(&r.instance_id)
+                .bind(r.is_full)
+                .bind(&r.root_id)
+                .bind(&r.parent_id)
+                .bind(r.is_head)
+                .bind(&r.status)
+                .bind(&r.transition)
+                .bind(r.is_taken)
+                .bind(r.progress)
+                .bind(r.snapshot_time)
+                .bind(r.create_time)
+                .bind(r.status_time)
+                .bind(r.deleted_time)
+                .bind(r.expire_time)
+                .bind(r.size)
+                .bind(&r.origin)
+                .bind(r.retention_days)
+                .bind(r.encrypted)
+                .bind(r.used_by_images)
+                .bind(r.used_by_volumes)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for id in &b.delete_snapshots {
+            sqlx::query("DELETE FROM snapshot_metadata WHERE snapshot_id = ?").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM resource_tags WHERE resource_id = ?").bind(id).execute(&mut *tx).await?;
+        }
+        Self::delete_by_id(&mut tx, "snapshots", &b.delete_snapshots).await?;
+        for r in &b.put_images {
+            sqlx::query(&upsert_sql("images", IMAGE_COLS))
+                .bind(&r.id)
+                .bind(&r.account)
+                .bind(&r.zone)
+                .bind(&r.name)
+                .bind(&r.snapshot_id)
+                .bind(&r.path)
+                .bind(r.size)
+                .bind(&r.status)
+                .bind(r.create_time)
+                .bind(r.status_time)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Self::delete_by_id(&mut tx, "images", &b.delete_images).await?;
+        for r in &b.put_jobs {
+            sqlx::query(&upsert_sql("jobs", JOB_COLS))
+                .bind(&r.id)
+                .bind(&r.account)
+                .bind(&r.action)
+                .bind(&r.status)
+                .bind(&r.resources)
+                .bind(&r.params)
+                .bind(&r.error)
+                .bind(&r.runner)
+                .bind(r.create_time)
+                .bind(r.status_time)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for r in &b.put_tags {
+            sqlx::query(&upsert_sql("tags", TAG_COLS))
+                .bind(&r.id)
+                .bind(&r.account)
+                .bind(&r.key)
+                .bind(&r.value)
+                .bind(r.create_time)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for id in &b.delete_tags {
+            sqlx::query("DELETE FROM resource_tags WHERE tag_id = ?").bind(id).execute(&mut *tx).await?;
+        }
+        Self::delete_by_id(&mut tx, "tags", &b.delete_tags).await?;
+        for (tag, res) in &b.bind_tags {
+            sqlx::query("INSERT INTO resource_tags (tag_id, resource_id) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(tag)
+                .bind(res)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (tag, res) in &b.unbind_tags {
+            sqlx::query("DELETE FROM resource_tags WHERE tag_id = ? AND resource_id = ?")
+                .bind(tag)
+                .bind(res)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (id, progress, taken) in &b.snapshot_progress {
+            sqlx::query("UPDATE snapshots SET progress = ?, is_taken = ? WHERE id = ? AND status = 'creating'")
+                .bind(progress)
+                .bind(taken)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (id, key, value) in &b.snapshot_metadata {
+            match value {
+                Some(v) => sqlx::query(
+                    "INSERT INTO snapshot_metadata (snapshot_id, key, value) VALUES (?, ?, ?) \
+                     ON CONFLICT(snapshot_id, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(id)
+                .bind(key)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?,
+                None => sqlx::query("DELETE FROM snapshot_metadata WHERE snapshot_id = ? AND key = ?")
+                    .bind(id)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?,
+            };
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn instance(&self, account: &str, id: &str) -> Result<Option<InstanceRow>> {
+        Ok(sqlx::query_as("SELECT * FROM instances WHERE account = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn instances(&self, account: &str) -> Result<Vec<InstanceRow>> {
+        Ok(sqlx::query_as("SELECT * FROM instances WHERE account = ? ORDER BY create_time DESC, id DESC")
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn volume(&self, account: &str, id: &str) -> Result<Option<VolumeRow>> {
+        Ok(sqlx::query_as("SELECT * FROM volumes WHERE account = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn volumes(&self, f: &VolumeFilter) -> Result<Page<VolumeRow>> {
+        let build = |head: &str| {
+            let mut q = QueryBuilder::<Sqlite>::new(head);
+            q.push(" WHERE account = ").push_bind(f.account.clone());
+            push_in(&mut q, "id", &f.ids);
+            push_in(&mut q, "instance_id", &f.instance_ids);
+            if f.statuses.is_empty() {
+                q.push(" AND status <> 'deleted'");
+            } else {
+                push_in(&mut q, "status", &f.statuses);
+            }
+            if let Some(z) = &f.zone {
+                q.push(" AND zone = ").push_bind(z.clone());
+            }
+            if let Some(k) = &f.kind {
+                q.push(" AND kind = ").push_bind(k.clone());
+            }
+            if let Some(w) = &f.search {
+                let p = like_pattern(w);
+                q.push(" AND (id LIKE ").push_bind(p.clone()).push(" ESCAPE '\\' OR name LIKE ").push_bind(p);
+                q.push(" ESCAPE '\\')");
+            }
+            for t in &f.tag_ids {
+                q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE tag_id = ").push_bind(t.clone()).push(")");
+            }
+            q
+        };
+        let total: i64 = build("SELECT COUNT(*) FROM volumes").build_query_scalar().fetch_one(&self.pool).await?;
+        let mut q = build("SELECT * FROM volumes");
+        q.push(order_sql(&Order::NewestFirst));
+        page_sql(&mut q, f.offset, f.limit);
+        let items = q.build_query_as().fetch_all(&self.pool).await?;
+        Ok(Page { items, total: total as u64 })
+    }
+
+    async fn volumes_of_instance(&self, account: &str, instance_id: &str) -> Result<Vec<VolumeRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM volumes WHERE account = ? AND instance_id = ? AND status <> 'deleted' ORDER BY kind DESC, id",
+        )
+        .bind(account)
+        .bind(instance_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn snapshot(&self, account: &str, id: &str) -> Result<Option<SnapshotRow>> {
+        Ok(sqlx::query_as("SELECT * FROM snapshots WHERE account = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn snapshots(&self, f: &SnapshotFilter) -> Result<Page<SnapshotRow>> {
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM snapshots");
+        snapshot_where(&mut count, f);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM snapshots");
+        snapshot_where(&mut q, f);
+        q.push(order_sql(&f.order));
+        page_sql(&mut q, f.offset, f.limit);
+        let items = q.build_query_as().fetch_all(&self.pool).await?;
+        Ok(Page { items, total: total as u64 })
+    }
+
+    async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>> {
+        Ok(sqlx::query_as("SELECT * FROM snapshots WHERE root_id = ? AND status <> 'ceased' ORDER BY snapshot_time, create_time, id")
+            .bind(root_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn chain_totals(&self, root_ids: &[String]) -> Result<Vec<ChainTotals>> {
+        if root_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT root_id, SUM(size) AS total_size, COUNT(*) AS total_count, MAX(snapshot_time) AS latest_snapshot_time \
+             FROM snapshots WHERE status IN ('available', 'creating')",
+        );
+        push_in(&mut q, "root_id", root_ids);
+        q.push(" GROUP BY root_id");
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    async fn snapshots_holding_data(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM snapshots WHERE status <> 'ceased' AND status <> 'creating'")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn snapshots_due(&self, deleted_before: Millis, now: Millis) -> Result<Vec<SnapshotRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM snapshots WHERE (status = 'deleted' AND deleted_time < ?) \
+             OR (status = 'available' AND expire_time IS NOT NULL AND expire_time <= ?)",
+        )
+        .bind(deleted_before)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn snapshot_metadata(&self, id: &str) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT key, value FROM snapshot_metadata WHERE snapshot_id = ? ORDER BY key")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn image(&self, account: &str, id: &str) -> Result<Option<ImageRow>> {
+        Ok(sqlx::query_as("SELECT * FROM images WHERE account = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn images(&self, account: &str, offset: u64, limit: u64) -> Result<Page<ImageRow>> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE account = ? AND status <> 'deleted'")
+            .bind(account)
+            .fetch_one(&self.pool)
+            .await?;
+        let items = sqlx::query_as(
+            "SELECT * FROM images WHERE account = ? AND status <> 'deleted' ORDER BY create_time DESC, id DESC LIMIT ? OFFSET ?",
+        )
+        .bind(account)
+        .bind(limit as i64)
+        .bind(offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Page { items, total: total as u64 })
+    }
+
+    async fn job(&self, account: &str, id: &str) -> Result<Option<JobRow>> {
+        Ok(sqlx::query_as("SELECT * FROM jobs WHERE account = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn jobs(&self, f: &JobFilter) -> Result<Page<JobRow>> {
+        let build = |head: &str| {
+            let mut q = QueryBuilder::<Sqlite>::new(head);
+            q.push(" WHERE 1 = 1");
+            if let Some(a) = &f.account {
+                q.push(" AND account = ").push_bind(a.clone());
+            }
+            push_in(&mut q, "id", &f.ids);
+            push_in(&mut q, "status", &f.statuses);
+            if let Some(a) = &f.action {
+                q.push(" AND action = ").push_bind(a.clone());
+            }
+            q
+        };
+        let total: i64 = build("SELECT COUNT(*) FROM jobs").build_query_scalar().fetch_one(&self.pool).await?;
+        let mut q = build("SELECT * FROM jobs");
+        q.push(order_sql(&Order::NewestFirst));
+        page_sql(&mut q, f.offset, f.limit);
+        let items = q.build_query_as().fetch_all(&self.pool).await?;
+        Ok(Page { items, total: total as u64 })
+    }
+
+    async fn tag(&self, account: &str, id: &str) -> Result<Option<TagRow>> {
+        Ok(sqlx::query_as("SELECT * FROM tags WHERE account = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn tags(&self, account: &str) -> Result<Vec<TagRow>> {
+        Ok(sqlx::query_as("SELECT * FROM tags WHERE account = ? ORDER BY create_time, id").bind(account).fetch_all(&self.pool).await?)
+    }
+
+    async fn tags_of(&self, resource_ids: &[String]) -> Result<Vec<(String, TagRow)>> {
+        if resource_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT rt.resource_id, t.id, t.account, t.key, t.value, t.create_time \
+             FROM resource_tags rt JOIN tags t ON t.id = rt.tag_id WHERE 1 = 1",
+        );
+        push_in(&mut q, "rt.resource_id", resource_ids);
+        q.push(" ORDER BY t.create_time, t.id");
+        let rows: Vec<(String, String, String, String, String, i64)> = q.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(rid, id, account, key, value, create_time)| (rid, TagRow { id, account, key, value, create_time }))
+            .collect())
+    }
+}

@@ -1,0 +1,324 @@
+//! Jobs: every byte-moving operation is a persisted job, pending → working → successful | failed.
+//!
+//! An operation checks its inputs, then commits its job row together with the rows it
+//! reserves (volumes marked busy, snapshots in `creating`) in one batch, and returns at once.
+//! The job runs on this process's tokio runtime; its end commits the result and the job's
+//! final status in one batch too, or, on failure, undoes the reservation in the same batch
+//! that marks the job failed. So no half state is ever committed.
+//!
+//! Runners: each process that runs jobs holds an exclusive `flock` on `runners/<id>.lock`
+//! for its whole life, and stamps its id on the jobs it runs. A job whose runner's lock can be
+//! taken belongs to a dead process: [`Service::recover`] claims it (a compare-and-set on the
+//! runner column, so two recovering processes never both do) and either resumes it (the work
+//! is idempotent: roll back, restore, capture image, delete) or fails it and undoes its
+//! reservation (a snapshot's point in time cannot be taken again later).
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::io::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use disksnap_meta::{Batch, Expect, JobFilter, JobRow};
+
+use crate::error::{Result, ServiceError};
+use crate::ids;
+use crate::model::{now_ms, Job, JobStatus, Kind};
+use crate::service::{Caller, Service};
+
+/// What a job does, with everything needed to run it again after a restart.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum Work {
+    CreateVolumes { volumes: Vec<String> },
+    ImportVolume { volume: String, source: PathBuf },
+    ResizeVolume { volume: String, size: u64 },
+    DeleteVolumes { volumes: Vec<String> },
+    CreateSnapshots { snapshots: Vec<String> },
+    DeleteSnapshots { snapshots: Vec<String> },
+    ApplySnapshot { snapshot: String, volume: String },
+    RestoreVolume { snapshot: String, volume: String },
+    CaptureImage { snapshot: String, image: String },
+}
+
+impl Work {
+    /// The job's action name, as jobs are listed.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Work::CreateVolumes { .. } => "CreateVolumes",
+            Work::ImportVolume { .. } => "ImportVolume",
+            Work::ResizeVolume { .. } => "ResizeVolumes",
+            Work::DeleteVolumes { .. } => "DeleteVolumes",
+            Work::CreateSnapshots { .. } => "CreateSnapshots",
+            Work::DeleteSnapshots { .. } => "DeleteSnapshots",
+            Work::ApplySnapshot { .. } => "ApplySnapshots",
+            Work::RestoreVolume { .. } => "CreateVolumeFromSnapshot",
+            Work::CaptureImage { .. } => "CaptureInstanceFromSnapshot",
+        }
+    }
+
+    /// Whether running the job again from the start after a crash gives the right result.
+    fn resumable(&self) -> bool {
+        !matches!(self, Work::CreateSnapshots { .. } | Work::ImportVolume { .. })
+    }
+}
+
+/// Live progress of a running job, in bytes (or items).
+#[derive(Default, Debug)]
+pub struct JobProgress {
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+}
+
+impl disksnap_engine::Progress for JobProgress {
+    fn start(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+        self.done.store(0, Ordering::Relaxed);
+    }
+    fn advance(&self, done: u64) {
+        self.done.store(done, Ordering::Relaxed);
+    }
+}
+
+impl JobProgress {
+    pub fn percent(&self) -> u8 {
+        let total = self.total.load(Ordering::Relaxed);
+        if total == 0 {
+            return 0;
+        }
+        (self.done.load(Ordering::Relaxed).saturating_mul(100) / total).min(100) as u8
+    }
+}
+
+impl Service {
+    /// Commit `batch` plus a new pending job for `work`, then start the job.
+    pub(crate) async fn submit(&self, caller: &Caller, work: Work, resources: Vec<String>, mut batch: Batch) -> Result<Job> {
+        let now = now_ms();
+        let row = JobRow {
+            id: ids::new_id(),
+            account: caller.account.clone(),
+            action: work.action().to_string(),
+            status: JobStatus::Pending.as_str().to_string(),
+            resources: serde_json::to_string(&resources).unwrap(),
+            params: serde_json::to_string(&work).unwrap(),
+            error: None,
+            runner: Some(self.inner.runner.clone()),
+            create_time: now,
+            status_time: now,
+        };
+        batch.put_jobs.push(row.clone());
+        self.meta().commit(batch).await?;
+        self.spawn(row.clone(), work);
+        Ok(row.into())
+    }
+
+    fn spawn(&self, row: JobRow, work: Work) {
+        let svc = self.clone();
+        let progress = Arc::new(JobProgress::default());
+        self.inner.progress.lock().unwrap().insert(row.id.clone(), progress.clone());
+        tokio::spawn(async move { svc.run(row, work, progress).await });
+    }
+
+    async fn run(&self, mut row: JobRow, work: Work, progress: Arc<JobProgress>) {
+        row.status = JobStatus::Working.as_str().into();
+        row.status_time = now_ms();
+        let started = self.meta().commit(Batch { put_jobs: vec![row.clone()], ..Default::default() }).await;
+        let outcome = match started {
+            Ok(()) => self.execute(&row, &work, &progress).await,
+            Err(e) => Err(e.into()),
+        };
+        let (mut batch, error) = match outcome {
+            Ok(batch) => (batch, None),
+            Err(e) => {
+                tracing::warn!(job = %row.id, action = %row.action, error = %e, "job failed");
+                (self.undo(&row, &work).await, Some(e.to_string()))
+            }
+        };
+        row.status = if error.is_some() { JobStatus::Failed } else { JobStatus::Successful }.as_str().into();
+        row.error = error;
+        row.status_time = now_ms();
+        batch.put_jobs.push(row.clone());
+        match self.meta().commit(batch).await {
+            Ok(()) => {
+                if let (Work::DeleteSnapshots { snapshots }, None) = (&work, &row.error) {
+                    self.release_ceased(&row.account, snapshots).await;
+                }
+            }
+            // The job stays `working` under this (live) runner; the next start recovers it.
+            Err(e) => tracing::error!(job = %row.id, error = %e, "could not record the end of a job"),
+        }
+        self.inner.progress.lock().unwrap().remove(&row.id);
+        self.inner.job_done.notify_waiters();
+    }
+
+    async fn execute(&self, row: &JobRow, work: &Work, progress: &Arc<JobProgress>) -> Result<Batch> {
+        match work {
+            Work::CreateVolumes { volumes } => self.exec_create_volumes(&row.account, volumes).await,
+            Work::ImportVolume { volume, source } => self.exec_import_volume(&row.account, volume, source, progress).await,
+            Work::ResizeVolume { volume, size } => self.exec_resize_volume(&row.account, volume, *size).await,
+            Work::DeleteVolumes { volumes } => self.exec_delete_volumes(&row.account, volumes).await,
+            Work::CreateSnapshots { snapshots } => self.exec_create_snapshots(&row.account, snapshots, progress).await,
+            Work::DeleteSnapshots { snapshots } => self.exec_delete_snapshots(&row.account, snapshots).await,
+            Work::ApplySnapshot { snapshot, volume } => self.exec_apply(&row.account, snapshot, volume, progress).await,
+            Work::RestoreVolume { snapshot, volume } => self.exec_restore_volume(&row.account, snapshot, volume, progress).await,
+            Work::CaptureImage { snapshot, image } => self.exec_capture_image(&row.account, snapshot, image, progress).await,
+        }
+    }
+
+    /// The batch that takes back what a failed job reserved.
+    async fn undo(&self, row: &JobRow, work: &Work) -> Batch {
+        let r = match work {
+            Work::CreateVolumes { volumes } => self.undo_create_volumes(&row.account, volumes).await,
+            Work::ImportVolume { volume, .. } => self.undo_create_volumes(&row.account, std::slice::from_ref(volume)).await,
+            Work::ResizeVolume { volume, .. } | Work::ApplySnapshot { volume, .. } => {
+                self.undo_release_volume(&row.account, volume, work).await
+            }
+            Work::DeleteVolumes { volumes } => self.undo_delete_volumes(&row.account, volumes).await,
+            Work::CreateSnapshots { snapshots } => self.undo_create_snapshots(&row.account, snapshots).await,
+            Work::DeleteSnapshots { snapshots } => self.undo_delete_snapshots(&row.account, snapshots).await,
+            Work::RestoreVolume { snapshot, volume } => self.undo_restore_volume(&row.account, snapshot, volume).await,
+            Work::CaptureImage { snapshot, image } => self.undo_capture_image(&row.account, snapshot, image).await,
+        };
+        r.unwrap_or_else(|e| {
+            tracing::error!(job = %row.id, error = %e, "could not undo a failed job; its resources stay reserved");
+            Batch::default()
+        })
+    }
+
+    /// Wait until a job ends and return it.
+    pub async fn wait_job(&self, caller: &Caller, id: &str) -> Result<Job> {
+        loop {
+            let notified = self.inner.job_done.notified();
+            let job = self.job(caller, id).await?;
+            if job.is_done() {
+                return Ok(job);
+            }
+            // Jobs of other processes end without notifying us: poll as well.
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        }
+    }
+
+    /// Progress of a job running in this process: (done, total).
+    pub fn job_progress(&self, id: &str) -> Option<(u64, u64)> {
+        let bare = ids::parse(Kind::Job, id)?;
+        let map = self.inner.progress.lock().unwrap();
+        let p = map.get(&bare)?;
+        Some((p.done.load(Ordering::Relaxed), p.total.load(Ordering::Relaxed)))
+    }
+
+    pub async fn job(&self, caller: &Caller, id: &str) -> Result<Job> {
+        self.check_account(caller)?;
+        let bare = self.parse_id(Kind::Job, id)?;
+        self.meta().job(&caller.account, &bare).await?.map(Job::from).ok_or_else(|| ServiceError::not_found(Kind::Job, id))
+    }
+
+    pub async fn jobs(
+        &self,
+        caller: &Caller,
+        ids_: &[String],
+        statuses: &[JobStatus],
+        action: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<Job>, u64)> {
+        self.check_account(caller)?;
+        let page = self
+            .meta()
+            .jobs(&JobFilter {
+                account: Some(caller.account.clone()),
+                ids: ids_.iter().filter_map(|i| ids::parse(Kind::Job, i)).collect(),
+                statuses: statuses.iter().map(|s| s.as_str().to_string()).collect(),
+                action: action.map(str::to_string),
+                offset,
+                limit,
+            })
+            .await?;
+        Ok((page.items.into_iter().map(Job::from).collect(), page.total))
+    }
+
+    /// Whether the process that owns `runner` is gone (its lock file can be locked).
+    fn runner_is_dead(&self, runner: &str) -> bool {
+        if runner == self.inner.runner {
+            return false;
+        }
+        let path = self.inner.runners_dir.join(format!("{runner}.lock"));
+        let Ok(f) = OpenOptions::new().write(true).open(&path) else { return true };
+        // SAFETY: flock on an fd we own.
+        let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if free {
+            let _ = fs::remove_file(&path);
+        }
+        free
+    }
+
+    /// Find jobs left pending or working by a process that died, claim them, and resume or
+    /// fail each. Returns the jobs it handled; resumed ones are running when this returns
+    /// (use [`Service::wait_job`]).
+    pub async fn recover(&self) -> Result<Vec<Job>> {
+        let open = self
+            .meta()
+            .jobs(&JobFilter {
+                statuses: vec!["pending".into(), "working".into()],
+                limit: u64::MAX >> 1,
+                ..Default::default()
+            })
+            .await?;
+        let mut handled = Vec::new();
+        for mut row in open.items {
+            let old = row.runner.clone().unwrap_or_default();
+            if !self.runner_is_dead(&old) {
+                continue;
+            }
+            let work: Work = match serde_json::from_str(&row.params) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!(job = %row.id, error = %e, "unreadable job parameters; failing it");
+                    row.status = JobStatus::Failed.as_str().into();
+                    row.error = Some("interrupted by a restart, and its parameters could not be read".into());
+                    row.runner = Some(self.inner.runner.clone());
+                    row.status_time = now_ms();
+                    self.meta()
+                        .commit(Batch { expect: vec![Expect::JobRunner { id: row.id.clone(), expected: old }], put_jobs: vec![row.clone()], ..Default::default() })
+                        .await?;
+                    handled.push(row.into());
+                    continue;
+                }
+            };
+            row.runner = Some(self.inner.runner.clone());
+            let claim = Batch {
+                expect: vec![Expect::JobRunner { id: row.id.clone(), expected: old }],
+                put_jobs: vec![row.clone()],
+                ..Default::default()
+            };
+            if self.meta().commit(claim).await.is_err() {
+                continue; // another process claimed it first
+            }
+            if work.resumable() {
+                tracing::info!(job = %row.id, action = %row.action, "resuming a job interrupted by a restart");
+                handled.push(Job::from(row.clone()));
+                self.spawn(row, work);
+            } else {
+                tracing::info!(job = %row.id, action = %row.action, "failing a job interrupted by a restart");
+                let mut batch = self.undo(&row, &work).await;
+                row.status = JobStatus::Failed.as_str().into();
+                row.error = Some("interrupted by a restart before it finished; nothing it started was kept".into());
+                row.status_time = now_ms();
+                batch.put_jobs.push(row.clone());
+                self.meta().commit(batch).await?;
+                handled.push(row.into());
+            }
+        }
+        Ok(handled)
+    }
+
+    /// Run a blocking engine call on the blocking pool.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> std::result::Result<T, disksnap_engine::EngineError> + Send + 'static,
+    ) -> Result<T> {
+        tokio::task::spawn_blocking(f).await.map_err(|e| ServiceError::Internal(format!("worker panicked: {e}")))?.map_err(Into::into)
+    }
+}

@@ -1,0 +1,310 @@
+//! The neutral resource model every dialect renders: typed states, times as UTC, sizes in bytes.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+
+use disksnap_meta::{ImageRow, InstanceRow, JobRow, Millis, SnapshotRow, TagRow, VolumeRow};
+
+/// Kinds of resource, for errors and id prefixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Volume,
+    Snapshot,
+    Instance,
+    Image,
+    Job,
+    Tag,
+    Chain,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Volume => "volume",
+            Kind::Snapshot => "snapshot",
+            Kind::Instance => "instance",
+            Kind::Image => "image",
+            Kind::Job => "job",
+            Kind::Tag => "tag",
+            Kind::Chain => "snapshot chain",
+        })
+    }
+}
+
+/// Declares a string-backed state enum with `as_str` and `parse`.
+macro_rules! words {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+        pub enum $name { $($(#[$vm])* #[serde(rename = $s)] $v),+ }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+            pub fn as_str(self) -> &'static str { match self { $($name::$v => $s),+ } }
+            pub fn parse(s: &str) -> Option<Self> { match s { $($s => Some($name::$v),)+ _ => None } }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+words!(
+    /// What a volume is for: the system (root, boot) disk of an instance, or a data disk.
+    VolumeKind { System = "system", Data = "data" }
+);
+words!(VolumeStatus { Creating = "creating", Available = "available", InUse = "in-use", Deleted = "deleted" });
+words!(
+    /// Work in progress on a volume; while it is not `None`, other byte-moving work is refused.
+    VolumeTransition {
+        None = "",
+        Creating = "creating",
+        Snapshotting = "snapshotting",
+        RollingBack = "rolling-back",
+        Resizing = "resizing",
+        Deleting = "deleting",
+    }
+);
+words!(SnapshotStatus { Creating = "creating", Available = "available", Deleted = "deleted", Ceased = "ceased" });
+words!(
+    SnapshotTransition {
+        None = "",
+        Creating = "creating",
+        Deleting = "deleting",
+        Recovering = "recovering",
+        /// A volume is being rolled back to this point.
+        RollingBack = "rolling-back",
+    }
+);
+words!(Origin { User = "user", Auto = "auto" });
+words!(JobStatus { Pending = "pending", Working = "working", Successful = "successful", Failed = "failed" });
+words!(ImageStatus { Pending = "pending", Available = "available", Deleted = "deleted" });
+
+pub fn to_time(ms: Millis) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+pub fn now_ms() -> Millis {
+    Utc::now().timestamp_millis()
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub zone: String,
+    pub name: String,
+    pub create_time: DateTime<Utc>,
+}
+
+impl From<InstanceRow> for Instance {
+    fn from(r: InstanceRow) -> Self {
+        Instance { id: r.id, zone: r.zone, name: r.name, create_time: to_time(r.create_time) }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Volume {
+    pub id: String,
+    pub zone: String,
+    pub name: String,
+    pub description: String,
+    /// Bytes.
+    pub size: u64,
+    pub kind: VolumeKind,
+    pub status: VolumeStatus,
+    pub transition: VolumeTransition,
+    pub instance_id: Option<String>,
+    /// The raw file holding the volume's bytes.
+    pub path: String,
+    /// Root of the chain the next incremental snapshot appends to.
+    pub head_root: Option<String>,
+    pub create_time: DateTime<Utc>,
+    pub status_time: DateTime<Utc>,
+    pub tags: Vec<Tag>,
+}
+
+impl Volume {
+    pub(crate) fn from_row(r: VolumeRow) -> Self {
+        Volume {
+            id: r.id,
+            zone: r.zone,
+            name: r.name,
+            description: r.description,
+            size: r.size as u64,
+            kind: VolumeKind::parse(&r.kind).unwrap_or(VolumeKind::Data),
+            status: VolumeStatus::parse(&r.status).unwrap_or(VolumeStatus::Available),
+            transition: VolumeTransition::parse(&r.transition).unwrap_or(VolumeTransition::None),
+            instance_id: r.instance_id,
+            path: r.path,
+            head_root: r.head_root,
+            create_time: to_time(r.create_time),
+            status_time: to_time(r.status_time),
+            tags: Vec::new(),
+        }
+    }
+
+    pub fn size_gib(&self) -> u64 {
+        self.size.div_ceil(1 << 30)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Tag {
+    pub id: String,
+    pub key: String,
+    pub value: String,
+    pub create_time: DateTime<Utc>,
+}
+
+impl From<TagRow> for Tag {
+    fn from(r: TagRow) -> Self {
+        Tag { id: r.id, key: r.key, value: r.value, create_time: to_time(r.create_time) }
+    }
+}
+
+/// Totals of a chain, carried by its full point.
+#[derive(Clone, Debug, Serialize)]
+pub struct Chain {
+    /// Stored bytes of every live point of the chain.
+    pub total_size: u64,
+    pub total_count: u64,
+    pub latest_snapshot_time: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Snapshot {
+    pub id: String,
+    pub zone: String,
+    pub name: String,
+    pub description: String,
+    pub volume_id: String,
+    /// Bytes of the volume when the point was taken.
+    pub volume_size: u64,
+    pub volume_kind: VolumeKind,
+    pub instance_id: Option<String>,
+    pub full: bool,
+    pub root_id: String,
+    /// None for a full point (QingCloud shows "self").
+    pub parent_id: Option<String>,
+    pub is_head: bool,
+    /// This point's chain is the one its volume's next incremental appends to.
+    pub head_chain: bool,
+    pub status: SnapshotStatus,
+    pub transition: SnapshotTransition,
+    pub is_taken: bool,
+    /// 0..=100.
+    pub progress: u8,
+    pub snapshot_time: DateTime<Utc>,
+    pub create_time: DateTime<Utc>,
+    pub status_time: DateTime<Utc>,
+    pub deleted_time: Option<DateTime<Utc>>,
+    /// When a retention period releases it.
+    pub expire_time: Option<DateTime<Utc>>,
+    /// Stored bytes this point adds to its chain.
+    pub size: u64,
+    /// On full points only.
+    pub chain: Option<Chain>,
+    pub origin: Origin,
+    pub retention_days: Option<u32>,
+    pub encrypted: bool,
+    pub used_by_images: u32,
+    pub used_by_volumes: u32,
+    pub tags: Vec<Tag>,
+}
+
+impl Snapshot {
+    pub(crate) fn from_row(r: SnapshotRow) -> Self {
+        Snapshot {
+            id: r.id,
+            zone: r.zone,
+            name: r.name,
+            description: r.description,
+            volume_id: r.volume_id,
+            volume_size: r.volume_size as u64,
+            volume_kind: VolumeKind::parse(&r.volume_kind).unwrap_or(VolumeKind::Data),
+            instance_id: r.instance_id,
+            full: r.is_full,
+            root_id: r.root_id,
+            parent_id: r.parent_id,
+            is_head: r.is_head,
+            head_chain: false,
+            status: SnapshotStatus::parse(&r.status).unwrap_or(SnapshotStatus::Available),
+            transition: SnapshotTransition::parse(&r.transition).unwrap_or(SnapshotTransition::None),
+            is_taken: r.is_taken,
+            progress: r.progress.clamp(0, 100) as u8,
+            snapshot_time: to_time(r.snapshot_time),
+            create_time: to_time(r.create_time),
+            status_time: to_time(r.status_time),
+            deleted_time: r.deleted_time.map(to_time),
+            expire_time: r.expire_time.map(to_time),
+            size: r.size.max(0) as u64,
+            chain: None,
+            origin: Origin::parse(&r.origin).unwrap_or(Origin::User),
+            retention_days: r.retention_days.map(|d| d as u32),
+            encrypted: r.encrypted,
+            used_by_images: r.used_by_images as u32,
+            used_by_volumes: r.used_by_volumes as u32,
+            tags: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Image {
+    pub id: String,
+    pub zone: String,
+    pub name: String,
+    pub snapshot_id: String,
+    pub path: String,
+    pub size: u64,
+    pub status: ImageStatus,
+    pub create_time: DateTime<Utc>,
+    pub status_time: DateTime<Utc>,
+}
+
+impl From<ImageRow> for Image {
+    fn from(r: ImageRow) -> Self {
+        Image {
+            id: r.id,
+            zone: r.zone,
+            name: r.name,
+            snapshot_id: r.snapshot_id,
+            path: r.path,
+            size: r.size as u64,
+            status: ImageStatus::parse(&r.status).unwrap_or(ImageStatus::Available),
+            create_time: to_time(r.create_time),
+            status_time: to_time(r.status_time),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Job {
+    pub id: String,
+    pub action: String,
+    pub status: JobStatus,
+    pub resources: Vec<String>,
+    pub error: Option<String>,
+    pub create_time: DateTime<Utc>,
+    pub status_time: DateTime<Utc>,
+}
+
+impl From<JobRow> for Job {
+    fn from(r: JobRow) -> Self {
+        Job {
+            id: r.id,
+            action: r.action,
+            status: JobStatus::parse(&r.status).unwrap_or(JobStatus::Failed),
+            resources: serde_json::from_str(&r.resources).unwrap_or_default(),
+            error: r.error,
+            create_time: to_time(r.create_time),
+            status_time: to_time(r.status_time),
+        }
+    }
+}
+
+impl Job {
+    pub fn is_done(&self) -> bool {
+        matches!(self.status, JobStatus::Successful | JobStatus::Failed)
+    }
+}

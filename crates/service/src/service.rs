@@ -1,0 +1,197 @@
+//! The `Service` value: configuration, the stores it owns, and lookups shared by every operation.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use disksnap_engine::Store;
+use disksnap_meta::{MetaStore, SnapshotRow, SqliteMeta, VolumeRow};
+
+use crate::error::{Result, ServiceError};
+use crate::ids;
+use crate::jobs::JobProgress;
+use crate::model::Kind;
+
+/// A location and the other names dialects may use for it.
+#[derive(Clone, Debug)]
+pub struct ZoneConfig {
+    pub name: String,
+    pub aliases: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Holds `meta.db`, `store/` (chunks, indexes), `volumes/`, `images/`, `runners/`.
+    pub data_dir: PathBuf,
+    /// Chunk size for a new store (an existing store keeps its own).
+    pub chunk_size: Option<usize>,
+    /// How long a deleted full point stays recoverable before it is ceased.
+    pub deleted_retention: Duration,
+    /// GC keeps unreferenced chunks younger than this (they may belong to a running job).
+    pub gc_grace: Duration,
+    pub zones: Vec<ZoneConfig>,
+    /// Account names. Credentials belong to the dialects, not to the service.
+    pub accounts: Vec<String>,
+}
+
+impl ServiceConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServiceConfig {
+            data_dir: data_dir.into(),
+            chunk_size: None,
+            deleted_retention: Duration::from_secs(2 * 3600),
+            gc_grace: Duration::from_secs(600),
+            zones: vec![ZoneConfig { name: "pek3a".into(), aliases: vec![] }],
+            accounts: vec!["dev".into()],
+        }
+    }
+}
+
+/// Who is asking: every operation is scoped to one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub account: String,
+}
+
+impl Caller {
+    pub fn new(account: impl Into<String>) -> Self {
+        Caller { account: account.into() }
+    }
+}
+
+/// The snapshot service. Cheap to clone; every clone shares one state.
+#[derive(Clone)]
+pub struct Service {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub meta: Arc<dyn MetaStore>,
+    pub store: Arc<Store>,
+    pub cfg: ServiceConfig,
+    pub volumes_dir: PathBuf,
+    pub images_dir: PathBuf,
+    /// This process's runner id; its lock file is held for the process's life (see jobs.rs).
+    pub runner: String,
+    pub runners_dir: PathBuf,
+    _runner_lock: File,
+    pub progress: Mutex<HashMap<String, Arc<JobProgress>>>,
+    pub job_done: tokio::sync::Notify,
+}
+
+impl Service {
+    /// Open the data dir (creating it), bring the database schema up to date, and register
+    /// this process as a job runner. Interrupted jobs are not touched here: call
+    /// [`Service::recover`].
+    pub async fn open(cfg: ServiceConfig) -> Result<Self> {
+        if cfg.zones.is_empty() {
+            return Err(ServiceError::invalid("zones", "at least one zone must be configured"));
+        }
+        let dir = &cfg.data_dir;
+        let volumes_dir = dir.join("volumes");
+        let images_dir = dir.join("images");
+        let runners_dir = dir.join("runners");
+        for d in [dir, &volumes_dir, &images_dir, &runners_dir] {
+            fs::create_dir_all(d).map_err(|e| ServiceError::Internal(format!("create {}: {e}", d.display())))?;
+        }
+        let store = Store::open(&dir.join("store"), cfg.chunk_size)?;
+        let meta = SqliteMeta::open(&dir.join("meta.db")).await?;
+        let runner = format!("{}-{}", std::process::id(), ids::new_id());
+        let lock_path = runners_dir.join(format!("{runner}.lock"));
+        let lock = File::create(&lock_path).map_err(|e| ServiceError::Internal(format!("create {}: {e}", lock_path.display())))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(ServiceError::Internal(format!("cannot lock {}", lock_path.display())));
+        }
+        Ok(Service {
+            inner: Arc::new(Inner {
+                meta: Arc::new(meta),
+                store: Arc::new(store),
+                cfg,
+                volumes_dir,
+                images_dir,
+                runner,
+                runners_dir,
+                _runner_lock: lock,
+                progress: Mutex::new(HashMap::new()),
+                job_done: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.cfg
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.cfg.data_dir
+    }
+
+    pub fn chunk_size(&self) -> usize {
+        self.inner.store.chunk_size()
+    }
+
+    pub(crate) fn meta(&self) -> &dyn MetaStore {
+        self.inner.meta.as_ref()
+    }
+
+    /// The canonical name of a zone given by name or alias (case-insensitive).
+    pub fn resolve_zone(&self, zone: &str) -> Result<String> {
+        let z = zone.trim();
+        self.inner
+            .cfg
+            .zones
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(z) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(z)))
+            .map(|c| c.name.clone())
+            .ok_or_else(|| ServiceError::UnknownZone(z.to_string()))
+    }
+
+    /// The zone used when a caller names none.
+    pub fn default_zone(&self) -> String {
+        self.inner.cfg.zones[0].name.clone()
+    }
+
+    pub fn zones(&self) -> &[ZoneConfig] {
+        &self.inner.cfg.zones
+    }
+
+    pub(crate) fn check_account(&self, caller: &Caller) -> Result<()> {
+        if self.inner.cfg.accounts.iter().any(|a| a == &caller.account) {
+            Ok(())
+        } else {
+            Err(ServiceError::UnknownAccount(caller.account.clone()))
+        }
+    }
+
+    /// Parse an id in any dialect's rendering; a malformed one is "not found", as clouds do.
+    pub(crate) fn parse_id(&self, kind: Kind, text: &str) -> Result<String> {
+        ids::parse(kind, text).ok_or_else(|| ServiceError::not_found(kind, text))
+    }
+
+    pub(crate) async fn volume_row(&self, caller: &Caller, id: &str) -> Result<VolumeRow> {
+        self.check_account(caller)?;
+        let bare = self.parse_id(Kind::Volume, id)?;
+        match self.meta().volume(&caller.account, &bare).await? {
+            Some(v) if v.status != "deleted" => Ok(v),
+            _ => Err(ServiceError::not_found(Kind::Volume, id)),
+        }
+    }
+
+    pub(crate) async fn snapshot_row(&self, caller: &Caller, id: &str) -> Result<SnapshotRow> {
+        self.check_account(caller)?;
+        let bare = self.parse_id(Kind::Snapshot, id)?;
+        self.meta().snapshot(&caller.account, &bare).await?.ok_or_else(|| ServiceError::not_found(Kind::Snapshot, id))
+    }
+
+    pub(crate) fn volume_path(&self, id: &str) -> PathBuf {
+        self.inner.volumes_dir.join(format!("{id}.img"))
+    }
+
+    pub(crate) fn image_path(&self, id: &str) -> PathBuf {
+        self.inner.images_dir.join(format!("{id}.img"))
+    }
+}

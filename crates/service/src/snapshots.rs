@@ -1,0 +1,585 @@
+//! Snapshots: create (full or incremental), list, describe, modify, delete, recover, cease.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use disksnap_meta::{Batch, Expect, Order, SnapshotFilter, SnapshotRow, VolumeFilter, VolumeRow};
+
+use crate::chain;
+use crate::error::{Result, ServiceError};
+use crate::ids;
+use crate::jobs::{JobProgress, Work};
+use crate::model::*;
+use crate::service::{Caller, Service};
+
+pub const MAX_PAGE: u64 = 100;
+pub const MAX_SNAPSHOTS_PER_CALL: usize = 100;
+
+#[derive(Clone, Debug, Default)]
+pub struct CreateSnapshots {
+    pub volumes: Vec<String>,
+    /// Every volume of each instance is snapshotted, at the same snapshot_time.
+    pub instances: Vec<String>,
+    /// Start a new chain even when the volume has one.
+    pub full: bool,
+    pub name: String,
+    pub description: String,
+    pub origin: Option<Origin>,
+    /// Released (ceased) automatically when this many days pass.
+    pub retention_days: Option<u32>,
+    /// Tag ids to bind to every new point.
+    pub tag_ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotQuery {
+    pub ids: Vec<String>,
+    pub volume_ids: Vec<String>,
+    pub instance_ids: Vec<String>,
+    pub root_id: Option<String>,
+    pub full: Option<bool>,
+    /// Empty: every status but ceased.
+    pub statuses: Vec<SnapshotStatus>,
+    pub zone: Option<String>,
+    pub name: Option<String>,
+    pub search: Option<String>,
+    pub tag_ids: Vec<String>,
+    pub tag_pairs: Vec<(String, Option<String>)>,
+    pub created_from: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_to: Option<chrono::DateTime<chrono::Utc>>,
+    pub origin: Option<Origin>,
+    pub volume_kind: Option<VolumeKind>,
+    pub encrypted: Option<bool>,
+    pub in_use: Option<bool>,
+    pub oldest_first: bool,
+    pub offset: u64,
+    /// Clamped to 1..=100; 0 means the default of 20.
+    pub limit: u64,
+}
+
+/// How far a delete reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteScope {
+    /// Only the points named (Aliyun, Tencent, Cinder).
+    Points,
+    /// With each point, the later points of its chain; with a full point, its whole chain
+    /// (QingCloud, 51idc).
+    PointAndLater,
+}
+
+/// Parse a list of ids of one kind; ids that cannot be ours are dropped. Returns None when
+/// every given id was dropped (the filter must then match nothing).
+fn parse_all(kind: Kind, given: &[String]) -> Option<Vec<String>> {
+    let parsed: Vec<String> = given.iter().filter_map(|i| ids::parse(kind, i)).collect();
+    (given.is_empty() || !parsed.is_empty()).then_some(parsed)
+}
+
+impl Service {
+    /// Snapshot volumes (and every volume of the instances named) at one shared
+    /// snapshot_time. Each point is incremental on its volume's head chain unless `full` is
+    /// asked or the volume has no live chain.
+    pub async fn create_snapshots(&self, caller: &Caller, req: CreateSnapshots) -> Result<(Job, Vec<Snapshot>)> {
+        self.check_account(caller)?;
+        let mut vols: Vec<(VolumeRow, Option<String>)> = Vec::new();
+        for id in &req.volumes {
+            let v = self.volume_row(caller, id).await?;
+            vols.push((v, None));
+        }
+        for id in &req.instances {
+            let bare = self.parse_id(Kind::Instance, id)?;
+            self.meta().instance(&caller.account, &bare).await?.ok_or_else(|| ServiceError::not_found(Kind::Instance, id))?;
+            let members = self.meta().volumes_of_instance(&caller.account, &bare).await?;
+            if members.is_empty() {
+                return Err(ServiceError::wrong_state(Kind::Instance, id, "empty", "it has no volumes to snapshot"));
+            }
+            vols.extend(members.into_iter().map(|v| (v, Some(bare.clone()))));
+        }
+        if vols.is_empty() {
+            return Err(ServiceError::MissingParameter("resources".into()));
+        }
+        let mut seen = BTreeSet::new();
+        vols.retain(|(v, _)| seen.insert(v.id.clone()));
+        if vols.len() > MAX_SNAPSHOTS_PER_CALL {
+            return Err(ServiceError::invalid("resources", format!("at most {MAX_SNAPSHOTS_PER_CALL} volumes per call")));
+        }
+        if let Some(d) = req.retention_days {
+            if !(1..=65536).contains(&d) {
+                return Err(ServiceError::invalid("retention_days", "must be 1 to 65536 days"));
+            }
+        }
+        let mut tag_ids = Vec::new();
+        for t in &req.tag_ids {
+            let bare = self.parse_id(Kind::Tag, t)?;
+            self.meta().tag(&caller.account, &bare).await?.ok_or_else(|| ServiceError::not_found(Kind::Tag, t))?;
+            tag_ids.push(bare);
+        }
+        let now = now_ms();
+        let mut batch = Batch::default();
+        let mut snaps = Vec::new();
+        for (vol, inst) in vols {
+            self.ensure_idle(&vol)?;
+            let parent = if req.full { None } else { self.head_point(&vol).await? };
+            let id = ids::new_id();
+            let row = SnapshotRow {
+                id: id.clone(),
+                account: caller.account.clone(),
+                zone: vol.zone.clone(),
+                name: req.name.clone(),
+                description: req.description.clone(),
+                volume_id: vol.id.clone(),
+                volume_size: vol.size,
+                volume_kind: vol.kind.clone(),
+                instance_id: inst.or_else(|| vol.instance_id.clone()),
+                is_full: parent.is_none(),
+                root_id: parent.as_ref().map(|p| p.root_id.clone()).unwrap_or_else(|| id.clone()),
+                parent_id: parent.map(|p| p.id),
+                is_head: false,
+                status: SnapshotStatus::Creating.as_str().into(),
+                transition: SnapshotTransition::Creating.as_str().into(),
+                is_taken: false,
+                progress: 0,
+                snapshot_time: now,
+                create_time: now,
+                status_time: now,
+                deleted_time: None,
+                expire_time: req.retention_days.map(|d| now + d as i64 * 86_400_000),
+                size: 0,
+                origin: req.origin.unwrap_or(Origin::User).as_str().into(),
+                retention_days: req.retention_days.map(i64::from),
+                encrypted: false,
+                used_by_images: 0,
+                used_by_volumes: 0,
+            };
+            let lock = self.lock_volume(&vol, VolumeTransition::Snapshotting);
+            batch.expect.extend(lock.expect);
+            batch.put_volumes.extend(lock.put_volumes);
+            for t in &tag_ids {
+                batch.bind_tags.push((t.clone(), id.clone()));
+            }
+            snaps.push(row);
+        }
+        batch.put_snapshots = snaps.clone();
+        let snap_ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
+        let mut resources = snap_ids.clone();
+        resources.extend(snaps.iter().map(|s| s.volume_id.clone()));
+        let job = self.submit(caller, Work::CreateSnapshots { snapshots: snap_ids }, resources, batch).await?;
+        Ok((job, snaps.into_iter().map(Snapshot::from_row).collect()))
+    }
+
+    /// The point an incremental snapshot of `vol` builds on: the newest available point of
+    /// its head chain, if any.
+    async fn head_point(&self, vol: &VolumeRow) -> Result<Option<SnapshotRow>> {
+        let Some(root) = &vol.head_root else { return Ok(None) };
+        let chain = self.meta().chain(root).await?;
+        let head = chain.into_iter().rev().find(|s| s.status == SnapshotStatus::Available.as_str() && s.volume_id == vol.id);
+        // A point captured with another chunk size (store rebuilt) cannot be a parent.
+        Ok(head.filter(|h| self.inner.store.has_index(&h.id)))
+    }
+
+    pub(crate) async fn exec_create_snapshots(&self, account: &str, snap_ids: &[String], progress: &Arc<JobProgress>) -> Result<Batch> {
+        let mut done: Vec<(SnapshotRow, disksnap_engine::CaptureStats)> = Vec::new();
+        for id in snap_ids {
+            let snap = self.meta().snapshot(account, id).await?.ok_or_else(|| ServiceError::not_found(Kind::Snapshot, id))?;
+            let vol = self.volume_row_of(account, &snap.volume_id).await?;
+            let stats = self.capture_one(&snap, &vol, progress).await?;
+            done.push((snap, stats));
+        }
+        // Everything captured: commit all points (and their chains' new heads) together.
+        let mut batch = Batch::default();
+        let now = now_ms();
+        for (snap, stats) in done {
+            let mut s = self.meta().snapshot(account, &snap.id).await?.unwrap_or(snap);
+            s.status = SnapshotStatus::Available.as_str().into();
+            s.transition = String::new();
+            s.is_taken = true;
+            s.progress = 100;
+            s.size = stats.added_bytes as i64;
+            s.volume_size = stats.size as i64;
+            s.status_time = now;
+            let mut chain_rows: Vec<SnapshotRow> =
+                self.meta().chain(&s.root_id).await?.into_iter().filter(|r| r.id != s.id).collect();
+            chain_rows.push(s.clone());
+            batch.put_snapshots.push(s.clone());
+            batch.put_snapshots.extend(chain::rebuild(chain_rows).changed);
+            let mut vol = self.volume_row_of(account, &s.volume_id).await?;
+            vol.head_root = Some(s.root_id.clone());
+            batch.put_volumes.push(self.settled(vol));
+        }
+        dedup_last_wins(&mut batch.put_snapshots);
+        Ok(batch)
+    }
+
+    /// Capture one volume into the snapshot's index, reporting is_taken and progress to the
+    /// database while it runs.
+    async fn capture_one(&self, snap: &SnapshotRow, vol: &VolumeRow, progress: &Arc<JobProgress>) -> Result<disksnap_engine::CaptureStats> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let store = self.inner.store.clone();
+        let (name, source, parent, p) = (snap.id.clone(), std::path::PathBuf::from(&vol.path), snap.parent_id.clone(), progress.clone());
+        let mut work = tokio::task::spawn_blocking(move || {
+            store.capture(&name, &source, parent.as_deref(), p.as_ref(), &mut || {
+                let _ = tx.send(());
+            })
+        });
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut taken = false;
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                Some(()) = rx.recv(), if !taken => {
+                    taken = true;
+                    let b = Batch { snapshot_progress: vec![(snap.id.clone(), 99, true)], ..Default::default() };
+                    self.meta().commit(b).await?;
+                }
+                _ = tick.tick() => {
+                    let pct = progress.percent().min(99) as i64;
+                    let b = Batch { snapshot_progress: vec![(snap.id.clone(), pct, taken)], ..Default::default() };
+                    self.meta().commit(b).await?;
+                }
+            }
+        };
+        let stats = result.map_err(|e| ServiceError::Internal(format!("capture worker panicked: {e}")))??;
+        tracing::info!(
+            snapshot = %snap.id, volume = %vol.id, full = snap.parent_id.is_none(),
+            changed = stats.changed_slots, written = stats.written_chunks, added_bytes = stats.added_bytes,
+            secs = stats.elapsed.as_secs_f64(), "captured"
+        );
+        Ok(stats)
+    }
+
+    pub(crate) async fn undo_create_snapshots(&self, account: &str, snap_ids: &[String]) -> Result<Batch> {
+        let mut batch = Batch::default();
+        for id in snap_ids {
+            let _ = self.inner.store.remove_index(id);
+            if let Some(s) = self.meta().snapshot(account, id).await? {
+                if let Some(v) = self.meta().volume(account, &s.volume_id).await? {
+                    if v.transition == VolumeTransition::Snapshotting.as_str() {
+                        batch.put_volumes.push(self.settled(v));
+                    }
+                }
+                batch.delete_snapshots.push(s.id);
+            }
+        }
+        Ok(batch)
+    }
+
+    pub async fn snapshot(&self, caller: &Caller, id: &str) -> Result<Snapshot> {
+        let row = self.snapshot_row(caller, id).await?;
+        Ok(self.decorate(vec![row]).await?.remove(0))
+    }
+
+    pub async fn snapshots(&self, caller: &Caller, q: &SnapshotQuery) -> Result<(Vec<Snapshot>, u64)> {
+        self.check_account(caller)?;
+        let (Some(ids_), Some(volume_ids), Some(instance_ids), Some(tag_ids)) = (
+            parse_all(Kind::Snapshot, &q.ids),
+            parse_all(Kind::Volume, &q.volume_ids),
+            parse_all(Kind::Instance, &q.instance_ids),
+            parse_all(Kind::Tag, &q.tag_ids),
+        ) else {
+            return Ok((Vec::new(), 0));
+        };
+        let root_id = match &q.root_id {
+            Some(r) => match ids::parse(Kind::Chain, r) {
+                Some(r) => Some(r),
+                None => return Ok((Vec::new(), 0)),
+            },
+            None => None,
+        };
+        let zone = q.zone.as_deref().filter(|z| !z.is_empty()).map(|z| self.resolve_zone(z)).transpose()?;
+        let limit = match q.limit {
+            0 => 20,
+            n => n.min(MAX_PAGE),
+        };
+        let page = self
+            .meta()
+            .snapshots(&SnapshotFilter {
+                account: caller.account.clone(),
+                ids: ids_,
+                volume_ids,
+                instance_ids,
+                root_id,
+                is_full: q.full,
+                statuses: q.statuses.iter().map(|s| s.as_str().to_string()).collect(),
+                zone,
+                name: q.name.clone(),
+                search: q.search.clone().filter(|s| !s.is_empty()),
+                tag_ids,
+                tag_pairs: q.tag_pairs.clone(),
+                created_from: q.created_from.map(|t| t.timestamp_millis()),
+                created_to: q.created_to.map(|t| t.timestamp_millis()),
+                origin: q.origin.map(|o| o.as_str().to_string()),
+                volume_kind: q.volume_kind.map(|k| k.as_str().to_string()),
+                encrypted: q.encrypted,
+                in_use: q.in_use,
+                order: if q.oldest_first { Order::OldestFirst } else { Order::NewestFirst },
+                offset: q.offset,
+                limit,
+            })
+            .await?;
+        Ok((self.decorate(page.items).await?, page.total))
+    }
+
+    /// Rows → views: chain totals on full points, head_chain, tags. Three queries per page.
+    async fn decorate(&self, rows: Vec<SnapshotRow>) -> Result<Vec<Snapshot>> {
+        let Some(account) = rows.first().map(|r| r.account.clone()) else { return Ok(Vec::new()) };
+        let roots: Vec<String> = rows.iter().filter(|r| r.is_full).map(|r| r.id.clone()).collect();
+        let totals: HashMap<String, disksnap_meta::ChainTotals> =
+            self.meta().chain_totals(&roots).await?.into_iter().map(|t| (t.root_id.clone(), t)).collect();
+        let vol_ids: Vec<String> = rows.iter().map(|r| r.volume_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let heads: HashMap<String, Option<String>> = self
+            .meta()
+            .volumes(&VolumeFilter {
+                account,
+                ids: vol_ids.clone(),
+                statuses: VolumeStatus::ALL.iter().map(|s| s.as_str().to_string()).collect(),
+                limit: vol_ids.len() as u64,
+                ..Default::default()
+            })
+            .await?
+            .items
+            .into_iter()
+            .map(|v| (v.id, v.head_root))
+            .collect();
+        let ids_: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let tags = self.meta().tags_of(&ids_).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut s = Snapshot::from_row(r);
+                s.head_chain = heads.get(&s.volume_id).and_then(|h| h.as_ref()) == Some(&s.root_id);
+                if s.full {
+                    let t = totals.get(&s.id);
+                    s.chain = Some(Chain {
+                        total_size: t.map(|t| t.total_size.max(0) as u64).unwrap_or(s.size),
+                        total_count: t.map(|t| t.total_count as u64).unwrap_or(1),
+                        latest_snapshot_time: t.map(|t| to_time(t.latest_snapshot_time)).unwrap_or(s.snapshot_time),
+                    });
+                }
+                s.tags = tags.iter().filter(|(rid, _)| rid == &s.id).map(|(_, t)| t.clone().into()).collect();
+                s
+            })
+            .collect())
+    }
+
+    pub async fn modify_snapshot(&self, caller: &Caller, id: &str, name: Option<&str>, description: Option<&str>) -> Result<Snapshot> {
+        let mut row = self.snapshot_row(caller, id).await?;
+        if row.status == SnapshotStatus::Ceased.as_str() {
+            return Err(ServiceError::wrong_state(Kind::Snapshot, id, "ceased", "it is gone for good"));
+        }
+        if let Some(n) = name {
+            row.name = n.to_string();
+        }
+        if let Some(d) = description {
+            row.description = d.to_string();
+        }
+        self.meta().commit(Batch { put_snapshots: vec![row.clone()], ..Default::default() }).await?;
+        self.snapshot(caller, id).await
+    }
+
+    /// Set (`Some`) or remove (`None`) metadata keys of a snapshot.
+    pub async fn set_snapshot_metadata(&self, caller: &Caller, id: &str, changes: &[(String, Option<String>)]) -> Result<Vec<(String, String)>> {
+        let row = self.snapshot_row(caller, id).await?;
+        for (k, v) in changes {
+            if k.is_empty() || k.len() > 255 || v.as_ref().is_some_and(|v| v.len() > 255) {
+                return Err(ServiceError::invalid("metadata", "keys must be 1 to 255 characters, values at most 255"));
+            }
+        }
+        let batch = Batch {
+            snapshot_metadata: changes.iter().map(|(k, v)| (row.id.clone(), k.clone(), v.clone())).collect(),
+            ..Default::default()
+        };
+        self.meta().commit(batch).await?;
+        Ok(self.meta().snapshot_metadata(&row.id).await?)
+    }
+
+    pub async fn snapshot_metadata(&self, caller: &Caller, id: &str) -> Result<Vec<(String, String)>> {
+        let row = self.snapshot_row(caller, id).await?;
+        Ok(self.meta().snapshot_metadata(&row.id).await?)
+    }
+
+    /// Delete points. A full point becomes `deleted` (recoverable for the retention window);
+    /// an incremental one is ceased at once. Its data is released when nothing else needs it.
+    pub async fn delete_snapshots(&self, caller: &Caller, ids_: &[String], scope: DeleteScope) -> Result<Job> {
+        if ids_.is_empty() {
+            return Err(ServiceError::MissingParameter("snapshots".into()));
+        }
+        let mut targets: Vec<SnapshotRow> = Vec::new();
+        for id in ids_ {
+            let row = self.snapshot_row(caller, id).await?;
+            self.ensure_deletable(&row, id)?;
+            let chain = self.meta().chain(&row.root_id).await?;
+            if chain.iter().any(|c| c.status == SnapshotStatus::Creating.as_str() && c.parent_id.as_deref() == Some(&row.id)) {
+                return Err(ServiceError::wrong_state(Kind::Snapshot, id, "in-use", "a snapshot being created builds on it; retry when that job ends"));
+            }
+            if scope == DeleteScope::PointAndLater {
+                for later in chain.into_iter().filter(|c| (c.snapshot_time, &c.id) > (row.snapshot_time, &row.id) && c.status != SnapshotStatus::Ceased.as_str()) {
+                    if later.status == SnapshotStatus::Deleted.as_str() {
+                        continue;
+                    }
+                    self.ensure_deletable(&later, &ids::display(Kind::Snapshot, &later.id))?;
+                    targets.push(later);
+                }
+            }
+            targets.push(row);
+        }
+        let mut seen = BTreeSet::new();
+        targets.retain(|t| seen.insert(t.id.clone()));
+        let mut batch = Batch::default();
+        for t in &targets {
+            batch.expect.push(Expect::SnapshotTransition { id: t.id.clone(), expected: String::new() });
+            batch.expect.push(Expect::SnapshotStatus { id: t.id.clone(), expected: t.status.clone() });
+            let mut marked = t.clone();
+            marked.transition = SnapshotTransition::Deleting.as_str().into();
+            batch.put_snapshots.push(marked);
+        }
+        let ids_: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
+        self.submit(caller, Work::DeleteSnapshots { snapshots: ids_.clone() }, ids_, batch).await
+    }
+
+    fn ensure_deletable(&self, row: &SnapshotRow, shown: &str) -> Result<()> {
+        if row.status != SnapshotStatus::Available.as_str() {
+            return Err(ServiceError::wrong_state(Kind::Snapshot, shown, row.status.clone(), "only an available snapshot can be deleted"));
+        }
+        if !row.transition.is_empty() {
+            return Err(ServiceError::wrong_state(Kind::Snapshot, shown, row.transition.clone(), "it is busy with another operation"));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn exec_delete_snapshots(&self, account: &str, snap_ids: &[String]) -> Result<Batch> {
+        let now = now_ms();
+        let mut leaving: HashMap<String, SnapshotRow> = HashMap::new();
+        for id in snap_ids {
+            let Some(mut s) = self.meta().snapshot(account, id).await? else { continue };
+            s.status = if s.is_full { SnapshotStatus::Deleted } else { SnapshotStatus::Ceased }.as_str().into();
+            s.transition = String::new();
+            s.deleted_time = Some(now);
+            s.status_time = now;
+            leaving.insert(s.id.clone(), s);
+        }
+        self.retell_chains(account, leaving).await
+    }
+
+    /// Commit-ready batch for points changing status, with every affected chain rebuilt and
+    /// volumes' head chains moved where a chain ends.
+    async fn retell_chains(&self, account: &str, changing: HashMap<String, SnapshotRow>) -> Result<Batch> {
+        let mut batch = Batch::default();
+        let roots: BTreeSet<String> = changing.values().map(|s| s.root_id.clone()).collect();
+        for root in roots {
+            let rows: Vec<SnapshotRow> = self
+                .meta()
+                .chain(&root)
+                .await?
+                .into_iter()
+                .map(|r| changing.get(&r.id).cloned().unwrap_or(r))
+                .collect();
+            let volume_id = rows.first().map(|r| r.volume_id.clone());
+            let rebuilt = chain::rebuild(rows);
+            batch.put_snapshots.extend(rebuilt.changed);
+            if let Some(vid) = volume_id {
+                if let Some(mut v) = self.meta().volume(account, &vid).await? {
+                    if v.head_root.as_deref() == Some(&root) {
+                        v.head_root = rebuilt.head.and(rebuilt.root);
+                        batch.put_volumes.push(v);
+                    }
+                }
+            }
+        }
+        for s in changing.into_values() {
+            if !batch.put_snapshots.iter().any(|r| r.id == s.id) {
+                batch.put_snapshots.push(s);
+            }
+        }
+        dedup_last_wins(&mut batch.put_snapshots);
+        Ok(batch)
+    }
+
+    pub(crate) async fn undo_delete_snapshots(&self, account: &str, snap_ids: &[String]) -> Result<Batch> {
+        let mut batch = Batch::default();
+        for id in snap_ids {
+            if let Some(mut s) = self.meta().snapshot(account, id).await? {
+                s.transition = String::new();
+                batch.put_snapshots.push(s);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Bring a deleted full point back within its retention window.
+    pub async fn recover_snapshot(&self, caller: &Caller, id: &str) -> Result<Snapshot> {
+        let row = self.snapshot_row(caller, id).await?;
+        if row.status != SnapshotStatus::Deleted.as_str() {
+            return Err(ServiceError::wrong_state(Kind::Snapshot, id, row.status.clone(), "only a deleted full snapshot can be recovered"));
+        }
+        let window = self.config().deleted_retention.as_millis() as i64;
+        if row.deleted_time.unwrap_or(0) + window <= now_ms() {
+            return Err(ServiceError::wrong_state(Kind::Snapshot, id, "deleted", "its recovery window has passed"));
+        }
+        let mut s = row.clone();
+        s.status = SnapshotStatus::Available.as_str().into();
+        s.deleted_time = None;
+        s.status_time = now_ms();
+        let mut batch = self.retell_chains(&caller.account, HashMap::from([(s.id.clone(), s.clone())])).await?;
+        if let Some(mut v) = self.meta().volume(&caller.account, &s.volume_id).await? {
+            if v.head_root.is_none() {
+                v.head_root = Some(s.root_id.clone());
+                batch.put_volumes.retain(|x| x.id != v.id);
+                batch.put_volumes.push(v);
+            }
+        }
+        batch.expect.push(Expect::SnapshotStatus { id: s.id.clone(), expected: row.status });
+        self.meta().commit(batch).await?;
+        self.snapshot(caller, id).await
+    }
+
+    /// Cease deleted points whose window has closed and points whose retention expired,
+    /// then drop their indexes (their chunks go at the next GC). Returns how many it ceased.
+    pub async fn cease_due(&self) -> Result<usize> {
+        let now = now_ms();
+        let window = self.config().deleted_retention.as_millis() as i64;
+        let due = self.meta().snapshots_due(now - window, now).await?;
+        let mut by_account: HashMap<String, HashMap<String, SnapshotRow>> = HashMap::new();
+        for mut s in due {
+            if !s.transition.is_empty() {
+                continue; // busy: next round
+            }
+            s.status = SnapshotStatus::Ceased.as_str().into();
+            s.deleted_time.get_or_insert(now);
+            s.status_time = now;
+            by_account.entry(s.account.clone()).or_default().insert(s.id.clone(), s);
+        }
+        let mut n = 0;
+        for (account, rows) in by_account {
+            let ids_: Vec<String> = rows.keys().cloned().collect();
+            let mut batch = self.retell_chains(&account, rows).await?;
+            for id in &ids_ {
+                batch.expect.push(Expect::SnapshotTransition { id: id.clone(), expected: String::new() });
+            }
+            self.meta().commit(batch).await?;
+            for id in &ids_ {
+                let _ = self.inner.store.remove_index(id);
+            }
+            n += ids_.len();
+        }
+        Ok(n)
+    }
+
+    /// Drop the indexes of ceased points (after their job committed).
+    pub(crate) async fn release_ceased(&self, account: &str, snap_ids: &[String]) {
+        for id in snap_ids {
+            if let Ok(Some(s)) = self.meta().snapshot(account, id).await {
+                if s.status == SnapshotStatus::Ceased.as_str() {
+                    let _ = self.inner.store.remove_index(id);
+                }
+            }
+        }
+    }
+}
+
+/// Keep the last row written for each id (later changes win).
+fn dedup_last_wins(rows: &mut Vec<SnapshotRow>) {
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<SnapshotRow> = rows.drain(..).rev().filter(|r| seen.insert(r.id.clone())).collect();
+    out.reverse();
+    *rows = out;
+}
