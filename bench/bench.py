@@ -202,7 +202,8 @@ class Bench:
         self.bin = os.path.abspath(a.disksnap) if a.disksnap else None
         self.timeout = a.timeout or (120 + 150 * a.size_gib)
         self.failures = []
-        self.env = dict(os.environ)
+        # DISKSNAP_CONFIG / DISKSNAP_DATA_DIR from the caller's shell must not redirect the bench
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DISKSNAP_")}
         self.env.update({
             "RESTIC_PASSWORD": "disksnap-bench",
             "RESTIC_CACHE_DIR": os.path.join(self.work, "cache", "restic"),
@@ -315,7 +316,11 @@ class Bench:
 
     def ds_volume_path(self, data, vol_id, obj=None):
         if isinstance(obj, dict) and obj.get("path"):
-            return obj["path"]
+            p = obj["path"]
+            for cand in ([p] if os.path.isabs(p) else [os.path.abspath(p), os.path.join(data, p)]):
+                if os.path.exists(cand):
+                    return cand
+            raise DisksnapFailure(f"volume {vol_id}: JSON \"path\" {p!r} does not exist")
         r = self.ds_untimed(data, "volume", "path", vol_id, json_out=False)
         path = r["out"].strip().splitlines()[-1].strip() if r["out"].strip() else ""
         if not os.path.isabs(path) or not os.path.exists(path):
@@ -389,11 +394,12 @@ class Bench:
             got = sha256(path)
             if got != want:
                 msg = f"{tool} {what}: sha256 of {path} is {got}, expected {want}"
+                if row is not None:
+                    row["ok"] = False
+                    row["note"] = (row["note"] + " sha256 MISMATCH").strip()
                 if tool == "disksnap":
                     raise DisksnapFailure(msg)
                 self.fail(msg)
-                if row:
-                    row["ok"] = False
             elif row is not None:
                 row["note"] = (row["note"] + " sha256 ok").strip()
 

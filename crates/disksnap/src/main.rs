@@ -1,1 +1,396 @@
-fn main(){}
+//! The `disksnap` binary: reads the config, wires the engine, metadata store and service
+//! together, and either serves the APIs or runs one command against the data dir.
+
+mod cli;
+mod config;
+mod output;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Self-hosted cloud-disk snapshots: volumes are raw disk images, snapshots are
+/// deduplicated, compressed, hash-checked copies of their bytes in full + incremental chains,
+/// served through the QingCloud, Alibaba Cloud ECS, Tencent CBS, OpenStack Cinder and 51idc APIs.
+///
+/// Every command works on a data dir directly (the server may be running on it too). The
+/// first use of a data dir creates it with a generated config and prints a dev account's
+/// credentials once.
+#[derive(Parser, Debug)]
+#[command(name = "disksnap", version, propagate_version = true, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Data dir: metadata, chunk store, volume and image files [default: the config's data_dir, else ./disksnap-data]
+    #[arg(long, global = true, env = "DISKSNAP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file [default: DATA_DIR/disksnap.toml, generated on first start]
+    #[arg(long, global = true, env = "DISKSNAP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Account to act as [default: the first account of the config]
+    #[arg(long, global = true)]
+    pub account: Option<String>,
+    /// Print JSON instead of tables (one document per command)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  disksnap serve                                   # serve every API on 127.0.0.1:7480
+  disksnap volume create --size-gib 10 --name web  # a blank (sparse) 10 GiB volume
+  disksnap volume import disk.img --type system    # an existing raw image as a volume
+  disksnap volume path vol-k3x9a2bq                # the raw file: write to it, attach it to a VM
+  disksnap snapshot create vol-k3x9a2bq            # full first, incremental after
+  disksnap snapshot list --volume vol-k3x9a2bq --type incremental
+  disksnap snapshot rollback ss-0a1b2c3d           # the volume's bytes become the point's bytes
+  disksnap snapshot to-volume ss-0a1b2c3d --name restored
+  disksnap verify && disksnap gc";
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the cloud APIs, /healthz and /metrics over HTTP
+    Serve {
+        /// Address to listen on [default: the config's listen, else 127.0.0.1:7480]
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create the data dir (and its config) now, choosing the chunk size of its store
+    Init {
+        /// Chunk size in KiB for the new store (power of two, 4..=16384); fixed afterwards
+        #[arg(long, default_value_t = 64)]
+        chunk_size_kib: u32,
+    },
+    /// Volumes: raw disk image files
+    #[command(subcommand)]
+    Volume(VolumeCmd),
+    /// Instances: named groups of volumes (one system disk, data disks)
+    #[command(subcommand)]
+    Instance(InstanceCmd),
+    /// Snapshots: full and incremental points of a volume
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+    /// Images captured from system-disk snapshots
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Jobs: every byte-moving operation runs as one
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// Tags for volumes and snapshots
+    #[command(subcommand)]
+    Tag(TagCmd),
+    /// Re-read every chunk, check its hash, name the snapshots a bad chunk breaks (exit 1 if any)
+    Verify,
+    /// Free chunks no snapshot references (safe while jobs run)
+    Gc {
+        /// Keep unreferenced chunks younger than this, e.g. "10m", "0s" [default: the config's gc_grace]
+        #[arg(long, value_parser = parse_duration)]
+        grace: Option<std::time::Duration>,
+    },
+    /// Release snapshots whose recovery window or retention has passed (the server does this every 5 s)
+    Maintain,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    config::duration_text::parse(s)
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    System,
+    Data,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Create blank volumes (sparse raw files)
+    Create {
+        #[arg(long)]
+        size_gib: u64,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long = "type", value_enum, default_value_t = KindArg::Data)]
+        kind: KindArg,
+        #[arg(long)]
+        zone: Option<String>,
+        /// Attach to this instance
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// Import a raw image file as a new volume (copied sparsely, size rounded up to whole GiB)
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long = "type", value_enum, default_value_t = KindArg::Data)]
+        kind: KindArg,
+        #[arg(long)]
+        zone: Option<String>,
+    },
+    /// List volumes
+    List {
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long)]
+        search: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Show one volume
+    Show { id: String },
+    /// Print the raw file that holds the volume's bytes
+    Path { id: String },
+    /// Grow a volume
+    Resize {
+        id: String,
+        #[arg(long)]
+        size_gib: u64,
+    },
+    /// Rename or describe a volume
+    Modify {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Attach volumes to an instance
+    Attach {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        instance: String,
+    },
+    /// Detach volumes from their instance
+    Detach {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete volumes (their snapshots stay)
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InstanceCmd {
+    Create {
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long)]
+        zone: Option<String>,
+    },
+    List,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PageArgs {
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Page size (at most 100)
+    #[arg(long, default_value_t = 20)]
+    pub limit: u64,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SnapType {
+    Full,
+    Incremental,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCmd {
+    /// Snapshot volumes and/or instances (one shared snapshot time); waits for the job
+    Create {
+        volumes: Vec<String>,
+        /// Snapshot every volume of this instance (repeatable)
+        #[arg(long = "instance")]
+        instances: Vec<String>,
+        /// Start a new chain instead of an incremental on the head chain
+        #[arg(long)]
+        full: bool,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Release the snapshot automatically after this many days
+        #[arg(long)]
+        retention_days: Option<u32>,
+        /// Bind this tag (repeatable)
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// List snapshots, newest first, with filters and paging
+    List {
+        /// Only these ids (repeatable)
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        #[arg(long)]
+        volume: Option<String>,
+        #[arg(long)]
+        instance: Option<String>,
+        /// Only the chain with this full point
+        #[arg(long)]
+        root: Option<String>,
+        #[arg(long = "type", value_enum)]
+        kind: Option<SnapType>,
+        /// Comma-separated statuses: creating, available, deleted, ceased
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Word to find in id, name or description
+        #[arg(long)]
+        search: Option<String>,
+        /// Tag id, or KEY=VALUE, or KEY (repeatable; all must match)
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Created at or after (RFC 3339, e.g. 2026-11-23T10:00:00Z)
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Created at or before (RFC 3339)
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        oldest_first: bool,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Show one snapshot
+    Show { id: String },
+    /// Rename or describe a snapshot
+    Modify {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete snapshots; a full point stays recoverable for the retention window
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Also delete the later points of each chain (QingCloud's rule)
+        #[arg(long)]
+        with_later: bool,
+    },
+    /// Bring back a deleted full snapshot within its retention window
+    Recover { id: String },
+    /// Roll the snapshot's volume back to it (writes only what differs)
+    Rollback { id: String },
+    /// Restore the snapshot into a new volume
+    ToVolume {
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Capture an image file from a system-disk snapshot
+    Capture {
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Set metadata keys (KEY=VALUE) or remove them (KEY=)
+    Meta {
+        id: String,
+        pairs: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    Show { id: String },
+    /// Print the image's raw file
+    Path { id: String },
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    List {
+        /// Comma-separated: pending, working, successful, failed
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    Show { id: String },
+    /// Wait until a job ends
+    Wait { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TagCmd {
+    Create {
+        key: String,
+        #[arg(default_value = "")]
+        value: String,
+    },
+    List,
+    /// Bind a tag to volumes or snapshots
+    Attach {
+        tag: String,
+        #[arg(required = true)]
+        resources: Vec<String>,
+    },
+    Detach {
+        tag: String,
+        #[arg(required = true)]
+        resources: Vec<String>,
+    },
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+fn init_logging(format: LogFormat, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("DISKSNAP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // `disksnap snapshot list | head` should end quietly, as Unix tools do.
+        // SAFETY: restoring the default disposition of a signal.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    init_logging(cli.log_format, matches!(cli.command, Command::Serve { .. }));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let code = match rt.block_on(cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    // Jobs end before commands return; nothing is left to wait for.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}

@@ -33,17 +33,16 @@ fn pays(raw: usize, compressed: usize) -> bool {
 /// Encode `raw` into a chunk file's bytes, compressing when it pays.
 ///
 /// Incompressible data is common on disks (media, encrypted and already-compressed files), so
-/// a 4 KiB probe is compressed first: if even that does not shrink, the whole chunk is
-/// stored raw without spending a full zstd pass on it.
+/// a 4 KiB probe — eight 512-byte samples spread over the chunk, so a chunk that is mostly
+/// zeros or text with one random block still looks compressible — is compressed first: if
+/// even that does not shrink, the whole chunk is stored raw without spending a zstd pass on it.
 pub fn encode(raw: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[ENC_RAW, 0, 0, 0]);
     out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    let probe = &raw[..raw.len().min(4096)];
-    let worth_trying = raw.len() > 512
-        && zstd::bulk::compress(probe, ZSTD_LEVEL).map(|c| pays(probe.len(), c.len())).unwrap_or(false);
+    let worth_trying = raw.len() > 512 && probe_compresses(raw);
     if worth_trying {
         let bound = zstd::zstd_safe::compress_bound(raw.len());
         out.resize(HEADER_LEN + bound, 0);
@@ -59,6 +58,23 @@ pub fn encode(raw: &[u8], out: &mut Vec<u8>) {
     }
     out.extend_from_slice(raw);
     finish_crc(out);
+}
+
+fn probe_compresses(raw: &[u8]) -> bool {
+    const SAMPLES: usize = 8;
+    const SAMPLE: usize = 512;
+    let mut probe = [0u8; SAMPLES * SAMPLE];
+    let len = if raw.len() <= probe.len() {
+        probe[..raw.len()].copy_from_slice(raw);
+        raw.len()
+    } else {
+        let stride = (raw.len() - SAMPLE) / (SAMPLES - 1);
+        for i in 0..SAMPLES {
+            probe[i * SAMPLE..(i + 1) * SAMPLE].copy_from_slice(&raw[i * stride..i * stride + SAMPLE]);
+        }
+        probe.len()
+    };
+    zstd::bulk::compress(&probe[..len], ZSTD_LEVEL).map(|c| pays(len, c.len())).unwrap_or(false)
 }
 
 fn finish_crc(out: &mut [u8]) {
@@ -132,6 +148,12 @@ mod tests {
         let file = roundtrip(&random);
         assert_eq!(file[8], ENC_RAW);
         assert_eq!(file.len(), HEADER_LEN + 65536);
+        // a zero chunk with one random 4 KiB block (a scattered write into a hole)
+        let mut sparse = vec![0u8; 65536];
+        sparse[8192..12288].copy_from_slice(&random[..4096]);
+        let file = roundtrip(&sparse);
+        assert_eq!(file[8], ENC_ZSTD);
+        assert!(file.len() < 5000, "{}", file.len());
     }
 
     #[test]

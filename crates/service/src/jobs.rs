@@ -209,6 +209,11 @@ impl Service {
         Some((p.done.load(Ordering::Relaxed), p.total.load(Ordering::Relaxed)))
     }
 
+    /// How many jobs this process is running now.
+    pub fn running_jobs(&self) -> usize {
+        self.inner.progress.lock().unwrap().len()
+    }
+
     pub async fn job(&self, caller: &Caller, id: &str) -> Result<Job> {
         self.check_account(caller)?;
         let bare = self.parse_id(Kind::Job, id)?;

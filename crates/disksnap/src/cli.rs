@@ -1,0 +1,651 @@
+//! The commands: open the data dir, call the service, print the result.
+
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use disksnap_service::ids::display;
+use disksnap_service::*;
+
+use crate::config::{Config, CONFIG_NAME};
+use crate::output::{human_bytes, json_of, print_fields, print_json, Table};
+use crate::*;
+
+const DEFAULT_DATA_DIR: &str = "./disksnap-data";
+
+/// Find or create the config, and settle the data dir.
+fn load_config(cli: &Cli) -> anyhow::Result<(Config, PathBuf)> {
+    if let Some(path) = &cli.config {
+        let cfg = Config::load(path)?;
+        let dir = cli.data_dir.clone().or_else(|| cfg.data_dir.clone()).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        return Ok((cfg, dir));
+    }
+    let dir = cli.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    let path = dir.join(CONFIG_NAME);
+    if path.exists() {
+        return Ok((Config::load(&path)?, dir));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    let (cfg, text) = Config::generated();
+    write_private(&path, &text)?;
+    let a = &cfg.accounts[0];
+    eprintln!("disksnap: new data dir {} with a generated config {}", dir.display(), path.display());
+    eprintln!("disksnap: credentials of account {:?} (shown once; they stay in the config file):", a.name.get_ref());
+    if let Some(k) = &a.qingcloud {
+        eprintln!("  QingCloud / 51idc  access_key_id={} secret_access_key={}", k.access_key_id, k.secret_access_key);
+    }
+    if let Some(k) = &a.aliyun {
+        eprintln!("  Alibaba Cloud ECS  access_key_id={} access_key_secret={}", k.access_key_id, k.access_key_secret);
+    }
+    if let Some(k) = &a.tencent {
+        eprintln!("  Tencent Cloud CBS  secret_id={} secret_key={}", k.secret_id, k.secret_key);
+    }
+    if let Some(k) = &a.openstack {
+        eprintln!("  OpenStack          user={} password={} project={} ({})", k.user, k.password, k.project_name, k.project_id);
+    }
+    Ok((cfg, dir))
+}
+
+/// Write a file only its owner can read (it holds secrets), durably.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("toml.tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let (cfg, data_dir) = load_config(&cli)?;
+    let mut scfg = ServiceConfig::new(&data_dir);
+    scfg.deleted_retention = cfg.deleted_retention;
+    scfg.gc_grace = cfg.gc_grace;
+    scfg.chunk_size = cfg.chunk_size_kib.map(|k| k as usize * 1024);
+    if !cfg.zones.is_empty() {
+        scfg.zones = cfg.zone_configs();
+    }
+    scfg.accounts = cfg.account_names();
+    if scfg.accounts.is_empty() {
+        bail!("the config names no [[accounts]]; add one (see README.md)");
+    }
+    if let Command::Init { chunk_size_kib } = &cli.command {
+        if !chunk_size_kib.is_power_of_two() || !(4..=16384).contains(chunk_size_kib) {
+            bail!("--chunk-size-kib {chunk_size_kib}: must be a power of two from 4 to 16384");
+        }
+        scfg.chunk_size = Some(*chunk_size_kib as usize * 1024);
+    }
+    let account = match &cli.account {
+        Some(a) if scfg.accounts.contains(a) => a.clone(),
+        Some(a) => bail!("account {a:?} is not in the config (accounts: {})", scfg.accounts.join(", ")),
+        None => scfg.accounts[0].clone(),
+    };
+    let svc = Service::open(scfg).await.map_err(|e| anyhow!("{e}"))?;
+    let caller = Caller::new(account);
+    if let Command::Serve { listen } = &cli.command {
+        let listen = listen.clone().unwrap_or_else(|| cfg.listen.clone());
+        crate::serve::run(svc, &listen).await?;
+        return Ok(0);
+    }
+    // A command is also a runner: finish what a crashed process left, before anything else.
+    for job in svc.recover().await.map_err(|e| anyhow!("{e}"))? {
+        eprintln!("disksnap: job {} ({}) was interrupted by a crash: {}", display(Kind::Job, &job.id), job.action, if job.is_done() { "failed, and undone" } else { "resuming" });
+        if !job.is_done() {
+            wait(&svc, &caller, &job, "resuming").await?;
+        }
+    }
+    svc.cease_due().await.map_err(|e| anyhow!("{e}"))?;
+    let cmd = Cmd { svc, caller, json: cli.json };
+    cmd.dispatch(cli.command).await.map_err(|e| anyhow!("{e:#}"))
+}
+
+struct Cmd {
+    svc: Service,
+    caller: Caller,
+    json: bool,
+}
+
+/// Service errors are already one clear line; keep them that way.
+fn se(e: ServiceError) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+/// Wait for a job with a progress bar on stderr (hidden when stderr is not a terminal).
+async fn wait(svc: &Service, caller: &Caller, job: &Job, label: &str) -> anyhow::Result<Job> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    bar.set_message(label.to_string());
+    let mut done = pin!(svc.wait_job(caller, &job.id));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let job = loop {
+        tokio::select! {
+            j = &mut done => break j.map_err(se)?,
+            _ = tick.tick() => {
+                if let Some((d, t)) = svc.job_progress(&job.id) {
+                    bar.set_length(t);
+                    bar.set_position(d);
+                }
+            }
+        }
+    };
+    bar.finish_and_clear();
+    if job.status == JobStatus::Failed {
+        bail!("job {} ({}) failed: {}", display(Kind::Job, &job.id), job.action, job.error.clone().unwrap_or_default());
+    }
+    Ok(job)
+}
+
+fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn kind_of(k: KindArg) -> VolumeKind {
+    match k {
+        KindArg::System => VolumeKind::System,
+        KindArg::Data => VolumeKind::Data,
+    }
+}
+
+impl Cmd {
+    async fn dispatch(&self, command: Command) -> anyhow::Result<i32> {
+        match command {
+            Command::Serve { .. } => unreachable!("handled before"),
+            Command::Init { .. } => {
+                let out = json!({"data_dir": self.svc.data_dir().display().to_string(), "chunk_size": self.svc.chunk_size()});
+                if self.json {
+                    print_json(&out);
+                } else {
+                    println!("data dir {} ready; chunk size {} KiB", self.svc.data_dir().display(), self.svc.chunk_size() / 1024);
+                }
+                Ok(0)
+            }
+            Command::Volume(c) => self.volume(c).await,
+            Command::Instance(c) => self.instance(c).await,
+            Command::Snapshot(c) => self.snapshot(c).await,
+            Command::Image(c) => self.image(c).await,
+            Command::Job(c) => self.job(c).await,
+            Command::Tag(c) => self.tag(c).await,
+            Command::Verify => self.verify().await,
+            Command::Gc { grace } => self.gc(grace).await,
+            Command::Maintain => {
+                let n = self.svc.cease_due().await.map_err(se)?;
+                if self.json {
+                    print_json(&json!({ "ceased": n }));
+                } else {
+                    println!("{n} snapshots released");
+                }
+                Ok(0)
+            }
+        }
+    }
+
+    fn show_volumes(&self, vols: &[Volume], total: Option<u64>) {
+        if self.json {
+            let items: Vec<Value> = vols.iter().map(|v| json_of(v, Kind::Volume)).collect();
+            match total {
+                Some(t) => print_json(&json!({"total_count": t, "volumes": items})),
+                None if items.len() == 1 => print_json(&items[0]),
+                None => print_json(&Value::Array(items)),
+            }
+            return;
+        }
+        if total.is_none() && vols.len() == 1 {
+            print_fields(&json_of(&vols[0], Kind::Volume));
+            return;
+        }
+        let mut t = Table::new(&["ID", "NAME", "SIZE", "TYPE", "STATUS", "INSTANCE", "CREATED"]);
+        for v in vols {
+            let status = if v.transition == VolumeTransition::None { v.status.to_string() } else { format!("{} ({})", v.status, v.transition) };
+            t.row(vec![
+                display(Kind::Volume, &v.id),
+                v.name.clone(),
+                format!("{} GiB", v.size_gib()),
+                v.kind.to_string(),
+                status,
+                v.instance_id.as_deref().map(|i| display(Kind::Instance, i)).unwrap_or_default(),
+                time(&v.create_time),
+            ]);
+        }
+        t.print();
+        if let Some(total) = total {
+            println!("{} of {total} volumes", vols.len());
+        }
+    }
+
+    async fn volume(&self, c: VolumeCmd) -> anyhow::Result<i32> {
+        let (svc, who) = (&self.svc, &self.caller);
+        match c {
+            VolumeCmd::Create { size_gib, name, kind, zone, instance, count } => {
+                let req = CreateVolumes { zone, name, size_gib, kind: Some(kind_of(kind)), count, instance_id: instance };
+                let (job, vols) = svc.create_volumes(who, req).await.map_err(se)?;
+                wait(svc, who, &job, "creating").await?;
+                let mut fresh = Vec::new();
+                for v in &vols {
+                    fresh.push(svc.volume(who, &v.id).await.map_err(se)?);
+                }
+                self.show_volumes(&fresh, None);
+            }
+            VolumeCmd::Import { file, name, kind, zone } => {
+                let (job, v) = svc.import_volume(who, zone.as_deref(), &name, kind_of(kind), &file).await.map_err(se)?;
+                wait(svc, who, &job, "importing").await?;
+                self.show_volumes(&[svc.volume(who, &v.id).await.map_err(se)?], None);
+            }
+            VolumeCmd::List { instance, search, page } => {
+                let q = VolumeQuery { instance_ids: instance.into_iter().collect(), search, offset: page.offset, limit: page.limit.min(100), ..Default::default() };
+                let (vols, total) = svc.volumes(who, &q).await.map_err(se)?;
+                self.show_volumes(&vols, Some(total));
+            }
+            VolumeCmd::Show { id } => self.show_volumes(&[svc.volume(who, &id).await.map_err(se)?], None),
+            VolumeCmd::Path { id } => {
+                let v = svc.volume(who, &id).await.map_err(se)?;
+                if self.json {
+                    print_json(&json!({"id": display(Kind::Volume, &v.id), "path": v.path}));
+                } else {
+                    println!("{}", v.path);
+                }
+            }
+            VolumeCmd::Resize { id, size_gib } => {
+                let job = svc.resize_volume(who, &id, size_gib).await.map_err(se)?;
+                wait(svc, who, &job, "resizing").await?;
+                self.show_volumes(&[svc.volume(who, &id).await.map_err(se)?], None);
+            }
+            VolumeCmd::Modify { id, name, description } => {
+                let v = svc.modify_volume(who, &id, name.as_deref(), description.as_deref()).await.map_err(se)?;
+                self.show_volumes(&[v], None);
+            }
+            VolumeCmd::Attach { ids, instance } => {
+                let vols = svc.attach_volumes(who, &ids, &instance).await.map_err(se)?;
+                self.show_volumes(&vols, Some(vols.len() as u64));
+            }
+            VolumeCmd::Detach { ids } => {
+                let vols = svc.detach_volumes(who, &ids).await.map_err(se)?;
+                self.show_volumes(&vols, Some(vols.len() as u64));
+            }
+            VolumeCmd::Delete { ids } => {
+                let job = svc.delete_volumes(who, &ids).await.map_err(se)?;
+                let job = wait(svc, who, &job, "deleting").await?;
+                self.done(&job, &format!("deleted {}", ids.join(" ")));
+            }
+        }
+        Ok(0)
+    }
+
+    fn done(&self, job: &Job, what: &str) {
+        if self.json {
+            print_json(&json!({"job": json_of(job, Kind::Job)}));
+        } else {
+            println!("{what} (job {})", display(Kind::Job, &job.id));
+        }
+    }
+
+    async fn instance(&self, c: InstanceCmd) -> anyhow::Result<i32> {
+        match c {
+            InstanceCmd::Create { name, zone } => {
+                let i = self.svc.create_instance(&self.caller, zone.as_deref(), &name).await.map_err(se)?;
+                if self.json {
+                    print_json(&json_of(&i, Kind::Instance));
+                } else {
+                    println!("{}", display(Kind::Instance, &i.id));
+                }
+            }
+            InstanceCmd::List => {
+                let list = self.svc.instances(&self.caller).await.map_err(se)?;
+                if self.json {
+                    print_json(&json_of(&list, Kind::Instance));
+                } else {
+                    let mut t = Table::new(&["ID", "NAME", "ZONE", "CREATED"]);
+                    for i in &list {
+                        t.row(vec![display(Kind::Instance, &i.id), i.name.clone(), i.zone.clone(), time(&i.create_time)]);
+                    }
+                    t.print();
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    fn show_snapshots(&self, snaps: &[Snapshot], total: Option<u64>) {
+        if self.json {
+            let items: Vec<Value> = snaps.iter().map(|s| json_of(s, Kind::Snapshot)).collect();
+            match total {
+                Some(t) => print_json(&json!({"total_count": t, "snapshots": items})),
+                None if items.len() == 1 => print_json(&items[0]),
+                None => print_json(&Value::Array(items)),
+            }
+            return;
+        }
+        if total.is_none() && snaps.len() == 1 {
+            print_fields(&json_of(&snaps[0], Kind::Snapshot));
+            return;
+        }
+        let mut t = Table::new(&["ID", "NAME", "VOLUME", "TYPE", "PARENT", "HEAD", "STATUS", "SIZE", "SNAPSHOT TIME"]);
+        for s in snaps {
+            let status = if s.transition == SnapshotTransition::None { s.status.to_string() } else { format!("{} ({})", s.status, s.transition) };
+            t.row(vec![
+                display(Kind::Snapshot, &s.id),
+                s.name.clone(),
+                display(Kind::Volume, &s.volume_id),
+                if s.full { "full".into() } else { "incremental".into() },
+                s.parent_id.as_deref().map(|p| display(Kind::Snapshot, p)).unwrap_or_else(|| "self".into()),
+                if s.is_head { "*".into() } else { String::new() },
+                status,
+                human_bytes(s.size),
+                time(&s.snapshot_time),
+            ]);
+        }
+        t.print();
+        if let Some(total) = total {
+            println!("{} of {total} snapshots", snaps.len());
+        }
+    }
+
+    async fn snapshot(&self, c: SnapshotCmd) -> anyhow::Result<i32> {
+        let (svc, who) = (&self.svc, &self.caller);
+        match c {
+            SnapshotCmd::Create { volumes, instances, full, name, description, retention_days, tags } => {
+                if volumes.is_empty() && instances.is_empty() {
+                    bail!("name at least one volume (or --instance) to snapshot");
+                }
+                let req = CreateSnapshots { volumes, instances, full, name, description, origin: None, retention_days, tag_ids: tags };
+                let (job, snaps) = svc.create_snapshots(who, req).await.map_err(se)?;
+                let job = wait(svc, who, &job, "snapshotting").await?;
+                let mut fresh = Vec::new();
+                for s in &snaps {
+                    fresh.push(svc.snapshot(who, &s.id).await.map_err(se)?);
+                }
+                if self.json {
+                    let items: Vec<Value> = fresh.iter().map(|s| json_of(s, Kind::Snapshot)).collect();
+                    print_json(&json!({"job": json_of(&job, Kind::Job), "snapshots": items}));
+                } else {
+                    self.show_snapshots(&fresh, Some(fresh.len() as u64));
+                }
+            }
+            SnapshotCmd::List { ids, volume, instance, root, kind, status, name, search, tags, since, until, oldest_first, page } => {
+                let mut statuses = Vec::new();
+                for s in status.iter().filter(|s| !s.is_empty()) {
+                    statuses.push(SnapshotStatus::parse(s).ok_or_else(|| anyhow!("--status {s:?}: use creating, available, deleted or ceased"))?);
+                }
+                let (mut tag_ids, mut tag_pairs) = (Vec::new(), Vec::new());
+                for t in tags {
+                    match t.split_once('=') {
+                        Some((k, v)) => tag_pairs.push((k.to_string(), Some(v.to_string()))),
+                        None if ids::parse(Kind::Tag, &t).is_some() && t.starts_with("tag-") => tag_ids.push(t),
+                        None => tag_pairs.push((t, None)),
+                    }
+                }
+                if page.limit > 100 {
+                    bail!("--limit {}: at most 100 per page", page.limit);
+                }
+                let q = SnapshotQuery {
+                    ids,
+                    volume_ids: volume.into_iter().collect(),
+                    instance_ids: instance.into_iter().collect(),
+                    root_id: root,
+                    full: kind.map(|k| k == SnapType::Full),
+                    statuses,
+                    name,
+                    search,
+                    tag_ids,
+                    tag_pairs,
+                    created_from: since,
+                    created_to: until,
+                    oldest_first,
+                    offset: page.offset,
+                    limit: page.limit.max(1),
+                    ..Default::default()
+                };
+                let (snaps, total) = svc.snapshots(who, &q).await.map_err(se)?;
+                self.show_snapshots(&snaps, Some(total));
+            }
+            SnapshotCmd::Show { id } => self.show_snapshots(&[svc.snapshot(who, &id).await.map_err(se)?], None),
+            SnapshotCmd::Modify { id, name, description } => {
+                let s = svc.modify_snapshot(who, &id, name.as_deref(), description.as_deref()).await.map_err(se)?;
+                self.show_snapshots(&[s], None);
+            }
+            SnapshotCmd::Delete { ids, with_later } => {
+                let scope = if with_later { DeleteScope::PointAndLater } else { DeleteScope::Points };
+                let job = svc.delete_snapshots(who, &ids, scope).await.map_err(se)?;
+                let job = wait(svc, who, &job, "deleting").await?;
+                let gone: Vec<String> = job.resources.iter().map(|r| display(Kind::Snapshot, r)).collect();
+                self.done(&job, &format!("deleted {}", gone.join(" ")));
+            }
+            SnapshotCmd::Recover { id } => self.show_snapshots(&[svc.recover_snapshot(who, &id).await.map_err(se)?], None),
+            SnapshotCmd::Rollback { id } => {
+                let job = svc.apply_snapshot(who, &id).await.map_err(se)?;
+                let job = wait(svc, who, &job, "rolling back").await?;
+                let s = svc.snapshot(who, &id).await.map_err(se)?;
+                self.done(&job, &format!("volume {} rolled back to {}", display(Kind::Volume, &s.volume_id), display(Kind::Snapshot, &s.id)));
+            }
+            SnapshotCmd::ToVolume { id, name } => {
+                let (job, v) = svc.create_volume_from_snapshot(who, &id, &name, None).await.map_err(se)?;
+                wait(svc, who, &job, "restoring").await?;
+                self.show_volumes(&[svc.volume(who, &v.id).await.map_err(se)?], None);
+            }
+            SnapshotCmd::Capture { id, name } => {
+                let (job, img) = svc.capture_image(who, &id, &name).await.map_err(se)?;
+                wait(svc, who, &job, "capturing").await?;
+                self.show_image(&svc.image(who, &img.id).await.map_err(se)?);
+            }
+            SnapshotCmd::Meta { id, pairs } => {
+                let mut changes = Vec::new();
+                for p in pairs {
+                    let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("{p:?}: write KEY=VALUE, or KEY= to remove"))?;
+                    changes.push((k.to_string(), (!v.is_empty()).then(|| v.to_string())));
+                }
+                let meta = svc.set_snapshot_metadata(who, &id, &changes).await.map_err(se)?;
+                let map: serde_json::Map<String, Value> = meta.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+                if self.json {
+                    print_json(&Value::Object(map));
+                } else {
+                    print_fields(&Value::Object(map));
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    fn show_image(&self, img: &Image) {
+        let v = json_of(img, Kind::Image);
+        if self.json {
+            print_json(&v);
+        } else {
+            print_fields(&v);
+        }
+    }
+
+    async fn image(&self, c: ImageCmd) -> anyhow::Result<i32> {
+        let (svc, who) = (&self.svc, &self.caller);
+        match c {
+            ImageCmd::List { page } => {
+                let (imgs, total) = svc.images(who, page.offset, page.limit.min(100)).await.map_err(se)?;
+                if self.json {
+                    print_json(&json!({"total_count": total, "images": json_of(&imgs, Kind::Image)}));
+                } else {
+                    let mut t = Table::new(&["ID", "NAME", "SNAPSHOT", "SIZE", "STATUS", "CREATED"]);
+                    for i in &imgs {
+                        t.row(vec![display(Kind::Image, &i.id), i.name.clone(), display(Kind::Snapshot, &i.snapshot_id), human_bytes(i.size), i.status.to_string(), time(&i.create_time)]);
+                    }
+                    t.print();
+                }
+            }
+            ImageCmd::Show { id } => self.show_image(&svc.image(who, &id).await.map_err(se)?),
+            ImageCmd::Path { id } => println!("{}", svc.image(who, &id).await.map_err(se)?.path),
+            ImageCmd::Delete { ids } => {
+                let gone = svc.delete_images(who, &ids).await.map_err(se)?;
+                if self.json {
+                    print_json(&json_of(&gone, Kind::Image));
+                } else {
+                    println!("deleted {}", gone.iter().map(|i| display(Kind::Image, &i.id)).collect::<Vec<_>>().join(" "));
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    async fn job(&self, c: JobCmd) -> anyhow::Result<i32> {
+        let (svc, who) = (&self.svc, &self.caller);
+        let show = |jobs: &[Job]| {
+            let mut t = Table::new(&["ID", "ACTION", "STATUS", "RESOURCES", "CREATED", "ERROR"]);
+            for j in jobs {
+                t.row(vec![display(Kind::Job, &j.id), j.action.clone(), j.status.to_string(), j.resources.join(","), time(&j.create_time), j.error.clone().unwrap_or_default()]);
+            }
+            t.print();
+        };
+        match c {
+            JobCmd::List { status, page } => {
+                let mut statuses = Vec::new();
+                for s in status.iter().filter(|s| !s.is_empty()) {
+                    statuses.push(JobStatus::parse(s).ok_or_else(|| anyhow!("--status {s:?}: use pending, working, successful or failed"))?);
+                }
+                let (jobs, total) = svc.jobs(who, &[], &statuses, None, page.offset, page.limit.min(100)).await.map_err(se)?;
+                if self.json {
+                    print_json(&json!({"total_count": total, "jobs": json_of(&jobs, Kind::Job)}));
+                } else {
+                    show(&jobs);
+                }
+            }
+            JobCmd::Show { id } => {
+                let j = svc.job(who, &id).await.map_err(se)?;
+                if self.json {
+                    print_json(&json_of(&j, Kind::Job));
+                } else {
+                    show(&[j]);
+                }
+            }
+            JobCmd::Wait { id } => {
+                let j = svc.job(who, &id).await.map_err(se)?;
+                let j = wait(svc, who, &j, "waiting").await?;
+                if self.json {
+                    print_json(&json_of(&j, Kind::Job));
+                } else {
+                    show(&[j]);
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    async fn tag(&self, c: TagCmd) -> anyhow::Result<i32> {
+        let (svc, who) = (&self.svc, &self.caller);
+        match c {
+            TagCmd::Create { key, value } => {
+                let t = svc.create_tag(who, &key, &value).await.map_err(se)?;
+                if self.json {
+                    print_json(&json_of(&t, Kind::Tag));
+                } else {
+                    println!("{}", display(Kind::Tag, &t.id));
+                }
+            }
+            TagCmd::List => {
+                let tags = svc.tags(who).await.map_err(se)?;
+                if self.json {
+                    print_json(&json_of(&tags, Kind::Tag));
+                } else {
+                    let mut t = Table::new(&["ID", "KEY", "VALUE"]);
+                    for tag in &tags {
+                        t.row(vec![display(Kind::Tag, &tag.id), tag.key.clone(), tag.value.clone()]);
+                    }
+                    t.print();
+                }
+            }
+            TagCmd::Attach { tag, resources } => {
+                let pairs: Vec<(String, String)> = resources.into_iter().map(|r| (tag.clone(), r)).collect();
+                svc.attach_tags(who, &pairs).await.map_err(se)?;
+            }
+            TagCmd::Detach { tag, resources } => {
+                let pairs: Vec<(String, String)> = resources.into_iter().map(|r| (tag.clone(), r)).collect();
+                svc.detach_tags(who, &pairs).await.map_err(se)?;
+            }
+            TagCmd::Delete { ids } => svc.delete_tags(who, &ids).await.map_err(se)?,
+        }
+        Ok(0)
+    }
+
+    async fn verify(&self) -> anyhow::Result<i32> {
+        let bar = Arc::new(Bar::new("verifying", false));
+        let r = self.svc.verify(bar.clone()).await.map_err(se)?;
+        bar.finish();
+        if self.json {
+            let broken: Vec<Value> = r.broken_snapshots.iter().map(|(id, why)| json!({"id": display(Kind::Snapshot, id), "reason": why})).collect();
+            let bad: Vec<Value> = r.bad_chunks.iter().map(|(d, why)| json!({"digest": d, "reason": why})).collect();
+            print_json(&json!({"ok": r.ok(), "checked_chunks": r.checked_chunks, "bad_chunks": bad, "broken_snapshots": broken, "seconds": r.seconds}));
+        } else {
+            println!("checked {} chunks in {:.1} s", r.checked_chunks, r.seconds);
+            for (d, why) in &r.bad_chunks {
+                println!("BAD chunk {d}: {why} (moved to quarantine)");
+            }
+            for (id, why) in &r.broken_snapshots {
+                println!("BROKEN snapshot {}: {why}", display(Kind::Snapshot, id));
+            }
+            if r.ok() {
+                println!("all chunks good");
+            }
+        }
+        Ok(if r.ok() { 0 } else { 1 })
+    }
+
+    async fn gc(&self, grace: Option<Duration>) -> anyhow::Result<i32> {
+        let bar = Arc::new(Bar::new("collecting", false));
+        let r = self.svc.gc(grace, bar.clone()).await.map_err(se)?;
+        bar.finish();
+        if self.json {
+            print_json(&serde_json::to_value(&r)?);
+        } else {
+            println!(
+                "removed {} chunks ({}), kept {} ({}), kept {} recent; {} orphan indexes removed; {:.1} s",
+                r.removed_chunks,
+                human_bytes(r.removed_bytes),
+                r.kept_chunks,
+                human_bytes(r.kept_bytes),
+                r.kept_recent_chunks,
+                r.removed_indexes,
+                r.seconds
+            );
+            for id in &r.missing_indexes {
+                println!("WARNING: snapshot {} has no index in the store; run `disksnap verify`", display(Kind::Snapshot, id));
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// An indicatif bar driven by the engine's progress callbacks.
+struct Bar {
+    bar: ProgressBar,
+    total: AtomicU64,
+}
+
+impl Bar {
+    fn new(label: &str, bytes: bool) -> Self {
+        let bar = ProgressBar::new(0);
+        let tpl = if bytes { "{msg:12} [{bar:30}] {bytes}/{total_bytes} eta {eta}" } else { "{msg:12} [{bar:30}] {pos}/{len} eta {eta}" };
+        bar.set_style(ProgressStyle::with_template(tpl).unwrap().progress_chars("=> "));
+        bar.set_message(label.to_string());
+        Bar { bar, total: AtomicU64::new(0) }
+    }
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl disksnap_engine::Progress for Bar {
+    fn start(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+        self.bar.set_length(total);
+    }
+    fn advance(&self, done: u64) {
+        self.bar.set_position(done);
+    }
+}

@@ -1,0 +1,269 @@
+//! The TOML configuration: listeners, data dir, retention, zones and accounts with their
+//! per-dialect credentials. A bad file fails start-up naming the file, line and key at fault.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7480";
+pub const CONFIG_NAME: &str = "disksnap.toml";
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// TLS listener (served by the dialect issues; accepted here so configs stay valid).
+    pub tls_listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// How long a deleted full snapshot stays recoverable, e.g. "2h", "90m", "30s".
+    #[serde(default = "default_retention", with = "duration_text")]
+    pub deleted_retention: Duration,
+    /// GC keeps unreferenced chunks younger than this.
+    #[serde(default = "default_grace", with = "duration_text")]
+    pub gc_grace: Duration,
+    /// Chunk size of a new store, in KiB (power of two, 4 to 16384). Fixed once the store exists.
+    pub chunk_size_kib: Option<u32>,
+    #[serde(default)]
+    pub zones: Vec<Zone>,
+    #[serde(default)]
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub name: Spanned<String>,
+    pub qingcloud: Option<QingCloudKeys>,
+    pub aliyun: Option<AliyunKeys>,
+    pub tencent: Option<TencentKeys>,
+    pub openstack: Option<OpenStackUser>,
+}
+
+/// QingCloud IaaS keys; 51idc uses the same pair.
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct QingCloudKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AliyunKeys {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+}
+
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TencentKeys {
+    pub secret_id: String,
+    pub secret_key: String,
+}
+
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OpenStackUser {
+    pub project_id: String,
+    pub project_name: String,
+    pub user: String,
+    pub password: String,
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.into()
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(7200)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// Durations written as "2h", "90m", "45s", "500ms" or a bare number of seconds.
+pub mod duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like \"2h\", \"90m\", \"30s\""))?;
+        let secs = match unit.trim() {
+            "" | "s" => n,
+            "ms" => n / 1000.0,
+            "m" | "min" => n * 60.0,
+            "h" => n * 3600.0,
+            "d" => n * 86400.0,
+            u => return Err(format!("unknown unit {u:?} in {s:?}: use ms, s, m, h or d")),
+        };
+        if !(0.0..=1e10).contains(&secs) {
+            return Err(format!("{s:?} is out of range"));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", d.as_secs_f64()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// 1-based line of a byte offset in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        cfg.validate(text)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, text: &str) -> anyhow::Result<()> {
+        let mut names = std::collections::HashMap::new();
+        for z in &self.zones {
+            let at = line_of(text, z.name.span().start);
+            if z.name.get_ref().trim().is_empty() {
+                bail!("line {at}: zones.name must not be empty");
+            }
+            for n in std::iter::once(z.name.get_ref()).chain(z.aliases.iter()) {
+                if let Some(prev) = names.insert(n.to_ascii_lowercase(), at) {
+                    bail!("line {at}: zone name or alias {n:?} is already used on line {prev}");
+                }
+            }
+        }
+        let mut accounts = std::collections::HashMap::new();
+        let mut keys = std::collections::HashMap::new();
+        for a in &self.accounts {
+            let at = line_of(text, a.name.span().start);
+            let name = a.name.get_ref();
+            if name.trim().is_empty() {
+                bail!("line {at}: accounts.name must not be empty");
+            }
+            if let Some(prev) = accounts.insert(name.clone(), at) {
+                bail!("line {at}: account {name:?} is already defined on line {prev}");
+            }
+            let ids = [
+                a.qingcloud.as_ref().map(|k| ("accounts.qingcloud.access_key_id", &k.access_key_id)),
+                a.aliyun.as_ref().map(|k| ("accounts.aliyun.access_key_id", &k.access_key_id)),
+                a.tencent.as_ref().map(|k| ("accounts.tencent.secret_id", &k.secret_id)),
+                a.openstack.as_ref().map(|k| ("accounts.openstack.user", &k.user)),
+            ];
+            for (key, id) in ids.into_iter().flatten() {
+                if id.trim().is_empty() {
+                    bail!("account {name:?} (line {at}): {key} must not be empty");
+                }
+                if let Some(other) = keys.insert((key, id.clone()), name.clone()) {
+                    bail!("account {name:?} (line {at}): {key} {id:?} is already used by account {other:?}");
+                }
+            }
+        }
+        if let Some(cs) = self.chunk_size_kib {
+            if !cs.is_power_of_two() || !(4..=16384).contains(&cs) {
+                bail!("chunk_size_kib = {cs}: must be a power of two from 4 to 16384");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn zone_configs(&self) -> Vec<disksnap_service::ZoneConfig> {
+        self.zones.iter().map(|z| disksnap_service::ZoneConfig { name: z.name.get_ref().clone(), aliases: z.aliases.clone() }).collect()
+    }
+
+    pub fn account_names(&self) -> Vec<String> {
+        self.accounts.iter().map(|a| a.name.get_ref().clone()).collect()
+    }
+
+    /// A first-start config: one zone with the aliases every dialect's examples use, one dev
+    /// account with fresh random credentials for every dialect.
+    pub fn generated() -> (Config, String) {
+        let key = |n: usize, upper: bool| -> String {
+            let alphabet: &[u8] = if upper { b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" } else { b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ" };
+            (0..n).map(|_| alphabet[rand::random::<usize>() % alphabet.len()] as char).collect()
+        };
+        let project: String = (0..32).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
+        let text = format!(
+            r#"# disksnap configuration, generated on first start. Edit freely; see README.md.
+listen = "{DEFAULT_LISTEN}"
+deleted_retention = "2h"
+gc_grace = "10m"
+
+[[zones]]
+name = "pek3a"
+aliases = ["cn-hangzhou", "gz", "RegionOne", "ac1", "cn-north-4"]
+
+[[accounts]]
+name = "dev"
+qingcloud = {{ access_key_id = "QY{qk}", secret_access_key = "{qs}" }}
+aliyun = {{ access_key_id = "LTAI{ak}", access_key_secret = "{asec}" }}
+tencent = {{ secret_id = "AKID{tk}", secret_key = "{ts}" }}
+openstack = {{ project_id = "{project}", project_name = "dev", user = "dev", password = "{pw}" }}
+"#,
+            qk = key(18, true),
+            qs = key(40, false),
+            ak = key(20, false),
+            asec = key(30, false),
+            tk = key(32, false),
+            ts = key(32, false),
+            pw = key(20, false),
+        );
+        (Config::parse(&text).expect("generated config parses"), text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_config_is_valid() {
+        let (cfg, _) = Config::generated();
+        assert_eq!(cfg.accounts.len(), 1);
+        assert_eq!(cfg.deleted_retention, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_key() {
+        let e = Config::parse("listen = \"x\"\nbogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("bogus"), "{e}");
+        let e = Config::parse("deleted_retention = \"2 weeks\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("weeks"), "{e}");
+        let two = "[[accounts]]\nname = \"a\"\n[[accounts]]\nname = \"a\"\n";
+        let e = Config::parse(two).unwrap_err().to_string();
+        assert!(e.contains("line 4") && e.contains("line 2"), "{e}");
+        let e = Config::parse("[[zones]]\nname = \"z\"\naliases = [\"Z\"]\n").unwrap_err().to_string();
+        assert!(e.contains("already used"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_text::parse("90m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(duration_text::parse("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(duration_text::parse("500ms").unwrap(), Duration::from_millis(500));
+        assert!(duration_text::parse("-1s").is_err());
+    }
+}

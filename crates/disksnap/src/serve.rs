@@ -1,0 +1,148 @@
+//! `disksnap serve`: one HTTP listener for every dialect (routed by path), plus `/healthz` and
+//! Prometheus `/metrics`, structured request logs, and the background duties (recovering
+//! interrupted jobs, ceasing expired snapshots).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use disksnap_service::Service;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    status: u16,
+}
+
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histogram,
+    jobs_running: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("disksnap");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let jobs_running = Gauge::default();
+        registry.register("http_requests", "HTTP requests served, by method and status", requests.clone());
+        registry.register("http_request_duration_seconds", "Time to answer an HTTP request", latency.clone());
+        registry.register("jobs_running", "Jobs running in this process", jobs_running.clone());
+        Metrics { registry, requests, latency, jobs_running }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    service: Service,
+    metrics: Arc<Metrics>,
+    started: Instant,
+}
+
+pub fn router(service: Service) -> Router {
+    let state = AppState { service, metrics: Arc::new(Metrics::new()), started: Instant::now() };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Count, time and log every request (one structured line each, with a request id).
+async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| req.uri().path().to_string());
+    let request_id = format!("{:032x}", rand::random::<u128>());
+    let mut resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let secs = started.elapsed().as_secs_f64();
+    st.metrics.requests.get_or_create(&RequestLabels { method: method.clone(), status }).inc();
+    st.metrics.latency.observe(secs);
+    if let Ok(v) = request_id.parse() {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    tracing::info!(target: "disksnap::http", request_id, method, path, status, micros = (secs * 1e6) as u64, "request");
+    resp
+}
+
+async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": st.started.elapsed().as_secs(),
+        "data_dir": st.service.data_dir().display().to_string(),
+    }))
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    st.metrics.jobs_running.set(st.service.running_jobs() as i64);
+    let mut body = String::new();
+    if encode(&mut body, &st.metrics.registry).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
+
+async fn not_found(req: Request) -> Response {
+    let body = serde_json::json!({
+        "error": "not_found",
+        "message": format!("no API is served at {} {}; see README.md for the dialect endpoints", req.method(), req.uri().path()),
+    });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+/// Serve until SIGINT/SIGTERM. Interrupted jobs are recovered first; expired snapshots are
+/// ceased every few seconds.
+pub async fn run(service: Service, listen: &str) -> anyhow::Result<()> {
+    let addr: SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("listen address {listen:?}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let recovered = service.recover().await?;
+    for j in &recovered {
+        tracing::info!(job = %j.id, action = %j.action, status = %j.status, "recovered job");
+    }
+    let ticker = service.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            match ticker.tick().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(ceased = n, "released snapshots whose time was up"),
+                Err(e) => tracing::warn!(error = %e, "maintenance tick failed"),
+            }
+        }
+    });
+    eprintln!("disksnap listening on http://{}  (data dir {})", listener.local_addr()?, service.data_dir().display());
+    axum::serve(listener, router(service)).with_graceful_shutdown(shutdown()).await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
