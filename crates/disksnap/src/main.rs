@@ -92,7 +92,7 @@ pub enum Command {
     Verify,
     /// Free chunks no snapshot references (safe while jobs run)
     Gc {
-        /// Keep unreferenced chunks younger than this, e.g. "10m", "0s" [default: the config's gc_grace]
+        /// Keep unreferenced chunks younger than this, e.g. "10m" [default: the config's gc_grace]; "0s" frees everything unreferenced now, safe only while no job runs
         #[arg(long, value_parser = parse_duration)]
         grace: Option<std::time::Duration>,
     },

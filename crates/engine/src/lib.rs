@@ -14,7 +14,7 @@
 //! chunks/<4 hex>/.tmp-*           an insert in progress (removed at open if stale)
 //! chunks/quarantine/<64 hex>.bad  chunks `verify` found corrupt
 //! indexes/<name>.fidx             a committed fixed index (see index.rs)
-//! indexes/<name>.pending          the index of a capture still running (protects its chunks from GC)
+//! indexes/<name>.pending          a capture or restore in progress: flock-held by its process, its chunks stay marked
 //! ```
 //!
 //! # Durability rules

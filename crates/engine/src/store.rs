@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -177,14 +179,14 @@ impl Store {
             None => FixedIndex::zeroed(self.chunk_size, size),
         };
         // The pending copy keeps the parent's chunks marked for a GC that runs meanwhile.
-        fs::write(&pending_path, index.encode()).ctx("write", &pending_path)?;
+        let pending = Pin::create(&pending_path, &index)?;
         let result = self.capture_slots(&file, source, &mut index, parent.as_ref(), progress, on_taken);
         let outcome = result.and_then(|(stats, inserter_done)| {
             inserter_done?;
             index.write(&final_path)?;
             Ok(stats)
         });
-        let _ = fs::remove_file(&pending_path);
+        drop(pending);
         let mut stats = outcome?;
         stats.elapsed = started.elapsed();
         Ok(stats)
@@ -275,8 +277,7 @@ impl Store {
     /// the index itself is removed meanwhile (a restore reading a point being deleted).
     fn pin(&self, name: &str, index: &FixedIndex) -> Result<Pin> {
         let path = self.index_path(&format!("{name}-read-{:016x}", rand::random::<u64>()), "pending")?;
-        fs::write(&path, index.encode()).ctx("write", &path)?;
-        Ok(Pin(path))
+        Pin::create(&path, index)
     }
 
     /// Restore index `name` into a new file at `target` (which must not exist). Zero slots stay
@@ -407,7 +408,7 @@ impl Store {
             let young = e.metadata().and_then(|m| m.modified()).map(|t| t >= cutoff).unwrap_or(true);
             let keep = match ext {
                 "fidx" => live.contains(name) || young,
-                "pending" => true,
+                "pending" => Pin::is_held(&e.path()),
                 _ => young, // temp files of an index write in progress
             };
             if !keep {
@@ -419,9 +420,7 @@ impl Store {
                 match FixedIndex::read(name, &e.path()) {
                     Ok(idx) => marked.extend(idx.digests.iter().filter(|d| **d != ZERO_DIGEST)),
                     Err(EngineError::MissingIndex { .. }) => continue, // finished or dropped meanwhile
-                    // A pending index is written without fsync and may be torn after a crash;
-                    // a live index that fails to read must stop GC, never shrink the mark set.
-                    Err(_) if ext == "pending" && !young => continue,
+                    // A live index that fails to read must stop GC, never shrink the mark set.
                     Err(err) => return Err(err),
                 }
                 if ext == "fidx" {
@@ -480,12 +479,39 @@ impl Store {
     }
 }
 
-/// Removes its pending index file when dropped.
-struct Pin(PathBuf);
+/// A `.pending` index: marks its chunks live for GC while its owner runs. The owner holds a
+/// shared `flock` on it for its life; GC treats a pending index it can lock exclusively as
+/// left by a dead process and removes it. It is locked before it gets its final name, so GC
+/// never sees one unlocked while its owner lives. Removed when dropped.
+struct Pin {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Pin {
+    fn create(path: &Path, index: &FixedIndex) -> Result<Pin> {
+        let tmp = path.with_extension(format!("tmp{:08x}", rand::random::<u32>()));
+        let mut f = File::create(&tmp).ctx("create", &tmp)?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) } != 0 {
+            return Err(EngineError::Io { op: "flock", path: tmp, source: std::io::Error::last_os_error() });
+        }
+        f.write_all(&index.encode()).ctx("write", &tmp)?;
+        fs::rename(&tmp, path).ctx("rename", path)?;
+        Ok(Pin { path: path.to_path_buf(), _file: f })
+    }
+
+    /// True if a live process holds this pending index (false also when it is gone).
+    fn is_held(path: &Path) -> bool {
+        let Ok(f) = File::open(path) else { return false };
+        // SAFETY: flock on an fd we own.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+    }
+}
 
 impl Drop for Pin {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        let _ = fs::remove_file(&self.path);
     }
 }
 

@@ -1,0 +1,378 @@
+//! End-to-end tests of the real `disksnap` binary on real files: every byte is checked with
+//! SHA-256, images with `qemu-img compare`, and crashes are real `kill -9`s.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_disksnap");
+const KIB64: u64 = 64 * 1024;
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    scratch: PathBuf,
+}
+
+impl Env {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let scratch = tmp.path().join("scratch");
+        std::fs::create_dir_all(&scratch).unwrap();
+        Env { _tmp: tmp, data, scratch }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--data-dir").arg(&self.data).args(args).env_remove("DISKSNAP_CONFIG").env_remove("DISKSNAP_DATA_DIR");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Run with --json; the command must succeed.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.run(&full);
+        assert!(out.status.success(), "disksnap {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("disksnap {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Run expecting failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "disksnap {args:?} should have failed");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn volume(&self, size_gib: u32, kind: &str) -> (String, PathBuf) {
+        let v = self.json(&["volume", "create", "--size-gib", &size_gib.to_string(), "--type", kind]);
+        (v["id"].as_str().unwrap().to_string(), PathBuf::from(v["path"].as_str().unwrap()))
+    }
+
+    fn snapshot(&self, vol: &str) -> Value {
+        let r = self.json(&["snapshot", "create", vol]);
+        assert_eq!(r["job"]["status"], "successful");
+        r["snapshots"][0].clone()
+    }
+}
+
+fn sha(path: &Path) -> String {
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(path).unwrap();
+    std::io::copy(&mut f, &mut h).unwrap();
+    hex(&h.finalize())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Deterministic pseudo-random bytes.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
+    let f = OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn every_point_restores_exactly_by_rollback_new_volume_and_image() {
+    let env = Env::new();
+    let (vol, path) = env.volume(1, "system");
+    let mut points = Vec::new();
+    // a known pattern: data, text, holes; then two rounds of changes
+    write_at(&path, 0, &noise(1, 3 << 20));
+    write_at(&path, 200 << 20, &b"disksnap keeps every byte. ".repeat(100_000));
+    for round in 0..3u64 {
+        if round > 0 {
+            write_at(&path, (round * 7) << 20, &noise(10 + round, 4096)); // into a hole
+            write_at(&path, 4096 * (round + 1), &noise(20 + round, 100)); // inside data
+            write_at(&path, 200 << 20, &noise(30 + round, 1 << 20)); // over the text
+        }
+        let s = env.snapshot(&vol);
+        assert_eq!(s["full"], round == 0);
+        assert_eq!(s["is_taken"], true);
+        assert_eq!(s["status"], "available");
+        points.push((s["id"].as_str().unwrap().to_string(), sha(&path)));
+    }
+    // chain fields
+    let list = env.json(&["snapshot", "list", "--volume", &vol, "--oldest-first"]);
+    assert_eq!(list["total_count"], 3);
+    let items = list["snapshots"].as_array().unwrap();
+    assert_eq!(items[0]["chain"]["total_count"], 3);
+    assert_eq!(items[1]["parent_id"], items[0]["id"]);
+    assert_eq!(items[2]["parent_id"], items[1]["id"]);
+    assert_eq!(items[2]["root_id"], items[0]["id"]);
+    assert_eq!(items.iter().filter(|s| s["is_head"] == true).count(), 1);
+    assert_eq!(items[2]["is_head"], true);
+    assert!(items[1]["size"].as_u64().unwrap() < items[0]["size"].as_u64().unwrap());
+
+    for (id, want) in points.iter().rev().chain(points.iter()) {
+        env.json(&["snapshot", "rollback", id]);
+        assert_eq!(&sha(&path), want, "rollback to {id}");
+    }
+    for (id, want) in &points {
+        let v = env.json(&["snapshot", "to-volume", id, "--name", "copy"]);
+        let p = PathBuf::from(v["path"].as_str().unwrap());
+        assert_eq!(&sha(&p), want, "new volume from {id}");
+        assert!(allocated(&p) < 64 << 20, "restored volume is sparse: {} bytes allocated", allocated(&p));
+    }
+    let (id, want) = &points[1];
+    let img = env.json(&["snapshot", "capture", id, "--name", "golden"]);
+    let img_path = PathBuf::from(img["path"].as_str().unwrap());
+    assert_eq!(&sha(&img_path), want);
+    // qemu-img agrees with a volume restored from the same point
+    env.json(&["snapshot", "rollback", id]);
+    let cmp = Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "raw"]).arg(&img_path).arg(&path).output().expect("qemu-img is installed (scripts/test.sh installs qemu-utils)");
+    assert!(cmp.status.success(), "qemu-img compare: {}", String::from_utf8_lossy(&cmp.stdout));
+    assert!(env.json(&["verify"])["ok"].as_bool().unwrap());
+}
+
+#[test]
+fn deleting_any_point_keeps_the_others_and_gc_frees_exactly_the_unreferenced_chunks() {
+    let env = Env::new();
+    let (vol, path) = env.volume(1, "data");
+    write_at(&path, 0, &noise(1, 8 << 20));
+    let mut points = vec![];
+    for round in 0..5u64 {
+        if round > 0 {
+            // three whole slots rewritten each round: each point holds three chunks of its own
+            for slot in [3u64, 40, 77] {
+                write_at(&path, slot * KIB64, &noise(round * 100 + slot, KIB64 as usize));
+            }
+        }
+        let s = env.snapshot(&vol);
+        points.push((s["id"].as_str().unwrap().to_string(), sha(&path)));
+    }
+    // delete a middle point and the full point, one at a time (Aliyun/Cinder rule)
+    env.json(&["snapshot", "delete", &points[2].0]);
+    env.json(&["snapshot", "delete", &points[0].0]);
+    let deleted = env.json(&["snapshot", "show", &points[0].0]);
+    assert_eq!(deleted["status"], "deleted", "a deleted full point is recoverable");
+    let ceased = env.json(&["snapshot", "show", &points[2].0]);
+    assert_eq!(ceased["status"], "ceased");
+    let p3 = env.json(&["snapshot", "show", &points[3].0]);
+    assert_eq!(p3["parent_id"].as_str(), Some(points[1].0.as_str()), "the chain closes over the gap");
+
+    let gc = env.json(&["gc", "--grace", "0s"]);
+    assert_eq!(gc["removed_chunks"], 3, "exactly the chunks only the ceased point held: {gc}");
+    assert_eq!(env.json(&["gc", "--grace", "0s"])["removed_chunks"], 0);
+    for (id, want) in [&points[1], &points[3], &points[4]] {
+        let v = env.json(&["snapshot", "to-volume", id]);
+        assert_eq!(&sha(Path::new(v["path"].as_str().unwrap())), want, "{id} after its neighbours went");
+    }
+    // the deleted full point comes back, whole
+    let back = env.json(&["snapshot", "recover", &points[0].0]);
+    assert_eq!(back["status"], "available");
+    let v = env.json(&["snapshot", "to-volume", &points[0].0]);
+    assert_eq!(sha(Path::new(v["path"].as_str().unwrap())), points[0].1);
+    // QingCloud's rule: deleting an incremental takes the later points of its chain too
+    let job = env.json(&["snapshot", "delete", "--with-later", &points[3].0]);
+    assert_eq!(job["job"]["resources"].as_array().unwrap().len(), 2);
+    assert_eq!(env.json(&["snapshot", "show", &points[4].0])["status"], "ceased");
+    let head = env.json(&["snapshot", "show", &points[1].0]);
+    assert_eq!(head["is_head"], true);
+    assert!(env.json(&["verify"])["ok"].as_bool().unwrap());
+}
+
+#[test]
+fn verify_catches_a_flipped_bit_and_names_the_snapshot() {
+    let env = Env::new();
+    let (vol, path) = env.volume(1, "data");
+    write_at(&path, 0, &noise(1, 1 << 20));
+    let s1 = env.snapshot(&vol);
+    write_at(&path, 500 * KIB64, &noise(2, KIB64 as usize));
+    let s2 = env.snapshot(&vol);
+    // the chunk only s2 has: the newest file in the chunk store
+    let chunks = env.data.join("store/chunks");
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for d in std::fs::read_dir(&chunks).unwrap() {
+        let d = d.unwrap().path();
+        if !d.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&d).unwrap() {
+            let f = f.unwrap();
+            let t = f.metadata().unwrap().modified().unwrap();
+            if newest.as_ref().is_none_or(|(n, _)| t > *n) {
+                newest = Some((t, f.path()));
+            }
+        }
+    }
+    let victim = newest.unwrap().1;
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&victim, bytes).unwrap();
+
+    let out = env.run(&["--json", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "verify exits 1 on damage");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["bad_chunks"].as_array().unwrap().len(), 1);
+    let broken: Vec<&str> = r["broken_snapshots"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(broken, vec![s2["id"].as_str().unwrap()]);
+    // restoring the broken point fails loudly; the good one still restores
+    let err = env.fails(&["snapshot", "to-volume", s2["id"].as_str().unwrap()]);
+    assert!(err.contains("failed"), "{err}");
+    assert!(env.run(&["snapshot", "to-volume", s1["id"].as_str().unwrap()]).status.success());
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_changes_nothing() {
+    let env = Env::new();
+    let (vol, _) = env.volume(2, "data");
+    let before = env.json(&["volume", "list"]);
+    for (args, expect) in [
+        (vec!["volume", "import", "/nonexistent/disk.img"], "nonexistent"),
+        (vec!["snapshot", "show", "ss-zzzzzzzz"], "not found"),
+        (vec!["snapshot", "rollback", "not-an-id"], "not found"),
+        (vec!["volume", "resize", vol.as_str(), "--size-gib", "1"], "only grow"),
+        (vec!["volume", "create", "--size-gib", "0"], "size"),
+        (vec!["snapshot", "list", "--status", "happy"], "happy"),
+        (vec!["--account", "mallory", "volume", "list"], "mallory"),
+    ] {
+        let err = env.fails(&args);
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?} printed more than one line: {err}");
+    }
+    assert_eq!(env.json(&["volume", "list"]), before);
+    // a deleted point cannot be rolled back to; a volume being deleted twice is refused cleanly
+    let s = env.snapshot(&vol);
+    env.json(&["snapshot", "delete", s["id"].as_str().unwrap()]);
+    let err = env.fails(&["snapshot", "rollback", s["id"].as_str().unwrap()]);
+    assert!(err.contains("deleted"), "{err}");
+}
+
+#[test]
+fn a_bad_config_fails_start_up_naming_the_line_and_key() {
+    let env = Env::new();
+    let cfg = env.scratch.join("bad.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\n[[zones]]\nname = \"z1\"\nalias = [\"x\"]\n").unwrap();
+    let out = env.cmd(&["--config", cfg.to_str().unwrap(), "volume", "list"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 4") && err.contains("alias"), "{err}");
+}
+
+#[test]
+fn accounts_never_see_each_other() {
+    let env = Env::new();
+    let cfg = env.scratch.join("two.toml");
+    std::fs::write(
+        &cfg,
+        "[[zones]]\nname = \"pek3a\"\n[[accounts]]\nname = \"alice\"\n[[accounts]]\nname = \"bob\"\n",
+    )
+    .unwrap();
+    let as_ = |who: &str, args: &[&str]| {
+        let mut full = vec!["--config", cfg.to_str().unwrap(), "--account", who, "--json"];
+        full.extend_from_slice(args);
+        env.run(&full)
+    };
+    let v: Value = serde_json::from_slice(&as_("alice", &["volume", "create", "--size-gib", "1"]).stdout).unwrap();
+    let vid = v["id"].as_str().unwrap();
+    let s: Value = serde_json::from_slice(&as_("alice", &["snapshot", "create", vid]).stdout).unwrap();
+    let sid = s["snapshots"][0]["id"].as_str().unwrap();
+    let bob: Value = serde_json::from_slice(&as_("bob", &["snapshot", "list"]).stdout).unwrap();
+    assert_eq!(bob["total_count"], 0);
+    for args in [vec!["snapshot", "show", sid], vec!["snapshot", "rollback", sid], vec!["snapshot", "delete", sid], vec!["volume", "path", vid]] {
+        let out = as_("bob", &args);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{args:?}");
+    }
+}
+
+/// Start a command, wait until `ready` says the job is under way, then kill -9 it.
+fn kill_midway(env: &Env, args: &[&str], ready: impl Fn() -> bool) {
+    let mut child = env.cmd(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(child.try_wait().unwrap().is_none(), "{args:?} ended before it could be killed");
+        assert!(Instant::now() < deadline, "{args:?} never got under way");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(child.try_wait().unwrap().is_none(), "{args:?} ended before it could be killed");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_process_killed_mid_job_restarts_to_a_consistent_state() {
+    let env = Env::new();
+    let (vol, path) = env.volume(3, "data");
+    // 1.5 GiB of incompressible data: a capture takes long enough to be killed mid-way
+    for i in 0..24u64 {
+        write_at(&path, i * (64 << 20), &noise(i + 1, 64 << 20));
+    }
+    let v1 = sha(&path);
+    let chunks = env.data.join("store/chunks");
+    let has_temp = || {
+        std::fs::read_dir(&chunks).unwrap().flatten().any(|d| {
+            d.path().is_dir() && std::fs::read_dir(d.path()).unwrap().flatten().any(|f| f.file_name().to_string_lossy().starts_with(".tmp-"))
+        })
+    };
+    kill_midway(&env, &["snapshot", "create", &vol], has_temp);
+
+    // The next command recovers: the job failed, no snapshot half-exists, the volume is free.
+    let jobs = env.json(&["job", "list"]);
+    let job = &jobs["jobs"][0];
+    assert_eq!(job["action"], "CreateSnapshots");
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("interrupted"));
+    assert_eq!(env.json(&["snapshot", "list", "--status", "creating,available,deleted,ceased"])["total_count"], 0);
+    assert_eq!(env.json(&["volume", "show", &vol])["transition"], "");
+    // GC clears what the dead capture wrote; nothing else is in the store
+    let gc = env.json(&["gc", "--grace", "0s"]);
+    assert_eq!(gc["kept_chunks"], 0, "{gc}");
+    assert!(!has_temp());
+    assert_eq!(std::fs::read_dir(env.data.join("store/indexes")).unwrap().count(), 0);
+
+    // The volume snapshots normally afterwards (a full point), and restores exactly.
+    let s1 = env.snapshot(&vol);
+    assert_eq!(s1["full"], true);
+
+    // Kill a roll back half way: the restart resumes it and the bytes come out exact.
+    for i in 0..24u64 {
+        write_at(&path, i * (64 << 20), &noise(i + 1000, 64 << 20));
+    }
+    assert_ne!(sha(&path), v1);
+    let s1id = s1["id"].as_str().unwrap().to_string();
+    let vol_busy = || {
+        let out = env.run(&["--json", "volume", "show", &vol]);
+        out.status.success() && serde_json::from_slice::<Value>(&out.stdout).map(|v| v["transition"] == "rolling-back").unwrap_or(false)
+    };
+    kill_midway(&env, &["snapshot", "rollback", &s1id], vol_busy);
+    let jobs = env.json(&["job", "list"]); // recovers: resumes the roll back and waits for it
+    let job = &jobs["jobs"][0];
+    assert_eq!(job["action"], "ApplySnapshots");
+    assert_eq!(job["status"], "successful", "{job}");
+    assert_eq!(sha(&path), v1, "the resumed roll back finished the job exactly");
+    assert!(env.json(&["verify"])["ok"].as_bool().unwrap());
+}
