@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Keep the arrows of shared/design/architecture.md pointing down: the engine and the metadata
+# store depend on no other disksnap crate, the service not on the binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+deps() { cargo tree --locked -p "$1" -e normal --prefix none --depth 1 2>/dev/null | awk 'NR>1{print $1}' | sort -u; }
+check() {
+    local crate=$1; shift
+    for forbidden in "$@"; do
+        if deps "$crate" | grep -qx "$forbidden"; then
+            echo "layering: $crate must not depend on $forbidden"; fail=1
+        fi
+    done
+}
+check disksnap-engine disksnap-meta disksnap-service disksnap
+check disksnap-meta disksnap-engine disksnap-service disksnap
+check disksnap-service disksnap
+[ $fail = 0 ] && echo "layering: ok"
+exit $fail

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run every test of disksnap on a fresh machine: installs what the tests need, then runs the
+# Rust unit and integration tests (which drive the real binary on real files).
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -- NAME    # only tests whose name contains NAME
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing: ${need_apt[*]}"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# The dependency-direction check: dialects and the engine must not grow arrows upward.
+scripts/check-layers.sh
+
+# Release build: the end-to-end tests move gigabytes and the benchmark needs it anyway.
+cargo build --release --locked
+cargo test --release --locked --workspace "$@"
