@@ -273,8 +273,8 @@ pub struct Inserter<'a> {
 
 impl Inserter<'_> {
     /// Store `raw` under `digest` unless the store already has it. Call while holding the
-    /// shared GC lock. `scratch` is the caller's encode buffer, reused across calls.
-    pub fn insert(&self, digest: &Digest, raw: &[u8], scratch: &mut Vec<u8>) -> Result<Inserted> {
+    /// shared GC lock. `encoder` is the calling thread's, reused across calls.
+    pub fn insert(&self, digest: &Digest, raw: &[u8], encoder: &mut chunk::Encoder) -> Result<Inserted> {
         if let Some(&stored) = self.pending.lock().unwrap().get(digest) {
             return Ok(Inserted::Existing { stored });
         }
@@ -283,14 +283,14 @@ impl Inserter<'_> {
             self.pending.lock().unwrap().insert(*digest, stored);
             return Ok(Inserted::Existing { stored });
         }
-        chunk::encode(raw, scratch);
+        let encoded = encoder.encode(raw);
         let tmp = path.with_file_name(format!("{TMP_PREFIX}{}-{:016x}", std::process::id(), rand::random::<u64>()));
         let mut f = File::create(&tmp).ctx("create", &tmp)?;
-        f.write_all(scratch).ctx("write", &tmp)?;
+        f.write_all(encoded).ctx("write", &tmp)?;
         // Start writeback now so the sync at commit has little left to wait for.
         // SAFETY: valid fd; flags are a documented combination.
         unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-        let stored = scratch.len() as u64;
+        let stored = encoded.len() as u64;
         let mut pending = self.pending.lock().unwrap();
         if let Some(&stored) = pending.get(digest) {
             // Another worker of this batch wrote the same chunk meanwhile.

@@ -15,7 +15,7 @@ use crate::chunk_store::{ChunkStore, Inserted, SweepStats};
 use crate::error::{EngineError, IoContext, Result};
 use crate::index::{write_durably, Digest, FixedIndex, ZERO_DIGEST};
 use crate::progress::Progress;
-use crate::volume_io::{data_extents, is_zero, overlaps_data, punch_hole, read_full_at, write_all_at};
+use crate::volume_io::{data_extents, is_zero, overlaps_data, punch_hole, read_full_at, write_all_at, write_nonzero_blocks};
 
 /// Slots handled per batch: the unit of parallel work, of GC-lock holding and of progress.
 const BATCH_SLOTS: usize = 512;
@@ -218,8 +218,8 @@ impl Store {
             let results: Vec<Result<Slot>> = (batch_start..batch_end)
                 .into_par_iter()
                 .map_init(
-                    || (vec![0u8; self.chunk_size], Vec::with_capacity(self.chunk_size + 64)),
-                    |(buf, scratch), i| {
+                    || (vec![0u8; self.chunk_size], crate::chunk::Encoder::default()),
+                    |(buf, encoder), i| {
                         let start = i as u64 * cs;
                         let len = index.slot_len(i);
                         if !overlaps_data(&extents, start, start + len as u64) {
@@ -235,7 +235,7 @@ impl Store {
                         if parent.is_some() && index.digests[i] == digest {
                             return Ok(Slot::Same);
                         }
-                        Ok(Slot::Changed(digest, inserter.insert(&digest, buf, scratch)?))
+                        Ok(Slot::Changed(digest, inserter.insert(&digest, buf, encoder)?))
                     },
                 )
                 .collect();
@@ -368,7 +368,13 @@ impl Store {
                                 why: format!("slot {i} is {len} bytes but its chunk holds {}", raw.len()),
                             });
                         }
-                        write_all_at(file, path, raw, start)?;
+                        if compare {
+                            write_all_at(file, path, raw, start)?;
+                        } else {
+                            // A new file is all holes: leave zero blocks inside the chunk unwritten
+                            // (a 4 KiB write into a hole must not allocate the whole chunk).
+                            write_nonzero_blocks(file, path, raw, start)?;
+                        }
                         Ok(Did::Wrote(len as u64))
                     },
                 )

@@ -66,6 +66,31 @@ pub fn write_all_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result
     file.write_all_at(buf, offset).map_err(|e| EngineError::Io { op: "write", path: path.to_path_buf(), source: e })
 }
 
+/// Write `buf` at `offset` into a file that is a hole there, skipping 4 KiB blocks that are all
+/// zero so they stay unallocated. Runs of non-zero blocks go out as one write each.
+pub fn write_nonzero_blocks(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<()> {
+    const BLOCK: usize = 4096;
+    let mut run_start: Option<usize> = None;
+    let mut pos = 0;
+    while pos < buf.len() {
+        let end = (pos + BLOCK).min(buf.len());
+        let zero = is_zero(&buf[pos..end]);
+        match (zero, run_start) {
+            (false, None) => run_start = Some(pos),
+            (true, Some(s)) => {
+                write_all_at(file, path, &buf[s..pos], offset + s as u64)?;
+                run_start = None;
+            }
+            _ => {}
+        }
+        pos = end;
+    }
+    if let Some(s) = run_start {
+        write_all_at(file, path, &buf[s..], offset + s as u64)?;
+    }
+    Ok(())
+}
+
 /// Turn `[offset, offset+len)` into a hole (reads as zeros, frees the blocks). Falls back to
 /// writing zeros where the filesystem cannot punch holes.
 pub fn punch_hole(file: &File, path: &Path, offset: u64, len: usize) -> Result<()> {
