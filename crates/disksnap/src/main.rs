@@ -67,7 +67,7 @@ pub enum Command {
     /// Create the data dir (and its config) now, choosing the chunk size of its store
     Init {
         /// Chunk size in KiB for the new store (power of two, 4..=16384); fixed afterwards
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 128)]
         chunk_size_kib: u32,
     },
     /// Volumes: raw disk image files

@@ -120,8 +120,13 @@ pub async fn run(service: Service, listen: &str) -> anyhow::Result<()> {
     let ticker = service.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));
-        loop {
+        for round in 0u64.. {
             every.tick().await;
+            if round % 120 == 119 {
+                if let Err(e) = ticker.maintain_metadata().await {
+                    tracing::warn!(error = %e, "metadata upkeep failed");
+                }
+            }
             match ticker.tick().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(ceased = n, "released snapshots whose time was up"),

@@ -2,7 +2,7 @@
 //!
 //! Chunks live at `chunks/<first 3 hex digits>/<64 hex digits>`. The 4096 prefix directories
 //! are made when the store is created, so the insert path never has to. Three hex digits keep
-//! a 4 GiB volume's ~45 000 chunks at about ten per directory and a 10 million chunk store at a
+//! a 4 GiB volume's ~25 000 chunks at about six per directory and a 10 million chunk store at a
 //! few thousand, which ext4's hashed directories handle well.
 //!
 //! This file knows bytes and digests only; which chunks are live is the caller's business.
@@ -285,7 +285,15 @@ impl Inserter<'_> {
         }
         let encoded = encoder.encode(raw);
         let tmp = path.with_file_name(format!("{TMP_PREFIX}{}-{:016x}", std::process::id(), rand::random::<u64>()));
-        let mut f = File::create(&tmp).ctx("create", &tmp)?;
+        let mut f = match File::create(&tmp) {
+            Ok(f) => f,
+            // A prefix directory removed behind our back: make it again rather than fail.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(tmp.parent().unwrap()).ctx("create", tmp.parent().unwrap())?;
+                File::create(&tmp).ctx("create", &tmp)?
+            }
+            Err(e) => return Err(EngineError::Io { op: "create", path: tmp, source: e }),
+        };
         f.write_all(encoded).ctx("write", &tmp)?;
         // Start writeback now so the sync at commit has little left to wait for.
         // SAFETY: valid fd; flags are a documented combination.

@@ -41,7 +41,7 @@ fn bytes(path: &Path) -> Vec<u8> {
 #[test]
 fn full_incremental_restore_and_rollback() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("store"), None).unwrap();
+    let store = Store::open(&dir.path().join("store"), Some(CS)).unwrap();
     let img = dir.path().join("vol.img");
     make_image(&img, 128 * CS as u64);
     let v1 = bytes(&img);
@@ -90,7 +90,7 @@ fn full_incremental_restore_and_rollback() {
 #[test]
 fn deleting_any_point_keeps_the_others_and_gc_frees_exactly_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("store"), None).unwrap();
+    let store = Store::open(&dir.path().join("store"), Some(CS)).unwrap();
     let img = dir.path().join("vol.img");
     make_image(&img, 64 * CS as u64);
     let mut versions = vec![];
@@ -125,7 +125,7 @@ fn deleting_any_point_keeps_the_others_and_gc_frees_exactly_the_rest() {
 #[test]
 fn verify_catches_a_flipped_bit_and_names_the_index() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("store"), None).unwrap();
+    let store = Store::open(&dir.path().join("store"), Some(CS)).unwrap();
     let img = dir.path().join("vol.img");
     make_image(&img, 64 * CS as u64);
     store.capture("a", &img, None, &NoProgress, &mut || {}).unwrap();
@@ -169,7 +169,7 @@ fn chunk_size_is_fixed_at_creation() {
 #[test]
 fn odd_sized_image_roundtrips() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("store"), None).unwrap();
+    let store = Store::open(&dir.path().join("store"), Some(CS)).unwrap();
     let img = dir.path().join("odd.img");
     std::fs::write(&img, pattern(5, 3 * CS + 1234)).unwrap();
     store.capture("o", &img, None, &NoProgress, &mut || {}).unwrap();

@@ -56,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         meta.commit(b).await?;
     }
     println!("inserted {count} snapshots in {:.1} s", t0.elapsed().as_secs_f64());
+    meta.maintain().await?; // what the server's periodic tick does
     let page = |f: SnapshotFilter| SnapshotFilter { account: "a".into(), limit: 100, ..f };
     let cases: Vec<(&str, SnapshotFilter)> = vec![
         ("no filter, first page", page(Default::default())),

@@ -94,6 +94,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Check the batch's expectations and apply it, all in one transaction.
     async fn commit(&self, batch: Batch) -> Result<()>;
 
+    /// Periodic upkeep (planner statistics); the server calls it every few minutes.
+    async fn maintain(&self) -> Result<()>;
+
     async fn instance(&self, account: &str, id: &str) -> Result<Option<InstanceRow>>;
     async fn instances(&self, account: &str) -> Result<Vec<InstanceRow>>;
 

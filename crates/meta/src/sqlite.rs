@@ -53,7 +53,17 @@ impl SqliteMeta {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(SqliteMeta { pool })
+        let meta = SqliteMeta { pool };
+        meta.optimize().await?;
+        Ok(meta)
+    }
+
+    /// Refresh the planner's statistics where tables changed a lot (SQLite's advice: on open and
+    /// now and then). Cheap: `analysis_limit` bounds the rows each ANALYZE reads.
+    pub async fn optimize(&self) -> Result<()> {
+        sqlx::query("PRAGMA analysis_limit = 1000").execute(&self.pool).await?;
+        sqlx::query("PRAGMA optimize = 0x10002").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn check(tx: &mut Transaction<'_, Sqlite>, e: &Expect) -> Result<()> {
@@ -175,6 +185,10 @@ fn page_sql(q: &mut QueryBuilder<'_, Sqlite>, offset: u64, limit: u64) {
 
 #[async_trait]
 impl MetaStore for SqliteMeta {
+    async fn maintain(&self) -> Result<()> {
+        self.optimize().await
+    }
+
     async fn commit(&self, b: Batch) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for e in &b.expect {

@@ -77,4 +77,9 @@ impl Service {
     pub async fn tick(&self) -> Result<usize> {
         self.cease_due().await
     }
+
+    /// Less frequent upkeep of the metadata store (planner statistics).
+    pub async fn maintain_metadata(&self) -> Result<()> {
+        Ok(self.meta().maintain().await?)
+    }
 }
