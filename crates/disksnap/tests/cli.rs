@@ -376,3 +376,47 @@ fn a_process_killed_mid_job_restarts_to_a_consistent_state() {
     assert_eq!(sha(&path), v1, "the resumed roll back finished the job exactly");
     assert!(env.json(&["verify"])["ok"].as_bool().unwrap());
 }
+
+/// GET a path over plain HTTP/1.1; returns (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_server_answers_health_and_metrics_and_stops_cleanly_on_sigterm() {
+    let env = Env::new();
+    env.json(&["init"]); // creates the data dir and config before the server starts
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = env.cmd(&["serve", "--listen", &addr]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "server never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = http_get(&addr, "/healthz");
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    let (status, body) = http_get(&addr, "/no/such/api");
+    assert_eq!(status, 404);
+    assert!(body.contains("no API is served"), "{body}");
+    let (status, body) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("disksnap_http_requests_total"), "{body}");
+    assert!(body.contains("status=\"404\""), "{body}");
+    // SIGTERM: graceful shutdown, exit 0, one structured log line per request on stderr
+    // SAFETY: signalling a child we spawned.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let out = server.wait_with_output().unwrap();
+    assert!(out.status.success(), "server exit: {:?}", out.status);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("/healthz") && log.contains("request_id"), "{log}");
+}
