@@ -191,18 +191,27 @@ impl Cmd {
         }
     }
 
-    fn show_volumes(&self, vols: &[Volume], total: Option<u64>) {
+    /// Print in JSON (a page with its total, or one resource), or one resource as fields.
+    /// Returns false when the caller should print a table.
+    fn list_or_one<T: serde::Serialize>(&self, items: &[T], total: Option<u64>, kind: Kind, plural: &str) -> bool {
         if self.json {
-            let items: Vec<Value> = vols.iter().map(|v| json_of(v, Kind::Volume)).collect();
+            let values: Vec<Value> = items.iter().map(|v| json_of(v, kind)).collect();
             match total {
-                Some(t) => print_json(&json!({"total_count": t, "volumes": items})),
-                None if items.len() == 1 => print_json(&items[0]),
-                None => print_json(&Value::Array(items)),
+                Some(t) => print_json(&json!({"total_count": t, plural: values})),
+                None if values.len() == 1 => print_json(&values[0]),
+                None => print_json(&Value::Array(values)),
             }
-            return;
+            return true;
         }
-        if total.is_none() && vols.len() == 1 {
-            print_fields(&json_of(&vols[0], Kind::Volume));
+        if total.is_none() && items.len() == 1 {
+            print_fields(&json_of(&items[0], kind));
+            return true;
+        }
+        false
+    }
+
+    fn show_volumes(&self, vols: &[Volume], total: Option<u64>) {
+        if self.list_or_one(vols, total, Kind::Volume, "volumes") {
             return;
         }
         let mut t = Table::new(&["ID", "NAME", "SIZE", "TYPE", "STATUS", "INSTANCE", "CREATED"]);
@@ -317,17 +326,7 @@ impl Cmd {
     }
 
     fn show_snapshots(&self, snaps: &[Snapshot], total: Option<u64>) {
-        if self.json {
-            let items: Vec<Value> = snaps.iter().map(|s| json_of(s, Kind::Snapshot)).collect();
-            match total {
-                Some(t) => print_json(&json!({"total_count": t, "snapshots": items})),
-                None if items.len() == 1 => print_json(&items[0]),
-                None => print_json(&Value::Array(items)),
-            }
-            return;
-        }
-        if total.is_none() && snaps.len() == 1 {
-            print_fields(&json_of(&snaps[0], Kind::Snapshot));
+        if self.list_or_one(snaps, total, Kind::Snapshot, "snapshots") {
             return;
         }
         let mut t = Table::new(&["ID", "NAME", "VOLUME", "TYPE", "PARENT", "HEAD", "STATUS", "SIZE", "SNAPSHOT TIME"]);

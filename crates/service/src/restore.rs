@@ -64,24 +64,8 @@ impl Service {
         }
         let size = (snap.volume_size.max(0) as u64).div_ceil(GIB) * GIB;
         let kind = VolumeKind::parse(&snap.volume_kind).unwrap_or(VolumeKind::Data);
-        let now = now_ms();
-        let vid = ids::new_id();
-        let row = disksnap_meta::VolumeRow {
-            path: self.volume_path(&vid).to_string_lossy().into_owned(),
-            id: vid.clone(),
-            account: caller.account.clone(),
-            zone: snap.zone.clone(),
-            name: name.to_string(),
-            description: String::new(),
-            size: size as i64,
-            kind: kind.as_str().into(),
-            status: VolumeStatus::Creating.as_str().into(),
-            transition: VolumeTransition::Creating.as_str().into(),
-            instance_id: None,
-            head_root: None,
-            create_time: now,
-            status_time: now,
-        };
+        let row = self.new_volume_row(caller, &snap.zone, name, size, kind);
+        let vid = row.id.clone();
         let batch = Batch {
             expect: vec![Expect::SnapshotStatus { id: snap.id.clone(), expected: snap.status.clone() }],
             put_volumes: vec![row.clone()],

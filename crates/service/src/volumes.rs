@@ -49,7 +49,7 @@ fn create_sparse(path: &Path, size: u64) -> std::io::Result<()> {
 }
 
 impl Service {
-    fn new_volume_row(&self, caller: &Caller, zone: &str, name: &str, size: u64, kind: VolumeKind) -> VolumeRow {
+    pub(crate) fn new_volume_row(&self, caller: &Caller, zone: &str, name: &str, size: u64, kind: VolumeKind) -> VolumeRow {
         let id = ids::new_id();
         let now = now_ms();
         VolumeRow {
