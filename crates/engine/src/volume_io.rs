@@ -117,7 +117,9 @@ pub fn sparse_copy(source: &Path, target: &Path, size: u64, progress: &dyn Fn(u6
         let extents = data_extents(&src, src_len);
         let total: u64 = extents.iter().map(|(s, e)| e - s).sum();
         let mut done = 0u64;
-        let mut buf = vec![0u8; 4 << 20];
+        // 128 KiB pieces: in profiles, 1-4 MiB writes into the page cache ran 4-7x slower
+        // than 128 KiB ones on this kind of VM (kernel time in copy_folio_from_iter_atomic).
+        let mut buf = vec![0u8; 128 << 10];
         for (start, end) in extents {
             let mut pos = start;
             while pos < end {
