@@ -52,8 +52,9 @@ pub use store::{CaptureStats, GcStats, RestoreStats, Store, VerifyReport};
 /// Default chunk size: 128 KiB, chosen by measurement.
 ///
 /// `bench/run.sh --chunk-sizes 16,32,64,128,256` on the 4 GiB workload of performance.md
-/// (2 cores, before the per-thread zstd context; restic's incremental after the same scattered change grew its repo by 1578 MiB,
-/// so the target growth is at most 394 MiB):
+/// (2 cores, measured before the per-thread zstd context cut ~30 % of CPU at every size;
+/// restic's incremental after the same scattered change grew its repo by 1578 MiB, so the
+/// target growth is at most 394 MiB):
 ///
 /// | chunk | full s | full CPU s | incr growth MiB | index per snapshot | chunk files |
 /// |-------|--------|------------|-----------------|--------------------|-------------|

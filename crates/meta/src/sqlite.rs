@@ -567,3 +567,90 @@ impl MetaStore for SqliteMeta {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(id: &str, account: &str, volume: &str, t: i64, status: &str) -> SnapshotRow {
+        SnapshotRow {
+            id: id.into(),
+            account: account.into(),
+            zone: "z".into(),
+            name: format!("n-{id}"),
+            description: "nightly 100% done_ok".into(),
+            volume_id: volume.into(),
+            volume_size: 1,
+            volume_kind: "data".into(),
+            instance_id: None,
+            is_full: t == 1,
+            root_id: "s1".into(),
+            parent_id: None,
+            is_head: false,
+            status: status.into(),
+            transition: String::new(),
+            is_taken: true,
+            progress: 100,
+            snapshot_time: t,
+            create_time: t,
+            status_time: t,
+            deleted_time: None,
+            expire_time: None,
+            size: 10 * t,
+            origin: "user".into(),
+            retention_days: None,
+            encrypted: false,
+            used_by_images: 0,
+            used_by_volumes: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_expectation_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("m.db")).await.unwrap();
+        m.commit(Batch { put_snapshots: vec![snap("s1", "a", "v", 1, "available")], ..Default::default() }).await.unwrap();
+        let err = m
+            .commit(Batch {
+                expect: vec![Expect::SnapshotStatus { id: "s1".into(), expected: "deleted".into() }],
+                put_snapshots: vec![snap("s2", "a", "v", 2, "available")],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MetaError::Conflict { .. }), "{err}");
+        assert!(m.snapshot("a", "s2").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn filters_order_paging_totals_and_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("m.db")).await.unwrap();
+        let mut b = Batch::default();
+        for t in 1..=5 {
+            b.put_snapshots.push(snap(&format!("s{t}"), "a", if t % 2 == 0 { "v2" } else { "v1" }, t, "available"));
+        }
+        b.put_snapshots.push(snap("s6", "a", "v1", 6, "ceased"));
+        let mut other = snap("x1", "b", "v1", 7, "available");
+        other.root_id = "x1".into();
+        b.put_snapshots.push(other);
+        m.commit(b).await.unwrap();
+        let f = |f: SnapshotFilter| SnapshotFilter { account: "a".into(), limit: if f.limit == 0 { 100 } else { f.limit }, ..f };
+        let ids = |p: Page<SnapshotRow>| p.items.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(m.snapshots(&f(Default::default())).await.unwrap()), ["s5", "s4", "s3", "s2", "s1"]);
+        let page = m.snapshots(&f(SnapshotFilter { offset: 1, limit: 2, ..Default::default() })).await.unwrap();
+        assert_eq!((page.total, ids(page)), (5, vec!["s4".to_string(), "s3".to_string()]));
+        assert_eq!(ids(m.snapshots(&f(SnapshotFilter { volume_ids: vec!["v2".into()], ..Default::default() })).await.unwrap()), ["s4", "s2"]);
+        assert_eq!(ids(m.snapshots(&f(SnapshotFilter { statuses: vec!["ceased".into()], ..Default::default() })).await.unwrap()), ["s6"]);
+        assert_eq!(ids(m.snapshots(&f(SnapshotFilter { is_full: Some(true), ..Default::default() })).await.unwrap()), ["s1"]);
+        assert_eq!(ids(m.snapshots(&f(SnapshotFilter { created_from: Some(2), created_to: Some(3), ..Default::default() })).await.unwrap()), ["s3", "s2"]);
+        // LIKE wildcards in a search word are literal characters
+        assert_eq!(m.snapshots(&f(SnapshotFilter { search: Some("100%".into()), ..Default::default() })).await.unwrap().total, 5);
+        assert_eq!(m.snapshots(&f(SnapshotFilter { search: Some("0_%".into()), ..Default::default() })).await.unwrap().total, 0);
+        assert_eq!(m.snapshots(&f(SnapshotFilter { search: Some("n-s3".into()), ..Default::default() })).await.unwrap().total, 1);
+        // another account's rows are invisible, by id too
+        assert!(m.snapshot("a", "x1").await.unwrap().is_none());
+        let totals = m.chain_totals(&["s1".into()]).await.unwrap();
+        assert_eq!((totals[0].total_count, totals[0].total_size, totals[0].latest_snapshot_time), (5, 150, 5));
+    }
+}
