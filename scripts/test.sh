@@ -16,6 +16,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# Formatting (rustfmt.toml) where the toolchain has rustfmt.
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --all -- --check
+fi
+
 # The dependency-direction check: dialects and the engine must not grow arrows upward.
 scripts/check-layers.sh
 

@@ -47,7 +47,10 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, PathBuf)> {
         eprintln!("  Tencent Cloud CBS  secret_id={} secret_key={}", k.secret_id, k.secret_key);
     }
     if let Some(k) = &a.openstack {
-        eprintln!("  OpenStack          user={} password={} project={} ({})", k.user, k.password, k.project_name, k.project_id);
+        eprintln!(
+            "  OpenStack          user={} password={} project={} ({})",
+            k.user, k.password, k.project_name, k.project_id
+        );
     }
     Ok((cfg, dir))
 }
@@ -97,7 +100,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     // A command is also a runner: finish what a crashed process left, before anything else.
     for job in svc.recover().await.map_err(|e| anyhow!("{e}"))? {
-        eprintln!("disksnap: job {} ({}) was interrupted by a crash: {}", display(Kind::Job, &job.id), job.action, if job.is_done() { "failed, and undone" } else { "resuming" });
+        eprintln!(
+            "disksnap: job {} ({}) was interrupted by a crash: {}",
+            display(Kind::Job, &job.id),
+            job.action,
+            if job.is_done() { "failed, and undone" } else { "resuming" }
+        );
         if !job.is_done() {
             wait(&svc, &caller, &job, "resuming").await?;
         }
@@ -163,11 +171,16 @@ impl Cmd {
         match command {
             Command::Serve { .. } => unreachable!("handled before"),
             Command::Init { .. } => {
-                let out = json!({"data_dir": self.svc.data_dir().display().to_string(), "chunk_size": self.svc.chunk_size()});
+                let out =
+                    json!({"data_dir": self.svc.data_dir().display().to_string(), "chunk_size": self.svc.chunk_size()});
                 if self.json {
                     print_json(&out);
                 } else {
-                    println!("data dir {} ready; chunk size {} KiB", self.svc.data_dir().display(), self.svc.chunk_size() / 1024);
+                    println!(
+                        "data dir {} ready; chunk size {} KiB",
+                        self.svc.data_dir().display(),
+                        self.svc.chunk_size() / 1024
+                    );
                 }
                 Ok(0)
             }
@@ -216,7 +229,11 @@ impl Cmd {
         }
         let mut t = Table::new(&["ID", "NAME", "SIZE", "TYPE", "STATUS", "INSTANCE", "CREATED"]);
         for v in vols {
-            let status = if v.transition == VolumeTransition::None { v.status.to_string() } else { format!("{} ({})", v.status, v.transition) };
+            let status = if v.transition == VolumeTransition::None {
+                v.status.to_string()
+            } else {
+                format!("{} ({})", v.status, v.transition)
+            };
             t.row(vec![
                 display(Kind::Volume, &v.id),
                 v.name.clone(),
@@ -237,7 +254,8 @@ impl Cmd {
         let (svc, who) = (&self.svc, &self.caller);
         match c {
             VolumeCmd::Create { size_gib, name, kind, zone, instance, count } => {
-                let req = CreateVolumes { zone, name, size_gib, kind: Some(kind_of(kind)), count, instance_id: instance };
+                let req =
+                    CreateVolumes { zone, name, size_gib, kind: Some(kind_of(kind)), count, instance_id: instance };
                 let (job, vols) = svc.create_volumes(who, req).await.map_err(se)?;
                 wait(svc, who, &job, "creating").await?;
                 let mut fresh = Vec::new();
@@ -247,12 +265,19 @@ impl Cmd {
                 self.show_volumes(&fresh, None);
             }
             VolumeCmd::Import { file, name, kind, zone } => {
-                let (job, v) = svc.import_volume(who, zone.as_deref(), &name, kind_of(kind), &file).await.map_err(se)?;
+                let (job, v) =
+                    svc.import_volume(who, zone.as_deref(), &name, kind_of(kind), &file).await.map_err(se)?;
                 wait(svc, who, &job, "importing").await?;
                 self.show_volumes(&[svc.volume(who, &v.id).await.map_err(se)?], None);
             }
             VolumeCmd::List { instance, search, page } => {
-                let q = VolumeQuery { instance_ids: instance.into_iter().collect(), search, offset: page.offset, limit: page.limit.min(100), ..Default::default() };
+                let q = VolumeQuery {
+                    instance_ids: instance.into_iter().collect(),
+                    search,
+                    offset: page.offset,
+                    limit: page.limit.min(100),
+                    ..Default::default()
+                };
                 let (vols, total) = svc.volumes(who, &q).await.map_err(se)?;
                 self.show_volumes(&vols, Some(total));
             }
@@ -316,7 +341,12 @@ impl Cmd {
                 } else {
                     let mut t = Table::new(&["ID", "NAME", "ZONE", "CREATED"]);
                     for i in &list {
-                        t.row(vec![display(Kind::Instance, &i.id), i.name.clone(), i.zone.clone(), time(&i.create_time)]);
+                        t.row(vec![
+                            display(Kind::Instance, &i.id),
+                            i.name.clone(),
+                            i.zone.clone(),
+                            time(&i.create_time),
+                        ]);
                     }
                     t.print();
                 }
@@ -331,7 +361,11 @@ impl Cmd {
         }
         let mut t = Table::new(&["ID", "NAME", "VOLUME", "TYPE", "PARENT", "HEAD", "STATUS", "SIZE", "SNAPSHOT TIME"]);
         for s in snaps {
-            let status = if s.transition == SnapshotTransition::None { s.status.to_string() } else { format!("{} ({})", s.status, s.transition) };
+            let status = if s.transition == SnapshotTransition::None {
+                s.status.to_string()
+            } else {
+                format!("{} ({})", s.status, s.transition)
+            };
             t.row(vec![
                 display(Kind::Snapshot, &s.id),
                 s.name.clone(),
@@ -357,7 +391,16 @@ impl Cmd {
                 if volumes.is_empty() && instances.is_empty() {
                     bail!("name at least one volume (or --instance) to snapshot");
                 }
-                let req = CreateSnapshots { volumes, instances, full, name, description, origin: None, retention_days, tag_ids: tags };
+                let req = CreateSnapshots {
+                    volumes,
+                    instances,
+                    full,
+                    name,
+                    description,
+                    origin: None,
+                    retention_days,
+                    tag_ids: tags,
+                };
                 let (job, snaps) = svc.create_snapshots(who, req).await.map_err(se)?;
                 let job = wait(svc, who, &job, "snapshotting").await?;
                 let mut fresh = Vec::new();
@@ -371,10 +414,27 @@ impl Cmd {
                     self.show_snapshots(&fresh, Some(fresh.len() as u64));
                 }
             }
-            SnapshotCmd::List { ids, volume, instance, root, kind, status, name, search, tags, since, until, oldest_first, page } => {
+            SnapshotCmd::List {
+                ids,
+                volume,
+                instance,
+                root,
+                kind,
+                status,
+                name,
+                search,
+                tags,
+                since,
+                until,
+                oldest_first,
+                page,
+            } => {
                 let mut statuses = Vec::new();
                 for s in status.iter().filter(|s| !s.is_empty()) {
-                    statuses.push(SnapshotStatus::parse(s).ok_or_else(|| anyhow!("--status {s:?}: use creating, available, deleted or ceased"))?);
+                    statuses.push(
+                        SnapshotStatus::parse(s)
+                            .ok_or_else(|| anyhow!("--status {s:?}: use creating, available, deleted or ceased"))?,
+                    );
                 }
                 let (mut tag_ids, mut tag_pairs) = (Vec::new(), Vec::new());
                 for t in tags {
@@ -420,12 +480,21 @@ impl Cmd {
                 let gone: Vec<String> = job.resources.iter().map(|r| display(Kind::Snapshot, r)).collect();
                 self.done(&job, &format!("deleted {}", gone.join(" ")));
             }
-            SnapshotCmd::Recover { id } => self.show_snapshots(&[svc.recover_snapshot(who, &id).await.map_err(se)?], None),
+            SnapshotCmd::Recover { id } => {
+                self.show_snapshots(&[svc.recover_snapshot(who, &id).await.map_err(se)?], None)
+            }
             SnapshotCmd::Rollback { id } => {
                 let job = svc.apply_snapshot(who, &id).await.map_err(se)?;
                 let job = wait(svc, who, &job, "rolling back").await?;
                 let s = svc.snapshot(who, &id).await.map_err(se)?;
-                self.done(&job, &format!("volume {} rolled back to {}", display(Kind::Volume, &s.volume_id), display(Kind::Snapshot, &s.id)));
+                self.done(
+                    &job,
+                    &format!(
+                        "volume {} rolled back to {}",
+                        display(Kind::Volume, &s.volume_id),
+                        display(Kind::Snapshot, &s.id)
+                    ),
+                );
             }
             SnapshotCmd::ToVolume { id, name } => {
                 let (job, v) = svc.create_volume_from_snapshot(who, &id, &name, None).await.map_err(se)?;
@@ -440,11 +509,13 @@ impl Cmd {
             SnapshotCmd::Meta { id, pairs } => {
                 let mut changes = Vec::new();
                 for p in pairs {
-                    let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("{p:?}: write KEY=VALUE, or KEY= to remove"))?;
+                    let (k, v) =
+                        p.split_once('=').ok_or_else(|| anyhow!("{p:?}: write KEY=VALUE, or KEY= to remove"))?;
                     changes.push((k.to_string(), (!v.is_empty()).then(|| v.to_string())));
                 }
                 let meta = svc.set_snapshot_metadata(who, &id, &changes).await.map_err(se)?;
-                let map: serde_json::Map<String, Value> = meta.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+                let map: serde_json::Map<String, Value> =
+                    meta.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
                 if self.json {
                     print_json(&Value::Object(map));
                 } else {
@@ -474,7 +545,14 @@ impl Cmd {
                 } else {
                     let mut t = Table::new(&["ID", "NAME", "SNAPSHOT", "SIZE", "STATUS", "CREATED"]);
                     for i in &imgs {
-                        t.row(vec![display(Kind::Image, &i.id), i.name.clone(), display(Kind::Snapshot, &i.snapshot_id), human_bytes(i.size), i.status.to_string(), time(&i.create_time)]);
+                        t.row(vec![
+                            display(Kind::Image, &i.id),
+                            i.name.clone(),
+                            display(Kind::Snapshot, &i.snapshot_id),
+                            human_bytes(i.size),
+                            i.status.to_string(),
+                            time(&i.create_time),
+                        ]);
                     }
                     t.print();
                 }
@@ -486,7 +564,10 @@ impl Cmd {
                 if self.json {
                     print_json(&json_of(&gone, Kind::Image));
                 } else {
-                    println!("deleted {}", gone.iter().map(|i| display(Kind::Image, &i.id)).collect::<Vec<_>>().join(" "));
+                    println!(
+                        "deleted {}",
+                        gone.iter().map(|i| display(Kind::Image, &i.id)).collect::<Vec<_>>().join(" ")
+                    );
                 }
             }
         }
@@ -498,7 +579,14 @@ impl Cmd {
         let show = |jobs: &[Job]| {
             let mut t = Table::new(&["ID", "ACTION", "STATUS", "RESOURCES", "CREATED", "ERROR"]);
             for j in jobs {
-                t.row(vec![display(Kind::Job, &j.id), j.action.clone(), j.status.to_string(), j.resources.join(","), time(&j.create_time), j.error.clone().unwrap_or_default()]);
+                t.row(vec![
+                    display(Kind::Job, &j.id),
+                    j.action.clone(),
+                    j.status.to_string(),
+                    j.resources.join(","),
+                    time(&j.create_time),
+                    j.error.clone().unwrap_or_default(),
+                ]);
             }
             t.print();
         };
@@ -506,9 +594,13 @@ impl Cmd {
             JobCmd::List { status, page } => {
                 let mut statuses = Vec::new();
                 for s in status.iter().filter(|s| !s.is_empty()) {
-                    statuses.push(JobStatus::parse(s).ok_or_else(|| anyhow!("--status {s:?}: use pending, working, successful or failed"))?);
+                    statuses.push(
+                        JobStatus::parse(s)
+                            .ok_or_else(|| anyhow!("--status {s:?}: use pending, working, successful or failed"))?,
+                    );
                 }
-                let (jobs, total) = svc.jobs(who, &[], &statuses, None, page.offset, page.limit.min(100)).await.map_err(se)?;
+                let (jobs, total) =
+                    svc.jobs(who, &[], &statuses, None, page.offset, page.limit.min(100)).await.map_err(se)?;
                 if self.json {
                     print_json(&json!({"total_count": total, "jobs": json_of(&jobs, Kind::Job)}));
                 } else {
@@ -577,9 +669,15 @@ impl Cmd {
         let r = self.svc.verify(bar.clone()).await.map_err(se)?;
         bar.finish();
         if self.json {
-            let broken: Vec<Value> = r.broken_snapshots.iter().map(|(id, why)| json!({"id": display(Kind::Snapshot, id), "reason": why})).collect();
+            let broken: Vec<Value> = r
+                .broken_snapshots
+                .iter()
+                .map(|(id, why)| json!({"id": display(Kind::Snapshot, id), "reason": why}))
+                .collect();
             let bad: Vec<Value> = r.bad_chunks.iter().map(|(d, why)| json!({"digest": d, "reason": why})).collect();
-            print_json(&json!({"ok": r.ok(), "checked_chunks": r.checked_chunks, "bad_chunks": bad, "broken_snapshots": broken, "seconds": r.seconds}));
+            print_json(
+                &json!({"ok": r.ok(), "checked_chunks": r.checked_chunks, "bad_chunks": bad, "broken_snapshots": broken, "seconds": r.seconds}),
+            );
         } else {
             println!("checked {} chunks in {:.1} s", r.checked_chunks, r.seconds);
             for (d, why) in &r.bad_chunks {
@@ -613,7 +711,10 @@ impl Cmd {
                 r.seconds
             );
             for id in &r.missing_indexes {
-                println!("WARNING: snapshot {} has no index in the store; run `disksnap verify`", display(Kind::Snapshot, id));
+                println!(
+                    "WARNING: snapshot {} has no index in the store; run `disksnap verify`",
+                    display(Kind::Snapshot, id)
+                );
             }
         }
         Ok(0)
@@ -629,7 +730,11 @@ struct Bar {
 impl Bar {
     fn new(label: &str, bytes: bool) -> Self {
         let bar = ProgressBar::new(0);
-        let tpl = if bytes { "{msg:12} [{bar:30}] {bytes}/{total_bytes} eta {eta}" } else { "{msg:12} [{bar:30}] {pos}/{len} eta {eta}" };
+        let tpl = if bytes {
+            "{msg:12} [{bar:30}] {bytes}/{total_bytes} eta {eta}"
+        } else {
+            "{msg:12} [{bar:30}] {pos}/{len} eta {eta}"
+        };
         bar.set_style(ProgressStyle::with_template(tpl).unwrap().progress_chars("=> "));
         bar.set_message(label.to_string());
         Bar { bar, total: AtomicU64::new(0) }

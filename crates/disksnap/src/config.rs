@@ -133,7 +133,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         Self::parse(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
     }
 
@@ -191,7 +192,10 @@ impl Config {
     }
 
     pub fn zone_configs(&self) -> Vec<disksnap_service::ZoneConfig> {
-        self.zones.iter().map(|z| disksnap_service::ZoneConfig { name: z.name.get_ref().clone(), aliases: z.aliases.clone() }).collect()
+        self.zones
+            .iter()
+            .map(|z| disksnap_service::ZoneConfig { name: z.name.get_ref().clone(), aliases: z.aliases.clone() })
+            .collect()
     }
 
     pub fn account_names(&self) -> Vec<String> {
@@ -202,7 +206,11 @@ impl Config {
     /// account with fresh random credentials for every dialect.
     pub fn generated() -> (Config, String) {
         let key = |n: usize, upper: bool| -> String {
-            let alphabet: &[u8] = if upper { b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" } else { b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ" };
+            let alphabet: &[u8] = if upper {
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+            } else {
+                b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            };
             (0..n).map(|_| alphabet[rand::random::<usize>() % alphabet.len()] as char).collect()
         };
         let project: String = (0..32).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();

@@ -303,10 +303,7 @@ pub enum SnapshotCmd {
         name: String,
     },
     /// Set metadata keys (KEY=VALUE) or remove them (KEY=)
-    Meta {
-        id: String,
-        pairs: Vec<String>,
-    },
+    Meta { id: String, pairs: Vec<String> },
 }
 
 #[derive(Subcommand, Debug)]
@@ -315,9 +312,13 @@ pub enum ImageCmd {
         #[command(flatten)]
         page: PageArgs,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Print the image's raw file
-    Path { id: String },
+    Path {
+        id: String,
+    },
     Delete {
         #[arg(required = true)]
         ids: Vec<String>,
@@ -333,9 +334,13 @@ pub enum JobCmd {
         #[command(flatten)]
         page: PageArgs,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Wait until a job ends
-    Wait { id: String },
+    Wait {
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -68,7 +68,11 @@ pub fn router(service: Service) -> Router {
 async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
-    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| req.uri().path().to_string());
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
     let request_id = format!("{:032x}", rand::random::<u128>());
     let mut resp = next.run(req).await;
     let status = resp.status().as_u16();
@@ -112,7 +116,8 @@ async fn not_found(req: Request) -> Response {
 /// ceased every few seconds.
 pub async fn run(service: Service, listen: &str) -> anyhow::Result<()> {
     let addr: SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("listen address {listen:?}: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let recovered = service.recover().await?;
     for j in &recovered {
         tracing::info!(job = %j.id, action = %j.action, status = %j.status, "recovered job");

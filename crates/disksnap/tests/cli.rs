@@ -44,7 +44,9 @@ impl Env {
         full.extend_from_slice(args);
         let out = self.run(&full);
         assert!(out.status.success(), "disksnap {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("disksnap {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("disksnap {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        })
     }
 
     /// Run expecting failure; returns stderr.
@@ -150,7 +152,12 @@ fn every_point_restores_exactly_by_rollback_new_volume_and_image() {
     assert_eq!(&sha(&img_path), want);
     // qemu-img agrees with a volume restored from the same point
     env.json(&["snapshot", "rollback", id]);
-    let cmp = Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "raw"]).arg(&img_path).arg(&path).output().expect("qemu-img is installed (scripts/test.sh installs qemu-utils)");
+    let cmp = Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "raw"])
+        .arg(&img_path)
+        .arg(&path)
+        .output()
+        .expect("qemu-img is installed (scripts/test.sh installs qemu-utils)");
     assert!(cmp.status.success(), "qemu-img compare: {}", String::from_utf8_lossy(&cmp.stdout));
     assert!(env.json(&["verify"])["ok"].as_bool().unwrap());
 }
@@ -236,7 +243,8 @@ fn verify_catches_a_flipped_bit_and_names_the_snapshot() {
     assert_eq!(out.status.code(), Some(1), "verify exits 1 on damage");
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["bad_chunks"].as_array().unwrap().len(), 1);
-    let broken: Vec<&str> = r["broken_snapshots"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    let broken: Vec<&str> =
+        r["broken_snapshots"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
     assert_eq!(broken, vec![s2["id"].as_str().unwrap()]);
     // restoring the broken point fails loudly; the good one still restores
     let err = env.fails(&["snapshot", "to-volume", s2["id"].as_str().unwrap()]);
@@ -285,11 +293,8 @@ fn a_bad_config_fails_start_up_naming_the_line_and_key() {
 fn accounts_never_see_each_other() {
     let env = Env::new();
     let cfg = env.scratch.join("two.toml");
-    std::fs::write(
-        &cfg,
-        "[[zones]]\nname = \"pek3a\"\n[[accounts]]\nname = \"alice\"\n[[accounts]]\nname = \"bob\"\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, "[[zones]]\nname = \"pek3a\"\n[[accounts]]\nname = \"alice\"\n[[accounts]]\nname = \"bob\"\n")
+        .unwrap();
     let as_ = |who: &str, args: &[&str]| {
         let mut full = vec!["--config", cfg.to_str().unwrap(), "--account", who, "--json"];
         full.extend_from_slice(args);
@@ -301,7 +306,12 @@ fn accounts_never_see_each_other() {
     let sid = s["snapshots"][0]["id"].as_str().unwrap();
     let bob: Value = serde_json::from_slice(&as_("bob", &["snapshot", "list"]).stdout).unwrap();
     assert_eq!(bob["total_count"], 0);
-    for args in [vec!["snapshot", "show", sid], vec!["snapshot", "rollback", sid], vec!["snapshot", "delete", sid], vec!["volume", "path", vid]] {
+    for args in [
+        vec!["snapshot", "show", sid],
+        vec!["snapshot", "rollback", sid],
+        vec!["snapshot", "delete", sid],
+        vec!["volume", "path", vid],
+    ] {
         let out = as_("bob", &args);
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{args:?}");
@@ -335,7 +345,11 @@ fn a_process_killed_mid_job_restarts_to_a_consistent_state() {
     let chunks = env.data.join("store/chunks");
     let has_temp = || {
         std::fs::read_dir(&chunks).unwrap().flatten().any(|d| {
-            d.path().is_dir() && std::fs::read_dir(d.path()).unwrap().flatten().any(|f| f.file_name().to_string_lossy().starts_with(".tmp-"))
+            d.path().is_dir()
+                && std::fs::read_dir(d.path())
+                    .unwrap()
+                    .flatten()
+                    .any(|f| f.file_name().to_string_lossy().starts_with(".tmp-"))
         })
     };
     kill_midway(&env, &["snapshot", "create", &vol], has_temp);
@@ -366,7 +380,8 @@ fn a_process_killed_mid_job_restarts_to_a_consistent_state() {
     let s1id = s1["id"].as_str().unwrap().to_string();
     let vol_busy = || {
         let out = env.run(&["--json", "volume", "show", &vol]);
-        out.status.success() && serde_json::from_slice::<Value>(&out.stdout).map(|v| v["transition"] == "rolling-back").unwrap_or(false)
+        out.status.success()
+            && serde_json::from_slice::<Value>(&out.stdout).map(|v| v["transition"] == "rolling-back").unwrap_or(false)
     };
     kill_midway(&env, &["snapshot", "rollback", &s1id], vol_busy);
     let jobs = env.json(&["job", "list"]); // recovers: resumes the roll back and waits for it
@@ -395,7 +410,8 @@ fn the_server_answers_health_and_metrics_and_stops_cleanly_on_sigterm() {
     env.json(&["init"]); // creates the data dir and config before the server starts
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
-    let mut server = env.cmd(&["serve", "--listen", &addr]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut server =
+        env.cmd(&["serve", "--listen", &addr]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(&addr).is_err() {
         assert!(Instant::now() < deadline, "server never listened");

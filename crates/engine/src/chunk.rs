@@ -41,7 +41,11 @@ pub struct Encoder {
 
 impl Default for Encoder {
     fn default() -> Self {
-        Encoder { zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd context"), probe_out: Vec::new(), out: Vec::new() }
+        Encoder {
+            zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd context"),
+            probe_out: Vec::new(),
+            out: Vec::new(),
+        }
     }
 }
 
@@ -153,7 +157,8 @@ mod tests {
 
     #[test]
     fn text_is_compressed_random_is_not() {
-        let text: Vec<u8> = b"the quick brown fox jumps over the lazy dog\n".iter().cycle().take(65536).copied().collect();
+        let text: Vec<u8> =
+            b"the quick brown fox jumps over the lazy dog\n".iter().cycle().take(65536).copied().collect();
         let file = roundtrip(&text);
         assert_eq!(file[8], ENC_ZSTD);
         assert!(file.len() < 4096);

@@ -84,7 +84,8 @@ impl ChunkStore {
             }
             Err(e) => return Err(EngineError::Io { op: "open", path, source: e }),
         };
-        chunk::decode(file_buf, digest, raw).map_err(|why| EngineError::CorruptChunk { digest: hex::encode(digest), why })
+        chunk::decode(file_buf, digest, raw)
+            .map_err(|why| EngineError::CorruptChunk { digest: hex::encode(digest), why })
     }
 
     /// Start a batch of inserts that become durable together.
@@ -220,7 +221,11 @@ impl ChunkStore {
         let d = File::open(&self.dir).ctx("open", &self.dir)?;
         // SAFETY: syncfs on a valid fd we own.
         if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-            return Err(EngineError::Io { op: "syncfs", path: self.dir.clone(), source: std::io::Error::last_os_error() });
+            return Err(EngineError::Io {
+                op: "syncfs",
+                path: self.dir.clone(),
+                source: std::io::Error::last_os_error(),
+            });
         }
         Ok(())
     }
@@ -337,7 +342,10 @@ impl Drop for Inserter<'_> {
 /// Refresh a chunk's mtime to now; returns its size, or None if it does not exist.
 fn touch(path: &Path) -> Result<Option<u64>> {
     let c = CString::new(path.as_os_str().as_bytes()).expect("store paths have no NUL");
-    let now = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW }, libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW }];
+    let now = [
+        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
+        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
+    ];
     // SAFETY: valid C string and a two-element timespec array, as utimensat requires.
     if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), now.as_ptr(), 0) } != 0 {
         let err = std::io::Error::last_os_error();

@@ -88,7 +88,10 @@ impl FixedIndex {
         let chunk_size = u32::from_le_bytes(body[8..12].try_into().unwrap()) as usize;
         let size = u64::from_le_bytes(body[16..24].try_into().unwrap());
         let count = u64::from_le_bytes(body[24..32].try_into().unwrap()) as usize;
-        if chunk_size == 0 || body.len() != HEADER_LEN + 32 * count || size.div_ceil(chunk_size as u64) as usize != count {
+        if chunk_size == 0
+            || body.len() != HEADER_LEN + 32 * count
+            || size.div_ceil(chunk_size as u64) as usize != count
+        {
             return Err(bad("length does not match header"));
         }
         let digests = body[HEADER_LEN..].chunks_exact(32).map(|c| c.try_into().unwrap()).collect();

@@ -15,7 +15,9 @@ use crate::chunk_store::{ChunkStore, Inserted, SweepStats};
 use crate::error::{EngineError, IoContext, Result};
 use crate::index::{write_durably, Digest, FixedIndex, ZERO_DIGEST};
 use crate::progress::Progress;
-use crate::volume_io::{data_extents, is_zero, overlaps_data, punch_hole, read_full_at, write_all_at, write_nonzero_blocks};
+use crate::volume_io::{
+    data_extents, is_zero, overlaps_data, punch_hole, read_full_at, write_all_at, write_nonzero_blocks,
+};
 
 /// Slots handled per batch: the unit of parallel work, of GC-lock holding and of progress.
 const BATCH_SLOTS: usize = 512;
@@ -104,7 +106,10 @@ impl Store {
                         "chunk size {cs} is not a power of two from 4 KiB to 16 MiB"
                     )));
                 }
-                write_durably(&conf, format!("# fixed when the store was created; never edit\nchunk_size = {cs}\n").as_bytes())?;
+                write_durably(
+                    &conf,
+                    format!("# fixed when the store was created; never edit\nchunk_size = {cs}\n").as_bytes(),
+                )?;
                 cs
             }
             Err(e) => return Err(EngineError::Io { op: "read", path: conf, source: e }),
@@ -171,7 +176,10 @@ impl Store {
         let parent = parent.map(|p| self.read_index(p)).transpose()?;
         if let Some(p) = &parent {
             if p.chunk_size != self.chunk_size {
-                return Err(EngineError::Invalid(format!("parent index uses {} byte chunks, the store {}", p.chunk_size, self.chunk_size)));
+                return Err(EngineError::Invalid(format!(
+                    "parent index uses {} byte chunks, the store {}",
+                    p.chunk_size, self.chunk_size
+                )));
             }
         }
         let mut index = match &parent {
@@ -321,7 +329,14 @@ impl Store {
         Ok(())
     }
 
-    fn restore_into(&self, index: &FixedIndex, file: &File, path: &Path, compare: bool, progress: &dyn Progress) -> Result<RestoreStats> {
+    fn restore_into(
+        &self,
+        index: &FixedIndex,
+        file: &File,
+        path: &Path,
+        compare: bool,
+        progress: &dyn Progress,
+    ) -> Result<RestoreStats> {
         let started = Instant::now();
         let extents = if compare { data_extents(file, index.size) } else { Vec::new() };
         let cs = self.chunk_size as u64;
@@ -474,7 +489,10 @@ impl Store {
                         }
                     }
                     if n_bad + n_missing > 0 {
-                        report.broken.push((name.clone(), format!("{n_bad} slots on corrupt chunks, {n_missing} on missing chunks")));
+                        report.broken.push((
+                            name.clone(),
+                            format!("{n_bad} slots on corrupt chunks, {n_missing} on missing chunks"),
+                        ));
                     }
                 }
                 Err(e) => report.broken.push((name.clone(), e.to_string())),

@@ -96,7 +96,12 @@ pub fn write_nonzero_blocks(file: &File, path: &Path, buf: &[u8], offset: u64) -
 pub fn punch_hole(file: &File, path: &Path, offset: u64, len: usize) -> Result<()> {
     // SAFETY: fallocate on a valid fd with a documented mode.
     let rc = unsafe {
-        libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset as i64, len as i64)
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as i64,
+            len as i64,
+        )
     };
     if rc == 0 {
         return Ok(());

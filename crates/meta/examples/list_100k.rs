@@ -66,7 +66,10 @@ async fn main() -> anyhow::Result<()> {
         ("full points only", page(SnapshotFilter { is_full: Some(true), ..Default::default() })),
         ("one chain", page(SnapshotFilter { root_id: Some("00004200".into()), ..Default::default() })),
         ("name", page(SnapshotFilter { name: Some("nightly-7".into()), ..Default::default() })),
-        ("ids (10)", page(SnapshotFilter { ids: (0..10).map(|i| format!("{:08}", i * 2)).collect(), ..Default::default() })),
+        (
+            "ids (10)",
+            page(SnapshotFilter { ids: (0..10).map(|i| format!("{:08}", i * 2)).collect(), ..Default::default() }),
+        ),
         ("search word", page(SnapshotFilter { search: Some("nightly-9".into()), ..Default::default() })),
     ];
     println!("{:<28} {:>9} {:>9} {:>9}", "filter (page of 100)", "p50 ms", "p99 ms", "total");

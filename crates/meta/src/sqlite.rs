@@ -20,14 +20,50 @@ pub struct SqliteMeta {
 
 const INSTANCE_COLS: &[&str] = &["id", "account", "zone", "name", "create_time"];
 const VOLUME_COLS: &[&str] = &[
-    "id", "account", "zone", "name", "description", "size", "kind", "status", "transition", "instance_id", "path",
-    "head_root", "create_time", "status_time",
+    "id",
+    "account",
+    "zone",
+    "name",
+    "description",
+    "size",
+    "kind",
+    "status",
+    "transition",
+    "instance_id",
+    "path",
+    "head_root",
+    "create_time",
+    "status_time",
 ];
 const SNAPSHOT_COLS: &[&str] = &[
-    "id", "account", "zone", "name", "description", "volume_id", "volume_size", "volume_kind", "instance_id",
-    "is_full", "root_id", "parent_id", "is_head", "status", "transition", "is_taken", "progress", "snapshot_time",
-    "create_time", "status_time", "deleted_time", "expire_time", "size", "origin", "retention_days", "encrypted",
-    "used_by_images", "used_by_volumes",
+    "id",
+    "account",
+    "zone",
+    "name",
+    "description",
+    "volume_id",
+    "volume_size",
+    "volume_kind",
+    "instance_id",
+    "is_full",
+    "root_id",
+    "parent_id",
+    "is_head",
+    "status",
+    "transition",
+    "is_taken",
+    "progress",
+    "snapshot_time",
+    "create_time",
+    "status_time",
+    "deleted_time",
+    "expire_time",
+    "size",
+    "origin",
+    "retention_days",
+    "encrypted",
+    "used_by_images",
+    "used_by_volumes",
 ];
 const IMAGE_COLS: &[&str] =
     &["id", "account", "zone", "name", "snapshot_id", "path", "size", "status", "create_time", "status_time"];
@@ -39,7 +75,11 @@ const TAG_COLS: &[&str] = &["id", "account", "key", "value", "create_time"];
 fn upsert_sql(table: &str, cols: &[&str]) -> String {
     let marks = vec!["?"; cols.len()].join(", ");
     let sets: Vec<String> = cols[1..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
-    format!("INSERT INTO {table} ({}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {}", cols.join(", "), sets.join(", "))
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {}",
+        cols.join(", "),
+        sets.join(", ")
+    )
 }
 
 impl SqliteMeta {
@@ -68,12 +108,18 @@ impl SqliteMeta {
 
     async fn check(tx: &mut Transaction<'_, Sqlite>, e: &Expect) -> Result<()> {
         let (what, sql, id, expected) = match e {
-            Expect::VolumeTransition { id, expected } => ("volume", "SELECT transition FROM volumes WHERE id = ?", id, expected),
+            Expect::VolumeTransition { id, expected } => {
+                ("volume", "SELECT transition FROM volumes WHERE id = ?", id, expected)
+            }
             Expect::SnapshotTransition { id, expected } => {
                 ("snapshot", "SELECT transition FROM snapshots WHERE id = ?", id, expected)
             }
-            Expect::SnapshotStatus { id, expected } => ("snapshot", "SELECT status FROM snapshots WHERE id = ?", id, expected),
-            Expect::JobRunner { id, expected } => ("job", "SELECT COALESCE(runner, '') FROM jobs WHERE id = ?", id, expected),
+            Expect::SnapshotStatus { id, expected } => {
+                ("snapshot", "SELECT status FROM snapshots WHERE id = ?", id, expected)
+            }
+            Expect::JobRunner { id, expected } => {
+                ("job", "SELECT COALESCE(runner, '') FROM jobs WHERE id = ?", id, expected)
+            }
         };
         let found: Option<String> = sqlx::query_scalar(sql).bind(id).fetch_optional(&mut **tx).await?;
         if found.as_deref() != Some(expected.as_str()) {
@@ -332,20 +378,24 @@ impl MetaStore for SqliteMeta {
         }
         for (id, key, value) in &b.snapshot_metadata {
             match value {
-                Some(v) => sqlx::query(
-                    "INSERT INTO snapshot_metadata (snapshot_id, key, value) VALUES (?, ?, ?) \
+                Some(v) => {
+                    sqlx::query(
+                        "INSERT INTO snapshot_metadata (snapshot_id, key, value) VALUES (?, ?, ?) \
                      ON CONFLICT(snapshot_id, key) DO UPDATE SET value = excluded.value",
-                )
-                .bind(id)
-                .bind(key)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?,
-                None => sqlx::query("DELETE FROM snapshot_metadata WHERE snapshot_id = ? AND key = ?")
+                    )
                     .bind(id)
                     .bind(key)
+                    .bind(v)
                     .execute(&mut *tx)
-                    .await?,
+                    .await?
+                }
+                None => {
+                    sqlx::query("DELETE FROM snapshot_metadata WHERE snapshot_id = ? AND key = ?")
+                        .bind(id)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?
+                }
             };
         }
         tx.commit().await?;
@@ -398,7 +448,9 @@ impl MetaStore for SqliteMeta {
                 q.push(" ESCAPE '\\')");
             }
             for t in &f.tag_ids {
-                q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE tag_id = ").push_bind(t.clone()).push(")");
+                q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE tag_id = ")
+                    .push_bind(t.clone())
+                    .push(")");
             }
             q
         };
@@ -441,10 +493,12 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>> {
-        Ok(sqlx::query_as("SELECT * FROM snapshots WHERE root_id = ? AND status <> 'ceased' ORDER BY snapshot_time, create_time, id")
-            .bind(root_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT * FROM snapshots WHERE root_id = ? AND status <> 'ceased' ORDER BY snapshot_time, create_time, id",
+        )
+        .bind(root_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn chain_totals(&self, root_ids: &[String]) -> Result<Vec<ChainTotals>> {
@@ -547,7 +601,10 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn tags(&self, account: &str) -> Result<Vec<TagRow>> {
-        Ok(sqlx::query_as("SELECT * FROM tags WHERE account = ? ORDER BY create_time, id").bind(account).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM tags WHERE account = ? ORDER BY create_time, id")
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn tags_of(&self, resource_ids: &[String]) -> Result<Vec<(String, TagRow)>> {
@@ -609,7 +666,9 @@ mod tests {
     async fn a_failed_expectation_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let m = SqliteMeta::open(&dir.path().join("m.db")).await.unwrap();
-        m.commit(Batch { put_snapshots: vec![snap("s1", "a", "v", 1, "available")], ..Default::default() }).await.unwrap();
+        m.commit(Batch { put_snapshots: vec![snap("s1", "a", "v", 1, "available")], ..Default::default() })
+            .await
+            .unwrap();
         let err = m
             .commit(Batch {
                 expect: vec![Expect::SnapshotStatus { id: "s1".into(), expected: "deleted".into() }],
@@ -635,19 +694,50 @@ mod tests {
         other.root_id = "x1".into();
         b.put_snapshots.push(other);
         m.commit(b).await.unwrap();
-        let f = |f: SnapshotFilter| SnapshotFilter { account: "a".into(), limit: if f.limit == 0 { 100 } else { f.limit }, ..f };
+        let f = |f: SnapshotFilter| SnapshotFilter {
+            account: "a".into(),
+            limit: if f.limit == 0 { 100 } else { f.limit },
+            ..f
+        };
         let ids = |p: Page<SnapshotRow>| p.items.into_iter().map(|r| r.id).collect::<Vec<_>>();
         assert_eq!(ids(m.snapshots(&f(Default::default())).await.unwrap()), ["s5", "s4", "s3", "s2", "s1"]);
         let page = m.snapshots(&f(SnapshotFilter { offset: 1, limit: 2, ..Default::default() })).await.unwrap();
         assert_eq!((page.total, ids(page)), (5, vec!["s4".to_string(), "s3".to_string()]));
-        assert_eq!(ids(m.snapshots(&f(SnapshotFilter { volume_ids: vec!["v2".into()], ..Default::default() })).await.unwrap()), ["s4", "s2"]);
-        assert_eq!(ids(m.snapshots(&f(SnapshotFilter { statuses: vec!["ceased".into()], ..Default::default() })).await.unwrap()), ["s6"]);
-        assert_eq!(ids(m.snapshots(&f(SnapshotFilter { is_full: Some(true), ..Default::default() })).await.unwrap()), ["s1"]);
-        assert_eq!(ids(m.snapshots(&f(SnapshotFilter { created_from: Some(2), created_to: Some(3), ..Default::default() })).await.unwrap()), ["s3", "s2"]);
+        assert_eq!(
+            ids(m.snapshots(&f(SnapshotFilter { volume_ids: vec!["v2".into()], ..Default::default() })).await.unwrap()),
+            ["s4", "s2"]
+        );
+        assert_eq!(
+            ids(m
+                .snapshots(&f(SnapshotFilter { statuses: vec!["ceased".into()], ..Default::default() }))
+                .await
+                .unwrap()),
+            ["s6"]
+        );
+        assert_eq!(
+            ids(m.snapshots(&f(SnapshotFilter { is_full: Some(true), ..Default::default() })).await.unwrap()),
+            ["s1"]
+        );
+        assert_eq!(
+            ids(m
+                .snapshots(&f(SnapshotFilter { created_from: Some(2), created_to: Some(3), ..Default::default() }))
+                .await
+                .unwrap()),
+            ["s3", "s2"]
+        );
         // LIKE wildcards in a search word are literal characters
-        assert_eq!(m.snapshots(&f(SnapshotFilter { search: Some("100%".into()), ..Default::default() })).await.unwrap().total, 5);
-        assert_eq!(m.snapshots(&f(SnapshotFilter { search: Some("0_%".into()), ..Default::default() })).await.unwrap().total, 0);
-        assert_eq!(m.snapshots(&f(SnapshotFilter { search: Some("n-s3".into()), ..Default::default() })).await.unwrap().total, 1);
+        assert_eq!(
+            m.snapshots(&f(SnapshotFilter { search: Some("100%".into()), ..Default::default() })).await.unwrap().total,
+            5
+        );
+        assert_eq!(
+            m.snapshots(&f(SnapshotFilter { search: Some("0_%".into()), ..Default::default() })).await.unwrap().total,
+            0
+        );
+        assert_eq!(
+            m.snapshots(&f(SnapshotFilter { search: Some("n-s3".into()), ..Default::default() })).await.unwrap().total,
+            1
+        );
         // another account's rows are invisible, by id too
         assert!(m.snapshot("a", "x1").await.unwrap().is_none());
         let totals = m.chain_totals(&["s1".into()]).await.unwrap();

@@ -90,7 +90,8 @@ mod tests {
 
     #[test]
     fn middle_point_removed_relinks_and_head_is_newest_available() {
-        let rows = vec![row("s1", 1, true, "available"), row("s2", 2, false, "ceased"), row("s3", 3, false, "available")];
+        let rows =
+            vec![row("s1", 1, true, "available"), row("s2", 2, false, "ceased"), row("s3", 3, false, "available")];
         let Rebuilt { changed, root, head } = rebuild(rows);
         assert_eq!(root.as_deref(), Some("s1"));
         assert_eq!(head.as_deref(), Some("s3"));
@@ -101,7 +102,8 @@ mod tests {
 
     #[test]
     fn ceased_root_promotes_the_oldest_remaining_point() {
-        let rows = vec![row("s1", 1, true, "ceased"), row("s2", 2, false, "available"), row("s3", 3, false, "available")];
+        let rows =
+            vec![row("s1", 1, true, "ceased"), row("s2", 2, false, "available"), row("s3", 3, false, "available")];
         let Rebuilt { changed, root, .. } = rebuild(rows);
         assert_eq!(root.as_deref(), Some("s2"));
         let s2 = changed.iter().find(|r| r.id == "s2").unwrap();

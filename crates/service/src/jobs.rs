@@ -95,7 +95,13 @@ impl JobProgress {
 
 impl Service {
     /// Commit `batch` plus a new pending job for `work`, then start the job.
-    pub(crate) async fn submit(&self, caller: &Caller, work: Work, resources: Vec<String>, mut batch: Batch) -> Result<Job> {
+    pub(crate) async fn submit(
+        &self,
+        caller: &Caller,
+        work: Work,
+        resources: Vec<String>,
+        mut batch: Batch,
+    ) -> Result<Job> {
         let now = now_ms();
         let row = JobRow {
             id: ids::new_id(),
@@ -157,14 +163,20 @@ impl Service {
     async fn execute(&self, row: &JobRow, work: &Work, progress: &Arc<JobProgress>) -> Result<Batch> {
         match work {
             Work::CreateVolumes { volumes } => self.exec_create_volumes(&row.account, volumes).await,
-            Work::ImportVolume { volume, source } => self.exec_import_volume(&row.account, volume, source, progress).await,
+            Work::ImportVolume { volume, source } => {
+                self.exec_import_volume(&row.account, volume, source, progress).await
+            }
             Work::ResizeVolume { volume, size } => self.exec_resize_volume(&row.account, volume, *size).await,
             Work::DeleteVolumes { volumes } => self.exec_delete_volumes(&row.account, volumes).await,
             Work::CreateSnapshots { snapshots } => self.exec_create_snapshots(&row.account, snapshots, progress).await,
             Work::DeleteSnapshots { snapshots } => self.exec_delete_snapshots(&row.account, snapshots).await,
             Work::ApplySnapshot { snapshot, volume } => self.exec_apply(&row.account, snapshot, volume, progress).await,
-            Work::RestoreVolume { snapshot, volume } => self.exec_restore_volume(&row.account, snapshot, volume, progress).await,
-            Work::CaptureImage { snapshot, image } => self.exec_capture_image(&row.account, snapshot, image, progress).await,
+            Work::RestoreVolume { snapshot, volume } => {
+                self.exec_restore_volume(&row.account, snapshot, volume, progress).await
+            }
+            Work::CaptureImage { snapshot, image } => {
+                self.exec_capture_image(&row.account, snapshot, image, progress).await
+            }
         }
     }
 
@@ -172,7 +184,9 @@ impl Service {
     async fn undo(&self, row: &JobRow, work: &Work) -> Batch {
         let r = match work {
             Work::CreateVolumes { volumes } => self.undo_create_volumes(&row.account, volumes).await,
-            Work::ImportVolume { volume, .. } => self.undo_create_volumes(&row.account, std::slice::from_ref(volume)).await,
+            Work::ImportVolume { volume, .. } => {
+                self.undo_create_volumes(&row.account, std::slice::from_ref(volume)).await
+            }
             Work::ResizeVolume { volume, .. } | Work::ApplySnapshot { volume, .. } => {
                 self.undo_release_volume(&row.account, volume, work).await
             }
@@ -217,7 +231,11 @@ impl Service {
     pub async fn job(&self, caller: &Caller, id: &str) -> Result<Job> {
         self.check_account(caller)?;
         let bare = self.parse_id(Kind::Job, id)?;
-        self.meta().job(&caller.account, &bare).await?.map(Job::from).ok_or_else(|| ServiceError::not_found(Kind::Job, id))
+        self.meta()
+            .job(&caller.account, &bare)
+            .await?
+            .map(Job::from)
+            .ok_or_else(|| ServiceError::not_found(Kind::Job, id))
     }
 
     pub async fn jobs(
@@ -286,7 +304,11 @@ impl Service {
                     row.runner = Some(self.inner.runner.clone());
                     row.status_time = now_ms();
                     self.meta()
-                        .commit(Batch { expect: vec![Expect::JobRunner { id: row.id.clone(), expected: old }], put_jobs: vec![row.clone()], ..Default::default() })
+                        .commit(Batch {
+                            expect: vec![Expect::JobRunner { id: row.id.clone(), expected: old }],
+                            put_jobs: vec![row.clone()],
+                            ..Default::default()
+                        })
                         .await?;
                     handled.push(row.into());
                     continue;
@@ -324,6 +346,9 @@ impl Service {
         &self,
         f: impl FnOnce() -> std::result::Result<T, disksnap_engine::EngineError> + Send + 'static,
     ) -> Result<T> {
-        tokio::task::spawn_blocking(f).await.map_err(|e| ServiceError::Internal(format!("worker panicked: {e}")))?.map_err(Into::into)
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("worker panicked: {e}")))?
+            .map_err(Into::into)
     }
 }

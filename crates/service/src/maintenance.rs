@@ -43,9 +43,14 @@ impl VerifyOutcome {
 
 impl Service {
     /// Mark and sweep the chunk store; safe while jobs run (see the engine's locking rules).
-    pub async fn gc(&self, grace: Option<std::time::Duration>, progress: Arc<dyn disksnap_engine::Progress + Send>) -> Result<GcReport> {
+    pub async fn gc(
+        &self,
+        grace: Option<std::time::Duration>,
+        progress: Arc<dyn disksnap_engine::Progress + Send>,
+    ) -> Result<GcReport> {
         let held = self.meta().snapshots_holding_data().await?;
-        let (live, missing): (Vec<String>, Vec<String>) = held.into_iter().partition(|id| self.inner.store.has_index(id));
+        let (live, missing): (Vec<String>, Vec<String>) =
+            held.into_iter().partition(|id| self.inner.store.has_index(id));
         let store = self.inner.store.clone();
         let grace = grace.unwrap_or(self.config().gc_grace);
         let live2 = live.clone();
@@ -70,7 +75,12 @@ impl Service {
         let live = self.meta().snapshots_holding_data().await?;
         let store = self.inner.store.clone();
         let r = self.blocking(move || store.verify(&live, progress.as_ref())).await?;
-        Ok(VerifyOutcome { checked_chunks: r.checked_chunks, bad_chunks: r.bad_chunks, broken_snapshots: r.broken, seconds: r.elapsed.as_secs_f64() })
+        Ok(VerifyOutcome {
+            checked_chunks: r.checked_chunks,
+            bad_chunks: r.bad_chunks,
+            broken_snapshots: r.broken,
+            seconds: r.elapsed.as_secs_f64(),
+        })
     }
 
     /// The periodic duties of a running server: cease points whose time is up.

@@ -15,7 +15,12 @@ use crate::volumes::GIB;
 impl Service {
     fn ensure_available(&self, s: &SnapshotRow, shown: &str) -> Result<()> {
         if s.status != SnapshotStatus::Available.as_str() {
-            return Err(ServiceError::wrong_state(Kind::Snapshot, shown, s.status.clone(), "only an available snapshot can be used"));
+            return Err(ServiceError::wrong_state(
+                Kind::Snapshot,
+                shown,
+                s.status.clone(),
+                "only an available snapshot can be used",
+            ));
         }
         Ok(())
     }
@@ -26,11 +31,27 @@ impl Service {
         let snap = self.snapshot_row(caller, id).await?;
         self.ensure_available(&snap, id)?;
         if !snap.transition.is_empty() {
-            return Err(ServiceError::wrong_state(Kind::Snapshot, id, snap.transition.clone(), "it is busy with another operation"));
+            return Err(ServiceError::wrong_state(
+                Kind::Snapshot,
+                id,
+                snap.transition.clone(),
+                "it is busy with another operation",
+            ));
         }
-        let vol = self.meta().volume(&caller.account, &snap.volume_id).await?.filter(|v| v.status != "deleted").ok_or_else(|| {
-            ServiceError::wrong_state(Kind::Snapshot, id, "orphaned", format!("its volume {} no longer exists; create a new volume from it instead", ids::display(Kind::Volume, &snap.volume_id)))
-        })?;
+        let vol =
+            self.meta().volume(&caller.account, &snap.volume_id).await?.filter(|v| v.status != "deleted").ok_or_else(
+                || {
+                    ServiceError::wrong_state(
+                        Kind::Snapshot,
+                        id,
+                        "orphaned",
+                        format!(
+                            "its volume {} no longer exists; create a new volume from it instead",
+                            ids::display(Kind::Volume, &snap.volume_id)
+                        ),
+                    )
+                },
+            )?;
         self.ensure_idle(&vol)?;
         let mut batch = self.lock_volume(&vol, VolumeTransition::RollingBack);
         batch.expect.push(Expect::SnapshotTransition { id: snap.id.clone(), expected: String::new() });
@@ -41,12 +62,23 @@ impl Service {
         self.submit(caller, work, vec![snap.id, vol.id], batch).await
     }
 
-    pub(crate) async fn exec_apply(&self, account: &str, snap_id: &str, vol_id: &str, progress: &Arc<JobProgress>) -> Result<Batch> {
+    pub(crate) async fn exec_apply(
+        &self,
+        account: &str,
+        snap_id: &str,
+        vol_id: &str,
+        progress: &Arc<JobProgress>,
+    ) -> Result<Batch> {
         let vol = self.volume_row_of(account, vol_id).await?;
-        let (store, name, path, p) = (self.inner.store.clone(), snap_id.to_string(), PathBuf::from(&vol.path), progress.clone());
+        let (store, name, path, p) =
+            (self.inner.store.clone(), snap_id.to_string(), PathBuf::from(&vol.path), progress.clone());
         let stats = self.blocking(move || store.restore_in_place(&name, &path, p.as_ref())).await?;
         tracing::info!(snapshot = %snap_id, volume = %vol_id, written = stats.written_slots, unchanged = stats.unchanged_slots, "rolled back");
-        let mut snap = self.meta().snapshot(account, snap_id).await?.ok_or_else(|| ServiceError::not_found(Kind::Snapshot, snap_id))?;
+        let mut snap = self
+            .meta()
+            .snapshot(account, snap_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(Kind::Snapshot, snap_id))?;
         snap.transition = String::new();
         let mut vol = self.volume_row_of(account, vol_id).await?;
         vol.size = stats.size as i64;
@@ -54,12 +86,21 @@ impl Service {
     }
 
     /// A new volume holding the point's bytes.
-    pub async fn create_volume_from_snapshot(&self, caller: &Caller, id: &str, name: &str, zone: Option<&str>) -> Result<(Job, Volume)> {
+    pub async fn create_volume_from_snapshot(
+        &self,
+        caller: &Caller,
+        id: &str,
+        name: &str,
+        zone: Option<&str>,
+    ) -> Result<(Job, Volume)> {
         let snap = self.snapshot_row(caller, id).await?;
         self.ensure_available(&snap, id)?;
         if let Some(z) = zone.filter(|z| !z.is_empty()) {
             if self.resolve_zone(z)? != snap.zone {
-                return Err(ServiceError::invalid("zone", format!("the snapshot is in zone {}; a volume from it must be too", snap.zone)));
+                return Err(ServiceError::invalid(
+                    "zone",
+                    format!("the snapshot is in zone {}; a volume from it must be too", snap.zone),
+                ));
             }
         }
         let size = (snap.volume_size.max(0) as u64).div_ceil(GIB) * GIB;
@@ -76,22 +117,38 @@ impl Service {
         Ok((job, Volume::from_row(row)))
     }
 
-    pub(crate) async fn exec_restore_volume(&self, account: &str, snap_id: &str, vol_id: &str, progress: &Arc<JobProgress>) -> Result<Batch> {
+    pub(crate) async fn exec_restore_volume(
+        &self,
+        account: &str,
+        snap_id: &str,
+        vol_id: &str,
+        progress: &Arc<JobProgress>,
+    ) -> Result<Batch> {
         let vol = self.volume_row_of(account, vol_id).await?;
         let path = PathBuf::from(&vol.path);
         let _ = std::fs::remove_file(&path); // a resumed job starts over
         self.restore_file(snap_id, path.clone(), progress).await?;
         // The volume is whole GiB; the point may not be (an imported odd-sized image).
-        let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let f =
+            std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| ServiceError::Internal(e.to_string()))?;
         if f.metadata().map(|m| m.len()).unwrap_or(0) < vol.size as u64 {
             f.set_len(vol.size as u64).and_then(|_| f.sync_all()).map_err(|e| ServiceError::Internal(e.to_string()))?;
         }
-        let mut snap = self.meta().snapshot(account, snap_id).await?.ok_or_else(|| ServiceError::not_found(Kind::Snapshot, snap_id))?;
+        let mut snap = self
+            .meta()
+            .snapshot(account, snap_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(Kind::Snapshot, snap_id))?;
         snap.used_by_volumes += 1;
         Ok(Batch { put_snapshots: vec![snap], put_volumes: vec![self.settled(vol)], ..Default::default() })
     }
 
-    async fn restore_file(&self, snap_id: &str, path: PathBuf, progress: &Arc<JobProgress>) -> Result<disksnap_engine::RestoreStats> {
+    async fn restore_file(
+        &self,
+        snap_id: &str,
+        path: PathBuf,
+        progress: &Arc<JobProgress>,
+    ) -> Result<disksnap_engine::RestoreStats> {
         let (store, name, p) = (self.inner.store.clone(), snap_id.to_string(), progress.clone());
         self.blocking(move || store.restore_new(&name, &path, p.as_ref())).await
     }
@@ -105,7 +162,12 @@ impl Service {
         let snap = self.snapshot_row(caller, id).await?;
         self.ensure_available(&snap, id)?;
         if snap.volume_kind != VolumeKind::System.as_str() {
-            return Err(ServiceError::wrong_state(Kind::Snapshot, id, "data-disk", "only a snapshot of a system disk can be captured as an image"));
+            return Err(ServiceError::wrong_state(
+                Kind::Snapshot,
+                id,
+                "data-disk",
+                "only a snapshot of a system disk can be captured as an image",
+            ));
         }
         let now = now_ms();
         let iid = ids::new_id();
@@ -131,15 +193,29 @@ impl Service {
         Ok((job, row.into()))
     }
 
-    pub(crate) async fn exec_capture_image(&self, account: &str, snap_id: &str, image_id: &str, progress: &Arc<JobProgress>) -> Result<Batch> {
-        let mut img = self.meta().image(account, image_id).await?.ok_or_else(|| ServiceError::not_found(Kind::Image, image_id))?;
+    pub(crate) async fn exec_capture_image(
+        &self,
+        account: &str,
+        snap_id: &str,
+        image_id: &str,
+        progress: &Arc<JobProgress>,
+    ) -> Result<Batch> {
+        let mut img = self
+            .meta()
+            .image(account, image_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(Kind::Image, image_id))?;
         let path = PathBuf::from(&img.path);
         let _ = std::fs::remove_file(&path); // a resumed job starts over
         let stats = self.restore_file(snap_id, path, progress).await?;
         img.size = stats.size as i64;
         img.status = ImageStatus::Available.as_str().into();
         img.status_time = now_ms();
-        let mut snap = self.meta().snapshot(account, snap_id).await?.ok_or_else(|| ServiceError::not_found(Kind::Snapshot, snap_id))?;
+        let mut snap = self
+            .meta()
+            .snapshot(account, snap_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(Kind::Snapshot, snap_id))?;
         snap.used_by_images += 1;
         Ok(Batch { put_snapshots: vec![snap], put_images: vec![img], ..Default::default() })
     }
@@ -156,7 +232,11 @@ impl Service {
     pub async fn image(&self, caller: &Caller, id: &str) -> Result<Image> {
         self.check_account(caller)?;
         let bare = self.parse_id(Kind::Image, id)?;
-        self.meta().image(&caller.account, &bare).await?.map(Image::from).ok_or_else(|| ServiceError::not_found(Kind::Image, id))
+        self.meta()
+            .image(&caller.account, &bare)
+            .await?
+            .map(Image::from)
+            .ok_or_else(|| ServiceError::not_found(Kind::Image, id))
     }
 
     pub async fn images(&self, caller: &Caller, offset: u64, limit: u64) -> Result<(Vec<Image>, u64)> {
@@ -172,7 +252,12 @@ impl Service {
         for id in ids_ {
             let img = self.image(caller, id).await?;
             if img.status != ImageStatus::Available {
-                return Err(ServiceError::wrong_state(Kind::Image, id, img.status.as_str(), "it is still being captured"));
+                return Err(ServiceError::wrong_state(
+                    Kind::Image,
+                    id,
+                    img.status.as_str(),
+                    "it is still being captured",
+                ));
             }
             if let Some(mut s) = self.meta().snapshot(&caller.account, &img.snapshot_id).await? {
                 s.used_by_images = (s.used_by_images - 1).max(0);

@@ -101,7 +101,8 @@ impl Service {
         let meta = SqliteMeta::open(&dir.join("meta.db")).await?;
         let runner = format!("{}-{}", std::process::id(), ids::new_id());
         let lock_path = runners_dir.join(format!("{runner}.lock"));
-        let lock = File::create(&lock_path).map_err(|e| ServiceError::Internal(format!("create {}: {e}", lock_path.display())))?;
+        let lock = File::create(&lock_path)
+            .map_err(|e| ServiceError::Internal(format!("create {}: {e}", lock_path.display())))?;
         // SAFETY: flock on an fd we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(ServiceError::Internal(format!("cannot lock {}", lock_path.display())));

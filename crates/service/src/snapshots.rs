@@ -88,7 +88,10 @@ impl Service {
         }
         for id in &req.instances {
             let bare = self.parse_id(Kind::Instance, id)?;
-            self.meta().instance(&caller.account, &bare).await?.ok_or_else(|| ServiceError::not_found(Kind::Instance, id))?;
+            self.meta()
+                .instance(&caller.account, &bare)
+                .await?
+                .ok_or_else(|| ServiceError::not_found(Kind::Instance, id))?;
             let members = self.meta().volumes_of_instance(&caller.account, &bare).await?;
             if members.is_empty() {
                 return Err(ServiceError::wrong_state(Kind::Instance, id, "empty", "it has no volumes to snapshot"));
@@ -101,7 +104,10 @@ impl Service {
         let mut seen = BTreeSet::new();
         vols.retain(|(v, _)| seen.insert(v.id.clone()));
         if vols.len() > MAX_SNAPSHOTS_PER_CALL {
-            return Err(ServiceError::invalid("resources", format!("at most {MAX_SNAPSHOTS_PER_CALL} volumes per call")));
+            return Err(ServiceError::invalid(
+                "resources",
+                format!("at most {MAX_SNAPSHOTS_PER_CALL} volumes per call"),
+            ));
         }
         if let Some(d) = req.retention_days {
             if !(1..=65536).contains(&d) {
@@ -172,15 +178,22 @@ impl Service {
     async fn head_point(&self, vol: &VolumeRow) -> Result<Option<SnapshotRow>> {
         let Some(root) = &vol.head_root else { return Ok(None) };
         let chain = self.meta().chain(root).await?;
-        let head = chain.into_iter().rev().find(|s| s.status == SnapshotStatus::Available.as_str() && s.volume_id == vol.id);
+        let head =
+            chain.into_iter().rev().find(|s| s.status == SnapshotStatus::Available.as_str() && s.volume_id == vol.id);
         // A point captured with another chunk size (store rebuilt) cannot be a parent.
         Ok(head.filter(|h| self.inner.store.has_index(&h.id)))
     }
 
-    pub(crate) async fn exec_create_snapshots(&self, account: &str, snap_ids: &[String], progress: &Arc<JobProgress>) -> Result<Batch> {
+    pub(crate) async fn exec_create_snapshots(
+        &self,
+        account: &str,
+        snap_ids: &[String],
+        progress: &Arc<JobProgress>,
+    ) -> Result<Batch> {
         let mut done: Vec<(SnapshotRow, disksnap_engine::CaptureStats)> = Vec::new();
         for id in snap_ids {
-            let snap = self.meta().snapshot(account, id).await?.ok_or_else(|| ServiceError::not_found(Kind::Snapshot, id))?;
+            let snap =
+                self.meta().snapshot(account, id).await?.ok_or_else(|| ServiceError::not_found(Kind::Snapshot, id))?;
             let vol = self.volume_row_of(account, &snap.volume_id).await?;
             let stats = self.capture_one(&snap, &vol, progress).await?;
             done.push((snap, stats));
@@ -212,10 +225,16 @@ impl Service {
 
     /// Capture one volume into the snapshot's index, reporting is_taken and progress to the
     /// database while it runs.
-    async fn capture_one(&self, snap: &SnapshotRow, vol: &VolumeRow, progress: &Arc<JobProgress>) -> Result<disksnap_engine::CaptureStats> {
+    async fn capture_one(
+        &self,
+        snap: &SnapshotRow,
+        vol: &VolumeRow,
+        progress: &Arc<JobProgress>,
+    ) -> Result<disksnap_engine::CaptureStats> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let store = self.inner.store.clone();
-        let (name, source, parent, p) = (snap.id.clone(), std::path::PathBuf::from(&vol.path), snap.parent_id.clone(), progress.clone());
+        let (name, source, parent, p) =
+            (snap.id.clone(), std::path::PathBuf::from(&vol.path), snap.parent_id.clone(), progress.clone());
         let mut work = tokio::task::spawn_blocking(move || {
             store.capture(&name, &source, parent.as_deref(), p.as_ref(), &mut || {
                 let _ = tx.send(());
@@ -325,7 +344,8 @@ impl Service {
         let roots: Vec<String> = rows.iter().filter(|r| r.is_full).map(|r| r.id.clone()).collect();
         let totals: HashMap<String, disksnap_meta::ChainTotals> =
             self.meta().chain_totals(&roots).await?.into_iter().map(|t| (t.root_id.clone(), t)).collect();
-        let vol_ids: Vec<String> = rows.iter().map(|r| r.volume_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let vol_ids: Vec<String> =
+            rows.iter().map(|r| r.volume_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let heads: HashMap<String, Option<String>> = self
             .meta()
             .volumes(&VolumeFilter {
@@ -361,7 +381,13 @@ impl Service {
             .collect())
     }
 
-    pub async fn modify_snapshot(&self, caller: &Caller, id: &str, name: Option<&str>, description: Option<&str>) -> Result<Snapshot> {
+    pub async fn modify_snapshot(
+        &self,
+        caller: &Caller,
+        id: &str,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Snapshot> {
         let mut row = self.snapshot_row(caller, id).await?;
         if row.status == SnapshotStatus::Ceased.as_str() {
             return Err(ServiceError::wrong_state(Kind::Snapshot, id, "ceased", "it is gone for good"));
@@ -377,7 +403,12 @@ impl Service {
     }
 
     /// Set (`Some`) or remove (`None`) metadata keys of a snapshot.
-    pub async fn set_snapshot_metadata(&self, caller: &Caller, id: &str, changes: &[(String, Option<String>)]) -> Result<Vec<(String, String)>> {
+    pub async fn set_snapshot_metadata(
+        &self,
+        caller: &Caller,
+        id: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<Vec<(String, String)>> {
         let row = self.snapshot_row(caller, id).await?;
         for (k, v) in changes {
             if k.is_empty() || k.len() > 255 || v.as_ref().is_some_and(|v| v.len() > 255) {
@@ -408,11 +439,22 @@ impl Service {
             let row = self.snapshot_row(caller, id).await?;
             self.ensure_deletable(&row, id)?;
             let chain = self.meta().chain(&row.root_id).await?;
-            if chain.iter().any(|c| c.status == SnapshotStatus::Creating.as_str() && c.parent_id.as_deref() == Some(&row.id)) {
-                return Err(ServiceError::wrong_state(Kind::Snapshot, id, "in-use", "a snapshot being created builds on it; retry when that job ends"));
+            if chain
+                .iter()
+                .any(|c| c.status == SnapshotStatus::Creating.as_str() && c.parent_id.as_deref() == Some(&row.id))
+            {
+                return Err(ServiceError::wrong_state(
+                    Kind::Snapshot,
+                    id,
+                    "in-use",
+                    "a snapshot being created builds on it; retry when that job ends",
+                ));
             }
             if scope == DeleteScope::PointAndLater {
-                for later in chain.into_iter().filter(|c| (c.snapshot_time, &c.id) > (row.snapshot_time, &row.id) && c.status != SnapshotStatus::Ceased.as_str()) {
+                for later in chain.into_iter().filter(|c| {
+                    (c.snapshot_time, &c.id) > (row.snapshot_time, &row.id)
+                        && c.status != SnapshotStatus::Ceased.as_str()
+                }) {
                     if later.status == SnapshotStatus::Deleted.as_str() {
                         continue;
                     }
@@ -438,10 +480,20 @@ impl Service {
 
     fn ensure_deletable(&self, row: &SnapshotRow, shown: &str) -> Result<()> {
         if row.status != SnapshotStatus::Available.as_str() {
-            return Err(ServiceError::wrong_state(Kind::Snapshot, shown, row.status.clone(), "only an available snapshot can be deleted"));
+            return Err(ServiceError::wrong_state(
+                Kind::Snapshot,
+                shown,
+                row.status.clone(),
+                "only an available snapshot can be deleted",
+            ));
         }
         if !row.transition.is_empty() {
-            return Err(ServiceError::wrong_state(Kind::Snapshot, shown, row.transition.clone(), "it is busy with another operation"));
+            return Err(ServiceError::wrong_state(
+                Kind::Snapshot,
+                shown,
+                row.transition.clone(),
+                "it is busy with another operation",
+            ));
         }
         Ok(())
     }
@@ -509,7 +561,12 @@ impl Service {
     pub async fn recover_snapshot(&self, caller: &Caller, id: &str) -> Result<Snapshot> {
         let row = self.snapshot_row(caller, id).await?;
         if row.status != SnapshotStatus::Deleted.as_str() {
-            return Err(ServiceError::wrong_state(Kind::Snapshot, id, row.status.clone(), "only a deleted full snapshot can be recovered"));
+            return Err(ServiceError::wrong_state(
+                Kind::Snapshot,
+                id,
+                row.status.clone(),
+                "only a deleted full snapshot can be recovered",
+            ));
         }
         let window = self.config().deleted_retention.as_millis() as i64;
         if row.deleted_time.unwrap_or(0) + window <= now_ms() {

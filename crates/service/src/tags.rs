@@ -13,7 +13,13 @@ impl Service {
         if key.trim().is_empty() || key.len() > 128 || value.len() > 128 {
             return Err(ServiceError::invalid("tag", "a tag key is 1 to 128 characters, its value at most 128"));
         }
-        let row = TagRow { id: ids::new_id(), account: caller.account.clone(), key: key.to_string(), value: value.to_string(), create_time: now_ms() };
+        let row = TagRow {
+            id: ids::new_id(),
+            account: caller.account.clone(),
+            key: key.to_string(),
+            value: value.to_string(),
+            create_time: now_ms(),
+        };
         self.meta().commit(Batch { put_tags: vec![row.clone()], ..Default::default() }).await?;
         Ok(row.into())
     }

@@ -49,7 +49,14 @@ fn create_sparse(path: &Path, size: u64) -> std::io::Result<()> {
 }
 
 impl Service {
-    pub(crate) fn new_volume_row(&self, caller: &Caller, zone: &str, name: &str, size: u64, kind: VolumeKind) -> VolumeRow {
+    pub(crate) fn new_volume_row(
+        &self,
+        caller: &Caller,
+        zone: &str,
+        name: &str,
+        size: u64,
+        kind: VolumeKind,
+    ) -> VolumeRow {
         let id = ids::new_id();
         let now = now_ms();
         VolumeRow {
@@ -82,7 +89,10 @@ impl Service {
         self.check_account(caller)?;
         let zone = self.zone_or_default(req.zone.as_deref())?;
         if req.size_gib == 0 || req.size_gib > MAX_VOLUME_GIB {
-            return Err(ServiceError::invalid("size", format!("must be 1 to {MAX_VOLUME_GIB} GiB, got {}", req.size_gib)));
+            return Err(ServiceError::invalid(
+                "size",
+                format!("must be 1 to {MAX_VOLUME_GIB} GiB, got {}", req.size_gib),
+            ));
         }
         let count = if req.count == 0 { 1 } else { req.count };
         if count > MAX_VOLUMES_PER_CALL {
@@ -117,7 +127,8 @@ impl Service {
     ) -> Result<(Job, Volume)> {
         self.check_account(caller)?;
         let zone = self.zone_or_default(zone)?;
-        let meta = fs::metadata(source).map_err(|e| ServiceError::invalid("source", format!("{}: {e}", source.display())))?;
+        let meta =
+            fs::metadata(source).map_err(|e| ServiceError::invalid("source", format!("{}: {e}", source.display())))?;
         if !meta.is_file() {
             return Err(ServiceError::invalid("source", format!("{} is not a regular file", source.display())));
         }
@@ -154,7 +165,13 @@ impl Service {
         Ok(batch)
     }
 
-    pub(crate) async fn exec_import_volume(&self, account: &str, id: &str, source: &Path, progress: &std::sync::Arc<JobProgress>) -> Result<Batch> {
+    pub(crate) async fn exec_import_volume(
+        &self,
+        account: &str,
+        id: &str,
+        source: &Path,
+        progress: &std::sync::Arc<JobProgress>,
+    ) -> Result<Batch> {
         let row = self.volume_row_of(account, id).await?;
         let (src, dst, size, p) = (source.to_path_buf(), PathBuf::from(&row.path), row.size as u64, progress.clone());
         self.blocking(move || {
@@ -169,7 +186,8 @@ impl Service {
 
     /// A volume row with its work done: no transition, available or in use.
     pub(crate) fn settled(&self, mut row: VolumeRow) -> VolumeRow {
-        row.status = if row.instance_id.is_some() { VolumeStatus::InUse } else { VolumeStatus::Available }.as_str().into();
+        row.status =
+            if row.instance_id.is_some() { VolumeStatus::InUse } else { VolumeStatus::Available }.as_str().into();
         row.transition = String::new();
         row.status_time = now_ms();
         row
@@ -240,7 +258,12 @@ impl Service {
             return Ok(());
         }
         let state = if row.transition.is_empty() { row.status.clone() } else { row.transition.clone() };
-        Err(ServiceError::wrong_state(Kind::Volume, &ids::display(Kind::Volume, &row.id), state, "it is busy with another operation"))
+        Err(ServiceError::wrong_state(
+            Kind::Volume,
+            &ids::display(Kind::Volume, &row.id),
+            state,
+            "it is busy with another operation",
+        ))
     }
 
     /// Grow a volume. Shrinking is refused: it would cut data off the end.
@@ -254,7 +277,11 @@ impl Service {
         if size <= row.size as u64 {
             return Err(ServiceError::invalid(
                 "size",
-                format!("a volume can only grow: {} is {} GiB, asked for {size_gib} GiB", ids::display(Kind::Volume, &row.id), (row.size as u64).div_ceil(GIB)),
+                format!(
+                    "a volume can only grow: {} is {} GiB, asked for {size_gib} GiB",
+                    ids::display(Kind::Volume, &row.id),
+                    (row.size as u64).div_ceil(GIB)
+                ),
             ));
         }
         let batch = self.lock_volume(&row, VolumeTransition::Resizing);
@@ -356,7 +383,13 @@ impl Service {
         Ok(batch)
     }
 
-    pub async fn modify_volume(&self, caller: &Caller, id: &str, name: Option<&str>, description: Option<&str>) -> Result<Volume> {
+    pub async fn modify_volume(
+        &self,
+        caller: &Caller,
+        id: &str,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Volume> {
         let mut row = self.volume_row(caller, id).await?;
         if let Some(n) = name {
             row.name = n.to_string();
@@ -368,16 +401,36 @@ impl Service {
         Ok(Volume::from_row(row))
     }
 
-    async fn instance_row_for_attach(&self, caller: &Caller, id: &str, zone: &str, kind: VolumeKind, adding: u32) -> Result<InstanceRow> {
+    async fn instance_row_for_attach(
+        &self,
+        caller: &Caller,
+        id: &str,
+        zone: &str,
+        kind: VolumeKind,
+        adding: u32,
+    ) -> Result<InstanceRow> {
         let bare = self.parse_id(Kind::Instance, id)?;
-        let inst = self.meta().instance(&caller.account, &bare).await?.ok_or_else(|| ServiceError::not_found(Kind::Instance, id))?;
+        let inst = self
+            .meta()
+            .instance(&caller.account, &bare)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(Kind::Instance, id))?;
         if inst.zone != zone {
-            return Err(ServiceError::invalid("instance", format!("instance {id} is in zone {}, the volume in {zone}", inst.zone)));
+            return Err(ServiceError::invalid(
+                "instance",
+                format!("instance {id} is in zone {}, the volume in {zone}", inst.zone),
+            ));
         }
         if kind == VolumeKind::System {
-            let has_system = self.meta().volumes_of_instance(&caller.account, &bare).await?.iter().any(|v| v.kind == "system");
+            let has_system =
+                self.meta().volumes_of_instance(&caller.account, &bare).await?.iter().any(|v| v.kind == "system");
             if has_system || adding > 1 {
-                return Err(ServiceError::wrong_state(Kind::Instance, id, "has-system-disk", "an instance has one system disk"));
+                return Err(ServiceError::wrong_state(
+                    Kind::Instance,
+                    id,
+                    "has-system-disk",
+                    "an instance has one system disk",
+                ));
             }
         }
         Ok(inst)
@@ -390,7 +443,12 @@ impl Service {
             let mut row = self.volume_row(caller, id).await?;
             self.ensure_idle(&row)?;
             if let Some(i) = &row.instance_id {
-                return Err(ServiceError::wrong_state(Kind::Volume, id, "in-use", format!("already attached to {}", ids::display(Kind::Instance, i))));
+                return Err(ServiceError::wrong_state(
+                    Kind::Volume,
+                    id,
+                    "in-use",
+                    format!("already attached to {}", ids::display(Kind::Instance, i)),
+                ));
             }
             let kind = VolumeKind::parse(&row.kind).unwrap_or(VolumeKind::Data);
             let inst = self.instance_row_for_attach(caller, instance, &row.zone, kind, 1).await?;
@@ -409,7 +467,12 @@ impl Service {
             let mut row = self.volume_row(caller, id).await?;
             self.ensure_idle(&row)?;
             if row.instance_id.is_none() {
-                return Err(ServiceError::wrong_state(Kind::Volume, id, "available", "it is not attached to an instance"));
+                return Err(ServiceError::wrong_state(
+                    Kind::Volume,
+                    id,
+                    "available",
+                    "it is not attached to an instance",
+                ));
             }
             row.instance_id = None;
             batch.expect.push(Expect::VolumeTransition { id: row.id.clone(), expected: String::new() });
@@ -423,7 +486,13 @@ impl Service {
     pub async fn create_instance(&self, caller: &Caller, zone: Option<&str>, name: &str) -> Result<Instance> {
         self.check_account(caller)?;
         let zone = self.zone_or_default(zone)?;
-        let row = InstanceRow { id: ids::new_id(), account: caller.account.clone(), zone, name: name.to_string(), create_time: now_ms() };
+        let row = InstanceRow {
+            id: ids::new_id(),
+            account: caller.account.clone(),
+            zone,
+            name: name.to_string(),
+            create_time: now_ms(),
+        };
         self.meta().commit(Batch { put_instances: vec![row.clone()], ..Default::default() }).await?;
         Ok(row.into())
     }
@@ -437,7 +506,10 @@ impl Service {
     pub async fn instance_volumes(&self, caller: &Caller, id: &str) -> Result<Vec<Volume>> {
         self.check_account(caller)?;
         let bare = self.parse_id(Kind::Instance, id)?;
-        self.meta().instance(&caller.account, &bare).await?.ok_or_else(|| ServiceError::not_found(Kind::Instance, id))?;
+        self.meta()
+            .instance(&caller.account, &bare)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(Kind::Instance, id))?;
         Ok(self.meta().volumes_of_instance(&caller.account, &bare).await?.into_iter().map(Volume::from_row).collect())
     }
 }
