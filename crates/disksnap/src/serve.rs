@@ -107,7 +107,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
 async fn not_found(req: Request) -> Response {
     let body = serde_json::json!({
         "error": "not_found",
-        "message": format!("no API is served at {} {}; see README.md for the dialect endpoints", req.method(), req.uri().path()),
+        "message": format!("no API is served at {} {} by this disksnap build; /healthz and /metrics are", req.method(), req.uri().path()),
     });
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
