@@ -155,7 +155,10 @@ fn like_pattern(word: &str) -> String {
 }
 
 fn snapshot_where(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter) {
-    q.push(" WHERE account = ").push_bind(f.account.clone());
+    // With ids given, the primary key is the index to use; `account || ''` keeps the planner
+    // from preferring a covering scan of every row of the account (6 ms vs 0.1 ms at 50k rows).
+    let account_col = if f.ids.is_empty() { " WHERE account = " } else { " WHERE account || '' = " };
+    q.push(account_col).push_bind(f.account.clone());
     push_in(q, "id", &f.ids);
     push_in(q, "volume_id", &f.volume_ids);
     push_in(q, "instance_id", &f.instance_ids);
