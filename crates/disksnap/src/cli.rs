@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,13 +127,7 @@ fn se(e: ServiceError) -> anyhow::Error {
 
 /// Wait for a job with a progress bar on stderr (hidden when stderr is not a terminal).
 async fn wait(svc: &Service, caller: &Caller, job: &Job, label: &str) -> anyhow::Result<Job> {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    bar.set_message(label.to_string());
+    let bar = Bar::new(label, true);
     let mut done = pin!(svc.wait_job(caller, &job.id));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let job = loop {
@@ -142,13 +135,13 @@ async fn wait(svc: &Service, caller: &Caller, job: &Job, label: &str) -> anyhow:
             j = &mut done => break j.map_err(se)?,
             _ = tick.tick() => {
                 if let Some((d, t)) = svc.job_progress(&job.id) {
-                    bar.set_length(t);
-                    bar.set_position(d);
+                    disksnap_engine::Progress::start(&bar, t);
+                    disksnap_engine::Progress::advance(&bar, d);
                 }
             }
         }
     };
-    bar.finish_and_clear();
+    bar.finish();
     if job.status == JobStatus::Failed {
         bail!("job {} ({}) failed: {}", display(Kind::Job, &job.id), job.action, job.error.clone().unwrap_or_default());
     }
@@ -724,20 +717,19 @@ impl Cmd {
 /// An indicatif bar driven by the engine's progress callbacks.
 struct Bar {
     bar: ProgressBar,
-    total: AtomicU64,
 }
 
 impl Bar {
     fn new(label: &str, bytes: bool) -> Self {
         let bar = ProgressBar::new(0);
         let tpl = if bytes {
-            "{msg:12} [{bar:30}] {bytes}/{total_bytes} eta {eta}"
+            "{msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
         } else {
             "{msg:12} [{bar:30}] {pos}/{len} eta {eta}"
         };
         bar.set_style(ProgressStyle::with_template(tpl).unwrap().progress_chars("=> "));
         bar.set_message(label.to_string());
-        Bar { bar, total: AtomicU64::new(0) }
+        Bar { bar }
     }
     fn finish(&self) {
         self.bar.finish_and_clear();
@@ -746,7 +738,6 @@ impl Bar {
 
 impl disksnap_engine::Progress for Bar {
     fn start(&self, total: u64) {
-        self.total.store(total, Ordering::Relaxed);
         self.bar.set_length(total);
     }
     fn advance(&self, done: u64) {

@@ -74,11 +74,7 @@ impl Service {
             (self.inner.store.clone(), snap_id.to_string(), PathBuf::from(&vol.path), progress.clone());
         let stats = self.blocking(move || store.restore_in_place(&name, &path, p.as_ref())).await?;
         tracing::info!(snapshot = %snap_id, volume = %vol_id, written = stats.written_slots, unchanged = stats.unchanged_slots, "rolled back");
-        let mut snap = self
-            .meta()
-            .snapshot(account, snap_id)
-            .await?
-            .ok_or_else(|| ServiceError::not_found(Kind::Snapshot, snap_id))?;
+        let mut snap = self.snapshot_row_of(account, snap_id).await?;
         snap.transition = String::new();
         let mut vol = self.volume_row_of(account, vol_id).await?;
         vol.size = stats.size as i64;
@@ -134,11 +130,7 @@ impl Service {
         if f.metadata().map(|m| m.len()).unwrap_or(0) < vol.size as u64 {
             f.set_len(vol.size as u64).and_then(|_| f.sync_all()).map_err(|e| ServiceError::Internal(e.to_string()))?;
         }
-        let mut snap = self
-            .meta()
-            .snapshot(account, snap_id)
-            .await?
-            .ok_or_else(|| ServiceError::not_found(Kind::Snapshot, snap_id))?;
+        let mut snap = self.snapshot_row_of(account, snap_id).await?;
         snap.used_by_volumes += 1;
         Ok(Batch { put_snapshots: vec![snap], put_volumes: vec![self.settled(vol)], ..Default::default() })
     }
@@ -211,11 +203,7 @@ impl Service {
         img.size = stats.size as i64;
         img.status = ImageStatus::Available.as_str().into();
         img.status_time = now_ms();
-        let mut snap = self
-            .meta()
-            .snapshot(account, snap_id)
-            .await?
-            .ok_or_else(|| ServiceError::not_found(Kind::Snapshot, snap_id))?;
+        let mut snap = self.snapshot_row_of(account, snap_id).await?;
         snap.used_by_images += 1;
         Ok(Batch { put_snapshots: vec![snap], put_images: vec![img], ..Default::default() })
     }

@@ -192,8 +192,7 @@ impl Service {
     ) -> Result<Batch> {
         let mut done: Vec<(SnapshotRow, disksnap_engine::CaptureStats)> = Vec::new();
         for id in snap_ids {
-            let snap =
-                self.meta().snapshot(account, id).await?.ok_or_else(|| ServiceError::not_found(Kind::Snapshot, id))?;
+            let snap = self.snapshot_row_of(account, id).await?;
             let vol = self.volume_row_of(account, &snap.volume_id).await?;
             let stats = self.capture_one(&snap, &vol, progress).await?;
             done.push((snap, stats));

@@ -194,6 +194,11 @@ impl Service {
     }
 
     /// A volume row by bare id within `account` (jobs carry the account that owns them).
+    /// A snapshot row by bare id within `account` (jobs carry the account that owns them).
+    pub(crate) async fn snapshot_row_of(&self, account: &str, id: &str) -> Result<disksnap_meta::SnapshotRow> {
+        self.meta().snapshot(account, id).await?.ok_or_else(|| ServiceError::not_found(Kind::Snapshot, id))
+    }
+
     pub(crate) async fn volume_row_of(&self, account: &str, id: &str) -> Result<VolumeRow> {
         self.meta().volume(account, id).await?.ok_or_else(|| ServiceError::not_found(Kind::Volume, id))
     }
