@@ -16,5 +16,11 @@ check() {
 check disksnap-engine disksnap-meta disksnap-service disksnap
 check disksnap-meta disksnap-engine disksnap-service disksnap
 check disksnap-service disksnap
+# api-common and every dialect: only the service and api-common below them, never each other.
+check disksnap-api-common disksnap-engine disksnap-meta disksnap
+dialects=$(cargo metadata --no-deps --format-version 1 --locked 2>/dev/null | python3 -c 'import json,sys; print(" ".join(p["name"] for p in json.load(sys.stdin)["packages"] if p["name"].startswith("disksnap-dialect-")))')
+for d in $dialects; do
+    check "$d" disksnap-engine disksnap-meta disksnap $(echo $dialects | tr ' ' '\n' | grep -vx "$d")
+done
 [ $fail = 0 ] && echo "layering: ok"
 exit $fail

@@ -27,3 +27,6 @@ scripts/check-layers.sh
 # Release build: the end-to-end tests move gigabytes and the benchmark needs it anyway.
 cargo build --release --locked
 cargo test --release --locked --workspace "$@"
+
+# The vendors' own SDKs and CLIs against the real server (one venv per dialect, pinned).
+tests/python/run.sh

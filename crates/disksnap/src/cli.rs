@@ -51,6 +51,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, PathBuf)> {
             k.user, k.password, k.project_name, k.project_id
         );
     }
+    if let Some(k) = &a.huawei {
+        eprintln!("  Huawei Cloud EVS   access_key_id={} secret_access_key={}", k.access_key_id, k.secret_access_key);
+    }
     Ok((cfg, dir))
 }
 
@@ -94,7 +97,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let caller = Caller::new(account);
     if let Command::Serve { listen } = &cli.command {
         let listen = listen.clone().unwrap_or_else(|| cfg.listen.clone());
-        crate::serve::run(svc, &listen).await?;
+        let api = disksnap_api_common::ApiContext::new(svc, cfg.keyring());
+        crate::serve::run(api, &listen).await?;
         return Ok(0);
     }
     // A command is also a runner: finish what a crashed process left, before anything else.

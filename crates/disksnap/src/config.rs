@@ -49,6 +49,8 @@ pub struct Account {
     pub aliyun: Option<AliyunKeys>,
     pub tencent: Option<TencentKeys>,
     pub openstack: Option<OpenStackUser>,
+    /// Huawei Cloud AK/SK for the EVS `cloudsnapshots` API (SDK-HMAC-SHA256).
+    pub huawei: Option<HuaweiKeys>,
 }
 
 /// QingCloud IaaS keys; 51idc uses the same pair.
@@ -80,6 +82,13 @@ pub struct OpenStackUser {
     pub project_name: String,
     pub user: String,
     pub password: String,
+}
+
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HuaweiKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
 fn default_listen() -> String {
@@ -172,7 +181,8 @@ impl Config {
                 a.qingcloud.as_ref().map(|k| ("accounts.qingcloud.access_key_id", &k.access_key_id)),
                 a.aliyun.as_ref().map(|k| ("accounts.aliyun.access_key_id", &k.access_key_id)),
                 a.tencent.as_ref().map(|k| ("accounts.tencent.secret_id", &k.secret_id)),
-                a.openstack.as_ref().map(|k| ("accounts.openstack.user", &k.user)),
+                a.openstack.as_ref().map(|k| ("accounts.openstack.project_id", &k.project_id)),
+                a.huawei.as_ref().map(|k| ("accounts.huawei.access_key_id", &k.access_key_id)),
             ];
             for (key, id) in ids.into_iter().flatten() {
                 if id.trim().is_empty() {
@@ -200,6 +210,38 @@ impl Config {
 
     pub fn account_names(&self) -> Vec<String> {
         self.accounts.iter().map(|a| a.name.get_ref().clone()).collect()
+    }
+
+    /// Every account's credentials, by vendor, for the dialects' signature checks.
+    pub fn keyring(&self) -> disksnap_api_common::KeyRing {
+        use disksnap_api_common::{OpenStackUser as User, Vendor};
+        let mut ring = disksnap_api_common::KeyRing::default();
+        for a in &self.accounts {
+            let name = a.name.get_ref();
+            // validate() already refused duplicate key ids, so add() cannot fail here.
+            if let Some(k) = &a.qingcloud {
+                let _ = ring.add(Vendor::QingCloud, &k.access_key_id, name, &k.secret_access_key);
+            }
+            if let Some(k) = &a.aliyun {
+                let _ = ring.add(Vendor::Aliyun, &k.access_key_id, name, &k.access_key_secret);
+            }
+            if let Some(k) = &a.tencent {
+                let _ = ring.add(Vendor::Tencent, &k.secret_id, name, &k.secret_key);
+            }
+            if let Some(k) = &a.huawei {
+                let _ = ring.add(Vendor::Huawei, &k.access_key_id, name, &k.secret_access_key);
+            }
+            if let Some(o) = &a.openstack {
+                let _ = ring.add_openstack(User {
+                    account: name.clone(),
+                    project_id: o.project_id.clone(),
+                    project_name: o.project_name.clone(),
+                    user: o.user.clone(),
+                    password: o.password.clone(),
+                });
+            }
+        }
+        ring
     }
 
     /// A first-start config: one zone with the aliases every dialect's examples use, one dev
@@ -230,6 +272,7 @@ qingcloud = {{ access_key_id = "QY{qk}", secret_access_key = "{qs}" }}
 aliyun = {{ access_key_id = "LTAI{ak}", access_key_secret = "{asec}" }}
 tencent = {{ secret_id = "AKID{tk}", secret_key = "{ts}" }}
 openstack = {{ project_id = "{project}", project_name = "dev", user = "dev", password = "{pw}" }}
+huawei = {{ access_key_id = "{hk}", secret_access_key = "{hs}" }}
 "#,
             qk = key(18, true),
             qs = key(40, false),
@@ -238,6 +281,8 @@ openstack = {{ project_id = "{project}", project_name = "dev", user = "dev", pas
             tk = key(32, false),
             ts = key(32, false),
             pw = key(20, false),
+            hk = key(20, true),
+            hs = key(40, false),
         );
         (Config::parse(&text).expect("generated config parses"), text)
     }

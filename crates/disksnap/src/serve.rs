@@ -19,6 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use disksnap_api_common::{ApiContext, RequestId};
 use disksnap_service::Service;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,18 +55,22 @@ struct AppState {
     started: Instant,
 }
 
-pub fn router(service: Service) -> Router {
-    let state = AppState { service, metrics: Arc::new(Metrics::new()), started: Instant::now() };
-    Router::new()
+/// Every dialect's routes (dialects.md §1.1 routes them by path) plus our own endpoints.
+pub fn router(api: ApiContext) -> Router {
+    let state = AppState { service: api.service.clone(), metrics: Arc::new(Metrics::new()), started: Instant::now() };
+    let own: Router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .with_state(state.clone());
+    Router::new()
+        .merge(disksnap_dialect_qingcloud::routes(api.clone()))
+        .merge(own)
+        .layer(middleware::from_fn_with_state(state, observe))
 }
 
 /// Count, time and log every request (one structured line each, with a request id).
-async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
+async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
     let path = req
@@ -73,7 +78,9 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| req.uri().path().to_string());
-    let request_id = format!("{:032x}", rand::random::<u128>());
+    let rid = RequestId::new();
+    let request_id = rid.0.clone();
+    req.extensions_mut().insert(rid);
     let mut resp = next.run(req).await;
     let status = resp.status().as_u16();
     let secs = started.elapsed().as_secs_f64();
@@ -114,7 +121,8 @@ async fn not_found(req: Request) -> Response {
 
 /// Serve until SIGINT/SIGTERM. Interrupted jobs are recovered first; expired snapshots are
 /// ceased every few seconds.
-pub async fn run(service: Service, listen: &str) -> anyhow::Result<()> {
+pub async fn run(api: ApiContext, listen: &str) -> anyhow::Result<()> {
+    let service = api.service.clone();
     let addr: SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("listen address {listen:?}: {e}"))?;
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
@@ -140,7 +148,7 @@ pub async fn run(service: Service, listen: &str) -> anyhow::Result<()> {
         }
     });
     eprintln!("disksnap listening on http://{}  (data dir {})", listener.local_addr()?, service.data_dir().display());
-    axum::serve(listener, router(service)).with_graceful_shutdown(shutdown()).await?;
+    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown()).await?;
     Ok(())
 }
 

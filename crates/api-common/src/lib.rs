@@ -1,0 +1,71 @@
+//! What every dialect shares, so each adapter holds only its vendor's rules.
+//!
+//! - [`keys`]: who owns which credential (filled by the binary from the config).
+//! - [`sign`]: HMAC-SHA1/SHA256, base64/hex, constant-time comparison.
+//! - [`encode`]: RFC 3986 percent-encoding and query/form decoding with the vendors' `+` quirks.
+//! - [`clock`]: is a client's timestamp inside the allowed window.
+//! - [`nonce`]: remember (key, nonce) pairs for a window so a replay is refused.
+//! - [`request`]: the raw request a signature is checked over, and the request id.
+//!
+//! A dialect crate depends on this crate and on `disksnap-service`, never on the engine, the
+//! metadata store or another dialect (scripts/check-layers.sh keeps it so).
+
+pub mod clock;
+pub mod encode;
+pub mod keys;
+pub mod nonce;
+pub mod request;
+pub mod sign;
+pub mod time;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use keys::{KeyRing, OpenStackUser, Secret, Vendor};
+pub use nonce::NonceCache;
+pub use request::{RawRequest, RequestId};
+
+use disksnap_service::Service;
+
+/// How far a client's clock may be from ours, per vendor (dialects.md §1.2).
+#[derive(Clone, Debug)]
+pub struct ClockWindows {
+    pub qingcloud: Duration,
+    pub aliyun: Duration,
+    pub tencent: Duration,
+    pub huawei: Duration,
+}
+
+impl Default for ClockWindows {
+    fn default() -> Self {
+        ClockWindows {
+            qingcloud: Duration::from_secs(60),
+            aliyun: Duration::from_secs(15 * 60),
+            tencent: Duration::from_secs(5 * 60),
+            huawei: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Everything a dialect's handlers need, cheap to clone (axum state).
+#[derive(Clone)]
+pub struct ApiContext {
+    pub service: Service,
+    pub keys: Arc<KeyRing>,
+    pub nonces: Arc<NonceCache>,
+    pub windows: ClockWindows,
+    /// OAuth2 / Keystone tokens live this long.
+    pub token_lifetime: Duration,
+}
+
+impl ApiContext {
+    pub fn new(service: Service, keys: KeyRing) -> Self {
+        ApiContext {
+            service,
+            keys: Arc::new(keys),
+            nonces: Arc::new(NonceCache::default()),
+            windows: ClockWindows::default(),
+            token_lifetime: Duration::from_secs(7200),
+        }
+    }
+}

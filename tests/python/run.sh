@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Real-client integration tests: each suite (a requirements-<suite>.txt here) gets its own venv
+# with the vendor's pinned SDKs from PyPI, then pytest runs test_<suite>*.py against the real
+# `disksnap serve` (conftest.py starts it).
+#
+#   tests/python/run.sh                 # every suite
+#   tests/python/run.sh qingcloud -k tag   # one suite, pytest arguments after it
+#   DISKSNAP_BIN=target/debug/disksnap tests/python/run.sh qingcloud
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+export DISKSNAP_BIN=${DISKSNAP_BIN:-$root/target/release/disksnap}
+[ -x "$DISKSNAP_BIN" ] || { echo "no disksnap binary at $DISKSNAP_BIN: run cargo build --release first" >&2; exit 1; }
+
+if [ $# -gt 0 ] && [ -f "$here/requirements-$1.txt" ]; then
+    suites=("$1"); shift
+else
+    suites=()
+    for f in "$here"/requirements-*.txt; do s=${f##*/requirements-}; suites+=("${s%.txt}"); done
+fi
+
+for s in "${suites[@]}"; do
+    venv="$root/.venv/$s"
+    stamp="$venv/.installed"
+    if [ ! -f "$stamp" ] || ! cmp -s "$stamp" "$here/requirements-$s.txt"; then
+        echo "== $s: installing client SDKs into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements-$s.txt"
+        cp "$here/requirements-$s.txt" "$stamp"
+    fi
+    echo "== $s: running against $DISKSNAP_BIN"
+    (cd "$here" && "$venv/bin/python" -m pytest -q -p no:cacheprovider "test_$s"*.py "$@")
+done
