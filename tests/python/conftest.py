@@ -87,7 +87,8 @@ class Server:
                 time.sleep(0.05)
 
     def server_log(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(os.path.join(self.dir, "server.log"), "rb") as f:
             return f.read().decode(errors="replace")[-5000:]
 

@@ -121,6 +121,28 @@ impl Service {
         Ok(row.into())
     }
 
+    /// Record work that already finished (synchronously) as a successful job: for dialects
+    /// that answer every mutating call with a job id to poll (QingCloud's AttachVolumes,
+    /// DeleteImages…). `resources` are bare ids; `Job::typed_resources` names their kinds.
+    pub async fn record_finished_job(&self, caller: &Caller, action: &str, resources: Vec<String>) -> Result<Job> {
+        self.check_account(caller)?;
+        let now = now_ms();
+        let row = JobRow {
+            id: ids::new_id(),
+            account: caller.account.clone(),
+            action: action.to_string(),
+            status: JobStatus::Successful.as_str().to_string(),
+            resources: serde_json::to_string(&resources).unwrap(),
+            params: "null".into(),
+            error: None,
+            runner: None,
+            create_time: now,
+            status_time: now,
+        };
+        self.meta().commit(Batch { put_jobs: vec![row.clone()], ..Default::default() }).await?;
+        Ok(row.into())
+    }
+
     fn spawn(&self, row: JobRow, work: Work) {
         let svc = self.clone();
         let progress = Arc::new(JobProgress::default());

@@ -304,6 +304,26 @@ impl From<JobRow> for Job {
 }
 
 impl Job {
+    /// The job's resources with their kinds, so each dialect can show them with its prefixes.
+    /// The order is what each operation records: new snapshots then their volumes
+    /// (CreateSnapshots); the point then the volume it writes or the image it makes (roll back,
+    /// restore, capture); otherwise one kind throughout.
+    pub fn typed_resources(&self) -> Vec<(Kind, &str)> {
+        let r = &self.resources;
+        let kinds: Vec<Kind> = match self.action.as_str() {
+            "CreateSnapshots" => {
+                let half = r.len() / 2;
+                (0..r.len()).map(|i| if i < half { Kind::Snapshot } else { Kind::Volume }).collect()
+            }
+            "DeleteSnapshots" => vec![Kind::Snapshot; r.len()],
+            "ApplySnapshots" | "CreateVolumeFromSnapshot" => vec![Kind::Snapshot, Kind::Volume],
+            "CaptureInstanceFromSnapshot" => vec![Kind::Snapshot, Kind::Image],
+            "DeleteImages" => vec![Kind::Image; r.len()],
+            _ => vec![Kind::Volume; r.len()],
+        };
+        r.iter().zip(kinds).map(|(id, k)| (k, id.as_str())).collect()
+    }
+
     pub fn is_done(&self) -> bool {
         matches!(self.status, JobStatus::Successful | JobStatus::Failed)
     }

@@ -1,0 +1,521 @@
+//! Parse each action's parameters, call the service, render QingCloud's answer. No rules here
+//! beyond QingCloud's own (the point-and-later delete rule is a service scope this dialect picks).
+
+use std::collections::HashMap;
+
+use disksnap_service::ids::{display, parse};
+use disksnap_service::{
+    Caller, CreateSnapshots, CreateVolumes, DeleteScope, JobStatus, Kind, Origin, ServiceError, SnapshotQuery,
+    VolumeQuery,
+};
+use serde_json::{json, Value};
+
+use super::router::Action;
+use super::signature::Verified;
+use crate::error::QcError;
+use crate::params::Params;
+use crate::wire;
+use disksnap_api_common::ApiContext;
+
+type Out = Result<Value, QcError>;
+
+pub async fn handle(ctx: &ApiContext, who: &Verified, action: Action, p: &Params) -> Out {
+    let svc = &ctx.service;
+    let caller = Caller::new(&who.account);
+    // `zone` is always sent by the SDK; a request without one works in the default zone.
+    let zone = match p.get("zone") {
+        Some(z) => svc.resolve_zone(z)?,
+        None => svc.default_zone(),
+    };
+    let h = H { ctx, caller, zone, account: who.account.clone() };
+    match action {
+        Action::DescribeSnapshots => h.describe_snapshots(p).await,
+        Action::CreateSnapshots => h.create_snapshots(p).await,
+        Action::DeleteSnapshots => h.delete_snapshots(p).await,
+        Action::ApplySnapshots => h.apply_snapshots(p).await,
+        Action::ModifySnapshotAttributes => h.modify_snapshot(p).await,
+        Action::CaptureInstanceFromSnapshot => h.capture_instance(p).await,
+        Action::CreateVolumeFromSnapshot => h.volume_from_snapshot(p).await,
+        Action::DescribeVolumes => h.describe_volumes(p).await,
+        Action::CreateVolumes => h.create_volumes(p).await,
+        Action::DeleteVolumes => h.delete_volumes(p).await,
+        Action::AttachVolumes => h.attach_volumes(p).await,
+        Action::DetachVolumes => h.detach_volumes(p).await,
+        Action::ResizeVolumes => h.resize_volumes(p).await,
+        Action::ModifyVolumeAttributes => h.modify_volume(p).await,
+        Action::DescribeImages => h.describe_images(p).await,
+        Action::DeleteImages => h.delete_images(p).await,
+        Action::DescribeJobs => h.describe_jobs(p).await,
+        Action::DescribeZones => h.describe_zones(p),
+        Action::CreateTag => h.create_tag(p).await,
+        Action::DescribeTags => h.describe_tags(p).await,
+        Action::AttachTags => h.tag_pairs(p, true).await,
+        Action::DetachTags => h.tag_pairs(p, false).await,
+        Action::DeleteTags => h.delete_tags(p).await,
+    }
+}
+
+fn is_instance_id(id: &str) -> bool {
+    let l = id.trim().to_ascii_lowercase();
+    l.starts_with("i-") || l.starts_with("ins-")
+}
+
+fn required_list(p: &Params, key: &str) -> Result<Vec<String>, QcError> {
+    let l = p.list(key);
+    if l.is_empty() {
+        return Err(QcError::invalid(format!("parameter [{key}.n] is required (at least one)")));
+    }
+    Ok(l)
+}
+
+fn paging(p: &Params) -> Result<(u64, u64), QcError> {
+    Ok((p.count("offset", None)?.unwrap_or(0), p.count("limit", Some(100))?.unwrap_or(20)))
+}
+
+fn listed(key: &str, items: Vec<Value>, total: u64) -> Value {
+    json!({ key: items, "total_count": total })
+}
+
+struct H<'a> {
+    ctx: &'a ApiContext,
+    caller: Caller,
+    zone: String,
+    account: String,
+}
+
+impl H<'_> {
+    fn svc(&self) -> &disksnap_service::Service {
+        &self.ctx.service
+    }
+
+    /// `owner` filters match this account's `usr-…` id only.
+    fn other_owner(&self, p: &Params) -> bool {
+        p.get("owner").is_some_and(|o| o != wire::owner(&self.account))
+    }
+
+    async fn describe_snapshots(&self, p: &Params) -> Out {
+        let (offset, limit) = paging(p)?;
+        let verbose = p.flag("verbose", &[0, 1])? == Some(1);
+        let mut q = SnapshotQuery {
+            ids: p.list("snapshots"),
+            root_id: p.get("root_id").map(str::to_string),
+            full: p.flag("snapshot_type", &[0, 1])?.map(|t| t == 1),
+            search: p.get("search_word").map(str::to_string),
+            tag_ids: p.list("tags"),
+            zone: Some(self.zone.clone()),
+            origin: p.flag("is_manually", &[0, 1])?.map(|m| if m == 1 { Origin::User } else { Origin::Auto }),
+            offset,
+            limit,
+            ..Default::default()
+        };
+        if let Some(r) = p.get("resource_id") {
+            if is_instance_id(r) {
+                q.instance_ids = vec![r.to_string()];
+            } else {
+                q.volume_ids = vec![r.to_string()];
+            }
+        }
+        let words = p.list("status");
+        for w in &words {
+            let s = wire::snapshot_statuses_of(w).map_err(|_| {
+                QcError::invalid(format!(
+                    "parameter [status] [{w}] is not one of pending, available, suspended, deleted, ceased"
+                ))
+            })?;
+            q.statuses.extend(s);
+        }
+        if (!words.is_empty() && q.statuses.is_empty()) || self.other_owner(p) {
+            return Ok(listed("snapshot_set", vec![], 0));
+        }
+        let (snaps, total) = self.svc().snapshots(&self.caller, &q).await?;
+        let vol_ids: Vec<String> = snaps.iter().map(|s| s.volume_id.clone()).collect();
+        let names = self.volume_names(&vol_ids).await?;
+        let instances = self.instance_names().await?;
+        let items = snaps
+            .iter()
+            .map(|s| {
+                let vname = names.get(&s.volume_id).map(String::as_str).unwrap_or("");
+                let iname = s.instance_id.as_ref().and_then(|i| instances.get(i)).map(String::as_str);
+                wire::snapshot_item(s, &wire::resource_of(s, vname, iname), verbose)
+            })
+            .collect();
+        Ok(listed("snapshot_set", items, total))
+    }
+
+    async fn volume_names(&self, ids: &[String]) -> Result<HashMap<String, String>, QcError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut uniq = ids.to_vec();
+        uniq.sort();
+        uniq.dedup();
+        let q = VolumeQuery { ids: uniq, limit: 100, ..Default::default() };
+        let (vols, _) = self.svc().volumes(&self.caller, &q).await?;
+        Ok(vols.into_iter().map(|v| (v.id, v.name)).collect())
+    }
+
+    async fn instance_names(&self) -> Result<HashMap<String, String>, QcError> {
+        Ok(self.svc().instances(&self.caller).await?.into_iter().map(|i| (i.id, i.name)).collect())
+    }
+
+    async fn create_snapshots(&self, p: &Params) -> Out {
+        let resources = required_list(p, "resources")?;
+        let (instances, volumes): (Vec<String>, Vec<String>) =
+            resources.iter().cloned().partition(|r| is_instance_id(r));
+        let req = CreateSnapshots {
+            volumes,
+            instances,
+            full: p.flag("is_full", &[0, 1])? == Some(1),
+            name: p.get("snapshot_name").unwrap_or("").to_string(),
+            ..Default::default()
+        };
+        let (job, snaps) = self.svc().create_snapshots(&self.caller, req).await?;
+        // One id per resource, in request order; an instance answers with its system-disk point.
+        let ids: Vec<String> = resources
+            .iter()
+            .filter_map(|r| {
+                if is_instance_id(r) {
+                    let bare = parse(Kind::Instance, r)?;
+                    let mine = || snaps.iter().filter(|s| s.instance_id.as_deref() == Some(bare.as_str()));
+                    mine().find(|s| s.volume_kind == disksnap_service::VolumeKind::System).or_else(|| mine().next())
+                } else {
+                    let bare = parse(Kind::Volume, r)?;
+                    snaps.iter().find(|s| s.volume_id == bare)
+                }
+                .map(|s| display(Kind::Snapshot, &s.id))
+            })
+            .collect();
+        Ok(json!({"job_id": display(Kind::Job, &job.id), "snapshots": ids}))
+    }
+
+    async fn delete_snapshots(&self, p: &Params) -> Out {
+        let ids = required_list(p, "snapshots")?;
+        // QingCloud's rule: a point takes its later points with it. `merge_action=commit` (SDK
+        // only) keeps them: the engine's native single-point delete.
+        let scope = match p.get("merge_action") {
+            None => DeleteScope::PointAndLater,
+            Some("commit") => DeleteScope::Points,
+            Some(m) => {
+                return Err(QcError::invalid(format!("parameter [merge_action] [{m}] is not supported; use commit")))
+            }
+        };
+        let job = self.svc().delete_snapshots(&self.caller, &ids, scope).await?;
+        Ok(json!({"job_id": display(Kind::Job, &job.id)}))
+    }
+
+    async fn apply_snapshots(&self, p: &Params) -> Out {
+        let ids = required_list(p, "snapshots")?;
+        // Check every point first so a bad id in the list starts nothing.
+        for id in &ids {
+            self.svc().snapshot(&self.caller, id).await?;
+        }
+        let mut first = None;
+        for id in &ids {
+            let job = self.svc().apply_snapshot(&self.caller, id).await?;
+            first.get_or_insert(job.id);
+        }
+        Ok(json!({"job_id": display(Kind::Job, &first.unwrap_or_default())}))
+    }
+
+    async fn modify_snapshot(&self, p: &Params) -> Out {
+        let id = p.required("snapshot")?;
+        self.svc().modify_snapshot(&self.caller, id, p.get("snapshot_name"), p.get("description")).await?;
+        Ok(json!({}))
+    }
+
+    async fn capture_instance(&self, p: &Params) -> Out {
+        let id = p.required("snapshot")?;
+        let (job, image) = self.svc().capture_image(&self.caller, id, p.get("image_name").unwrap_or("")).await?;
+        Ok(json!({"image_id": display(Kind::Image, &image.id), "job_id": display(Kind::Job, &job.id)}))
+    }
+
+    async fn volume_from_snapshot(&self, p: &Params) -> Out {
+        let id = p.required("snapshot")?;
+        let name = p.get("volume_name").unwrap_or("");
+        let (job, vol) = self.svc().create_volume_from_snapshot(&self.caller, id, name, Some(&self.zone)).await?;
+        Ok(json!({"volume_id": display(Kind::Volume, &vol.id), "job_id": display(Kind::Job, &job.id)}))
+    }
+
+    async fn describe_volumes(&self, p: &Params) -> Out {
+        let (offset, limit) = paging(p)?;
+        let verbose = p.flag("verbose", &[0, 1])? == Some(1);
+        let mut q = VolumeQuery {
+            ids: p.list("volumes"),
+            instance_ids: p.get("instance_id").map(|i| vec![i.to_string()]).unwrap_or_default(),
+            zone: Some(self.zone.clone()),
+            search: p.get("search_word").map(str::to_string),
+            tag_ids: p.list("tags"),
+            offset,
+            limit,
+            ..Default::default()
+        };
+        let words = p.list("status");
+        for w in &words {
+            q.statuses.extend(wire::volume_statuses_of(w).map_err(|_| {
+                QcError::invalid(format!(
+                    "parameter [status] [{w}] is not one of pending, available, in-use, suspended, deleted, ceased"
+                ))
+            })?);
+        }
+        // Every disksnap volume is QingCloud type 0.
+        let other_type = p.int("volume_type")?.is_some_and(|t| t != 0);
+        if (!words.is_empty() && q.statuses.is_empty()) || other_type || self.other_owner(p) {
+            return Ok(listed("volume_set", vec![], 0));
+        }
+        let (vols, total) = self.svc().volumes(&self.caller, &q).await?;
+        let instances = self.instance_names().await?;
+        let items = vols
+            .iter()
+            .map(|v| {
+                let iname = v.instance_id.as_ref().and_then(|i| instances.get(i)).map(String::as_str);
+                wire::volume_item(v, &self.account, iname, verbose)
+            })
+            .collect();
+        Ok(listed("volume_set", items, total))
+    }
+
+    async fn create_volumes(&self, p: &Params) -> Out {
+        let size = p.int("size")?.ok_or_else(|| QcError::invalid("parameter [size] is required (GB)"))?;
+        if size <= 0 {
+            return Err(QcError::invalid(format!("parameter [size] should be a positive number of GB, not [{size}]")));
+        }
+        // Documented types: 0 performance, 1 high performance, 2 super high, 3 capacity, 5/6 NeonSAN, 10 enterprise,
+        // 100/200 basic/SSD enterprise. disksnap stores bytes the same way for all of them.
+        p.flag("volume_type", &[0, 1, 2, 3, 4, 5, 6, 10, 100, 200])?;
+        let count = p.count("count", None)?.unwrap_or(1);
+        if !(1..=100).contains(&count) {
+            return Err(QcError::invalid(format!("parameter [count] should be 1 to 100, not [{count}]")));
+        }
+        let req = CreateVolumes {
+            zone: Some(self.zone.clone()),
+            name: p.get("volume_name").unwrap_or("").to_string(),
+            size_gib: size as u64,
+            count: count as u32,
+            ..Default::default()
+        };
+        let (job, vols) = self.svc().create_volumes(&self.caller, req).await?;
+        let ids: Vec<String> = vols.iter().map(|v| display(Kind::Volume, &v.id)).collect();
+        Ok(json!({"job_id": display(Kind::Job, &job.id), "volumes": ids}))
+    }
+
+    async fn delete_volumes(&self, p: &Params) -> Out {
+        let ids = required_list(p, "volumes")?;
+        let job = self.svc().delete_volumes(&self.caller, &ids).await?;
+        Ok(json!({"job_id": display(Kind::Job, &job.id)}))
+    }
+
+    async fn attach_volumes(&self, p: &Params) -> Out {
+        let ids = required_list(p, "volumes")?;
+        let instance = p.required("instance")?;
+        let vols = self.svc().attach_volumes(&self.caller, &ids, instance).await?;
+        let job = self
+            .svc()
+            .record_finished_job(&self.caller, "AttachVolumes", vols.into_iter().map(|v| v.id).collect())
+            .await?;
+        Ok(json!({"job_id": display(Kind::Job, &job.id)}))
+    }
+
+    async fn detach_volumes(&self, p: &Params) -> Out {
+        let ids = required_list(p, "volumes")?;
+        // `instance` is required by QingCloud; disksnap checks it names the volumes' instance.
+        let instance = p.required("instance")?;
+        let bare = parse(Kind::Instance, instance).ok_or_else(|| ServiceError::not_found(Kind::Instance, instance))?;
+        for id in &ids {
+            let v = self.svc().volume(&self.caller, id).await?;
+            if v.instance_id.as_deref().is_some_and(|i| i != bare) {
+                return Err(ServiceError::wrong_state(
+                    Kind::Volume,
+                    id,
+                    "in-use",
+                    format!(
+                        "it is attached to {}, not {instance}",
+                        display(Kind::Instance, v.instance_id.as_deref().unwrap_or(""))
+                    ),
+                )
+                .into());
+            }
+        }
+        let vols = self.svc().detach_volumes(&self.caller, &ids).await?;
+        let job = self
+            .svc()
+            .record_finished_job(&self.caller, "DetachVolumes", vols.into_iter().map(|v| v.id).collect())
+            .await?;
+        Ok(json!({"job_id": display(Kind::Job, &job.id)}))
+    }
+
+    async fn resize_volumes(&self, p: &Params) -> Out {
+        let ids = required_list(p, "volumes")?;
+        let size = p.int("size")?.ok_or_else(|| QcError::invalid("parameter [size] is required (GB)"))?;
+        if size <= 0 {
+            return Err(QcError::invalid(format!("parameter [size] should be a positive number of GB, not [{size}]")));
+        }
+        for id in &ids {
+            self.svc().volume(&self.caller, id).await?;
+        }
+        let mut first = None;
+        for id in &ids {
+            let job = self.svc().resize_volume(&self.caller, id, size as u64).await?;
+            first.get_or_insert(job.id);
+        }
+        Ok(json!({"job_id": display(Kind::Job, &first.unwrap_or_default())}))
+    }
+
+    async fn modify_volume(&self, p: &Params) -> Out {
+        let id = p.required("volume")?;
+        self.svc().modify_volume(&self.caller, id, p.get("volume_name"), p.get("description")).await?;
+        Ok(json!({}))
+    }
+
+    async fn describe_images(&self, p: &Params) -> Out {
+        let (offset, limit) = paging(p)?;
+        // Only the account's own captured images exist here: `provider=system` lists none.
+        if p.get("provider") == Some("system") || p.get("visibility") == Some("public") || self.other_owner(p) {
+            return Ok(listed("image_set", vec![], 0));
+        }
+        let ids = p.list("images");
+        let search = p.get("search_word").map(str::to_ascii_lowercase);
+        let status = p.get("status");
+        // Images are few per account: filter the whole list, then page.
+        let (all, _) = self.svc().images(&self.caller, 0, u32::MAX as u64).await?;
+        let wanted: Vec<String> = ids.iter().filter_map(|i| parse(Kind::Image, i)).collect();
+        let matching: Vec<_> = all
+            .into_iter()
+            .filter(|i| i.zone == self.zone)
+            .filter(|i| ids.is_empty() || wanted.contains(&i.id))
+            .filter(|i| status.is_none_or(|s| s == i.status.as_str()))
+            .filter(|i| search.as_deref().is_none_or(|w| i.name.to_ascii_lowercase().contains(w) || i.id.contains(w)))
+            .collect();
+        let total = matching.len() as u64;
+        let items = matching
+            .iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(|i| wire::image_item(i, &self.account))
+            .collect();
+        Ok(listed("image_set", items, total))
+    }
+
+    async fn delete_images(&self, p: &Params) -> Out {
+        let ids = required_list(p, "images")?;
+        let gone = self.svc().delete_images(&self.caller, &ids).await?;
+        let job = self
+            .svc()
+            .record_finished_job(&self.caller, "DeleteImages", gone.into_iter().map(|i| i.id).collect())
+            .await?;
+        Ok(json!({"job_id": display(Kind::Job, &job.id)}))
+    }
+
+    async fn describe_jobs(&self, p: &Params) -> Out {
+        let (offset, limit) = paging(p)?;
+        let mut statuses = Vec::new();
+        for w in p.list("status") {
+            statuses.push(JobStatus::parse(&w).ok_or_else(|| {
+                QcError::invalid(format!("parameter [status] [{w}] is not one of pending, working, successful, failed"))
+            })?);
+        }
+        let (jobs, total) =
+            self.svc().jobs(&self.caller, &p.list("jobs"), &statuses, p.get("job_action"), offset, limit).await?;
+        Ok(listed("job_set", jobs.iter().map(|j| wire::job_item(j, &self.account)).collect(), total))
+    }
+
+    fn describe_zones(&self, p: &Params) -> Out {
+        let wanted = p.list("zones");
+        let statuses = p.list("status");
+        let items: Vec<Value> = self
+            .svc()
+            .zones()
+            .iter()
+            .filter(|z| wanted.is_empty() || wanted.iter().any(|w| w.eq_ignore_ascii_case(&z.name)))
+            .filter(|_| statuses.is_empty() || statuses.iter().any(|s| s == "active"))
+            .map(|z| json!({"zone_id": z.name, "status": "active"}))
+            .collect();
+        let total = items.len() as u64;
+        Ok(listed("zone_set", items, total))
+    }
+
+    async fn create_tag(&self, p: &Params) -> Out {
+        let name = p.required("tag_name")?;
+        let tag = self.svc().create_tag(&self.caller, name, "").await?;
+        Ok(json!({"tag_id": display(Kind::Tag, &tag.id)}))
+    }
+
+    async fn describe_tags(&self, p: &Params) -> Out {
+        let (offset, limit) = paging(p)?;
+        let verbose = p.flag("verbose", &[0, 1])? == Some(1);
+        if self.other_owner(p) {
+            return Ok(listed("tag_set", vec![], 0));
+        }
+        let wanted: Vec<String> = p.list("tags").iter().filter_map(|t| parse(Kind::Tag, t)).collect();
+        let given = !p.list("tags").is_empty();
+        let search = p.get("search_word").map(str::to_ascii_lowercase);
+        let tags: Vec<_> = self
+            .svc()
+            .tags(&self.caller)
+            .await?
+            .into_iter()
+            .filter(|t| !given || wanted.contains(&t.id))
+            .filter(|t| search.as_deref().is_none_or(|w| t.key.to_ascii_lowercase().contains(w) || t.id.contains(w)))
+            .collect();
+        let total = tags.len() as u64;
+        let mut items = Vec::new();
+        for t in tags.iter().skip(offset as usize).take(limit as usize) {
+            let sq = SnapshotQuery { tag_ids: vec![t.id.clone()], limit: 100, ..Default::default() };
+            let (snaps, n_snaps) = self.svc().snapshots(&self.caller, &sq).await?;
+            let vq = VolumeQuery { tag_ids: vec![t.id.clone()], limit: 100, ..Default::default() };
+            let (vols, n_vols) = self.svc().volumes(&self.caller, &vq).await?;
+            let pairs = verbose.then(|| {
+                let tid = display(Kind::Tag, &t.id);
+                snaps
+                    .iter()
+                    .map(|s| json!({"tag_id": tid, "resource_type": "snapshot", "resource_id": display(Kind::Snapshot, &s.id)}))
+                    .chain(vols.iter().map(|v| json!({"tag_id": tid, "resource_type": "volume", "resource_id": display(Kind::Volume, &v.id)})))
+                    .collect()
+            });
+            let mut item = wire::tag_item(t, n_snaps + n_vols, pairs);
+            let counts: Vec<Value> = [("snapshot", n_snaps), ("volume", n_vols)]
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| json!({"resource_type": k, "count": n}))
+                .collect();
+            item["resource_type_count"] = Value::Array(counts);
+            items.push(item);
+        }
+        Ok(listed("tag_set", items, total))
+    }
+
+    async fn tag_pairs(&self, p: &Params, attach: bool) -> Out {
+        let dicts = p.dicts("resource_tag_pairs");
+        if dicts.is_empty() {
+            return Err(QcError::invalid(
+                "parameter [resource_tag_pairs.n] is required (tag_id, resource_type, resource_id)",
+            ));
+        }
+        let mut pairs = Vec::new();
+        for (n, d) in dicts.iter().enumerate() {
+            let field = |k: &str| {
+                d.get(k).filter(|v| !v.is_empty()).cloned().ok_or_else(|| {
+                    QcError::invalid(format!("parameter [resource_tag_pairs.{}.{k}] is required", n + 1))
+                })
+            };
+            let (tag, kind, resource) = (field("tag_id")?, field("resource_type")?, field("resource_id")?);
+            if kind != "snapshot" && kind != "volume" {
+                return Err(QcError::invalid(format!(
+                    "resource_type [{kind}] cannot be tagged here; use snapshot or volume"
+                )));
+            }
+            pairs.push((tag, resource));
+        }
+        if attach {
+            self.svc().attach_tags(&self.caller, &pairs).await?;
+        } else {
+            self.svc().detach_tags(&self.caller, &pairs).await?;
+        }
+        Ok(json!({}))
+    }
+
+    async fn delete_tags(&self, p: &Params) -> Out {
+        let ids = required_list(p, "tags")?;
+        self.svc().delete_tags(&self.caller, &ids).await?;
+        Ok(json!({}))
+    }
+}

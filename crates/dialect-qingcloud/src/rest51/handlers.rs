@@ -1,0 +1,307 @@
+//! 51idc endpoint handlers: read query or JSON body, call the service, answer with the list or
+//! the Job object (dialects.md §3.4–3.5). Meanings follow QingCloud's (same wire vocabulary).
+
+use std::collections::HashMap;
+
+use disksnap_api_common::time::iso_z;
+use disksnap_service::ids::display;
+use disksnap_service::{Caller, CreateSnapshots, DeleteScope, Job, JobStatus, Kind, SnapshotQuery, VolumeQuery};
+use serde_json::{json, Value};
+
+use super::{Call, Rest51};
+use crate::error::QcError;
+use crate::wire;
+
+type Out = Result<Value, QcError>;
+
+impl Call {
+    fn caller(&self) -> Caller {
+        Caller::new(&self.account)
+    }
+
+    /// A list from the query (`k=a,b` or repeated `k=a&k=b`) or the body (JSON array, or a
+    /// comma-joined string).
+    fn list(&self, key: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (k, v) in &self.params.0 {
+            if k == key {
+                out.extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string));
+            }
+        }
+        match self.body.get(key) {
+            Some(Value::Array(items)) => {
+                out.extend(items.iter().filter_map(|i| i.as_str()).filter(|s| !s.is_empty()).map(str::to_string))
+            }
+            Some(Value::String(s)) => {
+                out.extend(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string))
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        match self.body.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => return Some(s.clone()),
+            Some(Value::Number(n)) => return Some(n.to_string()),
+            _ => {}
+        }
+        self.params.get(key).map(str::to_string)
+    }
+
+    fn int(&self, key: &str) -> Result<Option<i64>, QcError> {
+        match self.text(key) {
+            None => Ok(None),
+            Some(t) => t
+                .trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| QcError::invalid(format!("parameter [{key}] should be an integer, not [{t}]"))),
+        }
+    }
+
+    fn flag(&self, key: &str) -> Result<Option<bool>, QcError> {
+        match self.int(key)? {
+            None => Ok(None),
+            Some(0) => Ok(Some(false)),
+            Some(1) => Ok(Some(true)),
+            Some(v) => Err(QcError::invalid(format!("parameter [{key}] should be 0 or 1, not [{v}]"))),
+        }
+    }
+
+    fn paging(&self, default_limit: u64) -> Result<(u64, u64), QcError> {
+        let offset = self.int("offset")?.unwrap_or(0);
+        let limit = self.int("limit")?.unwrap_or(default_limit as i64);
+        if offset < 0 || limit < 0 {
+            return Err(QcError::invalid("parameters [offset] and [limit] must not be negative"));
+        }
+        Ok((offset as u64, (limit as u64).min(100)))
+    }
+
+    fn required(&self, key: &str) -> Result<String, QcError> {
+        self.text(key).ok_or_else(|| QcError::invalid(format!("parameter [{key}] is required")))
+    }
+}
+
+/// The Job object of dialects.md §3.5.
+pub fn job_object(j: &Job, zone: &str, request_id: &str) -> Value {
+    let started = j.status != JobStatus::Pending;
+    json!({
+        "job_id": display(Kind::Job, &j.id),
+        "id_prefix": "j-",
+        "action": j.action,
+        "request_id": request_id,
+        "status": j.status.as_str(),
+        "create_time": iso_z(j.create_time),
+        // Jobs start as soon as they are accepted; the row keeps one status time.
+        "begin_time": if started { Value::from(iso_z(j.create_time)) } else { Value::Null },
+        "finished_time": if j.is_done() { Value::from(iso_z(j.status_time)) } else { Value::Null },
+        "extra": "",
+        "zone": zone,
+        "resource_ids": job_resources(j),
+        "error": match (&j.status, &j.error) {
+            (JobStatus::Failed, e) => json!({"code": "5000", "message": format!("InternalError, {}", e.as_deref().unwrap_or("the job failed"))}),
+            _ => Value::Null,
+        },
+    })
+}
+
+/// What the job produced or touched, per §3.5: for a create, the new snapshots only.
+fn job_resources(j: &Job) -> Vec<String> {
+    j.typed_resources()
+        .into_iter()
+        .filter(|(k, _)| match j.action.as_str() {
+            "CreateSnapshots" | "DeleteSnapshots" | "ApplySnapshots" => *k == Kind::Snapshot,
+            "CaptureInstanceFromSnapshot" => *k == Kind::Image,
+            "CreateVolumeFromSnapshot" => *k == Kind::Volume,
+            _ => true,
+        })
+        .map(|(k, id)| display(k, id))
+        .collect()
+}
+
+fn answer(st: &Rest51, call: &Call, job: &Job) -> Value {
+    st.remember_job(&job.id, &call.request_id);
+    job_object(job, &call.zone_as_written, &call.request_id)
+}
+
+pub async fn list_snapshots(st: &Rest51, call: &Call) -> Out {
+    let (offset, limit) = call.paging(10)?;
+    let mut q = SnapshotQuery {
+        ids: call.list("snapshots"),
+        root_id: call.text("root_id"),
+        search: call.text("search_word"),
+        tag_ids: call.list("tags"),
+        zone: Some(call.zone.clone()),
+        offset,
+        limit: limit.max(1),
+        ..Default::default()
+    };
+    q.full = match call.int("snapshot_type")? {
+        None => None,
+        Some(0) => Some(false),
+        Some(1) => Some(true),
+        Some(t) => return Err(QcError::invalid(format!("parameter [snapshot_type] should be 0 or 1, not [{t}]"))),
+    };
+    if let Some(r) = call.text("resource_id") {
+        let l = r.to_ascii_lowercase();
+        if l.starts_with("i-") || l.starts_with("ins-") {
+            q.instance_ids = vec![r];
+        } else {
+            q.volume_ids = vec![r];
+        }
+    }
+    let words = call.list("status");
+    for w in &words {
+        q.statuses.extend(wire::snapshot_statuses_of(w).map_err(|_| {
+            QcError::invalid(format!(
+                "parameter [status] [{w}] is not one of pending, available, suspended, deleted, ceased"
+            ))
+        })?);
+    }
+    if (!words.is_empty() && q.statuses.is_empty()) || limit == 0 {
+        return Ok(json!({"snapshots": [], "total_count": 0}));
+    }
+    let verbose = call.flag("verbose")? == Some(true);
+    let svc = &st.ctx.service;
+    let caller = call.caller();
+    let (snaps, total) = svc.snapshots(&caller, &q).await?;
+    let mut vol_ids: Vec<String> = snaps.iter().map(|s| s.volume_id.clone()).collect();
+    vol_ids.sort();
+    vol_ids.dedup();
+    let names: HashMap<String, String> = if vol_ids.is_empty() {
+        HashMap::new()
+    } else {
+        let (vols, _) = svc.volumes(&caller, &VolumeQuery { ids: vol_ids, limit: 100, ..Default::default() }).await?;
+        vols.into_iter().map(|v| (v.id, v.name)).collect()
+    };
+    let instances: HashMap<String, String> =
+        svc.instances(&caller).await?.into_iter().map(|i| (i.id, i.name)).collect();
+    let items: Vec<Value> = snaps
+        .iter()
+        .map(|s| {
+            let vname = names.get(&s.volume_id).map(String::as_str).unwrap_or("");
+            let iname = s.instance_id.as_ref().and_then(|i| instances.get(i)).map(String::as_str);
+            wire::snapshot_item(s, &wire::resource_of(s, vname, iname), verbose)
+        })
+        .collect();
+    Ok(json!({"snapshots": items, "total_count": total}))
+}
+
+pub async fn create_snapshots(st: &Rest51, call: &Call) -> Out {
+    let resources = call.list("resources");
+    if resources.is_empty() {
+        return Err(QcError::invalid("parameter [resources] is required (an array of vol-… or i-… ids)"));
+    }
+    let (instances, volumes): (Vec<String>, Vec<String>) = resources.into_iter().partition(|r| {
+        let l = r.to_ascii_lowercase();
+        l.starts_with("i-") || l.starts_with("ins-")
+    });
+    let req = CreateSnapshots {
+        volumes,
+        instances,
+        full: call.flag("is_full")? == Some(true),
+        name: call.text("snapshot_name").unwrap_or_default(),
+        ..Default::default()
+    };
+    let (job, _) = st.ctx.service.create_snapshots(&call.caller(), req).await?;
+    Ok(answer(st, call, &job))
+}
+
+pub async fn delete(st: &Rest51, call: &Call, ids: &str) -> Out {
+    let ids: Vec<String> = ids.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    if ids.is_empty() {
+        return Err(QcError::invalid("name the snapshots to delete in the path: …/volume_snapshots/ss-a,ss-b"));
+    }
+    let job = st.ctx.service.delete_snapshots(&call.caller(), &ids, DeleteScope::PointAndLater).await?;
+    Ok(answer(st, call, &job))
+}
+
+pub async fn apply(st: &Rest51, call: &Call) -> Out {
+    let ids = call.list("snapshots");
+    if ids.is_empty() {
+        return Err(QcError::invalid("parameter [snapshots] is required (an array of snapshot ids)"));
+    }
+    let svc = &st.ctx.service;
+    let caller = call.caller();
+    for id in &ids {
+        svc.snapshot(&caller, id).await?;
+    }
+    let mut first = None;
+    for id in &ids {
+        let job = svc.apply_snapshot(&caller, id).await?;
+        first.get_or_insert(job);
+    }
+    let job = first.expect("at least one id");
+    Ok(answer(st, call, &job))
+}
+
+pub async fn capture_instance(st: &Rest51, call: &Call) -> Out {
+    let id = call.required("snapshot")?;
+    let name = call.text("image_name").unwrap_or_default();
+    let (job, _) = st.ctx.service.capture_image(&call.caller(), &id, &name).await?;
+    Ok(answer(st, call, &job))
+}
+
+pub async fn create_volume(st: &Rest51, call: &Call) -> Out {
+    let id = call.required("snapshot")?;
+    let name = call.text("volume_name").unwrap_or_default();
+    let (job, _) = st.ctx.service.create_volume_from_snapshot(&call.caller(), &id, &name, Some(&call.zone)).await?;
+    Ok(answer(st, call, &job))
+}
+
+pub async fn job(st: &Rest51, call: &Call, id: &str) -> Out {
+    let job = st.ctx.service.job(&call.caller(), id).await?;
+    let rid = st.request_of(&job.id).unwrap_or_else(|| call.request_id.clone());
+    Ok(job_object(&job, &call.zone_as_written, &rid))
+}
+
+pub async fn list_volumes(st: &Rest51, call: &Call) -> Out {
+    let (offset, limit) = call.paging(10)?;
+    let mut q = VolumeQuery {
+        ids: call.list("volumes"),
+        zone: Some(call.zone.clone()),
+        search: call.text("search_word"),
+        offset,
+        limit: limit.max(1),
+        ..Default::default()
+    };
+    let words = call.list("status");
+    for w in &words {
+        q.statuses.extend(wire::volume_statuses_of(w).map_err(|_| {
+            QcError::invalid(format!("parameter [status] [{w}] is not one of pending, available, in-use, deleted"))
+        })?);
+    }
+    // Every disksnap volume is of the PERFORMANCE type.
+    let vtype = call.text("volume_type");
+    if let Some(t) = &vtype {
+        if !["PERFORMANCE", "CAPACITY", "HIGH_PERFORMANCE"].contains(&t.as_str()) {
+            return Err(QcError::invalid(format!(
+                "parameter [volume_type] [{t}] is not one of PERFORMANCE, CAPACITY, HIGH_PERFORMANCE"
+            )));
+        }
+    }
+    if (!words.is_empty() && q.statuses.is_empty()) || vtype.is_some_and(|t| t != "PERFORMANCE") || limit == 0 {
+        return Ok(json!({"volumes": [], "total_count": 0}));
+    }
+    let (vols, total) = st.ctx.service.volumes(&call.caller(), &q).await?;
+    let items: Vec<Value> = vols
+        .iter()
+        .map(|v| {
+            let (status, transition) = wire::volume_status(v);
+            json!({
+                "volume_id": display(Kind::Volume, &v.id),
+                "volume_name": v.name,
+                "volume_type": "PERFORMANCE",
+                "description": v.description,
+                "size": v.size.div_ceil(1 << 30),
+                "status": status,
+                "transition_status": transition,
+                "create_time": iso_z(v.create_time),
+                "status_time": iso_z(v.status_time),
+                "instance_id": v.instance_id.as_ref().map(|i| display(Kind::Instance, i)),
+            })
+        })
+        .collect();
+    Ok(json!({"volumes": items, "total_count": total}))
+}

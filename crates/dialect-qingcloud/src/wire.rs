@@ -1,0 +1,223 @@
+//! The QingCloud family's vocabulary (dialects.md §2.6–2.7; 51idc reuses it, §3.4): resource
+//! items with snake_case fields, QingCloud prefixes, sizes in MB/GB, UTC `…Z` times, and the
+//! status words mapped from the neutral lifecycle.
+
+use disksnap_api_common::time::iso_z;
+use disksnap_service::ids::display;
+use disksnap_service::{
+    Image, ImageStatus, Job, Kind, Snapshot, SnapshotStatus, SnapshotTransition, Tag, Volume, VolumeKind, VolumeStatus,
+    VolumeTransition,
+};
+use serde_json::{json, Value};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// QingCloud's `owner` for an account.
+pub fn owner(account: &str) -> String {
+    format!("usr-{account}")
+}
+
+/// `(status, transition_status)` of a snapshot.
+pub fn snapshot_status(s: &Snapshot) -> (&'static str, &'static str) {
+    let transition = match s.transition {
+        SnapshotTransition::None | SnapshotTransition::RollingBack => "",
+        SnapshotTransition::Creating => "creating",
+        SnapshotTransition::Deleting => "deleting",
+        SnapshotTransition::Recovering => "recovering",
+    };
+    match s.status {
+        SnapshotStatus::Creating => ("pending", "creating"),
+        SnapshotStatus::Available => ("available", transition),
+        SnapshotStatus::Deleted => ("deleted", transition),
+        SnapshotStatus::Ceased => ("ceased", ""),
+    }
+}
+
+/// The neutral statuses a QingCloud `status` word selects (`suspended` selects none).
+pub fn snapshot_statuses_of(word: &str) -> Result<Vec<SnapshotStatus>, ()> {
+    Ok(match word {
+        "pending" => vec![SnapshotStatus::Creating],
+        "available" => vec![SnapshotStatus::Available],
+        "deleted" => vec![SnapshotStatus::Deleted],
+        "ceased" => vec![SnapshotStatus::Ceased],
+        "suspended" => vec![],
+        _ => return Err(()),
+    })
+}
+
+pub fn volume_status(v: &Volume) -> (&'static str, &'static str) {
+    let status = match v.status {
+        VolumeStatus::Creating => "pending",
+        VolumeStatus::Available => "available",
+        VolumeStatus::InUse => "in-use",
+        VolumeStatus::Deleted => "deleted",
+    };
+    let transition = match v.transition {
+        VolumeTransition::Creating => "creating",
+        VolumeTransition::Deleting => "deleting",
+        // QingCloud has no word for these; the volume is busy but its status stays.
+        VolumeTransition::None
+        | VolumeTransition::Snapshotting
+        | VolumeTransition::RollingBack
+        | VolumeTransition::Resizing => "",
+    };
+    (status, transition)
+}
+
+pub fn volume_statuses_of(word: &str) -> Result<Vec<VolumeStatus>, ()> {
+    Ok(match word {
+        "pending" => vec![VolumeStatus::Creating],
+        "available" => vec![VolumeStatus::Available],
+        "in-use" => vec![VolumeStatus::InUse],
+        "deleted" => vec![VolumeStatus::Deleted],
+        "suspended" | "ceased" => vec![],
+        _ => return Err(()),
+    })
+}
+
+/// What a point was taken of, as the `resource` object shows it.
+pub struct ResourceRef {
+    pub id: String,
+    pub name: String,
+    pub kind: &'static str,
+}
+
+/// The `resource` of a point: the instance for an instance's system-disk point, else the volume.
+pub fn resource_of(s: &Snapshot, volume_name: &str, instance_name: Option<&str>) -> ResourceRef {
+    match (&s.instance_id, s.volume_kind, instance_name) {
+        (Some(i), VolumeKind::System, Some(n)) => {
+            ResourceRef { id: display(Kind::Instance, i), name: n.to_string(), kind: "instance" }
+        }
+        _ => ResourceRef { id: display(Kind::Volume, &s.volume_id), name: volume_name.to_string(), kind: "volume" },
+    }
+}
+
+fn mb(bytes: u64) -> u64 {
+    bytes.div_ceil(MIB)
+}
+
+pub fn tag_refs(tags: &[Tag]) -> Value {
+    Value::Array(tags.iter().map(|t| json!({"tag_id": display(Kind::Tag, &t.id), "tag_name": t.key})).collect())
+}
+
+pub fn snapshot_item(s: &Snapshot, resource: &ResourceRef, verbose: bool) -> Value {
+    let (status, transition) = snapshot_status(s);
+    let mut v = json!({
+        "snapshot_id": display(Kind::Snapshot, &s.id),
+        "snapshot_name": s.name,
+        "description": if s.description.is_empty() { Value::Null } else { Value::from(s.description.clone()) },
+        "snapshot_type": if s.full { 1 } else { 0 },
+        "status": status,
+        "transition_status": transition,
+        "create_time": iso_z(s.create_time),
+        "status_time": iso_z(s.status_time),
+        "snapshot_time": iso_z(s.snapshot_time),
+        "is_taken": s.is_taken as u8,
+        "is_head": s.is_head as u8,
+        "head_chain": s.head_chain as u8,
+        "root_id": display(Kind::Snapshot, &s.root_id),
+        "parent_id": s.parent_id.as_ref().map_or("self".to_string(), |p| display(Kind::Snapshot, p)),
+        "size": mb(s.size),
+        "resource": {"resource_id": resource.id, "resource_name": resource.name, "resource_type": resource.kind},
+        "sub_code": 0,
+    });
+    let m = v.as_object_mut().expect("object");
+    if let Some(c) = &s.chain {
+        m.insert("total_size".into(), mb(c.total_size).into());
+        m.insert("total_count".into(), c.total_count.into());
+        m.insert("lastest_snapshot_time".into(), iso_z(c.latest_snapshot_time).into());
+    }
+    if verbose {
+        m.insert("tags".into(), tag_refs(&s.tags));
+    }
+    v
+}
+
+pub fn volume_item(v: &Volume, account: &str, instance_name: Option<&str>, verbose: bool) -> Value {
+    let (status, transition) = volume_status(v);
+    let instance = match (&v.instance_id, instance_name) {
+        (Some(i), n) => {
+            json!({"instance_id": display(Kind::Instance, i), "instance_name": n.unwrap_or(""), "device": ""})
+        }
+        (None, _) => json!({}),
+    };
+    let mut out = json!({
+        "volume_id": display(Kind::Volume, &v.id),
+        "volume_name": v.name,
+        "description": if v.description.is_empty() { Value::Null } else { Value::from(v.description.clone()) },
+        "size": v.size.div_ceil(GIB),
+        "status": status,
+        "transition_status": transition,
+        "create_time": iso_z(v.create_time),
+        "status_time": iso_z(v.status_time),
+        "instance": instance,
+        "owner": owner(account),
+        "volume_type": 0,
+        "sub_code": 0,
+    });
+    if verbose {
+        out.as_object_mut().expect("object").insert("tags".into(), tag_refs(&v.tags));
+    }
+    out
+}
+
+pub fn image_item(i: &Image, account: &str) -> Value {
+    let status = match i.status {
+        ImageStatus::Pending => "pending",
+        ImageStatus::Available => "available",
+        ImageStatus::Deleted => "deleted",
+    };
+    json!({
+        "image_id": display(Kind::Image, &i.id),
+        "image_name": i.name,
+        "description": Value::Null,
+        "size": i.size.div_ceil(GIB),
+        "processor_type": "64bit",
+        "platform": "linux",
+        "os_family": "",
+        "visibility": "private",
+        "provider": "self",
+        "owner": owner(account),
+        "recommended_type": "",
+        "status": status,
+        "transition_status": if status == "pending" { "creating" } else { "" },
+        "create_time": iso_z(i.create_time),
+        "status_time": iso_z(i.status_time),
+        "sub_code": 0,
+    })
+}
+
+/// The job's resources shown with QingCloud prefixes.
+pub fn job_resource_ids(j: &Job) -> Vec<String> {
+    j.typed_resources().into_iter().map(|(k, id)| display(k, id)).collect()
+}
+
+/// A DescribeJobs item (`resource_ids` is one space-separated string there).
+pub fn job_item(j: &Job, account: &str) -> Value {
+    json!({
+        "job_id": display(Kind::Job, &j.id),
+        "job_action": j.action,
+        "create_time": iso_z(j.create_time),
+        "resource_ids": job_resource_ids(j).join(" "),
+        "owner": owner(account),
+        "status": j.status.as_str(),
+        "status_time": iso_z(j.status_time),
+        "error_codes": "",
+    })
+}
+
+pub fn tag_item(t: &Tag, resource_count: u64, pairs: Option<Vec<Value>>) -> Value {
+    let mut v = json!({
+        "tag_id": display(Kind::Tag, &t.id),
+        "tag_name": t.key,
+        "description": Value::Null,
+        "resource_count": resource_count,
+        "resource_type_count": [],
+        "create_time": iso_z(t.create_time),
+    });
+    if let Some(p) = pairs {
+        v.as_object_mut().expect("object").insert("resource_tag_pairs".into(), Value::Array(p));
+    }
+    v
+}
