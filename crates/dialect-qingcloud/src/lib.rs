@@ -1,5 +1,5 @@
 //! The QingCloud family of dialects: QingCloud IaaS (`/iaas/`, signature v1, errors as HTTP 200
-//! + `ret_code`) and 51idc's REST API (`/v2/zone/{zone}/…`, OAuth2 bearer tokens, real HTTP
+//! with a `ret_code`) and 51idc's REST API (`/v2/zone/{zone}/…`, OAuth2 bearer tokens, real HTTP
 //! statuses). 51idc resells QingCloud: its seed points at QingCloud's for every meaning, so both
 //! share one vocabulary ([`wire`]), one parameter reader ([`params`]) and one error table
 //! ([`error`]) — dialects.md §2 and §3.

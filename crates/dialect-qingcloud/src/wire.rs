@@ -35,14 +35,14 @@ pub fn snapshot_status(s: &Snapshot) -> (&'static str, &'static str) {
 }
 
 /// The neutral statuses a QingCloud `status` word selects (`suspended` selects none).
-pub fn snapshot_statuses_of(word: &str) -> Result<Vec<SnapshotStatus>, ()> {
-    Ok(match word {
+pub fn snapshot_statuses_of(word: &str) -> Option<Vec<SnapshotStatus>> {
+    Some(match word {
         "pending" => vec![SnapshotStatus::Creating],
         "available" => vec![SnapshotStatus::Available],
         "deleted" => vec![SnapshotStatus::Deleted],
         "ceased" => vec![SnapshotStatus::Ceased],
         "suspended" => vec![],
-        _ => return Err(()),
+        _ => return None,
     })
 }
 
@@ -65,14 +65,14 @@ pub fn volume_status(v: &Volume) -> (&'static str, &'static str) {
     (status, transition)
 }
 
-pub fn volume_statuses_of(word: &str) -> Result<Vec<VolumeStatus>, ()> {
-    Ok(match word {
+pub fn volume_statuses_of(word: &str) -> Option<Vec<VolumeStatus>> {
+    Some(match word {
         "pending" => vec![VolumeStatus::Creating],
         "available" => vec![VolumeStatus::Available],
         "in-use" => vec![VolumeStatus::InUse],
         "deleted" => vec![VolumeStatus::Deleted],
         "suspended" | "ceased" => vec![],
-        _ => return Err(()),
+        _ => return None,
     })
 }
 

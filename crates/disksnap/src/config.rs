@@ -25,6 +25,9 @@ pub struct Config {
     /// GC keeps unreferenced chunks younger than this.
     #[serde(default = "default_grace", with = "duration_text")]
     pub gc_grace: Duration,
+    /// How long an OAuth2 (51idc) or Keystone token stays valid.
+    #[serde(default = "default_token_lifetime", with = "duration_text")]
+    pub token_lifetime: Duration,
     /// Chunk size of a new store, in KiB (power of two, 4 to 16384). Fixed once the store exists.
     pub chunk_size_kib: Option<u32>,
     #[serde(default)]
@@ -95,6 +98,9 @@ fn default_listen() -> String {
     DEFAULT_LISTEN.into()
 }
 fn default_retention() -> Duration {
+    Duration::from_secs(7200)
+}
+fn default_token_lifetime() -> Duration {
     Duration::from_secs(7200)
 }
 fn default_grace() -> Duration {

@@ -191,7 +191,7 @@ impl ChunkStore {
                         Err(other) => Some(other.to_string()),
                     };
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    if n % 1024 == 0 {
+                    if n.is_multiple_of(1024) {
                         progress(n, total);
                     }
                     (d, verdict)

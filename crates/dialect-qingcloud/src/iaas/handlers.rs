@@ -117,7 +117,7 @@ impl H<'_> {
         }
         let words = p.list("status");
         for w in &words {
-            let s = wire::snapshot_statuses_of(w).map_err(|_| {
+            let s = wire::snapshot_statuses_of(w).ok_or_else(|| {
                 QcError::invalid(format!(
                     "parameter [status] [{w}] is not one of pending, available, suspended, deleted, ceased"
                 ))
@@ -251,7 +251,7 @@ impl H<'_> {
         };
         let words = p.list("status");
         for w in &words {
-            q.statuses.extend(wire::volume_statuses_of(w).map_err(|_| {
+            q.statuses.extend(wire::volume_statuses_of(w).ok_or_else(|| {
                 QcError::invalid(format!(
                     "parameter [status] [{w}] is not one of pending, available, in-use, suspended, deleted, ceased"
                 ))

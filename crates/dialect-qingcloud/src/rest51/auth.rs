@@ -34,12 +34,14 @@ impl Tokens {
     /// second Authorization header added, so the last one counts (dialects.md §3.3).
     pub fn account_of(&self, headers: &HeaderMap) -> Result<String, QcError> {
         let value =
-            headers.get_all(header::AUTHORIZATION).iter().last().and_then(|v| v.to_str().ok()).ok_or_else(|| {
-                QcError::Auth(
-                    "an Authorization: Bearer <token> header is required; get a token from POST /v2/oauth2/token"
-                        .into(),
-                )
-            })?;
+            headers.get_all(header::AUTHORIZATION).iter().next_back().and_then(|v| v.to_str().ok()).ok_or_else(
+                || {
+                    QcError::Auth(
+                        "an Authorization: Bearer <token> header is required; get a token from POST /v2/oauth2/token"
+                            .into(),
+                    )
+                },
+            )?;
         let token = value
             .split_once(' ')
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))

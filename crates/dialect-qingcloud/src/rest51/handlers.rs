@@ -153,7 +153,7 @@ pub async fn list_snapshots(st: &Rest51, call: &Call) -> Out {
     }
     let words = call.list("status");
     for w in &words {
-        q.statuses.extend(wire::snapshot_statuses_of(w).map_err(|_| {
+        q.statuses.extend(wire::snapshot_statuses_of(w).ok_or_else(|| {
             QcError::invalid(format!(
                 "parameter [status] [{w}] is not one of pending, available, suspended, deleted, ceased"
             ))
@@ -268,7 +268,7 @@ pub async fn list_volumes(st: &Rest51, call: &Call) -> Out {
     };
     let words = call.list("status");
     for w in &words {
-        q.statuses.extend(wire::volume_statuses_of(w).map_err(|_| {
+        q.statuses.extend(wire::volume_statuses_of(w).ok_or_else(|| {
             QcError::invalid(format!("parameter [status] [{w}] is not one of pending, available, in-use, deleted"))
         })?);
     }
