@@ -35,6 +35,10 @@ pub struct SnapshotFilter {
     pub encrypted: Option<bool>,
     /// Only points some image or volume was made from (`Some(true)`) or none was (`Some(false)`).
     pub in_use: Option<bool>,
+    /// Some image was made from the point (`Some(true)`) or none was (`Some(false)`).
+    pub used_by_images: Option<bool>,
+    /// Some volume was made from the point (`Some(true)`) or none was (`Some(false)`).
+    pub used_by_volumes: Option<bool>,
     pub order: Order,
     pub offset: u64,
     pub limit: u64,
