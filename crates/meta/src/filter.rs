@@ -51,6 +51,8 @@ pub struct VolumeFilter {
     pub instance_ids: Vec<String>,
     pub zone: Option<String>,
     pub kind: Option<String>,
+    /// Exactly this name.
+    pub name: Option<String>,
     /// Any of these; empty means every status except `deleted`.
     pub statuses: Vec<String>,
     pub search: Option<String>,

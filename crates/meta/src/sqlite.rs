@@ -452,6 +452,9 @@ impl MetaStore for SqliteMeta {
             if let Some(k) = &f.kind {
                 q.push(" AND kind = ").push_bind(k.clone());
             }
+            if let Some(n) = &f.name {
+                q.push(" AND name = ").push_bind(n.clone());
+            }
             if let Some(w) = &f.search {
                 let p = like_pattern(w);
                 q.push(" AND (id LIKE ").push_bind(p.clone()).push(" ESCAPE '\\' OR name LIKE ").push_bind(p);

@@ -674,8 +674,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let svc = Service::open(ServiceConfig::new(dir.path())).await.unwrap();
         let me = Caller::new("dev");
-        let (job, vols) =
-            svc.create_volumes(&me, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
+        let (job, vols) = svc.create_volumes(&me, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
         svc.wait_job(&me, &job.id).await.unwrap();
         let req = CreateSnapshots { volumes: vec![vols[0].id.clone()], ..Default::default() };
         let (job, snaps) = svc.create_snapshots(&me, req).await.unwrap();
