@@ -4,7 +4,9 @@
 //! [`ServiceError`] is mapped exhaustively (no catch-all arm): a new service error breaks this
 //! build until the dialect decides its code.
 
-use disksnap_service::{Kind, ServiceError};
+use disksnap_service::{ids, Kind, ServiceError};
+
+use crate::wire::show;
 
 /// One refusal of an Aliyun request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,13 +133,16 @@ pub fn service_code(e: &ServiceError) -> (&'static str, u16, String) {
                 Kind::Image => "IncorrectImageStatus",
                 Kind::Job | Kind::Tag => "OperationConflict",
             };
-            (
-                code,
-                403,
-                format!(
-                    "The current status of the {kind} \"{id}\" ({state}) does not support this operation: {reason}."
-                ),
-            )
+            // the service names resources its own way (`vol-…`): show Aliyun's words and ids
+            let shown = ids::parse(*kind, id).map(|bare| show(*kind, &bare)).unwrap_or_else(|| id.clone());
+            let what = match kind {
+                Kind::Volume => "disk".to_string(),
+                other => other.to_string(),
+            };
+            let message = format!(
+                "The current status of the {what} \"{shown}\" ({state}) does not support this operation: {reason}."
+            );
+            (code, 403, message)
         }
         ServiceError::UnknownZone(z) => (
             "InvalidRegionId.NotFound",
@@ -201,6 +206,8 @@ mod tests {
             assert_eq!((a.code(), a.http_status()), (code, status), "{e:?}");
             assert!(!a.message().is_empty());
         }
+        let busy = AliyunError::from(ServiceError::wrong_state(Kind::Volume, "vol-abcd1234", "snapshotting", "busy"));
+        assert!(busy.message().contains("disk \"d-abcd1234\""), "{}", busy.message());
     }
 
     #[test]

@@ -108,18 +108,19 @@ impl Params {
                 }
                 continue;
             };
-            let slot =
-                match key {
-                    "CreationStartTime" => &mut from,
-                    "CreationEndTime" => &mut to,
-                    other => return Err(vendor(
+            let slot = match key {
+                "CreationStartTime" => &mut from,
+                "CreationEndTime" => &mut to,
+                other => {
+                    return Err(vendor(
                         "InvalidFilterKey.NotFound",
                         404,
                         format!(
                             "The filter key \"{other}\" is not supported; use CreationStartTime or CreationEndTime."
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             let Some(value) = value else { continue };
             *slot = Some(parse_minute_time(value).ok_or_else(|| {
                 vendor(
