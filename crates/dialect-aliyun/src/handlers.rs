@@ -136,8 +136,11 @@ struct Idempotency {
     key: Option<(String, &'static str, String)>,
 }
 
-fn tokens() -> &'static Mutex<HashMap<(String, &'static str, String), (Instant, Value)>> {
-    static T: OnceLock<Mutex<HashMap<(String, &'static str, String), (Instant, Value)>>> = OnceLock::new();
+/// (account, action, token) → when, and the answer given.
+type TokenMap = HashMap<(String, &'static str, String), (Instant, Value)>;
+
+fn tokens() -> &'static Mutex<TokenMap> {
+    static T: OnceLock<Mutex<TokenMap>> = OnceLock::new();
     T.get_or_init(Default::default)
 }
 
@@ -564,7 +567,7 @@ async fn describe_disks(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Va
         let all = ctx.service.tags(caller).await?;
         for (i, (k, v)) in tags.iter().enumerate() {
             let matching: Vec<_> =
-                all.iter().filter(|t| &t.key == k && v.as_ref().map_or(true, |v| &t.value == v)).collect();
+                all.iter().filter(|t| &t.key == k && (v.is_none() || v.as_ref() == Some(&t.value))).collect();
             match matching.as_slice() {
                 [] => nothing = true,
                 [one] => q.tag_ids.push(one.id.clone()),

@@ -13,6 +13,12 @@ pub struct Params(pub Vec<(String, String)>);
 
 pub type Res<T> = Result<T, AliyunError>;
 
+/// A creation-time range: from, to (either open).
+pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The key and value given for one `Tag.N`.
+type TagSlot = (Option<String>, Option<String>);
+
 impl Params {
     /// A given, non-empty value.
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -62,7 +68,7 @@ impl Params {
     /// `Tag.N.Key` / `Tag.N.Value` pairs, N from 1 to 20, in N order. A value without its key
     /// is `InvalidTag.Mismatch`; an empty or absent value is None.
     pub fn tags(&self) -> Res<Vec<(String, Option<String>)>> {
-        let mut keys: std::collections::BTreeMap<u32, (Option<String>, Option<String>)> = Default::default();
+        let mut keys: std::collections::BTreeMap<u32, TagSlot> = Default::default();
         for (k, v) in &self.0 {
             let Some(rest) = k.strip_prefix("Tag.") else { continue };
             let Some((n, field)) = rest.split_once('.') else { continue };
@@ -91,7 +97,7 @@ impl Params {
     }
 
     /// `Filter.N.Key` = `CreationStartTime` / `CreationEndTime` with `Filter.N.Value`.
-    pub fn creation_filters(&self) -> Res<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+    pub fn creation_filters(&self) -> Res<TimeRange> {
         let (mut from, mut to) = (None, None);
         for n in 1..=2 {
             let key = self.get(&format!("Filter.{n}.Key"));
@@ -173,7 +179,7 @@ impl Paging {
 
     /// The token of the page after this one, `""` on the last page.
     pub fn next_token(&self, returned: usize, total: u64) -> String {
-        let next = self.offset + returned as u64;
+        let next = self.offset.saturating_add(returned as u64);
         if returned > 0 && next < total {
             encode_token(next)
         } else {
