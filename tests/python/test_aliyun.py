@@ -504,3 +504,33 @@ def test_links_usage_disks_regions_zones(server, estate):
     assert [r["RegionId"] for r in regions] == [REGION]
     zones = c.describe_zones(m.DescribeZonesRequest(region_id=REGION)).body.to_map()["Zones"]["Zone"]
     assert [z["ZoneId"] for z in zones] == [REGION + "-a"]
+
+
+def test_retention_days_release_the_point(server):
+    """RetentionDays sets the point's expiry from its creation time; when that passes the server
+    (or `disksnap maintain`) releases it. Days cannot pass in a test: the expiry the dialect
+    stored is checked, then moved into the past in the database."""
+    import os
+    import sqlite3
+    did = new_volume(server)
+    keep = snapshot(server, did, snapshot_name="kept")
+    short = snapshot(server, did, snapshot_name="short", retention_days=2)
+    assert wait_snapshot(server, short)["RetentionDays"] == 2
+    db = sqlite3.connect(os.path.join(server.data, "meta.db"), timeout=30)
+    try:
+        create, expire = db.execute("SELECT create_time, expire_time FROM snapshots WHERE id = ?",
+                                    (suffix(short),)).fetchone()
+        assert expire - create == 2 * 86400 * 1000
+        # ModifySnapshotAttribute moves it (counted from creation, as ECS documents)
+        old_call(server, ModifySnapshotAttributeRequest, SnapshotId=short, RetentionDays=1)
+        create, expire = db.execute("SELECT create_time, expire_time FROM snapshots WHERE id = ?",
+                                    (suffix(short),)).fetchone()
+        assert expire - create == 86400 * 1000
+        with db:
+            db.execute("UPDATE snapshots SET expire_time = 1 WHERE id = ?", (suffix(short),))
+    finally:
+        db.close()
+    server.cli("maintain")
+    assert snap_ids(describe(server, disk_id=did)) == [keep]
+    assert tea_error(lambda: tea(server).delete_snapshot(m.DeleteSnapshotRequest(snapshot_id=short))) == \
+        ("InvalidSnapshotId.NotFound", 404)
