@@ -534,3 +534,23 @@ def test_retention_days_release_the_point(server):
     assert snap_ids(describe(server, disk_id=did)) == [keep]
     assert tea_error(lambda: tea(server).delete_snapshot(m.DeleteSnapshotRequest(snapshot_id=short))) == \
         ("InvalidSnapshotId.NotFound", 404)
+
+
+def test_wrong_state_while_a_snapshot_is_progressing(server):
+    """While a point of 128 MiB of fresh data is being captured, the disk takes no second
+    snapshot and the point cannot be used yet."""
+    did = new_volume(server)
+    write_at(server.volume_path(did), 0, pattern("busy", 128 * MIB))
+    c = tea(server)
+    sid = c.create_snapshot(m.CreateSnapshotRequest(disk_id=did)).body.to_map()["SnapshotId"]
+    assert tea_error(lambda: c.create_snapshot(m.CreateSnapshotRequest(disk_id=did))) == \
+        ("IncorrectDiskStatus.CreatingSnapshot", 403)
+    assert old_error(lambda: old_call(server, ResetDiskRequest, DiskId=did, SnapshotId=sid)) == \
+        ("InvalidSnapshotId.NotReady", 403)
+    item = describe(server, snapshot_ids=json.dumps([sid]))["Snapshots"]["Snapshot"][0]
+    if item["Status"] == "progressing":
+        assert item["Progress"] != "100%" and item["Available"] is False
+        assert snap_ids(describe(server, disk_id=did, status="progressing")) == [sid]
+    wait_snapshot(server, sid)
+    assert snap_ids(describe(server, disk_id=did, status="progressing")) == []
+
