@@ -289,6 +289,9 @@ def test_every_describe_snapshots_filter(server, estate):
     assert {e["s_data"], e["s_tag"]} <= ids(usage="none") and e["s_sys"] not in ids(usage="none")
     assert e["s_sys"] not in ids(usage="image") | ids(usage="disk")
     assert ids(encrypted=True) == set() and ours <= ids(encrypted=False)
+    assert ours <= ids(category="standard") and ids(category="flash") == set()
+    assert ids(kmskey_id="0e478b7a-4262-4802-b8cb-00d3fb40826X") == set()
+    assert ids(resource_group_id="rg-finance") == set()
     assert ids(tag=[m.DescribeSnapshotsRequestTag(key="env", value="prod")]) == {e["s_tag"]}
     assert ids(tag=[m.DescribeSnapshotsRequestTag(key="env")]) == {e["s_tag"]}
     assert ids(tag=[m.DescribeSnapshotsRequestTag(key="env", value="dev")]) == set()
@@ -554,3 +557,33 @@ def test_wrong_state_while_a_snapshot_is_progressing(server):
     wait_snapshot(server, sid)
     assert snap_ids(describe(server, disk_id=did, status="progressing")) == []
 
+
+
+def test_create_disk_finishes_size_description_attachment_and_tags(server, estate):
+    c = tea(server)
+    r = c.create_disk(m.CreateDiskRequest(
+        region_id=REGION, snapshot_id=estate["s_tag"], instance_id=estate["iid"], size=2, disk_name="bigger",
+        description="from the tagged point", tag=[m.CreateDiskRequestTag(key="owner", value="ops")])).body.to_map()
+    did = r["DiskId"]
+    deadline = time.time() + 60
+    while True:
+        d = disk(server, did)
+        if d and d["Status"] == "In_use" and d["Size"] == 2 and d["Description"]:
+            break
+        assert time.time() < deadline, d
+        time.sleep(0.2)
+    assert (d["InstanceId"], d["DiskName"], d["Description"]) == (estate["iid"], "bigger", "from the tagged point")
+    assert d["Tags"]["Tag"] == [{"TagKey": "owner", "TagValue": "ops"}]
+    # DescribeDisks filters
+    dd = lambda **kw: {x["DiskId"] for x in c.describe_disks(m.DescribeDisksRequest(  # noqa: E731
+        region_id=REGION, **kw)).body.to_map()["Disks"]["Disk"]}
+    assert dd(disk_name="bigger") == {did}
+    assert did in dd(status="In_use") and did not in dd(status="Available")
+    assert did in dd(disk_type="data") and did not in dd(disk_type="system")
+    assert dd(tag=[m.DescribeDisksRequestTag(key="owner", value="ops")]) == {did}
+    assert dd(disk_ids="[]") == set()
+    # a blank disk needs a Size; a snapshot's disk cannot be smaller than the snapshot
+    assert tea_error(lambda: c.create_disk(m.CreateDiskRequest(region_id=REGION, zone_id=REGION))) == \
+        ("MissingParameter", 400)
+    blank = c.create_disk(m.CreateDiskRequest(region_id=REGION, zone_id=REGION + "-b", size=3)).body.to_map()
+    assert wait_disk(server, blank["DiskId"])["Size"] == 3
