@@ -119,6 +119,10 @@ async fn signed_requests_both_ways() {
     let (status, _, v) =
         send(&c, rpc("POST", "DescribeRegions", &[("Timestamp", "2016-02-23T12:46:24Z")], "testsecret")).await;
     assert_eq!((status, v["Code"].as_str()), (400, Some("InvalidTimeStamp.Expired")));
+    let (status, _, v) = send(&c, rpc("POST", "DescribeRegions", &[("Timestamp", "")], "testsecret")).await;
+    assert_eq!((status, v["Code"].as_str()), (400, Some("IllegalTimestamp")));
+    let (status, _, v) = send(&c, rpc("POST", "DescribeRegions", &[("Timestamp", "23/02/2016")], "testsecret")).await;
+    assert_eq!((status, v["Code"].as_str()), (400, Some("InvalidTimeStamp.Format")));
     let fixed = [("SignatureNonce", "same-nonce")];
     assert_eq!(send(&c, rpc("POST", "DescribeRegions", &fixed, "testsecret")).await.0, 200);
     let (status, _, v) = send(&c, rpc("POST", "DescribeRegions", &fixed, "testsecret")).await;
