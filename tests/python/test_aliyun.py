@@ -587,3 +587,16 @@ def test_create_disk_finishes_size_description_attachment_and_tags(server, estat
         ("MissingParameter", 400)
     blank = c.create_disk(m.CreateDiskRequest(region_id=REGION, zone_id=REGION + "-b", size=3)).body.to_map()
     assert wait_disk(server, blank["DiskId"])["Size"] == 3
+
+
+def test_client_token_makes_creates_idempotent(server):
+    did = new_volume(server)
+    first = old_call(server, CreateSnapshotRequest, DiskId=did, ClientToken="nightly-2026-11-23")["SnapshotId"]
+    again = old_call(server, CreateSnapshotRequest, DiskId=did, ClientToken="nightly-2026-11-23")["SnapshotId"]
+    assert first == again
+    wait_snapshot(server, first)
+    assert snap_ids(describe(server, disk_id=did)) == [first]
+    links = tea(server).describe_snapshot_links(m.DescribeSnapshotLinksRequest(
+        region_id=REGION, snapshot_link_ids=json.dumps(["sl-" + suffix(first)]), max_results=1)).body.to_map()
+    assert [l["SnapshotLinkId"] for l in links["SnapshotLinks"]["SnapshotLink"]] == ["sl-" + suffix(first)]
+    assert links["PageSize"] == 10  # MaxResults below 10 is raised to 10
