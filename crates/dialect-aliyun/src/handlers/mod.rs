@@ -288,6 +288,21 @@ async fn create_snapshot(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<V
     if let Some(v) = token.earlier() {
         return Ok(v);
     }
+    // ECS keeps at most 256 manual snapshots per disk (help.aliyun.com/document_detail/25524.htm)
+    let manual = SnapshotQuery {
+        volume_ids: vec![disk.to_string()],
+        origin: Some(Origin::User),
+        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+        limit: 1,
+        ..Default::default()
+    };
+    if ctx.service.snapshots(caller, &manual).await?.1 >= MAX_MANUAL_SNAPSHOTS {
+        return Err(vendor(
+            "QuotaExceed.Snapshot",
+            403,
+            format!("The disk {disk} has {MAX_MANUAL_SNAPSHOTS} manual snapshots already; delete some first."),
+        ));
+    }
     let tag_ids = ensure_tags(ctx, caller, &tags).await?;
     let req = CreateSnapshots {
         volumes: vec![disk.to_string()],
@@ -304,6 +319,9 @@ async fn create_snapshot(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<V
     token.remember(&v);
     Ok(v)
 }
+
+/// Manual snapshots one disk may keep.
+const MAX_MANUAL_SNAPSHOTS: u64 = 256;
 
 /// How long DeleteSnapshot waits for its job, so the point is gone from the next list; under
 /// both SDKs' 10 s read timeout (a longer job goes on; the point stays listed until it ends).
