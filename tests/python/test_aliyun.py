@@ -600,3 +600,23 @@ def test_client_token_makes_creates_idempotent(server):
         region_id=REGION, snapshot_link_ids=json.dumps(["sl-" + suffix(first)]), max_results=1)).body.to_map()
     assert [l["SnapshotLinkId"] for l in links["SnapshotLinks"]["SnapshotLink"]] == ["sl-" + suffix(first)]
     assert links["PageSize"] == 10  # MaxResults below 10 is raised to 10
+
+
+def test_a_chain_outlives_its_deleted_full_point(server):
+    did = new_volume(server)
+    s1 = snapshot(server, did)
+    write_at(server.volume_path(did), 0, pattern("later", MIB))
+    s2 = snapshot(server, did)
+    c = tea(server)
+    links = lambda: c.describe_snapshot_links(m.DescribeSnapshotLinksRequest(  # noqa: E731
+        region_id=REGION, disk_ids=json.dumps([did]))).body.to_map()
+    c.delete_snapshot(m.DeleteSnapshotRequest(snapshot_id=s1))
+    assert snap_ids(describe(server, disk_id=did)) == [s2]
+    got = links()
+    assert got["TotalCount"] == 1
+    assert [(l["SnapshotLinkId"], l["TotalCount"]) for l in got["SnapshotLinks"]["SnapshotLink"]] == \
+        [("sl-" + suffix(s1), 1)]
+    assert snap_ids(describe(server, snapshot_link_id="sl-" + suffix(s1))) == [s2]
+    c.delete_snapshot(m.DeleteSnapshotRequest(snapshot_id=s2))
+    got = links()
+    assert (got["TotalCount"], got["SnapshotLinks"]["SnapshotLink"]) == (0, [])

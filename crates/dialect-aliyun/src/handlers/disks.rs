@@ -237,7 +237,9 @@ pub(super) async fn describe_links(ctx: &ApiContext, caller: &Caller, p: &Params
     let mut q = SnapshotQuery {
         zone: Some(r.zone.clone()),
         full: Some(true),
-        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+        // a deleted full point still names its chain while later points live (DeleteSnapshot
+        // removes only the point named; the full point stays recoverable for a while)
+        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available, SnapshotStatus::Deleted],
         offset: paging.offset,
         limit: paging.limit,
         ..Default::default()
@@ -252,7 +254,23 @@ pub(super) async fn describe_links(ctx: &ApiContext, caller: &Caller, p: &Params
         q.ids = list.iter().filter_map(|l| ids::parse(Kind::Chain, l)).collect();
         nothing |= q.ids.is_empty();
     }
-    let (roots, total) = if nothing { (vec![], 0) } else { ctx.service.snapshots(caller, &q).await? };
+    let (mut roots, mut total) = if nothing { (vec![], 0) } else { ctx.service.snapshots(caller, &q).await? };
+    // chains with no live point left are gone for ECS (close enough for TotalCount: such a
+    // chain exists only until its full point's recovery window closes)
+    let mut empty = Vec::new();
+    for s in roots.iter().filter(|s| s.status == SnapshotStatus::Deleted) {
+        let live = SnapshotQuery {
+            root_id: Some(s.id.clone()),
+            statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+            limit: 1,
+            ..Default::default()
+        };
+        if ctx.service.snapshots(caller, &live).await?.1 == 0 {
+            empty.push(s.id.clone());
+        }
+    }
+    roots.retain(|s| !empty.contains(&s.id));
+    total = total.saturating_sub(empty.len() as u64);
     let mut items = Vec::new();
     for s in &roots {
         let disk_name = ctx.service.volume(caller, &s.volume_id).await.map(|v| v.name).unwrap_or_default();
