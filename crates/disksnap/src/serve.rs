@@ -10,7 +10,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -63,8 +63,25 @@ pub fn router(api: ApiContext) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state.clone());
+    // `/` is shared: Aliyun ECS when the request names an action, else (later) OpenStack's
+    // version discovery, else 404.
+    let root_ctx = api.clone();
+    let root = Router::new().route(
+        "/",
+        any(move |req: Request| {
+            let ctx = root_ctx.clone();
+            async move {
+                if disksnap_dialect_aliyun::wants(&req) {
+                    disksnap_dialect_aliyun::handle(ctx, req).await
+                } else {
+                    not_found(req).await
+                }
+            }
+        }),
+    );
     Router::new()
         .merge(disksnap_dialect_qingcloud::routes(api.clone()))
+        .merge(root)
         .merge(own)
         .layer(middleware::from_fn_with_state(state, observe))
 }

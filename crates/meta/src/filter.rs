@@ -35,6 +35,10 @@ pub struct SnapshotFilter {
     pub encrypted: Option<bool>,
     /// Only points some image or volume was made from (`Some(true)`) or none was (`Some(false)`).
     pub in_use: Option<bool>,
+    /// Some image was made from the point (`Some(true)`) or none was (`Some(false)`).
+    pub used_by_images: Option<bool>,
+    /// Some volume was made from the point (`Some(true)`) or none was (`Some(false)`).
+    pub used_by_volumes: Option<bool>,
     pub order: Order,
     pub offset: u64,
     pub limit: u64,
@@ -47,6 +51,8 @@ pub struct VolumeFilter {
     pub instance_ids: Vec<String>,
     pub zone: Option<String>,
     pub kind: Option<String>,
+    /// Exactly this name.
+    pub name: Option<String>,
     /// Any of these; empty means every status except `deleted`.
     pub statuses: Vec<String>,
     pub search: Option<String>,

@@ -219,6 +219,13 @@ fn snapshot_where(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter) {
         }
         None => {}
     }
+    for (col, used) in [("used_by_images", f.used_by_images), ("used_by_volumes", f.used_by_volumes)] {
+        match used {
+            Some(true) => q.push(format!(" AND {col} > 0")),
+            Some(false) => q.push(format!(" AND {col} = 0")),
+            None => q,
+        };
+    }
 }
 
 fn order_sql(o: &Order) -> &'static str {
@@ -444,6 +451,9 @@ impl MetaStore for SqliteMeta {
             }
             if let Some(k) = &f.kind {
                 q.push(" AND kind = ").push_bind(k.clone());
+            }
+            if let Some(n) = &f.name {
+                q.push(" AND name = ").push_bind(n.clone());
             }
             if let Some(w) = &f.search {
                 let p = like_pattern(w);
@@ -741,6 +751,26 @@ mod tests {
             m.snapshots(&f(SnapshotFilter { search: Some("n-s3".into()), ..Default::default() })).await.unwrap().total,
             1
         );
+        // Aliyun's Usage filter: made an image, a volume, both or neither
+        let mut b = Batch::default();
+        for (id, imgs, vols) in [("u1", 1, 0), ("u2", 0, 2), ("u3", 1, 1)] {
+            let mut r = snap(id, "u", "v9", 1, "available");
+            r.root_id = id.into();
+            (r.used_by_images, r.used_by_volumes) = (imgs, vols);
+            b.put_snapshots.push(r);
+        }
+        m.commit(b).await.unwrap();
+        let used = |i: Option<bool>, v: Option<bool>| SnapshotFilter {
+            account: "u".into(),
+            used_by_images: i,
+            used_by_volumes: v,
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(ids(m.snapshots(&used(Some(true), Some(false))).await.unwrap()), ["u1"]);
+        assert_eq!(ids(m.snapshots(&used(Some(false), Some(true))).await.unwrap()), ["u2"]);
+        assert_eq!(ids(m.snapshots(&used(Some(true), Some(true))).await.unwrap()), ["u3"]);
+        assert_eq!(m.snapshots(&used(Some(false), Some(false))).await.unwrap().total, 0);
         // another account's rows are invisible, by id too
         assert!(m.snapshot("a", "x1").await.unwrap().is_none());
         let totals = m.chain_totals(&["s1".into()]).await.unwrap();

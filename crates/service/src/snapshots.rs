@@ -52,6 +52,10 @@ pub struct SnapshotQuery {
     pub volume_kind: Option<VolumeKind>,
     pub encrypted: Option<bool>,
     pub in_use: Option<bool>,
+    /// Some image was (`Some(true)`) or none was (`Some(false)`) made from the point.
+    pub used_by_images: Option<bool>,
+    /// Some volume was (`Some(true)`) or none was (`Some(false)`) made from the point.
+    pub used_by_volumes: Option<bool>,
     pub oldest_first: bool,
     pub offset: u64,
     /// Clamped to 1..=100; 0 means the default of 20.
@@ -329,6 +333,8 @@ impl Service {
                 volume_kind: q.volume_kind.map(|k| k.as_str().to_string()),
                 encrypted: q.encrypted,
                 in_use: q.in_use,
+                used_by_images: q.used_by_images,
+                used_by_volumes: q.used_by_volumes,
                 order: if q.oldest_first { Order::OldestFirst } else { Order::NewestFirst },
                 offset: q.offset,
                 limit,
@@ -398,6 +404,23 @@ impl Service {
             row.description = d.to_string();
         }
         self.meta().commit(Batch { put_snapshots: vec![row.clone()], ..Default::default() }).await?;
+        self.snapshot(caller, id).await
+    }
+
+    /// Keep a point for `days` from its creation time, then release it (`None`: until deleted).
+    pub async fn set_snapshot_retention(&self, caller: &Caller, id: &str, days: Option<u32>) -> Result<Snapshot> {
+        let mut row = self.snapshot_row(caller, id).await?;
+        if matches!(row.status.as_str(), "deleted" | "ceased") {
+            return Err(ServiceError::wrong_state(Kind::Snapshot, id, row.status.clone(), "it was deleted"));
+        }
+        if let Some(d) = days {
+            if !(1..=65536).contains(&d) {
+                return Err(ServiceError::invalid("retention_days", "must be 1 to 65536 days"));
+            }
+        }
+        row.retention_days = days.map(i64::from);
+        row.expire_time = days.map(|d| row.create_time + d as i64 * 86_400_000);
+        self.meta().commit(Batch { put_snapshots: vec![row], ..Default::default() }).await?;
         self.snapshot(caller, id).await
     }
 
@@ -638,4 +661,38 @@ fn dedup_last_wins(rows: &mut Vec<SnapshotRow>) {
     let mut out: Vec<SnapshotRow> = rows.drain(..).rev().filter(|r| seen.insert(r.id.clone())).collect();
     out.reverse();
     *rows = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::ServiceConfig;
+    use crate::volumes::CreateVolumes;
+
+    #[tokio::test]
+    async fn retention_can_be_set_and_cleared_after_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Service::open(ServiceConfig::new(dir.path())).await.unwrap();
+        let me = Caller::new("dev");
+        let (job, vols) = svc.create_volumes(&me, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
+        svc.wait_job(&me, &job.id).await.unwrap();
+        let req = CreateSnapshots { volumes: vec![vols[0].id.clone()], ..Default::default() };
+        let (job, snaps) = svc.create_snapshots(&me, req).await.unwrap();
+        svc.wait_job(&me, &job.id).await.unwrap();
+        let id = snaps[0].id.clone();
+        let s = svc.set_snapshot_retention(&me, &id, Some(3)).await.unwrap();
+        assert_eq!(s.retention_days, Some(3));
+        assert_eq!(s.expire_time, Some(s.create_time + chrono::Duration::days(3)));
+        let s = svc.set_snapshot_retention(&me, &id, None).await.unwrap();
+        assert_eq!((s.retention_days, s.expire_time), (None, None));
+        assert!(matches!(
+            svc.set_snapshot_retention(&me, &id, Some(0)).await,
+            Err(ServiceError::InvalidParameter { .. })
+        ));
+        // the Usage filters: nothing was made from it yet
+        let q = SnapshotQuery { used_by_images: Some(false), used_by_volumes: Some(false), ..Default::default() };
+        assert_eq!(svc.snapshots(&me, &q).await.unwrap().1, 1);
+        let q = SnapshotQuery { used_by_volumes: Some(true), ..Default::default() };
+        assert_eq!(svc.snapshots(&me, &q).await.unwrap().1, 0);
+    }
 }

@@ -33,6 +33,8 @@ pub struct VolumeQuery {
     pub instance_ids: Vec<String>,
     pub zone: Option<String>,
     pub kind: Option<VolumeKind>,
+    /// Exactly this name.
+    pub name: Option<String>,
     pub statuses: Vec<VolumeStatus>,
     pub search: Option<String>,
     pub tag_ids: Vec<String>,
@@ -232,6 +234,7 @@ impl Service {
                 instance_ids: q.instance_ids.iter().filter_map(|i| ids::parse(Kind::Instance, i)).collect(),
                 zone,
                 kind: q.kind.map(|k| k.as_str().to_string()),
+                name: q.name.clone(),
                 statuses: q.statuses.iter().map(|s| s.as_str().to_string()).collect(),
                 search: q.search.clone().filter(|s| !s.is_empty()),
                 tag_ids: q.tag_ids.iter().filter_map(|i| ids::parse(Kind::Tag, i)).collect(),

@@ -1,0 +1,315 @@
+//! Disks, images, snapshot links and usage.
+
+use disksnap_api_common::ApiContext;
+use disksnap_service::{
+    ids, Caller, CreateVolumes, JobStatus, Kind, ServiceError, SnapshotQuery, SnapshotStatus, VolumeKind, VolumeQuery,
+    VolumeStatus, GIB,
+};
+use serde_json::{json, Value};
+
+use super::{
+    answer_page, check_description, check_name, check_tag_keys, dry_run, ensure_tags, live_snapshot, required_region,
+    Idempotency,
+};
+use crate::error::{invalid, vendor, AliyunError};
+use crate::params::{Paging, Params, Res};
+use crate::regions::{check_zone, region_of};
+use crate::wire::{show, value, DiskItem, SnapshotLinkItem};
+
+pub(super) async fn create_disk(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
+    let r = required_region(ctx, p)?;
+    let instance = p.get("InstanceId");
+    match p.get("ZoneId") {
+        Some(z) => check_zone(ctx, &r, z)?,
+        None if instance.is_none() => return Err(AliyunError::MissingParameter("ZoneId".into())),
+        None => {}
+    }
+    let name = p.get("DiskName");
+    check_name(name, "DiskName", "InvalidDiskName.Malformed", false)?;
+    let description = p.get("Description").map(String::from);
+    check_description(description.as_deref(), 2)?;
+    let size = p.int("Size", 1, disksnap_service::volumes::MAX_VOLUME_GIB as i64)?.map(|s| s as u64);
+    if p.bool("Encrypted")? == Some(true) {
+        return Err(invalid("Encrypted", "this server does not encrypt disks"));
+    }
+    let tags = p.tags()?;
+    check_tag_keys(&tags)?;
+    let token = Idempotency::new(caller, "CreateDisk", p)?;
+    if let Some(i) = instance {
+        ctx.service.instance_volumes(caller, i).await?;
+    }
+    let snapshot = match p.get("SnapshotId") {
+        Some(id) => {
+            let s = live_snapshot(ctx, caller, id).await?;
+            if s.status != SnapshotStatus::Available {
+                return Err(vendor(
+                    "InvalidSnapshotId.NotReady",
+                    403,
+                    format!(
+                        "The snapshot {} is still progressing; retry when it is accomplished.",
+                        show(Kind::Snapshot, &s.id)
+                    ),
+                ));
+            }
+            if size.is_some_and(|g| g * GIB < s.volume_size) {
+                return Err(vendor(
+                    "InvalidDiskSize.TooSmall",
+                    403,
+                    format!("Size must be at least the snapshot's {} GiB.", s.volume_size.div_ceil(GIB)),
+                ));
+            }
+            Some(s)
+        }
+        None if size.is_none() => return Err(AliyunError::MissingParameter("Size".into())),
+        None => None,
+    };
+    dry_run(p)?;
+    if let Some(v) = token.earlier() {
+        return Ok(v);
+    }
+    let name = name.unwrap_or_default();
+    let (job, vol, grow_to) = match &snapshot {
+        Some(s) => {
+            let (job, vol) = ctx.service.create_volume_from_snapshot(caller, &s.id, name, Some(&r.zone)).await?;
+            let grow = size.filter(|g| g * GIB > vol.size);
+            (job, vol, grow)
+        }
+        None => {
+            let req = CreateVolumes {
+                zone: Some(r.zone.clone()),
+                name: name.to_string(),
+                size_gib: size.unwrap_or(1),
+                kind: Some(VolumeKind::Data),
+                count: 1,
+                instance_id: None,
+            };
+            let (job, mut vols) = ctx.service.create_volumes(caller, req).await?;
+            let vol = vols.pop().ok_or_else(|| ServiceError::Internal("no volume made".into()))?;
+            (job, vol, None)
+        }
+    };
+    if !tags.is_empty() {
+        let pairs = ensure_tags(ctx, caller, &tags).await?.into_iter().map(|t| (t, vol.id.clone())).collect::<Vec<_>>();
+        ctx.service.attach_tags(caller, &pairs).await?;
+    }
+    // What can only happen once the disk exists: its description, attachment, larger size.
+    let instance = instance.map(String::from);
+    if description.is_some() || instance.is_some() || grow_to.is_some() {
+        let (svc, caller, vid) = (ctx.service.clone(), caller.clone(), vol.id.clone());
+        tokio::spawn(async move {
+            let done = svc.wait_job(&caller, &job.id).await;
+            if !matches!(&done, Ok(j) if j.status == JobStatus::Successful) {
+                return;
+            }
+            let mut steps: Vec<Result<(), ServiceError>> = Vec::new();
+            if let Some(d) = description {
+                steps.push(svc.modify_volume(&caller, &vid, None, Some(&d)).await.map(drop));
+            }
+            if let Some(i) = instance {
+                steps.push(svc.attach_volumes(&caller, std::slice::from_ref(&vid), &i).await.map(drop));
+            }
+            if let Some(g) = grow_to {
+                steps.push(svc.resize_volume(&caller, &vid, g).await.map(drop));
+            }
+            for e in steps.into_iter().filter_map(Result::err) {
+                tracing::warn!(volume = %vid, error = %e, "CreateDisk: finishing the new disk failed");
+            }
+        });
+    }
+    let v = json!({ "DiskId": show(Kind::Volume, &vol.id), "OrderId": "" });
+    token.remember(&v);
+    Ok(v)
+}
+
+pub(super) async fn create_image(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
+    required_region(ctx, p)?;
+    let snap_id = match p.get("SnapshotId").or_else(|| p.get("DiskDeviceMapping.1.SnapshotId")) {
+        Some(s) => s,
+        None if p.get("InstanceId").is_some() => {
+            return Err(invalid("InstanceId", "images are made from a system-disk snapshot here; give SnapshotId"))
+        }
+        None => return Err(AliyunError::MissingParameter("SnapshotId".into())),
+    };
+    let name = p.get("ImageName");
+    check_name(name, "ImageName", "InvalidImageName.Malformed", false)?;
+    if let Some(n) = name {
+        let mut offset = 0;
+        loop {
+            let (page, total) = ctx.service.images(caller, offset, 100).await?;
+            if page.iter().any(|i| i.name == n) {
+                return Err(vendor(
+                    "InvalidImageName.Duplicated",
+                    400,
+                    format!("An image named \"{n}\" already exists in this account."),
+                ));
+            }
+            offset += page.len() as u64;
+            if page.is_empty() || offset >= total {
+                break;
+            }
+        }
+    }
+    let token = Idempotency::new(caller, "CreateImage", p)?;
+    let s = live_snapshot(ctx, caller, snap_id).await?;
+    dry_run(p)?;
+    if let Some(v) = token.earlier() {
+        return Ok(v);
+    }
+    let (_job, img) = ctx.service.capture_image(caller, &s.id, name.unwrap_or_default()).await?;
+    let v = json!({ "ImageId": show(Kind::Image, &img.id) });
+    token.remember(&v);
+    Ok(v)
+}
+
+pub(super) async fn describe_disks(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
+    let r = required_region(ctx, p)?;
+    if let Some(z) = p.get("ZoneId") {
+        check_zone(ctx, &r, z)?;
+    }
+    let paging = Paging::from_params(p, 1)?;
+    let mut nothing = false;
+    let mut q =
+        VolumeQuery { zone: Some(r.zone.clone()), offset: paging.offset, limit: paging.limit, ..Default::default() };
+    if let Some(list) = p.id_list("DiskIds", "InvalidDiskIds.Malformed", 400)? {
+        nothing |= list.is_empty();
+        q.ids = list;
+    }
+    q.instance_ids = p.get("InstanceId").map(String::from).into_iter().collect();
+    q.name = p.get("DiskName").map(String::from);
+    q.kind = match p.get("DiskType").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("all") => None,
+        Some("system") => Some(VolumeKind::System),
+        Some("data") => Some(VolumeKind::Data),
+        Some(other) => return Err(invalid("DiskType", format!("\"{other}\" is not all, system or data"))),
+    };
+    if let Some(portable) = p.bool("Portable")? {
+        let kind = if portable { VolumeKind::Data } else { VolumeKind::System };
+        nothing |= q.kind.is_some_and(|k| k != kind);
+        q.kind = Some(kind);
+    }
+    match p.get("Status") {
+        None | Some("All") => {}
+        Some("In_use") => q.statuses = vec![VolumeStatus::InUse],
+        Some("Available") => q.statuses = vec![VolumeStatus::Available],
+        Some("Creating") => q.statuses = vec![VolumeStatus::Creating],
+        Some("Attaching" | "Detaching" | "ReIniting") => nothing = true,
+        Some(other) => {
+            return Err(invalid(
+                "Status",
+                format!("\"{other}\" is not In_use, Available, Attaching, Detaching, Creating, ReIniting or All"),
+            ))
+        }
+    }
+    if p.get("SnapshotId").is_some() {
+        return Err(invalid("SnapshotId", "this server does not record which snapshot a disk was made from"));
+    }
+    nothing |= p.bool("Encrypted")? == Some(true);
+    nothing |= p.get("Category").is_some_and(|c| !c.eq_ignore_ascii_case("cloud_essd") && c != "all");
+    let tags = p.tags()?;
+    if !tags.is_empty() {
+        let all = ctx.service.tags(caller).await?;
+        for (i, (k, v)) in tags.iter().enumerate() {
+            let matching: Vec<_> =
+                all.iter().filter(|t| &t.key == k && (v.is_none() || v.as_ref() == Some(&t.value))).collect();
+            match matching.as_slice() {
+                [] => nothing = true,
+                [one] => q.tag_ids.push(one.id.clone()),
+                _ => {
+                    return Err(invalid(
+                        &format!("Tag.{}.Value", i + 1),
+                        format!("several tags have the key \"{k}\"; give the value too"),
+                    ))
+                }
+            }
+        }
+    }
+    dry_run(p)?;
+    let (vols, total) = if nothing { (vec![], 0) } else { ctx.service.volumes(caller, &q).await? };
+    let items: Vec<Value> =
+        vols.iter().map(|v| value(&DiskItem::from_volume(v, &region_of(ctx, Some(&r), &v.zone)))).collect();
+    Ok(answer_page(&paging, total, items.len(), "Disks", "Disk", items))
+}
+
+pub(super) async fn describe_links(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
+    let r = required_region(ctx, p)?;
+    let paging = Paging::from_params(p, 10)?;
+    let mut nothing = false;
+    let mut q = SnapshotQuery {
+        zone: Some(r.zone.clone()),
+        full: Some(true),
+        // a deleted full point still names its chain while later points live (DeleteSnapshot
+        // removes only the point named; the full point stays recoverable for a while)
+        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available, SnapshotStatus::Deleted],
+        offset: paging.offset,
+        limit: paging.limit,
+        ..Default::default()
+    };
+    q.instance_ids = p.get("InstanceId").map(String::from).into_iter().collect();
+    if let Some(list) = p.id_list("DiskIds", "InvalidDiskIds.Malformed", 400)? {
+        nothing |= list.is_empty();
+        q.volume_ids = list;
+    }
+    if let Some(list) = p.id_list("SnapshotLinkIds", "InvalidParameter", 400)? {
+        // a link is named by its full point: sl-<root>
+        q.ids = list.iter().filter_map(|l| ids::parse(Kind::Chain, l)).collect();
+        nothing |= q.ids.is_empty();
+    }
+    let (mut roots, mut total) = if nothing { (vec![], 0) } else { ctx.service.snapshots(caller, &q).await? };
+    // chains with no live point left are gone for ECS (close enough for TotalCount: such a
+    // chain exists only until its full point's recovery window closes)
+    let mut empty = Vec::new();
+    for s in roots.iter().filter(|s| s.status == SnapshotStatus::Deleted) {
+        let live = SnapshotQuery {
+            root_id: Some(s.id.clone()),
+            statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+            limit: 1,
+            ..Default::default()
+        };
+        if ctx.service.snapshots(caller, &live).await?.1 == 0 {
+            empty.push(s.id.clone());
+        }
+    }
+    roots.retain(|s| !empty.contains(&s.id));
+    total = total.saturating_sub(empty.len() as u64);
+    let mut items = Vec::new();
+    for s in &roots {
+        let disk_name = ctx.service.volume(caller, &s.volume_id).await.map(|v| v.name).unwrap_or_default();
+        let chain = s.chain.as_ref();
+        items.push(value(&SnapshotLinkItem {
+            snapshot_link_id: show(Kind::Chain, &s.root_id),
+            region_id: region_of(ctx, Some(&r), &s.zone),
+            instance_id: s.instance_id.as_deref().map(|i| show(Kind::Instance, i)).unwrap_or_default(),
+            instance_name: String::new(),
+            source_disk_id: show(Kind::Volume, &s.volume_id),
+            source_disk_name: disk_name,
+            source_disk_size: s.volume_size.div_ceil(GIB),
+            source_disk_type: s.volume_kind.as_str().to_string(),
+            total_count: chain.map(|c| c.total_count).unwrap_or(1),
+            total_size: chain.map(|c| c.total_size).unwrap_or(s.size),
+            category: "standard".into(),
+            instant_access: false,
+        }));
+    }
+    Ok(answer_page(&paging, total, items.len(), "SnapshotLinks", "SnapshotLink", items))
+}
+
+pub(super) async fn snapshots_usage(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
+    let r = required_region(ctx, p)?;
+    let mut q = SnapshotQuery {
+        zone: Some(r.zone.clone()),
+        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+        oldest_first: true,
+        limit: 100,
+        ..Default::default()
+    };
+    let mut size = 0u64;
+    let count = loop {
+        let (page, total) = ctx.service.snapshots(caller, &q).await?;
+        size += page.iter().map(|s| s.size).sum::<u64>();
+        q.offset += page.len() as u64;
+        if page.is_empty() || q.offset >= total {
+            break total;
+        }
+    };
+    Ok(json!({ "SnapshotCount": count, "SnapshotSize": size }))
+}

@@ -1,0 +1,432 @@
+//! One function per action: read the parameters, call the service, shape the answer. The
+//! rules of snapshots live in the service; only Aliyun's own rules (Force, DryRun, name
+//! formats, ClientToken, the disk a snapshot belongs to) are decided here. Snapshot actions are
+//! here; disks, images, links and usage in [`disks`].
+
+mod disks;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use disksnap_api_common::ApiContext;
+use disksnap_service::{
+    Caller, CreateSnapshots, DeleteScope, JobStatus, Kind, Origin, ServiceError, Snapshot, SnapshotQuery,
+    SnapshotStatus, VolumeKind,
+};
+use serde_json::{json, Value};
+
+use crate::error::{invalid, vendor, AliyunError};
+use crate::params::{Paging, Params, Res};
+use crate::regions::{describe_regions, describe_zones, region, region_of, Region};
+use crate::router::Endpoint;
+use crate::wire::{show, snapshot_status, value, SnapshotItem};
+
+/// Answer one authenticated request.
+pub async fn call(ctx: &ApiContext, caller: &Caller, e: Endpoint, p: &Params, host: &str) -> Res<Value> {
+    match e {
+        Endpoint::DescribeSnapshots => describe_snapshots(ctx, caller, p).await,
+        Endpoint::CreateSnapshot => create_snapshot(ctx, caller, p).await,
+        Endpoint::DeleteSnapshot => delete_snapshot(ctx, caller, p).await,
+        Endpoint::ModifySnapshotAttribute => modify_snapshot(ctx, caller, p).await,
+        Endpoint::ResetDisk => reset_disk(ctx, caller, p).await,
+        Endpoint::CreateDisk => disks::create_disk(ctx, caller, p).await,
+        Endpoint::CreateImage => disks::create_image(ctx, caller, p).await,
+        Endpoint::DescribeDisks => disks::describe_disks(ctx, caller, p).await,
+        Endpoint::DescribeSnapshotLinks => disks::describe_links(ctx, caller, p).await,
+        Endpoint::DescribeSnapshotsUsage => disks::snapshots_usage(ctx, caller, p).await,
+        Endpoint::DescribeRegions => {
+            region(ctx, p, false)?;
+            Ok(describe_regions(ctx, host))
+        }
+        Endpoint::DescribeZones => {
+            let r = region(ctx, p, true)?.ok_or_else(|| AliyunError::MissingParameter("RegionId".into()))?;
+            Ok(describe_zones(&r))
+        }
+    }
+}
+
+fn dry_run(p: &Params) -> Res<()> {
+    if p.bool("DryRun")? == Some(true) {
+        return Err(vendor("DryRunOperation", 400, "Request validation has been passed with DryRun flag set."));
+    }
+    Ok(())
+}
+
+fn required_region(ctx: &ApiContext, p: &Params) -> Res<Region> {
+    region(ctx, p, true)?.ok_or_else(|| AliyunError::MissingParameter("RegionId".into()))
+}
+
+/// A snapshot Aliyun can see: deleted and ceased points are "not found".
+async fn live_snapshot(ctx: &ApiContext, caller: &Caller, id: &str) -> Res<Snapshot> {
+    let s = ctx.service.snapshot(caller, id).await?;
+    if snapshot_status(s.status).is_none() {
+        return Err(ServiceError::not_found(Kind::Snapshot, id).into());
+    }
+    Ok(s)
+}
+
+/// Names: 2–128 characters, starting with a letter (CJK included), not a URL.
+fn check_name(name: Option<&str>, param: &str, code: &'static str, reserved_auto: bool) -> Res<()> {
+    let Some(n) = name else { return Ok(()) };
+    let len = n.chars().count();
+    let why = if !(2..=128).contains(&len) {
+        Some("it must be 2 to 128 characters long")
+    } else if !n.chars().next().is_some_and(char::is_alphabetic) {
+        Some("it must start with a letter")
+    } else if n.starts_with("http://") || n.starts_with("https://") {
+        Some("it must not start with http:// or https://")
+    } else if reserved_auto && n.to_ascii_lowercase().starts_with("auto") {
+        Some("names starting with \"auto\" are reserved for automatic snapshots")
+    } else {
+        None
+    };
+    match why {
+        Some(w) => Err(vendor(code, 400, format!("The specified {param} \"{n}\" is not valid: {w}."))),
+        None => Ok(()),
+    }
+}
+
+fn check_description(d: Option<&str>, min: usize) -> Res<()> {
+    let Some(d) = d else { return Ok(()) };
+    let len = d.chars().count();
+    if len < min || len > 256 || d.starts_with("http://") || d.starts_with("https://") {
+        return Err(vendor(
+            "InvalidDescription.Malformed",
+            404,
+            format!("The specified Description is not valid: {min} to 256 characters, not starting with http:// or https://."),
+        ));
+    }
+    Ok(())
+}
+
+/// Tag keys as Aliyun allows them on create: not `aliyun…`/`acs:…`, no URL, ≤ 128 chars.
+fn check_tag_keys(tags: &[(String, Option<String>)]) -> Res<()> {
+    for (k, _) in tags {
+        let lower = k.to_ascii_lowercase();
+        if lower.starts_with("aliyun") || lower.starts_with("acs:") || k.contains("http://") || k.contains("https://") {
+            return Err(vendor(
+                "InvalidTagKey.Malformed",
+                400,
+                format!("The tag key \"{k}\" is not valid: it must not start with aliyun or acs: nor contain a URL."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The account's tag for each (key, value), created when missing.
+async fn ensure_tags(ctx: &ApiContext, caller: &Caller, pairs: &[(String, Option<String>)]) -> Res<Vec<String>> {
+    let mut existing = ctx.service.tags(caller).await?;
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        let v = v.clone().unwrap_or_default();
+        let id = match existing.iter().find(|t| &t.key == k && t.value == v) {
+            Some(t) => t.id.clone(),
+            None => {
+                let t = ctx.service.create_tag(caller, k, &v).await?;
+                existing.push(t.clone());
+                t.id
+            }
+        };
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// ClientToken: the same token within 24 h returns the first answer (kept in this process).
+struct Idempotency {
+    key: Option<(String, &'static str, String)>,
+}
+
+/// (account, action, token) → when, and the answer given.
+type TokenMap = HashMap<(String, &'static str, String), (Instant, Value)>;
+
+fn tokens() -> &'static Mutex<TokenMap> {
+    static T: OnceLock<Mutex<TokenMap>> = OnceLock::new();
+    T.get_or_init(Default::default)
+}
+
+const TOKEN_LIFE: Duration = Duration::from_secs(24 * 3600);
+
+impl Idempotency {
+    fn new(caller: &Caller, action: &'static str, p: &Params) -> Res<Idempotency> {
+        let Some(t) = p.get("ClientToken") else { return Ok(Idempotency { key: None }) };
+        if t.len() > 64 || !t.is_ascii() {
+            return Err(invalid("ClientToken", "at most 64 ASCII characters"));
+        }
+        Ok(Idempotency { key: Some((caller.account.clone(), action, t.to_string())) })
+    }
+
+    fn earlier(&self) -> Option<Value> {
+        let key = self.key.as_ref()?;
+        let map = tokens().lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key).filter(|(t, _)| t.elapsed() < TOKEN_LIFE).map(|(_, v)| v.clone())
+    }
+
+    fn remember(&self, v: &Value) {
+        if let Some(key) = &self.key {
+            let mut map = tokens().lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, (t, _)| t.elapsed() < TOKEN_LIFE);
+            map.insert(key.clone(), (Instant::now(), v.clone()));
+        }
+    }
+}
+
+fn answer_page(paging: &Paging, total: u64, count: usize, list: &str, item: &str, items: Vec<Value>) -> Value {
+    json!({
+        "TotalCount": total,
+        "PageNumber": paging.page_number,
+        "PageSize": paging.limit,
+        "NextToken": paging.next_token(count, total),
+        list: { item: items },
+    })
+}
+
+async fn describe_snapshots(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
+    let r = required_region(ctx, p)?;
+    let paging = Paging::from_params(p, 1)?;
+    let mut nothing = false;
+    let mut q = SnapshotQuery {
+        zone: Some(r.zone.clone()),
+        offset: paging.offset,
+        limit: paging.limit,
+        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+        ..Default::default()
+    };
+    q.instance_ids = p.get("InstanceId").map(String::from).into_iter().collect();
+    q.volume_ids = p.get("DiskId").map(String::from).into_iter().collect();
+    if let Some(list) = p.id_list("SnapshotIds", "InvalidSnapshotIds.Malformed", 403)? {
+        nothing |= list.is_empty();
+        q.ids = list;
+    }
+    q.root_id = p.get("SnapshotLinkId").map(String::from);
+    q.name = p.get("SnapshotName").map(String::from);
+    match p.get("Status").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("all") => {}
+        Some("progressing") => q.statuses = vec![SnapshotStatus::Creating],
+        Some("accomplished") => q.statuses = vec![SnapshotStatus::Available],
+        Some("failed") => nothing = true, // a failed capture is undone, never kept
+        Some(other) => {
+            return Err(vendor(
+                "InvalidStatus.NotFound",
+                404,
+                format!("The specified Status \"{other}\" is not valid: progressing, accomplished, failed or all."),
+            ))
+        }
+    }
+    q.origin = match p.get("SnapshotType").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("all") => None,
+        Some("auto") => Some(Origin::Auto),
+        Some("user") => Some(Origin::User),
+        Some(other) => {
+            return Err(vendor(
+                "InvalidSnapshotType.NotFound",
+                404,
+                format!("The specified SnapshotType \"{other}\" is not valid: auto, user or all."),
+            ))
+        }
+    };
+    q.volume_kind = match p.get("SourceDiskType").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("all") => None,
+        Some("system") => Some(VolumeKind::System),
+        Some("data") => Some(VolumeKind::Data),
+        Some(other) => {
+            return Err(vendor(
+                "InvalidSourceDiskType",
+                404,
+                format!("The specified SourceDiskType \"{other}\" is not valid: System or Data."),
+            ))
+        }
+    };
+    (q.used_by_images, q.used_by_volumes) = match p.get("Usage").map(str::to_ascii_lowercase).as_deref() {
+        None => (None, None),
+        Some("image") => (Some(true), Some(false)),
+        Some("disk") => (Some(false), Some(true)),
+        Some("image_disk") => (Some(true), Some(true)),
+        Some("none") => (Some(false), Some(false)),
+        Some(other) => {
+            return Err(vendor(
+                "InvalidUsage",
+                404,
+                format!("The specified Usage \"{other}\" is not valid: image, disk, image_disk or none."),
+            ))
+        }
+    };
+    // Encrypted=false is the documented default: no filter. disksnap encrypts nothing, keeps
+    // every snapshot in the standard category, without KMS keys or resource groups.
+    if p.bool("Encrypted")? == Some(true) {
+        q.encrypted = Some(true);
+    }
+    nothing |= p.get("Category").is_some_and(|c| !c.eq_ignore_ascii_case("standard"));
+    nothing |= p.get("KMSKeyId").is_some() || p.get("ResourceGroupId").is_some();
+    q.tag_pairs = p.tags()?;
+    (q.created_from, q.created_to) = p.creation_filters()?;
+    dry_run(p)?;
+    let (snaps, total) = if nothing { (vec![], 0) } else { ctx.service.snapshots(caller, &q).await? };
+    let now = chrono::Utc::now();
+    let items: Vec<Value> =
+        snaps.iter().map(|s| value(&SnapshotItem::from_snapshot(s, &region_of(ctx, Some(&r), &s.zone), now))).collect();
+    Ok(answer_page(&paging, total, items.len(), "Snapshots", "Snapshot", items))
+}
+
+async fn create_snapshot(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
+    let disk = p.required("DiskId")?;
+    region(ctx, p, false)?;
+    let name = p.get("SnapshotName");
+    check_name(name, "SnapshotName", "InvalidSnapshotName.Malformed", true)?;
+    let description = p.get("Description");
+    check_description(description, 2)?;
+    let retention = p.int("RetentionDays", 1, 65536)?.map(|d| d as u32);
+    let tags = p.tags()?;
+    check_tag_keys(&tags)?;
+    let token = Idempotency::new(caller, "CreateSnapshot", p)?;
+    if p.bool("DryRun")? == Some(true) {
+        ctx.service.volume(caller, disk).await?;
+        dry_run(p)?;
+    }
+    if let Some(v) = token.earlier() {
+        return Ok(v);
+    }
+    // ECS keeps at most 256 manual snapshots per disk (help.aliyun.com/document_detail/25524.htm)
+    let manual = SnapshotQuery {
+        volume_ids: vec![disk.to_string()],
+        origin: Some(Origin::User),
+        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+        limit: 1,
+        ..Default::default()
+    };
+    if ctx.service.snapshots(caller, &manual).await?.1 >= MAX_MANUAL_SNAPSHOTS {
+        return Err(vendor(
+            "QuotaExceed.Snapshot",
+            403,
+            format!("The disk {disk} has {MAX_MANUAL_SNAPSHOTS} manual snapshots already; delete some first."),
+        ));
+    }
+    let tag_ids = ensure_tags(ctx, caller, &tags).await?;
+    let req = CreateSnapshots {
+        volumes: vec![disk.to_string()],
+        name: name.unwrap_or_default().to_string(),
+        description: description.unwrap_or_default().to_string(),
+        origin: Some(Origin::User),
+        retention_days: retention,
+        tag_ids,
+        ..Default::default()
+    };
+    let (_job, snaps) = ctx.service.create_snapshots(caller, req).await?;
+    let id = snaps.first().map(|s| s.id.clone()).ok_or_else(|| ServiceError::Internal("no snapshot made".into()))?;
+    let v = json!({ "SnapshotId": show(Kind::Snapshot, &id) });
+    token.remember(&v);
+    Ok(v)
+}
+
+/// Manual snapshots one disk may keep.
+const MAX_MANUAL_SNAPSHOTS: u64 = 256;
+
+/// How long DeleteSnapshot waits for its job, so the point is gone from the next list; under
+/// both SDKs' 10 s read timeout (a longer job goes on; the point stays listed until it ends).
+const DELETE_WAIT: Duration = Duration::from_secs(8);
+
+async fn delete_snapshot(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
+    let id = p.required("SnapshotId")?;
+    let force = p.bool("Force")?.unwrap_or(false);
+    let s = live_snapshot(ctx, caller, id).await?;
+    let shown = show(Kind::Snapshot, &s.id);
+    if !force && s.used_by_volumes > 0 {
+        return Err(vendor(
+            "SnapshotCreatedDisk",
+            403,
+            format!("The snapshot {shown} has been used to create disks; delete it with Force=true."),
+        ));
+    }
+    if !force && s.used_by_images > 0 {
+        return Err(vendor(
+            "SnapshotCreatedImage",
+            403,
+            format!("The snapshot {shown} has been used to create images; delete it with Force=true."),
+        ));
+    }
+    let job = ctx.service.delete_snapshots(caller, std::slice::from_ref(&s.id), DeleteScope::Points).await?;
+    if let Ok(done) = tokio::time::timeout(DELETE_WAIT, ctx.service.wait_job(caller, &job.id)).await {
+        let done = done?;
+        if done.status == JobStatus::Failed {
+            return Err(ServiceError::Internal(format!("delete job {} failed: {:?}", done.id, done.error)).into());
+        }
+    }
+    Ok(json!({}))
+}
+
+async fn modify_snapshot(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
+    let id = p.required("SnapshotId")?;
+    let name = p.get("SnapshotName");
+    check_name(name, "SnapshotName", "InvalidSnapshotName.Malformed", true)?;
+    let description = p.get("Description");
+    check_description(description, 0)?;
+    let retention = p.int("RetentionDays", 1, 65536)?.map(|d| d as u32);
+    let s = live_snapshot(ctx, caller, id).await?;
+    if name.is_some() || description.is_some() {
+        ctx.service.modify_snapshot(caller, &s.id, name, description).await?;
+    }
+    if retention.is_some() {
+        ctx.service.set_snapshot_retention(caller, &s.id, retention).await?;
+    }
+    Ok(json!({}))
+}
+
+async fn reset_disk(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
+    let disk_id = p.required("DiskId")?;
+    let snap_id = p.required("SnapshotId")?;
+    let disk = ctx.service.volume(caller, disk_id).await?;
+    let s = live_snapshot(ctx, caller, snap_id).await?;
+    if s.volume_id != disk.id {
+        return Err(vendor(
+            "InvalidParameter.Mismatch",
+            403,
+            format!(
+                "The snapshot {} was taken from disk {}, not from {}; a disk can only be reset to its own snapshots (CreateDisk makes a new disk from any snapshot).",
+                show(Kind::Snapshot, &s.id),
+                show(Kind::Volume, &s.volume_id),
+                show(Kind::Volume, &disk.id)
+            ),
+        ));
+    }
+    dry_run(p)?;
+    ctx.service.apply_snapshot(caller, &s.id).await?;
+    Ok(json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let c = |n: &str, auto| check_name(Some(n), "SnapshotName", "InvalidSnapshotName.Malformed", auto);
+        assert!(c("nightly-1", true).is_ok());
+        assert!(c("快照一", true).is_ok());
+        assert_eq!(c("x", true).unwrap_err().code(), "InvalidSnapshotName.Malformed");
+        assert!(c("1abc", true).is_err());
+        assert!(c("http://x", true).is_err());
+        assert!(c("auto_20150730", true).is_err());
+        assert!(c("auto_ok_for_disks", false).is_ok());
+        let e = check_description(Some("x"), 2).unwrap_err();
+        assert_eq!((e.code(), e.http_status()), ("InvalidDescription.Malformed", 404));
+        assert!(check_tag_keys(&[("acs:x".into(), None)]).is_err());
+        assert!(check_tag_keys(&[("team".into(), None)]).is_ok());
+    }
+
+    #[test]
+    fn client_tokens_replay_the_first_answer() {
+        let caller = Caller::new("a");
+        let p = Params(vec![("ClientToken".into(), "tok-1".into())]);
+        let t = Idempotency::new(&caller, "CreateSnapshot", &p).unwrap();
+        assert_eq!(t.earlier(), None);
+        t.remember(&json!({"SnapshotId": "s-1"}));
+        let again = Idempotency::new(&caller, "CreateSnapshot", &p).unwrap();
+        assert_eq!(again.earlier(), Some(json!({"SnapshotId": "s-1"})));
+        let other = Idempotency::new(&Caller::new("b"), "CreateSnapshot", &p).unwrap();
+        assert_eq!(other.earlier(), None);
+        let long = Params(vec![("ClientToken".into(), "x".repeat(65))]);
+        assert!(Idempotency::new(&caller, "CreateSnapshot", &long).is_err());
+    }
+}

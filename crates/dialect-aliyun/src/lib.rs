@@ -1,0 +1,90 @@
+//! Alibaba Cloud ECS (RPC, Version 2014-05-26), as `aliyun-python-sdk-ecs` and the Tea SDK
+//! `alibabacloud-ecs20140526` speak it (shared/design/dialects.md §4).
+//!
+//! Every action is served on `/`, which the OpenStack dialect also answers (Cinder version
+//! discovery), so this crate does not mount a route: the binary asks [`wants`] and hands the
+//! request to [`handle`].
+//!
+//! A request goes: parameters decoded (query, then a form body) → [`signature::verify`] (RPC v1
+//! HMAC-SHA1 or V3 ACS3-HMAC-SHA256; key, signature, 15-minute window, nonce) → the action
+//! ([`router::Endpoint`]) → [`handlers`] (parameters, service call) → [`wire`] (JSON, or XML
+//! with `Format=XML`). Every refusal is an [`error::AliyunError`] in the vendor's envelope.
+
+pub mod error;
+pub mod handlers;
+pub mod params;
+pub mod regions;
+pub mod router;
+pub mod signature;
+pub mod wire;
+
+use axum::extract::Request;
+use axum::response::Response;
+use disksnap_api_common::encode::parse_pairs;
+use disksnap_api_common::{ApiContext, RawRequest, RequestId};
+use disksnap_service::Caller;
+use serde_json::Value;
+
+use crate::error::{invalid, AliyunError};
+use crate::params::Params;
+pub use crate::router::{wants, Endpoint};
+use crate::wire::Format;
+
+/// `Signature` keeps a literal `+` (base64); every other value decodes `+` as a space.
+fn literal_plus(key: &str) -> bool {
+    key == "Signature"
+}
+
+/// Answer one Aliyun request (one that [`wants`] accepted).
+pub async fn handle(ctx: ApiContext, req: Request) -> Response {
+    let rid = req.extensions().get::<RequestId>().cloned().unwrap_or_default();
+    let request_id = rid.0.to_uppercase();
+    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+    let raw = match RawRequest::read(req).await {
+        Ok(r) => r,
+        Err(why) => return wire::error(Format::Json, &request_id, &host, &invalid("body", why)),
+    };
+    let query = parse_pairs(&raw.query, literal_plus);
+    let mut all = query.clone();
+    if raw.body_is_form() && !raw.body.is_empty() {
+        all.extend(parse_pairs(&String::from_utf8_lossy(&raw.body), literal_plus));
+    }
+    let params = Params(all);
+    let format = Format::from_param(params.get("Format"));
+    match run(&ctx, &raw, &params, &query, &host).await {
+        Ok((endpoint, body)) => wire::ok(format, endpoint.name(), &request_id, body),
+        Err(e) => {
+            if e.is_internal() {
+                tracing::error!(request_id = %rid.0, error = ?e, "aliyun: internal error");
+            } else {
+                tracing::debug!(request_id = %rid.0, code = e.code(), message = %e.message(), "aliyun: refused");
+            }
+            wire::error(format, &request_id, &host, &e)
+        }
+    }
+}
+
+async fn run(
+    ctx: &ApiContext,
+    raw: &RawRequest,
+    params: &Params,
+    query: &[(String, String)],
+    host: &str,
+) -> Result<(Endpoint, Value), AliyunError> {
+    let who = signature::verify(ctx, raw, &params.0, query)?;
+    let action = params.get("Action").or_else(|| raw.header("x-acs-action"));
+    let version = params.get("Version").or_else(|| raw.header("x-acs-version"));
+    let endpoint = Endpoint::from_request(action, version)?;
+    if let Some(f) = params.get("Format") {
+        if !["json", "xml", "none"].iter().any(|ok| f.eq_ignore_ascii_case(ok)) {
+            return Err(error::vendor(
+                "InvalidParameter.Format",
+                400,
+                format!("Specified Format \"{f}\" is not supported; use JSON or XML."),
+            ));
+        }
+    }
+    let caller = Caller::new(who.account);
+    let body = handlers::call(ctx, &caller, endpoint, params, host).await?;
+    Ok((endpoint, body))
+}
