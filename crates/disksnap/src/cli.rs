@@ -97,7 +97,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let caller = Caller::new(account);
     if let Command::Serve { listen } = &cli.command {
         let listen = listen.clone().unwrap_or_else(|| cfg.listen.clone());
-        let api = disksnap_api_common::ApiContext::new(svc, cfg.keyring());
+        let mut api = disksnap_api_common::ApiContext::new(svc, cfg.keyring());
+        api.token_lifetime = cfg.token_lifetime;
         crate::serve::run(api, &listen).await?;
         return Ok(0);
     }

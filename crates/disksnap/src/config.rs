@@ -25,6 +25,9 @@ pub struct Config {
     /// GC keeps unreferenced chunks younger than this.
     #[serde(default = "default_grace", with = "duration_text")]
     pub gc_grace: Duration,
+    /// How long a Keystone token (OpenStack dialect) stays valid, e.g. "1h" (at least 1s).
+    #[serde(default = "default_token_lifetime", with = "duration_text")]
+    pub token_lifetime: Duration,
     /// Chunk size of a new store, in KiB (power of two, 4 to 16384). Fixed once the store exists.
     pub chunk_size_kib: Option<u32>,
     #[serde(default)]
@@ -96,6 +99,9 @@ fn default_listen() -> String {
 }
 fn default_retention() -> Duration {
     Duration::from_secs(7200)
+}
+fn default_token_lifetime() -> Duration {
+    Duration::from_secs(3600)
 }
 fn default_grace() -> Duration {
     Duration::from_secs(600)
@@ -192,6 +198,9 @@ impl Config {
                     bail!("account {name:?} (line {at}): {key} {id:?} is already used by account {other:?}");
                 }
             }
+        }
+        if self.token_lifetime < Duration::from_secs(1) {
+            bail!("token_lifetime must be at least 1s");
         }
         if let Some(cs) = self.chunk_size_kib {
             if !cs.is_power_of_two() || !(4..=16384).contains(&cs) {
@@ -318,5 +327,7 @@ mod tests {
         assert_eq!(duration_text::parse("2").unwrap(), Duration::from_secs(2));
         assert_eq!(duration_text::parse("500ms").unwrap(), Duration::from_millis(500));
         assert!(duration_text::parse("-1s").is_err());
+        assert_eq!(Config::parse("token_lifetime = \"5s\"\n").unwrap().token_lifetime, Duration::from_secs(5));
+        assert!(Config::parse("token_lifetime = \"0s\"\n").unwrap_err().to_string().contains("token_lifetime"));
     }
 }

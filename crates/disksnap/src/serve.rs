@@ -59,13 +59,17 @@ struct AppState {
 pub fn router(api: ApiContext) -> Router {
     let state = AppState { service: api.service.clone(), metrics: Arc::new(Metrics::new()), started: Instant::now() };
     let own: Router = Router::new()
+        // `/` is shared: Aliyun (an `Action` parameter or `x-acs-action` header) and, otherwise,
+        // Cinder's version list (dialect-openstack.md §4.1). The Aliyun dispatch joins here.
+        .route("/", axum::routing::any(root))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state.clone());
     Router::new()
         .merge(disksnap_dialect_qingcloud::routes(api.clone()))
-        .merge(own)
+        .merge(disksnap_dialect_openstack::routes(api.clone()))
+        .merge(own.layer(axum::Extension(api)))
         .layer(middleware::from_fn_with_state(state, observe))
 }
 
@@ -91,6 +95,11 @@ async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -> Re
     }
     tracing::info!(target: "disksnap::http", request_id, method, path, status, micros = (secs * 1e6) as u64, "request");
     resp
+}
+
+/// `GET /`: Cinder's version list (300).
+async fn root(axum::Extension(api): axum::Extension<ApiContext>, req: Request) -> Response {
+    disksnap_dialect_openstack::version_root(api, req).await
 }
 
 async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
