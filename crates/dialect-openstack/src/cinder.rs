@@ -149,8 +149,8 @@ async fn list(d: &Dialect, call: &Call, detail: bool) -> OsResult<Response> {
             r.metadata = d.ctx.service.snapshot_metadata(&call.auth.caller(), &snaps[r.index].id).await?;
         }
     }
-    let page = listing::page(rows, &params)
-        .map_err(|m| OsError::NotFound(format!("Snapshot {m} could not be found.")))?;
+    let page =
+        listing::page(rows, &params).map_err(|m| OsError::NotFound(format!("Snapshot {m} could not be found.")))?;
     let view = if detail { SnapView::Detail } else { SnapView::Summary };
     let mut items = Vec::new();
     for r in &page.rows {
@@ -174,7 +174,9 @@ fn bad(m: impl Into<String>) -> OsError {
 
 /// `{"<key>": {...}}` or 400.
 pub fn envelope<'a>(body: &'a Value, key: &str) -> OsResult<&'a Map<String, Value>> {
-    body.get(key).and_then(Value::as_object).ok_or_else(|| bad(format!("Invalid input received: '{key}' is a required property")))
+    body.get(key)
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad(format!("Invalid input received: '{key}' is a required property")))
 }
 
 /// A string-or-null field of at most 255 characters.
@@ -236,12 +238,8 @@ pub async fn create_one(d: &Dialect, call: &Call, o: &Map<String, Value>, force_
     let description = opt_text(o, &["description", "display_description"])?.unwrap_or_default();
     let meta = parse_meta(o.get("metadata"))?;
     let caller = call.auth.caller();
-    let vol = d
-        .ctx
-        .service
-        .volume(&caller, &wire::from_wire(Kind::Volume, &vid))
-        .await
-        .map_err(|e| not_found_as(e, &vid))?;
+    let vol =
+        d.ctx.service.volume(&caller, &wire::from_wire(Kind::Volume, &vid)).await.map_err(|e| not_found_as(e, &vid))?;
     let status = wire::volume_status(&vol, call.flavour, d.note(&vol.id).finishing);
     match status {
         "available" => {}
@@ -284,7 +282,9 @@ async fn create(d: &Dialect, call: &Call) -> OsResult<Response> {
     const ALLOWED: &[&str] =
         &["volume_id", "name", "display_name", "description", "display_description", "force", "metadata"];
     if let Some(k) = o.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-        return Err(bad(format!("Invalid input received: Additional properties are not allowed ('{k}' was unexpected)")));
+        return Err(bad(format!(
+            "Invalid input received: Additional properties are not allowed ('{k}' was unexpected)"
+        )));
     }
     let rule_366 = call.flavour == Flavour::Cinder && call.version.at_least(3, 66);
     let s = create_one(d, call, o, rule_366).await?;
@@ -300,7 +300,9 @@ pub fn parse_update(body: &Value) -> OsResult<(Option<String>, Option<String>)> 
         return Err(bad("Invalid input received: snapshot must have at least one property."));
     }
     if let Some(k) = o.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-        return Err(bad(format!("Invalid input received: Additional properties are not allowed ('{k}' was unexpected)")));
+        return Err(bad(format!(
+            "Invalid input received: Additional properties are not allowed ('{k}' was unexpected)"
+        )));
     }
     Ok((opt_text(o, &["name", "display_name"])?, opt_text(o, &["description", "display_description"])?))
 }
@@ -356,12 +358,14 @@ async fn metadata_item(d: &Dialect, call: &Call, id: &str, key: &str, op: ItemOp
         }
         ItemOp::Put => {
             let body = call.json()?;
-            let meta = body.get("meta").and_then(Value::as_object).ok_or_else(|| bad("Malformed request body: meta"))?;
+            let meta =
+                body.get("meta").and_then(Value::as_object).ok_or_else(|| bad("Malformed request body: meta"))?;
             if meta.len() != 1 || !meta.contains_key(key) {
                 return Err(bad("Request body and URI mismatch"));
             }
             let pairs = parse_meta(body.get("meta"))?;
-            let changes: Vec<(String, Option<String>)> = pairs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+            let changes: Vec<(String, Option<String>)> =
+                pairs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
             d.ctx.service.set_snapshot_metadata(&caller, &s.id, &changes).await?;
             Ok(json_response(StatusCode::OK, json!({"meta": meta_map(&pairs)})))
         }
@@ -377,9 +381,7 @@ async fn metadata_item(d: &Dialect, call: &Call, id: &str, key: &str, op: ItemOp
 }
 
 fn no_such_action(name: &str) -> OsError {
-    bad(format!(
-        "There is no such action: {name}. Verify the request body and Content-Type header and try again."
-    ))
+    bad(format!("There is no such action: {name}. Verify the request body and Content-Type header and try again."))
 }
 
 async fn action(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
@@ -426,8 +428,7 @@ async fn action(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
                 )));
             }
             let real = wire::snapshot_status(&s, call.flavour);
-            let o = (status != real || progress.is_some())
-                .then(|| Override { status: status.to_string(), progress });
+            let o = (status != real || progress.is_some()).then(|| Override { status: status.to_string(), progress });
             d.set_override(&s.id, o);
             Ok(empty(StatusCode::ACCEPTED))
         }

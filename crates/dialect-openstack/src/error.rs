@@ -178,8 +178,7 @@ impl OsError {
         }
         let mut resp = (self.status(), axum::Json(self.body(envelope, request_id))).into_response();
         if matches!(self, OsError::Unauthorized(_)) {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Keystone uri=\"/identity\""));
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Keystone uri=\"/identity\""));
         }
         if self.status() == StatusCode::PAYLOAD_TOO_LARGE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
@@ -224,8 +223,10 @@ mod tests {
 
     #[test]
     fn golden_cinder_bodies() {
-        let got: Vec<String> =
-            every_error().iter().map(|e| format!("{} {}", e.status().as_u16(), e.body(Envelope::Cinder, "r"))).collect();
+        let got: Vec<String> = every_error()
+            .iter()
+            .map(|e| format!("{} {}", e.status().as_u16(), e.body(Envelope::Cinder, "r")))
+            .collect();
         let want = [
             r#"400 {"badRequest":{"code":400,"message":"Invalid input received: volume_id is required."}}"#,
             r#"400 {"badRequest":{"code":400,"message":"Invalid input received: size: must be 1 to 32768 GiB"}}"#,

@@ -46,9 +46,14 @@ pub async fn handle(d: &Dialect, call: &Call, op: EvsOp) -> OsResult<Response> {
             let s = cinder::get_snapshot(d, call, &id).await?;
             let shown = cinder::shown_status(d, &s, call.flavour);
             if !matches!(shown.as_str(), "available" | "error") {
-                return Err(bad(format!("Invalid snapshot: Snapshot status must be available or error, but is {shown}.")));
+                return Err(bad(format!(
+                    "Invalid snapshot: Snapshot status must be available or error, but is {shown}."
+                )));
             }
-            d.ctx.service.delete_snapshots(&call.auth.caller(), std::slice::from_ref(&s.id), DeleteScope::Points).await?;
+            d.ctx
+                .service
+                .delete_snapshots(&call.auth.caller(), std::slice::from_ref(&s.id), DeleteScope::Points)
+                .await?;
             d.set_override(&s.id, None);
             Ok(empty(StatusCode::ACCEPTED))
         }
@@ -93,7 +98,8 @@ async fn list(d: &Dialect, call: &Call) -> OsResult<Response> {
         .filter(|r| ids.is_empty() || ids.contains(&r.id))
         .collect();
     let _ = Target::Snapshots;
-    let page = listing::page(rows, &params).map_err(|m| OsError::NotFound(format!("Snapshot {m} could not be found.")))?;
+    let page =
+        listing::page(rows, &params).map_err(|m| OsError::NotFound(format!("Snapshot {m} could not be found.")))?;
     let mut items = Vec::new();
     for r in &page.rows {
         let mut v = cinder::render(d, call, &snaps[r.index], SnapView::Detail).await?;
@@ -134,7 +140,9 @@ async fn rollback(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
         .and_then(Value::as_str)
         .ok_or_else(|| bad("Invalid input received: rollback.volume_id is required"))?;
     if wire::from_wire(Kind::Volume, vid) != s.volume_id {
-        return Err(bad(format!("Invalid input received: snapshot {id} can only be rolled back to its source volume.")));
+        return Err(bad(format!(
+            "Invalid input received: snapshot {id} can only be rolled back to its source volume."
+        )));
     }
     let v = volumes::get_volume(d, call, vid).await?;
     let vs = volumes::status(d, call, &v);

@@ -97,12 +97,14 @@ fn domain_ok(d: Option<&Value>) -> bool {
 pub fn authenticate<'a>(users: &'a [OpenStackUser], body: &[u8]) -> OsResult<&'a OpenStackUser> {
     let fail = |m: &str| OsError::Unauthorized(m.to_string());
     let v: Value = serde_json::from_slice(body).map_err(|_| OsError::BadRequest("Malformed JSON body.".into()))?;
-    let identity = v.pointer("/auth/identity").ok_or_else(|| OsError::BadRequest("auth.identity is required".into()))?;
+    let identity =
+        v.pointer("/auth/identity").ok_or_else(|| OsError::BadRequest("auth.identity is required".into()))?;
     let methods = identity.get("methods").and_then(Value::as_array).cloned().unwrap_or_default();
     if !methods.iter().any(|m| m.as_str() == Some("password")) {
         return Err(fail("The request you have made requires authentication."));
     }
-    let u = identity.pointer("/password/user").ok_or_else(|| fail("The request you have made requires authentication."))?;
+    let u =
+        identity.pointer("/password/user").ok_or_else(|| fail("The request you have made requires authentication."))?;
     let password = u.get("password").and_then(Value::as_str).unwrap_or("");
     let by_id = u.get("id").and_then(Value::as_str);
     let by_name = u.get("name").and_then(Value::as_str);
@@ -159,23 +161,23 @@ pub fn token_body(ctx: &ApiContext, t: &Token, base: &str) -> Value {
     let v3 = format!("{base}/v3/{pid}");
     let audit = &hex::encode(rand::random::<[u8; 11]>())[..22];
     json!({"token": {
-        "methods": ["password"],
-        "expires_at": t.expires.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-        "issued_at": t.issued.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-        "user": {"id": t.user_id, "name": t.user, "domain": domain(), "password_expires_at": null},
-        "project": {"id": pid, "name": t.project_name, "domain": domain()},
-        "roles": [
-            {"id": "d15c0000000000000000000000000001", "name": "admin"},
-            {"id": "d15c0000000000000000000000000002", "name": "member"},
-            {"id": "d15c0000000000000000000000000003", "name": "reader"}],
-        "audit_ids": [audit],
-        "is_domain": false,
-        "catalog": [
-            service_entry("identity", "keystone", &format!("{base}/identity/v3"), &region),
-            service_entry("block-storage", "cinder", &v3, &region),
-            service_entry("volumev3", "cinderv3", &v3, &region),
-            service_entry("volumev2", "cinderv2", &format!("{base}/v2/{pid}"), &region),
-        ]}})
+    "methods": ["password"],
+    "expires_at": t.expires.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+    "issued_at": t.issued.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+    "user": {"id": t.user_id, "name": t.user, "domain": domain(), "password_expires_at": null},
+    "project": {"id": pid, "name": t.project_name, "domain": domain()},
+    "roles": [
+        {"id": "d15c0000000000000000000000000001", "name": "admin"},
+        {"id": "d15c0000000000000000000000000002", "name": "member"},
+        {"id": "d15c0000000000000000000000000003", "name": "reader"}],
+    "audit_ids": [audit],
+    "is_domain": false,
+    "catalog": [
+        service_entry("identity", "keystone", &format!("{base}/identity/v3"), &region),
+        service_entry("block-storage", "cinder", &v3, &region),
+        service_entry("volumev3", "cinderv3", &v3, &region),
+        service_entry("volumev2", "cinderv2", &format!("{base}/v2/{pid}"), &region),
+    ]}})
 }
 
 pub fn versions_body(base: &str) -> Value {

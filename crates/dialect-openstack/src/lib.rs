@@ -64,12 +64,7 @@ pub struct Dialect {
 
 impl Dialect {
     pub fn new(ctx: ApiContext) -> Self {
-        Dialect {
-            ctx,
-            tokens: Arc::default(),
-            overrides: Arc::default(),
-            volume_notes: Arc::default(),
-        }
+        Dialect { ctx, tokens: Arc::default(), overrides: Arc::default(), volume_notes: Arc::default() }
     }
 
     /// The override of a snapshot, if set since its last real state change.

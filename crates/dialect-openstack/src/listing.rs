@@ -180,9 +180,7 @@ pub fn parse(pairs: &[(String, String)], target: Target, version: Version, stric
                 p.metadata = parse_metadata_filter(v)?
             }
             "name~" | "display_name~" if version.at_least(3, 34) => p.name_like = Some(v.clone()),
-            "description~" | "display_description~" if version.at_least(3, 34) => {
-                p.description_like = Some(v.clone())
-            }
+            "description~" | "display_description~" if version.at_least(3, 34) => p.description_like = Some(v.clone()),
             "consumes_quota" if version.at_least(3, 65) => {
                 if !parse_bool(v).ok_or_else(|| bad(format!("Invalid value '{v}' for consumes_quota")))? {
                     p.match_nothing = true;

@@ -67,11 +67,23 @@ pub enum Endpoint {
     RevokeToken,
     /// `GET /v3[/]` or `/v2[/]`.
     VolumeVersion(Api),
-    Cinder { api: Api, project: Option<String>, res: Res, op: Op },
-    Evs { project: String, op: EvsOp },
+    Cinder {
+        api: Api,
+        project: Option<String>,
+        res: Res,
+        op: Op,
+    },
+    Evs {
+        project: String,
+        op: EvsOp,
+    },
     /// A known path with a method it does not take.
-    BadMethod { api: Option<Api> },
-    NotFound { api: Option<Api> },
+    BadMethod {
+        api: Option<Api>,
+    },
+    NotFound {
+        api: Option<Api>,
+    },
 }
 
 fn is_project_id(s: &str) -> bool {

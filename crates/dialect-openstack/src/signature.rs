@@ -250,7 +250,8 @@ mod tests {
             b"",
         );
         let (_, sig) = sign(&r, &["host", "x-project-id", "x-sdk-date"]);
-        let auth = format!("SDK-HMAC-SHA256 Access=MYAKEXAMPLE, SignedHeaders=host;x-project-id;x-sdk-date, Signature={sig}");
+        let auth =
+            format!("SDK-HMAC-SHA256 Access=MYAKEXAMPLE, SignedHeaders=host;x-project-id;x-sdk-date, Signature={sig}");
         r.headers.insert("authorization", HeaderValue::from_str(&auth).unwrap());
         let w = Duration::from_secs(900);
         assert_eq!(verify(&r, &keys, w).unwrap().account, "dev");

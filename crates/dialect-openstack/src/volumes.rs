@@ -39,11 +39,7 @@ async fn all_volumes(d: &Dialect, call: &Call) -> OsResult<Vec<Volume>> {
 }
 
 pub async fn get_volume(d: &Dialect, call: &Call, id: &str) -> OsResult<Volume> {
-    d.ctx
-        .service
-        .volume(&call.auth.caller(), &wire::from_wire(Kind::Volume, id))
-        .await
-        .map_err(|e| not_found_as(e, id))
+    d.ctx.service.volume(&call.auth.caller(), &wire::from_wire(Kind::Volume, id)).await.map_err(|e| not_found_as(e, id))
 }
 
 fn ctx<'a>(d: &Dialect, call: &'a Call, v: &Volume) -> VolCtx<'a> {
@@ -94,7 +90,9 @@ pub async fn handle(d: &Dialect, call: &Call, op: Op) -> OsResult<Response> {
         Op::MetadataItem(id, key, op) => {
             get_volume(d, call, &id).await?;
             match op {
-                ItemOp::Get | ItemOp::Delete => Err(OsError::NotFound(format!("Metadata item was not found: key {key}"))),
+                ItemOp::Get | ItemOp::Delete => {
+                    Err(OsError::NotFound(format!("Metadata item was not found: key {key}")))
+                }
                 ItemOp::Put => Err(bad("Invalid input received: volume metadata is not supported by disksnap.")),
             }
         }
@@ -143,7 +141,11 @@ async fn list(d: &Dialect, call: &Call, detail: bool) -> OsResult<Response> {
 fn parse_size(v: Option<&Value>) -> OsResult<Option<u64>> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().filter(|n| *n > 0).map(Some).ok_or_else(|| bad("Invalid input received: size must be a positive integer")),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| bad("Invalid input received: size must be a positive integer")),
         Some(Value::String(s)) => s
             .trim()
             .parse::<u64>()
@@ -177,7 +179,9 @@ async fn create(d: &Dialect, call: &Call) -> OsResult<Response> {
         "group_id",
     ];
     if let Some(k) = o.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-        return Err(bad(format!("Invalid input received: Additional properties are not allowed ('{k}' was unexpected)")));
+        return Err(bad(format!(
+            "Invalid input received: Additional properties are not allowed ('{k}' was unexpected)"
+        )));
     }
     for k in ["source_volid", "image_id", "imageRef", "backup_id"] {
         if o.get(k).is_some_and(|v| !v.is_null()) {
@@ -213,7 +217,9 @@ async fn create(d: &Dialect, call: &Call) -> OsResult<Response> {
         }
         let shown = cinder::shown_status(d, &s, call.flavour);
         if shown != "available" {
-            return Err(bad(format!("Invalid snapshot: Originating snapshot status must be one of 'available' values, but is {shown}.")));
+            return Err(bad(format!(
+                "Invalid snapshot: Originating snapshot status must be one of 'available' values, but is {shown}."
+            )));
         }
         let (job, vol) = d.ctx.service.create_volume_from_snapshot(&caller, &s.id, &name, zone.as_deref()).await?;
         let grow = size.filter(|n| *n > snap_gib);
@@ -273,7 +279,9 @@ async fn update(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
         return Err(bad("Invalid input received: volume must have at least one property."));
     }
     if let Some(k) = o.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-        return Err(bad(format!("Invalid input received: Additional properties are not allowed ('{k}' was unexpected)")));
+        return Err(bad(format!(
+            "Invalid input received: Additional properties are not allowed ('{k}' was unexpected)"
+        )));
     }
     let name = opt_text(o, &["name", "display_name"])?;
     let description = opt_text(o, &["description", "display_description"])?;
@@ -317,9 +325,7 @@ async fn delete(d: &Dialect, call: &Call, v: &Volume, cascade: bool, force: bool
 }
 
 fn no_such_action(name: &str) -> OsError {
-    bad(format!(
-        "There is no such action: {name}. Verify the request body and Content-Type header and try again."
-    ))
+    bad(format!("There is no such action: {name}. Verify the request body and Content-Type header and try again."))
 }
 
 async fn action(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
@@ -333,7 +339,8 @@ async fn action(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
     let vid = wire::uuid(Kind::Volume, &v.id);
     match name.as_str() {
         "os-extend" => {
-            let n = parse_size(arg.get("new_size"))?.ok_or_else(|| bad("Invalid input received: new_size is required"))?;
+            let n =
+                parse_size(arg.get("new_size"))?.ok_or_else(|| bad("Invalid input received: new_size is required"))?;
             let shown = status(d, call, &v);
             let in_use_ok = call.flavour == Flavour::Cinder && call.version.at_least(3, 42);
             if !(shown == "available" || shown == "in-use" && in_use_ok) {

@@ -239,7 +239,10 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn commit(&self, b: Batch) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE takes the write lock up front (waiting up to busy_timeout): a deferred
+        // transaction that reads its expectations and then writes fails at once with
+        // SQLITE_BUSY_SNAPSHOT when another writer committed in between.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for e in &b.expect {
             Self::check(&mut tx, e).await?;
         }
