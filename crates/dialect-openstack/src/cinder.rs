@@ -405,7 +405,7 @@ async fn action(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
                 return Err(bad(format!("Invalid input received: '{status}' is not a valid status")));
             }
             let real = wire::snapshot_status(&s, call.flavour);
-            let o = (status != real).then(|| Override { status, progress: None });
+            let o = (status != real).then_some(Override { status, progress: None });
             d.set_override(&s.id, o);
             Ok(empty(StatusCode::ACCEPTED))
         }

@@ -52,13 +52,16 @@ pub struct VolumeNote {
     pub finishing: bool,
 }
 
+/// Snapshot (bare id) → the status override and when it was set.
+pub type Overrides = HashMap<String, (Override, chrono::DateTime<chrono::Utc>)>;
+
 /// The dialect's state (axum state; cheap to clone).
 #[derive(Clone)]
 pub struct Dialect {
     pub ctx: ApiContext,
     pub tokens: Arc<keystone::TokenStore>,
     /// Snapshot (bare id) → status shown until the next real change (§5.4).
-    pub overrides: Arc<Mutex<HashMap<String, (Override, chrono::DateTime<chrono::Utc>)>>>,
+    pub overrides: Arc<Mutex<Overrides>>,
     pub volume_notes: Arc<Mutex<HashMap<String, VolumeNote>>>,
 }
 

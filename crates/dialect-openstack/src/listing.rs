@@ -202,7 +202,7 @@ pub fn parse(pairs: &[(String, String)], target: Target, version: Version, stric
     let dir = |d: &str| match d.trim().to_ascii_lowercase().as_str() {
         "asc" => Ok(true),
         "desc" => Ok(false),
-        _ => Err(bad(format!("Invalid input received: Unknown sort direction, must be 'desc' or 'asc'"))),
+        _ => Err(bad("Invalid input received: Unknown sort direction, must be 'desc' or 'asc'")),
     };
     match (sort, sort_key.is_some() || sort_dir.is_some()) {
         (Some(_), true) => {

@@ -315,7 +315,7 @@ async fn delete(d: &Dialect, call: &Call, v: &Volume, cascade: bool, force: bool
         let svc = &d2.ctx.service;
         if let Ok(j) = svc.wait_job(&caller, &job.id).await {
             if j.status == disksnap_service::JobStatus::Successful {
-                if let Err(e) = svc.delete_volumes(&caller, &[vid.clone()]).await {
+                if let Err(e) = svc.delete_volumes(&caller, std::slice::from_ref(&vid)).await {
                     tracing::warn!(volume = %vid, error = %e, "cascade delete: volume not deleted");
                 }
             }
