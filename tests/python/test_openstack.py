@@ -456,3 +456,75 @@ def test_v2_cinder_paths_speak_evs(server):
         urllib.request.urlopen(f"{server.url}/")
     assert e.value.code == 300 and json.loads(e.value.read())["versions"][0]["id"] == "v3.0"
     c.volume_snapshots.delete(s.id)
+
+
+def uuid_of(kind_tag, disksnap_id):
+    """The Cinder UUID of a disksnap id such as `vol-k3x9a0b2` (dialect-openstack.md §1)."""
+    n = 0
+    for ch in disksnap_id.split("-")[-1]:
+        n = n * 36 + ALPHABET.index(ch)
+    return f"{kind_tag}-0000-4000-8000-{n:012x}"
+
+
+def test_instance_points_and_in_use_volumes(server):
+    """Snapshots made elsewhere (the disksnap CLI, an instance's disks) show up in both APIs;
+    attached volumes need force below 3.66; EVS marks an instance's system-disk point."""
+    inst = server.cli("instance", "create", "--name", "vm")
+    sys_vol = server.cli("volume", "create", "--size-gib", "1", "--type", "system", "--instance", inst["id"])
+    data_vol = server.cli("volume", "create", "--size-gib", "1", "--instance", inst["id"])
+    server.cli("snapshot", "create", "--instance", inst["id"], "--name", "vm-point")
+    c = cinder(server)
+    sys_id, data_id = uuid_of("d15c0001", sys_vol["id"]), uuid_of("d15c0001", data_vol["id"])
+    v = c.volumes.get(sys_id)
+    assert v.status == "in-use" and v.bootable == "true" and v.attachments[0]["server_id"].startswith("d15c0003-")
+    points = c.volume_snapshots.list(search_opts={"name": "vm-point"})
+    assert sorted(p.volume_id for p in points) == sorted([sys_id, data_id])
+    assert all("__system__enableActive" not in p.metadata for p in points)
+    marks = {s.volume_id: s.metadata["__system__enableActive"]
+             for s in evs(server).list_snapshots(ListSnapshotsRequest(name="vm-point")).snapshots}
+    assert marks == {sys_id: "true", data_id: "false"}
+    # In use: cinderclient below 3.66 sends force=false → 400; force=True is accepted.
+    with pytest.raises(cinder_exc.BadRequest):
+        c.volume_snapshots.create(data_id, name="no-force")
+    forced = c.volume_snapshots.create(data_id, force=True, name="forced")
+    wait_status(lambda: c.volume_snapshots.get(forced.id), "available")
+    at366 = cinder(server, version="3.66")
+    s = at366.volume_snapshots.create(data_id, name="no-force-needed")
+    wait_status(lambda: at366.volume_snapshots.get(s.id), "available")
+    # In use: revert is a 409 (Cinder's rule: the volume must be available).
+    c40 = cinder(server, version="3.40")
+    with pytest.raises(cinder_exc.ClientException) as e:
+        c40.volumes.revert_to_snapshot(c40.volumes.get(data_id), s)
+    assert e.value.code == 409
+
+
+def test_cinder_cli(server):
+    pid, pname, user, pw = ACCOUNTS["alice"]["openstack"]
+    env = dict(os.environ, OS_AUTH_URL=f"{server.url}/identity/v3", OS_USERNAME=user, OS_PASSWORD=pw,
+               OS_PROJECT_NAME=pname, OS_USER_DOMAIN_NAME="Default", OS_PROJECT_DOMAIN_NAME="Default",
+               OS_VOLUME_API_VERSION="3.65")
+
+    def run(*args, check=True):
+        r = subprocess.run([os.path.join(BIN_DIR, "cinder"), *args], env=env, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0 or not check, f"cinder {' '.join(args)}: {r.stderr}"
+        return r
+
+    run("create", "--name", "cli2-vol", "1")
+    c = cinder(server)
+    vol = [v for v in c.volumes.list() if v.name == "cli2-vol"][0]
+    wait_status(lambda: c.volumes.get(vol.id), "available")
+    run("snapshot-create", "--name", "cli2-snap", vol.id)
+    snap = [s for s in c.volume_snapshots.list() if s.name == "cli2-snap"][0]
+    wait_status(lambda: c.volume_snapshots.get(snap.id), "available")
+    out = run("snapshot-list", "--volume-id", vol.id).stdout
+    assert snap.id in out and "available" in out
+    assert "cli2-snap" in run("snapshot-show", "cli2-snap").stdout
+    run("snapshot-metadata", "cli2-snap", "set", "x=y")
+    assert c.volume_snapshots.get(snap.id).metadata == {"x": "y"}
+    run("revert-to-snapshot", "cli2-snap")
+    wait_status(lambda: c.volumes.get(vol.id), "available")
+    r = run("snapshot-show", "d15c0002-0000-4000-8000-00000000dead", check=False)
+    assert r.returncode != 0 and "could not be found" in r.stderr.lower() or "No snapshot" in r.stderr
+    run("snapshot-delete", "cli2-snap")
+    wait_gone(lambda: c.volume_snapshots.get(snap.id), cinder_exc.NotFound)

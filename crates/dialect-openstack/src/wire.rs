@@ -141,7 +141,12 @@ pub fn snapshot(s: &Snapshot, meta: &[(String, String)], ov: Option<&Override>, 
     let status = ov.map(|o| o.status.clone()).unwrap_or_else(|| snapshot_status(s, c.flavour).to_string());
     m.insert("status".into(), status.into());
     m.insert("size".into(), s.volume_size.div_ceil(1 << 30).into());
-    let md: Map<String, Value> = meta.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let mut md: Map<String, Value> = meta.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    if c.flavour == Flavour::Evs && s.instance_id.is_some() {
+        // **disksnap choice** (§9.1): points of an instance carry Huawei's system-disk marker.
+        let system = s.volume_kind == VolumeKind::System;
+        md.insert("__system__enableActive".into(), if system { "true" } else { "false" }.into());
+    }
     m.insert("metadata".into(), md.into());
     if view == SnapView::Detail {
         m.insert("os-extended-snapshot-attributes:project_id".into(), c.project_id.into());
