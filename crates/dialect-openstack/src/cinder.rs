@@ -130,6 +130,7 @@ pub async fn handle(d: &Dialect, call: &Call, op: Op) -> OsResult<Response> {
         Op::Metadata(id, mop) => metadata(d, call, &id, mop).await,
         Op::MetadataItem(id, key, iop) => metadata_item(d, call, &id, &key, iop).await,
         Op::Action(id) => action(d, call, &id).await,
+        Op::Summary => Err(OsError::NotFound("Snapshot summary could not be found.".into())),
     }
 }
 

@@ -36,7 +36,9 @@ pub enum Res {
 /// A Block Storage operation on `snapshots` or `volumes`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    List { detail: bool },
+    List {
+        detail: bool,
+    },
     Create,
     Show(String),
     Update(String),
@@ -44,6 +46,8 @@ pub enum Op {
     Metadata(String, MetaOp),
     MetadataItem(String, String, ItemOp),
     Action(String),
+    /// `GET /volumes/summary` (≥ 3.12).
+    Summary,
 }
 
 /// Huawei's native `cloudsnapshots` operations (§9.2).
@@ -139,6 +143,7 @@ impl Endpoint {
             ([], &M::GET) => Op::List { detail: false },
             ([], &M::POST) => Op::Create,
             (["detail"], &M::GET) => Op::List { detail: true },
+            (["summary"], &M::GET) if res == Res::Volume => Op::Summary,
             ([id], &M::GET) => Op::Show(id.to_string()),
             ([id], &M::PUT) => Op::Update(id.to_string()),
             ([id], &M::DELETE) => Op::Delete(id.to_string()),
@@ -214,6 +219,8 @@ mod tests {
             PATCH format!("/v3/{P}/snapshots/x") => Endpoint::BadMethod { api: Some(Api::V3) };
             POST format!("/v3/{P}/volumes") => v(Op::Create);
             GET format!("/v3/{P}/volumes/detail") => v(Op::List { detail: true });
+            GET format!("/v3/{P}/volumes/summary") => v(Op::Summary);
+            GET format!("/v3/{P}/snapshots/summary") => s(Op::Show("summary".into()));
             POST format!("/v3/{P}/volumes/x/action") => v(Op::Action("x".into()));
             GET "/v3/snapshots" => Endpoint::Cinder { api: Api::V3, project: None, res: Res::Snapshot, op: Op::List { detail: false } };
             GET format!("/v3/{P}/backups") => Endpoint::NotFound { api: Some(Api::V3) };

@@ -97,6 +97,16 @@ pub async fn handle(d: &Dialect, call: &Call, op: Op) -> OsResult<Response> {
             }
         }
         Op::Action(id) => action(d, call, &id).await,
+        Op::Summary if call.flavour == Flavour::Cinder && call.version.at_least(3, 12) => {
+            let vols = all_volumes(d, call).await?;
+            let mut summary = json!({"total_size": vols.iter().map(|v| v.size_gib()).sum::<u64>(),
+                "total_count": vols.len()});
+            if call.version.at_least(3, 36) {
+                summary["metadata"] = json!({});
+            }
+            Ok(json_response(StatusCode::OK, json!({"volume-summary": summary})))
+        }
+        Op::Summary => Err(OsError::NotFound("Volume summary could not be found.".into())),
     }
 }
 
