@@ -125,6 +125,21 @@ async fn keystone_versions_and_auth() {
     assert_eq!(none.body["error"]["message"], "The request you have made requires authentication.");
     let garbage = call(&app, "POST", "/identity/v3/auth/tokens", None, None, Some(json!("x"))).await;
     assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+
+    // A token works until revoked (`openstack token revoke`).
+    let tok = token(&app, "demo").await;
+    let r = call(&app, "GET", &format!("/v3/{PID}/snapshots"), Some(&tok), None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let req = Request::builder()
+        .method("DELETE")
+        .uri("/identity/v3/auth/tokens")
+        .header("x-auth-token", &tok)
+        .header("x-subject-token", &tok)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::NO_CONTENT);
+    let r = call(&app, "GET", &format!("/v3/{PID}/snapshots"), Some(&tok), None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
