@@ -111,28 +111,32 @@ pub fn authenticate<'a>(users: &'a [OpenStackUser], body: &[u8]) -> OsResult<&'a
     if by_id.is_none() && !domain_ok(u.get("domain")) {
         return Err(fail("The request you have made requires authentication."));
     }
-    let user = users
+    // Scope (§3.2): a project by id or name; none means the user's only project; a domain or
+    // system scope is not served.
+    let scope = v.pointer("/auth/scope");
+    let project = match scope {
+        None => None,
+        Some(sc) => match sc.get("project") {
+            Some(p) if (p.get("id").is_some() || p.get("name").is_some()) && domain_ok(p.get("domain")) => Some(p),
+            _ => return Err(fail("The request you have made requires authentication.")),
+        },
+    };
+    // Two accounts may use the same user name: the password and the scope pick the one.
+    users
         .iter()
-        .find(|c| match (by_id, by_name) {
+        .filter(|c| match (by_id, by_name) {
             (Some(id), _) => user_id(c) == id,
             (None, Some(name)) => c.user == name,
             _ => false,
         })
         .filter(|c| disksnap_api_common::sign::same(c.password.as_bytes(), password.as_bytes()))
-        .ok_or_else(|| fail("The request you have made requires authentication."))?;
-    if let Some(scope) = v.pointer("/auth/scope") {
-        let Some(p) = scope.get("project") else {
-            // Domain or system scope: not served.
-            return Err(fail("The request you have made requires authentication."));
-        };
-        let id_ok = p.get("id").and_then(Value::as_str).is_none_or(|i| i == user.project_id);
-        let name_ok = p.get("name").and_then(Value::as_str).is_none_or(|n| n == user.project_name);
-        let named = p.get("id").is_some() || p.get("name").is_some();
-        if !(named && id_ok && name_ok && domain_ok(p.get("domain"))) {
-            return Err(fail("The request you have made requires authentication."));
-        }
-    }
-    Ok(user)
+        .find(|c| {
+            project.is_none_or(|p| {
+                p.get("id").and_then(Value::as_str).is_none_or(|i| i == c.project_id)
+                    && p.get("name").and_then(Value::as_str).is_none_or(|n| n == c.project_name)
+            })
+        })
+        .ok_or_else(|| fail("The request you have made requires authentication."))
 }
 
 /// **disksnap choice:** the catalog's one region is `RegionOne` when a zone has that alias,
@@ -227,6 +231,24 @@ mod tests {
         let domain_scope = body(json!({"name": "demo", "password": "secret"}), json!({"domain": {"id": "default"}}));
         assert!(matches!(authenticate(&u, &domain_scope), Err(OsError::Unauthorized(_))));
         assert!(matches!(authenticate(&u, b"{"), Err(OsError::BadRequest(_))));
+    }
+
+    #[test]
+    fn same_user_name_in_two_accounts() {
+        let mut u = users();
+        u.push(OpenStackUser {
+            account: "other".into(),
+            project_id: "fedcba9876543210fedcba9876543210".into(),
+            project_name: "demo2".into(),
+            user: "demo".into(),
+            password: "other-secret".into(),
+        });
+        let b = body(json!({"name": "demo", "password": "other-secret"}), Value::Null);
+        assert_eq!(authenticate(&u, &b).unwrap().account, "other");
+        let b = body(json!({"name": "demo", "password": "secret"}), json!({"project": {"name": "demo"}}));
+        assert_eq!(authenticate(&u, &b).unwrap().account, "dev");
+        let b = body(json!({"name": "demo", "password": "secret"}), json!({"project": {"name": "demo2"}}));
+        assert!(authenticate(&u, &b).is_err());
     }
 
     #[test]

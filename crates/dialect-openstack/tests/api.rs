@@ -298,3 +298,28 @@ async fn snapshots_views_versions_and_errors() {
     }
     panic!("snapshot not deleted");
 }
+
+/// The other dialects' paths on the same listener (dialects.md §1.1) merge with these routes
+/// and keep their own requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_merge_with_the_other_dialects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mine, _) = app(dir.path()).await;
+    let other = Router::new()
+        .route("/v2/zone/{*rest}", axum::routing::any(|| async { "idc51" }))
+        .route("/v2/oauth2/token", axum::routing::any(|| async { "idc51-token" }))
+        .route("/v2/index.php", axum::routing::any(|| async { "tencent" }))
+        .route("/iaas/", axum::routing::any(|| async { "qingcloud" }));
+    let merged = mine.merge(other);
+    for (path, want) in [
+        ("/v2/zone/pek3a/volume_snapshots", "idc51"),
+        ("/v2/oauth2/token", "idc51-token"),
+        ("/v2/index.php", "tencent"),
+        ("/iaas/", "qingcloud"),
+    ] {
+        let r = call(&merged, "GET", path, None, None, None).await;
+        assert_eq!(String::from_utf8(r.raw).unwrap(), want, "{path}");
+    }
+    let r = call(&merged, "GET", &format!("/v2/{PID}/snapshots"), None, None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
