@@ -25,7 +25,7 @@ pub struct Config {
     /// GC keeps unreferenced chunks younger than this.
     #[serde(default = "default_grace", with = "duration_text")]
     pub gc_grace: Duration,
-    /// How long an OAuth2 (51idc) or Keystone token stays valid.
+    /// How long an OAuth2 (51idc) or Keystone (OpenStack) token stays valid, e.g. "2h" (at least 1s).
     #[serde(default = "default_token_lifetime", with = "duration_text")]
     pub token_lifetime: Duration,
     /// Chunk size of a new store, in KiB (power of two, 4 to 16384). Fixed once the store exists.
@@ -199,6 +199,9 @@ impl Config {
                 }
             }
         }
+        if self.token_lifetime < Duration::from_secs(1) {
+            bail!("token_lifetime must be at least 1s");
+        }
         if let Some(cs) = self.chunk_size_kib {
             if !cs.is_power_of_two() || !(4..=16384).contains(&cs) {
                 bail!("chunk_size_kib = {cs}: must be a power of two from 4 to 16384");
@@ -324,5 +327,7 @@ mod tests {
         assert_eq!(duration_text::parse("2").unwrap(), Duration::from_secs(2));
         assert_eq!(duration_text::parse("500ms").unwrap(), Duration::from_millis(500));
         assert!(duration_text::parse("-1s").is_err());
+        assert_eq!(Config::parse("token_lifetime = \"5s\"\n").unwrap().token_lifetime, Duration::from_secs(5));
+        assert!(Config::parse("token_lifetime = \"0s\"\n").unwrap_err().to_string().contains("token_lifetime"));
     }
 }

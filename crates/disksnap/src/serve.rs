@@ -63,8 +63,8 @@ pub fn router(api: ApiContext) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state.clone());
-    // `/` is shared: Aliyun ECS when the request names an action, else (later) OpenStack's
-    // version discovery, else 404.
+    // `/` is shared: Aliyun ECS when the request names an action (dialects.md §1.1), else
+    // Cinder's version list (dialect-openstack.md §4.1).
     let root_ctx = api.clone();
     let root = Router::new().route(
         "/",
@@ -74,13 +74,14 @@ pub fn router(api: ApiContext) -> Router {
                 if disksnap_dialect_aliyun::wants(&req) {
                     disksnap_dialect_aliyun::handle(ctx, req).await
                 } else {
-                    not_found(req).await
+                    disksnap_dialect_openstack::version_root(ctx, req).await
                 }
             }
         }),
     );
     Router::new()
         .merge(disksnap_dialect_qingcloud::routes(api.clone()))
+        .merge(disksnap_dialect_openstack::routes(api.clone()))
         .merge(root)
         .merge(own)
         .layer(middleware::from_fn_with_state(state, observe))

@@ -246,7 +246,10 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn commit(&self, b: Batch) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE takes the write lock up front (waiting up to busy_timeout): a deferred
+        // transaction that reads its expectations and then writes fails at once with
+        // SQLITE_BUSY_SNAPSHOT when another writer committed in between.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for e in &b.expect {
             Self::check(&mut tx, e).await?;
         }
@@ -692,6 +695,38 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, MetaError::Conflict { .. }), "{err}");
         assert!(m.snapshot("a", "s2").await.unwrap().is_none());
+    }
+
+    /// Commits that read their expectations and then write, racing each other, all land:
+    /// a deferred transaction would fail some with SQLITE_BUSY_SNAPSHOT ("database is locked").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_commits_with_expectations_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = std::sync::Arc::new(SqliteMeta::open(&dir.path().join("m.db")).await.unwrap());
+        m.commit(Batch { put_snapshots: vec![snap("s1", "a", "v", 1, "available")], ..Default::default() })
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let m = m.clone();
+            tasks.push(tokio::spawn(async move {
+                for j in 0..10 {
+                    let _ = m.snapshot("a", "s1").await.unwrap();
+                    m.commit(Batch {
+                        expect: vec![Expect::SnapshotStatus { id: "s1".into(), expected: "available".into() }],
+                        put_snapshots: vec![snap(&format!("c{i}-{j}"), "a", "v", 2, "available")],
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let all = m.snapshots(&SnapshotFilter { account: "a".into(), limit: 1000, ..Default::default() }).await;
+        assert_eq!(all.unwrap().total, 161);
     }
 
     #[tokio::test]

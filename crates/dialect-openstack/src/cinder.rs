@@ -1,0 +1,443 @@
+//! Cinder snapshots: list/detail, create, show, update, delete, metadata and actions
+//! (dialect-openstack.md §5). The `/v2` paths serve the same with EVS's status words.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+
+use disksnap_service::{CreateSnapshots, DeleteScope, Kind, ServiceError, Snapshot, SnapshotQuery, SnapshotStatus};
+
+use crate::error::{OsError, OsResult};
+use crate::listing::{self, Row, Target};
+use crate::router::{ItemOp, MetaOp, Op};
+use crate::wire::{self, Flavour, Override, SnapCtx, SnapView};
+use crate::{empty, json_response, Call, Dialect};
+
+/// Every snapshot status word Cinder knows (`os-reset_status` accepts these).
+pub const CINDER_STATUSES: &[&str] = &[
+    "error",
+    "available",
+    "creating",
+    "deleting",
+    "deleted",
+    "updating",
+    "error_deleting",
+    "unmanaging",
+    "backing-up",
+    "restoring",
+];
+
+pub const RESERVED_PREFIX: &str = "__system__";
+
+/// Every live snapshot of the caller's account (creating or available; deleted ones are hidden).
+pub async fn all_snapshots(d: &Dialect, call: &Call, volume: Option<&str>) -> OsResult<Vec<Snapshot>> {
+    let caller = call.auth.caller();
+    let mut out = Vec::new();
+    let mut q = SnapshotQuery {
+        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+        volume_ids: volume.map(|v| vec![v.to_string()]).unwrap_or_default(),
+        limit: disksnap_service::snapshots::MAX_PAGE,
+        ..Default::default()
+    };
+    loop {
+        let (page, total) = d.ctx.service.snapshots(&caller, &q).await?;
+        let n = page.len() as u64;
+        out.extend(page);
+        q.offset += n;
+        if n == 0 || q.offset >= total {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// One snapshot of the caller's, hidden once deleted.
+pub async fn get_snapshot(d: &Dialect, call: &Call, id: &str) -> OsResult<Snapshot> {
+    let bare = wire::from_wire(Kind::Snapshot, id);
+    let s = d.ctx.service.snapshot(&call.auth.caller(), &bare).await.map_err(|e| not_found_as(e, id))?;
+    if matches!(s.status, SnapshotStatus::Deleted | SnapshotStatus::Ceased) {
+        return Err(OsError::NotFound(format!("Snapshot {id} could not be found.")));
+    }
+    Ok(s)
+}
+
+/// A not-found error naming the id as the client sent it.
+pub fn not_found_as(e: ServiceError, id: &str) -> OsError {
+    match e {
+        ServiceError::NotFound { kind, .. } => {
+            let word = if kind == Kind::Volume { "Volume" } else { "Snapshot" };
+            OsError::NotFound(format!("{word} {id} could not be found."))
+        }
+        other => OsError::Service(other),
+    }
+}
+
+pub fn snap_ctx<'a>(call: &'a Call) -> SnapCtx<'a> {
+    SnapCtx {
+        project_id: &call.auth.project_id,
+        user_id: &call.auth.user_id,
+        version: call.version,
+        flavour: call.flavour,
+    }
+}
+
+pub async fn render(d: &Dialect, call: &Call, s: &Snapshot, view: SnapView) -> OsResult<Value> {
+    let meta = d.ctx.service.snapshot_metadata(&call.auth.caller(), &s.id).await?;
+    Ok(wire::snapshot(s, &meta, d.override_of(s).as_ref(), view, &snap_ctx(call)))
+}
+
+pub fn shown_status(d: &Dialect, s: &Snapshot, flavour: Flavour) -> String {
+    d.override_of(s).map(|o| o.status).unwrap_or_else(|| wire::snapshot_status(s, flavour).to_string())
+}
+
+pub fn row_of(d: &Dialect, s: &Snapshot, flavour: Flavour, index: usize) -> Row {
+    Row {
+        id: wire::uuid(Kind::Snapshot, &s.id),
+        created: s.create_time,
+        updated: s.status_time,
+        name: s.name.clone(),
+        description: s.description.clone(),
+        status: shown_status(d, s, flavour),
+        volume_id: wire::uuid(Kind::Volume, &s.volume_id),
+        size: s.volume_size.div_ceil(1 << 30),
+        zone: s.zone.clone(),
+        bootable: false,
+        metadata: Vec::new(),
+        index,
+    }
+}
+
+pub async fn handle(d: &Dialect, call: &Call, op: Op) -> OsResult<Response> {
+    match op {
+        Op::List { detail } => list(d, call, detail).await,
+        Op::Create => create(d, call).await,
+        Op::Show(id) => {
+            let s = get_snapshot(d, call, &id).await?;
+            Ok(json_response(StatusCode::OK, json!({"snapshot": render(d, call, &s, SnapView::Detail).await?})))
+        }
+        Op::Update(id) => update(d, call, &id).await,
+        Op::Delete(id) => {
+            let s = get_snapshot(d, call, &id).await?;
+            let shown = shown_status(d, &s, call.flavour);
+            if !matches!(shown.as_str(), "available" | "error") {
+                return Err(OsError::BadRequest(format!(
+                    "Invalid snapshot: Snapshot status must be available or error, but is {shown}."
+                )));
+            }
+            delete(d, call, &s).await?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        Op::Metadata(id, mop) => metadata(d, call, &id, mop).await,
+        Op::MetadataItem(id, key, iop) => metadata_item(d, call, &id, &key, iop).await,
+        Op::Action(id) => action(d, call, &id).await,
+        Op::Summary => Err(OsError::NotFound("Snapshot summary could not be found.".into())),
+    }
+}
+
+async fn delete(d: &Dialect, call: &Call, s: &Snapshot) -> OsResult<()> {
+    d.ctx.service.delete_snapshots(&call.auth.caller(), std::slice::from_ref(&s.id), DeleteScope::Points).await?;
+    d.set_override(&s.id, None);
+    Ok(())
+}
+
+async fn list(d: &Dialect, call: &Call, detail: bool) -> OsResult<Response> {
+    let strict = call.flavour == Flavour::Cinder && call.version.at_least(3, 31);
+    let params = listing::parse(&call.query(), Target::Snapshots, call.version, strict)?;
+    let snaps = all_snapshots(d, call, None).await?;
+    let mut rows: Vec<Row> = snaps.iter().enumerate().map(|(i, s)| row_of(d, s, call.flavour, i)).collect();
+    if !params.metadata.is_empty() {
+        for r in rows.iter_mut() {
+            r.metadata = d.ctx.service.snapshot_metadata(&call.auth.caller(), &snaps[r.index].id).await?;
+        }
+    }
+    let page =
+        listing::page(rows, &params).map_err(|m| OsError::NotFound(format!("Snapshot {m} could not be found.")))?;
+    let view = if detail { SnapView::Detail } else { SnapView::Summary };
+    let mut items = Vec::new();
+    for r in &page.rows {
+        items.push(render(d, call, &snaps[r.index], view).await?);
+    }
+    let mut body = Map::new();
+    body.insert("snapshots".into(), items.into());
+    if let Some(m) = page.next_marker {
+        let href = listing::next_href(&call.base, &call.raw.path, &call.raw.query, &m);
+        body.insert("snapshots_links".into(), json!([{"href": href, "rel": "next"}]));
+    }
+    if params.with_count {
+        body.insert("count".into(), page.count.into());
+    }
+    Ok(json_response(StatusCode::OK, Value::Object(body)))
+}
+
+fn bad(m: impl Into<String>) -> OsError {
+    OsError::BadRequest(m.into())
+}
+
+/// `{"<key>": {...}}` or 400.
+pub fn envelope<'a>(body: &'a Value, key: &str) -> OsResult<&'a Map<String, Value>> {
+    body.get(key)
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad(format!("Invalid input received: '{key}' is a required property")))
+}
+
+/// A string-or-null field of at most 255 characters.
+pub fn opt_text(o: &Map<String, Value>, keys: &[&str]) -> OsResult<Option<String>> {
+    for k in keys {
+        match o.get(*k) {
+            None => continue,
+            Some(Value::Null) => return Ok(Some(String::new())),
+            Some(Value::String(s)) if s.chars().count() <= 255 => return Ok(Some(s.clone())),
+            Some(_) => return Err(bad(format!("Invalid input for field/attribute {k}."))),
+        }
+    }
+    Ok(None)
+}
+
+pub fn parse_force(v: Option<&Value>) -> OsResult<Option<bool>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "true" | "t" | "yes" | "y" | "on" | "1" => Ok(Some(true)),
+            "false" | "f" | "no" | "n" | "off" | "0" => Ok(Some(false)),
+            _ => Err(bad(format!("Invalid value '{s}' for force."))),
+        },
+        Some(_) => Err(bad("Invalid input for field/attribute force.")),
+    }
+}
+
+/// A metadata object of strings (or null → empty).
+pub fn parse_meta(v: Option<&Value>) -> OsResult<Vec<(String, String)>> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) if !k.is_empty() && k.len() <= 255 && s.len() <= 255 => {
+                    if k.starts_with(RESERVED_PREFIX) {
+                        Err(bad(format!("Invalid input received: metadata key {k} is reserved.")))
+                    } else {
+                        Ok((k.clone(), s.clone()))
+                    }
+                }
+                _ => Err(bad("Invalid input for field/attribute metadata.")),
+            })
+            .collect(),
+        Some(_) => Err(bad("Invalid input for field/attribute metadata.")),
+    }
+}
+
+/// Create one snapshot of a volume, checking Cinder's rules (§5.2); shared with EVS.
+pub async fn create_one(d: &Dialect, call: &Call, o: &Map<String, Value>, force_rule_366: bool) -> OsResult<Snapshot> {
+    let vid = match o.get("volume_id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => return Err(OsError::NotFound("Volume None could not be found.".into())),
+        Some(_) => return Err(bad("Invalid input for field/attribute volume_id.")),
+    };
+    let force = parse_force(o.get("force"))?;
+    let name = opt_text(o, &["name", "display_name"])?.unwrap_or_default();
+    let description = opt_text(o, &["description", "display_description"])?.unwrap_or_default();
+    let meta = parse_meta(o.get("metadata"))?;
+    let caller = call.auth.caller();
+    let vol =
+        d.ctx.service.volume(&caller, &wire::from_wire(Kind::Volume, &vid)).await.map_err(|e| not_found_as(e, &vid))?;
+    let status = wire::volume_status(&vol, call.flavour, d.note(&vol.id).finishing);
+    match status {
+        "available" => {}
+        "in-use" => {
+            if force_rule_366 {
+                if force == Some(false) {
+                    return Err(bad(format!("Invalid volume: Volume {vid} is in-use; force must not be false.")));
+                }
+            } else if force != Some(true) {
+                return Err(bad(format!(
+                    "Invalid volume: Volume {vid} status must be available, but current status is: in-use."
+                )));
+            }
+        }
+        other => {
+            return Err(bad(format!(
+                "Invalid volume: Volume {vid} status must be available or in-use, but current status is: {other}."
+            )))
+        }
+    }
+    let (_job, mut snaps) = d
+        .ctx
+        .service
+        .create_snapshots(
+            &caller,
+            CreateSnapshots { volumes: vec![vol.id.clone()], name, description, ..Default::default() },
+        )
+        .await?;
+    let s = snaps.pop().ok_or_else(|| OsError::Service(ServiceError::Internal("no snapshot created".into())))?;
+    if !meta.is_empty() {
+        let changes: Vec<(String, Option<String>)> = meta.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        d.ctx.service.set_snapshot_metadata(&caller, &s.id, &changes).await?;
+    }
+    Ok(s)
+}
+
+async fn create(d: &Dialect, call: &Call) -> OsResult<Response> {
+    let body = call.json()?;
+    let o = envelope(&body, "snapshot")?;
+    const ALLOWED: &[&str] =
+        &["volume_id", "name", "display_name", "description", "display_description", "force", "metadata"];
+    if let Some(k) = o.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "Invalid input received: Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
+    let rule_366 = call.flavour == Flavour::Cinder && call.version.at_least(3, 66);
+    let s = create_one(d, call, o, rule_366).await?;
+    let v = render(d, call, &s, SnapView::Created).await?;
+    Ok(json_response(StatusCode::ACCEPTED, json!({"snapshot": v})))
+}
+
+/// Name/description update body (§5.1); shared with EVS.
+pub fn parse_update(body: &Value) -> OsResult<(Option<String>, Option<String>)> {
+    let o = envelope(body, "snapshot")?;
+    const ALLOWED: &[&str] = &["name", "display_name", "description", "display_description"];
+    if o.is_empty() {
+        return Err(bad("Invalid input received: snapshot must have at least one property."));
+    }
+    if let Some(k) = o.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "Invalid input received: Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
+    Ok((opt_text(o, &["name", "display_name"])?, opt_text(o, &["description", "display_description"])?))
+}
+
+async fn update(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
+    let s = get_snapshot(d, call, id).await?;
+    let (name, description) = parse_update(&call.json()?)?;
+    let s = d.ctx.service.modify_snapshot(&call.auth.caller(), &s.id, name.as_deref(), description.as_deref()).await?;
+    Ok(json_response(StatusCode::OK, json!({"snapshot": render(d, call, &s, SnapView::Created).await?})))
+}
+
+fn meta_map(pairs: &[(String, String)]) -> Value {
+    Value::Object(pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+}
+
+async fn metadata(d: &Dialect, call: &Call, id: &str, op: MetaOp) -> OsResult<Response> {
+    let s = get_snapshot(d, call, id).await?;
+    let caller = call.auth.caller();
+    let current = d.ctx.service.snapshot_metadata(&caller, &s.id).await?;
+    let out = match op {
+        MetaOp::Get => current,
+        MetaOp::Merge | MetaOp::Replace => {
+            let body = call.json()?;
+            let new = parse_meta(Some(body.get("metadata").ok_or_else(|| bad("Malformed request body: metadata"))?))?;
+            let mut changes: Vec<(String, Option<String>)> = Vec::new();
+            if op == MetaOp::Replace {
+                for (k, _) in &current {
+                    if !k.starts_with(RESERVED_PREFIX) && !new.iter().any(|(nk, _)| nk == k) {
+                        changes.push((k.clone(), None));
+                    }
+                }
+            }
+            changes.extend(new.into_iter().map(|(k, v)| (k, Some(v))));
+            if changes.is_empty() {
+                current
+            } else {
+                d.ctx.service.set_snapshot_metadata(&caller, &s.id, &changes).await?
+            }
+        }
+    };
+    Ok(json_response(StatusCode::OK, json!({"metadata": meta_map(&out)})))
+}
+
+async fn metadata_item(d: &Dialect, call: &Call, id: &str, key: &str, op: ItemOp) -> OsResult<Response> {
+    let s = get_snapshot(d, call, id).await?;
+    let caller = call.auth.caller();
+    let current = d.ctx.service.snapshot_metadata(&caller, &s.id).await?;
+    let missing = || OsError::NotFound(format!("Metadata item was not found: key {key}"));
+    match op {
+        ItemOp::Get => {
+            let v = current.iter().find(|(k, _)| k == key).ok_or_else(missing)?;
+            Ok(json_response(StatusCode::OK, json!({"meta": {key: v.1}})))
+        }
+        ItemOp::Put => {
+            let body = call.json()?;
+            let meta =
+                body.get("meta").and_then(Value::as_object).ok_or_else(|| bad("Malformed request body: meta"))?;
+            if meta.len() != 1 || !meta.contains_key(key) {
+                return Err(bad("Request body and URI mismatch"));
+            }
+            let pairs = parse_meta(body.get("meta"))?;
+            let changes: Vec<(String, Option<String>)> =
+                pairs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+            d.ctx.service.set_snapshot_metadata(&caller, &s.id, &changes).await?;
+            Ok(json_response(StatusCode::OK, json!({"meta": meta_map(&pairs)})))
+        }
+        ItemOp::Delete => {
+            if key.starts_with(RESERVED_PREFIX) {
+                return Err(bad(format!("Invalid input received: metadata key {key} is reserved.")));
+            }
+            current.iter().find(|(k, _)| k == key).ok_or_else(missing)?;
+            d.ctx.service.set_snapshot_metadata(&caller, &s.id, &[(key.to_string(), None)]).await?;
+            Ok(empty(StatusCode::OK))
+        }
+    }
+}
+
+fn no_such_action(name: &str) -> OsError {
+    bad(format!("There is no such action: {name}. Verify the request body and Content-Type header and try again."))
+}
+
+async fn action(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
+    let body = call.json()?;
+    let o = body.as_object().filter(|o| o.len() == 1).ok_or_else(|| bad("Malformed request body"))?;
+    let (name, arg) = o.iter().next().ok_or_else(|| bad("Malformed request body"))?;
+    let s = get_snapshot(d, call, id).await?;
+    let admin_only = || -> OsResult<()> {
+        if call.auth.admin {
+            Ok(())
+        } else {
+            Err(OsError::Forbidden(format!("Policy doesn't allow snapshot_extension:{name} to be performed.")))
+        }
+    };
+    match name.as_str() {
+        "os-reset_status" => {
+            admin_only()?;
+            let status = arg.get("status").and_then(Value::as_str).ok_or_else(|| bad("Must specify 'status'"))?;
+            let status = status.to_ascii_lowercase();
+            if !CINDER_STATUSES.contains(&status.as_str()) {
+                return Err(bad(format!("Invalid input received: '{status}' is not a valid status")));
+            }
+            let real = wire::snapshot_status(&s, call.flavour);
+            let o = (status != real).then_some(Override { status, progress: None });
+            d.set_override(&s.id, o);
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        "os-update_snapshot_status" => {
+            let status = arg.get("status").and_then(Value::as_str).ok_or_else(|| bad("Must specify 'status'"))?;
+            let progress = match arg.get("progress") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(p)) => Some(p.clone()),
+                Some(_) => return Err(bad("Invalid input for field/attribute progress.")),
+            };
+            let current = shown_status(d, &s, call.flavour);
+            let allowed: &[&str] = match current.as_str() {
+                "creating" => &["creating", "available", "error"],
+                "deleting" => &["deleting", "error_deleting"],
+                _ => &[],
+            };
+            if !allowed.contains(&status) {
+                return Err(bad(format!(
+                    "Invalid input received: Snapshot status {current} not allowed for update_snapshot_status"
+                )));
+            }
+            let real = wire::snapshot_status(&s, call.flavour);
+            let o = (status != real || progress.is_some()).then(|| Override { status: status.to_string(), progress });
+            d.set_override(&s.id, o);
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        "os-force_delete" => {
+            admin_only()?;
+            delete(d, call, &s).await?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        other => Err(no_such_action(other)),
+    }
+}

@@ -1,0 +1,267 @@
+//! The minimal Keystone v3 (dialect-openstack.md §3): discovery, password tokens with a
+//! catalog, and token checks for the Block Storage routes.
+//!
+//! **disksnap choice:** tokens live in memory (32 random bytes, hex). A restart invalidates
+//! them; every client then gets a 401 and logs in again (keystoneauth does this by itself).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use disksnap_api_common::{ApiContext, OpenStackUser};
+
+use crate::error::{OsError, OsResult};
+use crate::wire;
+
+/// What a live token stands for.
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub account: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub user: String,
+    pub user_id: String,
+    pub issued: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+}
+
+#[derive(Default)]
+pub struct TokenStore {
+    tokens: Mutex<HashMap<String, Token>>,
+}
+
+impl TokenStore {
+    pub fn issue(&self, user: &OpenStackUser, lifetime: Duration) -> (String, Token) {
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let now = Utc::now();
+        let t = Token {
+            account: user.account.clone(),
+            project_id: user.project_id.clone(),
+            project_name: user.project_name.clone(),
+            user: user.user.clone(),
+            user_id: user_id(user),
+            issued: now,
+            expires: now + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1)),
+        };
+        let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, t| t.expires > now);
+        map.insert(id.clone(), t.clone());
+        (id, t)
+    }
+
+    /// The live token, or 401.
+    pub fn check(&self, id: Option<&str>) -> OsResult<Token> {
+        let unauthorized = || OsError::Unauthorized("The request you have made requires authentication.".into());
+        let id = id.map(str::trim).filter(|t| !t.is_empty()).ok_or_else(unauthorized)?;
+        let map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(id) {
+            Some(t) if t.expires > Utc::now() => Ok(t.clone()),
+            _ => Err(unauthorized()),
+        }
+    }
+
+    pub fn revoke(&self, id: &str) -> bool {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).remove(id).is_some()
+    }
+}
+
+/// **disksnap choice:** the first 128 bits of BLAKE3(`<account>/<user>`), hex.
+pub fn user_id(u: &OpenStackUser) -> String {
+    hex::encode(&blake3::hash(format!("{}/{}", u.account, u.user).as_bytes()).as_bytes()[..16])
+}
+
+/// The user id of an account's (first) OpenStack user, for snapshots made elsewhere.
+pub fn account_user_id(ctx: &ApiContext, account: &str) -> String {
+    ctx.keys.openstack_users().iter().find(|u| u.account == account).map(user_id).unwrap_or_default()
+}
+
+fn domain() -> Value {
+    json!({"id": "default", "name": "Default"})
+}
+
+fn domain_ok(d: Option<&Value>) -> bool {
+    match d {
+        None => true,
+        Some(d) => {
+            let id_ok = d.get("id").and_then(Value::as_str).is_none_or(|i| i.eq_ignore_ascii_case("default"));
+            let name_ok = d.get("name").and_then(Value::as_str).is_none_or(|n| n.eq_ignore_ascii_case("default"));
+            id_ok && name_ok
+        }
+    }
+}
+
+/// Check a token request (§3.2) and return the user it authenticates.
+pub fn authenticate<'a>(users: &'a [OpenStackUser], body: &[u8]) -> OsResult<&'a OpenStackUser> {
+    let fail = |m: &str| OsError::Unauthorized(m.to_string());
+    let v: Value = serde_json::from_slice(body).map_err(|_| OsError::BadRequest("Malformed JSON body.".into()))?;
+    let identity =
+        v.pointer("/auth/identity").ok_or_else(|| OsError::BadRequest("auth.identity is required".into()))?;
+    let methods = identity.get("methods").and_then(Value::as_array).cloned().unwrap_or_default();
+    if !methods.iter().any(|m| m.as_str() == Some("password")) {
+        return Err(fail("The request you have made requires authentication."));
+    }
+    let u =
+        identity.pointer("/password/user").ok_or_else(|| fail("The request you have made requires authentication."))?;
+    let password = u.get("password").and_then(Value::as_str).unwrap_or("");
+    let by_id = u.get("id").and_then(Value::as_str);
+    let by_name = u.get("name").and_then(Value::as_str);
+    if by_id.is_none() && !domain_ok(u.get("domain")) {
+        return Err(fail("The request you have made requires authentication."));
+    }
+    // Scope (§3.2): a project by id or name; none means the user's only project; a domain or
+    // system scope is not served.
+    let scope = v.pointer("/auth/scope");
+    let project = match scope {
+        None => None,
+        Some(sc) => match sc.get("project") {
+            Some(p) if (p.get("id").is_some() || p.get("name").is_some()) && domain_ok(p.get("domain")) => Some(p),
+            _ => return Err(fail("The request you have made requires authentication.")),
+        },
+    };
+    // Two accounts may use the same user name: the password and the scope pick the one.
+    users
+        .iter()
+        .filter(|c| match (by_id, by_name) {
+            (Some(id), _) => user_id(c) == id,
+            (None, Some(name)) => c.user == name,
+            _ => false,
+        })
+        .filter(|c| disksnap_api_common::sign::same(c.password.as_bytes(), password.as_bytes()))
+        .find(|c| {
+            project.is_none_or(|p| {
+                p.get("id").and_then(Value::as_str).is_none_or(|i| i == c.project_id)
+                    && p.get("name").and_then(Value::as_str).is_none_or(|n| n == c.project_name)
+            })
+        })
+        .ok_or_else(|| fail("The request you have made requires authentication."))
+}
+
+/// **disksnap choice:** the catalog's one region is `RegionOne` when a zone has that alias,
+/// else the default zone's name.
+pub fn region(ctx: &ApiContext) -> String {
+    let zones = ctx.service.zones();
+    if zones.iter().any(|z| z.aliases.iter().any(|a| a.eq_ignore_ascii_case("RegionOne"))) {
+        "RegionOne".into()
+    } else {
+        ctx.service.default_zone()
+    }
+}
+
+fn service_entry(kind: &str, name: &str, url: &str, region: &str) -> Value {
+    let id = |s: &str| hex::encode(&blake3::hash(format!("{kind}/{s}").as_bytes()).as_bytes()[..16]);
+    let endpoints: Vec<Value> = ["public", "internal", "admin"]
+        .iter()
+        .map(|i| json!({"id": id(i), "interface": i, "region_id": region, "region": region, "url": url}))
+        .collect();
+    json!({"id": id("service"), "type": kind, "name": name, "endpoints": endpoints})
+}
+
+pub fn token_body(ctx: &ApiContext, t: &Token, base: &str) -> Value {
+    let region = region(ctx);
+    let pid = &t.project_id;
+    let v3 = format!("{base}/v3/{pid}");
+    let audit = &hex::encode(rand::random::<[u8; 11]>())[..22];
+    json!({"token": {
+    "methods": ["password"],
+    "expires_at": t.expires.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+    "issued_at": t.issued.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+    "user": {"id": t.user_id, "name": t.user, "domain": domain(), "password_expires_at": null},
+    "project": {"id": pid, "name": t.project_name, "domain": domain()},
+    "roles": [
+        {"id": "d15c0000000000000000000000000001", "name": "admin"},
+        {"id": "d15c0000000000000000000000000002", "name": "member"},
+        {"id": "d15c0000000000000000000000000003", "name": "reader"}],
+    "audit_ids": [audit],
+    "is_domain": false,
+    "catalog": [
+        service_entry("identity", "keystone", &format!("{base}/identity/v3"), &region),
+        service_entry("block-storage", "cinder", &v3, &region),
+        service_entry("volumev3", "cinderv3", &v3, &region),
+        service_entry("volumev2", "cinderv2", &format!("{base}/v2/{pid}"), &region),
+    ]}})
+}
+
+pub fn versions_body(base: &str) -> Value {
+    json!({"versions": {"values": [wire::identity_version(base)]}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> Vec<OpenStackUser> {
+        vec![OpenStackUser {
+            account: "dev".into(),
+            project_id: "0123456789abcdef0123456789abcdef".into(),
+            project_name: "demo".into(),
+            user: "demo".into(),
+            password: "secret".into(),
+        }]
+    }
+
+    fn body(user: Value, scope: Value) -> Vec<u8> {
+        let mut v = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": user}}}});
+        if !scope.is_null() {
+            v["auth"]["scope"] = scope;
+        }
+        v.to_string().into_bytes()
+    }
+
+    #[test]
+    fn password_auth() {
+        let u = users();
+        let ok = body(
+            json!({"name": "demo", "password": "secret", "domain": {"name": "Default"}}),
+            json!({"project": {"name": "demo", "domain": {"name": "Default"}}}),
+        );
+        assert_eq!(authenticate(&u, &ok).unwrap().account, "dev");
+        let by_id = body(
+            json!({"id": user_id(&u[0]), "password": "secret"}),
+            json!({"project": {"id": "0123456789abcdef0123456789abcdef"}}),
+        );
+        assert!(authenticate(&u, &by_id).is_ok());
+        assert!(authenticate(&u, &body(json!({"name": "demo", "password": "secret"}), Value::Null)).is_ok());
+        let bad_pw = body(json!({"name": "demo", "password": "nope"}), Value::Null);
+        assert!(matches!(authenticate(&u, &bad_pw), Err(OsError::Unauthorized(_))));
+        let other_project = body(json!({"name": "demo", "password": "secret"}), json!({"project": {"name": "x"}}));
+        assert!(matches!(authenticate(&u, &other_project), Err(OsError::Unauthorized(_))));
+        let domain_scope = body(json!({"name": "demo", "password": "secret"}), json!({"domain": {"id": "default"}}));
+        assert!(matches!(authenticate(&u, &domain_scope), Err(OsError::Unauthorized(_))));
+        assert!(matches!(authenticate(&u, b"{"), Err(OsError::BadRequest(_))));
+    }
+
+    #[test]
+    fn same_user_name_in_two_accounts() {
+        let mut u = users();
+        u.push(OpenStackUser {
+            account: "other".into(),
+            project_id: "fedcba9876543210fedcba9876543210".into(),
+            project_name: "demo2".into(),
+            user: "demo".into(),
+            password: "other-secret".into(),
+        });
+        let b = body(json!({"name": "demo", "password": "other-secret"}), Value::Null);
+        assert_eq!(authenticate(&u, &b).unwrap().account, "other");
+        let b = body(json!({"name": "demo", "password": "secret"}), json!({"project": {"name": "demo"}}));
+        assert_eq!(authenticate(&u, &b).unwrap().account, "dev");
+        let b = body(json!({"name": "demo", "password": "secret"}), json!({"project": {"name": "demo2"}}));
+        assert!(authenticate(&u, &b).is_err());
+    }
+
+    #[test]
+    fn tokens_expire() {
+        let s = TokenStore::default();
+        let (id, _) = s.issue(&users()[0], Duration::from_secs(60));
+        assert_eq!(s.check(Some(&id)).unwrap().account, "dev");
+        assert!(s.check(Some("nope")).is_err());
+        assert!(s.check(None).is_err());
+        let (short, _) = s.issue(&users()[0], Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(s.check(Some(&short)).is_err());
+        assert!(s.revoke(&id));
+        assert!(s.check(Some(&id)).is_err());
+    }
+}

@@ -1,0 +1,329 @@
+//! OpenStack Block Storage (Cinder v2/v3 with microversions), a minimal Keystone v3, and Huawei
+//! Cloud EVS's native `cloudsnapshots` API (shared/design/dialect-openstack.md).
+//!
+//! How the pieces fit: [`router`] turns method + path into an [`router::Endpoint`]; [`lib`]
+//! (this file) reads the request, negotiates the microversion, authenticates (a Keystone token
+//! from [`keystone`], or a Huawei AK/SK signature checked by [`signature`]), calls the handler
+//! module ([`keystone`], [`cinder`], [`volumes`], [`evs`]) and adds the request-id and version
+//! headers. [`wire`] renders ids (reversible UUIDs), times and views; [`listing`] does Cinder's
+//! filters, sorting, marker/offset paging and next links; [`error`] renders every failure in
+//! the route's envelope.
+//!
+//! State this dialect keeps in memory (lost on restart, by choice): Keystone tokens, status
+//! overrides set by `os-reset_status` / `os-update_snapshot_status`, and which snapshot a
+//! volume was made from.
+
+pub mod cinder;
+pub mod error;
+pub mod evs;
+pub mod keystone;
+pub mod listing;
+pub mod microversion;
+pub mod router;
+pub mod signature;
+pub mod volumes;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use serde_json::{json, Value};
+
+use disksnap_api_common::{ApiContext, RawRequest};
+use disksnap_service::Caller;
+
+use crate::error::{Envelope, OsError, OsResult};
+use crate::microversion::{Version, VersionError};
+use crate::router::{Api, Endpoint};
+use crate::wire::{Flavour, Override};
+
+/// What a volume made through this dialect remembers beyond the service's model.
+#[derive(Clone, Debug, Default)]
+pub struct VolumeNote {
+    /// The snapshot it was restored from (Cinder's `snapshot_id`), as a UUID.
+    pub snapshot_id: Option<String>,
+    /// Still being finished (grown or described after the restore job): shown `creating`.
+    pub finishing: bool,
+}
+
+/// Snapshot (bare id) → the status override and when it was set.
+pub type Overrides = HashMap<String, (Override, chrono::DateTime<chrono::Utc>)>;
+
+/// The dialect's state (axum state; cheap to clone).
+#[derive(Clone)]
+pub struct Dialect {
+    pub ctx: ApiContext,
+    pub tokens: Arc<keystone::TokenStore>,
+    /// Snapshot (bare id) → status shown until the next real change (§5.4).
+    pub overrides: Arc<Mutex<Overrides>>,
+    pub volume_notes: Arc<Mutex<HashMap<String, VolumeNote>>>,
+}
+
+impl Dialect {
+    pub fn new(ctx: ApiContext) -> Self {
+        Dialect { ctx, tokens: Arc::default(), overrides: Arc::default(), volume_notes: Arc::default() }
+    }
+
+    /// The override of a snapshot, if set since its last real state change.
+    pub fn override_of(&self, s: &disksnap_service::Snapshot) -> Option<Override> {
+        let map = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&s.id).filter(|(_, at)| *at >= s.status_time).map(|(o, _)| o.clone())
+    }
+
+    pub fn set_override(&self, id: &str, o: Option<Override>) {
+        let mut map = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
+        match o {
+            Some(o) => {
+                map.insert(id.to_string(), (o, chrono::Utc::now()));
+            }
+            None => {
+                map.remove(id);
+            }
+        }
+    }
+
+    pub fn note(&self, volume: &str) -> VolumeNote {
+        self.volume_notes.lock().unwrap_or_else(|p| p.into_inner()).get(volume).cloned().unwrap_or_default()
+    }
+
+    pub fn set_note(&self, volume: &str, f: impl FnOnce(&mut VolumeNote)) {
+        let mut map = self.volume_notes.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.entry(volume.to_string()).or_default());
+    }
+}
+
+/// Who is calling, after authentication.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    pub account: String,
+    pub project_id: String,
+    pub user_id: String,
+    /// **disksnap choice:** an account's OpenStack user holds admin, member and reader in its
+    /// own project (it can only ever reach its own account).
+    pub admin: bool,
+}
+
+impl Auth {
+    pub fn caller(&self) -> Caller {
+        Caller::new(self.account.clone())
+    }
+}
+
+/// One authenticated Block Storage / EVS request.
+pub struct Call {
+    pub raw: RawRequest,
+    pub base: String,
+    pub api: Api,
+    pub version: Version,
+    pub flavour: Flavour,
+    pub auth: Auth,
+    /// Whether the URL carried the project id (next links keep its presence).
+    pub with_project: bool,
+}
+
+impl Call {
+    pub fn query(&self) -> Vec<(String, String)> {
+        disksnap_api_common::encode::parse_pairs(&self.raw.query, |_| false)
+    }
+
+    /// The JSON body (an empty body is `null`); malformed → 400.
+    pub fn json(&self) -> OsResult<Value> {
+        if self.raw.body.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&self.raw.body)
+            .map_err(|e| OsError::BadRequest(format!("Invalid JSON in request body: {e}")))
+    }
+}
+
+pub fn json_response(status: StatusCode, v: Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// A success without a body (Tempest checks that none is sent).
+pub fn empty(status: StatusCode) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    r
+}
+
+/// The routes of this dialect; `/` (shared with Aliyun) is served by [`version_root`].
+pub fn routes(ctx: ApiContext) -> Router {
+    let d = Dialect::new(ctx);
+    Router::new()
+        .route("/identity", any(dispatch))
+        .route("/identity/", any(dispatch))
+        .route("/identity/{*rest}", any(dispatch))
+        .route("/v3", any(dispatch))
+        .route("/v3/", any(dispatch))
+        .route("/v3/{*rest}", any(dispatch))
+        .route("/v2", any(dispatch))
+        .route("/v2/", any(dispatch))
+        .route("/v2/{project}/{*rest}", any(dispatch))
+        .with_state(d)
+}
+
+fn request_id_headers(resp: &mut Response, rid: &str) {
+    if let Ok(v) = HeaderValue::from_str(&format!("req-{rid}")) {
+        resp.headers_mut().insert("x-openstack-request-id", v.clone());
+        resp.headers_mut().insert("x-compute-request-id", v);
+    }
+}
+
+/// `GET /` (without Aliyun's markers): Cinder's version list, 300 (§4.1).
+pub async fn version_root(_ctx: ApiContext, req: Request) -> Response {
+    let rid = req.extensions().get::<disksnap_api_common::RequestId>().cloned().unwrap_or_default();
+    let base = wire::base_url(req.headers());
+    let mut resp = json_response(StatusCode::MULTIPLE_CHOICES, json!({"versions": [wire::v3_version(&base)]}));
+    request_id_headers(&mut resp, &rid.0);
+    resp
+}
+
+async fn dispatch(State(d): State<Dialect>, req: Request) -> Response {
+    let raw = match RawRequest::read(req).await {
+        Ok(r) => r,
+        Err(e) => return OsError::BadRequest(e).render(Envelope::Cinder, ""),
+    };
+    let rid = raw.request_id.0.clone();
+    let endpoint = Endpoint::parse(&raw.method, &raw.path);
+    let api = match &endpoint {
+        Endpoint::Cinder { api, .. } | Endpoint::VolumeVersion(api) => Some(*api),
+        Endpoint::BadMethod { api } | Endpoint::NotFound { api } => *api,
+        Endpoint::Evs { .. } => Some(Api::V2),
+        _ => None,
+    };
+    let envelope = match &endpoint {
+        Endpoint::Evs { .. } => Envelope::EvsNative,
+        Endpoint::IdentityVersions | Endpoint::IdentityV3 | Endpoint::IssueToken | Endpoint::RevokeToken => {
+            Envelope::Keystone
+        }
+        _ if raw.path.starts_with("/identity") => Envelope::Keystone,
+        _ if api == Some(Api::V2) => Envelope::EvsCinder,
+        _ => Envelope::Cinder,
+    };
+    // Microversions: `/v3` only; every answer (faults too) echoes the accepted one.
+    let mut version = microversion::MIN;
+    let mut echo = false;
+    if api == Some(Api::V3) {
+        match microversion::negotiate(raw.header("openstack-api-version")) {
+            Ok(v) => {
+                version = v;
+                echo = true;
+            }
+            Err(e) => {
+                let err = match e {
+                    VersionError::Malformed(m) => OsError::BadRequest(m),
+                    VersionError::Unsupported(m) => OsError::NotAcceptable(m),
+                };
+                let mut resp = err.render(envelope, &rid);
+                resp.headers_mut().insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+                request_id_headers(&mut resp, &rid);
+                return resp;
+            }
+        }
+    }
+    let mut resp = match handle(&d, raw, endpoint, version).await {
+        Ok(r) => r,
+        Err(e) => e.render(envelope, &rid),
+    };
+    request_id_headers(&mut resp, &rid);
+    if echo {
+        if let Ok(v) = HeaderValue::from_str(&format!("volume {version}")) {
+            resp.headers_mut().insert("openstack-api-version", v);
+        }
+        resp.headers_mut().insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+    }
+    resp
+}
+
+async fn handle(d: &Dialect, raw: RawRequest, endpoint: Endpoint, version: Version) -> OsResult<Response> {
+    let base = wire::base_url(&raw.headers);
+    match endpoint {
+        Endpoint::IdentityVersions => Ok(json_response(StatusCode::MULTIPLE_CHOICES, keystone::versions_body(&base))),
+        Endpoint::IdentityV3 => Ok(json_response(StatusCode::OK, json!({"version": wire::identity_version(&base)}))),
+        Endpoint::IssueToken => {
+            let user = keystone::authenticate(d.ctx.keys.openstack_users(), &raw.body)?;
+            let (id, t) = d.tokens.issue(user, d.ctx.token_lifetime);
+            let mut resp = json_response(StatusCode::CREATED, keystone::token_body(&d.ctx, &t, &base));
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                resp.headers_mut().insert("x-subject-token", v);
+            }
+            Ok(resp)
+        }
+        Endpoint::RevokeToken => {
+            d.tokens.check(raw.header("x-auth-token"))?;
+            let subject = raw.header("x-subject-token").unwrap_or("");
+            if d.tokens.revoke(subject) {
+                Ok(empty(StatusCode::NO_CONTENT))
+            } else {
+                Err(OsError::NotFound("Could not find token.".into()))
+            }
+        }
+        Endpoint::VolumeVersion(Api::V3) => {
+            Ok(json_response(StatusCode::OK, json!({"versions": [wire::v3_version(&base)]})))
+        }
+        Endpoint::VolumeVersion(Api::V2) => {
+            Ok(json_response(StatusCode::OK, json!({"versions": [wire::v2_version(&base)]})))
+        }
+        Endpoint::BadMethod { .. } => Err(OsError::BadMethod),
+        Endpoint::NotFound { .. } => Err(OsError::NotFound("The resource could not be found.".into())),
+        Endpoint::Cinder { api, project, res, op } => {
+            let auth = authenticate(d, &raw, project.as_deref())?;
+            let flavour = if api == Api::V3 { Flavour::Cinder } else { Flavour::Evs };
+            let with_project = project.is_some();
+            let call = Call { raw, base, api, version, flavour, auth, with_project };
+            match res {
+                router::Res::Snapshot => cinder::handle(d, &call, op).await,
+                router::Res::Volume => volumes::handle(d, &call, op).await,
+            }
+        }
+        Endpoint::Evs { project, op } => {
+            let auth = authenticate(d, &raw, Some(&project))?;
+            let call = Call { raw, base, api: Api::V2, version, flavour: Flavour::Evs, auth, with_project: true };
+            evs::handle(d, &call, op).await
+        }
+    }
+}
+
+fn project_of(d: &Dialect, account: &str) -> Option<(String, String)> {
+    d.ctx
+        .keys
+        .openstack_users()
+        .iter()
+        .find(|u| u.account == account)
+        .map(|u| (u.project_id.clone(), keystone::user_id(u)))
+}
+
+/// A Keystone token (`X-Auth-Token`) or a Huawei AK/SK signature; the URL project must be the
+/// caller's (else 403).
+fn authenticate(d: &Dialect, raw: &RawRequest, url_project: Option<&str>) -> OsResult<Auth> {
+    let signed = raw.header("authorization").is_some_and(|a| a.trim_start().starts_with("SDK-HMAC"));
+    let auth = if signed || raw.header("x-sdk-date").is_some() && raw.header("x-auth-token").is_none() {
+        let v = signature::verify(raw, &d.ctx.keys, d.ctx.windows.huawei).map_err(OsError::SignatureRefused)?;
+        let (project_id, user_id) = project_of(d, &v.account)
+            .ok_or_else(|| OsError::Forbidden("This account has no OpenStack project configured.".into()))?;
+        if let Some(h) = raw.header("x-project-id") {
+            if !h.eq_ignore_ascii_case(&project_id) {
+                return Err(OsError::Forbidden(format!("X-Project-Id {h} is not the project of this key.")));
+            }
+        }
+        Auth { account: v.account, project_id, user_id, admin: true }
+    } else {
+        let t = d.tokens.check(raw.header("x-auth-token"))?;
+        Auth { account: t.account, project_id: t.project_id, user_id: t.user_id, admin: true }
+    };
+    if let Some(p) = url_project {
+        if !p.eq_ignore_ascii_case(&auth.project_id) {
+            return Err(OsError::Forbidden(format!(
+                "Policy doesn't allow this operation: project {p} is not the project of this token."
+            )));
+        }
+    }
+    Ok(auth)
+}

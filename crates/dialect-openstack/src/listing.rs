@@ -1,0 +1,392 @@
+//! Cinder's list parameters (dialect-openstack.md §5.5, §6.3): filters, `sort` / `sort_key` +
+//! `sort_dir`, `marker`, `offset`, `limit` and the next link. disksnap reads the account's live
+//! items through the service and pages them here, so every Cinder sort key works.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{OsError, OsResult};
+use crate::microversion::Version;
+
+/// Default and ceiling of a page (`osapi_max_limit`).
+pub const MAX_LIMIT: usize = 1000;
+
+/// One listable item with everything a filter or sort key reads.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// The UUID shown.
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    pub name: String,
+    pub description: String,
+    pub status: String,
+    pub volume_id: String,
+    pub size: u64,
+    pub zone: String,
+    pub bootable: bool,
+    pub metadata: Vec<(String, String)>,
+    /// Index into the caller's own item list.
+    pub index: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Snapshots,
+    Volumes,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListParams {
+    pub limit: Option<usize>,
+    pub marker: Option<String>,
+    pub offset: usize,
+    pub sort: Vec<(String, bool)>,
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub volume_id: Option<String>,
+    pub zone: Option<String>,
+    pub bootable: Option<bool>,
+    pub size: Option<u64>,
+    pub metadata: Vec<(String, String)>,
+    pub name_like: Option<String>,
+    pub description_like: Option<String>,
+    pub with_count: bool,
+    /// A filter that can match nothing here (e.g. `consumes_quota=false`).
+    pub match_nothing: bool,
+}
+
+fn bad(m: impl Into<String>) -> OsError {
+    OsError::BadRequest(m.into())
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+/// A Python-literal dict such as `{'k': 'v'}` or JSON (`{"k": "v"}`): string pairs only.
+pub fn parse_metadata_filter(text: &str) -> OsResult<Vec<(String, String)>> {
+    let t = text.trim();
+    let fix: String = {
+        // Turn single-quoted Python strings into JSON strings.
+        let mut out = String::new();
+        let mut quote: Option<char> = None;
+        for c in t.chars() {
+            match (quote, c) {
+                (None, '\'') => {
+                    quote = Some('\'');
+                    out.push('"');
+                }
+                (Some('\''), '\'') => {
+                    quote = None;
+                    out.push('"');
+                }
+                (Some('\''), '"') => out.push_str("\\\""),
+                (None, '"') => {
+                    quote = Some('"');
+                    out.push('"');
+                }
+                (Some('"'), '"') => {
+                    quote = None;
+                    out.push('"');
+                }
+                _ => out.push(c),
+            }
+        }
+        out
+    };
+    let v: serde_json::Value = serde_json::from_str(&fix).map_err(|_| bad(format!("Invalid metadata filter {t}")))?;
+    let obj = v.as_object().ok_or_else(|| bad(format!("Invalid metadata filter {t}")))?;
+    obj.iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
+            other => Ok((k.clone(), other.to_string())),
+        })
+        .collect()
+}
+
+const SNAPSHOT_SORT_KEYS: &[&str] = &[
+    "id",
+    "created_at",
+    "updated_at",
+    "display_name",
+    "display_description",
+    "status",
+    "volume_id",
+    "volume_size",
+    "project_id",
+    "user_id",
+];
+const VOLUME_SORT_KEYS: &[&str] = &[
+    "id",
+    "created_at",
+    "updated_at",
+    "display_name",
+    "display_description",
+    "status",
+    "size",
+    "availability_zone",
+    "bootable",
+    "project_id",
+    "user_id",
+    "volume_type_id",
+];
+
+/// Parse the query. `strict` (Cinder ≥ 3.31): unknown filters → 400; else they are dropped.
+pub fn parse(pairs: &[(String, String)], target: Target, version: Version, strict: bool) -> OsResult<ListParams> {
+    let mut p = ListParams::default();
+    let (mut sort, mut sort_key, mut sort_dir) = (None, None, None);
+    let mut unknown = Vec::new();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "limit" => {
+                let n: i64 = v.trim().parse().map_err(|_| bad("limit param must be an integer"))?;
+                if n < 0 {
+                    return Err(bad("limit param must be positive"));
+                }
+                p.limit = Some((n as usize).min(MAX_LIMIT));
+            }
+            "marker" => p.marker = Some(v.clone()),
+            "offset" => {
+                let n: i64 = v.trim().parse().map_err(|_| bad(format!("Invalid value '{v}' for offset")))?;
+                if n < 0 {
+                    return Err(bad(format!("Invalid value '{v}' for offset: must be >= 0")));
+                }
+                p.offset = n as usize;
+            }
+            "sort" => sort = Some(v.clone()),
+            "sort_key" => sort_key = Some(v.clone()),
+            "sort_dir" => sort_dir = Some(v.clone()),
+            "all_tenants" | "project_id" | "is_public" => {}
+            "with_count" if version.at_least(3, 45) => {
+                p.with_count = parse_bool(v).ok_or_else(|| bad(format!("Invalid value '{v}' for with_count")))?
+            }
+            "name" | "display_name" => p.name = Some(v.clone()),
+            "status" => p.status = Some(v.clone()),
+            "availability_zone" => p.zone = Some(v.clone()),
+            "volume_id" if target == Target::Snapshots => p.volume_id = Some(v.clone()),
+            "bootable" if target == Target::Volumes => {
+                p.bootable = Some(parse_bool(v).ok_or_else(|| bad(format!("Invalid value '{v}' for bootable")))?)
+            }
+            "size" if target == Target::Volumes => {
+                p.size = Some(v.trim().parse().map_err(|_| bad(format!("Invalid value '{v}' for size")))?)
+            }
+            "metadata" if target == Target::Volumes || version.at_least(3, 22) || !strict => {
+                p.metadata = parse_metadata_filter(v)?
+            }
+            "name~" | "display_name~" if version.at_least(3, 34) => p.name_like = Some(v.clone()),
+            "description~" | "display_description~" if version.at_least(3, 34) => p.description_like = Some(v.clone()),
+            "consumes_quota" if version.at_least(3, 65) => {
+                if !parse_bool(v).ok_or_else(|| bad(format!("Invalid value '{v}' for consumes_quota")))? {
+                    p.match_nothing = true;
+                }
+            }
+            "group_id" | "migration_status" | "created_at" | "updated_at" if target == Target::Volumes => {}
+            "offset_token" => {}
+            _ => unknown.push(k.clone()),
+        }
+    }
+    if strict && !unknown.is_empty() {
+        return Err(bad(format!("Invalid filters {} are found in query options.", unknown.join(","))));
+    }
+    let keys = match target {
+        Target::Snapshots => SNAPSHOT_SORT_KEYS,
+        Target::Volumes => VOLUME_SORT_KEYS,
+    };
+    let key_ok = |k: &str| keys.contains(&k) || (k == "name" && (target == Target::Volumes || version.at_least(3, 30)));
+    let dir = |d: &str| match d.trim().to_ascii_lowercase().as_str() {
+        "asc" => Ok(true),
+        "desc" => Ok(false),
+        _ => Err(bad("Invalid input received: Unknown sort direction, must be 'desc' or 'asc'")),
+    };
+    match (sort, sort_key.is_some() || sort_dir.is_some()) {
+        (Some(_), true) => {
+            return Err(bad(
+                "Invalid input received: The 'sort_key' and 'sort_dir' parameters are deprecated and cannot be used with the 'sort' parameter.",
+            ))
+        }
+        (Some(s), false) => {
+            for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let (k, d) = item.split_once(':').unwrap_or((item, "desc"));
+                if !key_ok(k.trim()) {
+                    return Err(bad("Invalid input received: Invalid sort key"));
+                }
+                p.sort.push((k.trim().to_string(), dir(d)?));
+            }
+        }
+        (None, _) => {
+            let keys: Vec<&str> = sort_key.as_deref().unwrap_or("").split(',').filter(|k| !k.is_empty()).collect();
+            let dirs: Vec<&str> = sort_dir.as_deref().unwrap_or("").split(',').filter(|d| !d.is_empty()).collect();
+            for (i, k) in keys.iter().enumerate() {
+                if !key_ok(k.trim()) {
+                    return Err(bad("Invalid input received: Invalid sort key"));
+                }
+                let d = dirs.get(i).or(dirs.last()).copied().unwrap_or("desc");
+                p.sort.push((k.trim().to_string(), dir(d)?));
+            }
+            if keys.is_empty() {
+                if let Some(d) = dirs.first() {
+                    p.sort.push(("created_at".into(), dir(d)?));
+                }
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn compare(a: &Row, b: &Row, key: &str) -> Ordering {
+    match key {
+        "created_at" => a.created.cmp(&b.created),
+        "updated_at" => a.updated.cmp(&b.updated),
+        "name" | "display_name" => a.name.cmp(&b.name),
+        "display_description" => a.description.cmp(&b.description),
+        "status" => a.status.cmp(&b.status),
+        "volume_id" => a.volume_id.cmp(&b.volume_id),
+        "volume_size" | "size" => a.size.cmp(&b.size),
+        "availability_zone" => a.zone.cmp(&b.zone),
+        "bootable" => a.bootable.cmp(&b.bootable),
+        // One project and one user per account: equal.
+        "project_id" | "user_id" | "volume_type_id" => Ordering::Equal,
+        _ => a.id.cmp(&b.id),
+    }
+}
+
+/// Sort by the requested keys, then `created_at` and `id` (descending) as Cinder does.
+pub fn sort(rows: &mut [Row], p: &ListParams) {
+    let mut keys = p.sort.clone();
+    if !keys.iter().any(|(k, _)| k == "created_at") {
+        keys.push(("created_at".into(), false));
+    }
+    if !keys.iter().any(|(k, _)| k == "id") {
+        keys.push(("id".into(), false));
+    }
+    rows.sort_by(|a, b| {
+        keys.iter()
+            .map(|(k, asc)| if *asc { compare(a, b, k) } else { compare(b, a, k) })
+            .find(|o| *o != Ordering::Equal)
+            .unwrap_or(Ordering::Equal)
+    });
+}
+
+pub fn matches(r: &Row, p: &ListParams) -> bool {
+    !p.match_nothing
+        && p.name.as_ref().is_none_or(|n| &r.name == n)
+        && p.status.as_ref().is_none_or(|s| r.status.eq_ignore_ascii_case(s))
+        && p.volume_id.as_ref().is_none_or(|v| r.volume_id.eq_ignore_ascii_case(v))
+        && p.zone.as_ref().is_none_or(|z| &r.zone == z)
+        && p.bootable.is_none_or(|b| r.bootable == b)
+        && p.size.is_none_or(|s| r.size == s)
+        && p.metadata.iter().all(|(k, v)| r.metadata.iter().any(|(rk, rv)| rk == k && rv == v))
+        && p.name_like.as_ref().is_none_or(|n| r.name.contains(n.as_str()))
+        && p.description_like.as_ref().is_none_or(|d| r.description.contains(d.as_str()))
+}
+
+/// A page: the items and whether a next link belongs after it, plus the count of matches.
+pub struct Page {
+    pub rows: Vec<Row>,
+    pub next_marker: Option<String>,
+    pub count: usize,
+}
+
+/// Sort, find the marker (unknown → `Err(marker)`), filter, offset, limit.
+pub fn page(mut rows: Vec<Row>, p: &ListParams) -> Result<Page, String> {
+    sort(&mut rows, p);
+    let start = match &p.marker {
+        Some(m) => rows.iter().position(|r| r.id.eq_ignore_ascii_case(m.trim())).ok_or_else(|| m.clone())? + 1,
+        None => 0,
+    };
+    let count = rows.iter().filter(|r| matches(r, p)).count();
+    let limit = p.limit.unwrap_or(MAX_LIMIT);
+    let picked: Vec<Row> = rows.drain(start..).filter(|r| matches(r, p)).skip(p.offset).take(limit).collect();
+    let next_marker = (limit > 0 && picked.len() == limit).then(|| picked.last().map(|r| r.id.clone())).flatten();
+    Ok(Page { rows: picked, next_marker, count })
+}
+
+/// The next link: the request's URL with `marker` replaced (§5.5).
+pub fn next_href(base: &str, path: &str, raw_query: &str, marker: &str) -> String {
+    let mut parts: Vec<String> = raw_query
+        .split('&')
+        .filter(|p| !p.is_empty() && p.split('=').next() != Some("marker"))
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("marker={marker}"));
+    format!("{base}{path}?{}", parts.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::microversion::{MAX, MIN};
+
+    fn row(i: usize, name: &str, secs: i64) -> Row {
+        Row {
+            id: format!("id-{i}"),
+            created: DateTime::from_timestamp(secs, 0).unwrap(),
+            updated: DateTime::from_timestamp(secs, 0).unwrap(),
+            name: name.into(),
+            description: String::new(),
+            status: "available".into(),
+            volume_id: "v".into(),
+            size: 1,
+            zone: "pek3a".into(),
+            bootable: false,
+            metadata: vec![("k".into(), "v".into())],
+            index: i,
+        }
+    }
+
+    fn q(s: &str) -> Vec<(String, String)> {
+        disksnap_api_common::encode::parse_pairs(s, |_| false)
+    }
+
+    #[test]
+    fn params() {
+        let p = parse(&q("limit=100000&sort=display_name:asc,id"), Target::Snapshots, MIN, false).unwrap();
+        assert_eq!(p.limit, Some(1000));
+        assert_eq!(p.sort, vec![("display_name".into(), true), ("id".into(), false)]);
+        assert!(parse(&q("limit=x"), Target::Snapshots, MIN, false).is_err());
+        assert!(parse(&q("limit=-1"), Target::Snapshots, MIN, false).is_err());
+        assert!(parse(&q("sort_key=bogus"), Target::Snapshots, MIN, false).is_err());
+        assert!(parse(&q("sort=id&sort_dir=asc"), Target::Snapshots, MIN, false).is_err());
+        assert!(parse(&q("sort_key=name"), Target::Snapshots, MIN, false).is_err());
+        assert!(parse(&q("sort_key=name"), Target::Snapshots, MAX, true).is_ok());
+        assert!(parse(&q("bogus=1"), Target::Snapshots, MIN, false).is_ok());
+        assert!(parse(&q("bogus=1&all_tenants=1"), Target::Snapshots, MAX, true).is_err());
+        assert!(parse(&q("all_tenants=1"), Target::Snapshots, MAX, true).is_ok());
+        let m = parse(&q("metadata=%7B%27Type%27%3A+%27work%27%7D"), Target::Volumes, MIN, false).unwrap();
+        assert_eq!(m.metadata, vec![("Type".to_string(), "work".to_string())]);
+    }
+
+    #[test]
+    fn paging_with_marker_offset_and_links() {
+        let rows: Vec<Row> = (0..5).map(|i| row(i, &format!("n{i}"), 100 + i as i64)).collect();
+        let p = parse(&q("limit=2"), Target::Snapshots, MIN, false).unwrap();
+        let first = page(rows.clone(), &p).unwrap();
+        assert_eq!(first.rows.iter().map(|r| r.index).collect::<Vec<_>>(), vec![4, 3]);
+        assert_eq!(first.next_marker.as_deref(), Some("id-3"));
+        let p = parse(&q("limit=2&marker=id-3"), Target::Snapshots, MIN, false).unwrap();
+        assert_eq!(page(rows.clone(), &p).unwrap().rows.iter().map(|r| r.index).collect::<Vec<_>>(), vec![2, 1]);
+        let p = parse(&q("marker=id-0"), Target::Snapshots, MIN, false).unwrap();
+        let last = page(rows.clone(), &p).unwrap();
+        assert!(last.rows.is_empty() && last.next_marker.is_none());
+        let p = parse(&q("marker=nope"), Target::Snapshots, MIN, false).unwrap();
+        assert!(page(rows.clone(), &p).is_err());
+        let p = parse(&q("offset=3&limit=3"), Target::Snapshots, MIN, false).unwrap();
+        let off = page(rows.clone(), &p).unwrap();
+        assert_eq!(off.rows.len(), 2);
+        assert!(off.next_marker.is_none());
+        let p = parse(&q("limit=0"), Target::Snapshots, MIN, false).unwrap();
+        assert!(page(rows.clone(), &p).unwrap().rows.is_empty());
+        let p = parse(&q("name=n1"), Target::Snapshots, MIN, false).unwrap();
+        assert_eq!(page(rows, &p).unwrap().count, 1);
+        assert_eq!(
+            next_href("http://h", "/v3/p/snapshots/detail", "limit=2&marker=a&status=available", "b"),
+            "http://h/v3/p/snapshots/detail?limit=2&status=available&marker=b"
+        );
+    }
+}

@@ -1,0 +1,297 @@
+//! The wire shapes: ids as reversible UUIDs, Cinder's time format, version documents and the
+//! snapshot/volume views per endpoint and microversion (dialect-openstack.md §1, §4–§6, §9).
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use disksnap_service::{Kind, Snapshot, SnapshotStatus, SnapshotTransition, Volume, VolumeKind, VolumeTransition};
+
+use crate::microversion::Version;
+
+const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+fn tag(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Volume => "d15c0001",
+        Kind::Snapshot => "d15c0002",
+        Kind::Instance => "d15c0003",
+        _ => "d15c00ff",
+    }
+}
+
+/// `k3x9a0b2` → `d15c0002-0000-4000-8000-016ee6771d0e` (the suffix as a base-36 number).
+pub fn uuid(kind: Kind, suffix: &str) -> String {
+    let n = suffix
+        .bytes()
+        .try_fold(0u64, |acc, b| ALPHABET.iter().position(|&a| a == b).map(|d| acc * 36 + d as u64))
+        .unwrap_or(0);
+    format!("{}-0000-4000-8000-{n:012x}", tag(kind))
+}
+
+/// The id a client sent, made ready for the service: our UUIDs decode to the bare suffix (a
+/// UUID of another type or not ours stays as given, so the service answers "not found");
+/// other dialects' renderings (`ss-…`, `vol-…`) pass through unchanged.
+pub fn from_wire(kind: Kind, text: &str) -> String {
+    let t = text.trim().to_ascii_lowercase();
+    let parts: Vec<&str> = t.split('-').collect();
+    if parts.len() == 5 && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12]) {
+        if parts[0] == tag(kind) && parts[1..4] == ["0000", "4000", "8000"] {
+            if let Ok(mut n) = u64::from_str_radix(parts[4], 16) {
+                let mut out = [b'0'; 8];
+                for slot in out.iter_mut().rev() {
+                    *slot = ALPHABET[(n % 36) as usize];
+                    n /= 36;
+                }
+                if n == 0 {
+                    return String::from_utf8_lossy(&out).into_owned();
+                }
+            }
+        }
+        return format!("!{t}"); // a UUID that names nothing of this kind
+    }
+    t
+}
+
+/// `%Y-%m-%dT%H:%M:%S.%6f`, UTC, no zone (§5.3).
+pub fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
+/// The base URL the client used (`http://host:port`).
+pub fn base_url(headers: &axum::http::HeaderMap) -> String {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or("127.0.0.1");
+    let scheme = h("x-forwarded-proto").unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
+pub fn v3_version(base: &str) -> Value {
+    json!({"id": "v3.0", "status": "CURRENT", "version": crate::microversion::MAX.to_string(),
+        "min_version": crate::microversion::MIN.to_string(), "updated": "2023-08-31T00:00:00Z",
+        "links": [{"rel": "describedby", "type": "text/html", "href": "https://docs.openstack.org/"},
+                  {"rel": "self", "href": format!("{base}/v3/")}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.volume+json;version=3"}]})
+}
+
+pub fn v2_version(base: &str) -> Value {
+    json!({"id": "v2.0", "status": "DEPRECATED", "version": "", "min_version": "", "updated": "2017-02-25T12:00:00Z",
+        "links": [{"rel": "describedby", "type": "text/html", "href": "https://docs.openstack.org/"},
+                  {"rel": "self", "href": format!("{base}/v2/")}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.volume+json;version=2"}]})
+}
+
+pub fn identity_version(base: &str) -> Value {
+    json!({"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
+        "links": [{"rel": "self", "href": format!("{base}/identity/v3/")}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]})
+}
+
+/// How a snapshot's state is spelled: Cinder (`/v3`) or Huawei EVS (`/v2`, `cloudsnapshots`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    Cinder,
+    Evs,
+}
+
+/// A status override set by `os-reset_status` / `os-update_snapshot_status` (§5.4).
+#[derive(Clone, Debug)]
+pub struct Override {
+    pub status: String,
+    pub progress: Option<String>,
+}
+
+pub fn snapshot_status(s: &Snapshot, flavour: Flavour) -> &'static str {
+    match (s.status, s.transition) {
+        (SnapshotStatus::Creating, _) => "creating",
+        (_, SnapshotTransition::Deleting) => "deleting",
+        (_, SnapshotTransition::RollingBack) if flavour == Flavour::Evs => "rollbacking",
+        (_, SnapshotTransition::RollingBack) => "restoring",
+        (SnapshotStatus::Available, _) => "available",
+        (SnapshotStatus::Deleted | SnapshotStatus::Ceased, _) => "deleted",
+    }
+}
+
+/// Which fields a snapshot view carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapView {
+    /// `GET /snapshots` items: base 9 only.
+    Summary,
+    /// Create and update answers: base 9 + versioned.
+    Created,
+    /// Show and detail: everything.
+    Detail,
+}
+
+pub struct SnapCtx<'a> {
+    pub project_id: &'a str,
+    pub user_id: &'a str,
+    pub version: Version,
+    pub flavour: Flavour,
+}
+
+pub fn snapshot(s: &Snapshot, meta: &[(String, String)], ov: Option<&Override>, view: SnapView, c: &SnapCtx) -> Value {
+    let opt = |t: &str| if t.is_empty() { Value::Null } else { Value::String(t.to_string()) };
+    let mut m = Map::new();
+    m.insert("id".into(), uuid(Kind::Snapshot, &s.id).into());
+    m.insert("created_at".into(), time(s.create_time).into());
+    m.insert("updated_at".into(), time(s.status_time).into());
+    m.insert("name".into(), opt(&s.name));
+    m.insert("description".into(), opt(&s.description));
+    m.insert("volume_id".into(), uuid(Kind::Volume, &s.volume_id).into());
+    let status = ov.map(|o| o.status.clone()).unwrap_or_else(|| snapshot_status(s, c.flavour).to_string());
+    m.insert("status".into(), status.into());
+    m.insert("size".into(), s.volume_size.div_ceil(1 << 30).into());
+    let mut md: Map<String, Value> = meta.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    if c.flavour == Flavour::Evs && s.instance_id.is_some() {
+        // **disksnap choice** (§9.1): points of an instance carry Huawei's system-disk marker.
+        let system = s.volume_kind == VolumeKind::System;
+        md.insert("__system__enableActive".into(), if system { "true" } else { "false" }.into());
+    }
+    m.insert("metadata".into(), md.into());
+    if view == SnapView::Detail {
+        m.insert("os-extended-snapshot-attributes:project_id".into(), c.project_id.into());
+        let progress = ov.and_then(|o| o.progress.clone()).unwrap_or_else(|| format!("{}%", s.progress));
+        m.insert("os-extended-snapshot-attributes:progress".into(), progress.into());
+    }
+    if view != SnapView::Summary && c.flavour == Flavour::Cinder {
+        if c.version.at_least(3, 14) {
+            m.insert("group_snapshot_id".into(), Value::Null);
+        }
+        if c.version.at_least(3, 41) {
+            m.insert("user_id".into(), c.user_id.into());
+        }
+        if c.version.at_least(3, 65) {
+            m.insert("consumes_quota".into(), true.into());
+        }
+    }
+    Value::Object(m)
+}
+
+pub fn volume_status(v: &Volume, flavour: Flavour, creating: bool) -> &'static str {
+    if creating {
+        return "creating";
+    }
+    match v.transition {
+        VolumeTransition::Creating => "creating",
+        VolumeTransition::Resizing => "extending",
+        VolumeTransition::RollingBack if flavour == Flavour::Evs => "rollbacking",
+        VolumeTransition::RollingBack => "reverting",
+        VolumeTransition::Deleting => "deleting",
+        VolumeTransition::None | VolumeTransition::Snapshotting => match v.status {
+            disksnap_service::VolumeStatus::Creating => "creating",
+            disksnap_service::VolumeStatus::InUse => "in-use",
+            disksnap_service::VolumeStatus::Available => "available",
+            disksnap_service::VolumeStatus::Deleted => "deleted",
+        },
+    }
+}
+
+pub struct VolCtx<'a> {
+    pub base: &'a str,
+    pub project_id: &'a str,
+    pub user_id: &'a str,
+    pub version: Version,
+    pub flavour: Flavour,
+    pub admin: bool,
+    /// The volume is still being finished by this dialect (grown after a restore).
+    pub creating: bool,
+    /// The snapshot it was made from, when known.
+    pub snapshot_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VolView {
+    Summary,
+    Created,
+    Detail,
+}
+
+pub fn volume(v: &Volume, view: VolView, c: &VolCtx) -> Value {
+    let id = uuid(Kind::Volume, &v.id);
+    let links = json!([{"href": format!("{}/v3/{}/volumes/{id}", c.base, c.project_id), "rel": "self"},
+                       {"href": format!("{}/{}/volumes/{id}", c.base, c.project_id), "rel": "bookmark"}]);
+    let opt = |t: &str| if t.is_empty() { Value::Null } else { Value::String(t.to_string()) };
+    if view == VolView::Summary {
+        return json!({"id": id, "name": opt(&v.name), "links": links});
+    }
+    let attachments: Vec<Value> = match &v.instance_id {
+        Some(i) => vec![json!({"server_id": uuid(Kind::Instance, i), "attachment_id": uuid(Kind::Instance, i),
+            "host_name": null, "volume_id": id, "device": "/dev/vdb", "id": id, "attached_at": time(v.status_time)})],
+        None => vec![],
+    };
+    let mut m = Map::new();
+    m.insert("id".into(), id.clone().into());
+    m.insert("status".into(), volume_status(v, c.flavour, c.creating).into());
+    m.insert("size".into(), v.size_gib().into());
+    m.insert("availability_zone".into(), v.zone.clone().into());
+    m.insert("created_at".into(), time(v.create_time).into());
+    m.insert("updated_at".into(), time(v.status_time).into());
+    m.insert("name".into(), opt(&v.name));
+    m.insert("description".into(), opt(&v.description));
+    m.insert("volume_type".into(), "__DEFAULT__".into());
+    m.insert("snapshot_id".into(), c.snapshot_id.clone().map(Value::String).unwrap_or(Value::Null));
+    m.insert("source_volid".into(), Value::Null);
+    m.insert("metadata".into(), json!({}));
+    m.insert("links".into(), links);
+    m.insert("user_id".into(), c.user_id.into());
+    m.insert("bootable".into(), if v.kind == VolumeKind::System { "true" } else { "false" }.into());
+    m.insert("encrypted".into(), false.into());
+    m.insert("replication_status".into(), "disabled".into());
+    m.insert("consistencygroup_id".into(), Value::Null);
+    m.insert("multiattach".into(), false.into());
+    m.insert("attachments".into(), attachments.into());
+    if view == VolView::Detail {
+        m.insert("os-vol-tenant-attr:tenant_id".into(), c.project_id.into());
+        if c.admin && c.flavour == Flavour::Cinder {
+            m.insert("migration_status".into(), Value::Null);
+            m.insert("os-vol-host-attr:host".into(), format!("disksnap@engine#{}", v.zone).into());
+            m.insert("os-vol-mig-status-attr:migstat".into(), Value::Null);
+            m.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
+        }
+    }
+    if c.flavour == Flavour::Cinder {
+        let ver = c.version;
+        if ver.at_least(3, 13) {
+            m.insert("group_id".into(), Value::Null);
+        }
+        if ver.at_least(3, 48) {
+            m.insert("shared_targets".into(), false.into());
+            m.insert("service_uuid".into(), Value::Null);
+        }
+        if ver.at_least(3, 63) {
+            m.insert("volume_type_id".into(), "d15c0000-0000-4000-8000-000000000000".into());
+        }
+        if ver.at_least(3, 64) {
+            m.insert("encryption_key_id".into(), Value::Null);
+        }
+        if ver.at_least(3, 65) {
+            m.insert("consumes_quota".into(), true.into());
+        }
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_as_documented() {
+        assert_eq!(uuid(Kind::Snapshot, "k3x9a0b2"), "d15c0002-0000-4000-8000-016ee6771d0e");
+        assert_eq!(from_wire(Kind::Snapshot, "d15c0002-0000-4000-8000-016ee6771d0e"), "k3x9a0b2");
+        assert_eq!(from_wire(Kind::Snapshot, "D15C0002-0000-4000-8000-016EE6771D0E"), "k3x9a0b2");
+        assert_eq!(from_wire(Kind::Snapshot, "00000000"), "00000000");
+        assert_eq!(from_wire(Kind::Snapshot, &uuid(Kind::Snapshot, "zzzzzzzz")), "zzzzzzzz");
+        // The volume tag on a snapshot path names nothing; random UUIDs name nothing.
+        assert!(from_wire(Kind::Snapshot, "d15c0001-0000-4000-8000-016ee6771d0e").starts_with('!'));
+        assert!(from_wire(Kind::Volume, "6d0b8a3e-8c1f-4bd2-9a1c-1b2c3d4e5f60").starts_with('!'));
+        assert!(from_wire(Kind::Snapshot, "d15c0002-0000-4000-8000-ffffffffffff").starts_with('!'));
+        assert_eq!(from_wire(Kind::Snapshot, "ss-k3x9a0b2"), "ss-k3x9a0b2");
+    }
+
+    #[test]
+    fn cinder_time_format() {
+        let t = DateTime::parse_from_rfc3339("2026-11-23T00:16:04.464445Z").unwrap().with_timezone(&Utc);
+        assert_eq!(time(t), "2026-11-23T00:16:04.464445");
+    }
+}

@@ -1,0 +1,325 @@
+//! The dialect's routes end to end against a real service in a temp dir: Keystone, the version
+//! echo, views per microversion, error envelopes per route.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use disksnap_api_common::{ApiContext, KeyRing, OpenStackUser};
+use disksnap_service::{Service, ServiceConfig, ZoneConfig};
+
+const PID: &str = "0123456789abcdef0123456789abcdef";
+
+async fn app(dir: &std::path::Path) -> (Router, ApiContext) {
+    let mut cfg = ServiceConfig::new(dir);
+    cfg.zones = vec![ZoneConfig { name: "pek3a".into(), aliases: vec!["RegionOne".into()] }];
+    cfg.accounts = vec!["dev".into(), "other".into()];
+    let svc = Service::open(cfg).await.unwrap();
+    let mut keys = KeyRing::default();
+    for (account, pid, user) in [("dev", PID, "demo"), ("other", "fedcba9876543210fedcba9876543210", "other")] {
+        keys.add_openstack(OpenStackUser {
+            account: account.into(),
+            project_id: pid.into(),
+            project_name: user.into(),
+            user: user.into(),
+            password: "secret".into(),
+        })
+        .unwrap();
+    }
+    let mut ctx = ApiContext::new(svc, keys);
+    ctx.token_lifetime = Duration::from_secs(60);
+    (disksnap_dialect_openstack::routes(ctx.clone()), ctx)
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+    raw: Vec<u8>,
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    mv: Option<&str>,
+    body: Option<Value>,
+) -> Resp {
+    let mut b = Request::builder().method(method).uri(path).header("host", "127.0.0.1:7480");
+    if let Some(t) = token {
+        b = b.header("x-auth-token", t);
+    }
+    if let Some(v) = mv {
+        b = b.header("openstack-api-version", v);
+    }
+    let req = match body {
+        Some(v) => b.header("content-type", "application/json").body(Body::from(v.to_string())).unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    };
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let raw = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Resp { status, headers, body, raw }
+}
+
+fn auth_body(user: &str, password: &str) -> Value {
+    json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": user, "password": password,
+        "domain": {"name": "Default"}}}}, "scope": {"project": {"name": user, "domain": {"name": "Default"}}}}})
+}
+
+async fn token(app: &Router, user: &str) -> String {
+    let r = call(app, "POST", "/identity/v3/auth/tokens", None, None, Some(auth_body(user, "secret"))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    r.headers["x-subject-token"].to_str().unwrap().to_string()
+}
+
+async fn wait_status(app: &Router, path: &str, tok: &str, key: &str, want: &str) -> Value {
+    for _ in 0..200 {
+        let r = call(app, "GET", path, Some(tok), None, None).await;
+        if r.body[key]["status"] == want {
+            return r.body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never became {want}");
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keystone_versions_and_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(dir.path()).await;
+    let r = call(&app, "GET", "/identity", None, None, None).await;
+    assert_eq!(r.status, StatusCode::MULTIPLE_CHOICES);
+    assert_eq!(r.body["versions"]["values"][0]["links"][0]["href"], "http://127.0.0.1:7480/identity/v3/");
+    let r = call(&app, "POST", "/identity/v3/auth/tokens", None, None, Some(auth_body("demo", "secret"))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let t = &r.body["token"];
+    assert_eq!(t["project"]["id"], PID);
+    let exp = t["expires_at"].as_str().unwrap();
+    assert!(exp.ends_with('Z') && exp.len() == 27, "{exp}");
+    let types: Vec<&str> = t["catalog"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["identity", "block-storage", "volumev3", "volumev2"]);
+    assert_eq!(t["catalog"][1]["endpoints"][0]["url"], format!("http://127.0.0.1:7480/v3/{PID}"));
+    assert_eq!(t["catalog"][1]["endpoints"][0]["region"], "RegionOne");
+    let bad = call(&app, "POST", "/identity/v3/auth/tokens", None, None, Some(auth_body("demo", "nope"))).await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(bad.body["error"]["code"], 401);
+    assert!(bad.headers.get("www-authenticate").is_some());
+    assert!(bad.headers.get("openstack-auth-receipt").is_none());
+    let none = call(&app, "GET", &format!("/v3/{PID}/snapshots"), None, None, None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(none.body["error"]["message"], "The request you have made requires authentication.");
+    let garbage = call(&app, "POST", "/identity/v3/auth/tokens", None, None, Some(json!("x"))).await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+
+    // A token works until revoked (`openstack token revoke`).
+    let tok = token(&app, "demo").await;
+    let r = call(&app, "GET", &format!("/v3/{PID}/snapshots"), Some(&tok), None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let req = Request::builder()
+        .method("DELETE")
+        .uri("/identity/v3/auth/tokens")
+        .header("x-auth-token", &tok)
+        .header("x-subject-token", &tok)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::NO_CONTENT);
+    let r = call(&app, "GET", &format!("/v3/{PID}/snapshots"), Some(&tok), None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_views_versions_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(dir.path()).await;
+    let tok = token(&app, "demo").await;
+    let base = format!("/v3/{PID}");
+
+    let r = call(&app, "GET", "/v3/", None, None, None).await;
+    assert_eq!(r.body["versions"][0]["version"], "3.71");
+    let r =
+        call(&app, "POST", &format!("{base}/volumes"), Some(&tok), None, Some(json!({"volume": {"size": 1}}))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert!(r.body["volume"].get("os-vol-tenant-attr:tenant_id").is_none());
+    let vid = r.body["volume"]["id"].as_str().unwrap().to_string();
+    assert!(vid.starts_with("d15c0001-0000-4000-8000-"));
+    wait_status(&app, &format!("{base}/volumes/{vid}"), &tok, "volume", "available").await;
+
+    // Create at 3.0 with the version echoed; the create view has no extended attributes.
+    let body = json!({"snapshot": {"volume_id": vid, "name": "n", "force": false, "metadata": {"k": "v"}}});
+    let r = call(&app, "POST", &format!("{base}/snapshots"), Some(&tok), Some("volume 3.0"), Some(body)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.headers["openstack-api-version"], "volume 3.0");
+    assert_eq!(r.headers["vary"], "OpenStack-API-Version");
+    assert!(r.headers["x-openstack-request-id"].to_str().unwrap().starts_with("req-"));
+    assert_eq!(
+        keys(&r.body["snapshot"]),
+        ["created_at", "description", "id", "metadata", "name", "size", "status", "updated_at", "volume_id"]
+    );
+    let sid = r.body["snapshot"]["id"].as_str().unwrap().to_string();
+    let shown = wait_status(&app, &format!("{base}/snapshots/{sid}"), &tok, "snapshot", "available").await;
+    assert_eq!(shown["snapshot"]["os-extended-snapshot-attributes:progress"], "100%");
+    assert_eq!(shown["snapshot"]["metadata"], json!({"k": "v"}));
+    let created = shown["snapshot"]["created_at"].as_str().unwrap();
+    assert_eq!(created.len(), 26, "{created}");
+
+    // Versioned fields at 3.65, none in the summary list.
+    let r = call(&app, "GET", &format!("{base}/snapshots/{sid}"), Some(&tok), Some("volume 3.65"), None).await;
+    assert_eq!(r.body["snapshot"]["consumes_quota"], true);
+    assert!(r.body["snapshot"]["user_id"].is_string() && r.body["snapshot"]["group_snapshot_id"].is_null());
+    let r = call(&app, "GET", &format!("{base}/snapshots"), Some(&tok), Some("volume 3.65"), None).await;
+    assert_eq!(keys(&r.body["snapshots"][0]).len(), 9);
+    assert_eq!(keys(&r.body), ["snapshots"]);
+
+    // Errors in Cinder's envelope; the version is echoed on faults too.
+    let r = call(
+        &app,
+        "GET",
+        &format!("{base}/snapshots/d15c0002-0000-4000-8000-000000000001"),
+        Some(&tok),
+        Some("volume 3.10"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.body["itemNotFound"]["code"], 404);
+    assert_eq!(r.headers["openstack-api-version"], "volume 3.10");
+    let r = call(&app, "GET", &format!("{base}/snapshots"), Some(&tok), Some("volume 3.99"), None).await;
+    assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE);
+    assert!(r.body["computeFault"]["message"].as_str().unwrap().contains("maximum is 3.71"));
+    assert!(r.headers.get("openstack-api-version").is_none());
+    let r = call(&app, "GET", &format!("{base}/snapshots"), Some(&tok), Some("volume 3.x"), None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = call(&app, "GET", &format!("{base}/snapshots?limit=x"), Some(&tok), None, None).await;
+    assert_eq!(r.body["badRequest"]["message"], "limit param must be an integer");
+    let r = call(
+        &app,
+        "POST",
+        &format!("{base}/snapshots"),
+        Some(&tok),
+        None,
+        Some(json!({"snapshot": {"volume_id": null}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = call(
+        &app,
+        "POST",
+        &format!("{base}/snapshots"),
+        Some(&tok),
+        None,
+        Some(json!({"snapshot": {"volume_id": vid, "bogus": 1}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r =
+        call(&app, "PUT", &format!("{base}/snapshots/{sid}"), Some(&tok), None, Some(json!({"snapshot": {}}))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = call(
+        &app,
+        "POST",
+        &format!("{base}/snapshots/{sid}/action"),
+        Some(&tok),
+        None,
+        Some(json!({"os-unmanage": {}})),
+    )
+    .await;
+    assert!(r.body["badRequest"]["message"].as_str().unwrap().starts_with("There is no such action: os-unmanage"));
+    let r = call(&app, "POST", &format!("{base}/snapshots/{sid}/action"), Some(&tok), None, None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = call(&app, "PATCH", &format!("{base}/snapshots/{sid}"), Some(&tok), None, None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // Revert below 3.40 does not exist; at 3.40 it works on the newest snapshot.
+    let revert = json!({"revert": {"snapshot_id": sid}});
+    let r = call(
+        &app,
+        "POST",
+        &format!("{base}/volumes/{vid}/action"),
+        Some(&tok),
+        Some("volume 3.39"),
+        Some(revert.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = call(&app, "POST", &format!("{base}/volumes/{vid}/action"), Some(&tok), Some("volume 3.40"), Some(revert))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert!(r.raw.is_empty());
+    wait_status(&app, &format!("{base}/volumes/{vid}"), &tok, "volume", "available").await;
+
+    // The same snapshot through /v2 (EVS): string codes, no version header.
+    let r = call(
+        &app,
+        "GET",
+        &format!("/v2/{PID}/snapshots/d15c0002-0000-4000-8000-000000000001"),
+        Some(&tok),
+        Some("volume 3.5"),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["itemNotFound"]["code"], "EVS.4040");
+    assert!(r.headers.get("openstack-api-version").is_none());
+
+    // Another project: its URL is forbidden, its ids are not found.
+    let other = token(&app, "other").await;
+    let r = call(&app, "GET", &format!("{base}/snapshots"), Some(&other), None, None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(&app, "GET", &format!("/v3/snapshots/{sid}"), Some(&other), None, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = call(&app, "GET", &format!("/v3/snapshots/{sid}"), Some(&tok), None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // Delete: 202 with no body, then gone.
+    let r = call(&app, "DELETE", &format!("{base}/snapshots/{sid}"), Some(&tok), None, None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert!(r.raw.is_empty());
+    for _ in 0..200 {
+        if call(&app, "GET", &format!("{base}/snapshots/{sid}"), Some(&tok), None, None).await.status
+            == StatusCode::NOT_FOUND
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("snapshot not deleted");
+}
+
+/// The other dialects' paths on the same listener (dialects.md §1.1) merge with these routes
+/// and keep their own requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_merge_with_the_other_dialects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mine, _) = app(dir.path()).await;
+    let other = Router::new()
+        .route("/v2/zone/{*rest}", axum::routing::any(|| async { "idc51" }))
+        .route("/v2/oauth2/token", axum::routing::any(|| async { "idc51-token" }))
+        .route("/v2/index.php", axum::routing::any(|| async { "tencent" }))
+        .route("/iaas/", axum::routing::any(|| async { "qingcloud" }));
+    let merged = mine.merge(other);
+    for (path, want) in [
+        ("/v2/zone/pek3a/volume_snapshots", "idc51"),
+        ("/v2/oauth2/token", "idc51-token"),
+        ("/v2/index.php", "tencent"),
+        ("/iaas/", "qingcloud"),
+    ] {
+        let r = call(&merged, "GET", path, None, None, None).await;
+        assert_eq!(String::from_utf8(r.raw).unwrap(), want, "{path}");
+    }
+    let r = call(&merged, "GET", &format!("/v2/{PID}/snapshots"), None, None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
