@@ -7,6 +7,7 @@
 pub mod error;
 pub mod iaas;
 pub mod params;
+pub mod render;
 pub mod rest51;
 pub mod wire;
 

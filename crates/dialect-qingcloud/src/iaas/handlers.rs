@@ -14,6 +14,7 @@ use super::router::Action;
 use super::signature::Verified;
 use crate::error::QcError;
 use crate::params::Params;
+use crate::render::{self, is_instance_id};
 use crate::wire;
 use disksnap_api_common::ApiContext;
 
@@ -53,11 +54,6 @@ pub async fn handle(ctx: &ApiContext, who: &Verified, action: Action, p: &Params
         Action::DetachTags => h.tag_pairs(p, false).await,
         Action::DeleteTags => h.delete_tags(p).await,
     }
-}
-
-fn is_instance_id(id: &str) -> bool {
-    let l = id.trim().to_ascii_lowercase();
-    l.starts_with("i-") || l.starts_with("ins-")
 }
 
 fn required_list(p: &Params, key: &str) -> Result<Vec<String>, QcError> {
@@ -128,30 +124,8 @@ impl H<'_> {
             return Ok(listed("snapshot_set", vec![], 0));
         }
         let (snaps, total) = self.svc().snapshots(&self.caller, &q).await?;
-        let vol_ids: Vec<String> = snaps.iter().map(|s| s.volume_id.clone()).collect();
-        let names = self.volume_names(&vol_ids).await?;
-        let instances = self.instance_names().await?;
-        let items = snaps
-            .iter()
-            .map(|s| {
-                let vname = names.get(&s.volume_id).map(String::as_str).unwrap_or("");
-                let iname = s.instance_id.as_ref().and_then(|i| instances.get(i)).map(String::as_str);
-                wire::snapshot_item(s, &wire::resource_of(s, vname, iname), verbose)
-            })
-            .collect();
+        let items = render::snapshot_items(self.svc(), &self.caller, &snaps, verbose).await?;
         Ok(listed("snapshot_set", items, total))
-    }
-
-    async fn volume_names(&self, ids: &[String]) -> Result<HashMap<String, String>, QcError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut uniq = ids.to_vec();
-        uniq.sort();
-        uniq.dedup();
-        let q = VolumeQuery { ids: uniq, limit: 100, ..Default::default() };
-        let (vols, _) = self.svc().volumes(&self.caller, &q).await?;
-        Ok(vols.into_iter().map(|v| (v.id, v.name)).collect())
     }
 
     async fn instance_names(&self) -> Result<HashMap<String, String>, QcError> {

@@ -1,8 +1,6 @@
 //! 51idc endpoint handlers: read query or JSON body, call the service, answer with the list or
 //! the Job object (dialects.md §3.4–3.5). Meanings follow QingCloud's (same wire vocabulary).
 
-use std::collections::HashMap;
-
 use disksnap_api_common::time::iso_z;
 use disksnap_service::ids::display;
 use disksnap_service::{Caller, CreateSnapshots, DeleteScope, Job, JobStatus, Kind, SnapshotQuery, VolumeQuery};
@@ -10,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::{Call, Rest51};
 use crate::error::QcError;
+use crate::render::{self, is_instance_id};
 use crate::wire;
 
 type Out = Result<Value, QcError>;
@@ -144,8 +143,7 @@ pub async fn list_snapshots(st: &Rest51, call: &Call) -> Out {
         Some(t) => return Err(QcError::invalid(format!("parameter [snapshot_type] should be 0 or 1, not [{t}]"))),
     };
     if let Some(r) = call.text("resource_id") {
-        let l = r.to_ascii_lowercase();
-        if l.starts_with("i-") || l.starts_with("ins-") {
+        if is_instance_id(&r) {
             q.instance_ids = vec![r];
         } else {
             q.volume_ids = vec![r];
@@ -166,25 +164,7 @@ pub async fn list_snapshots(st: &Rest51, call: &Call) -> Out {
     let svc = &st.ctx.service;
     let caller = call.caller();
     let (snaps, total) = svc.snapshots(&caller, &q).await?;
-    let mut vol_ids: Vec<String> = snaps.iter().map(|s| s.volume_id.clone()).collect();
-    vol_ids.sort();
-    vol_ids.dedup();
-    let names: HashMap<String, String> = if vol_ids.is_empty() {
-        HashMap::new()
-    } else {
-        let (vols, _) = svc.volumes(&caller, &VolumeQuery { ids: vol_ids, limit: 100, ..Default::default() }).await?;
-        vols.into_iter().map(|v| (v.id, v.name)).collect()
-    };
-    let instances: HashMap<String, String> =
-        svc.instances(&caller).await?.into_iter().map(|i| (i.id, i.name)).collect();
-    let items: Vec<Value> = snaps
-        .iter()
-        .map(|s| {
-            let vname = names.get(&s.volume_id).map(String::as_str).unwrap_or("");
-            let iname = s.instance_id.as_ref().and_then(|i| instances.get(i)).map(String::as_str);
-            wire::snapshot_item(s, &wire::resource_of(s, vname, iname), verbose)
-        })
-        .collect();
+    let items = render::snapshot_items(svc, &caller, &snaps, verbose).await?;
     Ok(json!({"snapshots": items, "total_count": total}))
 }
 
@@ -193,10 +173,7 @@ pub async fn create_snapshots(st: &Rest51, call: &Call) -> Out {
     if resources.is_empty() {
         return Err(QcError::invalid("parameter [resources] is required (an array of vol-… or i-… ids)"));
     }
-    let (instances, volumes): (Vec<String>, Vec<String>) = resources.into_iter().partition(|r| {
-        let l = r.to_ascii_lowercase();
-        l.starts_with("i-") || l.starts_with("ins-")
-    });
+    let (instances, volumes): (Vec<String>, Vec<String>) = resources.into_iter().partition(|r| is_instance_id(r));
     let req = CreateSnapshots {
         volumes,
         instances,
