@@ -99,9 +99,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Command::Serve { listen, tls_listen, tls_cert, tls_key } = &cli.command {
         let listen = listen.clone().unwrap_or_else(|| cfg.listen.clone());
         let cert_and_key = tls_cert.clone().zip(tls_key.clone());
-        let tls_addr = tls_listen.clone().or_else(|| cfg.tls_listen.clone()).or_else(|| {
-            cert_and_key.as_ref().map(|_| crate::config::DEFAULT_TLS_LISTEN.to_string())
-        });
+        let tls_addr = tls_listen
+            .clone()
+            .or_else(|| cfg.tls_listen.clone())
+            .or_else(|| cert_and_key.as_ref().map(|_| crate::config::DEFAULT_TLS_LISTEN.to_string()));
         let tls = tls_addr.map(|addr| crate::serve::TlsListen { addr, cert_and_key });
         let api = disksnap_api_common::ApiContext::new(svc, cfg.keyring());
         crate::serve::run(api, &listen, tls).await?;

@@ -319,8 +319,7 @@ mod tests {
     async fn rollback_delay_keeps_the_point_rolling_back_then_restores_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let (svc, me) = service(dir.path(), Duration::from_millis(1500)).await;
-        let (job, vols) =
-            svc.create_volumes(&me, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
+        let (job, vols) = svc.create_volumes(&me, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
         svc.wait_job(&me, &job.id).await.unwrap();
         let vol = svc.volume(&me, &vols[0].id).await.unwrap();
         write(&vol.path, 4096, b"before");
@@ -339,8 +338,7 @@ mod tests {
         assert_eq!(read(&vol.path, 4096, 6), b"before");
 
         // A bigger volume from the point: its bytes, then zeros; never smaller than the point.
-        let (job, big) =
-            svc.create_volume_from_snapshot_sized(&me, &snaps[0].id, "big", None, Some(3)).await.unwrap();
+        let (job, big) = svc.create_volume_from_snapshot_sized(&me, &snaps[0].id, "big", None, Some(3)).await.unwrap();
         assert_eq!(svc.wait_job(&me, &job.id).await.unwrap().status, JobStatus::Successful);
         let big = svc.volume(&me, &big.id).await.unwrap();
         assert_eq!(big.size, 3 * GIB);
