@@ -110,7 +110,7 @@ pub fn zone_id(zones: &[ZoneConfig], zone: &str) -> i64 {
 }
 
 pub fn zone_by_id(zones: &[ZoneConfig], id: i64) -> Option<&ZoneConfig> {
-    usize::try_from(id - ZONE_ID_BASE).ok().and_then(|i| zones.get(i))
+    id.checked_sub(ZONE_ID_BASE).and_then(|i| usize::try_from(i).ok()).and_then(|i| zones.get(i))
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -275,6 +275,7 @@ mod tests {
         assert_eq!(zone_by_id(&zones, 100001).unwrap().name, "pek3a");
         assert!(zone_by_id(&zones, 100003).is_none());
         assert!(zone_by_id(&zones, 5).is_none());
+        assert!(zone_by_id(&zones, i64::MIN).is_none());
         assert_eq!(parse_disk_type("root"), Some(VolumeKind::System));
         assert_eq!(parse_disk_type("ROOT"), None);
     }

@@ -210,3 +210,50 @@ async fn snapshot_lifecycle_through_the_router() {
     let r = call(&f.ctx, &[("Action", "DescribeSnapshots")]).await;
     assert_eq!(r["totalCount"], 0, "a deleted point is not listed: {r}");
 }
+
+/// Hostile values never panic or leave the envelope: every answer is HTTP 200 JSON with a code.
+#[tokio::test]
+async fn garbage_is_answered_in_the_envelope() {
+    let f = fixture().await;
+    let huge = "9".repeat(40);
+    let cases: Vec<Vec<(&str, &str)>> = vec![
+        vec![("Action", "DescribeCbsStorages"), ("zoneId", "-9223372036854775808")],
+        vec![("Action", "CreateCbsStorages"), ("zoneId", "-9223372036854775808"), ("storageSize", "10")],
+        vec![("Action", "DescribeSnapshots"), ("limit", &huge)],
+        vec![("Action", "DescribeSnapshots"), ("offset", "9223372036854775807")],
+        vec![("Action", "DescribeSnapshots"), ("snapshotIds.99999999999999999999999", "snap-zzzzzzzz")],
+        vec![("Action", "DescribeSnapshots"), ("snapshotIds.x", "snap-zzzzzzzz")],
+        vec![("Action", "DeleteSnapshot"), ("snapshotIds.0", "\u{0}\u{ffff}%zz")],
+        vec![("Action", "CreateCbsStorages"), ("zoneId", "100001"), ("storageSize", "10"), ("goodsNum", &huge)],
+        vec![("Action", "ApplySnapshot"), ("snapshotId", "snap-zzzzzzzz"), ("storageId", "\u{7f}")],
+        vec![("Action", "DescribeSnapshots"), ("Timestamp", &huge)],
+        vec![("Action", "DescribeSnapshots"), ("Timestamp", "-99999999999999")],
+        vec![("Action", "DescribeSnapshots"), ("Nonce", "0")],
+        vec![("Action", "DescribeSnapshots"), ("Nonce", &huge)],
+    ];
+    for c in cases {
+        let r = call(&f.ctx, &c).await;
+        let code = r["code"].as_i64().unwrap_or_else(|| panic!("{c:?}: {r}"));
+        assert_ne!(code, 6000, "{c:?}: {r}");
+        if code != 0 {
+            assert!(!r["message"].as_str().unwrap().is_empty(), "{c:?}: {r}");
+        }
+    }
+    // Unsigned junk straight into the router.
+    for uri in ["/v2/index.php", "/v2/index.php?%%%", "/v2/index.php?Action", "/v2/index.php?&&&=&="] {
+        let req = Request::get(uri).header("host", HOST).body(Body::empty()).unwrap();
+        let resp = disksnap_dialect_tencent::routes(f.ctx.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value =
+            serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
+        assert_eq!(body["code"], 4000, "{uri}: {body}");
+    }
+    let req = Request::post("/v2/index.php")
+        .header("host", HOST)
+        .header("content-type", "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let resp = disksnap_dialect_tencent::routes(f.ctx.clone()).oneshot(req).await.unwrap();
+    let body: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(body["code"], 4000, "{body}");
+}
