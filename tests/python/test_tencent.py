@@ -120,8 +120,15 @@ def test_full_lifecycle_with_byte_checks(server):
     listed = server.cli("snapshot", "list", "--id", snap)
     assert [bare(s["id"]) for s in listed["snapshots"]] == [bare(snap)]
 
-    ok(api, "ModifySnapshot", snapshotId=snap, snapshotName="renamed")
+    # Names travel raw through the signature: spaces, '&', '=', '+', '%' and non-ASCII included.
+    odd = "夜间 备份 a&b=c+d%20_x"
+    ok(api, "ModifySnapshot", snapshotId=snap, snapshotName=odd)
+    assert wait_snapshot(api, snap)["snapshotName"] == odd
+    ok(client(server, method="POST"), "ModifySnapshot", snapshotId=snap, snapshotName="renamed")
     assert wait_snapshot(api, snap)["snapshotName"] == "renamed"
+    unnamed = ok(api, "CreateSnapshot", storageId=disk)["snapshotId"]
+    assert wait_snapshot(api, unnamed)["snapshotName"] == "未命名"
+    ok(api, "DeleteSnapshot", snapshotIds=[unnamed])
 
     b = pattern("tencent-b", 4 * MIB)
     write_at(path, 0, b)
