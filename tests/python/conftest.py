@@ -42,7 +42,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def config_text(listen, retention, extra=""):
+def config_text(listen, retention, extra="", tls_listen=None):
     out = [f'listen = "{listen}"', f'deleted_retention = "{retention}"', 'gc_grace = "10m"', extra, "",
            "[[zones]]", 'name = "pek3a"',
            'aliases = ["cn-hangzhou", "cn-hangzhou-a", "gz", "ap-guangzhou", "RegionOne", "ac1", "cn-north-4"]', ""]
@@ -57,21 +57,31 @@ def config_text(listen, retention, extra=""):
             f'openstack = {{ project_id = "{os_[0]}", project_name = "{os_[1]}", user = "{os_[2]}", password = "{os_[3]}" }}',
             "",
         ]
+    if tls_listen:
+        out.insert(1, f'tls_listen = "{tls_listen}"')
     return "\n".join(out)
 
 
 class Server:
-    """A running `disksnap serve` and the CLI on its data dir."""
+    """A running `disksnap serve` and the CLI on its data dir.
 
-    def __init__(self, retention="2h", extra_config="", serve_args=()):
+    With tls=True (the default) the same routes are served over HTTPS too, on `tls_port`
+    (`tls_url`), with a development certificate whose CA is `ca_file` (use it as SSL_CERT_FILE).
+    """
+
+    def __init__(self, retention="2h", extra_config="", serve_args=(), tls=True):
         self.dir = tempfile.mkdtemp(prefix="disksnap-pytest-")
         self.data = os.path.join(self.dir, "data")
         self.port = free_port()
         self.host = "127.0.0.1"
         self.url = f"http://{self.host}:{self.port}"
+        self.tls_port = free_port() if tls else None
+        self.tls_url = f"https://{self.host}:{self.tls_port}" if tls else None
+        self.ca_file = os.path.join(self.data, "tls", "ca.pem") if tls else None
         self.config = os.path.join(self.dir, "disksnap.toml")
         with open(self.config, "w") as f:
-            f.write(config_text(f"{self.host}:{self.port}", retention, extra_config))
+            f.write(config_text(f"{self.host}:{self.port}", retention, extra_config,
+                                tls_listen=f"{self.host}:{self.tls_port}" if tls else None))
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
         self.proc = subprocess.Popen(
             [BIN, "--data-dir", self.data, "--config", self.config, "serve", *serve_args],
@@ -84,6 +94,14 @@ class Server:
             except OSError:
                 if self.proc.poll() is not None or time.time() > deadline:
                     raise RuntimeError("disksnap serve did not start:\n" + self.server_log())
+                time.sleep(0.05)
+        while self.tls_port:
+            try:
+                socket.create_connection((self.host, self.tls_port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("disksnap serve did not listen on TLS:\n" + self.server_log())
                 time.sleep(0.05)
 
     def server_log(self):

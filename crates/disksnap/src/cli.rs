@@ -74,6 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let mut scfg = ServiceConfig::new(&data_dir);
     scfg.deleted_retention = cfg.deleted_retention;
     scfg.gc_grace = cfg.gc_grace;
+    scfg.test_rollback_delay = cfg.test_rollback_delay;
     scfg.chunk_size = cfg.chunk_size_kib.map(|k| k as usize * 1024);
     if !cfg.zones.is_empty() {
         scfg.zones = cfg.zone_configs();
@@ -95,11 +96,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     let svc = Service::open(scfg).await.map_err(|e| anyhow!("{e}"))?;
     let caller = Caller::new(account);
-    if let Command::Serve { listen } = &cli.command {
+    if let Command::Serve { listen, tls_listen, tls_cert, tls_key } = &cli.command {
         let listen = listen.clone().unwrap_or_else(|| cfg.listen.clone());
+        let cert_and_key = tls_cert.clone().zip(tls_key.clone());
+        let tls_addr = tls_listen
+            .clone()
+            .or_else(|| cfg.tls_listen.clone())
+            .or_else(|| cert_and_key.as_ref().map(|_| crate::config::DEFAULT_TLS_LISTEN.to_string()));
+        let tls = tls_addr.map(|addr| crate::serve::TlsListen { addr, cert_and_key });
         let mut api = disksnap_api_common::ApiContext::new(svc, cfg.keyring());
         api.token_lifetime = cfg.token_lifetime;
-        crate::serve::run(api, &listen).await?;
+        crate::serve::run(api, &listen, tls).await?;
         return Ok(0);
     }
     // A command is also a runner: finish what a crashed process left, before anything else.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7480";
+pub const DEFAULT_TLS_LISTEN: &str = "127.0.0.1:7443";
 pub const CONFIG_NAME: &str = "disksnap.toml";
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -16,7 +17,8 @@ pub const CONFIG_NAME: &str = "disksnap.toml";
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// TLS listener (served by the dialect issues; accepted here so configs stay valid).
+    /// HTTPS listener serving the same routes as `listen` (Tencent's SDK speaks only HTTPS).
+    /// None: no TLS listener.
     pub tls_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     /// How long a deleted full snapshot stays recoverable, e.g. "2h", "90m", "30s".
@@ -28,6 +30,10 @@ pub struct Config {
     /// How long an OAuth2 (51idc) or Keystone (OpenStack) token stays valid, e.g. "2h" (at least 1s).
     #[serde(default = "default_token_lifetime", with = "duration_text")]
     pub token_lifetime: Duration,
+    /// Tests only: each rollback job waits this long before it starts (its snapshot shows as
+    /// rolling back meanwhile). Leave unset in production.
+    #[serde(default, with = "duration_text")]
+    pub test_rollback_delay: Duration,
     /// Chunk size of a new store, in KiB (power of two, 4 to 16384). Fixed once the store exists.
     pub chunk_size_kib: Option<u32>,
     #[serde(default)]
@@ -268,6 +274,7 @@ impl Config {
         let text = format!(
             r#"# disksnap configuration, generated on first start. Edit freely; see README.md.
 listen = "{DEFAULT_LISTEN}"
+tls_listen = "{DEFAULT_TLS_LISTEN}"
 deleted_retention = "2h"
 gc_grace = "10m"
 

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod output;
 mod serve;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -40,7 +41,8 @@ pub struct Cli {
 }
 
 const EXAMPLES: &str = "Examples:
-  disksnap serve                                   # serve every API on 127.0.0.1:7480
+  disksnap serve                                   # serve every API on 127.0.0.1:7480 (+ tls_listen)
+  disksnap serve --tls-listen 127.0.0.1:7443       # and over HTTPS (dev CA in DATA_DIR/tls/ca.pem)
   disksnap volume create --size-gib 10 --name web  # a blank (sparse) 10 GiB volume
   disksnap volume import disk.img --type system    # an existing raw image as a volume
   disksnap volume path vol-k3x9a2bq                # the raw file: write to it, attach it to a VM
@@ -58,11 +60,20 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve the cloud APIs, /healthz and /metrics over HTTP
+    /// Serve the cloud APIs, /healthz and /metrics over HTTP and HTTPS
     Serve {
         /// Address to listen on [default: the config's listen, else 127.0.0.1:7480]
         #[arg(long)]
         listen: Option<String>,
+        /// HTTPS address, same routes as --listen [default: the config's tls_listen; none when unset, unless --tls-cert is given: 127.0.0.1:7443]
+        #[arg(long)]
+        tls_listen: Option<String>,
+        /// PEM certificate chain for HTTPS [default: a development CA and certificate generated into DATA_DIR/tls/, the CA path printed on start]
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Create the data dir (and its config) now, choosing the chunk size of its store
     Init {

@@ -1,8 +1,10 @@
-//! `disksnap serve`: one HTTP listener for every dialect (routed by path), plus `/healthz` and
-//! Prometheus `/metrics`, structured request logs, and the background duties (recovering
-//! interrupted jobs, ceasing expired snapshots).
+//! `disksnap serve`: one HTTP listener and, when configured, one TLS listener, both serving the
+//! same router: every dialect (routed by path), plus `/healthz` and Prometheus `/metrics`,
+//! structured request logs, and the background duties (recovering interrupted jobs, ceasing
+//! expired snapshots).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,6 +84,7 @@ pub fn router(api: ApiContext) -> Router {
     Router::new()
         .merge(disksnap_dialect_qingcloud::routes(api.clone()))
         .merge(disksnap_dialect_openstack::routes(api.clone()))
+        .merge(disksnap_dialect_tencent::routes(api.clone()))
         .merge(root)
         .merge(own)
         .layer(middleware::from_fn_with_state(state, observe))
@@ -137,13 +140,49 @@ async fn not_found(req: Request) -> Response {
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
-/// Serve until SIGINT/SIGTERM. Interrupted jobs are recovered first; expired snapshots are
-/// ceased every few seconds.
-pub async fn run(api: ApiContext, listen: &str) -> anyhow::Result<()> {
+/// The TLS listener: its address and, when the operator gives them, a PEM certificate chain and
+/// key (otherwise a dev CA and certificate are generated into the data dir).
+#[derive(Clone, Debug)]
+pub struct TlsListen {
+    pub addr: String,
+    pub cert_and_key: Option<(PathBuf, PathBuf)>,
+}
+
+fn bind_std(listen: &str, what: &str) -> anyhow::Result<std::net::TcpListener> {
+    let addr: SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("{what} address {listen:?}: {e}"))?;
+    let l = std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// The rustls configuration for `tls`, generating the dev certificate when none is given.
+fn tls_config(tls: &TlsListen, data_dir: &std::path::Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    match &tls.cert_and_key {
+        Some((cert, key)) => crate::tls::server_config(cert, key),
+        None => {
+            let host = tls.addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&tls.addr);
+            let paths = crate::tls::DevPaths::in_data_dir(data_dir);
+            if crate::tls::ensure_dev_certificate(&paths, &crate::tls::server_names(host))? {
+                tracing::info!(cert = %paths.cert.display(), "generated a development TLS certificate");
+            }
+            eprintln!(
+                "disksnap TLS uses a development certificate; trust its CA with SSL_CERT_FILE={}",
+                paths.ca_cert.display()
+            );
+            crate::tls::server_config(&paths.cert, &paths.key)
+        }
+    }
+}
+
+/// Serve until SIGINT/SIGTERM, on `listen` (HTTP) and on `tls` when given; both stop gracefully
+/// together. Interrupted jobs are recovered first; expired snapshots are ceased every few seconds.
+pub async fn run(api: ApiContext, listen: &str, tls: Option<TlsListen>) -> anyhow::Result<()> {
     let service = api.service.clone();
-    let addr: SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("listen address {listen:?}: {e}"))?;
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::from_std(bind_std(listen, "listen")?)?;
+    let tls = match &tls {
+        Some(t) => Some((bind_std(&t.addr, "TLS listen")?, tls_config(t, service.data_dir())?)),
+        None => None,
+    };
     let recovered = service.recover().await?;
     for j in &recovered {
         tracing::info!(job = %j.id, action = %j.action, status = %j.status, "recovered job");
@@ -165,8 +204,36 @@ pub async fn run(api: ApiContext, listen: &str) -> anyhow::Result<()> {
             }
         }
     });
+    let app = router(api);
+    // One signal stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     eprintln!("disksnap listening on http://{}  (data dir {})", listener.local_addr()?, service.data_dir().display());
-    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown()).await?;
+    let plain = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let Some((tls_listener, cfg)) = tls else {
+        plain.await?;
+        return Ok(());
+    };
+    eprintln!("disksnap listening on https://{}", tls_listener.local_addr()?);
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    let rx = stop_rx.clone();
+    tokio::spawn(async move {
+        stopped(rx).await;
+        h.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let secure = axum_server::from_tcp_rustls(tls_listener, axum_server::tls_rustls::RustlsConfig::from_config(cfg))?
+        .handle(handle)
+        .serve(app.into_make_service());
+    let (a, b) = tokio::join!(async { plain.await }, secure);
+    a?;
+    b?;
     Ok(())
 }
 

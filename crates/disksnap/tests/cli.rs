@@ -404,16 +404,52 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// GET a path over HTTPS/1.1, trusting only the CA in `ca` (PEM); returns (status, body).
+fn https_get(addr: &str, ca: &Path, path: &str) -> (u16, String) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let host = addr.rsplit_once(':').unwrap().0.to_string();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from(host).unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(addr).unwrap());
+    write!(tls, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    // The server may close without close_notify after the response: what was read counts.
+    let _ = tls.read_to_end(&mut raw);
+    let resp = String::from_utf8_lossy(&raw).into_owned();
+    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 #[test]
 fn the_server_answers_health_and_metrics_and_stops_cleanly_on_sigterm() {
     let env = Env::new();
     env.json(&["init"]); // creates the data dir and config before the server starts
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut server =
-        env.cmd(&["serve", "--listen", &addr]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let tls_addr = format!("127.0.0.1:{}", free_port());
+    let server = env
+        .cmd(&["serve", "--listen", &addr, "--tls-listen", &tls_addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&addr).is_err() {
+    while std::net::TcpStream::connect(&addr).is_err() || std::net::TcpStream::connect(&tls_addr).is_err() {
         assert!(Instant::now() < deadline, "server never listened");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -421,6 +457,13 @@ fn the_server_answers_health_and_metrics_and_stops_cleanly_on_sigterm() {
     assert_eq!(status, 200);
     let health: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok");
+    // The same routes over TLS, with the development CA generated into the data dir.
+    let ca = env.data.join("tls/ca.pem");
+    let (status, body) = https_get(&tls_addr, &ca, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    let (status, _) = https_get(&tls_addr, &ca, "/no/such/api");
+    assert_eq!(status, 404);
     let (status, body) = http_get(&addr, "/no/such/api");
     assert_eq!(status, 404);
     assert!(body.contains("no API is served"), "{body}");
@@ -435,4 +478,5 @@ fn the_server_answers_health_and_metrics_and_stops_cleanly_on_sigterm() {
     assert!(out.status.success(), "server exit: {:?}", out.status);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("/healthz") && log.contains("request_id"), "{log}");
+    assert!(log.contains(&format!("SSL_CERT_FILE={}", ca.display())), "the CA path is printed: {log}");
 }

@@ -10,7 +10,7 @@ use crate::ids;
 use crate::jobs::{JobProgress, Work};
 use crate::model::*;
 use crate::service::{Caller, Service};
-use crate::volumes::GIB;
+use crate::volumes::{GIB, MAX_VOLUME_GIB};
 
 impl Service {
     fn ensure_available(&self, s: &SnapshotRow, shown: &str) -> Result<()> {
@@ -69,6 +69,11 @@ impl Service {
         vol_id: &str,
         progress: &Arc<JobProgress>,
     ) -> Result<Batch> {
+        let delay = self.config().test_rollback_delay;
+        if !delay.is_zero() {
+            tracing::warn!(snapshot = %snap_id, ?delay, "test_rollback_delay: holding the rollback before it starts");
+            tokio::time::sleep(delay).await;
+        }
         let vol = self.volume_row_of(account, vol_id).await?;
         let (store, name, path, p) =
             (self.inner.store.clone(), snap_id.to_string(), PathBuf::from(&vol.path), progress.clone());
@@ -89,6 +94,20 @@ impl Service {
         name: &str,
         zone: Option<&str>,
     ) -> Result<(Job, Volume)> {
+        self.create_volume_from_snapshot_sized(caller, id, name, zone, None).await
+    }
+
+    /// A new volume holding the point's bytes, `size_gib` large (at least the point's size;
+    /// the space past the point's bytes reads as zeros), or the point's size rounded up to
+    /// whole GiB when None.
+    pub async fn create_volume_from_snapshot_sized(
+        &self,
+        caller: &Caller,
+        id: &str,
+        name: &str,
+        zone: Option<&str>,
+        size_gib: Option<u64>,
+    ) -> Result<(Job, Volume)> {
         let snap = self.snapshot_row(caller, id).await?;
         self.ensure_available(&snap, id)?;
         if let Some(z) = zone.filter(|z| !z.is_empty()) {
@@ -99,7 +118,16 @@ impl Service {
                 ));
             }
         }
-        let size = (snap.volume_size.max(0) as u64).div_ceil(GIB) * GIB;
+        let mut size = (snap.volume_size.max(0) as u64).div_ceil(GIB) * GIB;
+        if let Some(gib) = size_gib {
+            if gib.saturating_mul(GIB) < size || gib > MAX_VOLUME_GIB {
+                return Err(ServiceError::invalid(
+                    "size",
+                    format!("must be {} to {MAX_VOLUME_GIB} GiB for this snapshot, got {gib}", size / GIB),
+                ));
+            }
+            size = gib * GIB;
+        }
         let kind = VolumeKind::parse(&snap.volume_kind).unwrap_or(VolumeKind::Data);
         let row = self.new_volume_row(caller, &snap.zone, name, size, kind);
         let vid = row.id.clone();
@@ -259,5 +287,64 @@ impl Service {
             let _ = std::fs::remove_file(&img.path);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::*;
+
+    async fn service(dir: &std::path::Path, delay: Duration) -> (Service, Caller) {
+        let mut cfg = ServiceConfig::new(dir);
+        cfg.chunk_size = Some(64 * 1024);
+        cfg.test_rollback_delay = delay;
+        (Service::open(cfg).await.unwrap(), Caller::new("dev"))
+    }
+
+    fn write(path: &str, at: u64, data: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(data, at).unwrap();
+    }
+
+    fn read(path: &str, at: u64, len: usize) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0; len];
+        std::fs::File::open(path).unwrap().read_exact_at(&mut buf, at).unwrap();
+        buf
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rollback_delay_keeps_the_point_rolling_back_then_restores_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, me) = service(dir.path(), Duration::from_millis(1500)).await;
+        let (job, vols) = svc.create_volumes(&me, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
+        svc.wait_job(&me, &job.id).await.unwrap();
+        let vol = svc.volume(&me, &vols[0].id).await.unwrap();
+        write(&vol.path, 4096, b"before");
+        let req = CreateSnapshots { volumes: vec![vol.id.clone()], ..Default::default() };
+        let (job, snaps) = svc.create_snapshots(&me, req).await.unwrap();
+        svc.wait_job(&me, &job.id).await.unwrap();
+        write(&vol.path, 4096, b"after!");
+
+        let job = svc.apply_snapshot(&me, &snaps[0].id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let s = svc.snapshot(&me, &snaps[0].id).await.unwrap();
+        assert_eq!(s.transition, SnapshotTransition::RollingBack);
+        assert_eq!(read(&vol.path, 4096, 6), b"after!", "no byte moves during the delay");
+        assert_eq!(svc.wait_job(&me, &job.id).await.unwrap().status, JobStatus::Successful);
+        assert_eq!(svc.snapshot(&me, &snaps[0].id).await.unwrap().transition, SnapshotTransition::None);
+        assert_eq!(read(&vol.path, 4096, 6), b"before");
+
+        // A bigger volume from the point: its bytes, then zeros; never smaller than the point.
+        let (job, big) = svc.create_volume_from_snapshot_sized(&me, &snaps[0].id, "big", None, Some(3)).await.unwrap();
+        assert_eq!(svc.wait_job(&me, &job.id).await.unwrap().status, JobStatus::Successful);
+        let big = svc.volume(&me, &big.id).await.unwrap();
+        assert_eq!(big.size, 3 * GIB);
+        assert_eq!(std::fs::metadata(&big.path).unwrap().len(), 3 * GIB);
+        assert_eq!(read(&big.path, 4096, 6), b"before");
+        let small = svc.create_volume_from_snapshot_sized(&me, &snaps[0].id, "", None, Some(0)).await;
+        assert!(matches!(small, Err(ServiceError::InvalidParameter { .. })), "{small:?}");
     }
 }

@@ -35,6 +35,10 @@ pub struct ServiceConfig {
     pub zones: Vec<ZoneConfig>,
     /// Account names. Credentials belong to the dialects, not to the service.
     pub accounts: Vec<String>,
+    /// For tests only (zero in production): each rollback job waits this long, with its
+    /// snapshot and volume marked rolling back, before it moves any byte, so a test can observe
+    /// the "rolling back" state through an API. Set by the config key `test_rollback_delay`.
+    pub test_rollback_delay: Duration,
 }
 
 impl ServiceConfig {
@@ -46,6 +50,7 @@ impl ServiceConfig {
             gc_grace: Duration::from_secs(600),
             zones: vec![ZoneConfig { name: "pek3a".into(), aliases: vec![] }],
             accounts: vec!["dev".into()],
+            test_rollback_delay: Duration::ZERO,
         }
     }
 }
