@@ -167,6 +167,15 @@ fn snapshot_where(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter) {
     } else {
         push_in(q, "status", &f.statuses);
     }
+    push_in(q, "transition", &f.transitions);
+    if !f.not_transitions.is_empty() {
+        q.push(" AND transition NOT IN (");
+        let mut sep = q.separated(", ");
+        for t in &f.not_transitions {
+            sep.push_bind(t.clone());
+        }
+        sep.push_unseparated(")");
+    }
     if let Some(r) = &f.root_id {
         q.push(" AND root_id = ").push_bind(r.clone());
     }
@@ -497,11 +506,21 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn snapshots(&self, f: &SnapshotFilter) -> Result<Page<SnapshotRow>> {
-        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM snapshots");
-        snapshot_where(&mut count, f);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let total: i64 = if f.skip_count {
+            0
+        } else {
+            let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM snapshots");
+            snapshot_where(&mut count, f);
+            count.build_query_scalar().fetch_one(&self.pool).await?
+        };
         let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM snapshots");
         snapshot_where(&mut q, f);
+        if let Some((t, id)) = &f.after {
+            // A row value, so SQLite turns it into one range on the list index's
+            // (create_time, id) tail instead of a scan from the newest row.
+            let op = if f.order == Order::NewestFirst { " AND (create_time, id) < (" } else { " AND (create_time, id) > (" };
+            q.push(op).push_bind(*t).push(", ").push_bind(id.clone()).push(")");
+        }
         q.push(order_sql(&f.order));
         page_sql(&mut q, f.offset, f.limit);
         let items = q.build_query_as().fetch_all(&self.pool).await?;
@@ -552,6 +571,20 @@ impl MetaStore for SqliteMeta {
             .bind(id)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn snapshots_metadata(&self, account: &str, ids: &[String]) -> Result<Vec<(String, String, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT m.snapshot_id, m.key, m.value FROM snapshot_metadata m \
+             JOIN snapshots s ON s.id = m.snapshot_id WHERE s.account = ",
+        );
+        q.push_bind(account.to_string());
+        push_in(&mut q, "m.snapshot_id", ids);
+        q.push(" ORDER BY m.snapshot_id, m.key");
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
     async fn image(&self, account: &str, id: &str) -> Result<Option<ImageRow>> {
