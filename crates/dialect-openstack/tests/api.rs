@@ -390,6 +390,35 @@ async fn indexed_list_agrees_with_the_scan() {
         let scanned = list(format!("{q}&name~=")).await;
         assert_eq!(indexed, scanned, "{q}");
     }
+    // Volumes: the same for the indexed volume list.
+    let vlist = |q: String| {
+        let app = app.clone();
+        let tok = tok.clone();
+        let base = base.clone();
+        async move {
+            let r =
+                call(&app, "GET", &format!("{base}/volumes/detail?{q}"), Some(&tok), Some("volume 3.71"), None).await;
+            let ids: Vec<String> = r.body["volumes"]
+                .as_array()
+                .map(|a| a.iter().map(|s| s["id"].as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+            (r.status, ids, r.body.get("volumes_links").is_some(), r.body.get("count").cloned())
+        }
+    };
+    for q in [
+        String::new(),
+        "limit=1".into(),
+        format!("marker={}", vols[1]),
+        format!("sort=created_at:asc&limit=1&marker={}", vols[0]),
+        "bootable=false&with_count=true&offset=1".into(),
+        "bootable=true&with_count=true".into(),
+        "limit=0&with_count=true".into(),
+        "marker=d15c0001-0000-4000-8000-000000000001".into(),
+    ] {
+        assert_eq!(vlist(q.clone()).await, vlist(format!("{q}&name~=")).await, "{q}");
+    }
+    assert_eq!(vlist(String::new()).await.1, vec![vols[1].clone(), vols[0].clone()]);
+
     // Spot checks of the order itself: newest first; a marker continues strictly after it.
     let (_, all, _, _) = list(String::new()).await;
     assert_eq!(all, snaps.iter().rev().cloned().collect::<Vec<_>>());

@@ -69,6 +69,11 @@ pub struct VolumeFilter {
     pub statuses: Vec<String>,
     pub search: Option<String>,
     pub tag_ids: Vec<String>,
+    pub order: Order,
+    /// Keyset cursor, as [`SnapshotFilter::after`].
+    pub after: Option<(Millis, String)>,
+    /// As [`SnapshotFilter::skip_count`].
+    pub skip_count: bool,
     pub offset: u64,
     pub limit: u64,
 }

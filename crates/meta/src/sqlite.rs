@@ -244,6 +244,15 @@ fn order_sql(o: &Order) -> &'static str {
     }
 }
 
+/// Rows strictly after the cursor `(create_time, id)` in `order`. A row value, so SQLite makes
+/// it one range on the list index's `(create_time, id)` tail instead of a scan from the start.
+fn keyset_sql(q: &mut QueryBuilder<'_, Sqlite>, order: &Order, after: &Option<(Millis, String)>) {
+    if let Some((t, id)) = after {
+        let op = if *order == Order::NewestFirst { " AND (create_time, id) < (" } else { " AND (create_time, id) > (" };
+        q.push(op).push_bind(*t).push(", ").push_bind(id.clone()).push(")");
+    }
+}
+
 fn page_sql(q: &mut QueryBuilder<'_, Sqlite>, offset: u64, limit: u64) {
     q.push(" LIMIT ").push_bind(limit as i64).push(" OFFSET ").push_bind(offset as i64);
 }
@@ -479,9 +488,14 @@ impl MetaStore for SqliteMeta {
             }
             q
         };
-        let total: i64 = build("SELECT COUNT(*) FROM volumes").build_query_scalar().fetch_one(&self.pool).await?;
+        let total: i64 = if f.skip_count {
+            0
+        } else {
+            build("SELECT COUNT(*) FROM volumes").build_query_scalar().fetch_one(&self.pool).await?
+        };
         let mut q = build("SELECT * FROM volumes");
-        q.push(order_sql(&Order::NewestFirst));
+        keyset_sql(&mut q, &f.order, &f.after);
+        q.push(order_sql(&f.order));
         page_sql(&mut q, f.offset, f.limit);
         let items = q.build_query_as().fetch_all(&self.pool).await?;
         Ok(Page { items, total: total as u64 })
@@ -515,13 +529,7 @@ impl MetaStore for SqliteMeta {
         };
         let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM snapshots");
         snapshot_where(&mut q, f);
-        if let Some((t, id)) = &f.after {
-            // A row value, so SQLite turns it into one range on the list index's
-            // (create_time, id) tail instead of a scan from the newest row.
-            let op =
-                if f.order == Order::NewestFirst { " AND (create_time, id) < (" } else { " AND (create_time, id) > (" };
-            q.push(op).push_bind(*t).push(", ").push_bind(id.clone()).push(")");
-        }
+        keyset_sql(&mut q, &f.order, &f.after);
         q.push(order_sql(&f.order));
         page_sql(&mut q, f.offset, f.limit);
         let items = q.build_query_as().fetch_all(&self.pool).await?;
