@@ -135,7 +135,8 @@ async fn main() -> anyhow::Result<()> {
         ("first page, with_count", "limit=100&with_count=true".into(), 21),
         ("scan (old path): first page", "limit=100&name~=".into(), 3),
     ];
-    println!("GET /v3/{{project}}/snapshots/detail at {count} snapshots (debug build, shared machine)");
+    let build = if cfg!(debug_assertions) { "debug" } else { "release" };
+    println!("GET /v3/{{project}}/snapshots/detail at {count} snapshots ({build} build, shared machine)");
     println!("{:<36} {:>9} {:>9}", "", "p50 ms", "max ms");
     for (label, q, n) in cases {
         let mut times = Vec::new();
