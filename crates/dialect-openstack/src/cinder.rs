@@ -5,7 +5,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use disksnap_service::{CreateSnapshots, DeleteScope, Kind, ServiceError, Snapshot, SnapshotQuery, SnapshotStatus};
+use disksnap_service::{
+    CreateSnapshots, DeleteScope, Kind, ServiceError, Snapshot, SnapshotQuery, SnapshotStatus, SnapshotTransition,
+};
 
 use crate::error::{OsError, OsResult};
 use crate::listing::{self, Row, Target};
@@ -143,20 +145,9 @@ async fn delete(d: &Dialect, call: &Call, s: &Snapshot) -> OsResult<()> {
 async fn list(d: &Dialect, call: &Call, detail: bool) -> OsResult<Response> {
     let strict = call.flavour == Flavour::Cinder && call.version.at_least(3, 31);
     let params = listing::parse(&call.query(), Target::Snapshots, call.version, strict)?;
-    let snaps = all_snapshots(d, call, None).await?;
-    let mut rows: Vec<Row> = snaps.iter().enumerate().map(|(i, s)| row_of(d, s, call.flavour, i)).collect();
-    if !params.metadata.is_empty() {
-        for r in rows.iter_mut() {
-            r.metadata = d.ctx.service.snapshot_metadata(&call.auth.caller(), &snaps[r.index].id).await?;
-        }
-    }
-    let page =
-        listing::page(rows, &params).map_err(|m| OsError::NotFound(format!("Snapshot {m} could not be found.")))?;
+    let page = list_page(d, call, &params, &[]).await?;
     let view = if detail { SnapView::Detail } else { SnapView::Summary };
-    let mut items = Vec::new();
-    for r in &page.rows {
-        items.push(render(d, call, &snaps[r.index], view).await?);
-    }
+    let items = render_page(d, call, &page.snaps, view).await?;
     let mut body = Map::new();
     body.insert("snapshots".into(), items.into());
     if let Some(m) = page.next_marker {
@@ -167,6 +158,209 @@ async fn list(d: &Dialect, call: &Call, detail: bool) -> OsResult<Response> {
         body.insert("count".into(), page.count.into());
     }
     Ok(json_response(StatusCode::OK, Value::Object(body)))
+}
+
+/// Render a page of snapshots with their metadata read in one query (not one per item).
+pub async fn render_page(d: &Dialect, call: &Call, snaps: &[Snapshot], view: SnapView) -> OsResult<Vec<Value>> {
+    let ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
+    let metas = d.ctx.service.snapshots_metadata(&call.auth.caller(), &ids).await?;
+    let ctx = snap_ctx(call);
+    Ok(snaps
+        .iter()
+        .map(|s| {
+            let meta = metas.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
+            wire::snapshot(s, meta, d.override_of(s).as_ref(), view, &ctx)
+        })
+        .collect())
+}
+
+/// One page of a snapshot list (Cinder's `snapshots[/detail]`, EVS's `cloudsnapshots/detail`).
+pub struct SnapPage {
+    pub snaps: Vec<Snapshot>,
+    /// The id (UUID) a next link continues after: set when the page is full, as Cinder's
+    /// `_get_collection_links` does (a full last page still gets a link; the next one is empty).
+    pub next_marker: Option<String>,
+    /// Matches of the filters, ignoring marker/offset/limit; 0 when `want_count` was false on
+    /// the indexed path.
+    pub count: usize,
+}
+
+/// The page `p` asks for among the caller's live snapshots (and, when `ids` is not empty, only
+/// those UUIDs, lower-case). The common shapes (default or `created_at` order, filters on
+/// status/name/volume_id, marker, offset, limit) run as keyset queries on the metadata store's
+/// list index: a page costs about what its items do, at any depth and any account size. Other
+/// sort keys and filters (`metadata`, `name~`, zone, …) are rare; they fall back to reading
+/// every live snapshot and paging in memory ([`listing::page`]), which is exact for every key.
+pub async fn list_page(d: &Dialect, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<SnapPage> {
+    match pushdown(d, call, p, ids) {
+        Some(pushed) => indexed_page(d, call, p, pushed).await,
+        None => scanned_page(d, call, p, ids).await,
+    }
+}
+
+/// The service query for `p`, or None when it needs the in-memory fallback.
+struct Pushed {
+    query: SnapshotQuery,
+    /// A filter that no live snapshot can match (the marker is still checked).
+    nothing: bool,
+}
+
+fn pushdown(d: &Dialect, call: &Call, p: &listing::ListParams, ids: &[String]) -> Option<Pushed> {
+    // Order: `created_at` in one direction, optionally then `id` in the same one (what
+    // `(create_time, id)` on the index gives; Cinder adds the default keys in the first key's
+    // direction, see listing::sort).
+    let oldest_first = match p.sort.as_slice() {
+        [] => false,
+        [(k, asc)] if k == "created_at" => *asc,
+        [(k, asc), (k2, asc2)] if k == "created_at" && k2 == "id" && asc == asc2 => *asc,
+        _ => return None,
+    };
+    if !p.metadata.is_empty()
+        || p.name_like.is_some()
+        || p.description_like.is_some()
+        || p.zone.is_some()
+        || p.bootable.is_some()
+        || p.size.is_some()
+    {
+        return None;
+    }
+    let mut nothing = p.match_nothing;
+    let mut q = SnapshotQuery {
+        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+        name: p.name.clone(),
+        oldest_first,
+        ..Default::default()
+    };
+    if let Some(word) = &p.status {
+        // The status shown mixes status, transition and os-reset_status overrides (kept in
+        // memory here); with any override alive, only the scan shows exactly what matches.
+        if !d.overrides.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            return None;
+        }
+        // The inverse of wire::snapshot_status over the live statuses.
+        use SnapshotTransition as T;
+        match (word.to_ascii_lowercase().as_str(), call.flavour) {
+            ("creating", _) => q.statuses = vec![SnapshotStatus::Creating],
+            ("available", _) => {
+                q.statuses = vec![SnapshotStatus::Available];
+                q.not_transitions = vec![T::Deleting, T::RollingBack];
+            }
+            ("deleting", _) => {
+                q.statuses = vec![SnapshotStatus::Available];
+                q.transitions = vec![T::Deleting];
+            }
+            ("restoring", Flavour::Cinder) | ("rollbacking", Flavour::Evs) => {
+                q.statuses = vec![SnapshotStatus::Available];
+                q.transitions = vec![T::RollingBack];
+            }
+            _ => nothing = true,
+        }
+    }
+    // Only our UUIDs can equal a shown id; anything else matches nothing (never another
+    // dialect's `vol-…` spelling, which the service would accept).
+    let bare_of = |kind: Kind, text: &str| {
+        let bare = wire::from_wire(kind, text);
+        wire::uuid(kind, &bare).eq_ignore_ascii_case(text).then_some(bare)
+    };
+    if let Some(v) = &p.volume_id {
+        match bare_of(Kind::Volume, v) {
+            Some(bare) => q.volume_ids = vec![bare],
+            None => nothing = true,
+        }
+    }
+    if !ids.is_empty() {
+        q.ids = ids.iter().filter_map(|i| bare_of(Kind::Snapshot, i)).collect();
+        nothing |= q.ids.is_empty();
+    }
+    Some(Pushed { query: q, nothing })
+}
+
+async fn indexed_page(d: &Dialect, call: &Call, p: &listing::ListParams, pushed: Pushed) -> OsResult<SnapPage> {
+    let caller = call.auth.caller();
+    let Pushed { query: mut q, nothing } = pushed;
+    if let Some(m) = &p.marker {
+        // The marker must be a live snapshot of the account, whatever the filters (as in the
+        // scan, which looks for it in the unfiltered order); the page continues strictly after
+        // its (created_at, id).
+        let unknown = || OsError::NotFound(format!("Snapshot {m} could not be found."));
+        let bare = wire::from_wire(Kind::Snapshot, m.trim());
+        if !wire::uuid(Kind::Snapshot, &bare).eq_ignore_ascii_case(m.trim()) {
+            return Err(unknown());
+        }
+        let s = match d.ctx.service.snapshot(&caller, &bare).await {
+            Ok(s) => s,
+            Err(ServiceError::NotFound { .. }) => return Err(unknown()),
+            Err(e) => return Err(e.into()),
+        };
+        if !matches!(s.status, SnapshotStatus::Creating | SnapshotStatus::Available) {
+            return Err(unknown());
+        }
+        q.after = Some((s.create_time, s.id));
+    }
+    let limit = p.limit.unwrap_or(listing::MAX_LIMIT);
+    if nothing || (limit == 0 && !p.with_count) {
+        return Ok(SnapPage { snaps: Vec::new(), next_marker: None, count: 0 });
+    }
+    let max_page = disksnap_service::snapshots::MAX_PAGE as usize;
+    // Only the first query counts, and only when the count is shown.
+    q.skip_count = !p.with_count;
+    q.offset = p.offset as u64;
+    let mut snaps: Vec<Snapshot> = Vec::new();
+    let mut count = 0;
+    loop {
+        // The service pages by 100 at most; a larger Cinder limit (≤ 1000) continues with a
+        // keyset query after the last item, never with an offset.
+        let want = (limit - snaps.len()).clamp(1, max_page);
+        q.limit = want as u64;
+        let (page, total) = d.ctx.service.snapshots(&caller, &q).await?;
+        if !q.skip_count {
+            count = total as usize;
+            q.skip_count = true;
+        }
+        let got = page.len();
+        if limit == 0 {
+            break; // a count only
+        }
+        snaps.extend(page);
+        if got < want || snaps.len() >= limit {
+            break;
+        }
+        let last = snaps.last().expect("a full page");
+        q.after = Some((last.create_time, last.id.clone()));
+        q.offset = 0;
+    }
+    snaps.truncate(limit);
+    let next_marker =
+        (limit > 0 && snaps.len() == limit).then(|| snaps.last().map(|s| wire::uuid(Kind::Snapshot, &s.id))).flatten();
+    Ok(SnapPage { snaps, next_marker, count })
+}
+
+/// The fallback: every live snapshot, filtered, sorted and paged in memory.
+async fn scanned_page(d: &Dialect, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<SnapPage> {
+    let snaps = all_snapshots(d, call, None).await?;
+    let mut rows: Vec<Row> = snaps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| row_of(d, s, call.flavour, i))
+        .filter(|r| ids.is_empty() || ids.contains(&r.id))
+        .collect();
+    if !p.metadata.is_empty() {
+        let caller = call.auth.caller();
+        // Batched: a bound list of a few hundred ids per query, not one query per snapshot.
+        for chunk in rows.chunks_mut(500) {
+            let chunk_ids: Vec<String> = chunk.iter().map(|r| snaps[r.index].id.clone()).collect();
+            let mut metas = d.ctx.service.snapshots_metadata(&caller, &chunk_ids).await?;
+            for r in chunk.iter_mut() {
+                r.metadata = metas.remove(&snaps[r.index].id).unwrap_or_default();
+            }
+        }
+    }
+    let page = listing::page(rows, p).map_err(|m| OsError::NotFound(format!("Snapshot {m} could not be found.")))?;
+    Ok(SnapPage {
+        snaps: page.rows.iter().map(|r| snaps[r.index].clone()).collect(),
+        next_marker: page.next_marker,
+        count: page.count,
+    })
 }
 
 fn bad(m: impl Into<String>) -> OsError {

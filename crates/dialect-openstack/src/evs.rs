@@ -9,7 +9,7 @@ use disksnap_service::{DeleteScope, Kind};
 
 use crate::cinder::{self, envelope};
 use crate::error::{OsError, OsResult};
-use crate::listing::{self, Row, Target};
+use crate::listing;
 use crate::router::EvsOp;
 use crate::wire::{self, SnapView};
 use crate::{empty, json_response, volumes, Call, Dialect};
@@ -90,30 +90,21 @@ async fn list(d: &Dialect, call: &Call) -> OsResult<Response> {
         }
     }
     params.limit = Some(limit);
-    let snaps = cinder::all_snapshots(d, call, None).await?;
-    let rows: Vec<Row> = snaps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| cinder::row_of(d, s, call.flavour, i))
-        .filter(|r| ids.is_empty() || ids.contains(&r.id))
-        .collect();
-    let _ = Target::Snapshots;
-    let page =
-        listing::page(rows, &params).map_err(|m| OsError::NotFound(format!("Snapshot {m} could not be found.")))?;
-    let mut items = Vec::new();
-    for r in &page.rows {
-        let mut v = cinder::render(d, call, &snaps[r.index], SnapView::Detail).await?;
+    // EVS always shows `count` (and pages by offset from it).
+    params.with_count = true;
+    let page = cinder::list_page(d, call, &params, &ids).await?;
+    let mut items = cinder::render_page(d, call, &page.snaps, SnapView::Detail).await?;
+    for v in items.iter_mut() {
         if let Some(o) = v.as_object_mut() {
             o.insert("dedicated_storage_id".into(), Value::Null);
             o.insert("dedicated_storage_name".into(), Value::Null);
             o.insert("service_type".into(), Value::Null);
         }
-        items.push(v);
     }
     let mut body = Map::new();
     body.insert("count".into(), page.count.into());
-    let shown_after = params.offset + page.rows.len();
-    let more = call.raw.query.contains("limit=") && shown_after < page.count && !page.rows.is_empty();
+    let shown_after = params.offset + page.snaps.len();
+    let more = call.raw.query.contains("limit=") && shown_after < page.count && !page.snaps.is_empty();
     body.insert("snapshots".into(), items.into());
     if more {
         let mut parts: Vec<String> = call

@@ -1,6 +1,7 @@
 //! Cinder's list parameters (dialect-openstack.md §5.5, §6.3): filters, `sort` / `sort_key` +
-//! `sort_dir`, `marker`, `offset`, `limit` and the next link. disksnap reads the account's live
-//! items through the service and pages them here, so every Cinder sort key works.
+//! `sort_dir`, `marker`, `offset`, `limit` and the next link. The common shapes run as indexed
+//! keyset queries (cinder::list_page); [`page`] is the exact in-memory fallback that makes every
+//! other Cinder sort key and filter work.
 
 use std::cmp::Ordering;
 
@@ -256,14 +257,18 @@ fn compare(a: &Row, b: &Row, key: &str) -> Ordering {
     }
 }
 
-/// Sort by the requested keys, then `created_at` and `id` (descending) as Cinder does.
+/// Sort by the requested keys, then `created_at` and `id` as Cinder does
+/// (`db/sqlalchemy/api.py::process_sort_params`): the default keys take the first requested
+/// key's direction, descending when none was asked. So `created_at:asc` is
+/// `(created_at, id)` ascending, the order the indexed path reads (cinder::list_page).
 pub fn sort(rows: &mut [Row], p: &ListParams) {
     let mut keys = p.sort.clone();
+    let default_asc = keys.first().is_some_and(|(_, asc)| *asc);
     if !keys.iter().any(|(k, _)| k == "created_at") {
-        keys.push(("created_at".into(), false));
+        keys.push(("created_at".into(), default_asc));
     }
     if !keys.iter().any(|(k, _)| k == "id") {
-        keys.push(("id".into(), false));
+        keys.push(("id".into(), default_asc));
     }
     rows.sort_by(|a, b| {
         keys.iter()

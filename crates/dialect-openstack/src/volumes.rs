@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use disksnap_service::{CreateVolumes, Kind, Volume, VolumeQuery, VolumeStatus};
+use disksnap_service::{CreateVolumes, Kind, Volume, VolumeKind, VolumeQuery, VolumeStatus};
 
 use crate::cinder::{self, envelope, not_found_as, opt_text};
 use crate::error::{OsError, OsResult};
@@ -130,22 +130,96 @@ fn row_of(v: &Volume, status: &str, index: usize) -> Row {
 async fn list(d: &Dialect, call: &Call, detail: bool) -> OsResult<Response> {
     let strict = call.flavour == Flavour::Cinder && call.version.at_least(3, 31);
     let params = listing::parse(&call.query(), Target::Volumes, call.version, strict)?;
-    let vols = all_volumes(d, call).await?;
-    let rows: Vec<Row> = vols.iter().enumerate().map(|(i, v)| row_of(v, status(d, call, v), i)).collect();
-    let page =
-        listing::page(rows, &params).map_err(|m| OsError::NotFound(format!("Volume {m} could not be found.")))?;
+    let (vols, next_marker, count) = match pushdown(&params) {
+        Some(q) => indexed_page(d, call, &params, q).await?,
+        None => {
+            let vols = all_volumes(d, call).await?;
+            let rows: Vec<Row> = vols.iter().enumerate().map(|(i, v)| row_of(v, status(d, call, v), i)).collect();
+            let page = listing::page(rows, &params)
+                .map_err(|m| OsError::NotFound(format!("Volume {m} could not be found.")))?;
+            (page.rows.iter().map(|r| vols[r.index].clone()).collect(), page.next_marker, page.count)
+        }
+    };
     let view = if detail { VolView::Detail } else { VolView::Summary };
-    let items: Vec<Value> = page.rows.iter().map(|r| render(d, call, &vols[r.index], view)).collect();
+    let items: Vec<Value> = vols.iter().map(|v| render(d, call, v, view)).collect();
     let mut body = Map::new();
     body.insert("volumes".into(), items.into());
-    if let Some(m) = page.next_marker {
+    if let Some(m) = next_marker {
         let href = listing::next_href(&call.base, &call.raw.path, &call.raw.query, &m);
         body.insert("volumes_links".into(), json!([{"href": href, "rel": "next"}]));
     }
     if params.with_count {
-        body.insert("count".into(), page.count.into());
+        body.insert("count".into(), count.into());
     }
     Ok(json_response(StatusCode::OK, Value::Object(body)))
+}
+
+/// The service query for a volume list in `created_at` order (optionally then `id`, same
+/// direction) filtered by name / bootable only: one keyset query on the list index. Anything
+/// else — the status filter (the shown status mixes transitions and this dialect's notes),
+/// zone, size, `name~`, metadata, other sort keys — falls back to the in-memory scan.
+fn pushdown(p: &listing::ListParams) -> Option<(VolumeQuery, bool)> {
+    let oldest_first = match p.sort.as_slice() {
+        [] => false,
+        [(k, asc)] if k == "created_at" => *asc,
+        [(k, asc), (k2, asc2)] if k == "created_at" && k2 == "id" && asc == asc2 => *asc,
+        _ => return None,
+    };
+    if p.status.is_some()
+        || p.zone.is_some()
+        || p.size.is_some()
+        || !p.metadata.is_empty()
+        || p.name_like.is_some()
+        || p.description_like.is_some()
+    {
+        return None;
+    }
+    let q = VolumeQuery {
+        statuses: vec![VolumeStatus::Creating, VolumeStatus::Available, VolumeStatus::InUse],
+        name: p.name.clone(),
+        kind: p.bootable.map(|b| if b { VolumeKind::System } else { VolumeKind::Data }),
+        oldest_first,
+        ..Default::default()
+    };
+    Some((q, p.match_nothing))
+}
+
+async fn indexed_page(
+    d: &Dialect,
+    call: &Call,
+    p: &listing::ListParams,
+    (mut q, nothing): (VolumeQuery, bool),
+) -> OsResult<(Vec<Volume>, Option<String>, usize)> {
+    let caller = call.auth.caller();
+    if let Some(m) = &p.marker {
+        // As the scan: a live volume of the account, whatever the filters; continue after it.
+        let unknown = || OsError::NotFound(format!("Volume {m} could not be found."));
+        let bare = wire::from_wire(Kind::Volume, m.trim());
+        if !wire::uuid(Kind::Volume, &bare).eq_ignore_ascii_case(m.trim()) {
+            return Err(unknown());
+        }
+        let v = match d.ctx.service.volume(&caller, &bare).await {
+            Ok(v) => v,
+            Err(disksnap_service::ServiceError::NotFound { .. }) => return Err(unknown()),
+            Err(e) => return Err(e.into()),
+        };
+        if v.status == VolumeStatus::Deleted {
+            return Err(unknown());
+        }
+        q.after = Some((v.create_time, v.id));
+    }
+    let limit = p.limit.unwrap_or(listing::MAX_LIMIT);
+    if nothing || (limit == 0 && !p.with_count) {
+        return Ok((Vec::new(), None, 0));
+    }
+    // The service does not clamp volume pages: one query of up to 1000 (MAX_LIMIT).
+    q.skip_count = !p.with_count;
+    q.offset = p.offset as u64;
+    q.limit = limit as u64;
+    let (vols, total) = d.ctx.service.volumes(&caller, &q).await?;
+    let next =
+        (limit > 0 && vols.len() == limit).then(|| vols.last().map(|v| wire::uuid(Kind::Volume, &v.id))).flatten();
+    Ok((vols, next, total as usize))
 }
 
 fn parse_size(v: Option<&Value>) -> OsResult<Option<u64>> {

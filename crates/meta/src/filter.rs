@@ -20,6 +20,11 @@ pub struct SnapshotFilter {
     pub is_full: Option<bool>,
     /// Any of these statuses; empty means every status except `ceased`.
     pub statuses: Vec<String>,
+    /// Any of these transitions (empty: any). Lets a dialect whose status words mix status and
+    /// transition (Cinder's `deleting`, `restoring`) filter in SQL.
+    pub transitions: Vec<String>,
+    /// None of these transitions.
+    pub not_transitions: Vec<String>,
     pub zone: Option<String>,
     pub name: Option<String>,
     /// Substring of id, name or description.
@@ -40,6 +45,13 @@ pub struct SnapshotFilter {
     /// Some volume was made from the point (`Some(true)`) or none was (`Some(false)`).
     pub used_by_volumes: Option<bool>,
     pub order: Order,
+    /// Keyset cursor: only rows strictly after this `(create_time, id)` in `order` (Cinder's
+    /// `marker`). Unlike `offset`, the page reads only its own index entries however deep it
+    /// is. It narrows the page, not `total`, which counts every match of the other fields.
+    pub after: Option<(Millis, String)>,
+    /// Skip the `COUNT(*)` (its cost grows with the matches; a keyset page's does not): `total`
+    /// is then 0. For callers that do not show a total (Cinder without `with_count`).
+    pub skip_count: bool,
     pub offset: u64,
     pub limit: u64,
 }
@@ -57,6 +69,11 @@ pub struct VolumeFilter {
     pub statuses: Vec<String>,
     pub search: Option<String>,
     pub tag_ids: Vec<String>,
+    pub order: Order,
+    /// Keyset cursor, as [`SnapshotFilter::after`].
+    pub after: Option<(Millis, String)>,
+    /// As [`SnapshotFilter::skip_count`].
+    pub skip_count: bool,
     pub offset: u64,
     pub limit: u64,
 }

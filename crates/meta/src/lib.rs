@@ -115,6 +115,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Deleted points whose recovery window has closed, and points whose retention expired.
     async fn snapshots_due(&self, deleted_before: Millis, now: Millis) -> Result<Vec<SnapshotRow>>;
     async fn snapshot_metadata(&self, id: &str) -> Result<Vec<(String, String)>>;
+    /// The metadata of many snapshots of one account in one query (a list page's):
+    /// (snapshot id, key, value), by id then key.
+    async fn snapshots_metadata(&self, account: &str, ids: &[String]) -> Result<Vec<(String, String, String)>>;
 
     async fn image(&self, account: &str, id: &str) -> Result<Option<ImageRow>>;
     async fn images(&self, account: &str, offset: u64, limit: u64) -> Result<Page<ImageRow>>;

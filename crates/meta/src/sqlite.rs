@@ -167,6 +167,15 @@ fn snapshot_where(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter) {
     } else {
         push_in(q, "status", &f.statuses);
     }
+    push_in(q, "transition", &f.transitions);
+    if !f.not_transitions.is_empty() {
+        q.push(" AND transition NOT IN (");
+        let mut sep = q.separated(", ");
+        for t in &f.not_transitions {
+            sep.push_bind(t.clone());
+        }
+        sep.push_unseparated(")");
+    }
     if let Some(r) = &f.root_id {
         q.push(" AND root_id = ").push_bind(r.clone());
     }
@@ -232,6 +241,15 @@ fn order_sql(o: &Order) -> &'static str {
     match o {
         Order::NewestFirst => " ORDER BY create_time DESC, id DESC",
         Order::OldestFirst => " ORDER BY create_time ASC, id ASC",
+    }
+}
+
+/// Rows strictly after the cursor `(create_time, id)` in `order`. A row value, so SQLite makes
+/// it one range on the list index's `(create_time, id)` tail instead of a scan from the start.
+fn keyset_sql(q: &mut QueryBuilder<'_, Sqlite>, order: &Order, after: &Option<(Millis, String)>) {
+    if let Some((t, id)) = after {
+        let op = if *order == Order::NewestFirst { " AND (create_time, id) < (" } else { " AND (create_time, id) > (" };
+        q.push(op).push_bind(*t).push(", ").push_bind(id.clone()).push(")");
     }
 }
 
@@ -470,9 +488,14 @@ impl MetaStore for SqliteMeta {
             }
             q
         };
-        let total: i64 = build("SELECT COUNT(*) FROM volumes").build_query_scalar().fetch_one(&self.pool).await?;
+        let total: i64 = if f.skip_count {
+            0
+        } else {
+            build("SELECT COUNT(*) FROM volumes").build_query_scalar().fetch_one(&self.pool).await?
+        };
         let mut q = build("SELECT * FROM volumes");
-        q.push(order_sql(&Order::NewestFirst));
+        keyset_sql(&mut q, &f.order, &f.after);
+        q.push(order_sql(&f.order));
         page_sql(&mut q, f.offset, f.limit);
         let items = q.build_query_as().fetch_all(&self.pool).await?;
         Ok(Page { items, total: total as u64 })
@@ -497,11 +520,16 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn snapshots(&self, f: &SnapshotFilter) -> Result<Page<SnapshotRow>> {
-        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM snapshots");
-        snapshot_where(&mut count, f);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let total: i64 = if f.skip_count {
+            0
+        } else {
+            let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM snapshots");
+            snapshot_where(&mut count, f);
+            count.build_query_scalar().fetch_one(&self.pool).await?
+        };
         let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM snapshots");
         snapshot_where(&mut q, f);
+        keyset_sql(&mut q, &f.order, &f.after);
         q.push(order_sql(&f.order));
         page_sql(&mut q, f.offset, f.limit);
         let items = q.build_query_as().fetch_all(&self.pool).await?;
@@ -552,6 +580,20 @@ impl MetaStore for SqliteMeta {
             .bind(id)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn snapshots_metadata(&self, account: &str, ids: &[String]) -> Result<Vec<(String, String, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT m.snapshot_id, m.key, m.value FROM snapshot_metadata m \
+             JOIN snapshots s ON s.id = m.snapshot_id WHERE s.account = ",
+        );
+        q.push_bind(account.to_string());
+        push_in(&mut q, "m.snapshot_id", ids);
+        q.push(" ORDER BY m.snapshot_id, m.key");
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
     async fn image(&self, account: &str, id: &str) -> Result<Option<ImageRow>> {
@@ -727,6 +769,56 @@ mod tests {
         }
         let all = m.snapshots(&SnapshotFilter { account: "a".into(), limit: 1000, ..Default::default() }).await;
         assert_eq!(all.unwrap().total, 161);
+    }
+
+    /// Keyset pages: strictly after `(create_time, id)` in either order, ties broken by id, the
+    /// total unaffected by the cursor (or skipped); transitions filter; metadata in one query.
+    #[tokio::test]
+    async fn keyset_pages_transitions_and_batched_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("m.db")).await.unwrap();
+        let mut b = Batch::default();
+        // s1..s3 at t=1 (one batch shares its create_time), s4 at 2, s5 at 3 (deleting).
+        for (id, t) in [("s1", 1), ("s2", 1), ("s3", 1), ("s4", 2), ("s5", 3)] {
+            let mut r = snap(id, "a", "v1", t, "available");
+            if id == "s5" {
+                r.transition = "deleting".into();
+            }
+            b.put_snapshots.push(r);
+        }
+        b.put_snapshots.push(snap("x1", "b", "v1", 1, "available"));
+        b.snapshot_metadata = vec![
+            ("s2".into(), "k".into(), Some("v".into())),
+            ("s2".into(), "a".into(), Some("w".into())),
+            ("s4".into(), "k".into(), Some("u".into())),
+            ("x1".into(), "k".into(), Some("secret".into())),
+        ];
+        m.commit(b).await.unwrap();
+        let ids = |p: Page<SnapshotRow>| p.items.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let f = |after: Option<(i64, &str)>, order: Order| SnapshotFilter {
+            account: "a".into(),
+            after: after.map(|(t, i)| (t, i.to_string())),
+            order,
+            limit: 2,
+            ..Default::default()
+        };
+        let p = m.snapshots(&f(Some((2, "s4")), Order::NewestFirst)).await.unwrap();
+        assert_eq!((p.total, ids(p)), (5, vec!["s3".to_string(), "s2".to_string()]));
+        assert_eq!(ids(m.snapshots(&f(Some((1, "s2")), Order::NewestFirst)).await.unwrap()), ["s1"]);
+        assert_eq!(ids(m.snapshots(&f(Some((1, "s1")), Order::OldestFirst)).await.unwrap()), ["s2", "s3"]);
+        assert_eq!(ids(m.snapshots(&f(Some((1, "s3")), Order::OldestFirst)).await.unwrap()), ["s4", "s5"]);
+        let skipped = m.snapshots(&SnapshotFilter { skip_count: true, ..f(None, Order::NewestFirst) }).await.unwrap();
+        assert_eq!((skipped.total, ids(skipped)), (0, vec!["s5".to_string(), "s4".to_string()]));
+        let deleting = SnapshotFilter { transitions: vec!["deleting".into()], ..f(None, Order::NewestFirst) };
+        assert_eq!(ids(m.snapshots(&deleting).await.unwrap()), ["s5"]);
+        let other =
+            SnapshotFilter { not_transitions: vec!["deleting".into()], limit: 10, ..f(None, Order::NewestFirst) };
+        assert_eq!(ids(m.snapshots(&other).await.unwrap()), ["s4", "s3", "s2", "s1"]);
+        let all = ["s1", "s2", "s4", "x1"].map(String::from);
+        let md = m.snapshots_metadata("a", &all).await.unwrap();
+        let want = [("s2", "a", "w"), ("s2", "k", "v"), ("s4", "k", "u")]
+            .map(|(i, k, v)| (i.to_string(), k.to_string(), v.to_string()));
+        assert_eq!(md, want, "another account's metadata never shows");
     }
 
     #[tokio::test]

@@ -41,6 +41,10 @@ pub struct SnapshotQuery {
     pub full: Option<bool>,
     /// Empty: every status but ceased.
     pub statuses: Vec<SnapshotStatus>,
+    /// Any of these transitions (empty: any).
+    pub transitions: Vec<SnapshotTransition>,
+    /// None of these transitions.
+    pub not_transitions: Vec<SnapshotTransition>,
     pub zone: Option<String>,
     pub name: Option<String>,
     pub search: Option<String>,
@@ -57,6 +61,13 @@ pub struct SnapshotQuery {
     /// Some volume was (`Some(true)`) or none was (`Some(false)`) made from the point.
     pub used_by_volumes: Option<bool>,
     pub oldest_first: bool,
+    /// Keyset cursor: only points strictly after this `(create_time, id)` (bare id) in the list
+    /// order, so deep pages cost what the first does. `offset` still applies after it; the
+    /// total ignores it.
+    pub after: Option<(chrono::DateTime<chrono::Utc>, String)>,
+    /// Don't count the matches (the total returned is then 0): a dialect that shows no total
+    /// saves a COUNT(*) over every match.
+    pub skip_count: bool,
     pub offset: u64,
     /// Clamped to 1..=100; 0 means the default of 20.
     pub limit: u64,
@@ -322,6 +333,8 @@ impl Service {
                 root_id,
                 is_full: q.full,
                 statuses: q.statuses.iter().map(|s| s.as_str().to_string()).collect(),
+                transitions: q.transitions.iter().map(|t| t.as_str().to_string()).collect(),
+                not_transitions: q.not_transitions.iter().map(|t| t.as_str().to_string()).collect(),
                 zone,
                 name: q.name.clone(),
                 search: q.search.clone().filter(|s| !s.is_empty()),
@@ -336,6 +349,8 @@ impl Service {
                 used_by_images: q.used_by_images,
                 used_by_volumes: q.used_by_volumes,
                 order: if q.oldest_first { Order::OldestFirst } else { Order::NewestFirst },
+                after: q.after.as_ref().map(|(t, id)| (t.timestamp_millis(), id.clone())),
+                skip_count: q.skip_count,
                 offset: q.offset,
                 limit,
             })
@@ -448,6 +463,21 @@ impl Service {
     pub async fn snapshot_metadata(&self, caller: &Caller, id: &str) -> Result<Vec<(String, String)>> {
         let row = self.snapshot_row(caller, id).await?;
         Ok(self.meta().snapshot_metadata(&row.id).await?)
+    }
+
+    /// The metadata of a page of the caller's snapshots (bare ids) in one query, instead of one
+    /// query per item. Ids not of the caller's account get no entry.
+    pub async fn snapshots_metadata(
+        &self,
+        caller: &Caller,
+        ids_: &[String],
+    ) -> Result<HashMap<String, Vec<(String, String)>>> {
+        self.check_account(caller)?;
+        let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for (id, k, v) in self.meta().snapshots_metadata(&caller.account, ids_).await? {
+            out.entry(id).or_default().push((k, v));
+        }
+        Ok(out)
     }
 
     /// Delete points. A full point becomes `deleted` (recoverable for the retention window);

@@ -3,7 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use disksnap_meta::{Batch, Expect, InstanceRow, VolumeFilter, VolumeRow};
+use disksnap_meta::{Batch, Expect, InstanceRow, Order, VolumeFilter, VolumeRow};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
@@ -38,6 +38,12 @@ pub struct VolumeQuery {
     pub statuses: Vec<VolumeStatus>,
     pub search: Option<String>,
     pub tag_ids: Vec<String>,
+    pub oldest_first: bool,
+    /// Keyset cursor: only volumes strictly after this `(create_time, id)` (bare id) in the
+    /// list order; `offset` applies after it, the total ignores it.
+    pub after: Option<(chrono::DateTime<chrono::Utc>, String)>,
+    /// Don't count the matches (the total returned is then 0).
+    pub skip_count: bool,
     pub offset: u64,
     pub limit: u64,
 }
@@ -238,6 +244,9 @@ impl Service {
                 statuses: q.statuses.iter().map(|s| s.as_str().to_string()).collect(),
                 search: q.search.clone().filter(|s| !s.is_empty()),
                 tag_ids: q.tag_ids.iter().filter_map(|i| ids::parse(Kind::Tag, i)).collect(),
+                order: if q.oldest_first { Order::OldestFirst } else { Order::NewestFirst },
+                after: q.after.as_ref().map(|(t, id)| (t.timestamp_millis(), id.clone())),
+                skip_count: q.skip_count,
                 offset: q.offset,
                 limit: q.limit,
             })
