@@ -48,7 +48,8 @@ struct Mix {
 
 fn load_mix(data: &Path) -> anyhow::Result<Mix> {
     let path = data.join("queries.json");
-    let doc: Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("read {}", path.display()))?)?;
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("read {}", path.display()))?)?;
     let s = |k: &str| doc[k].as_str().map(str::to_string).ok_or_else(|| anyhow!("{}: no {k}", path.display()));
     let mut kinds: Vec<String> = Vec::new();
     let mut by_kind: Vec<Vec<Query>> = Vec::new();
@@ -359,7 +360,10 @@ pub async fn run(o: Opts) -> anyhow::Result<bool> {
         })
         .collect();
     println!();
-    print_steps(&format!("medians of {} run(s), {:.0} s per step after {:.0} s warm-up:", o.runs, o.secs, o.warmup), &med);
+    print_steps(
+        &format!("medians of {} run(s), {:.0} s per step after {:.0} s warm-up:", o.runs, o.secs, o.warmup),
+        &med,
+    );
     println!("\nper filter kind (medians), p50 / p99 ms:");
     print!("{:<24}", "kind");
     for s in &med {
@@ -382,7 +386,13 @@ pub async fn run(o: Opts) -> anyhow::Result<bool> {
     println!("\ntargets (performance.md: p99 <= {} ms; >= {} signed requests/s on 2 cores):", o.p99_ms, o.rps);
     println!("{:<52} {:>10} {:>12} {:>6}", "figure", "measured", "target", "result");
     let p99_line = format!("p99 at c={} (one client, unloaded)", c1.concurrency);
-    println!("{:<52} {:>7.2} ms {:>9} ms {:>6}", p99_line, c1.p99, format!("<= {}", o.p99_ms), verdict(c1.p99 <= o.p99_ms));
+    println!(
+        "{:<52} {:>7.2} ms {:>9} ms {:>6}",
+        p99_line,
+        c1.p99,
+        format!("<= {}", o.p99_ms),
+        verdict(c1.p99 <= o.p99_ms)
+    );
     let peak_line = format!("peak req/s (c={}, p99 {:.2} ms)", peak.concurrency, peak.p99);
     println!("{:<52} {:>10.0} {:>12} {:>6}", peak_line, peak.rps, format!(">= {}", o.rps), verdict(peak.rps >= o.rps));
     let (both_rps, both_line) = match both {

@@ -43,7 +43,9 @@ fn main() -> anyhow::Result<()> {
     // One thread: the client shares the 2 cores with the server and should take little of them.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match cmd {
-        "seed" => rt.block_on(seed::run(&data, num("snapshots", 100_000.0)? as usize, num("volumes", 1000.0)? as usize)),
+        "seed" => {
+            rt.block_on(seed::run(&data, num("snapshots", 100_000.0)? as usize, num("volumes", 1000.0)? as usize))
+        }
         "load" => {
             let concurrency = flags
                 .get("concurrency")

@@ -148,10 +148,8 @@ fn generate(a: &Account, data: &Path, tag_letter: char) -> Seeded {
         })
         .collect();
     // One point in ten carries a tag, so the page's tag lookup has something to find.
-    let bindings = (0..a.snapshots)
-        .filter(|n| n % 10 == 3)
-        .map(|n| (tags[(n / 10) % tags.len()].id.clone(), id(sl, n)))
-        .collect();
+    let bindings =
+        (0..a.snapshots).filter(|n| n % 10 == 3).map(|n| (tags[(n / 10) % tags.len()].id.clone(), id(sl, n))).collect();
     let _ = per_vol;
     Seeded { volumes, instances, snapshots, tags, bindings }
 }
@@ -189,7 +187,8 @@ fn queries(s: &Seeded, a: &Account) -> Vec<Value> {
         q("root_id", vec![("root_id", format!("ss-{root}"))], count(&|r| &r.root_id == root));
         // A volume's name (its ~100 points), or a purpose word shared by many.
         let word = if i % 5 == 4 { "pre-upgrade".to_string() } else { s.volumes[v].name.clone() };
-        let n = count(&|r| contains_ci(&r.id, &word) || contains_ci(&r.name, &word) || contains_ci(&r.description, &word));
+        let n =
+            count(&|r| contains_ci(&r.id, &word) || contains_ci(&r.name, &word) || contains_ci(&r.description, &word));
         q("search_word", vec![("search_word", word.clone())], n);
     }
     out

@@ -99,9 +99,14 @@ pub trait MetaStore: Send + Sync + 'static {
 
     async fn instance(&self, account: &str, id: &str) -> Result<Option<InstanceRow>>;
     async fn instances(&self, account: &str) -> Result<Vec<InstanceRow>>;
+    /// The account's instances among `ids` (any order; unknown ids are left out).
+    async fn instances_by_id(&self, account: &str, ids: &[String]) -> Result<Vec<InstanceRow>>;
 
     async fn volume(&self, account: &str, id: &str) -> Result<Option<VolumeRow>>;
     async fn volumes(&self, filter: &VolumeFilter) -> Result<Page<VolumeRow>>;
+    /// The account's volumes among `ids`, any status, any order: one query, no count (what a
+    /// list page needs to name the volumes its rows refer to).
+    async fn volumes_by_id(&self, account: &str, ids: &[String]) -> Result<Vec<VolumeRow>>;
     async fn volumes_of_instance(&self, account: &str, instance_id: &str) -> Result<Vec<VolumeRow>>;
 
     async fn snapshot(&self, account: &str, id: &str) -> Result<Option<SnapshotRow>>;

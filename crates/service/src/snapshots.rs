@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use disksnap_meta::{Batch, Expect, Order, SnapshotFilter, SnapshotRow, VolumeFilter, VolumeRow};
+use disksnap_meta::{Batch, Expect, Order, SnapshotFilter, SnapshotRow, VolumeRow};
 
 use crate::chain;
 use crate::error::{Result, ServiceError};
@@ -343,7 +343,8 @@ impl Service {
         Ok((self.decorate(page.items).await?, page.total))
     }
 
-    /// Rows → views: chain totals on full points, head_chain, tags. Three queries per page.
+    /// Rows → views: chain totals on full points, head_chain, volume and instance names, tags.
+    /// One query each for the whole page (at most four), never one per row.
     async fn decorate(&self, rows: Vec<SnapshotRow>) -> Result<Vec<Snapshot>> {
         let Some(account) = rows.first().map(|r| r.account.clone()) else { return Ok(Vec::new()) };
         let roots: Vec<String> = rows.iter().filter(|r| r.is_full).map(|r| r.id.clone()).collect();
@@ -351,27 +352,26 @@ impl Service {
             self.meta().chain_totals(&roots).await?.into_iter().map(|t| (t.root_id.clone(), t)).collect();
         let vol_ids: Vec<String> =
             rows.iter().map(|r| r.volume_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        let heads: HashMap<String, Option<String>> = self
-            .meta()
-            .volumes(&VolumeFilter {
-                account,
-                ids: vol_ids.clone(),
-                statuses: VolumeStatus::ALL.iter().map(|s| s.as_str().to_string()).collect(),
-                limit: vol_ids.len() as u64,
-                ..Default::default()
-            })
-            .await?
-            .items
-            .into_iter()
-            .map(|v| (v.id, v.head_root))
-            .collect();
+        let vols: HashMap<String, VolumeRow> =
+            self.meta().volumes_by_id(&account, &vol_ids).await?.into_iter().map(|v| (v.id.clone(), v)).collect();
+        let inst_ids: Vec<String> =
+            rows.iter().filter_map(|r| r.instance_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let instances: HashMap<String, String> =
+            self.meta().instances_by_id(&account, &inst_ids).await?.into_iter().map(|i| (i.id, i.name)).collect();
         let ids_: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let tags = self.meta().tags_of(&ids_).await?;
+        let mut tags: HashMap<String, Vec<disksnap_meta::TagRow>> = HashMap::new();
+        for (rid, t) in self.meta().tags_of(&ids_).await? {
+            tags.entry(rid).or_default().push(t);
+        }
         Ok(rows
             .into_iter()
             .map(|r| {
                 let mut s = Snapshot::from_row(r);
-                s.head_chain = heads.get(&s.volume_id).and_then(|h| h.as_ref()) == Some(&s.root_id);
+                let vol = vols.get(&s.volume_id);
+                s.head_chain = vol.and_then(|v| v.head_root.as_ref()) == Some(&s.root_id);
+                // A deleted volume is not named (as a DescribeVolumes lookup of it finds nothing).
+                s.volume_name = vol.filter(|v| v.status != "deleted").map(|v| v.name.clone()).unwrap_or_default();
+                s.instance_name = s.instance_id.as_ref().and_then(|i| instances.get(i)).cloned();
                 if s.full {
                     let t = totals.get(&s.id);
                     s.chain = Some(Chain {
@@ -380,7 +380,7 @@ impl Service {
                         latest_snapshot_time: t.map(|t| to_time(t.latest_snapshot_time)).unwrap_or(s.snapshot_time),
                     });
                 }
-                s.tags = tags.iter().filter(|(rid, _)| rid == &s.id).map(|(_, t)| t.clone().into()).collect();
+                s.tags = tags.remove(&s.id).unwrap_or_default().into_iter().map(Into::into).collect();
                 s
             })
             .collect())

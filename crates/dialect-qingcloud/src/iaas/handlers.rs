@@ -127,31 +127,17 @@ impl H<'_> {
         if (!words.is_empty() && q.statuses.is_empty()) || self.other_owner(p) {
             return Ok(listed("snapshot_set", vec![], 0));
         }
+        // The service names each point's volume and instance in its page lookups: no listing of
+        // every instance of the account, no second volume query per page.
         let (snaps, total) = self.svc().snapshots(&self.caller, &q).await?;
-        let vol_ids: Vec<String> = snaps.iter().map(|s| s.volume_id.clone()).collect();
-        let names = self.volume_names(&vol_ids).await?;
-        let instances = self.instance_names().await?;
         let items = snaps
             .iter()
             .map(|s| {
-                let vname = names.get(&s.volume_id).map(String::as_str).unwrap_or("");
-                let iname = s.instance_id.as_ref().and_then(|i| instances.get(i)).map(String::as_str);
-                wire::snapshot_item(s, &wire::resource_of(s, vname, iname), verbose)
+                let resource = wire::resource_of(s, &s.volume_name, s.instance_name.as_deref());
+                wire::snapshot_item(s, &resource, verbose)
             })
             .collect();
         Ok(listed("snapshot_set", items, total))
-    }
-
-    async fn volume_names(&self, ids: &[String]) -> Result<HashMap<String, String>, QcError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut uniq = ids.to_vec();
-        uniq.sort();
-        uniq.dedup();
-        let q = VolumeQuery { ids: uniq, limit: 100, ..Default::default() };
-        let (vols, _) = self.svc().volumes(&self.caller, &q).await?;
-        Ok(vols.into_iter().map(|v| (v.id, v.name)).collect())
     }
 
     async fn instance_names(&self) -> Result<HashMap<String, String>, QcError> {

@@ -1,8 +1,6 @@
 //! 51idc endpoint handlers: read query or JSON body, call the service, answer with the list or
 //! the Job object (dialects.md §3.4–3.5). Meanings follow QingCloud's (same wire vocabulary).
 
-use std::collections::HashMap;
-
 use disksnap_api_common::time::iso_z;
 use disksnap_service::ids::display;
 use disksnap_service::{Caller, CreateSnapshots, DeleteScope, Job, JobStatus, Kind, SnapshotQuery, VolumeQuery};
@@ -166,24 +164,10 @@ pub async fn list_snapshots(st: &Rest51, call: &Call) -> Out {
     let svc = &st.ctx.service;
     let caller = call.caller();
     let (snaps, total) = svc.snapshots(&caller, &q).await?;
-    let mut vol_ids: Vec<String> = snaps.iter().map(|s| s.volume_id.clone()).collect();
-    vol_ids.sort();
-    vol_ids.dedup();
-    let names: HashMap<String, String> = if vol_ids.is_empty() {
-        HashMap::new()
-    } else {
-        let (vols, _) = svc.volumes(&caller, &VolumeQuery { ids: vol_ids, limit: 100, ..Default::default() }).await?;
-        vols.into_iter().map(|v| (v.id, v.name)).collect()
-    };
-    let instances: HashMap<String, String> =
-        svc.instances(&caller).await?.into_iter().map(|i| (i.id, i.name)).collect();
+    // Volume and instance names come with the page (one batched lookup each in the service).
     let items: Vec<Value> = snaps
         .iter()
-        .map(|s| {
-            let vname = names.get(&s.volume_id).map(String::as_str).unwrap_or("");
-            let iname = s.instance_id.as_ref().and_then(|i| instances.get(i)).map(String::as_str);
-            wire::snapshot_item(s, &wire::resource_of(s, vname, iname), verbose)
-        })
+        .map(|s| wire::snapshot_item(s, &wire::resource_of(s, &s.volume_name, s.instance_name.as_deref()), verbose))
         .collect();
     Ok(json!({"snapshots": items, "total_count": total}))
 }
