@@ -318,13 +318,25 @@ pub async fn run(o: Opts) -> anyhow::Result<bool> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Every query once, checked, before timing anything.
+    // Every query once, checked and timed: the first answer to a filter is the one no cache
+    // of the server has seen (what a filter costs right after a write), reported apart.
     let mut conn = Conn::open(&o.addr).await?;
+    let mut cold: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
     for q in mix.by_kind.iter().flatten() {
-        let (status, body) = conn.get(&signed_target(&mix, q)).await?;
+        let target = signed_target(&mix, q);
+        let t = Instant::now();
+        let (status, body) = conn.get(&target).await?;
+        cold.entry(q.kind).or_default().push(t.elapsed().as_micros() as u32);
         check(q, &mix.kinds, status, body)?;
     }
     drop(conn);
+    println!("first request of each query (c=1, nothing cached for it yet), ms:");
+    println!("{:<24} {:>8} {:>8} {:>8}", "kind", "queries", "p50", "max");
+    for (k, mut v) in cold {
+        v.sort_unstable();
+        println!("{:<24} {:>8} {:>8.2} {:>8.2}", mix.kinds[k], v.len(), pct(&v, 0.5), pct(&v, 1.0));
+    }
+    println!();
     let mut runs: Vec<Vec<Step>> = Vec::new();
     for r in 0..o.runs {
         let mut steps = Vec::new();
