@@ -30,6 +30,19 @@ pub enum MetaError {
 
 pub type Result<T> = std::result::Result<T, MetaError>;
 
+/// A page of a snapshot list with what a list view shows about its rows: their volumes and
+/// instances, the totals of the chains of its full points, and their tags (as the separate
+/// `volumes_by_id`, `instances_by_id`, `chain_totals` and `tags_of` calls would give them).
+#[derive(Clone, Debug)]
+pub struct SnapshotListing {
+    pub page: Page<SnapshotRow>,
+    pub volumes: Vec<VolumeRow>,
+    pub instances: Vec<InstanceRow>,
+    pub chain_totals: Vec<ChainTotals>,
+    /// (snapshot id, tag)
+    pub tags: Vec<(String, TagRow)>,
+}
+
 /// A check a batch makes before it writes: the row's column still holds `expected`.
 #[derive(Clone, Debug)]
 pub enum Expect {
@@ -111,6 +124,9 @@ pub trait MetaStore: Send + Sync + 'static {
 
     async fn snapshot(&self, account: &str, id: &str) -> Result<Option<SnapshotRow>>;
     async fn snapshots(&self, filter: &SnapshotFilter) -> Result<Page<SnapshotRow>>;
+    /// [`MetaStore::snapshots`] plus what a list view shows about each row, in one read: the
+    /// list endpoints' whole metadata cost (see [`SnapshotListing`]).
+    async fn snapshot_listing(&self, filter: &SnapshotFilter) -> Result<SnapshotListing>;
     /// Every point of a chain that is not ceased, oldest first.
     async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>>;
     /// Totals over the live points (available or creating) of each chain named.

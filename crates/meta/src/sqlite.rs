@@ -14,7 +14,7 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
 use crate::filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
 use crate::rows::*;
-use crate::{Batch, Expect, MetaError, MetaStore, Result};
+use crate::{Batch, Expect, MetaError, MetaStore, Result, SnapshotListing};
 
 pub struct SqliteMeta {
     pool: SqlitePool,
@@ -168,7 +168,43 @@ impl SqliteMeta {
     /// word), because it picks the page's plan: when few rows match, fetch them through the
     /// trigram index and sort them; when many do, walk the list order and test each row, which
     /// reaches a page of them after a few hundred rows.
-    async fn search_snapshots(&self, f: &SnapshotFilter) -> Result<Page<SnapshotRow>> {
+    /// The list behind `snapshots` and `snapshot_listing` (`refs`: with the rows' volumes,
+    /// instances, chain totals and tags).
+    async fn list(&self, f: &SnapshotFilter, refs: bool) -> Result<SnapshotListing> {
+        if indexed_word(f).is_some() {
+            return self.search_list(f, refs).await;
+        }
+        // The page, with the list generation read in the same statement (so from the same
+        // snapshot of the database as the rows).
+        let (gen, mut listing) = self.snapshot_page(f, false, refs).await?;
+        let key = count_key(f);
+        if let Some(total) = self.cached_count(&key, gen) {
+            listing.page.total = total;
+            return Ok(listing);
+        }
+        // Count, again with the generation it was counted at. A write between the two
+        // statements can make page and total disagree by that write, as two plain queries
+        // always could; the cache only ever holds a total with its own generation.
+        let head = if counted_by_groups(f) {
+            "SELECT (SELECT gen FROM list_generation), COALESCE(SUM(n), 0) FROM snapshot_counts"
+        } else {
+            "SELECT (SELECT gen FROM list_generation), COUNT(*) FROM snapshots"
+        };
+        let mut count = QueryBuilder::<Sqlite>::new(head);
+        snapshot_where(&mut count, f);
+        let (at, total): (i64, i64) = count.build_query_as().fetch_one(&self.pool).await?;
+        let total = total.max(0) as u64;
+        self.remember_count(key, at, total);
+        listing.page.total = total;
+        Ok(listing)
+    }
+
+    /// A list with a search word of three characters or more. The total comes first (cached,
+    /// else counted through the trigram index: work in proportion to the rows holding the
+    /// word), because it picks the page's plan: when few rows match, fetch them through the
+    /// trigram index and sort them; when many do, walk the list order and test each row, which
+    /// reaches a page of them after a few hundred rows.
+    async fn search_list(&self, f: &SnapshotFilter, refs: bool) -> Result<SnapshotListing> {
         let key = count_key(f);
         let gen: i64 = sqlx::query_scalar("SELECT gen FROM list_generation").fetch_one(&self.pool).await?;
         let total = match self.cached_count(&key, gen) {
@@ -182,23 +218,63 @@ impl SqliteMeta {
                 total as u64
             }
         };
-        let (_, items) = self.snapshot_page(f, total <= SEARCH_BY_TRIGRAMS_MAX).await?;
-        Ok(Page { items, total })
+        let (_, mut listing) = self.snapshot_page(f, total <= SEARCH_BY_TRIGRAMS_MAX, refs).await?;
+        listing.page.total = total;
+        Ok(listing)
     }
 
-    /// One page of a snapshot list and the list generation, in one statement and one row.
-    async fn snapshot_page(&self, f: &SnapshotFilter, by_trigrams: bool) -> Result<(i64, Vec<SnapshotRow>)> {
+    /// One page of a snapshot list (and, with `refs`, its volumes, instances, chain totals and
+    /// tags) and the list generation: one statement, one result row of JSON arrays.
+    async fn snapshot_page(&self, f: &SnapshotFilter, by_trigrams: bool, refs: bool) -> Result<(i64, SnapshotListing)> {
         let order = order_sql(&f.order);
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT (SELECT gen FROM list_generation), json_group_array({}{order}) FROM (SELECT * FROM snapshots",
-            json_object_sql(SNAPSHOT_COLS, SNAPSHOT_BOOLS)
-        ));
+        // MATERIALIZED: the page is computed once, however many of the lookups read it.
+        let mut q = QueryBuilder::<Sqlite>::new("WITH page AS MATERIALIZED (SELECT * FROM snapshots");
         snapshot_where_with(&mut q, f, by_trigrams);
         q.push(order);
         page_sql(&mut q, f.offset, f.limit);
-        q.push(")");
-        let (gen, text): (i64, String) = q.build_query_as().fetch_one(&self.pool).await?;
-        Ok((gen, from_json_rows(&text)?))
+        q.push(format!(
+            ") SELECT (SELECT gen FROM list_generation), (SELECT json_group_array({}{order}) FROM page)",
+            json_object_sql(SNAPSHOT_COLS, SNAPSHOT_BOOLS)
+        ));
+        if refs {
+            q.push(format!(
+                ", (SELECT json_group_array({}) FROM volumes WHERE account = ",
+                json_object_sql(VOLUME_COLS, &[])
+            ));
+            q.push_bind(f.account.clone()).push(" AND id IN (SELECT volume_id FROM page))");
+            q.push(format!(
+                ", (SELECT json_group_array({}) FROM instances WHERE account = ",
+                json_object_sql(INSTANCE_COLS, &[])
+            ));
+            q.push_bind(f.account.clone()).push(" AND id IN (SELECT instance_id FROM page))");
+            q.push(
+                ", (SELECT json_group_array(json_object('root_id', root_id, 'total_size', total_size, \
+                 'total_count', total_count, 'latest_snapshot_time', latest_snapshot_time)) FROM (\
+                 SELECT root_id, SUM(size) AS total_size, COUNT(*) AS total_count, \
+                 MAX(snapshot_time) AS latest_snapshot_time FROM snapshots \
+                 WHERE status IN ('available', 'creating') AND root_id IN (SELECT id FROM page WHERE is_full) \
+                 GROUP BY root_id))",
+            );
+            q.push(
+                ", (SELECT json_group_array(json_array(rt.resource_id, json_object('id', t.id, 'account', t.account, \
+                 'key', t.key, 'value', t.value, 'create_time', t.create_time)) ORDER BY t.create_time, t.id) \
+                 FROM resource_tags rt JOIN tags t ON t.id = rt.tag_id WHERE rt.resource_id IN (SELECT id FROM page))",
+            );
+        } else {
+            q.push(", '[]', '[]', '[]', '[]'");
+        }
+        type Texts = (i64, String, String, String, String, String);
+        let (gen, rows, vols, insts, totals, tags): Texts = q.build_query_as().fetch_one(&self.pool).await?;
+        Ok((
+            gen,
+            SnapshotListing {
+                page: Page { items: from_json_rows(&rows)?, total: 0 },
+                volumes: from_json_rows(&vols)?,
+                instances: from_json_rows(&insts)?,
+                chain_totals: from_json_rows(&totals)?,
+                tags: from_json_rows(&tags)?,
+            },
+        ))
     }
 
     async fn check(tx: &mut Transaction<'_, Sqlite>, e: &Expect) -> Result<()> {
@@ -674,30 +750,11 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn snapshots(&self, f: &SnapshotFilter) -> Result<Page<SnapshotRow>> {
-        if indexed_word(f).is_some() {
-            return self.search_snapshots(f).await;
-        }
-        // The page, with the list generation read in the same statement (so from the same
-        // snapshot of the database as the rows).
-        let (gen, items) = self.snapshot_page(f, false).await?;
-        let key = count_key(f);
-        if let Some(total) = self.cached_count(&key, gen) {
-            return Ok(Page { items, total });
-        }
-        // Count, again with the generation it was counted at. A write between the two
-        // statements can make page and total disagree by that write, as two plain queries
-        // always could; the cache only ever holds a total with its own generation.
-        let head = if counted_by_groups(f) {
-            "SELECT (SELECT gen FROM list_generation), COALESCE(SUM(n), 0) FROM snapshot_counts"
-        } else {
-            "SELECT (SELECT gen FROM list_generation), COUNT(*) FROM snapshots"
-        };
-        let mut count = QueryBuilder::<Sqlite>::new(head);
-        snapshot_where(&mut count, f);
-        let (at, total): (i64, i64) = count.build_query_as().fetch_one(&self.pool).await?;
-        let total = total.max(0) as u64;
-        self.remember_count(key, at, total);
-        Ok(Page { items, total })
+        Ok(self.list(f, false).await?.page)
+    }
+
+    async fn snapshot_listing(&self, f: &SnapshotFilter) -> Result<SnapshotListing> {
+        self.list(f, true).await
     }
 
     async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>> {
@@ -950,6 +1007,36 @@ mod tests {
         .await
         .unwrap();
         check(&m, &fs, "tagged").await;
+        // the listing's lookups give what the separate calls give
+        let vol = VolumeRow {
+            id: "v1".into(),
+            account: "a".into(),
+            zone: "z".into(),
+            name: "vol one".into(),
+            description: String::new(),
+            size: 1,
+            kind: "data".into(),
+            status: "available".into(),
+            transition: String::new(),
+            instance_id: None,
+            path: "/x".into(),
+            head_root: Some("s1".into()),
+            create_time: 1,
+            status_time: 1,
+        };
+        m.commit(Batch { put_volumes: vec![vol], ..Default::default() }).await.unwrap();
+        let all = SnapshotFilter { limit: 100, ..fs[0].clone() };
+        let l = m.snapshot_listing(&all).await.unwrap();
+        let page = m.snapshots(&all).await.unwrap();
+        assert_eq!(l.page.items, page.items);
+        assert_eq!(l.page.total, page.total);
+        let ids: Vec<String> = l.page.items.iter().map(|r| r.id.clone()).collect();
+        let roots: Vec<String> = l.page.items.iter().filter(|r| r.is_full).map(|r| r.id.clone()).collect();
+        assert_eq!(l.tags, m.tags_of(&ids).await.unwrap());
+        assert_eq!(l.tags.len(), 2);
+        assert_eq!(l.chain_totals, m.chain_totals(&roots).await.unwrap());
+        assert_eq!(l.volumes, m.volumes_by_id("a", &["v1".into(), "v2".into()]).await.unwrap());
+        assert_eq!(l.volumes.len(), 1);
         m.commit(Batch {
             delete_snapshots: vec!["s1".into(), "s6".into()],
             unbind_tags: vec![("t1".into(), "s5".into())],
