@@ -58,7 +58,6 @@ struct Seeded {
 
 fn generate(a: &Account, data: &Path, tag_letter: char) -> Seeded {
     let (vl, il, sl) = a.letters;
-    let per_vol = a.snapshots.div_ceil(a.volumes);
     let instances: Vec<InstanceRow> = (0..a.volumes / 4)
         .map(|j| InstanceRow {
             id: id(il, j),
@@ -150,7 +149,6 @@ fn generate(a: &Account, data: &Path, tag_letter: char) -> Seeded {
     // One point in ten carries a tag, so the page's tag lookup has something to find.
     let bindings =
         (0..a.snapshots).filter(|n| n % 10 == 3).map(|n| (tags[(n / 10) % tags.len()].id.clone(), id(sl, n))).collect();
-    let _ = per_vol;
     Seeded { volumes, instances, snapshots, tags, bindings }
 }
 
