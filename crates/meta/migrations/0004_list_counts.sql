@@ -6,6 +6,9 @@
 --    snapshot_type, origin, zone, volume kind, encryption). A filter made only of these columns
 --    is counted as SUM(n) over at most a few dozen rows. Triggers keep it in the same
 --    transaction as the row change, so it is as exact as COUNT(*) and any process may write.
+--    (A missing group row is added with INSERT … WHERE NOT EXISTS, not INSERT OR IGNORE: inside
+--    a trigger fired by the service's upserts, the outer statement's conflict handling (ABORT)
+--    replaces the trigger's OR IGNORE.)
 CREATE TABLE snapshot_counts (
     account     TEXT NOT NULL,
     zone        TEXT NOT NULL,
@@ -22,8 +25,11 @@ INSERT INTO snapshot_counts (account, zone, status, is_full, origin, volume_kind
     FROM snapshots GROUP BY account, zone, status, is_full, origin, volume_kind, encrypted;
 
 CREATE TRIGGER snapshot_counts_insert AFTER INSERT ON snapshots BEGIN
-    INSERT OR IGNORE INTO snapshot_counts VALUES
-        (NEW.account, NEW.zone, NEW.status, NEW.is_full, NEW.origin, NEW.volume_kind, NEW.encrypted, 0);
+    INSERT INTO snapshot_counts
+        SELECT NEW.account, NEW.zone, NEW.status, NEW.is_full, NEW.origin, NEW.volume_kind, NEW.encrypted, 0
+        WHERE NOT EXISTS (SELECT 1 FROM snapshot_counts
+            WHERE account = NEW.account AND zone = NEW.zone AND status = NEW.status AND is_full = NEW.is_full
+              AND origin = NEW.origin AND volume_kind = NEW.volume_kind AND encrypted = NEW.encrypted);
     UPDATE snapshot_counts SET n = n + 1
         WHERE account = NEW.account AND zone = NEW.zone AND status = NEW.status AND is_full = NEW.is_full
           AND origin = NEW.origin AND volume_kind = NEW.volume_kind AND encrypted = NEW.encrypted;
@@ -41,8 +47,11 @@ BEGIN
     UPDATE snapshot_counts SET n = n - 1
         WHERE account = OLD.account AND zone = OLD.zone AND status = OLD.status AND is_full = OLD.is_full
           AND origin = OLD.origin AND volume_kind = OLD.volume_kind AND encrypted = OLD.encrypted;
-    INSERT OR IGNORE INTO snapshot_counts VALUES
-        (NEW.account, NEW.zone, NEW.status, NEW.is_full, NEW.origin, NEW.volume_kind, NEW.encrypted, 0);
+    INSERT INTO snapshot_counts
+        SELECT NEW.account, NEW.zone, NEW.status, NEW.is_full, NEW.origin, NEW.volume_kind, NEW.encrypted, 0
+        WHERE NOT EXISTS (SELECT 1 FROM snapshot_counts
+            WHERE account = NEW.account AND zone = NEW.zone AND status = NEW.status AND is_full = NEW.is_full
+              AND origin = NEW.origin AND volume_kind = NEW.volume_kind AND encrypted = NEW.encrypted);
     UPDATE snapshot_counts SET n = n + 1
         WHERE account = NEW.account AND zone = NEW.zone AND status = NEW.status AND is_full = NEW.is_full
           AND origin = NEW.origin AND volume_kind = NEW.volume_kind AND encrypted = NEW.encrypted;

@@ -997,6 +997,13 @@ mod tests {
         check(&m, &fs, "updated").await;
         m.commit(Batch { snapshot_progress: vec![("s4".into(), 50, true)], ..Default::default() }).await.unwrap();
         check(&m, &fs, "progress").await;
+        // into a group that exists already (the end of every capture: creating -> available)
+        let mut s7 = snap("s7", "a", "v1", 7, "creating");
+        s7.is_full = false;
+        m.commit(Batch { put_snapshots: vec![s7.clone()], ..Default::default() }).await.unwrap();
+        s7.status = "available".into();
+        m.commit(Batch { put_snapshots: vec![s7], ..Default::default() }).await.unwrap();
+        check(&m, &fs, "captured").await;
         let tag =
             TagRow { id: "t1".into(), account: "a".into(), key: "k".into(), value: String::new(), create_time: 1 };
         m.commit(Batch {
