@@ -525,24 +525,29 @@ impl MetaStore for SqliteMeta {
                 .bind(r.used_by_volumes)
                 .execute(&mut *tx)
                 .await?;
-            // The search index's copy of id, name and description (migrations/0005).
-            sqlx::query("DELETE FROM snapshots_search WHERE rowid = (SELECT rowid FROM snapshots WHERE id = ?)")
-                .bind(&r.id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
+        }
+        // The search index's copy of id, name and description (migrations/0005), a few
+        // statements per batch, not per row: drop the entries of every row written or deleted
+        // (an upsert keeps its rowid), then copy the written rows' current text back.
+        let written: Vec<String> =
+            b.put_snapshots.iter().map(|r| r.id.clone()).filter(|id| !b.delete_snapshots.contains(id)).collect();
+        for ids in written.chunks(500).chain(b.delete_snapshots.chunks(500)) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "DELETE FROM snapshots_search WHERE rowid IN (SELECT rowid FROM snapshots WHERE 1 = 1",
+            );
+            push_in(&mut q, "id", ids);
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        for ids in written.chunks(500) {
+            let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO snapshots_search (rowid, id, name, description) \
-                 SELECT rowid, id, name, description FROM snapshots WHERE id = ?",
-            )
-            .bind(&r.id)
-            .execute(&mut *tx)
-            .await?;
+                 SELECT rowid, id, name, description FROM snapshots WHERE 1 = 1",
+            );
+            push_in(&mut q, "id", ids);
+            q.build().execute(&mut *tx).await?;
         }
         for id in &b.delete_snapshots {
-            sqlx::query("DELETE FROM snapshots_search WHERE rowid = (SELECT rowid FROM snapshots WHERE id = ?)")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
             sqlx::query("DELETE FROM snapshot_metadata WHERE snapshot_id = ?").bind(id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM resource_tags WHERE resource_id = ?").bind(id).execute(&mut *tx).await?;
         }
