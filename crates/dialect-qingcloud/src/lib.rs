@@ -6,8 +6,8 @@
 
 pub mod error;
 pub mod iaas;
+pub mod ids;
 pub mod params;
-pub mod render;
 pub mod rest51;
 pub mod wire;
 

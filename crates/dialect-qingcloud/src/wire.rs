@@ -101,6 +101,78 @@ pub fn tag_refs(tags: &[Tag]) -> Value {
     Value::Array(tags.iter().map(|t| json!({"tag_id": display(Kind::Tag, &t.id), "tag_name": t.key})).collect())
 }
 
+/// [`snapshot_item`] written straight to JSON text: byte for byte what serializing its `Value`
+/// gives (fields in the same, alphabetical, order), without building the map of ~20 owned
+/// keys per item first, which was ~15 % of the server's CPU for a page of 100.
+pub fn write_snapshot_item(out: &mut Vec<u8>, s: &Snapshot, resource: &ResourceRef, verbose: bool) {
+    #[derive(serde::Serialize)]
+    struct Res<'a> {
+        resource_id: &'a str,
+        resource_name: &'a str,
+        resource_type: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct TagRef<'a> {
+        tag_id: String,
+        tag_name: &'a str,
+    }
+    // Keep the fields in byte order of their names: that is the order a serde_json map has.
+    #[derive(serde::Serialize)]
+    struct Item<'a> {
+        create_time: String,
+        description: Option<&'a str>,
+        head_chain: u8,
+        is_head: u8,
+        is_taken: u8,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lastest_snapshot_time: Option<String>,
+        parent_id: String,
+        resource: Res<'a>,
+        root_id: String,
+        size: u64,
+        snapshot_id: String,
+        snapshot_name: &'a str,
+        snapshot_time: String,
+        snapshot_type: u8,
+        status: &'a str,
+        status_time: String,
+        sub_code: u8,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tags: Option<Vec<TagRef<'a>>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total_count: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total_size: Option<u64>,
+        transition_status: &'a str,
+    }
+    let (status, transition) = snapshot_status(s);
+    let item = Item {
+        create_time: iso_z(s.create_time),
+        description: (!s.description.is_empty()).then_some(s.description.as_str()),
+        head_chain: s.head_chain as u8,
+        is_head: s.is_head as u8,
+        is_taken: s.is_taken as u8,
+        lastest_snapshot_time: s.chain.as_ref().map(|c| iso_z(c.latest_snapshot_time)),
+        parent_id: s.parent_id.as_ref().map_or("self".to_string(), |p| display(Kind::Snapshot, p)),
+        resource: Res { resource_id: &resource.id, resource_name: &resource.name, resource_type: resource.kind },
+        root_id: display(Kind::Snapshot, &s.root_id),
+        size: mb(s.size),
+        snapshot_id: display(Kind::Snapshot, &s.id),
+        snapshot_name: &s.name,
+        snapshot_time: iso_z(s.snapshot_time),
+        snapshot_type: s.full as u8,
+        status,
+        status_time: iso_z(s.status_time),
+        sub_code: 0,
+        tags: verbose
+            .then(|| s.tags.iter().map(|t| TagRef { tag_id: display(Kind::Tag, &t.id), tag_name: &t.key }).collect()),
+        total_count: s.chain.as_ref().map(|c| c.total_count),
+        total_size: s.chain.as_ref().map(|c| mb(c.total_size)),
+        transition_status: transition,
+    };
+    serde_json::to_writer(out, &item).expect("serializing to memory cannot fail");
+}
+
 pub fn snapshot_item(s: &Snapshot, resource: &ResourceRef, verbose: bool) -> Value {
     let (status, transition) = snapshot_status(s);
     let mut v = json!({
@@ -220,4 +292,65 @@ pub fn tag_item(t: &Tag, resource_count: u64, pairs: Option<Vec<Value>>) -> Valu
         v.as_object_mut().expect("object").insert("resource_tag_pairs".into(), Value::Array(p));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use disksnap_service::{Chain, Origin};
+
+    fn point(full: bool, name: &str, description: &str) -> Snapshot {
+        let t = Utc.timestamp_millis_opt(1_760_000_123_456).unwrap();
+        Snapshot {
+            id: "k3x9a2bq".into(),
+            zone: "pek3a".into(),
+            name: name.into(),
+            description: description.into(),
+            volume_id: "v0000001".into(),
+            volume_size: 20 << 30,
+            volume_kind: VolumeKind::System,
+            instance_id: Some("i0000001".into()),
+            full,
+            root_id: "r0000001".into(),
+            parent_id: (!full).then(|| "p0000001".into()),
+            is_head: !full,
+            head_chain: true,
+            status: SnapshotStatus::Available,
+            transition: SnapshotTransition::Deleting,
+            is_taken: true,
+            progress: 100,
+            snapshot_time: t,
+            create_time: t,
+            status_time: t + chrono::Duration::seconds(61),
+            deleted_time: None,
+            expire_time: None,
+            size: (3 << 20) + 1,
+            chain: full.then(|| Chain { total_size: 7 << 30, total_count: 10, latest_snapshot_time: t }),
+            origin: Origin::Auto,
+            retention_days: None,
+            encrypted: false,
+            used_by_images: 0,
+            used_by_volumes: 0,
+            tags: vec![Tag { id: "t0000001".into(), key: "prod \"eu\"".into(), value: String::new(), create_time: t }],
+            volume_name: "db-0001".into(),
+            instance_name: Some("host \u{4e2d}".into()),
+        }
+    }
+
+    /// The direct writer and the `Value` give the same bytes, for every optional part.
+    #[test]
+    fn written_item_equals_the_value_item() {
+        for s in [point(true, "nightly", ""), point(false, "a \"quoted\"\n\\name", "before upgrade #3 \u{1f600}")] {
+            for verbose in [false, true] {
+                for instance_name in [None, s.instance_name.as_deref()] {
+                    let r = resource_of(&s, &s.volume_name, instance_name);
+                    let mut out = Vec::new();
+                    write_snapshot_item(&mut out, &s, &r, verbose);
+                    let want = serde_json::to_string(&snapshot_item(&s, &r, verbose)).unwrap();
+                    assert_eq!(String::from_utf8(out).unwrap(), want);
+                }
+            }
+        }
+    }
 }

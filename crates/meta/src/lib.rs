@@ -30,6 +30,19 @@ pub enum MetaError {
 
 pub type Result<T> = std::result::Result<T, MetaError>;
 
+/// A page of a snapshot list with what a list view shows about its rows: their volumes and
+/// instances, the totals of the chains of its full points, and their tags (as the separate
+/// `volumes_by_id`, `instances_by_id`, `chain_totals` and `tags_of` calls would give them).
+#[derive(Clone, Debug)]
+pub struct SnapshotListing {
+    pub page: Page<SnapshotRow>,
+    pub volumes: Vec<VolumeRow>,
+    pub instances: Vec<InstanceRow>,
+    pub chain_totals: Vec<ChainTotals>,
+    /// (snapshot id, tag)
+    pub tags: Vec<(String, TagRow)>,
+}
+
 /// A check a batch makes before it writes: the row's column still holds `expected`.
 #[derive(Clone, Debug)]
 pub enum Expect {
@@ -99,13 +112,21 @@ pub trait MetaStore: Send + Sync + 'static {
 
     async fn instance(&self, account: &str, id: &str) -> Result<Option<InstanceRow>>;
     async fn instances(&self, account: &str) -> Result<Vec<InstanceRow>>;
+    /// The account's instances among `ids` (any order; unknown ids are left out).
+    async fn instances_by_id(&self, account: &str, ids: &[String]) -> Result<Vec<InstanceRow>>;
 
     async fn volume(&self, account: &str, id: &str) -> Result<Option<VolumeRow>>;
     async fn volumes(&self, filter: &VolumeFilter) -> Result<Page<VolumeRow>>;
+    /// The account's volumes among `ids`, any status, any order: one query, no count (what a
+    /// list page needs to name the volumes its rows refer to).
+    async fn volumes_by_id(&self, account: &str, ids: &[String]) -> Result<Vec<VolumeRow>>;
     async fn volumes_of_instance(&self, account: &str, instance_id: &str) -> Result<Vec<VolumeRow>>;
 
     async fn snapshot(&self, account: &str, id: &str) -> Result<Option<SnapshotRow>>;
     async fn snapshots(&self, filter: &SnapshotFilter) -> Result<Page<SnapshotRow>>;
+    /// [`MetaStore::snapshots`] plus what a list view shows about each row, in one read: the
+    /// list endpoints' whole metadata cost (see [`SnapshotListing`]).
+    async fn snapshot_listing(&self, filter: &SnapshotFilter) -> Result<SnapshotListing>;
     /// Every point of a chain that is not ceased, oldest first.
     async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>>;
     /// Totals over the live points (available or creating) of each chain named.

@@ -210,6 +210,14 @@ pub struct Snapshot {
     pub used_by_images: u32,
     pub used_by_volumes: u32,
     pub tags: Vec<Tag>,
+    /// Name of the volume the point was taken of, and of its instance (when it has one and
+    /// the instance still exists): filled by the same batched lookups as `head_chain`, so a
+    /// dialect naming the point's resource needs no query per page of its own. Not part of
+    /// the CLI's JSON.
+    #[serde(skip)]
+    pub volume_name: String,
+    #[serde(skip)]
+    pub instance_name: Option<String>,
 }
 
 impl Snapshot {
@@ -245,6 +253,8 @@ impl Snapshot {
             used_by_images: r.used_by_images as u32,
             used_by_volumes: r.used_by_volumes as u32,
             tags: Vec::new(),
+            volume_name: String::new(),
+            instance_name: None,
         }
     }
 }

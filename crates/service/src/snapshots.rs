@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use disksnap_meta::{Batch, Expect, Order, SnapshotFilter, SnapshotRow, VolumeFilter, VolumeRow};
+use disksnap_meta::{Batch, Expect, Order, Page, SnapshotFilter, SnapshotListing, SnapshotRow, VolumeRow};
 
 use crate::chain;
 use crate::error::{Result, ServiceError};
@@ -81,6 +81,41 @@ pub enum DeleteScope {
     /// With each point, the later points of its chain; with a full point, its whole chain
     /// (QingCloud, 51idc).
     PointAndLater,
+}
+
+/// Rows → views: chain totals on full points, head_chain, volume and instance names, tags,
+/// from lookups already made for the whole page (never a query per row).
+fn decorate_with(l: SnapshotListing) -> Vec<Snapshot> {
+    let totals: HashMap<String, disksnap_meta::ChainTotals> =
+        l.chain_totals.into_iter().map(|t| (t.root_id.clone(), t)).collect();
+    let vols: HashMap<String, VolumeRow> = l.volumes.into_iter().map(|v| (v.id.clone(), v)).collect();
+    let instances: HashMap<String, String> = l.instances.into_iter().map(|i| (i.id, i.name)).collect();
+    let mut tags: HashMap<String, Vec<disksnap_meta::TagRow>> = HashMap::new();
+    for (rid, t) in l.tags {
+        tags.entry(rid).or_default().push(t);
+    }
+    l.page
+        .items
+        .into_iter()
+        .map(|r| {
+            let mut s = Snapshot::from_row(r);
+            let vol = vols.get(&s.volume_id);
+            s.head_chain = vol.and_then(|v| v.head_root.as_ref()) == Some(&s.root_id);
+            // A deleted volume is not named (as a DescribeVolumes lookup of it finds nothing).
+            s.volume_name = vol.filter(|v| v.status != "deleted").map(|v| v.name.clone()).unwrap_or_default();
+            s.instance_name = s.instance_id.as_ref().and_then(|i| instances.get(i)).cloned();
+            if s.full {
+                let t = totals.get(&s.id);
+                s.chain = Some(Chain {
+                    total_size: t.map(|t| t.total_size.max(0) as u64).unwrap_or(s.size),
+                    total_count: t.map(|t| t.total_count as u64).unwrap_or(1),
+                    latest_snapshot_time: t.map(|t| to_time(t.latest_snapshot_time)).unwrap_or(s.snapshot_time),
+                });
+            }
+            s.tags = tags.remove(&s.id).unwrap_or_default().into_iter().map(Into::into).collect();
+            s
+        })
+        .collect()
 }
 
 /// Parse a list of ids of one kind; ids that cannot be ours are dropped. Returns None when
@@ -323,9 +358,9 @@ impl Service {
             0 => 20,
             n => n.min(MAX_PAGE),
         };
-        let page = self
+        let listing = self
             .meta()
-            .snapshots(&SnapshotFilter {
+            .snapshot_listing(&SnapshotFilter {
                 account: caller.account.clone(),
                 ids: ids_,
                 volume_ids,
@@ -355,50 +390,28 @@ impl Service {
                 limit,
             })
             .await?;
-        Ok((self.decorate(page.items).await?, page.total))
+        let total = listing.page.total;
+        Ok((decorate_with(listing), total))
     }
 
-    /// Rows → views: chain totals on full points, head_chain, tags. Three queries per page.
+    /// Rows → views, for rows not read through `snapshot_listing`: the same lookups, one query
+    /// each for all the rows.
     async fn decorate(&self, rows: Vec<SnapshotRow>) -> Result<Vec<Snapshot>> {
         let Some(account) = rows.first().map(|r| r.account.clone()) else { return Ok(Vec::new()) };
         let roots: Vec<String> = rows.iter().filter(|r| r.is_full).map(|r| r.id.clone()).collect();
-        let totals: HashMap<String, disksnap_meta::ChainTotals> =
-            self.meta().chain_totals(&roots).await?.into_iter().map(|t| (t.root_id.clone(), t)).collect();
         let vol_ids: Vec<String> =
             rows.iter().map(|r| r.volume_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        let heads: HashMap<String, Option<String>> = self
-            .meta()
-            .volumes(&VolumeFilter {
-                account,
-                ids: vol_ids.clone(),
-                statuses: VolumeStatus::ALL.iter().map(|s| s.as_str().to_string()).collect(),
-                limit: vol_ids.len() as u64,
-                ..Default::default()
-            })
-            .await?
-            .items
-            .into_iter()
-            .map(|v| (v.id, v.head_root))
-            .collect();
+        let inst_ids: Vec<String> =
+            rows.iter().filter_map(|r| r.instance_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let ids_: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let tags = self.meta().tags_of(&ids_).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let mut s = Snapshot::from_row(r);
-                s.head_chain = heads.get(&s.volume_id).and_then(|h| h.as_ref()) == Some(&s.root_id);
-                if s.full {
-                    let t = totals.get(&s.id);
-                    s.chain = Some(Chain {
-                        total_size: t.map(|t| t.total_size.max(0) as u64).unwrap_or(s.size),
-                        total_count: t.map(|t| t.total_count as u64).unwrap_or(1),
-                        latest_snapshot_time: t.map(|t| to_time(t.latest_snapshot_time)).unwrap_or(s.snapshot_time),
-                    });
-                }
-                s.tags = tags.iter().filter(|(rid, _)| rid == &s.id).map(|(_, t)| t.clone().into()).collect();
-                s
-            })
-            .collect())
+        let listing = SnapshotListing {
+            chain_totals: self.meta().chain_totals(&roots).await?,
+            volumes: self.meta().volumes_by_id(&account, &vol_ids).await?,
+            instances: self.meta().instances_by_id(&account, &inst_ids).await?,
+            tags: self.meta().tags_of(&ids_).await?,
+            page: Page { items: rows, total: 0 },
+        };
+        Ok(decorate_with(listing))
     }
 
     pub async fn modify_snapshot(

@@ -13,14 +13,25 @@ use serde_json::{json, Value};
 use super::router::Action;
 use super::signature::Verified;
 use crate::error::QcError;
+use crate::ids::is_instance_id;
 use crate::params::Params;
-use crate::render::{self, is_instance_id};
 use crate::wire;
 use disksnap_api_common::ApiContext;
 
 type Out = Result<Value, QcError>;
 
-pub async fn handle(ctx: &ApiContext, who: &Verified, action: Action, p: &Params) -> Out {
+/// A handler's answer: a JSON value, or DescribeSnapshots' list already written as JSON text
+/// (see `wire::write_snapshot_item`).
+pub enum Answer {
+    Json(Value),
+    /// `snapshot_set` (a JSON array's text) and `total_count`.
+    SnapshotSet {
+        items: Vec<u8>,
+        total: u64,
+    },
+}
+
+pub async fn handle(ctx: &ApiContext, who: &Verified, action: Action, p: &Params) -> Result<Answer, QcError> {
     let svc = &ctx.service;
     let caller = Caller::new(&who.account);
     // `zone` is always sent by the SDK; a request without one works in the default zone.
@@ -31,28 +42,28 @@ pub async fn handle(ctx: &ApiContext, who: &Verified, action: Action, p: &Params
     let h = H { ctx, caller, zone, account: who.account.clone() };
     match action {
         Action::DescribeSnapshots => h.describe_snapshots(p).await,
-        Action::CreateSnapshots => h.create_snapshots(p).await,
-        Action::DeleteSnapshots => h.delete_snapshots(p).await,
-        Action::ApplySnapshots => h.apply_snapshots(p).await,
-        Action::ModifySnapshotAttributes => h.modify_snapshot(p).await,
-        Action::CaptureInstanceFromSnapshot => h.capture_instance(p).await,
-        Action::CreateVolumeFromSnapshot => h.volume_from_snapshot(p).await,
-        Action::DescribeVolumes => h.describe_volumes(p).await,
-        Action::CreateVolumes => h.create_volumes(p).await,
-        Action::DeleteVolumes => h.delete_volumes(p).await,
-        Action::AttachVolumes => h.attach_volumes(p).await,
-        Action::DetachVolumes => h.detach_volumes(p).await,
-        Action::ResizeVolumes => h.resize_volumes(p).await,
-        Action::ModifyVolumeAttributes => h.modify_volume(p).await,
-        Action::DescribeImages => h.describe_images(p).await,
-        Action::DeleteImages => h.delete_images(p).await,
-        Action::DescribeJobs => h.describe_jobs(p).await,
-        Action::DescribeZones => h.describe_zones(p),
-        Action::CreateTag => h.create_tag(p).await,
-        Action::DescribeTags => h.describe_tags(p).await,
-        Action::AttachTags => h.tag_pairs(p, true).await,
-        Action::DetachTags => h.tag_pairs(p, false).await,
-        Action::DeleteTags => h.delete_tags(p).await,
+        Action::CreateSnapshots => h.create_snapshots(p).await.map(Answer::Json),
+        Action::DeleteSnapshots => h.delete_snapshots(p).await.map(Answer::Json),
+        Action::ApplySnapshots => h.apply_snapshots(p).await.map(Answer::Json),
+        Action::ModifySnapshotAttributes => h.modify_snapshot(p).await.map(Answer::Json),
+        Action::CaptureInstanceFromSnapshot => h.capture_instance(p).await.map(Answer::Json),
+        Action::CreateVolumeFromSnapshot => h.volume_from_snapshot(p).await.map(Answer::Json),
+        Action::DescribeVolumes => h.describe_volumes(p).await.map(Answer::Json),
+        Action::CreateVolumes => h.create_volumes(p).await.map(Answer::Json),
+        Action::DeleteVolumes => h.delete_volumes(p).await.map(Answer::Json),
+        Action::AttachVolumes => h.attach_volumes(p).await.map(Answer::Json),
+        Action::DetachVolumes => h.detach_volumes(p).await.map(Answer::Json),
+        Action::ResizeVolumes => h.resize_volumes(p).await.map(Answer::Json),
+        Action::ModifyVolumeAttributes => h.modify_volume(p).await.map(Answer::Json),
+        Action::DescribeImages => h.describe_images(p).await.map(Answer::Json),
+        Action::DeleteImages => h.delete_images(p).await.map(Answer::Json),
+        Action::DescribeJobs => h.describe_jobs(p).await.map(Answer::Json),
+        Action::DescribeZones => h.describe_zones(p).map(Answer::Json),
+        Action::CreateTag => h.create_tag(p).await.map(Answer::Json),
+        Action::DescribeTags => h.describe_tags(p).await.map(Answer::Json),
+        Action::AttachTags => h.tag_pairs(p, true).await.map(Answer::Json),
+        Action::DetachTags => h.tag_pairs(p, false).await.map(Answer::Json),
+        Action::DeleteTags => h.delete_tags(p).await.map(Answer::Json),
     }
 }
 
@@ -89,7 +100,7 @@ impl H<'_> {
         p.get("owner").is_some_and(|o| o != wire::owner(&self.account))
     }
 
-    async fn describe_snapshots(&self, p: &Params) -> Out {
+    async fn describe_snapshots(&self, p: &Params) -> Result<Answer, QcError> {
         let (offset, limit) = paging(p)?;
         let verbose = p.flag("verbose", &[0, 1])? == Some(1);
         let mut q = SnapshotQuery {
@@ -121,11 +132,22 @@ impl H<'_> {
             q.statuses.extend(s);
         }
         if (!words.is_empty() && q.statuses.is_empty()) || self.other_owner(p) {
-            return Ok(listed("snapshot_set", vec![], 0));
+            return Ok(Answer::SnapshotSet { items: b"[]".to_vec(), total: 0 });
         }
+        // The service names each point's volume and instance in its page lookups: no listing of
+        // every instance of the account, no second volume query per page.
         let (snaps, total) = self.svc().snapshots(&self.caller, &q).await?;
-        let items = render::snapshot_items(self.svc(), &self.caller, &snaps, verbose).await?;
-        Ok(listed("snapshot_set", items, total))
+        let mut items = Vec::with_capacity(snaps.len() * 700 + 2);
+        items.push(b'[');
+        for (i, s) in snaps.iter().enumerate() {
+            if i > 0 {
+                items.push(b',');
+            }
+            let resource = wire::resource_of(s, &s.volume_name, s.instance_name.as_deref());
+            wire::write_snapshot_item(&mut items, s, &resource, verbose);
+        }
+        items.push(b']');
+        Ok(Answer::SnapshotSet { items, total })
     }
 
     async fn instance_names(&self) -> Result<HashMap<String, String>, QcError> {

@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use disksnap_api_common::{encode, ApiContext, RawRequest};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::error::QcError;
 use crate::params::Params;
@@ -41,9 +41,19 @@ pub async fn endpoint(State(ctx): State<ApiContext>, req: Request) -> Response {
     render(result, &action_name, &rid)
 }
 
-fn render(result: Result<Value, QcError>, action: &str, request_id: &str) -> Response {
+fn render(result: Result<handlers::Answer, QcError>, action: &str, request_id: &str) -> Response {
     let body = match result {
-        Ok(mut v) => {
+        Ok(handlers::Answer::SnapshotSet { items, total }) => {
+            // The keys in the order a serde_json map writes them (byte order), as for any answer.
+            let mut body = Vec::with_capacity(items.len() + 128);
+            body.extend_from_slice(b"{\"action\":");
+            serde_json::to_writer(&mut body, &format!("{action}Response")).expect("in memory");
+            body.extend_from_slice(b",\"ret_code\":0,\"snapshot_set\":");
+            body.extend_from_slice(&items);
+            body.extend_from_slice(format!(",\"total_count\":{total}}}").as_bytes());
+            return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
+        Ok(handlers::Answer::Json(mut v)) => {
             if let Some(m) = v.as_object_mut() {
                 m.insert("action".into(), format!("{action}Response").into());
                 m.insert("ret_code".into(), 0.into());

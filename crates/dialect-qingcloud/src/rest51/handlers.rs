@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{Call, Rest51};
 use crate::error::QcError;
-use crate::render::{self, is_instance_id};
+use crate::ids::is_instance_id;
 use crate::wire;
 
 type Out = Result<Value, QcError>;
@@ -164,7 +164,11 @@ pub async fn list_snapshots(st: &Rest51, call: &Call) -> Out {
     let svc = &st.ctx.service;
     let caller = call.caller();
     let (snaps, total) = svc.snapshots(&caller, &q).await?;
-    let items = render::snapshot_items(svc, &caller, &snaps, verbose).await?;
+    // Volume and instance names come with the page (one batched lookup each in the service).
+    let items: Vec<Value> = snaps
+        .iter()
+        .map(|s| wire::snapshot_item(s, &wire::resource_of(s, &s.volume_name, s.instance_name.as_deref()), verbose))
+        .collect();
     Ok(json!({"snapshots": items, "total_count": total}))
 }
 

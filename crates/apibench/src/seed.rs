@@ -1,0 +1,251 @@
+//! `seed`: a real data dir whose account `alice` holds N snapshots over V volumes, written
+//! through `MetaStore::commit` (as `disksnap-meta`'s list_100k example does) so every row is
+//! one the service could have written: volumes and instances exist, chains are consistent
+//! (one full point then incrementals, parent = the previous point, one head per chain, the
+//! volume's `head_root` = its newest chain), deleted chains look like QingCloud's delete left
+//! them (full point `deleted`, its incrementals `ceased`). A second account `bob` holds a tenth
+//! as many, so every query must keep to its own account.
+//!
+//! Alongside the data dir it writes `queries.json`: the request mix the load generator sends,
+//! each query with the exact `total_count` the answer must carry, computed here from the rows.
+
+use std::path::Path;
+use std::time::Instant;
+
+use disksnap_meta::{Batch, InstanceRow, MetaStore, SnapshotRow, SqliteMeta, TagRow, VolumeRow};
+use serde_json::{json, Value};
+
+pub const ZONE: &str = "pek3a";
+pub const ACCESS_KEY: &str = "QYBENCHALICE00000001";
+pub const SECRET_KEY: &str = "benchsecretalice0000000000000000000000000";
+
+const ROLES: [&str; 4] = ["web", "db", "cache", "log"];
+/// What a point's name says it was taken for; one in eight is a manual point.
+const PURPOSES: [&str; 8] = ["nightly", "nightly", "nightly", "nightly", "weekly", "nightly", "hourly", "pre-upgrade"];
+const CHAIN: usize = 10;
+const BASE_MS: i64 = 1_760_000_000_000;
+
+fn b36(mut n: usize, width: usize) -> String {
+    const A: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = A[n % 36];
+        n /= 36;
+    }
+    String::from_utf8(out).expect("ascii")
+}
+
+/// Ids are 8 base-36 characters (what `ids::parse` accepts); the first says what and whose.
+fn id(kind: char, n: usize) -> String {
+    format!("{kind}{}", b36(n, 7))
+}
+
+struct Account {
+    name: &'static str,
+    /// id kind letters: volume, instance, snapshot
+    letters: (char, char, char),
+    snapshots: usize,
+    volumes: usize,
+}
+
+struct Seeded {
+    volumes: Vec<VolumeRow>,
+    instances: Vec<InstanceRow>,
+    snapshots: Vec<SnapshotRow>,
+    tags: Vec<TagRow>,
+    bindings: Vec<(String, String)>,
+}
+
+fn generate(a: &Account, data: &Path, tag_letter: char) -> Seeded {
+    let (vl, il, sl) = a.letters;
+    let instances: Vec<InstanceRow> = (0..a.volumes / 4)
+        .map(|j| InstanceRow {
+            id: id(il, j),
+            account: a.name.into(),
+            zone: ZONE.into(),
+            name: format!("host-{j:04}"),
+            create_time: BASE_MS - 86_400_000,
+        })
+        .collect();
+    let attached = |v: usize| (v % 4 < 2 && v / 4 < instances.len()).then(|| id(il, v / 4));
+    let snap_n = |v: usize, k: usize| k * a.volumes + v;
+    let mut snapshots = Vec::with_capacity(a.snapshots);
+    for n in 0..a.snapshots {
+        let (v, k) = (n % a.volumes, n / a.volumes);
+        let (chain, pos) = (k / CHAIN, k % CHAIN);
+        let last_k = (a.snapshots - 1 - v) / a.volumes; // newest point of this volume
+        let deleted_chain = (v + chain) % 50 == 7;
+        let t = BASE_MS + n as i64 * 60_000;
+        let purpose = PURPOSES[(v + k) % PURPOSES.len()];
+        let status = match (deleted_chain, pos) {
+            (false, _) => "available",
+            (true, 0) => "deleted",
+            (true, _) => "ceased",
+        };
+        snapshots.push(SnapshotRow {
+            id: id(sl, n),
+            account: a.name.into(),
+            zone: ZONE.into(),
+            name: format!("{}-{v:04}-{purpose}", ROLES[v % 4]),
+            description: if purpose == "pre-upgrade" { format!("before upgrade #{k}") } else { String::new() },
+            volume_id: id(vl, v),
+            volume_size: 20 << 30,
+            volume_kind: if v % 4 == 0 { "system" } else { "data" }.into(),
+            instance_id: attached(v),
+            is_full: pos == 0,
+            root_id: id(sl, snap_n(v, chain * CHAIN)),
+            parent_id: (pos > 0).then(|| id(sl, snap_n(v, k - 1))),
+            is_head: pos == CHAIN - 1 || k == last_k,
+            status: status.into(),
+            transition: String::new(),
+            is_taken: true,
+            progress: 100,
+            snapshot_time: t,
+            create_time: t,
+            status_time: if deleted_chain { t + 3_600_000 } else { t },
+            deleted_time: deleted_chain.then_some(t + 3_600_000),
+            expire_time: None,
+            size: if pos == 0 { 6 << 30 } else { (40 + (n % 200) as i64) << 20 },
+            origin: if purpose == "pre-upgrade" { "user" } else { "auto" }.into(),
+            retention_days: None,
+            encrypted: false,
+            used_by_images: 0,
+            used_by_volumes: 0,
+        });
+    }
+    let volumes = (0..a.volumes)
+        .map(|v| {
+            let last_k = (a.snapshots - 1 - v) / a.volumes;
+            let inst = attached(v);
+            VolumeRow {
+                id: id(vl, v),
+                account: a.name.into(),
+                zone: ZONE.into(),
+                name: format!("{}-{v:04}", ROLES[v % 4]),
+                description: String::new(),
+                size: 20 << 30,
+                kind: if v % 4 == 0 { "system" } else { "data" }.into(),
+                status: if inst.is_some() { "in-use" } else { "available" }.into(),
+                transition: String::new(),
+                instance_id: inst,
+                path: data.join("volumes").join(format!("{}.img", id(vl, v))).display().to_string(),
+                head_root: (a.snapshots > v).then(|| id(sl, snap_n(v, last_k - last_k % CHAIN))),
+                create_time: BASE_MS - 86_400_000,
+                status_time: BASE_MS - 86_400_000,
+            }
+        })
+        .collect();
+    let tags: Vec<TagRow> = ["prod", "staging", "keep", "audit"]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| TagRow {
+            id: id(tag_letter, i),
+            account: a.name.into(),
+            key: k.to_string(),
+            value: String::new(),
+            create_time: BASE_MS,
+        })
+        .collect();
+    // One point in ten carries a tag, so the page's tag lookup has something to find.
+    let bindings =
+        (0..a.snapshots).filter(|n| n % 10 == 3).map(|n| (tags[(n / 10) % tags.len()].id.clone(), id(sl, n))).collect();
+    Seeded { volumes, instances, snapshots, tags, bindings }
+}
+
+/// `like '%w%'` as SQLite does it: ASCII case-insensitive substring.
+fn contains_ci(hay: &str, w: &str) -> bool {
+    hay.to_ascii_lowercase().contains(&w.to_ascii_lowercase())
+}
+
+/// The request mix: seven kinds of filter in equal shares, each with many concrete values so the
+/// server cannot answer from one hot page. Each query knows its exact total_count.
+fn queries(s: &Seeded, a: &Account) -> Vec<Value> {
+    let live: Vec<&SnapshotRow> = s.snapshots.iter().filter(|r| r.status != "ceased").collect();
+    let count = |f: &dyn Fn(&SnapshotRow) -> bool| live.iter().filter(|r| f(r)).count();
+    let mut out = Vec::new();
+    let mut q = |kind: &str, params: Vec<(&str, String)>, total: usize| {
+        let params: Vec<Value> = params.into_iter().map(|(k, v)| json!([k, v])).collect();
+        out.push(json!({"kind": kind, "params": params, "total": total}));
+    };
+    q("no filter", vec![], live.len());
+    q("status=available", vec![("status", "available".into())], count(&|r| r.status == "available"));
+    q("snapshot_type=1", vec![("snapshot_type", "1".into())], count(&|r| r.is_full));
+    // Spread over the id space with a stride coprime to the counts.
+    for i in 0..50 {
+        let v = (i * 37 + 11) % a.volumes;
+        let vid = id(a.letters.0, v);
+        q("resource_id (volume)", vec![("resource_id", format!("vol-{vid}"))], count(&|r| r.volume_id == vid));
+        let inst = &s.instances[(i * 13 + 5) % s.instances.len()].id;
+        q(
+            "resource_id (instance)",
+            vec![("resource_id", format!("i-{inst}"))],
+            count(&|r| r.instance_id.as_deref() == Some(inst.as_str())),
+        );
+        let root = &s.snapshots[(i * 7919 + 3) % s.snapshots.len()].root_id;
+        q("root_id", vec![("root_id", format!("ss-{root}"))], count(&|r| &r.root_id == root));
+        // A volume's name (its ~100 points), or a purpose word shared by many.
+        let word = if i % 5 == 4 { "pre-upgrade".to_string() } else { s.volumes[v].name.clone() };
+        let n =
+            count(&|r| contains_ci(&r.id, &word) || contains_ci(&r.name, &word) || contains_ci(&r.description, &word));
+        q("search_word", vec![("search_word", word.clone())], n);
+    }
+    out
+}
+
+pub async fn run(data: &Path, snapshots: usize, volumes: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(!data.join("meta.db").exists(), "{} already holds a meta.db; seed a new dir", data.display());
+    anyhow::ensure!(volumes >= 4 && snapshots >= volumes, "need at least 4 volumes and a snapshot per volume");
+    std::fs::create_dir_all(data.join("volumes"))?;
+    let t0 = Instant::now();
+    let alice = Account { name: "alice", letters: ('v', 'i', 's'), snapshots, volumes };
+    let bob = Account { name: "bob", letters: ('w', 'j', 't'), snapshots: snapshots / 10, volumes: volumes / 10 };
+    let meta = SqliteMeta::open(&data.join("meta.db")).await?;
+    let mut mix = Vec::new();
+    for (a, tag_letter) in [(&alice, 'g'), (&bob, 'h')] {
+        let s = generate(a, data, tag_letter);
+        if a.name == "alice" {
+            mix = queries(&s, a);
+        }
+        meta.commit(Batch {
+            put_instances: s.instances.clone(),
+            put_volumes: s.volumes.clone(),
+            put_tags: s.tags.clone(),
+            ..Default::default()
+        })
+        .await?;
+        for rows in s.snapshots.chunks(5000) {
+            meta.commit(Batch { put_snapshots: rows.to_vec(), ..Default::default() }).await?;
+        }
+        for b in s.bindings.chunks(5000) {
+            meta.commit(Batch { bind_tags: b.to_vec(), ..Default::default() }).await?;
+        }
+    }
+    meta.maintain().await?;
+    drop(meta);
+    let config = format!(
+        "# disksnap API benchmark data dir (crates/apibench seed). Not for real use: the keys are public.\n\
+         listen = \"127.0.0.1:7480\"\n\
+         # the seeded deleted points are older than the default 2 h window: keep them deleted, not\n\
+         # ceased by the server's tick while the benchmark counts them\n\
+         deleted_retention = \"100000h\"\n\n[[zones]]\nname = \"{ZONE}\"\n\n\
+         [[accounts]]\nname = \"alice\"\nqingcloud = {{ access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"{SECRET_KEY}\" }}\n\n\
+         [[accounts]]\nname = \"bob\"\nqingcloud = {{ access_key_id = \"QYBENCHBOB0000000001\", secret_access_key = \"benchsecretbob\" }}\n"
+    );
+    std::fs::write(data.join("disksnap.toml"), config)?;
+    let doc = json!({
+        "access_key_id": ACCESS_KEY,
+        "secret_access_key": SECRET_KEY,
+        "zone": ZONE,
+        "snapshots": snapshots,
+        "volumes": volumes,
+        "queries": mix,
+    });
+    std::fs::write(data.join("queries.json"), serde_json::to_string_pretty(&doc)?)?;
+    eprintln!(
+        "seeded {} with {snapshots} snapshots over {volumes} volumes for alice (+{} for bob) in {:.1} s",
+        data.display(),
+        bob.snapshots,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
