@@ -16,7 +16,7 @@ import pytest
 
 BIN = os.environ.get("DISKSNAP_BIN") or os.path.join(os.path.dirname(__file__), "../../target/release/disksnap")
 
-# Test credentials (also documented in tests/python/README.md). Tencent/Aliyun/Huawei key ids
+# Test credentials (test values only). Tencent/Aliyun/Huawei key ids
 # follow each vendor's shape.
 ACCOUNTS = {
     "alice": {
@@ -133,6 +133,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
+        # Each server holds volume files (GiBs, sparse): remove them unless asked to keep them
+        # for a post-mortem (DISKSNAP_KEEP_TEST_DIRS=1).
+        if not os.environ.get("DISKSNAP_KEEP_TEST_DIRS"):
+            import shutil
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
