@@ -135,7 +135,11 @@ async fn metrics(State(st): State<AppState>) -> Response {
 async fn not_found(req: Request) -> Response {
     let body = serde_json::json!({
         "error": "not_found",
-        "message": format!("no API is served at {} {} by this disksnap build; /healthz and /metrics are", req.method(), req.uri().path()),
+        "message": format!(
+            "no API is served at {} {}: the dialects live at /iaas/ (QingCloud), /v2/zone/ (51idc), / with Action (Alibaba Cloud ECS), /v2/index.php (Tencent), /identity, /v2/{{project}}, /v3/ (OpenStack); also /healthz and /metrics",
+            req.method(),
+            req.uri().path()
+        ),
     });
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
