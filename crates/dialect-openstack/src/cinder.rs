@@ -33,24 +33,12 @@ pub const RESERVED_PREFIX: &str = "__system__";
 
 /// Every live snapshot of the caller's account (creating or available; deleted ones are hidden).
 pub async fn all_snapshots(d: &Dialect, call: &Call, volume: Option<&str>) -> OsResult<Vec<Snapshot>> {
-    let caller = call.auth.caller();
-    let mut out = Vec::new();
-    let mut q = SnapshotQuery {
+    let q = SnapshotQuery {
         statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
         volume_ids: volume.map(|v| vec![v.to_string()]).unwrap_or_default(),
-        limit: disksnap_service::snapshots::MAX_PAGE,
         ..Default::default()
     };
-    loop {
-        let (page, total) = d.ctx.service.snapshots(&caller, &q).await?;
-        let n = page.len() as u64;
-        out.extend(page);
-        q.offset += n;
-        if n == 0 || q.offset >= total {
-            break;
-        }
-    }
-    Ok(out)
+    Ok(d.ctx.service.all_snapshots(&call.auth.caller(), &q).await?)
 }
 
 /// One snapshot of the caller's, hidden once deleted.

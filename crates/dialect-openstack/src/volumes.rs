@@ -19,23 +19,11 @@ fn bad(m: impl Into<String>) -> OsError {
 }
 
 async fn all_volumes(d: &Dialect, call: &Call) -> OsResult<Vec<Volume>> {
-    let caller = call.auth.caller();
-    let mut out = Vec::new();
-    let mut q = VolumeQuery {
+    let q = VolumeQuery {
         statuses: vec![VolumeStatus::Creating, VolumeStatus::Available, VolumeStatus::InUse],
-        limit: 100,
         ..Default::default()
     };
-    loop {
-        let (page, total) = d.ctx.service.volumes(&caller, &q).await?;
-        let n = page.len() as u64;
-        out.extend(page);
-        q.offset += n;
-        if n == 0 || q.offset >= total {
-            break;
-        }
-    }
-    Ok(out)
+    Ok(d.ctx.service.all_volumes(&call.auth.caller(), &q).await?)
 }
 
 pub async fn get_volume(d: &Dialect, call: &Call, id: &str) -> OsResult<Volume> {

@@ -336,6 +336,22 @@ impl Service {
         Ok(self.decorate(vec![row]).await?.remove(0))
     }
 
+    /// Every point `q` matches (its paging ignored), read in keyset pages of [`MAX_PAGE`] with
+    /// no COUNT: for dialects that sort, sum or page in memory what the indexes cannot.
+    pub async fn all_snapshots(&self, caller: &Caller, q: &SnapshotQuery) -> Result<Vec<Snapshot>> {
+        let mut q = SnapshotQuery { offset: 0, limit: MAX_PAGE, after: None, skip_count: true, ..q.clone() };
+        let mut out = Vec::new();
+        loop {
+            let (page, _) = self.snapshots(caller, &q).await?;
+            let more = page.len() as u64 == MAX_PAGE;
+            q.after = page.last().map(|s| (s.create_time, s.id.clone()));
+            out.extend(page);
+            if !more {
+                return Ok(out);
+            }
+        }
+    }
+
     pub async fn snapshots(&self, caller: &Caller, q: &SnapshotQuery) -> Result<(Vec<Snapshot>, u64)> {
         self.check_account(caller)?;
         let (Some(ids_), Some(volume_ids), Some(instance_ids), Some(tag_ids)) = (

@@ -229,6 +229,23 @@ impl Service {
         Ok(v)
     }
 
+    /// Every volume `q` matches (its paging ignored), read in keyset pages with no COUNT: for
+    /// dialects that sort or page in memory what the indexes cannot.
+    pub async fn all_volumes(&self, caller: &Caller, q: &VolumeQuery) -> Result<Vec<Volume>> {
+        const PAGE: u64 = 100;
+        let mut q = VolumeQuery { offset: 0, limit: PAGE, after: None, skip_count: true, ..q.clone() };
+        let mut out = Vec::new();
+        loop {
+            let (page, _) = self.volumes(caller, &q).await?;
+            let more = page.len() as u64 == PAGE;
+            q.after = page.last().map(|v| (v.create_time, v.id.clone()));
+            out.extend(page);
+            if !more {
+                return Ok(out);
+            }
+        }
+    }
+
     pub async fn volumes(&self, caller: &Caller, q: &VolumeQuery) -> Result<(Vec<Volume>, u64)> {
         self.check_account(caller)?;
         let zone = q.zone.as_deref().filter(|z| !z.is_empty()).map(|z| self.resolve_zone(z)).transpose()?;

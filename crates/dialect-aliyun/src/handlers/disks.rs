@@ -295,21 +295,12 @@ pub(super) async fn describe_links(ctx: &ApiContext, caller: &Caller, p: &Params
 
 pub(super) async fn snapshots_usage(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
     let r = required_region(ctx, p)?;
-    let mut q = SnapshotQuery {
+    let q = SnapshotQuery {
         zone: Some(r.zone.clone()),
         statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
-        oldest_first: true,
-        limit: 100,
         ..Default::default()
     };
-    let mut size = 0u64;
-    let count = loop {
-        let (page, total) = ctx.service.snapshots(caller, &q).await?;
-        size += page.iter().map(|s| s.size).sum::<u64>();
-        q.offset += page.len() as u64;
-        if page.is_empty() || q.offset >= total {
-            break total;
-        }
-    };
+    let all = ctx.service.all_snapshots(caller, &q).await?;
+    let (count, size) = (all.len() as u64, all.iter().map(|s| s.size).sum::<u64>());
     Ok(json!({ "SnapshotCount": count, "SnapshotSize": size }))
 }
