@@ -259,7 +259,9 @@ impl H<'_> {
             return Ok(listed("volume_set", vec![], 0));
         }
         let (vols, total) = self.svc().volumes(&self.caller, &q).await?;
-        let instances = self.instance_names().await?;
+        // Instance names are read only when a volume on the page is attached to one.
+        let instances =
+            if vols.iter().any(|v| v.instance_id.is_some()) { self.instance_names().await? } else { HashMap::new() };
         let items = vols
             .iter()
             .map(|v| {
