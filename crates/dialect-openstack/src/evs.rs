@@ -136,7 +136,7 @@ async fn rollback(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
         )));
     }
     let v = volumes::get_volume(d, call, vid).await?;
-    let vs = volumes::status(d, call, &v);
+    let vs = volumes::status(call, &v);
     if vs != "available" {
         return Err(bad(format!("Invalid volume: Volume {vid} status must be available to roll back, but is {vs}.")));
     }

@@ -509,6 +509,7 @@ impl Call<'_> {
                     kind: Some(VolumeKind::Data),
                     count,
                     instance_id: None,
+                    ..Default::default()
                 };
                 let (_job, vols) = self.svc.create_volumes(self.caller, req).await?;
                 created.extend(vols.iter().map(|v| wire::show(Kind::Volume, &v.id)));

@@ -262,8 +262,15 @@ impl Cmd {
         let (svc, who) = (&self.svc, &self.caller);
         match c {
             VolumeCmd::Create { size_gib, name, kind, zone, instance, count } => {
-                let req =
-                    CreateVolumes { zone, name, size_gib, kind: Some(kind_of(kind)), count, instance_id: instance };
+                let req = CreateVolumes {
+                    zone,
+                    name,
+                    size_gib,
+                    kind: Some(kind_of(kind)),
+                    count,
+                    instance_id: instance,
+                    ..Default::default()
+                };
                 let (job, vols) = svc.create_volumes(who, req).await.map_err(se)?;
                 wait(svc, who, &job, "creating").await?;
                 let mut fresh = Vec::new();

@@ -47,6 +47,7 @@ const VOLUME_COLS: &[&str] = &[
     "head_root",
     "create_time",
     "status_time",
+    "source_snapshot",
     "version",
 ];
 const SNAPSHOT_COLS: &[&str] = &[
@@ -576,7 +577,8 @@ impl MetaStore for SqliteMeta {
                 .bind(&r.path)
                 .bind(&r.head_root)
                 .bind(r.create_time)
-                .bind(r.status_time);
+                .bind(r.status_time)
+                .bind(&r.source_snapshot);
             let q = if r.version == 0 { q } else { q.bind(r.version) };
             let done = q.execute(&mut *tx).await;
             Self::versioned("volume", &r.id, done)?;
@@ -1269,6 +1271,7 @@ mod tests {
             instance_id: None,
             path: "/x".into(),
             head_root: Some("s1".into()),
+            source_snapshot: None,
             create_time: 1,
             status_time: 1,
             version: 0,
