@@ -280,6 +280,8 @@ def test_volume_actions(server):
     v = ok(c.describe_volumes(volumes=[v2]))["volume_set"][0]
     assert v["status"] == "in-use" and v["instance"]["instance_id"] == inst
     assert ok(c.describe_volumes(instance_id=inst))["total_count"] == 1
+    # An instance filter that names no instance (a volume id) matches nothing, not everything.
+    assert ok(c.describe_volumes(instance_id=v1))["total_count"] == 0
     assert ok(c.describe_volumes(volumes=[v1, v2], status=["in-use"]))["total_count"] == 1
     busy = c.delete_volumes(volumes=[v2])
     assert busy["ret_code"] == 1400 and v2 in busy["message"], busy

@@ -238,9 +238,9 @@ async fn handle(d: &Dialect, raw: RawRequest, endpoint: Endpoint, version: Versi
             Ok(resp)
         }
         Endpoint::RevokeToken => {
-            d.tokens.check(raw.header("x-auth-token"))?;
-            let subject = raw.header("x-subject-token").unwrap_or("");
-            if d.tokens.revoke(subject) {
+            let caller = d.tokens.check(raw.header("x-auth-token"))?;
+            let subject = raw.header("x-subject-token").unwrap_or("").trim();
+            if d.tokens.revoke(&caller, subject) {
                 Ok(empty(StatusCode::NO_CONTENT))
             } else {
                 Err(OsError::NotFound("Could not find token.".into()))

@@ -72,13 +72,10 @@ pub fn router(api: ApiContext) -> Router {
         "/",
         any(move |req: Request| {
             let ctx = root_ctx.clone();
-            async move {
-                if disksnap_dialect_aliyun::wants(&req) {
-                    disksnap_dialect_aliyun::handle(ctx, req).await
-                } else {
-                    disksnap_dialect_openstack::version_root(ctx, req).await
-                }
-            }
+            let cinder = ctx.clone();
+            disksnap_dialect_aliyun::serve_root(ctx, req, move |req| {
+                disksnap_dialect_openstack::version_root(cinder, req)
+            })
         }),
     );
     Router::new()
@@ -114,12 +111,13 @@ async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -> Re
     resp
 }
 
+/// Unauthenticated: says only that the server answers, and which build. Nothing about the host
+/// (the data dir's path is in the operator's own config and start-up line).
 async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
     Json(serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": st.started.elapsed().as_secs(),
-        "data_dir": st.service.data_dir().display().to_string(),
     }))
 }
 

@@ -457,6 +457,10 @@ fn the_server_answers_health_and_metrics_and_stops_cleanly_on_sigterm() {
     assert_eq!(status, 200);
     let health: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok");
+    // Anyone may ask: the answer shows nothing of the host's file system.
+    assert!(health.get("data_dir").is_none(), "{body}");
+    let tmp_dir = env.data.parent().unwrap().to_string_lossy().to_string();
+    assert!(!body.contains(&tmp_dir), "{body}");
     // The same routes over TLS, with the development CA generated into the data dir.
     let ca = env.data.join("tls/ca.pem");
     let (status, body) = https_get(&tls_addr, &ca, "/healthz");

@@ -278,6 +278,17 @@ impl Service {
     pub async fn volumes(&self, caller: &Caller, q: &VolumeQuery) -> Result<(Vec<Volume>, u64)> {
         self.check_account(caller)?;
         let zone = q.zone.as_deref().filter(|z| !z.is_empty()).map(|z| self.resolve_zone(z)).transpose()?;
+        // An id that parses to nothing must match nothing, not everything: a filter of volume,
+        // instance or tag ids none of which is one of that kind (a `vol-…` given as an
+        // instance) leaves nothing.
+        let matches_nothing =
+            |given: &[String], kind: Kind| !given.is_empty() && given.iter().all(|i| ids::parse(kind, i).is_none());
+        if matches_nothing(&q.ids, Kind::Volume)
+            || matches_nothing(&q.instance_ids, Kind::Instance)
+            || matches_nothing(&q.tag_ids, Kind::Tag)
+        {
+            return Ok((Vec::new(), 0));
+        }
         let page = self
             .meta()
             .volumes(&VolumeFilter {
@@ -297,10 +308,6 @@ impl Service {
                 limit: q.limit,
             })
             .await?;
-        // An id that parses to nothing must match nothing, not everything.
-        if !q.ids.is_empty() && q.ids.iter().all(|i| ids::parse(Kind::Volume, i).is_none()) {
-            return Ok((Vec::new(), 0));
-        }
         let ids_: Vec<String> = page.items.iter().map(|v| v.id.clone()).collect();
         let tags = self.meta().tags_of(&ids_).await?;
         let vols = page
