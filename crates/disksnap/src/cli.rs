@@ -30,7 +30,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, PathBuf)> {
     if path.exists() {
         return Ok((Config::load(&path)?, dir));
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    disksnap_engine::private::create_dir_all(&dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
     let (cfg, text) = Config::generated();
     write_private(&path, &text)?;
     let a = &cfg.accounts[0];

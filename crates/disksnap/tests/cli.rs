@@ -17,6 +17,8 @@ struct Env {
     _tmp: tempfile::TempDir,
     data: PathBuf,
     scratch: PathBuf,
+    /// The umask each command runs under (None: this process's).
+    umask: Option<libc::mode_t>,
 }
 
 impl Env {
@@ -25,12 +27,22 @@ impl Env {
         let data = tmp.path().join("data");
         let scratch = tmp.path().join("scratch");
         std::fs::create_dir_all(&scratch).unwrap();
-        Env { _tmp: tmp, data, scratch }
+        Env { _tmp: tmp, data, scratch, umask: None }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.arg("--data-dir").arg(&self.data).args(args).env_remove("DISKSNAP_CONFIG").env_remove("DISKSNAP_DATA_DIR");
+        if let Some(mask) = self.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask is async-signal-safe; the closure touches nothing else.
+            unsafe {
+                c.pre_exec(move || {
+                    libc::umask(mask);
+                    Ok(())
+                });
+            }
+        }
         c
     }
 
@@ -479,4 +491,71 @@ fn the_server_answers_health_and_metrics_and_stops_cleanly_on_sigterm() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("/healthz") && log.contains("request_id"), "{log}");
     assert!(log.contains(&format!("SSL_CERT_FILE={}", ca.display())), "the CA path is printed: {log}");
+}
+
+/// Every file and directory under `dir` that a user other than the owner could read, enter
+/// or write (group or other bits set).
+fn shared_with_others(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let mode = std::fs::symlink_metadata(&d).unwrap().permissions().mode();
+        if mode & 0o077 != 0 {
+            out.push(format!("{:o} {}", mode & 0o777, d.display()));
+        }
+        if std::fs::symlink_metadata(&d).unwrap().is_dir() {
+            todo.extend(std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    out
+}
+
+/// Under the usual umask 022 a customer's disk bytes must still be readable by the owner only:
+/// the data dir and every directory in it 0700, every file (meta.db and its WAL, volumes,
+/// chunks, indexes, images, the TLS keys) 0600. An existing data dir others can read is
+/// closed, with a log line.
+#[test]
+fn under_umask_022_nothing_in_the_data_dir_is_readable_by_others() {
+    let mut env = Env::new();
+    env.umask = Some(0o022);
+    env.json(&["init"]);
+    let (vol, path) = env.volume(1, "system");
+    write_at(&path, 0, &noise(7, 1 << 20));
+    let s = env.snapshot(&vol);
+    let id = s["id"].as_str().unwrap();
+    env.json(&["snapshot", "to-volume", id, "--name", "copy"]);
+    env.json(&["snapshot", "capture", id, "--name", "golden"]);
+    // The server too: its TLS files, and meta.db's -wal/-shm while it holds the database open.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let tls_addr = format!("127.0.0.1:{}", free_port());
+    let mut server = env
+        .cmd(&["serve", "--listen", &addr, "--tls-listen", &tls_addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&tls_addr).is_err() {
+        assert!(Instant::now() < deadline, "server never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(env.data.join("meta.db-wal").exists() && env.data.join("tls/server-key.pem").exists());
+    let open = shared_with_others(&env.data);
+    // SAFETY: signalling a child we spawned.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    server.wait().unwrap();
+    assert!(open.is_empty(), "readable by others under umask 022:\n{}", open.join("\n"));
+    let files = |sub: &str| std::fs::read_dir(env.data.join(sub)).unwrap().count();
+    assert!(files("volumes") >= 2 && files("images") >= 1 && files("store/indexes") >= 1);
+
+    // A data dir made open by hand (or by an older version) is closed on the next start.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&env.data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = env.run(&["snapshot", "list"]);
+    assert!(out.status.success());
+    let mode = std::fs::metadata(&env.data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("0755") && log.contains("0700"), "a log line says what changed: {log}");
 }

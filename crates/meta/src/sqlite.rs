@@ -125,6 +125,17 @@ fn from_json_rows<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>> 
 impl SqliteMeta {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
+        // SQLite creates a new database 0644 (less the umask) and gives its -wal and -shm the
+        // database file's mode: made 0600 first, none of them is readable by other users.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+            match created {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(MetaError::Db(sqlx::Error::Io(e))),
+            }
+        }
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
