@@ -107,7 +107,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         let tls = tls_addr.map(|addr| crate::serve::TlsListen { addr, cert_and_key });
         let mut api = disksnap_api_common::ApiContext::new(svc, cfg.keyring());
         api.token_lifetime = cfg.token_lifetime;
-        crate::serve::run(api, &listen, tls).await?;
+        let limits = crate::serve::ConnLimits {
+            header_read_timeout: cfg.header_read_timeout,
+            body_read_timeout: cfg.body_read_timeout,
+            idle_timeout: cfg.idle_timeout,
+            max_connections: cfg.max_connections,
+        };
+        crate::serve::run(api, &listen, tls, limits).await?;
         return Ok(0);
     }
     // A command is also a runner: finish what a crashed process left, before anything else.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod conns;
 mod output;
 mod serve;
 mod tls;
