@@ -112,6 +112,8 @@ struct ConnState {
     reading_since: AtomicU64,
     /// Asked to close because a new connection needs its slot.
     shed: Notify,
+    /// One of the above changed: the watchdog's deadline may have moved.
+    changed: Notify,
 }
 
 impl ConnState {
@@ -238,6 +240,7 @@ impl Conns {
             idle_since: AtomicU64::new(self.now_ms()),
             reading_since: AtomicU64::new(0),
             shed: Notify::new(),
+            changed: Notify::new(),
         });
         self.open().insert(id, st.clone());
         let _registered = Registered { conns: &self, id };
@@ -306,6 +309,8 @@ impl Conns {
                         return; // dropping the connection closes it
                     }
                 }
+                // A request started or ended, or a next one began to arrive: a new deadline.
+                _ = st.changed.notified(), if hard_stop.is_none() => {}
                 _ = st.shed.notified(), if hard_stop.is_none() => {
                     if st.in_flight.load(Ordering::Acquire) == 0 {
                         return;
@@ -343,6 +348,7 @@ impl Busy {
     fn start(st: &Arc<ConnState>, conns: &Arc<Conns>) -> Busy {
         st.in_flight.fetch_add(1, Ordering::AcqRel);
         st.reading_since.store(0, Ordering::Release);
+        st.changed.notify_one();
         Busy { st: st.clone(), conns: conns.clone() }
     }
 }
@@ -351,6 +357,7 @@ impl Drop for Busy {
     fn drop(&mut self) {
         if self.st.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.st.idle_since.store(self.conns.now_ms(), Ordering::Release);
+            self.st.changed.notify_one();
         }
     }
 }
@@ -371,6 +378,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
             let st = &self.st;
             if st.in_flight.load(Ordering::Acquire) == 0 && st.reading_since.load(Ordering::Acquire) == 0 {
                 st.reading_since.store(self.conns.now_ms() + 1, Ordering::Release);
+                st.changed.notify_one();
             }
         }
         r
