@@ -194,6 +194,23 @@ def test_errors(server, vol):
         assert set(r.json()) == {"error"} and r.json()["error"]["code"] == code, (method, path, r.text)
 
 
+def test_any_search_word_and_long_lists(server, vol):
+    h = token(server)
+    for word in ["\x00", "r\x00", "ab\x00cd", '"*(NEAR', "x" * 5000]:
+        r = api(server, "GET", "/volume_snapshots", h, params={"search_word": word})
+        assert r.status_code == 200 and r.json()["total_count"] == 0, (word[:10], r.text)
+        r = api(server, "GET", "/volumes", h, params={"search_word": word})
+        assert r.status_code == 200 and r.json()["total_count"] == 0, (word[:10], r.text)
+    ids = [f"ss-{i:08d}" for i in range(1000)]
+    r = api(server, "GET", "/volume_snapshots", h, params={"snapshots": ",".join(ids)})
+    assert r.status_code == 200 and r.json()["total_count"] == 0, r.text
+    for n in (1001, 34000):
+        ids = [f"ss-{i:08d}" for i in range(n)]
+        r = api(server, "POST", "/volume_snapshots/apply", h, json={"snapshots": ids})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "1100", r.text
+        assert "1000" in r.json()["error"]["message"]
+
+
 def test_one_account_many_dialects_and_isolation(server, vol):
     # Made through QingCloud, seen through 51idc; bob sees it through neither.
     c = qc(server)

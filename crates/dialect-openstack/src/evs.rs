@@ -89,6 +89,13 @@ async fn list(d: &Dialect, call: &Call) -> OsResult<Response> {
             _ => {}
         }
     }
+    if ids.len() > disksnap_api_common::MAX_LIST_ITEMS {
+        return Err(bad(format!(
+            "{} id filters given; at most {} are accepted in one request",
+            ids.len(),
+            disksnap_api_common::MAX_LIST_ITEMS
+        )));
+    }
     params.limit = Some(limit);
     // EVS always shows `count` (and pages by offset from it).
     params.with_count = true;

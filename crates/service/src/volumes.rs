@@ -68,7 +68,7 @@ pub struct VolumeQuery {
 
 /// Create a sparse file of `size` bytes durably (file and directory entry on disk).
 fn create_sparse(path: &Path, size: u64) -> std::io::Result<()> {
-    let f = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let f = disksnap_engine::private::options().write(true).create_new(true).open(path)?;
     f.set_len(size)?;
     f.sync_all()?;
     File::open(path.parent().unwrap())?.sync_all()
