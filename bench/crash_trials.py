@@ -331,8 +331,8 @@ def classify(r):
     if r.get("ended_before_kill"):
         return f"ended before kill ({status})"
     if r.get("recovered"):
-        how = "resumed" if ("resuming" in r["recovered"] or "status=working" in r["recovered"]
-                            or "working" in r["recovered"]) else "failed+undone"
+        rec = r["recovered"]
+        how = "failed+undone" if ("failed" in rec) else "resumed"
         return f"mid-job: {how} -> {status}"
     return f"job ended before kill ({status})"
 
