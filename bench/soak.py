@@ -102,6 +102,7 @@ class Soak:
         self.lat = collections.defaultdict(list)    # action -> [seconds]
         self.codes = collections.Counter()          # (action, ret_code or error) -> n
         self.failures = []
+        self.seen = set()
         self.checks = collections.Counter()
         self.stop = threading.Event()
         rng = random.Random(a.seed)
@@ -125,7 +126,12 @@ class Soak:
     # ------------------------------------------------------------------ requests
 
     def fail(self, msg):
+        """Record a failure; the same message (same ids) is recorded once, however often a
+        list shows it again."""
         with self.lock:
+            if msg in self.seen:
+                return
+            self.seen.add(msg)
             self.failures.append(f"{time.strftime('%H:%M:%S')} {msg}")
         log(f"FAIL {msg}")
 

@@ -31,11 +31,19 @@ pub enum ServiceError {
     /// Stored data failed its checks (a corrupt or missing chunk). Logged; users get the id.
     #[error("stored data failed its integrity check: {0}")]
     Corrupt(String),
+    /// The disk holding the data dir is full (ENOSPC, EDQUOT): nothing was kept; freeing
+    /// space (or `disksnap gc`) and retrying works. Its text starts with
+    /// [`INSUFFICIENT_STORAGE`], which is how a failed job's stored error is recognised.
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
     /// Anything else: the database or the disk failed. Logged with details; users get a
     /// generic message.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// How the text of [`ServiceError::InsufficientStorage`] starts (a job keeps its error as text).
+pub const INSUFFICIENT_STORAGE: &str = "insufficient storage: ";
 
 impl ServiceError {
     pub fn invalid(name: &str, reason: impl Into<String>) -> Self {
@@ -67,6 +75,11 @@ impl From<disksnap_meta::MetaError> for ServiceError {
     }
 }
 
+/// ENOSPC or EDQUOT: the file system (or the user's quota on it) is full.
+fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 impl From<disksnap_engine::EngineError> for ServiceError {
     fn from(e: disksnap_engine::EngineError) -> Self {
         use disksnap_engine::EngineError as E;
@@ -74,7 +87,30 @@ impl From<disksnap_engine::EngineError> for ServiceError {
             E::CorruptChunk { .. } | E::MissingChunk { .. } | E::CorruptIndex { .. } | E::MissingIndex { .. } => {
                 ServiceError::Corrupt(e.to_string())
             }
+            E::Io { ref source, .. } if is_no_space(source) => ServiceError::InsufficientStorage(format!(
+                "the data dir's disk is full ({e}); free space (delete snapshots, then `disksnap gc`) and retry"
+            )),
             other => ServiceError::Internal(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_insufficient_storage_and_other_io_errors_stay_internal() {
+        let io = |code| disksnap_engine::EngineError::Io {
+            op: "write",
+            path: "/data/store/chunks/abc/.tmp-1-2".into(),
+            source: std::io::Error::from_raw_os_error(code),
+        };
+        for code in [libc::ENOSPC, libc::EDQUOT] {
+            let e = ServiceError::from(io(code));
+            assert!(matches!(e, ServiceError::InsufficientStorage(_)), "{e:?}");
+            assert!(e.to_string().starts_with(INSUFFICIENT_STORAGE), "{e}");
+        }
+        assert!(matches!(ServiceError::from(io(libc::EIO)), ServiceError::Internal(_)));
     }
 }
