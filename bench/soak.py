@@ -42,7 +42,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reliab import (Disksnap, Server, bare, check_data_dir, content_hash, log, scribble)  # noqa: E402
 
-OK_REFUSALS = {1400, 2100, 2110}     # wrong state / busy, gone, exists: a race the client lost
+OK_REFUSALS = {1400, 2100, 2110, 5100}  # wrong state, gone, exists, busy (retry): a race the client lost
 JOB_TIMEOUT = 120
 
 

@@ -111,6 +111,7 @@ fn generate(a: &Account, data: &Path, tag_letter: char) -> Seeded {
             encrypted: false,
             used_by_images: 0,
             used_by_volumes: 0,
+            version: 0,
         });
     }
     let volumes = (0..a.volumes)
@@ -132,6 +133,7 @@ fn generate(a: &Account, data: &Path, tag_letter: char) -> Seeded {
                 head_root: (a.snapshots > v).then(|| id(sl, snap_n(v, last_k - last_k % CHAIN))),
                 create_time: BASE_MS - 86_400_000,
                 status_time: BASE_MS - 86_400_000,
+                version: 0,
             }
         })
         .collect();

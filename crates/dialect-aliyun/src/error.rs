@@ -144,6 +144,16 @@ pub fn service_code(e: &ServiceError) -> (&'static str, u16, String) {
             );
             (code, 403, message)
         }
+        ServiceError::Conflict { kind, id } => {
+            let shown = ids::parse(*kind, id).map(|bare| show(*kind, &bare)).unwrap_or_else(|| id.clone());
+            (
+                "OperationConflict",
+                403,
+                format!(
+                    "Request was denied due to conflict with a previous request: the {kind} \"{shown}\" was changed by another operation at the same moment; retry."
+                ),
+            )
+        }
         ServiceError::UnknownZone(z) => (
             "InvalidRegionId.NotFound",
             404,

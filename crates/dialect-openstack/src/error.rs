@@ -77,6 +77,7 @@ impl OsError {
                 ServiceError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
                 ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
                 ServiceError::WrongState { .. } => StatusCode::BAD_REQUEST,
+                ServiceError::Conflict { .. } => StatusCode::CONFLICT,
                 ServiceError::UnknownZone(_) => StatusCode::BAD_REQUEST,
                 ServiceError::UnknownAccount(_) => StatusCode::FORBIDDEN,
                 ServiceError::LimitExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -122,6 +123,11 @@ impl OsError {
                 ServiceError::WrongState { kind, id, state, reason } => format!(
                     "Invalid {}: {} {} is {state}: {reason}",
                     kind_word(*kind).to_lowercase(),
+                    kind_word(*kind),
+                    shown_id(*kind, id)
+                ),
+                ServiceError::Conflict { kind, id } => format!(
+                    "{} {} was changed by another request at the same moment; retry.",
                     kind_word(*kind),
                     shown_id(*kind, id)
                 ),

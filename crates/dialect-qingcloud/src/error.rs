@@ -55,6 +55,8 @@ impl QcError {
                 ServiceError::UnknownZone(_) => 1100,
                 ServiceError::NotFound { .. } => 2100,
                 ServiceError::WrongState { .. } => 1400,
+                // Nothing was committed; the SDK retries 5100 itself (dialects.md §2).
+                ServiceError::Conflict { .. } => 5100,
                 // The key names an account the service does not know: the credential is stale.
                 ServiceError::UnknownAccount(_) => 1200,
                 ServiceError::LimitExceeded(_) => 2500,
@@ -77,6 +79,7 @@ impl QcError {
             2100 => 404,
             2500 => 403,
             5200 => 507,
+            5100 => 503,
             _ => 500,
         }
     }
@@ -101,6 +104,12 @@ impl QcError {
                 }
                 ServiceError::WrongState { kind, id, state, reason } => {
                     format!("PermissionDenied, {kind} [{}] is [{state}]: {reason}", shown(*kind, id))
+                }
+                ServiceError::Conflict { kind, id } => {
+                    format!(
+                        "ServerBusy, {kind} [{}] was changed by another request at the same moment; retry",
+                        shown(*kind, id)
+                    )
                 }
                 ServiceError::UnknownAccount(_) => "AuthFailure, the access key's account is not configured".into(),
                 ServiceError::LimitExceeded(m) => format!("QuotaExceeded, {m}"),

@@ -139,6 +139,8 @@ fn service_code(e: &ServiceError) -> (i64, &'static str) {
             (16005, "IncorrectInstanceStatus.DiskBusy")
         }
         ServiceError::WrongState { .. } => (5100, "FailedOperation"),
+        ServiceError::Conflict { kind: Kind::Volume, .. } => (16005, "IncorrectInstanceStatus.DiskBusy"),
+        ServiceError::Conflict { .. } => (5100, "FailedOperation"),
         ServiceError::UnknownZone(_) => (4000, "InvalidParameter"),
         ServiceError::UnknownAccount(_) => (4104, "SecretIdNotFound"),
         ServiceError::LimitExceeded(_) => (16006, "SnapshotQuotaExceeded"),
@@ -162,6 +164,13 @@ fn service_message(e: &ServiceError, request_id: &RequestId) -> String {
         ServiceError::WrongState { kind, id, state, reason } => {
             let what = if *kind == Kind::Volume { "disk".to_string() } else { kind.to_string() };
             format!("{what} {} is {}: {reason}", crate::wire::reshow(*kind, id), crate::wire::state_word(*kind, state))
+        }
+        ServiceError::Conflict { kind, id } => {
+            let what = if *kind == Kind::Volume { "disk".to_string() } else { kind.to_string() };
+            format!(
+                "{what} {} was changed by another request at the same moment; retry",
+                crate::wire::reshow(*kind, id)
+            )
         }
         ServiceError::UnknownZone(z) => format!("(100001)zone {z:?} is not a zone of this disksnap"),
         ServiceError::UnknownAccount(a) => {

@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
                     encrypted: false,
                     used_by_images: 0,
                     used_by_volumes: 0,
+                    version: 0,
                 });
                 if i % 3 == 0 {
                     b.snapshot_metadata.push((id, "k".into(), Some(format!("v{i}"))));

@@ -109,17 +109,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         crate::serve::run(api, &listen, tls).await?;
         return Ok(0);
     }
-    // A command is also a runner: finish what a crashed process left, before anything else.
-    for job in svc.recover().await.map_err(|e| anyhow!("{e}"))? {
+    // A command is also a runner: finish what a crashed process left, before anything else,
+    // whichever account it belongs to (the jobs are waited for, not shown as this caller's).
+    let recovered = svc.recover().await.map_err(|e| anyhow!("{e}"))?;
+    for job in &recovered {
         eprintln!(
             "disksnap: job {} ({}) was interrupted by a crash: {}",
             display(Kind::Job, &job.id),
             job.action,
             if job.is_done() { "failed, and undone" } else { "resuming" }
         );
-        if !job.is_done() {
-            wait(&svc, &caller, &job, "resuming").await?;
-        }
+    }
+    if recovered.iter().any(|j| !j.is_done()) {
+        svc.wait_idle().await;
+        eprintln!("disksnap: interrupted jobs finished");
     }
     svc.cease_due().await.map_err(|e| anyhow!("{e}"))?;
     let cmd = Cmd { svc, caller, json: cli.json };

@@ -191,6 +191,24 @@ pub async fn run(api: ApiContext, listen: &str, tls: Option<TlsListen>) -> anyho
     for j in &recovered {
         tracing::info!(job = %j.id, action = %j.action, status = %j.status, "recovered job");
     }
+    // Jobs of a runner that died while this server runs (a killed CLI command on the same
+    // data dir, another server) are taken over within seconds, not at the next start.
+    let recoverer = service.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(2));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match recoverer.recover().await {
+                Ok(jobs) => {
+                    for j in jobs {
+                        tracing::info!(job = %j.id, action = %j.action, status = %j.status, "took over a job whose runner died");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "recovering interrupted jobs failed"),
+            }
+        }
+    });
     let ticker = service.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));

@@ -482,3 +482,90 @@ fn the_server_answers_health_and_metrics_and_stops_cleanly_on_sigterm() {
     assert!(log.contains("/healthz") && log.contains("request_id"), "{log}");
     assert!(log.contains(&format!("SSL_CERT_FILE={}", ca.display())), "the CA path is printed: {log}");
 }
+
+/// Issue 10, item 4: a job another account's process left behind is finished by whichever
+/// process comes next, without failing that process's own command, and a running server takes
+/// over the jobs of a killed CLI process within seconds (before, the CLI said "job … not found"
+/// and gave up, and the server left the roll back `working` until its own restart).
+#[test]
+fn interrupted_jobs_are_finished_across_accounts_and_by_a_running_server() {
+    let env = Env::new();
+    let cfg = env.scratch.join("two.toml");
+    std::fs::write(
+        &cfg,
+        "test_rollback_delay = \"2s\"\n[[zones]]\nname = \"pek3a\"\n[[accounts]]\nname = \"alice\"\n\
+         [[accounts]]\nname = \"bob\"\n",
+    )
+    .unwrap();
+    let args = |who: &'static str, rest: &[&str]| -> Vec<String> {
+        let mut full: Vec<String> = vec!["--config".into(), cfg.display().to_string(), "--account".into(), who.into()];
+        full.extend(rest.iter().map(|s| s.to_string()));
+        full
+    };
+    let json = |who: &'static str, rest: &[&str]| -> Value {
+        let a = args(who, &["--json"]).into_iter().chain(rest.iter().map(|s| s.to_string())).collect::<Vec<_>>();
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = env.run(&a);
+        assert!(out.status.success(), "{rest:?} as {who}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let point = |who: &'static str| -> (String, PathBuf, String, String) {
+        let v = json(who, &["volume", "create", "--size-gib", "1"]);
+        let (vid, path) = (v["id"].as_str().unwrap().to_string(), PathBuf::from(v["path"].as_str().unwrap()));
+        write_at(&path, 0, &noise(7, 4 << 20));
+        let s = json(who, &["snapshot", "create", &vid]);
+        let sid = s["snapshots"][0]["id"].as_str().unwrap().to_string();
+        let at = sha(&path);
+        write_at(&path, 0, &noise(8, 4 << 20));
+        (vid, path, sid, at)
+    };
+    let rolling_back = |who: &'static str, vid: &str| {
+        let a = args(who, &["--json", "volume", "show", vid]);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = env.run(&a);
+        out.status.success()
+            && serde_json::from_slice::<Value>(&out.stdout).map(|v| v["transition"] == "rolling-back").unwrap_or(false)
+    };
+
+    // Bob's roll back dies with its process; Alice's next command finishes it and succeeds.
+    let (bvol, bpath, bsnap, bsha) = point("bob");
+    let a = args("bob", &["snapshot", "rollback", &bsnap]);
+    kill_midway(&env, &a.iter().map(String::as_str).collect::<Vec<_>>(), || rolling_back("bob", &bvol));
+    let listed = json("alice", &["snapshot", "list"]);
+    assert_eq!(listed["total_count"], 0, "alice sees none of bob's points");
+    assert_eq!(sha(&bpath), bsha, "bob's roll back was resumed and finished");
+    let jobs = json("bob", &["job", "list"]);
+    assert_eq!(
+        (&jobs["jobs"][0]["action"], &jobs["jobs"][0]["status"]),
+        (&"ApplySnapshots".into(), &"successful".into())
+    );
+
+    // A server is running; a CLI roll back is killed: the server finishes it on its own.
+    let (avol, apath, asnap, asha) = point("alice");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let serve = args("alice", &["serve", "--listen", &addr]);
+    let mut server = env
+        .cmd(&serve.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "server never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let a = args("alice", &["snapshot", "rollback", &asnap]);
+    kill_midway(&env, &a.iter().map(String::as_str).collect::<Vec<_>>(), || rolling_back("alice", &avol));
+    // No command runs now: only the server can finish the job (2 s delay + its 2 s sweep).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sha(&apath) != asha {
+        assert!(Instant::now() < deadline, "the running server never took over the killed roll back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let jobs = json("alice", &["job", "list"]);
+    assert_eq!(jobs["jobs"][0]["status"], "successful", "{jobs}");
+    assert_eq!(json("alice", &["volume", "show", &avol])["transition"], "");
+}

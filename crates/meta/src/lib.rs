@@ -21,6 +21,10 @@ pub enum MetaError {
     /// An expectation of a batch did not hold (someone else changed the row first).
     #[error("{what} {id} changed concurrently: expected {expected:?}, found {found:?}")]
     Conflict { what: &'static str, id: String, expected: String, found: Option<String> },
+    /// A guarded whole-row write found the row written (or deleted, or already created) by
+    /// someone else since it was read: read it again, decide again, and retry.
+    #[error("{what} {id} was written by another operation since it was read")]
+    Stale { what: &'static str, id: String },
     /// The database failed or is unreachable.
     #[error("metadata database: {0}")]
     Db(#[from] sqlx::Error),

@@ -31,6 +31,11 @@ pub struct VolumeRow {
     pub head_root: Option<String>,
     pub create_time: Millis,
     pub status_time: Millis,
+    /// Optimistic-concurrency guard: 0 on a row the caller builds (the commit inserts it, and
+    /// fails if the id exists), else the version the row was read at (the commit updates it only
+    /// if nobody wrote it since, and bumps it). Every whole-row write is therefore guarded.
+    #[serde(default)]
+    pub version: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -63,6 +68,11 @@ pub struct SnapshotRow {
     pub encrypted: bool,
     pub used_by_images: i64,
     pub used_by_volumes: i64,
+    /// Optimistic-concurrency guard: 0 on a row the caller builds (the commit inserts it, and
+    /// fails if the id exists), else the version the row was read at (the commit updates it only
+    /// if nobody wrote it since, and bumps it). Every whole-row write is therefore guarded.
+    #[serde(default)]
+    pub version: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -77,6 +87,11 @@ pub struct ImageRow {
     pub status: String,
     pub create_time: Millis,
     pub status_time: Millis,
+    /// Optimistic-concurrency guard: 0 on a row the caller builds (the commit inserts it, and
+    /// fails if the id exists), else the version the row was read at (the commit updates it only
+    /// if nobody wrote it since, and bumps it). Every whole-row write is therefore guarded.
+    #[serde(default)]
+    pub version: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]

@@ -47,6 +47,7 @@ const VOLUME_COLS: &[&str] = &[
     "head_root",
     "create_time",
     "status_time",
+    "version",
 ];
 const SNAPSHOT_COLS: &[&str] = &[
     "id",
@@ -77,9 +78,21 @@ const SNAPSHOT_COLS: &[&str] = &[
     "encrypted",
     "used_by_images",
     "used_by_volumes",
+    "version",
 ];
-const IMAGE_COLS: &[&str] =
-    &["id", "account", "zone", "name", "snapshot_id", "path", "size", "status", "create_time", "status_time"];
+const IMAGE_COLS: &[&str] = &[
+    "id",
+    "account",
+    "zone",
+    "name",
+    "snapshot_id",
+    "path",
+    "size",
+    "status",
+    "create_time",
+    "status_time",
+    "version",
+];
 const JOB_COLS: &[&str] =
     &["id", "account", "action", "status", "resources", "params", "error", "runner", "create_time", "status_time"];
 const TAG_COLS: &[&str] = &["id", "account", "key", "value", "create_time"];
@@ -93,6 +106,25 @@ fn upsert_sql(table: &str, cols: &[&str]) -> String {
         cols.join(", "),
         sets.join(", ")
     )
+}
+
+/// The guarded write of a versioned row (`cols` ends with `version`; see `VolumeRow::version`):
+/// `INSERT` with version 1 when `version` is 0, else `UPDATE … SET …, version = version + 1
+/// WHERE id = ?1 AND version = ?N`. Both bind the row's columns in `cols` order (id first),
+/// then, for the update, the version read.
+fn versioned_put_sql(table: &str, cols: &[&str], version: i64) -> String {
+    let cols = &cols[..cols.len() - 1];
+    if version == 0 {
+        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+        format!("INSERT INTO {table} ({}, version) VALUES ({}, 1)", cols.join(", "), marks.join(", "))
+    } else {
+        let sets: Vec<String> = cols.iter().enumerate().skip(1).map(|(i, c)| format!("{c} = ?{}", i + 1)).collect();
+        format!(
+            "UPDATE {table} SET {}, version = version + 1 WHERE id = ?1 AND version = ?{}",
+            sets.join(", "),
+            cols.len() + 1
+        )
+    }
 }
 
 /// `json_object('col', col, …)` over a row's columns, booleans (stored 0/1) as JSON booleans so
@@ -307,6 +339,23 @@ impl SqliteMeta {
         Ok(())
     }
 
+    /// The outcome of a guarded write ([`versioned_put_sql`]): exactly one row written, or a
+    /// conflict naming the row (an insert of an existing id, or an update of a row someone
+    /// wrote or deleted since it was read).
+    fn versioned(
+        what: &'static str,
+        id: &str,
+        done: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
+    ) -> Result<()> {
+        let stale = || MetaError::Stale { what, id: id.to_string() };
+        match done {
+            Ok(r) if r.rows_affected() == 1 => Ok(()),
+            Ok(_) => Err(stale()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(stale()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn delete_by_id(tx: &mut Transaction<'_, Sqlite>, table: &str, ids: &[String]) -> Result<()> {
         for id in ids {
             sqlx::query(&format!("DELETE FROM {table} WHERE id = ?")).bind(id).execute(&mut **tx).await?;
@@ -512,7 +561,8 @@ impl MetaStore for SqliteMeta {
         }
         Self::delete_by_id(&mut tx, "instances", &b.delete_instances).await?;
         for r in &b.put_volumes {
-            sqlx::query(&upsert_sql("volumes", VOLUME_COLS))
+            let sql = versioned_put_sql("volumes", VOLUME_COLS, r.version);
+            let q = sqlx::query(&sql)
                 .bind(&r.id)
                 .bind(&r.account)
                 .bind(&r.zone)
@@ -526,13 +576,15 @@ impl MetaStore for SqliteMeta {
                 .bind(&r.path)
                 .bind(&r.head_root)
                 .bind(r.create_time)
-                .bind(r.status_time)
-                .execute(&mut *tx)
-                .await?;
+                .bind(r.status_time);
+            let q = if r.version == 0 { q } else { q.bind(r.version) };
+            let done = q.execute(&mut *tx).await;
+            Self::versioned("volume", &r.id, done)?;
         }
         Self::delete_by_id(&mut tx, "volumes", &b.delete_volumes).await?;
         for r in &b.put_snapshots {
-            sqlx::query(&upsert_sql("snapshots", SNAPSHOT_COLS))
+            let sql = versioned_put_sql("snapshots", SNAPSHOT_COLS, r.version);
+            let q = sqlx::query(&sql)
                 .bind(&r.id)
                 .bind(&r.account)
                 .bind(&r.zone)
@@ -560,9 +612,10 @@ impl MetaStore for SqliteMeta {
                 .bind(r.retention_days)
                 .bind(r.encrypted)
                 .bind(r.used_by_images)
-                .bind(r.used_by_volumes)
-                .execute(&mut *tx)
-                .await?;
+                .bind(r.used_by_volumes);
+            let q = if r.version == 0 { q } else { q.bind(r.version) };
+            let done = q.execute(&mut *tx).await;
+            Self::versioned("snapshot", &r.id, done)?;
         }
         // The search index's copy of id, name and description (migrations/0005), a few
         // statements per batch, not per row: drop the entries of every row written or deleted
@@ -591,7 +644,8 @@ impl MetaStore for SqliteMeta {
         }
         Self::delete_by_id(&mut tx, "snapshots", &b.delete_snapshots).await?;
         for r in &b.put_images {
-            sqlx::query(&upsert_sql("images", IMAGE_COLS))
+            let sql = versioned_put_sql("images", IMAGE_COLS, r.version);
+            let q = sqlx::query(&sql)
                 .bind(&r.id)
                 .bind(&r.account)
                 .bind(&r.zone)
@@ -601,9 +655,10 @@ impl MetaStore for SqliteMeta {
                 .bind(r.size)
                 .bind(&r.status)
                 .bind(r.create_time)
-                .bind(r.status_time)
-                .execute(&mut *tx)
-                .await?;
+                .bind(r.status_time);
+            let q = if r.version == 0 { q } else { q.bind(r.version) };
+            let done = q.execute(&mut *tx).await;
+            Self::versioned("image", &r.id, done)?;
         }
         Self::delete_by_id(&mut tx, "images", &b.delete_images).await?;
         for r in &b.put_jobs {
@@ -650,12 +705,15 @@ impl MetaStore for SqliteMeta {
                 .await?;
         }
         for (id, progress, taken) in &b.snapshot_progress {
-            sqlx::query("UPDATE snapshots SET progress = ?, is_taken = ? WHERE id = ? AND status = 'creating'")
-                .bind(progress)
-                .bind(taken)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE snapshots SET progress = ?, is_taken = ?, version = version + 1 \
+                 WHERE id = ? AND status = 'creating'",
+            )
+            .bind(progress)
+            .bind(taken)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         for (id, key, value) in &b.snapshot_metadata {
             match value {
@@ -990,7 +1048,42 @@ mod tests {
             encrypted: false,
             used_by_images: 0,
             used_by_volumes: 0,
+            version: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn a_write_from_a_stale_read_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("m.db")).await.unwrap();
+        m.commit(Batch { put_snapshots: vec![snap("s1", "a", "v", 1, "available")], ..Default::default() })
+            .await
+            .unwrap();
+        let read_by_a = m.snapshot("a", "s1").await.unwrap().unwrap();
+        let read_by_b = read_by_a.clone();
+        assert_eq!(read_by_a.version, 1);
+        let mut a = read_by_a;
+        a.status = "deleted".into();
+        m.commit(Batch { put_snapshots: vec![a], ..Default::default() }).await.unwrap();
+        assert_eq!(m.snapshot("a", "s1").await.unwrap().unwrap().version, 2);
+        // b read before a wrote: its whole-row write would put `available` back
+        let mut b = read_by_b;
+        b.name = "renamed".into();
+        let other = snap("s2", "a", "v", 2, "available");
+        let r = m.commit(Batch { put_snapshots: vec![other, b], ..Default::default() }).await;
+        assert!(matches!(r, Err(MetaError::Stale { what: "snapshot", ref id }) if id == "s1"), "{r:?}");
+        let now = m.snapshot("a", "s1").await.unwrap().unwrap();
+        assert_eq!((now.status.as_str(), now.name.as_str(), now.version), ("deleted", "n-s1", 2));
+        assert!(m.snapshot("a", "s2").await.unwrap().is_none(), "the batch wrote nothing");
+        // creating a row that exists, or writing one that is gone, is stale too
+        let r = m.commit(Batch { put_snapshots: vec![snap("s1", "a", "v", 1, "available")], ..Default::default() });
+        assert!(matches!(r.await, Err(MetaError::Stale { .. })));
+        m.commit(Batch { delete_snapshots: vec!["s1".into()], ..Default::default() }).await.unwrap();
+        let mut gone = now;
+        gone.name = "back from the dead".into();
+        let r = m.commit(Batch { put_snapshots: vec![gone], ..Default::default() }).await;
+        assert!(matches!(r, Err(MetaError::Stale { .. })), "{r:?}");
+        assert!(m.snapshot("a", "s1").await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -1133,10 +1226,13 @@ mod tests {
         // status, origin and volume change through the upsert; a progress update changes nothing
         let mut s2 = snap("s2", "a", "v1", 2, "deleted");
         s2.origin = "auto".into();
-        let s3 = snap("s3", "a", "v2", 3, "ceased");
+        let mut s3 = snap("s3", "a", "v2", 3, "ceased");
         // a rename leaves the search word's matches (the trigram index follows the row)
         let mut s4 = snap("s4", "a", "v2", 4, "available");
         s4.name = "renamed".into();
+        for s in [&mut s2, &mut s3, &mut s4] {
+            s.version = 1; // as read after the insert
+        }
         m.commit(Batch { put_snapshots: vec![s2, s3, s4], ..Default::default() }).await.unwrap();
         check(&m, &fs, "updated").await;
         m.commit(Batch { snapshot_progress: vec![("s4".into(), 50, true)], ..Default::default() }).await.unwrap();
@@ -1146,6 +1242,7 @@ mod tests {
         s7.is_full = false;
         m.commit(Batch { put_snapshots: vec![s7.clone()], ..Default::default() }).await.unwrap();
         s7.status = "available".into();
+        s7.version = 1;
         m.commit(Batch { put_snapshots: vec![s7], ..Default::default() }).await.unwrap();
         check(&m, &fs, "captured").await;
         let tag =
@@ -1174,6 +1271,7 @@ mod tests {
             head_root: Some("s1".into()),
             create_time: 1,
             status_time: 1,
+            version: 0,
         };
         m.commit(Batch { put_volumes: vec![vol], ..Default::default() }).await.unwrap();
         let all = SnapshotFilter { limit: 100, ..fs[0].clone() };

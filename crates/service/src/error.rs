@@ -19,6 +19,11 @@ pub enum ServiceError {
     /// The resource exists but its state forbids the operation now (busy, deleted, wrong type).
     #[error("{kind} {id} is {state}: {reason}")]
     WrongState { kind: Kind, id: String, state: String, reason: String },
+    /// Another operation wrote the resource at the same moment, and retrying did not get
+    /// through (the service retries such races itself; this reaches a caller only under a
+    /// storm of writes to one resource). Safe to retry.
+    #[error("{kind} {id} was changed by another operation at the same moment; retry")]
+    Conflict { kind: Kind, id: String },
     /// The location names no configured zone.
     #[error("zone {0} does not exist")]
     UnknownZone(String),
@@ -61,15 +66,12 @@ impl From<disksnap_meta::MetaError> for ServiceError {
     fn from(e: disksnap_meta::MetaError) -> Self {
         match e {
             disksnap_meta::MetaError::Conflict { what, id, found, .. } => ServiceError::WrongState {
-                kind: match what {
-                    "volume" => Kind::Volume,
-                    "job" => Kind::Job,
-                    _ => Kind::Snapshot,
-                },
+                kind: kind_of(what),
                 state: found.filter(|s| !s.is_empty()).unwrap_or_else(|| "busy".into()),
                 id,
                 reason: "another operation changed it first; retry when it is done".into(),
             },
+            disksnap_meta::MetaError::Stale { what, id } => ServiceError::Conflict { kind: kind_of(what), id },
             other => ServiceError::Internal(other.to_string()),
         }
     }
@@ -78,6 +80,15 @@ impl From<disksnap_meta::MetaError> for ServiceError {
 /// ENOSPC or EDQUOT: the file system (or the user's quota on it) is full.
 fn is_no_space(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+fn kind_of(what: &str) -> Kind {
+    match what {
+        "volume" => Kind::Volume,
+        "job" => Kind::Job,
+        "image" => Kind::Image,
+        _ => Kind::Snapshot,
+    }
 }
 
 impl From<disksnap_engine::EngineError> for ServiceError {

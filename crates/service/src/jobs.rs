@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use disksnap_meta::{Batch, Expect, JobFilter, JobRow};
+use disksnap_meta::{Batch, Expect, JobFilter, JobRow, MetaError};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
@@ -64,6 +64,17 @@ impl Work {
     fn resumable(&self) -> bool {
         !matches!(self, Work::CreateSnapshots { .. } | Work::ImportVolume { .. })
     }
+}
+
+/// What a job's byte work produced, for [`Service::settle`] to record (the rest it reads
+/// from the rows at the time it records them).
+#[derive(Debug)]
+pub(crate) enum Done {
+    Nothing,
+    /// Snapshots captured: (snapshot id, what the capture did).
+    Captured(Vec<(String, disksnap_engine::CaptureStats)>),
+    /// The volume rolled back, or the image captured, now holds this many bytes.
+    Bytes(u64),
 }
 
 /// Live progress of a running job, in bytes (or items).
@@ -153,23 +164,18 @@ impl Service {
     async fn run(&self, mut row: JobRow, work: Work, progress: Arc<JobProgress>) {
         row.status = JobStatus::Working.as_str().into();
         row.status_time = now_ms();
-        let started = self.meta().commit(Batch { put_jobs: vec![row.clone()], ..Default::default() }).await;
+        let started = self
+            .meta()
+            .commit(Batch { expect: vec![self.runs(&row)], put_jobs: vec![row.clone()], ..Default::default() })
+            .await;
         let outcome = match started {
             Ok(()) => self.execute(&row, &work, &progress).await,
             Err(e) => Err(e.into()),
         };
-        let (mut batch, error) = match outcome {
-            Ok(batch) => (batch, None),
-            Err(e) => {
-                tracing::warn!(job = %row.id, action = %row.action, error = %e, "job failed");
-                (self.undo(&row, &work).await, Some(e.to_string()))
-            }
-        };
-        row.status = if error.is_some() { JobStatus::Failed } else { JobStatus::Successful }.as_str().into();
-        row.error = error;
-        row.status_time = now_ms();
-        batch.put_jobs.push(row.clone());
-        match self.meta().commit(batch).await {
+        if let Err(e) = &outcome {
+            tracing::warn!(job = %row.id, action = %row.action, error = %e, "job failed");
+        }
+        match self.finish(&mut row, &work, outcome.map_err(|e| e.to_string())).await {
             Ok(()) => {
                 if let (Work::DeleteSnapshots { snapshots }, None) = (&work, &row.error) {
                     self.release_ceased(&row.account, snapshots).await;
@@ -182,23 +188,85 @@ impl Service {
         self.inner.job_done.notify_waiters();
     }
 
-    async fn execute(&self, row: &JobRow, work: &Work, progress: &Arc<JobProgress>) -> Result<Batch> {
+    /// The expectation every write of a running job's row carries: this process still runs it
+    /// (a process that took it over after deciding this one was dead owns it now).
+    fn runs(&self, row: &JobRow) -> Expect {
+        Expect::JobRunner { id: row.id.clone(), expected: self.inner.runner.clone() }
+    }
+
+    /// Record a job's end: on success the rows its work changed, on failure the undoing of
+    /// what it reserved, and the job's final status, in one commit. The batch is decided from
+    /// rows read just before the commit, and every row write is guarded by the version it read
+    /// (`disksnap_meta::VolumeRow::version`): when another job wrote one of them in between, the
+    /// commit is refused as stale and the end is decided again from fresh rows. Bytes already
+    /// moved are never moved again.
+    pub(crate) async fn finish(
+        &self,
+        row: &mut JobRow,
+        work: &Work,
+        outcome: std::result::Result<Done, String>,
+    ) -> std::result::Result<(), MetaError> {
+        let mut attempt = 0;
+        loop {
+            let (mut batch, error) = match &outcome {
+                Ok(done) => match self.settle(row, work, done).await {
+                    Ok(batch) => (batch, None),
+                    Err(e) => {
+                        tracing::warn!(job = %row.id, action = %row.action, error = %e, "job failed while recording its result");
+                        (self.undo(row, work).await, Some(e.to_string()))
+                    }
+                },
+                Err(e) => (self.undo(row, work).await, Some(e.clone())),
+            };
+            row.status = if error.is_some() { JobStatus::Failed } else { JobStatus::Successful }.as_str().into();
+            row.error = error;
+            row.status_time = now_ms();
+            batch.expect.push(self.runs(row));
+            batch.put_jobs.push(row.clone());
+            match self.meta().commit(batch).await {
+                Err(MetaError::Stale { what, id }) if attempt < crate::retry::ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(job = %row.id, what, %id, attempt, "a concurrent write went first; deciding again");
+                    crate::retry::backoff(attempt).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn execute(&self, row: &JobRow, work: &Work, progress: &Arc<JobProgress>) -> Result<Done> {
+        let a = &row.account;
         match work {
-            Work::CreateVolumes { volumes } => self.exec_create_volumes(&row.account, volumes).await,
-            Work::ImportVolume { volume, source } => {
-                self.exec_import_volume(&row.account, volume, source, progress).await
+            Work::CreateVolumes { volumes } => self.exec_create_volumes(a, volumes).await,
+            Work::ImportVolume { volume, source } => self.exec_import_volume(a, volume, source, progress).await,
+            Work::ResizeVolume { volume, size } => self.exec_resize_volume(a, volume, *size).await,
+            Work::DeleteVolumes { volumes } => self.exec_delete_volumes(a, volumes).await,
+            Work::CreateSnapshots { snapshots } => self.exec_create_snapshots(a, snapshots, progress).await,
+            Work::DeleteSnapshots { .. } => Ok(Done::Nothing),
+            Work::ApplySnapshot { snapshot, volume } => self.exec_apply(a, snapshot, volume, progress).await,
+            Work::RestoreVolume { snapshot, volume } => self.exec_restore_volume(a, snapshot, volume, progress).await,
+            Work::CaptureImage { snapshot, image } => self.exec_capture_image(a, snapshot, image, progress).await,
+        }
+    }
+
+    /// The batch that records what a job's work did, from rows read now.
+    async fn settle(&self, row: &JobRow, work: &Work, done: &Done) -> Result<Batch> {
+        let a = &row.account;
+        match (work, done) {
+            (Work::CreateVolumes { volumes }, _) => self.settle_volumes_ready(a, volumes).await,
+            (Work::ImportVolume { volume, .. }, _) => self.settle_volumes_ready(a, std::slice::from_ref(volume)).await,
+            (Work::ResizeVolume { volume, size }, _) => self.settle_resize_volume(a, volume, *size).await,
+            (Work::DeleteVolumes { volumes }, _) => self.settle_delete_volumes(a, volumes).await,
+            (Work::CreateSnapshots { .. }, Done::Captured(stats)) => self.settle_create_snapshots(a, stats).await,
+            (Work::DeleteSnapshots { snapshots }, _) => self.settle_delete_snapshots(a, snapshots).await,
+            (Work::ApplySnapshot { snapshot, volume }, Done::Bytes(size)) => {
+                self.settle_apply(a, snapshot, volume, *size).await
             }
-            Work::ResizeVolume { volume, size } => self.exec_resize_volume(&row.account, volume, *size).await,
-            Work::DeleteVolumes { volumes } => self.exec_delete_volumes(&row.account, volumes).await,
-            Work::CreateSnapshots { snapshots } => self.exec_create_snapshots(&row.account, snapshots, progress).await,
-            Work::DeleteSnapshots { snapshots } => self.exec_delete_snapshots(&row.account, snapshots).await,
-            Work::ApplySnapshot { snapshot, volume } => self.exec_apply(&row.account, snapshot, volume, progress).await,
-            Work::RestoreVolume { snapshot, volume } => {
-                self.exec_restore_volume(&row.account, snapshot, volume, progress).await
+            (Work::RestoreVolume { snapshot, volume }, _) => self.settle_restore_volume(a, snapshot, volume).await,
+            (Work::CaptureImage { snapshot, image }, Done::Bytes(size)) => {
+                self.settle_capture_image(a, snapshot, image, *size).await
             }
-            Work::CaptureImage { snapshot, image } => {
-                self.exec_capture_image(&row.account, snapshot, image, progress).await
-            }
+            (w, d) => Err(ServiceError::Internal(format!("job {} ended with {d:?}, which {w:?} never gives", row.id))),
         }
     }
 
@@ -233,6 +301,18 @@ impl Service {
                 return Ok(job);
             }
             // Jobs of other processes end without notifying us: poll as well.
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        }
+    }
+
+    /// Wait until this process runs no job (say, the ones [`Service::recover`] resumed, of
+    /// whichever account).
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.inner.job_done.notified();
+            if self.running_jobs() == 0 {
+                return;
+            }
             let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
         }
     }
@@ -358,12 +438,8 @@ impl Service {
                 self.spawn(row, work);
             } else {
                 tracing::info!(job = %row.id, action = %row.action, "failing a job interrupted by a restart");
-                let mut batch = self.undo(&row, &work).await;
-                row.status = JobStatus::Failed.as_str().into();
-                row.error = Some("interrupted by a restart before it finished; nothing it started was kept".into());
-                row.status_time = now_ms();
-                batch.put_jobs.push(row.clone());
-                self.meta().commit(batch).await?;
+                let why = "interrupted by a restart before it finished; nothing it started was kept";
+                self.finish(&mut row, &work, Err(why.into())).await?;
                 handled.push(row.into());
             }
         }

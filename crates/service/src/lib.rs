@@ -10,6 +10,8 @@
 //! and run in the background ([`jobs`] explains how they stay consistent across crashes).
 //! Metadata-only operations (rename, tags, attach, recover) commit before they return.
 
+#[macro_use]
+mod retry; // first: the retrying! macro is used by the modules below
 pub mod chain;
 pub mod error;
 pub mod ids;

@@ -7,7 +7,7 @@ use disksnap_meta::{Batch, Expect, ImageRow, SnapshotRow};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::jobs::{JobProgress, Work};
+use crate::jobs::{Done, JobProgress, Work};
 use crate::model::*;
 use crate::service::{Caller, Service};
 use crate::volumes::{GIB, MAX_VOLUME_GIB};
@@ -22,25 +22,32 @@ impl Service {
                 "only an available snapshot can be used",
             ));
         }
+        if s.transition == SnapshotTransition::Deleting.as_str() {
+            return Err(ServiceError::wrong_state(Kind::Snapshot, shown, "deleting", "it is being deleted"));
+        }
         Ok(())
     }
 
     /// Roll the snapshot's volume back: its bytes become exactly the point's bytes (and its
     /// size the point's size). Only the slots that differ are written.
     pub async fn apply_snapshot(&self, caller: &Caller, id: &str) -> Result<Job> {
-        let snap = self.snapshot_row(caller, id).await?;
-        self.ensure_available(&snap, id)?;
-        if !snap.transition.is_empty() {
-            return Err(ServiceError::wrong_state(
-                Kind::Snapshot,
-                id,
-                snap.transition.clone(),
-                "it is busy with another operation",
-            ));
-        }
-        let vol =
-            self.meta().volume(&caller.account, &snap.volume_id).await?.filter(|v| v.status != "deleted").ok_or_else(
-                || {
+        retrying!(async {
+            let snap = self.snapshot_row(caller, id).await?;
+            self.ensure_available(&snap, id)?;
+            if !snap.transition.is_empty() {
+                return Err(ServiceError::wrong_state(
+                    Kind::Snapshot,
+                    id,
+                    snap.transition.clone(),
+                    "it is busy with another operation",
+                ));
+            }
+            let vol = self
+                .meta()
+                .volume(&caller.account, &snap.volume_id)
+                .await?
+                .filter(|v| v.status != "deleted")
+                .ok_or_else(|| {
                     ServiceError::wrong_state(
                         Kind::Snapshot,
                         id,
@@ -50,16 +57,16 @@ impl Service {
                             ids::display(Kind::Volume, &snap.volume_id)
                         ),
                     )
-                },
-            )?;
-        self.ensure_idle(&vol)?;
-        let mut batch = self.lock_volume(&vol, VolumeTransition::RollingBack);
-        batch.expect.push(Expect::SnapshotTransition { id: snap.id.clone(), expected: String::new() });
-        let mut marked = snap.clone();
-        marked.transition = SnapshotTransition::RollingBack.as_str().into();
-        batch.put_snapshots.push(marked);
-        let work = Work::ApplySnapshot { snapshot: snap.id.clone(), volume: vol.id.clone() };
-        self.submit(caller, work, vec![snap.id, vol.id], batch).await
+                })?;
+            self.ensure_idle(&vol)?;
+            let mut batch = self.lock_volume(&vol, VolumeTransition::RollingBack);
+            batch.expect.push(Expect::SnapshotTransition { id: snap.id.clone(), expected: String::new() });
+            let mut marked = snap.clone();
+            marked.transition = SnapshotTransition::RollingBack.as_str().into();
+            batch.put_snapshots.push(marked);
+            let work = Work::ApplySnapshot { snapshot: snap.id.clone(), volume: vol.id.clone() };
+            self.submit(caller, work, vec![snap.id, vol.id], batch).await
+        })
     }
 
     pub(crate) async fn exec_apply(
@@ -68,7 +75,7 @@ impl Service {
         snap_id: &str,
         vol_id: &str,
         progress: &Arc<JobProgress>,
-    ) -> Result<Batch> {
+    ) -> Result<Done> {
         let delay = self.config().test_rollback_delay;
         if !delay.is_zero() {
             tracing::warn!(snapshot = %snap_id, ?delay, "test_rollback_delay: holding the rollback before it starts");
@@ -79,10 +86,14 @@ impl Service {
             (self.inner.store.clone(), snap_id.to_string(), PathBuf::from(&vol.path), progress.clone());
         let stats = self.blocking(move || store.restore_in_place(&name, &path, p.as_ref())).await?;
         tracing::info!(snapshot = %snap_id, volume = %vol_id, written = stats.written_slots, unchanged = stats.unchanged_slots, "rolled back");
+        Ok(Done::Bytes(stats.size))
+    }
+
+    pub(crate) async fn settle_apply(&self, account: &str, snap_id: &str, vol_id: &str, size: u64) -> Result<Batch> {
         let mut snap = self.snapshot_row_of(account, snap_id).await?;
         snap.transition = String::new();
         let mut vol = self.volume_row_of(account, vol_id).await?;
-        vol.size = stats.size as i64;
+        vol.size = size as i64;
         Ok(Batch { put_snapshots: vec![snap], put_volumes: vec![self.settled(vol)], ..Default::default() })
     }
 
@@ -108,37 +119,42 @@ impl Service {
         zone: Option<&str>,
         size_gib: Option<u64>,
     ) -> Result<(Job, Volume)> {
-        let snap = self.snapshot_row(caller, id).await?;
-        self.ensure_available(&snap, id)?;
-        if let Some(z) = zone.filter(|z| !z.is_empty()) {
-            if self.resolve_zone(z)? != snap.zone {
-                return Err(ServiceError::invalid(
-                    "zone",
-                    format!("the snapshot is in zone {}; a volume from it must be too", snap.zone),
-                ));
+        retrying!(async {
+            let snap = self.snapshot_row(caller, id).await?;
+            self.ensure_available(&snap, id)?;
+            if let Some(z) = zone.filter(|z| !z.is_empty()) {
+                if self.resolve_zone(z)? != snap.zone {
+                    return Err(ServiceError::invalid(
+                        "zone",
+                        format!("the snapshot is in zone {}; a volume from it must be too", snap.zone),
+                    ));
+                }
             }
-        }
-        let mut size = (snap.volume_size.max(0) as u64).div_ceil(GIB) * GIB;
-        if let Some(gib) = size_gib {
-            if gib.saturating_mul(GIB) < size || gib > MAX_VOLUME_GIB {
-                return Err(ServiceError::invalid(
-                    "size",
-                    format!("must be {} to {MAX_VOLUME_GIB} GiB for this snapshot, got {gib}", size / GIB),
-                ));
+            let mut size = (snap.volume_size.max(0) as u64).div_ceil(GIB) * GIB;
+            if let Some(gib) = size_gib {
+                if gib.saturating_mul(GIB) < size || gib > MAX_VOLUME_GIB {
+                    return Err(ServiceError::invalid(
+                        "size",
+                        format!("must be {} to {MAX_VOLUME_GIB} GiB for this snapshot, got {gib}", size / GIB),
+                    ));
+                }
+                size = gib * GIB;
             }
-            size = gib * GIB;
-        }
-        let kind = VolumeKind::parse(&snap.volume_kind).unwrap_or(VolumeKind::Data);
-        let row = self.new_volume_row(caller, &snap.zone, name, size, kind);
-        let vid = row.id.clone();
-        let batch = Batch {
-            expect: vec![Expect::SnapshotStatus { id: snap.id.clone(), expected: snap.status.clone() }],
-            put_volumes: vec![row.clone()],
-            ..Default::default()
-        };
-        let work = Work::RestoreVolume { snapshot: snap.id.clone(), volume: vid.clone() };
-        let job = self.submit(caller, work, vec![snap.id, vid], batch).await?;
-        Ok((job, Volume::from_row(row)))
+            let kind = VolumeKind::parse(&snap.volume_kind).unwrap_or(VolumeKind::Data);
+            let row = self.new_volume_row(caller, &snap.zone, name, size, kind);
+            let vid = row.id.clone();
+            let batch = Batch {
+                expect: vec![Expect::SnapshotStatus { id: snap.id.clone(), expected: snap.status.clone() }],
+                put_volumes: vec![row.clone()],
+                // Written back unchanged: a delete decided before this commit is refused as stale
+                // (and then sees this job reading the point).
+                put_snapshots: vec![snap.clone()],
+                ..Default::default()
+            };
+            let work = Work::RestoreVolume { snapshot: snap.id.clone(), volume: vid.clone() };
+            let job = self.submit(caller, work, vec![snap.id, vid], batch).await?;
+            Ok((job, Volume::from_row(row)))
+        })
     }
 
     pub(crate) async fn exec_restore_volume(
@@ -147,7 +163,7 @@ impl Service {
         snap_id: &str,
         vol_id: &str,
         progress: &Arc<JobProgress>,
-    ) -> Result<Batch> {
+    ) -> Result<Done> {
         let vol = self.volume_row_of(account, vol_id).await?;
         let path = PathBuf::from(&vol.path);
         let _ = std::fs::remove_file(&path); // a resumed job starts over
@@ -158,6 +174,11 @@ impl Service {
         if f.metadata().map(|m| m.len()).unwrap_or(0) < vol.size as u64 {
             f.set_len(vol.size as u64).and_then(|_| f.sync_all()).map_err(|e| ServiceError::Internal(e.to_string()))?;
         }
+        Ok(Done::Nothing)
+    }
+
+    pub(crate) async fn settle_restore_volume(&self, account: &str, snap_id: &str, vol_id: &str) -> Result<Batch> {
+        let vol = self.volume_row_of(account, vol_id).await?;
         let mut snap = self.snapshot_row_of(account, snap_id).await?;
         snap.used_by_volumes += 1;
         Ok(Batch { put_snapshots: vec![snap], put_volumes: vec![self.settled(vol)], ..Default::default() })
@@ -179,38 +200,44 @@ impl Service {
 
     /// Capture an image (a raw image file) from a system-disk point.
     pub async fn capture_image(&self, caller: &Caller, id: &str, name: &str) -> Result<(Job, Image)> {
-        let snap = self.snapshot_row(caller, id).await?;
-        self.ensure_available(&snap, id)?;
-        if snap.volume_kind != VolumeKind::System.as_str() {
-            return Err(ServiceError::wrong_state(
-                Kind::Snapshot,
-                id,
-                "data-disk",
-                "only a snapshot of a system disk can be captured as an image",
-            ));
-        }
-        let now = now_ms();
-        let iid = ids::new_id();
-        let row = ImageRow {
-            path: self.image_path(&iid).to_string_lossy().into_owned(),
-            id: iid.clone(),
-            account: caller.account.clone(),
-            zone: snap.zone.clone(),
-            name: name.to_string(),
-            snapshot_id: snap.id.clone(),
-            size: snap.volume_size,
-            status: ImageStatus::Pending.as_str().into(),
-            create_time: now,
-            status_time: now,
-        };
-        let batch = Batch {
-            expect: vec![Expect::SnapshotStatus { id: snap.id.clone(), expected: snap.status.clone() }],
-            put_images: vec![row.clone()],
-            ..Default::default()
-        };
-        let work = Work::CaptureImage { snapshot: snap.id.clone(), image: iid.clone() };
-        let job = self.submit(caller, work, vec![snap.id, iid], batch).await?;
-        Ok((job, row.into()))
+        retrying!(async {
+            let snap = self.snapshot_row(caller, id).await?;
+            self.ensure_available(&snap, id)?;
+            if snap.volume_kind != VolumeKind::System.as_str() {
+                return Err(ServiceError::wrong_state(
+                    Kind::Snapshot,
+                    id,
+                    "data-disk",
+                    "only a snapshot of a system disk can be captured as an image",
+                ));
+            }
+            let now = now_ms();
+            let iid = ids::new_id();
+            let row = ImageRow {
+                path: self.image_path(&iid).to_string_lossy().into_owned(),
+                id: iid.clone(),
+                account: caller.account.clone(),
+                zone: snap.zone.clone(),
+                name: name.to_string(),
+                snapshot_id: snap.id.clone(),
+                size: snap.volume_size,
+                status: ImageStatus::Pending.as_str().into(),
+                create_time: now,
+                status_time: now,
+                version: 0,
+            };
+            let batch = Batch {
+                expect: vec![Expect::SnapshotStatus { id: snap.id.clone(), expected: snap.status.clone() }],
+                put_images: vec![row.clone()],
+                // Written back unchanged: a delete decided before this commit is refused as stale
+                // (and then sees this job reading the point).
+                put_snapshots: vec![snap.clone()],
+                ..Default::default()
+            };
+            let work = Work::CaptureImage { snapshot: snap.id.clone(), image: iid.clone() };
+            let job = self.submit(caller, work, vec![snap.id, iid], batch).await?;
+            Ok((job, row.into()))
+        })
     }
 
     pub(crate) async fn exec_capture_image(
@@ -219,8 +246,8 @@ impl Service {
         snap_id: &str,
         image_id: &str,
         progress: &Arc<JobProgress>,
-    ) -> Result<Batch> {
-        let mut img = self
+    ) -> Result<Done> {
+        let img = self
             .meta()
             .image(account, image_id)
             .await?
@@ -228,7 +255,22 @@ impl Service {
         let path = PathBuf::from(&img.path);
         let _ = std::fs::remove_file(&path); // a resumed job starts over
         let stats = self.restore_file(snap_id, path, progress).await?;
-        img.size = stats.size as i64;
+        Ok(Done::Bytes(stats.size))
+    }
+
+    pub(crate) async fn settle_capture_image(
+        &self,
+        account: &str,
+        snap_id: &str,
+        image_id: &str,
+        size: u64,
+    ) -> Result<Batch> {
+        let mut img = self
+            .meta()
+            .image(account, image_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(Kind::Image, image_id))?;
+        img.size = size as i64;
         img.status = ImageStatus::Available.as_str().into();
         img.status_time = now_ms();
         let mut snap = self.snapshot_row_of(account, snap_id).await?;
@@ -263,30 +305,32 @@ impl Service {
 
     /// Delete images (their files go at once; the snapshots they came from stay).
     pub async fn delete_images(&self, caller: &Caller, ids_: &[String]) -> Result<Vec<Image>> {
-        let mut batch = Batch::default();
-        let mut out = Vec::new();
-        for id in ids_ {
-            let img = self.image(caller, id).await?;
-            if img.status != ImageStatus::Available {
-                return Err(ServiceError::wrong_state(
-                    Kind::Image,
-                    id,
-                    img.status.as_str(),
-                    "it is still being captured",
-                ));
+        retrying!(async {
+            let mut batch = Batch::default();
+            let mut out = Vec::new();
+            for id in ids_ {
+                let img = self.image(caller, id).await?;
+                if img.status != ImageStatus::Available {
+                    return Err(ServiceError::wrong_state(
+                        Kind::Image,
+                        id,
+                        img.status.as_str(),
+                        "it is still being captured",
+                    ));
+                }
+                if let Some(mut s) = self.meta().snapshot(&caller.account, &img.snapshot_id).await? {
+                    s.used_by_images = (s.used_by_images - 1).max(0);
+                    batch.put_snapshots.push(s);
+                }
+                batch.delete_images.push(img.id.clone());
+                out.push(img);
             }
-            if let Some(mut s) = self.meta().snapshot(&caller.account, &img.snapshot_id).await? {
-                s.used_by_images = (s.used_by_images - 1).max(0);
-                batch.put_snapshots.push(s);
+            self.meta().commit(batch).await?;
+            for img in &out {
+                let _ = std::fs::remove_file(&img.path);
             }
-            batch.delete_images.push(img.id.clone());
-            out.push(img);
-        }
-        self.meta().commit(batch).await?;
-        for img in &out {
-            let _ = std::fs::remove_file(&img.path);
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 

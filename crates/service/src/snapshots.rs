@@ -4,12 +4,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use disksnap_meta::{Batch, Expect, Order, Page, SnapshotFilter, SnapshotListing, SnapshotRow, VolumeRow};
+use disksnap_meta::{Batch, Expect, JobFilter, Order, Page, SnapshotFilter, SnapshotListing, SnapshotRow, VolumeRow};
 
 use crate::chain;
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::jobs::{JobProgress, Work};
+use crate::jobs::{Done, JobProgress, Work};
 use crate::model::*;
 use crate::service::{Caller, Service};
 
@@ -130,97 +130,111 @@ impl Service {
     /// snapshot_time. Each point is incremental on its volume's head chain unless `full` is
     /// asked or the volume has no live chain.
     pub async fn create_snapshots(&self, caller: &Caller, req: CreateSnapshots) -> Result<(Job, Vec<Snapshot>)> {
-        self.check_account(caller)?;
-        let mut vols: Vec<(VolumeRow, Option<String>)> = Vec::new();
-        for id in &req.volumes {
-            let v = self.volume_row(caller, id).await?;
-            vols.push((v, None));
-        }
-        for id in &req.instances {
-            let bare = self.parse_id(Kind::Instance, id)?;
-            self.meta()
-                .instance(&caller.account, &bare)
-                .await?
-                .ok_or_else(|| ServiceError::not_found(Kind::Instance, id))?;
-            let members = self.meta().volumes_of_instance(&caller.account, &bare).await?;
-            if members.is_empty() {
-                return Err(ServiceError::wrong_state(Kind::Instance, id, "empty", "it has no volumes to snapshot"));
+        retrying!(async {
+            self.check_account(caller)?;
+            let mut vols: Vec<(VolumeRow, Option<String>)> = Vec::new();
+            for id in &req.volumes {
+                let v = self.volume_row(caller, id).await?;
+                vols.push((v, None));
             }
-            vols.extend(members.into_iter().map(|v| (v, Some(bare.clone()))));
-        }
-        if vols.is_empty() {
-            return Err(ServiceError::MissingParameter("resources".into()));
-        }
-        let mut seen = BTreeSet::new();
-        vols.retain(|(v, _)| seen.insert(v.id.clone()));
-        if vols.len() > MAX_SNAPSHOTS_PER_CALL {
-            return Err(ServiceError::invalid(
-                "resources",
-                format!("at most {MAX_SNAPSHOTS_PER_CALL} volumes per call"),
-            ));
-        }
-        if let Some(d) = req.retention_days {
-            if !(1..=65536).contains(&d) {
-                return Err(ServiceError::invalid("retention_days", "must be 1 to 65536 days"));
+            for id in &req.instances {
+                let bare = self.parse_id(Kind::Instance, id)?;
+                self.meta()
+                    .instance(&caller.account, &bare)
+                    .await?
+                    .ok_or_else(|| ServiceError::not_found(Kind::Instance, id))?;
+                let members = self.meta().volumes_of_instance(&caller.account, &bare).await?;
+                if members.is_empty() {
+                    return Err(ServiceError::wrong_state(
+                        Kind::Instance,
+                        id,
+                        "empty",
+                        "it has no volumes to snapshot",
+                    ));
+                }
+                vols.extend(members.into_iter().map(|v| (v, Some(bare.clone()))));
             }
-        }
-        let mut tag_ids = Vec::new();
-        for t in &req.tag_ids {
-            let bare = self.parse_id(Kind::Tag, t)?;
-            self.meta().tag(&caller.account, &bare).await?.ok_or_else(|| ServiceError::not_found(Kind::Tag, t))?;
-            tag_ids.push(bare);
-        }
-        let now = now_ms();
-        let mut batch = Batch::default();
-        let mut snaps = Vec::new();
-        for (vol, inst) in vols {
-            self.ensure_idle(&vol)?;
-            let parent = if req.full { None } else { self.head_point(&vol).await? };
-            let id = ids::new_id();
-            let row = SnapshotRow {
-                id: id.clone(),
-                account: caller.account.clone(),
-                zone: vol.zone.clone(),
-                name: req.name.clone(),
-                description: req.description.clone(),
-                volume_id: vol.id.clone(),
-                volume_size: vol.size,
-                volume_kind: vol.kind.clone(),
-                instance_id: inst.or_else(|| vol.instance_id.clone()),
-                is_full: parent.is_none(),
-                root_id: parent.as_ref().map(|p| p.root_id.clone()).unwrap_or_else(|| id.clone()),
-                parent_id: parent.map(|p| p.id),
-                is_head: false,
-                status: SnapshotStatus::Creating.as_str().into(),
-                transition: SnapshotTransition::Creating.as_str().into(),
-                is_taken: false,
-                progress: 0,
-                snapshot_time: now,
-                create_time: now,
-                status_time: now,
-                deleted_time: None,
-                expire_time: req.retention_days.map(|d| now + d as i64 * 86_400_000),
-                size: 0,
-                origin: req.origin.unwrap_or(Origin::User).as_str().into(),
-                retention_days: req.retention_days.map(i64::from),
-                encrypted: false,
-                used_by_images: 0,
-                used_by_volumes: 0,
-            };
-            let lock = self.lock_volume(&vol, VolumeTransition::Snapshotting);
-            batch.expect.extend(lock.expect);
-            batch.put_volumes.extend(lock.put_volumes);
-            for t in &tag_ids {
-                batch.bind_tags.push((t.clone(), id.clone()));
+            if vols.is_empty() {
+                return Err(ServiceError::MissingParameter("resources".into()));
             }
-            snaps.push(row);
-        }
-        batch.put_snapshots = snaps.clone();
-        let snap_ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
-        let mut resources = snap_ids.clone();
-        resources.extend(snaps.iter().map(|s| s.volume_id.clone()));
-        let job = self.submit(caller, Work::CreateSnapshots { snapshots: snap_ids }, resources, batch).await?;
-        Ok((job, snaps.into_iter().map(Snapshot::from_row).collect()))
+            let mut seen = BTreeSet::new();
+            vols.retain(|(v, _)| seen.insert(v.id.clone()));
+            if vols.len() > MAX_SNAPSHOTS_PER_CALL {
+                return Err(ServiceError::invalid(
+                    "resources",
+                    format!("at most {MAX_SNAPSHOTS_PER_CALL} volumes per call"),
+                ));
+            }
+            if let Some(d) = req.retention_days {
+                if !(1..=65536).contains(&d) {
+                    return Err(ServiceError::invalid("retention_days", "must be 1 to 65536 days"));
+                }
+            }
+            let mut tag_ids = Vec::new();
+            for t in &req.tag_ids {
+                let bare = self.parse_id(Kind::Tag, t)?;
+                self.meta().tag(&caller.account, &bare).await?.ok_or_else(|| ServiceError::not_found(Kind::Tag, t))?;
+                tag_ids.push(bare);
+            }
+            let now = now_ms();
+            let mut batch = Batch::default();
+            let mut snaps = Vec::new();
+            for (vol, inst) in vols {
+                self.ensure_idle(&vol)?;
+                let parent = if req.full { None } else { self.head_point(&vol).await? };
+                // The parent is written back unchanged: the write bumps its version, so a delete
+                // (or a cease) of it decided before this commit is refused as stale, and one decided
+                // after sees this point building on it. Its index must outlive the capture.
+                if let Some(p) = &parent {
+                    batch.put_snapshots.push(p.clone());
+                }
+                let id = ids::new_id();
+                let row = SnapshotRow {
+                    id: id.clone(),
+                    account: caller.account.clone(),
+                    zone: vol.zone.clone(),
+                    name: req.name.clone(),
+                    description: req.description.clone(),
+                    volume_id: vol.id.clone(),
+                    volume_size: vol.size,
+                    volume_kind: vol.kind.clone(),
+                    instance_id: inst.or_else(|| vol.instance_id.clone()),
+                    is_full: parent.is_none(),
+                    root_id: parent.as_ref().map(|p| p.root_id.clone()).unwrap_or_else(|| id.clone()),
+                    parent_id: parent.map(|p| p.id),
+                    is_head: false,
+                    status: SnapshotStatus::Creating.as_str().into(),
+                    transition: SnapshotTransition::Creating.as_str().into(),
+                    is_taken: false,
+                    progress: 0,
+                    snapshot_time: now,
+                    create_time: now,
+                    status_time: now,
+                    deleted_time: None,
+                    expire_time: req.retention_days.map(|d| now + d as i64 * 86_400_000),
+                    size: 0,
+                    origin: req.origin.unwrap_or(Origin::User).as_str().into(),
+                    retention_days: req.retention_days.map(i64::from),
+                    encrypted: false,
+                    used_by_images: 0,
+                    used_by_volumes: 0,
+                    version: 0,
+                };
+                let lock = self.lock_volume(&vol, VolumeTransition::Snapshotting);
+                batch.expect.extend(lock.expect);
+                batch.put_volumes.extend(lock.put_volumes);
+                for t in &tag_ids {
+                    batch.bind_tags.push((t.clone(), id.clone()));
+                }
+                snaps.push(row);
+            }
+            batch.put_snapshots.extend(snaps.iter().cloned());
+            let snap_ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
+            let mut resources = snap_ids.clone();
+            resources.extend(snaps.iter().map(|s| s.volume_id.clone()));
+            let job = self.submit(caller, Work::CreateSnapshots { snapshots: snap_ids }, resources, batch).await?;
+            Ok((job, snaps.into_iter().map(Snapshot::from_row).collect()))
+        })
     }
 
     /// The point an incremental snapshot of `vol` builds on: the newest available point of
@@ -228,8 +242,11 @@ impl Service {
     async fn head_point(&self, vol: &VolumeRow) -> Result<Option<SnapshotRow>> {
         let Some(root) = &vol.head_root else { return Ok(None) };
         let chain = self.meta().chain(root).await?;
-        let head =
-            chain.into_iter().rev().find(|s| s.status == SnapshotStatus::Available.as_str() && s.volume_id == vol.id);
+        // A point being deleted (or busy otherwise) is passed over: its index may be gone
+        // before this capture reads it.
+        let head = chain.into_iter().rev().find(|s| {
+            s.status == SnapshotStatus::Available.as_str() && s.transition.is_empty() && s.volume_id == vol.id
+        });
         // A point captured with another chunk size (store rebuilt) cannot be a parent.
         Ok(head.filter(|h| self.inner.store.has_index(&h.id)))
     }
@@ -239,19 +256,27 @@ impl Service {
         account: &str,
         snap_ids: &[String],
         progress: &Arc<JobProgress>,
-    ) -> Result<Batch> {
-        let mut done: Vec<(SnapshotRow, disksnap_engine::CaptureStats)> = Vec::new();
+    ) -> Result<Done> {
+        let mut done = Vec::new();
         for id in snap_ids {
             let snap = self.snapshot_row_of(account, id).await?;
             let vol = self.volume_row_of(account, &snap.volume_id).await?;
             let stats = self.capture_one(&snap, &vol, progress).await?;
-            done.push((snap, stats));
+            done.push((snap.id, stats));
         }
-        // Everything captured: commit all points (and their chains' new heads) together.
+        Ok(Done::Captured(done))
+    }
+
+    /// Everything captured: commit all points (and their chains' new heads) together.
+    pub(crate) async fn settle_create_snapshots(
+        &self,
+        account: &str,
+        captured: &[(String, disksnap_engine::CaptureStats)],
+    ) -> Result<Batch> {
         let mut batch = Batch::default();
         let now = now_ms();
-        for (snap, stats) in done {
-            let mut s = self.meta().snapshot(account, &snap.id).await?.unwrap_or(snap);
+        for (id, stats) in captured {
+            let mut s = self.snapshot_row_of(account, id).await?;
             s.status = SnapshotStatus::Available.as_str().into();
             s.transition = String::new();
             s.is_taken = true;
@@ -437,35 +462,39 @@ impl Service {
         name: Option<&str>,
         description: Option<&str>,
     ) -> Result<Snapshot> {
-        let mut row = self.snapshot_row(caller, id).await?;
-        if row.status == SnapshotStatus::Ceased.as_str() {
-            return Err(ServiceError::wrong_state(Kind::Snapshot, id, "ceased", "it is gone for good"));
-        }
-        if let Some(n) = name {
-            row.name = n.to_string();
-        }
-        if let Some(d) = description {
-            row.description = d.to_string();
-        }
-        self.meta().commit(Batch { put_snapshots: vec![row.clone()], ..Default::default() }).await?;
-        self.snapshot(caller, id).await
+        retrying!(async {
+            let mut row = self.snapshot_row(caller, id).await?;
+            if row.status == SnapshotStatus::Ceased.as_str() {
+                return Err(ServiceError::wrong_state(Kind::Snapshot, id, "ceased", "it is gone for good"));
+            }
+            if let Some(n) = name {
+                row.name = n.to_string();
+            }
+            if let Some(d) = description {
+                row.description = d.to_string();
+            }
+            self.meta().commit(Batch { put_snapshots: vec![row.clone()], ..Default::default() }).await?;
+            self.snapshot(caller, id).await
+        })
     }
 
     /// Keep a point for `days` from its creation time, then release it (`None`: until deleted).
     pub async fn set_snapshot_retention(&self, caller: &Caller, id: &str, days: Option<u32>) -> Result<Snapshot> {
-        let mut row = self.snapshot_row(caller, id).await?;
-        if matches!(row.status.as_str(), "deleted" | "ceased") {
-            return Err(ServiceError::wrong_state(Kind::Snapshot, id, row.status.clone(), "it was deleted"));
-        }
-        if let Some(d) = days {
-            if !(1..=65536).contains(&d) {
-                return Err(ServiceError::invalid("retention_days", "must be 1 to 65536 days"));
+        retrying!(async {
+            let mut row = self.snapshot_row(caller, id).await?;
+            if matches!(row.status.as_str(), "deleted" | "ceased") {
+                return Err(ServiceError::wrong_state(Kind::Snapshot, id, row.status.clone(), "it was deleted"));
             }
-        }
-        row.retention_days = days.map(i64::from);
-        row.expire_time = days.map(|d| row.create_time + d as i64 * 86_400_000);
-        self.meta().commit(Batch { put_snapshots: vec![row], ..Default::default() }).await?;
-        self.snapshot(caller, id).await
+            if let Some(d) = days {
+                if !(1..=65536).contains(&d) {
+                    return Err(ServiceError::invalid("retention_days", "must be 1 to 65536 days"));
+                }
+            }
+            row.retention_days = days.map(i64::from);
+            row.expire_time = days.map(|d| row.create_time + d as i64 * 86_400_000);
+            self.meta().commit(Batch { put_snapshots: vec![row], ..Default::default() }).await?;
+            self.snapshot(caller, id).await
+        })
     }
 
     /// Set (`Some`) or remove (`None`) metadata keys of a snapshot.
@@ -512,51 +541,79 @@ impl Service {
     /// Delete points. A full point becomes `deleted` (recoverable for the retention window);
     /// an incremental one is ceased at once. Its data is released when nothing else needs it.
     pub async fn delete_snapshots(&self, caller: &Caller, ids_: &[String], scope: DeleteScope) -> Result<Job> {
-        if ids_.is_empty() {
-            return Err(ServiceError::MissingParameter("snapshots".into()));
-        }
-        let mut targets: Vec<SnapshotRow> = Vec::new();
-        for id in ids_ {
-            let row = self.snapshot_row(caller, id).await?;
-            self.ensure_deletable(&row, id)?;
-            let chain = self.meta().chain(&row.root_id).await?;
-            if chain
-                .iter()
-                .any(|c| c.status == SnapshotStatus::Creating.as_str() && c.parent_id.as_deref() == Some(&row.id))
-            {
-                return Err(ServiceError::wrong_state(
-                    Kind::Snapshot,
-                    id,
-                    "in-use",
-                    "a snapshot being created builds on it; retry when that job ends",
-                ));
+        retrying!(async {
+            if ids_.is_empty() {
+                return Err(ServiceError::MissingParameter("snapshots".into()));
             }
-            if scope == DeleteScope::PointAndLater {
-                for later in chain.into_iter().filter(|c| {
-                    (c.snapshot_time, &c.id) > (row.snapshot_time, &row.id)
-                        && c.status != SnapshotStatus::Ceased.as_str()
-                }) {
-                    if later.status == SnapshotStatus::Deleted.as_str() {
-                        continue;
-                    }
-                    self.ensure_deletable(&later, &ids::display(Kind::Snapshot, &later.id))?;
-                    targets.push(later);
+            let mut targets: Vec<SnapshotRow> = Vec::new();
+            for id in ids_ {
+                let row = self.snapshot_row(caller, id).await?;
+                self.ensure_deletable(&row, id)?;
+                if self.has_creating_child(&row).await? {
+                    return Err(ServiceError::wrong_state(
+                        Kind::Snapshot,
+                        id,
+                        "in-use",
+                        "a running job reads it (a snapshot being created on it, or a restore or image capture from it); retry when that job ends",
+                    ));
                 }
+                if scope == DeleteScope::PointAndLater {
+                    let chain = self.meta().chain(&row.root_id).await?;
+                    for later in chain.into_iter().filter(|c| {
+                        (c.snapshot_time, &c.id) > (row.snapshot_time, &row.id)
+                            && c.status != SnapshotStatus::Ceased.as_str()
+                    }) {
+                        if later.status == SnapshotStatus::Deleted.as_str() {
+                            continue;
+                        }
+                        self.ensure_deletable(&later, &ids::display(Kind::Snapshot, &later.id))?;
+                        targets.push(later);
+                    }
+                }
+                targets.push(row);
             }
-            targets.push(row);
+            let mut seen = BTreeSet::new();
+            targets.retain(|t| seen.insert(t.id.clone()));
+            let mut batch = Batch::default();
+            for t in &targets {
+                batch.expect.push(Expect::SnapshotTransition { id: t.id.clone(), expected: String::new() });
+                batch.expect.push(Expect::SnapshotStatus { id: t.id.clone(), expected: t.status.clone() });
+                let mut marked = t.clone();
+                marked.transition = SnapshotTransition::Deleting.as_str().into();
+                batch.put_snapshots.push(marked);
+            }
+            let ids_: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
+            self.submit(caller, Work::DeleteSnapshots { snapshots: ids_.clone() }, ids_, batch).await
+        })
+    }
+
+    /// Whether a running job reads this point's index: a snapshot being created on it, or a
+    /// restore to a new volume or an image capture from it. Such a point is not deleted or
+    /// ceased until the job ends. (Each of those jobs writes the point's row when it is
+    /// submitted, so a delete decided before that is refused as stale and decides again.)
+    async fn has_creating_child(&self, row: &SnapshotRow) -> Result<bool> {
+        let chain = self.meta().chain(&row.root_id).await?;
+        if chain
+            .iter()
+            .any(|c| c.status == SnapshotStatus::Creating.as_str() && c.parent_id.as_deref() == Some(&row.id))
+        {
+            return Ok(true);
         }
-        let mut seen = BTreeSet::new();
-        targets.retain(|t| seen.insert(t.id.clone()));
-        let mut batch = Batch::default();
-        for t in &targets {
-            batch.expect.push(Expect::SnapshotTransition { id: t.id.clone(), expected: String::new() });
-            batch.expect.push(Expect::SnapshotStatus { id: t.id.clone(), expected: t.status.clone() });
-            let mut marked = t.clone();
-            marked.transition = SnapshotTransition::Deleting.as_str().into();
-            batch.put_snapshots.push(marked);
-        }
-        let ids_: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
-        self.submit(caller, Work::DeleteSnapshots { snapshots: ids_.clone() }, ids_, batch).await
+        let open = self
+            .meta()
+            .jobs(&JobFilter {
+                account: Some(row.account.clone()),
+                statuses: vec![JobStatus::Pending.as_str().into(), JobStatus::Working.as_str().into()],
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
+        Ok(open.items.iter().any(|j| {
+            matches!(
+                serde_json::from_str::<Work>(&j.params),
+                Ok(Work::RestoreVolume { snapshot, .. } | Work::CaptureImage { snapshot, .. }) if snapshot == row.id
+            )
+        }))
     }
 
     fn ensure_deletable(&self, row: &SnapshotRow, shown: &str) -> Result<()> {
@@ -579,7 +636,7 @@ impl Service {
         Ok(())
     }
 
-    pub(crate) async fn exec_delete_snapshots(&self, account: &str, snap_ids: &[String]) -> Result<Batch> {
+    pub(crate) async fn settle_delete_snapshots(&self, account: &str, snap_ids: &[String]) -> Result<Batch> {
         let now = now_ms();
         let mut leaving: HashMap<String, SnapshotRow> = HashMap::new();
         for id in snap_ids {
@@ -640,66 +697,70 @@ impl Service {
 
     /// Bring a deleted full point back within its retention window.
     pub async fn recover_snapshot(&self, caller: &Caller, id: &str) -> Result<Snapshot> {
-        let row = self.snapshot_row(caller, id).await?;
-        if row.status != SnapshotStatus::Deleted.as_str() {
-            return Err(ServiceError::wrong_state(
-                Kind::Snapshot,
-                id,
-                row.status.clone(),
-                "only a deleted full snapshot can be recovered",
-            ));
-        }
-        let window = self.config().deleted_retention.as_millis() as i64;
-        if row.deleted_time.unwrap_or(0) + window <= now_ms() {
-            return Err(ServiceError::wrong_state(Kind::Snapshot, id, "deleted", "its recovery window has passed"));
-        }
-        let mut s = row.clone();
-        s.status = SnapshotStatus::Available.as_str().into();
-        s.deleted_time = None;
-        s.status_time = now_ms();
-        let mut batch = self.retell_chains(&caller.account, HashMap::from([(s.id.clone(), s.clone())])).await?;
-        if let Some(mut v) = self.meta().volume(&caller.account, &s.volume_id).await? {
-            if v.head_root.is_none() {
-                v.head_root = Some(s.root_id.clone());
-                batch.put_volumes.retain(|x| x.id != v.id);
-                batch.put_volumes.push(v);
+        retrying!(async {
+            let row = self.snapshot_row(caller, id).await?;
+            if row.status != SnapshotStatus::Deleted.as_str() {
+                return Err(ServiceError::wrong_state(
+                    Kind::Snapshot,
+                    id,
+                    row.status.clone(),
+                    "only a deleted full snapshot can be recovered",
+                ));
             }
-        }
-        batch.expect.push(Expect::SnapshotStatus { id: s.id.clone(), expected: row.status });
-        self.meta().commit(batch).await?;
-        self.snapshot(caller, id).await
+            let window = self.config().deleted_retention.as_millis() as i64;
+            if row.deleted_time.unwrap_or(0) + window <= now_ms() {
+                return Err(ServiceError::wrong_state(Kind::Snapshot, id, "deleted", "its recovery window has passed"));
+            }
+            let mut s = row.clone();
+            s.status = SnapshotStatus::Available.as_str().into();
+            s.deleted_time = None;
+            s.status_time = now_ms();
+            let mut batch = self.retell_chains(&caller.account, HashMap::from([(s.id.clone(), s.clone())])).await?;
+            if let Some(mut v) = self.meta().volume(&caller.account, &s.volume_id).await? {
+                if v.head_root.is_none() {
+                    v.head_root = Some(s.root_id.clone());
+                    batch.put_volumes.retain(|x| x.id != v.id);
+                    batch.put_volumes.push(v);
+                }
+            }
+            batch.expect.push(Expect::SnapshotStatus { id: s.id.clone(), expected: row.status });
+            self.meta().commit(batch).await?;
+            self.snapshot(caller, id).await
+        })
     }
 
     /// Cease deleted points whose window has closed and points whose retention expired,
     /// then drop their indexes (their chunks go at the next GC). Returns how many it ceased.
     pub async fn cease_due(&self) -> Result<usize> {
-        let now = now_ms();
-        let window = self.config().deleted_retention.as_millis() as i64;
-        let due = self.meta().snapshots_due(now - window, now).await?;
-        let mut by_account: HashMap<String, HashMap<String, SnapshotRow>> = HashMap::new();
-        for mut s in due {
-            if !s.transition.is_empty() {
-                continue; // busy: next round
+        retrying!(async {
+            let now = now_ms();
+            let window = self.config().deleted_retention.as_millis() as i64;
+            let due = self.meta().snapshots_due(now - window, now).await?;
+            let mut by_account: HashMap<String, HashMap<String, SnapshotRow>> = HashMap::new();
+            for mut s in due {
+                if !s.transition.is_empty() || self.has_creating_child(&s).await? {
+                    continue; // busy, or a capture reads its index: next round
+                }
+                s.status = SnapshotStatus::Ceased.as_str().into();
+                s.deleted_time.get_or_insert(now);
+                s.status_time = now;
+                by_account.entry(s.account.clone()).or_default().insert(s.id.clone(), s);
             }
-            s.status = SnapshotStatus::Ceased.as_str().into();
-            s.deleted_time.get_or_insert(now);
-            s.status_time = now;
-            by_account.entry(s.account.clone()).or_default().insert(s.id.clone(), s);
-        }
-        let mut n = 0;
-        for (account, rows) in by_account {
-            let ids_: Vec<String> = rows.keys().cloned().collect();
-            let mut batch = self.retell_chains(&account, rows).await?;
-            for id in &ids_ {
-                batch.expect.push(Expect::SnapshotTransition { id: id.clone(), expected: String::new() });
+            let mut n = 0;
+            for (account, rows) in by_account {
+                let ids_: Vec<String> = rows.keys().cloned().collect();
+                let mut batch = self.retell_chains(&account, rows).await?;
+                for id in &ids_ {
+                    batch.expect.push(Expect::SnapshotTransition { id: id.clone(), expected: String::new() });
+                }
+                self.meta().commit(batch).await?;
+                for id in &ids_ {
+                    let _ = self.inner.store.remove_index(id);
+                }
+                n += ids_.len();
             }
-            self.meta().commit(batch).await?;
-            for id in &ids_ {
-                let _ = self.inner.store.remove_index(id);
-            }
-            n += ids_.len();
-        }
-        Ok(n)
+            Ok(n)
+        })
     }
 
     /// Drop the indexes of ceased points (after their job committed).

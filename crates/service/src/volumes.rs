@@ -7,7 +7,7 @@ use disksnap_meta::{Batch, Expect, InstanceRow, Order, VolumeFilter, VolumeRow};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::jobs::{JobProgress, Work};
+use crate::jobs::{Done, JobProgress, Work};
 use crate::model::{now_ms, Instance, Job, Kind, Volume, VolumeKind, VolumeStatus, VolumeTransition};
 use crate::service::{Caller, Service};
 
@@ -82,6 +82,7 @@ impl Service {
             head_root: None,
             create_time: now,
             status_time: now,
+            version: 0,
         }
     }
 
@@ -155,8 +156,7 @@ impl Service {
         Ok((job, Volume::from_row(row)))
     }
 
-    pub(crate) async fn exec_create_volumes(&self, account: &str, ids_: &[String]) -> Result<Batch> {
-        let mut batch = Batch::default();
+    pub(crate) async fn exec_create_volumes(&self, account: &str, ids_: &[String]) -> Result<Done> {
         for id in ids_ {
             let row = self.volume_row_of(account, id).await?;
             let path = PathBuf::from(&row.path);
@@ -168,6 +168,15 @@ impl Service {
             .await
             .map_err(|e| ServiceError::Internal(e.to_string()))?
             .map_err(|e| ServiceError::Internal(format!("create volume file: {e}")))?;
+        }
+        Ok(Done::Nothing)
+    }
+
+    /// New volumes whose bytes are in place become available (or in use).
+    pub(crate) async fn settle_volumes_ready(&self, account: &str, ids_: &[String]) -> Result<Batch> {
+        let mut batch = Batch::default();
+        for id in ids_ {
+            let row = self.volume_row_of(account, id).await?;
             batch.put_volumes.push(self.settled(row));
         }
         Ok(batch)
@@ -179,7 +188,7 @@ impl Service {
         id: &str,
         source: &Path,
         progress: &std::sync::Arc<JobProgress>,
-    ) -> Result<Batch> {
+    ) -> Result<Done> {
         let row = self.volume_row_of(account, id).await?;
         let (src, dst, size, p) = (source.to_path_buf(), PathBuf::from(&row.path), row.size as u64, progress.clone());
         self.blocking(move || {
@@ -189,7 +198,7 @@ impl Service {
             })
         })
         .await?;
-        Ok(Batch { put_volumes: vec![self.settled(row)], ..Default::default() })
+        Ok(Done::Nothing)
     }
 
     /// A volume row with its work done: no transition, available or in use.
@@ -302,28 +311,30 @@ impl Service {
 
     /// Grow a volume. Shrinking is refused: it would cut data off the end.
     pub async fn resize_volume(&self, caller: &Caller, id: &str, size_gib: u64) -> Result<Job> {
-        let row = self.volume_row(caller, id).await?;
-        self.ensure_idle(&row)?;
-        let size = size_gib.saturating_mul(GIB);
-        if size_gib > MAX_VOLUME_GIB {
-            return Err(ServiceError::invalid("size", format!("at most {MAX_VOLUME_GIB} GiB")));
-        }
-        if size <= row.size as u64 {
-            return Err(ServiceError::invalid(
-                "size",
-                format!(
-                    "a volume can only grow: {} is {} GiB, asked for {size_gib} GiB",
-                    ids::display(Kind::Volume, &row.id),
-                    (row.size as u64).div_ceil(GIB)
-                ),
-            ));
-        }
-        let batch = self.lock_volume(&row, VolumeTransition::Resizing);
-        self.submit(caller, Work::ResizeVolume { volume: row.id.clone(), size }, vec![row.id], batch).await
+        retrying!(async {
+            let row = self.volume_row(caller, id).await?;
+            self.ensure_idle(&row)?;
+            let size = size_gib.saturating_mul(GIB);
+            if size_gib > MAX_VOLUME_GIB {
+                return Err(ServiceError::invalid("size", format!("at most {MAX_VOLUME_GIB} GiB")));
+            }
+            if size <= row.size as u64 {
+                return Err(ServiceError::invalid(
+                    "size",
+                    format!(
+                        "a volume can only grow: {} is {} GiB, asked for {size_gib} GiB",
+                        ids::display(Kind::Volume, &row.id),
+                        (row.size as u64).div_ceil(GIB)
+                    ),
+                ));
+            }
+            let batch = self.lock_volume(&row, VolumeTransition::Resizing);
+            self.submit(caller, Work::ResizeVolume { volume: row.id.clone(), size }, vec![row.id], batch).await
+        })
     }
 
-    pub(crate) async fn exec_resize_volume(&self, account: &str, id: &str, size: u64) -> Result<Batch> {
-        let mut row = self.volume_row_of(account, id).await?;
+    pub(crate) async fn exec_resize_volume(&self, account: &str, id: &str, size: u64) -> Result<Done> {
+        let row = self.volume_row_of(account, id).await?;
         let path = PathBuf::from(&row.path);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let f = OpenOptions::new().write(true).open(&path)?;
@@ -335,6 +346,11 @@ impl Service {
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?
         .map_err(|e| ServiceError::Internal(format!("resize volume file: {e}")))?;
+        Ok(Done::Nothing)
+    }
+
+    pub(crate) async fn settle_resize_volume(&self, account: &str, id: &str, size: u64) -> Result<Batch> {
+        let mut row = self.volume_row_of(account, id).await?;
         row.size = size as i64;
         Ok(Batch { put_volumes: vec![self.settled(row)], ..Default::default() })
     }
@@ -367,32 +383,33 @@ impl Service {
 
     /// Delete volumes (their snapshots stay). Attached or busy volumes are refused.
     pub async fn delete_volumes(&self, caller: &Caller, ids_: &[String]) -> Result<Job> {
-        if ids_.is_empty() {
-            return Err(ServiceError::MissingParameter("volumes".into()));
-        }
-        let mut batch = Batch::default();
-        let mut bare = Vec::new();
-        for id in ids_ {
-            let row = self.volume_row(caller, id).await?;
-            self.ensure_idle(&row)?;
-            if let Some(i) = &row.instance_id {
-                return Err(ServiceError::wrong_state(
-                    Kind::Volume,
-                    id,
-                    "in-use",
-                    format!("it is attached to instance {}; detach it first", ids::display(Kind::Instance, i)),
-                ));
+        retrying!(async {
+            if ids_.is_empty() {
+                return Err(ServiceError::MissingParameter("volumes".into()));
             }
-            let b = self.lock_volume(&row, VolumeTransition::Deleting);
-            batch.expect.extend(b.expect);
-            batch.put_volumes.extend(b.put_volumes);
-            bare.push(row.id);
-        }
-        self.submit(caller, Work::DeleteVolumes { volumes: bare.clone() }, bare, batch).await
+            let mut batch = Batch::default();
+            let mut bare = Vec::new();
+            for id in ids_ {
+                let row = self.volume_row(caller, id).await?;
+                self.ensure_idle(&row)?;
+                if let Some(i) = &row.instance_id {
+                    return Err(ServiceError::wrong_state(
+                        Kind::Volume,
+                        id,
+                        "in-use",
+                        format!("it is attached to instance {}; detach it first", ids::display(Kind::Instance, i)),
+                    ));
+                }
+                let b = self.lock_volume(&row, VolumeTransition::Deleting);
+                batch.expect.extend(b.expect);
+                batch.put_volumes.extend(b.put_volumes);
+                bare.push(row.id);
+            }
+            self.submit(caller, Work::DeleteVolumes { volumes: bare.clone() }, bare, batch).await
+        })
     }
 
-    pub(crate) async fn exec_delete_volumes(&self, account: &str, ids_: &[String]) -> Result<Batch> {
-        let mut batch = Batch::default();
+    pub(crate) async fn exec_delete_volumes(&self, account: &str, ids_: &[String]) -> Result<Done> {
         for id in ids_ {
             let Ok(row) = self.volume_row_of(account, id).await else { continue };
             match fs::remove_file(&row.path) {
@@ -400,7 +417,16 @@ impl Service {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(ServiceError::Internal(format!("remove {}: {e}", row.path))),
             }
-            batch.delete_volumes.push(row.id);
+        }
+        Ok(Done::Nothing)
+    }
+
+    pub(crate) async fn settle_delete_volumes(&self, account: &str, ids_: &[String]) -> Result<Batch> {
+        let mut batch = Batch::default();
+        for id in ids_ {
+            if let Some(row) = self.meta().volume(account, id).await? {
+                batch.delete_volumes.push(row.id);
+            }
         }
         Ok(batch)
     }
@@ -424,15 +450,17 @@ impl Service {
         name: Option<&str>,
         description: Option<&str>,
     ) -> Result<Volume> {
-        let mut row = self.volume_row(caller, id).await?;
-        if let Some(n) = name {
-            row.name = n.to_string();
-        }
-        if let Some(d) = description {
-            row.description = d.to_string();
-        }
-        self.meta().commit(Batch { put_volumes: vec![row.clone()], ..Default::default() }).await?;
-        Ok(Volume::from_row(row))
+        retrying!(async {
+            let mut row = self.volume_row(caller, id).await?;
+            if let Some(n) = name {
+                row.name = n.to_string();
+            }
+            if let Some(d) = description {
+                row.description = d.to_string();
+            }
+            self.meta().commit(Batch { put_volumes: vec![row.clone()], ..Default::default() }).await?;
+            Ok(Volume::from_row(row))
+        })
     }
 
     async fn instance_row_for_attach(
@@ -472,49 +500,53 @@ impl Service {
 
     /// Attach volumes to an instance (metadata only: no VM runs).
     pub async fn attach_volumes(&self, caller: &Caller, ids_: &[String], instance: &str) -> Result<Vec<Volume>> {
-        let mut batch = Batch::default();
-        for id in ids_ {
-            let mut row = self.volume_row(caller, id).await?;
-            self.ensure_idle(&row)?;
-            if let Some(i) = &row.instance_id {
-                return Err(ServiceError::wrong_state(
-                    Kind::Volume,
-                    id,
-                    "in-use",
-                    format!("already attached to {}", ids::display(Kind::Instance, i)),
-                ));
+        retrying!(async {
+            let mut batch = Batch::default();
+            for id in ids_ {
+                let mut row = self.volume_row(caller, id).await?;
+                self.ensure_idle(&row)?;
+                if let Some(i) = &row.instance_id {
+                    return Err(ServiceError::wrong_state(
+                        Kind::Volume,
+                        id,
+                        "in-use",
+                        format!("already attached to {}", ids::display(Kind::Instance, i)),
+                    ));
+                }
+                let kind = VolumeKind::parse(&row.kind).unwrap_or(VolumeKind::Data);
+                let inst = self.instance_row_for_attach(caller, instance, &row.zone, kind, 1).await?;
+                row.instance_id = Some(inst.id);
+                batch.expect.push(Expect::VolumeTransition { id: row.id.clone(), expected: String::new() });
+                batch.put_volumes.push(self.settled(row));
             }
-            let kind = VolumeKind::parse(&row.kind).unwrap_or(VolumeKind::Data);
-            let inst = self.instance_row_for_attach(caller, instance, &row.zone, kind, 1).await?;
-            row.instance_id = Some(inst.id);
-            batch.expect.push(Expect::VolumeTransition { id: row.id.clone(), expected: String::new() });
-            batch.put_volumes.push(self.settled(row));
-        }
-        let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect();
-        self.meta().commit(batch).await?;
-        Ok(out)
+            let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect();
+            self.meta().commit(batch).await?;
+            Ok(out)
+        })
     }
 
     pub async fn detach_volumes(&self, caller: &Caller, ids_: &[String]) -> Result<Vec<Volume>> {
-        let mut batch = Batch::default();
-        for id in ids_ {
-            let mut row = self.volume_row(caller, id).await?;
-            self.ensure_idle(&row)?;
-            if row.instance_id.is_none() {
-                return Err(ServiceError::wrong_state(
-                    Kind::Volume,
-                    id,
-                    "available",
-                    "it is not attached to an instance",
-                ));
+        retrying!(async {
+            let mut batch = Batch::default();
+            for id in ids_ {
+                let mut row = self.volume_row(caller, id).await?;
+                self.ensure_idle(&row)?;
+                if row.instance_id.is_none() {
+                    return Err(ServiceError::wrong_state(
+                        Kind::Volume,
+                        id,
+                        "available",
+                        "it is not attached to an instance",
+                    ));
+                }
+                row.instance_id = None;
+                batch.expect.push(Expect::VolumeTransition { id: row.id.clone(), expected: String::new() });
+                batch.put_volumes.push(self.settled(row));
             }
-            row.instance_id = None;
-            batch.expect.push(Expect::VolumeTransition { id: row.id.clone(), expected: String::new() });
-            batch.put_volumes.push(self.settled(row));
-        }
-        let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect();
-        self.meta().commit(batch).await?;
-        Ok(out)
+            let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect();
+            self.meta().commit(batch).await?;
+            Ok(out)
+        })
     }
 
     pub async fn create_instance(&self, caller: &Caller, zone: Option<&str>, name: &str) -> Result<Instance> {
