@@ -15,7 +15,7 @@ lock until their job ends, so the bytes of every point are known (the content ha
 moment). Roll backs hold the write lock.
 
 Checked while running: every answer is HTTP 200 with `ret_code` 0 or an expected refusal
-(1400 busy/wrong state, 2100 a point or volume another client deleted, 2110), never 5000/5100
+(1400 busy/wrong state, 2100 a point or volume another client deleted, 2110, 5100 busy: retry), never 5000
 or a transport error; every job ends (within 120 s) and a successful job's result is right
 (a rolled back volume holds the point's bytes, a new volume or image holds the point's bytes);
 listed snapshots are consistent (an `available` point was made by a known request; a point
@@ -92,7 +92,8 @@ class Soak:
         self.ds.configure(tls_listen=None, deleted_retention="20s")
         self.lock = threading.Lock()          # guards the tables below
         self.expected = {}                    # bare snapshot id -> content hash
-        self.deleted = set()                  # bare ids whose delete job succeeded
+        self.deleted = {}                     # bare id whose delete job succeeded -> when (a counter)
+        self.clock = 0                        # counts successful deletes
         self.snap_volume = {}                 # bare snapshot id -> shared volume id
         self.vol_hash = {}                    # shared volume id -> current content hash
         self.vol_lock = {}
@@ -215,7 +216,8 @@ class Soak:
             return
         if self.wait_job(qc, r["job_id"], "DeleteSnapshots") == "successful":
             with self.lock:
-                self.deleted.add(b)
+                self.clock += 1
+                self.deleted[b] = self.clock
             # The point is gone from `available` now (with its later points unless commit).
             d = self.call(qc, "DescribeSnapshots", snapshots=[f"ss-{b}"], status=["available"])
             self.checks["deleted point re-listed"] += 1
@@ -326,9 +328,12 @@ class Soak:
         if kind <= 1:
             params = rng.choice([{}, {"status": ["available"]}, {"snapshot_type": rng.randint(0, 1)},
                                  {"resource_id": rng.choice(list(self.vol_path))}, {"search_word": "soak"}])
+            # Only deletes that succeeded before this request was sent count against its answer.
+            with self.lock:
+                sent_at = self.clock
             r = self.call(qc, "DescribeSnapshots", limit=100, verbose=rng.randint(0, 1), **params)
             if r:
-                self.check_snapshot_list(r)
+                self.check_snapshot_list(r, sent_at)
         elif kind == 2:
             self.call(qc, "DescribeVolumes", limit=100)
         elif kind == 3:
@@ -338,14 +343,14 @@ class Soak:
         else:
             self.call(qc, "DescribeTags", limit=20)
 
-    def check_snapshot_list(self, r):
+    def check_snapshot_list(self, r, sent_at):
         for s in r.get("snapshot_set", []):
             b = bare(s["snapshot_id"])
             self.checks["listed snapshots"] += 1
             if s["status"] == "available":
                 with self.lock:
                     known = b in self.expected
-                    gone = b in self.deleted
+                    gone = self.deleted.get(b, sent_at + 1) <= sent_at
                 if not known:
                     # Its CreateSnapshots answer may still be on its way to the client that
                     # sent it (a fast job ends before that client records the point).
