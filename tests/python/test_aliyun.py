@@ -88,7 +88,7 @@ def pe(s):
 
 
 def raw_call(server, action, params=None, account="alice", method="GET", form=False, fmt=None, sign=True,
-             secret=None):
+             secret=None, content_type="application/x-www-form-urlencoded"):
     """An RPC v1 request signed here, by GET query or POST form body. Returns (status, type, body)."""
     ak, sk = ACCOUNTS[account]["aliyun"]
     p = {"Action": action, "Version": "2014-05-26", "RegionId": REGION}
@@ -107,7 +107,7 @@ def raw_call(server, action, params=None, account="alice", method="GET", form=Fa
     encoded = urllib.parse.urlencode(p)
     if form:
         req = urllib.request.Request(server.url + "/", data=encoded.encode(), method=method,
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+                                     headers={"Content-Type": content_type} if content_type else {})
     else:
         req = urllib.request.Request(server.url + "/?" + encoded, method=method)
     try:
@@ -375,6 +375,21 @@ def test_get_form_body_and_unsigned(server, estate):
     assert snap_ids(json.loads(body)) == [estate["s_tag"]]
     status, _, body = raw_call(server, "DescribeSnapshots", {"DiskId": estate["lone"]}, method="POST", form=True)
     assert status == 200 and snap_ids(json.loads(body)) == [estate["s_tag"]]
+    # `/` is Cinder's version list too: a form body naming an action is Aliyun's whatever its
+    # Content-Type claims (or with none).
+    for ctype in ("application/json", "application/xml", "text/plain", None):
+        status, _, body = raw_call(server, "DescribeSnapshots", {"DiskId": estate["lone"]}, method="POST", form=True,
+                                   content_type=ctype)
+        assert status == 200 and snap_ids(json.loads(body)) == [estate["s_tag"]], (ctype, body)
+    status, _, body = raw_call(server, "DescribeSnapshots", method="POST", form=True, sign=False,
+                               content_type="application/json")
+    assert (status, json.loads(body)["Code"]) == (400, "IncompleteSignature"), body
+    # neither: Cinder's version list
+    req = urllib.request.Request(server.url + "/", data=b'{"Action": "DescribeSnapshots"}', method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 300 and "versions" in json.loads(e.value.read())
     status, _, body = raw_call(server, "DescribeSnapshots", sign=False)
     assert (status, json.loads(body)["Code"]) == (400, "IncompleteSignature")
     status, _, body = raw_call(server, "RunInstances")

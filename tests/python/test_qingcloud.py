@@ -280,6 +280,8 @@ def test_volume_actions(server):
     v = ok(c.describe_volumes(volumes=[v2]))["volume_set"][0]
     assert v["status"] == "in-use" and v["instance"]["instance_id"] == inst
     assert ok(c.describe_volumes(instance_id=inst))["total_count"] == 1
+    # An instance filter that names no instance (a volume id) matches nothing, not everything.
+    assert ok(c.describe_volumes(instance_id=v1))["total_count"] == 0
     assert ok(c.describe_volumes(volumes=[v1, v2], status=["in-use"]))["total_count"] == 1
     busy = c.delete_volumes(volumes=[v2])
     assert busy["ret_code"] == 1400 and v2 in busy["message"], busy
@@ -312,6 +314,42 @@ def raw_get(server, params, secret=None, key="alice", method_name="HmacSHA256"):
     with urllib.request.urlopen(url) as resp:
         assert resp.status == 200
         return json.loads(resp.read())
+
+
+def raw_post(server, params, key="alice"):
+    """A signed form POST (a body up to 1 MiB holds lists no URL could)."""
+    k, s = ACCOUNTS[key]["qingcloud"]
+    base = {"access_key_id": k, "signature_method": "HmacSHA256", "signature_version": 1, "version": 1,
+            "zone": "pek3a", "time_stamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    base.update(params)
+    qs, sig = QuerySignatureAuthHandler(server.host, k, s)._calc_signature(base, "POST", "/iaas/")
+    body = f"{qs}&signature={urllib.parse.quote_plus(sig)}".encode()
+    req = urllib.request.Request(f"{server.url}/iaas/", data=body,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req) as resp:
+        assert resp.status == 200
+        return json.loads(resp.read())
+
+
+def test_any_search_word_and_long_lists_never_reach_the_database_as_errors(server, world):
+    c = conn(server)
+    a, b = world["points"][0], world["points"][1]
+    # A NUL byte, FTS syntax and a long word are words like any other: they match or they don't.
+    for word in ["\x00", "point-\x00", "po\x00int", '"*(NEAR', "x" * 5000]:
+        r = ok(c.describe_snapshots(search_word=word))
+        assert r["total_count"] == 0, (word[:10], r)
+        assert ok(c.describe_volumes(search_word=word))["total_count"] == 0
+    # Up to 1000 items per list are served; more is the caller's error (1100), never 5000.
+    ids = [f"ss-{i:08d}" for i in range(998)] + [a, b]
+    params = {"action": "DescribeSnapshots", **{f"snapshots.{i + 1}": v for i, v in enumerate(ids)}}
+    r = raw_post(server, params)
+    assert r["ret_code"] == 0 and r["total_count"] == 2, r
+    for n in (1001, 34000):
+        params = {"action": "DescribeSnapshots", **{f"snapshots.{i + 1}": f"ss-{i:08d}" for i in range(n)}}
+        r = raw_post(server, params)
+        assert r["ret_code"] == 1100 and "snapshots.n" in r["message"] and "1000" in r["message"], r
+    params = {"action": "DescribeSnapshots", **{f"status.{i + 1}": "available" for i in range(1001)}}
+    assert raw_post(server, params)["ret_code"] == 1100
 
 
 def test_errors_have_the_documented_codes(server, world):

@@ -177,6 +177,38 @@ def test_errors(server, vol):
     assert r.status_code == 404
     r = api(server, "GET", "/volume_snapshots", h, params={"limit": "many"})
     assert r.status_code == 400
+    # Paths the router cannot take apart still answer in 51idc's envelope: a segment that is not
+    # UTF-8, an empty id (never Cinder's itemNotFound from the /v2/{project} routes).
+    for method, path, status, code in [
+        ("GET", "/v2/zone/%ff/volume_snapshots", 400, "1100"),
+        ("DELETE", "/v2/zone/pek3a/volume_snapshots/%ff%fe", 400, "1100"),
+        ("DELETE", "/v2/zone/pek3a/volume_snapshots/", 400, "1100"),
+        ("GET", "/v2/zone/pek3a/job/", 400, "1100"),
+        ("GET", "/v2/zone//volume_snapshots", 400, "1100"),
+        ("GET", "/v2/zone/pek3a/", 404, "1101"),
+        ("GET", "/v2/zone/", 404, "1101"),
+    ]:
+        r = requests.request(method, server.url + path, headers=h)
+        assert r.status_code == status, (method, path, r.text)
+        assert r.headers["Content-Type"] == "application/json", (method, path, r.headers)
+        assert set(r.json()) == {"error"} and r.json()["error"]["code"] == code, (method, path, r.text)
+
+
+def test_any_search_word_and_long_lists(server, vol):
+    h = token(server)
+    for word in ["\x00", "r\x00", "ab\x00cd", '"*(NEAR', "x" * 5000]:
+        r = api(server, "GET", "/volume_snapshots", h, params={"search_word": word})
+        assert r.status_code == 200 and r.json()["total_count"] == 0, (word[:10], r.text)
+        r = api(server, "GET", "/volumes", h, params={"search_word": word})
+        assert r.status_code == 200 and r.json()["total_count"] == 0, (word[:10], r.text)
+    ids = [f"ss-{i:08d}" for i in range(1000)]
+    r = api(server, "GET", "/volume_snapshots", h, params={"snapshots": ",".join(ids)})
+    assert r.status_code == 200 and r.json()["total_count"] == 0, r.text
+    for n in (1001, 34000):
+        ids = [f"ss-{i:08d}" for i in range(n)]
+        r = api(server, "POST", "/volume_snapshots/apply", h, json={"snapshots": ids})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "1100", r.text
+        assert "1000" in r.json()["error"]["message"]
 
 
 def test_one_account_many_dialects_and_isolation(server, vol):

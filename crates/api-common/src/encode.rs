@@ -23,6 +23,12 @@ pub fn decode(text: &str, plus_is_space: bool) -> String {
     percent_decode_str(t).decode_utf8_lossy().into_owned()
 }
 
+/// Decode one path segment (`%XX` only; `+` is literal in paths). None when the bytes it
+/// decodes to are not UTF-8, so a dialect can refuse it in its own envelope.
+pub fn decode_path_segment(text: &str) -> Option<String> {
+    percent_decode_str(text).decode_utf8().ok().map(|s| s.into_owned())
+}
+
 /// Split `a=1&b=&c` into decoded pairs in order (`c` gets an empty value; empty pieces, as from
 /// a trailing `&`, are skipped). `literal_plus(key)` says which keys keep `+` literal.
 pub fn parse_pairs(raw: &str, literal_plus: impl Fn(&str) -> bool) -> Vec<(String, String)> {

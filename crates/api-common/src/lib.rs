@@ -27,6 +27,12 @@ pub use request::{RawRequest, RequestId};
 
 use disksnap_service::Service;
 
+/// Most items one list parameter of a request may name (ids, statuses, tags…) where the vendor
+/// documents no smaller maximum (Aliyun's is 100). Ten pages of the largest page any dialect
+/// serves; a request naming more gets the dialect's invalid-parameter error before any work.
+/// README documents it.
+pub const MAX_LIST_ITEMS: usize = 1000;
+
 /// How far a client's clock may be from ours, per vendor (dialects.md §1.2).
 #[derive(Clone, Debug)]
 pub struct ClockWindows {

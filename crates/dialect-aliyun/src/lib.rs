@@ -27,12 +27,36 @@ use serde_json::Value;
 
 use crate::error::{invalid, AliyunError};
 use crate::params::Params;
-pub use crate::router::{wants, Endpoint};
+pub use crate::router::{body_names_action, wants, Endpoint};
 use crate::wire::Format;
 
 /// `Signature` keeps a literal `+` (base64); every other value decodes `+` as a space.
 fn literal_plus(key: &str) -> bool {
     key == "Signature"
+}
+
+/// Serve `/`, which Aliyun shares with Cinder's version list: Aliyun's when the request names
+/// an action in its query, an `x-acs-action` header, a form Content-Type, or a body that is a
+/// form naming `Action` whatever the Content-Type claims; `otherwise` answers the rest.
+pub async fn serve_root<F, Fut>(ctx: ApiContext, req: Request, otherwise: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    if wants(&req) {
+        return handle(ctx, req).await;
+    }
+    let (parts, body) = req.into_parts();
+    // A body past the limit (or unreadable) cannot be a parameter form: route by the head,
+    // which named no action.
+    let bytes = axum::body::to_bytes(body, disksnap_api_common::request::MAX_BODY).await.unwrap_or_default();
+    let names_action = body_names_action(&bytes);
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    if names_action {
+        handle(ctx, req).await
+    } else {
+        otherwise(req).await
+    }
 }
 
 /// Answer one Aliyun request (one that [`wants`] accepted).
@@ -46,7 +70,8 @@ pub async fn handle(ctx: ApiContext, req: Request) -> Response {
     };
     let query = parse_pairs(&raw.query, literal_plus);
     let mut all = query.clone();
-    if raw.body_is_form() && !raw.body.is_empty() {
+    // A form body counts whatever the Content-Type says (it is what routed the request here).
+    if !raw.body.is_empty() && (raw.body_is_form() || body_names_action(&raw.body)) {
         all.extend(parse_pairs(&String::from_utf8_lossy(&raw.body), literal_plus));
     }
     let params = Params(all);

@@ -88,8 +88,18 @@ impl Endpoint {
     }
 }
 
-/// Is this request Aliyun's? Path `/` and an `Action` query parameter, an `x-acs-action`
-/// header, or a POSTed form (whose body names the action).
+/// Does this body name an action as a form does (`…&Action=…`), whatever the request's
+/// Content-Type claims? A JSON or XML body never parses to an `Action` key.
+pub fn body_names_action(body: &[u8]) -> bool {
+    !body.is_empty()
+        && disksnap_api_common::encode::parse_pairs(&String::from_utf8_lossy(body), |_| true)
+            .iter()
+            .any(|(k, _)| k == "Action")
+}
+
+/// Is this request Aliyun's, from its head alone? Path `/` and an `Action` query parameter, an
+/// `x-acs-action` header, or a POSTed form (whose body names the action). A body that names
+/// an action under another Content-Type is found by [`crate::serve_root`].
 pub fn wants(req: &Request) -> bool {
     if req.uri().path() != "/" {
         return false;
@@ -164,5 +174,15 @@ mod tests {
         assert!(!wants(&req("GET", "/?NoAction=1", &[])));
         assert!(!wants(&req("GET", "/iaas/?Action=DescribeSnapshots", &[])));
         assert!(!wants(&req("GET", "/", &[("content-type", "application/x-www-form-urlencoded")])));
+    }
+
+    #[test]
+    fn a_body_names_an_action_as_a_form_does() {
+        assert!(body_names_action(b"RegionId=x&Action=DescribeRegions"));
+        assert!(body_names_action(b"Action"));
+        assert!(!body_names_action(b""));
+        assert!(!body_names_action(br#"{"Action":"DescribeRegions"}"#));
+        assert!(!body_names_action(b"<Action>DescribeRegions</Action>"));
+        assert!(!body_names_action(b"NoAction=1&a=b"));
     }
 }

@@ -26,6 +26,13 @@ pub struct Verified {
 
 const V3_ALGORITHM: &str = "ACS3-HMAC-SHA256";
 
+/// The headers a V3 signature must cover. The Tea SDK (alibabacloud-tea-openapi 0.4.6,
+/// `Client.do_request` then `Utils.get_authorization`) always sends and signs these, along with
+/// whatever else it has (accept, user-agent, content-type). Unsigned, the date and nonce could
+/// be swapped for fresh ones to replay a captured request, and the action and version changed.
+pub const V3_REQUIRED_SIGNED: &[&str] =
+    &["host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"];
+
 /// `METHOD&%2F&pe(k1=v1&k2=v2…)` over the pairs sorted by key (byte order), `Signature` left out.
 pub fn rpc_string_to_sign(method: &str, params: &[(String, String)]) -> String {
     let mut pairs: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "Signature").collect();
@@ -231,6 +238,15 @@ fn verify_v3(
     query: &[(String, String)],
 ) -> Result<Verified, AliyunError> {
     let a = parse_v3_authorization(auth)?;
+    let signed: Vec<String> = a.signed_headers.split(';').map(|n| n.trim().to_ascii_lowercase()).collect();
+    let unsigned: Vec<&str> = V3_REQUIRED_SIGNED.iter().copied().filter(|r| !signed.iter().any(|n| n == r)).collect();
+    if !unsigned.is_empty() {
+        return Err(incomplete(format!(
+            "The SignedHeaders of the Authorization header leave out {}; a {V3_ALGORITHM} signature must cover {}.",
+            unsigned.join(", "),
+            V3_REQUIRED_SIGNED.join(", ")
+        )));
+    }
     if raw.header("x-acs-security-token").is_some() || raw.header("x-acs-accesskey-id").is_some() {
         return Err(unknown_key("(STS token)"));
     }

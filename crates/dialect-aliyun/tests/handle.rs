@@ -63,8 +63,16 @@ fn rpc(method: &str, action: &str, extra: &[(&str, &str)], secret: &str) -> Requ
         .unwrap()
 }
 
+/// Every header the Tea SDK sends with a V3 request, in the order it signs them.
+const TEA_SIGNED: &str = "host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version";
+
 /// A V3 request as the Tea SDK sends it: action in headers, parameters in the query.
 fn v3(action: &str, query: &[(&str, &str)], secret: &str) -> Request {
+    v3_signing(action, query, secret, TEA_SIGNED)
+}
+
+/// A V3 request whose `Authorization` covers only the headers `signed` lists.
+fn v3_signing(action: &str, query: &[(&str, &str)], secret: &str, signed: &str) -> Request {
     let headers = [
         ("host", "127.0.0.1:7480".to_string()),
         ("x-acs-action", action.to_string()),
@@ -74,7 +82,6 @@ fn v3(action: &str, query: &[(&str, &str)], secret: &str) -> Request {
         ("x-acs-content-sha256", sha256_hex(b"")),
     ];
     let q: Vec<(String, String)> = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let signed = "host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version";
     let lookup = |n: &str| headers.iter().filter(|(k, _)| *k == n).map(|(_, v)| v.clone()).collect();
     let canonical = v3_canonical_request("POST", "/", &q, signed, lookup, &sha256_hex(b""));
     let sig = v3_signature(secret, &v3_string_to_sign(&canonical));
@@ -191,4 +198,118 @@ async fn hostile_input_never_breaks_the_server() {
         .body(Body::from(vec![0xff, 0xfe, b'&', b'=', b'=']))
         .unwrap();
     assert_eq!(send(&c, form).await.0, 400);
+}
+
+/// A V3 signature that leaves out a header the scheme requires signed (the date and nonce, so
+/// that fresh ones could be swapped in to replay it; or the action) is refused before the
+/// action runs, naming what to sign.
+#[tokio::test]
+async fn v3_must_sign_the_date_the_nonce_and_the_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ctx(dir.path()).await;
+    let q = [("RegionId", "pek3a")];
+    assert_eq!(send(&c, v3_signing("DescribeRegions", &q, "testsecret", TEA_SIGNED)).await.0, 200);
+    for missing in
+        ["x-acs-date", "x-acs-signature-nonce", "x-acs-action", "x-acs-version", "host", "x-acs-content-sha256"]
+    {
+        let signed: Vec<&str> = TEA_SIGNED.split(';').filter(|h| *h != missing).collect();
+        let (status, _, v) = send(&c, v3_signing("DescribeRegions", &q, "testsecret", &signed.join(";"))).await;
+        assert_eq!((status, v["Code"].as_str()), (400, Some("IncompleteSignature")), "{missing}: {v}");
+        assert!(v["Message"].as_str().unwrap().contains(missing), "{v}");
+    }
+}
+
+/// `/` is shared with Cinder's version list: a request is Aliyun's when it names an action in
+/// the query, the `x-acs-action` header or a form body, whatever its Content-Type claims.
+#[tokio::test]
+async fn root_routes_by_what_the_request_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ctx(dir.path()).await;
+    let cinder = |_req: Request| async { axum::response::IntoResponse::into_response("cinder") };
+    let text = |resp: axum::response::Response| async move {
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    // A signed RPC form, sent with a Content-Type that says JSON or XML, or with none.
+    for ctype in [Some("application/json"), Some("text/xml"), None] {
+        let form = rpc("POST", "DescribeRegions", &[], "testsecret").uri().query().unwrap().to_string();
+        let mut b = axum::http::Request::builder().method("POST").uri("/").header("host", "127.0.0.1:7480");
+        if let Some(t) = ctype {
+            b = b.header("content-type", t);
+        }
+        let req = b.body(Body::from(form.clone())).unwrap();
+        let (status, body) = text(disksnap_dialect_aliyun::serve_root(c.clone(), req, cinder).await).await;
+        assert_eq!(status, 200, "{ctype:?}: {body}");
+        assert!(body.contains("\"RegionId\":\"pek3a\""), "{ctype:?}: {body}");
+    }
+    // An unsigned form naming an action is still Aliyun's, refused in its envelope.
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/")
+        .header("content-type", "application/json")
+        .body(Body::from("Action=DescribeRegions&RegionId=pek3a"))
+        .unwrap();
+    let (status, body) = text(disksnap_dialect_aliyun::serve_root(c.clone(), req, cinder).await).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("IncompleteSignature"), "{body}");
+    // Neither: a JSON body, a body naming no action, a bare GET go to the other answer.
+    for (method, body) in [("POST", "{\"Action\":\"DescribeRegions\"}"), ("POST", "a=1&b=2"), ("GET", "")] {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri("/")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        assert_eq!(text(disksnap_dialect_aliyun::serve_root(c.clone(), req, cinder).await).await.1, "cinder", "{body}");
+    }
+}
+
+/// An instance filter naming something that is not an instance id (a disk's `d-…`) matches
+/// nothing, as an unparseable disk id does, on disks and on snapshots.
+#[tokio::test]
+async fn a_non_instance_id_as_instance_filter_matches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ctx(dir.path()).await;
+    let dev = disksnap_service::Caller::new("dev");
+    let (job, v) = c
+        .service
+        .create_volumes(
+            &dev,
+            disksnap_service::CreateVolumes { name: "d".into(), size_gib: 1, count: 1, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    c.service.wait_job(&dev, &job.id).await.unwrap();
+    let disk = format!("d-{}", v[0].id);
+    let (job, _) = c
+        .service
+        .create_snapshots(&dev, disksnap_service::CreateSnapshots { volumes: vec![disk.clone()], ..Default::default() })
+        .await
+        .unwrap();
+    c.service.wait_job(&dev, &job.id).await.unwrap();
+    let q = |extra: &[(&'static str, String)]| {
+        let mut p: Vec<(&str, String)> = vec![("RegionId", "pek3a".into())];
+        p.extend(extra.iter().cloned());
+        p
+    };
+    let call = |action: &'static str, p: Vec<(&'static str, String)>| {
+        let c = c.clone();
+        async move {
+            let refs: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            send(&c, rpc("POST", action, &refs, "testsecret")).await
+        }
+    };
+    for action in ["DescribeDisks", "DescribeSnapshots"] {
+        let (status, _, all) = call(action, q(&[])).await;
+        assert_eq!((status, all["TotalCount"].as_u64()), (200, Some(1)), "{action}: {all}");
+    }
+    for bad in [disk.clone(), "vol-zzzz".into(), "i-".into()] {
+        let (status, _, v) = call("DescribeDisks", q(&[("InstanceId", bad.clone())])).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["TotalCount"].as_u64(), Some(0), "DescribeDisks InstanceId={bad}: {v}");
+        let (status, _, v) = call("DescribeSnapshots", q(&[("InstanceId", bad.clone())])).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["TotalCount"].as_u64(), Some(0), "DescribeSnapshots InstanceId={bad}: {v}");
+    }
 }

@@ -423,7 +423,7 @@ pub async fn create_one(d: &Dialect, call: &Call, o: &Map<String, Value>, force_
     let caller = call.auth.caller();
     let vol =
         d.ctx.service.volume(&caller, &wire::from_wire(Kind::Volume, &vid)).await.map_err(|e| not_found_as(e, &vid))?;
-    let status = wire::volume_status(&vol, call.flavour, d.note(&vol.id).finishing);
+    let status = wire::volume_status(&vol, call.flavour);
     match status {
         "available" => {}
         "in-use" => {

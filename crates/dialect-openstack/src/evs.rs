@@ -89,6 +89,13 @@ async fn list(d: &Dialect, call: &Call) -> OsResult<Response> {
             _ => {}
         }
     }
+    if ids.len() > disksnap_api_common::MAX_LIST_ITEMS {
+        return Err(bad(format!(
+            "{} id filters given; at most {} are accepted in one request",
+            ids.len(),
+            disksnap_api_common::MAX_LIST_ITEMS
+        )));
+    }
     params.limit = Some(limit);
     // EVS always shows `count` (and pages by offset from it).
     params.with_count = true;
@@ -136,7 +143,7 @@ async fn rollback(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
         )));
     }
     let v = volumes::get_volume(d, call, vid).await?;
-    let vs = volumes::status(d, call, &v);
+    let vs = volumes::status(call, &v);
     if vs != "available" {
         return Err(bad(format!("Invalid volume: Volume {vid} status must be available to roll back, but is {vs}.")));
     }

@@ -63,8 +63,14 @@ impl TokenStore {
         }
     }
 
-    pub fn revoke(&self, id: &str) -> bool {
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).remove(id).is_some()
+    /// Revoke `subject` on behalf of `caller`: Keystone lets a non-admin revoke its own token
+    /// or one of its own project (here a project is one account). Any other token, live or not,
+    /// answers false, as an unknown one does, so a caller learns nothing about other projects'
+    /// tokens.
+    pub fn revoke(&self, caller: &Token, subject: &str) -> bool {
+        let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = map.get(subject).is_some_and(|t| t.account == caller.account && t.project_id == caller.project_id);
+        mine && map.remove(subject).is_some()
     }
 }
 
@@ -261,7 +267,14 @@ mod tests {
         let (short, _) = s.issue(&users()[0], Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(5));
         assert!(s.check(Some(&short)).is_err());
-        assert!(s.revoke(&id));
+        let me = s.check(Some(&id)).unwrap();
+        let mut other = users()[0].clone();
+        other.account = "other".into();
+        other.project_id = "fedcba9876543210fedcba9876543210".into();
+        let (theirs, _) = s.issue(&other, Duration::from_secs(60));
+        assert!(!s.revoke(&me, &theirs), "another project's token");
+        assert!(s.check(Some(&theirs)).is_ok());
+        assert!(s.revoke(&me, &id));
         assert!(s.check(Some(&id)).is_err());
     }
 }

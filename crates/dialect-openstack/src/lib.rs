@@ -43,15 +43,6 @@ use crate::microversion::{Version, VersionError};
 use crate::router::{Api, Endpoint};
 use crate::wire::{Flavour, Override};
 
-/// What a volume made through this dialect remembers beyond the service's model.
-#[derive(Clone, Debug, Default)]
-pub struct VolumeNote {
-    /// The snapshot it was restored from (Cinder's `snapshot_id`), as a UUID.
-    pub snapshot_id: Option<String>,
-    /// Still being finished (grown or described after the restore job): shown `creating`.
-    pub finishing: bool,
-}
-
 /// Snapshot (bare id) → the status override and when it was set.
 pub type Overrides = HashMap<String, (Override, chrono::DateTime<chrono::Utc>)>;
 
@@ -62,12 +53,11 @@ pub struct Dialect {
     pub tokens: Arc<keystone::TokenStore>,
     /// Snapshot (bare id) → status shown until the next real change (§5.4).
     pub overrides: Arc<Mutex<Overrides>>,
-    pub volume_notes: Arc<Mutex<HashMap<String, VolumeNote>>>,
 }
 
 impl Dialect {
     pub fn new(ctx: ApiContext) -> Self {
-        Dialect { ctx, tokens: Arc::default(), overrides: Arc::default(), volume_notes: Arc::default() }
+        Dialect { ctx, tokens: Arc::default(), overrides: Arc::default() }
     }
 
     /// The override of a snapshot, if set since its last real state change.
@@ -86,15 +76,6 @@ impl Dialect {
                 map.remove(id);
             }
         }
-    }
-
-    pub fn note(&self, volume: &str) -> VolumeNote {
-        self.volume_notes.lock().unwrap_or_else(|p| p.into_inner()).get(volume).cloned().unwrap_or_default()
-    }
-
-    pub fn set_note(&self, volume: &str, f: impl FnOnce(&mut VolumeNote)) {
-        let mut map = self.volume_notes.lock().unwrap_or_else(|p| p.into_inner());
-        f(map.entry(volume.to_string()).or_default());
     }
 }
 
@@ -257,9 +238,9 @@ async fn handle(d: &Dialect, raw: RawRequest, endpoint: Endpoint, version: Versi
             Ok(resp)
         }
         Endpoint::RevokeToken => {
-            d.tokens.check(raw.header("x-auth-token"))?;
-            let subject = raw.header("x-subject-token").unwrap_or("");
-            if d.tokens.revoke(subject) {
+            let caller = d.tokens.check(raw.header("x-auth-token"))?;
+            let subject = raw.header("x-subject-token").unwrap_or("").trim();
+            if d.tokens.revoke(&caller, subject) {
                 Ok(empty(StatusCode::NO_CONTENT))
             } else {
                 Err(OsError::NotFound("Could not find token.".into()))

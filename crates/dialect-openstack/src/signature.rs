@@ -89,13 +89,7 @@ pub fn canonical_request(req: &RawRequest, signed: &[String]) -> Result<String, 
         }
         headers.push_str(&format!("{name}:{}\n", values.join(",").trim()));
     }
-    let payload = if req.body.is_empty() {
-        EMPTY_SHA256.to_string()
-    } else if let Some(h) = req.header("x-sdk-content-sha256") {
-        h.to_string()
-    } else {
-        sha256_hex(&req.body)
-    };
+    let payload = payload_hash(req)?;
     Ok(format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         req.method.as_str(),
@@ -105,6 +99,29 @@ pub fn canonical_request(req: &RawRequest, signed: &[String]) -> Result<String, 
         signed.join(";"),
         payload
     ))
+}
+
+/// The payload hash of the body that arrived. The SDK puts an `X-Sdk-Content-Sha256` value in
+/// place of the hash when the header is set; the server still hashes what it received, so an
+/// unsigned header cannot vouch for a body other than the signed one. `UNSIGNED-PAYLOAD`, which
+/// huaweicloudsdkcore sends only for non-JSON content types (`Signer._process_content_header`),
+/// is refused: every EVS request body is JSON, and an unsigned body would let anyone replay a
+/// captured signature with a body of their own.
+fn payload_hash(req: &RawRequest) -> Result<String, String> {
+    if req.body.is_empty() {
+        return Ok(EMPTY_SHA256.to_string());
+    }
+    let ours = sha256_hex(&req.body);
+    match req.header("x-sdk-content-sha256").map(str::trim) {
+        None => Ok(ours),
+        Some(h) if h.eq_ignore_ascii_case("UNSIGNED-PAYLOAD") => Err(
+            "X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD is not accepted; EVS bodies are JSON: sign the SHA-256 of the body"
+                .into(),
+        ),
+        // The client signed the value it sent (its case included).
+        Some(h) if h.eq_ignore_ascii_case(&ours) => Ok(h.to_string()),
+        Some(h) => Err(format!("X-Sdk-Content-Sha256 {h} is not the SHA-256 of the body received ({ours})")),
+    }
 }
 
 pub fn string_to_sign(date: &str, canonical: &str) -> String {

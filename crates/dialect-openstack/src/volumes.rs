@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use disksnap_service::{CreateVolumes, Kind, Volume, VolumeKind, VolumeQuery, VolumeStatus};
+use disksnap_service::{CreateVolumes, Kind, Volume, VolumeFromSnapshot, VolumeKind, VolumeQuery, VolumeStatus};
 
 use crate::cinder::{self, envelope, not_found_as, opt_text};
 use crate::error::{OsError, OsResult};
@@ -30,8 +30,7 @@ pub async fn get_volume(d: &Dialect, call: &Call, id: &str) -> OsResult<Volume> 
     d.ctx.service.volume(&call.auth.caller(), &wire::from_wire(Kind::Volume, id)).await.map_err(|e| not_found_as(e, id))
 }
 
-fn ctx<'a>(d: &Dialect, call: &'a Call, v: &Volume) -> VolCtx<'a> {
-    let note = d.note(&v.id);
+fn ctx(call: &Call) -> VolCtx<'_> {
     VolCtx {
         base: &call.base,
         project_id: &call.auth.project_id,
@@ -39,17 +38,15 @@ fn ctx<'a>(d: &Dialect, call: &'a Call, v: &Volume) -> VolCtx<'a> {
         version: call.version,
         flavour: call.flavour,
         admin: call.auth.admin,
-        creating: note.finishing,
-        snapshot_id: note.snapshot_id,
     }
 }
 
-pub fn render(d: &Dialect, call: &Call, v: &Volume, view: VolView) -> Value {
-    wire::volume(v, view, &ctx(d, call, v))
+pub fn render(call: &Call, v: &Volume, view: VolView) -> Value {
+    wire::volume(v, view, &ctx(call))
 }
 
-pub fn status(d: &Dialect, call: &Call, v: &Volume) -> &'static str {
-    wire::volume_status(v, call.flavour, d.note(&v.id).finishing)
+pub fn status(call: &Call, v: &Volume) -> &'static str {
+    wire::volume_status(v, call.flavour)
 }
 
 pub async fn handle(d: &Dialect, call: &Call, op: Op) -> OsResult<Response> {
@@ -58,7 +55,7 @@ pub async fn handle(d: &Dialect, call: &Call, op: Op) -> OsResult<Response> {
         Op::Create => create(d, call).await,
         Op::Show(id) => {
             let v = get_volume(d, call, &id).await?;
-            Ok(json_response(StatusCode::OK, json!({"volume": render(d, call, &v, VolView::Detail)})))
+            Ok(json_response(StatusCode::OK, json!({"volume": render(call, &v, VolView::Detail)})))
         }
         Op::Update(id) => update(d, call, &id).await,
         Op::Delete(id) => {
@@ -122,14 +119,14 @@ async fn list(d: &Dialect, call: &Call, detail: bool) -> OsResult<Response> {
         Some(q) => indexed_page(d, call, &params, q).await?,
         None => {
             let vols = all_volumes(d, call).await?;
-            let rows: Vec<Row> = vols.iter().enumerate().map(|(i, v)| row_of(v, status(d, call, v), i)).collect();
+            let rows: Vec<Row> = vols.iter().enumerate().map(|(i, v)| row_of(v, status(call, v), i)).collect();
             let page = listing::page(rows, &params)
                 .map_err(|m| OsError::NotFound(format!("Volume {m} could not be found.")))?;
             (page.rows.iter().map(|r| vols[r.index].clone()).collect(), page.next_marker, page.count)
         }
     };
     let view = if detail { VolView::Detail } else { VolView::Summary };
-    let items: Vec<Value> = vols.iter().map(|v| render(d, call, v, view)).collect();
+    let items: Vec<Value> = vols.iter().map(|v| render(call, v, view)).collect();
     let mut body = Map::new();
     body.insert("volumes".into(), items.into());
     if let Some(m) = next_marker {
@@ -277,7 +274,9 @@ async fn create(d: &Dialect, call: &Call) -> OsResult<Response> {
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,
     };
-    let (job, vol, grow_to) = if let Some(sid) = &snapshot_id {
+    // Name, description and size go with the request: one persisted job makes the volume
+    // whole (a restart loses none of it), and it shows `creating` until then.
+    let vol = if let Some(sid) = &snapshot_id {
         let s = cinder::get_snapshot(d, call, sid).await?;
         let snap_gib = s.volume_size.div_ceil(1 << 30);
         if let Some(n) = size {
@@ -293,53 +292,30 @@ async fn create(d: &Dialect, call: &Call) -> OsResult<Response> {
                 "Invalid snapshot: Originating snapshot status must be one of 'available' values, but is {shown}."
             )));
         }
-        let (job, vol) = d.ctx.service.create_volume_from_snapshot(&caller, &s.id, &name, zone.as_deref()).await?;
-        let grow = size.filter(|n| *n > snap_gib);
-        (job, vol, grow)
+        let req = VolumeFromSnapshot {
+            snapshot: s.id.clone(),
+            name,
+            description: description.clone(),
+            zone,
+            size_gib: size.filter(|n| *n > snap_gib),
+            instance_id: None,
+        };
+        d.ctx.service.restore_volume(&caller, &req).await?.1
     } else {
         let size = size.ok_or_else(|| bad("Invalid input received: size is required"))?;
-        let (job, mut vols) = d
-            .ctx
-            .service
-            .create_volumes(&caller, CreateVolumes { zone, name, size_gib: size, count: 1, ..Default::default() })
-            .await?;
-        let vol = vols.pop().ok_or_else(|| bad("no volume created"))?;
-        (job, vol, None)
+        let req = CreateVolumes {
+            zone,
+            name,
+            description: description.clone(),
+            size_gib: size,
+            count: 1,
+            ..Default::default()
+        };
+        let (_, mut vols) = d.ctx.service.create_volumes(&caller, req).await?;
+        vols.pop().ok_or_else(|| bad("no volume created"))?
     };
-    if let Some(sid) = &snapshot_id {
-        let shown = wire::uuid(Kind::Snapshot, &wire::from_wire(Kind::Snapshot, sid));
-        d.set_note(&vol.id, |n| n.snapshot_id = Some(shown));
-    }
-    if grow_to.is_some() || !description.is_empty() {
-        // Finish in the background: wait for the job, then grow and describe; until then
-        // the volume shows `creating`.
-        d.set_note(&vol.id, |n| n.finishing = true);
-        let (d2, vid, caller2, description) = (d.clone(), vol.id.clone(), caller.clone(), description.clone());
-        tokio::spawn(async move {
-            let svc = &d2.ctx.service;
-            let mut ok = matches!(svc.wait_job(&caller2, &job.id).await, Ok(j) if j.status == disksnap_service::JobStatus::Successful);
-            if ok && !description.is_empty() {
-                ok = svc.modify_volume(&caller2, &vid, None, Some(&description)).await.is_ok();
-            }
-            if let (true, Some(n)) = (ok, grow_to) {
-                match svc.resize_volume(&caller2, &vid, n).await {
-                    Ok(j) => {
-                        let _ = svc.wait_job(&caller2, &j.id).await;
-                    }
-                    Err(e) => tracing::warn!(volume = %vid, error = %e, "could not grow a volume made from a snapshot"),
-                }
-            }
-            d2.set_note(&vid, |n| n.finishing = false);
-        });
-    }
-    let mut shown = vol.clone();
-    if let Some(n) = grow_to {
-        shown.size = n << 30;
-    }
-    if !description.is_empty() {
-        shown.description = description.clone();
-    }
-    Ok(json_response(StatusCode::ACCEPTED, json!({"volume": render(d, call, &shown, VolView::Created)})))
+    let shown = vol;
+    Ok(json_response(StatusCode::ACCEPTED, json!({"volume": render(call, &shown, VolView::Created)})))
 }
 
 async fn update(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
@@ -358,11 +334,11 @@ async fn update(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
     let name = opt_text(o, &["name", "display_name"])?;
     let description = opt_text(o, &["description", "display_description"])?;
     let v = d.ctx.service.modify_volume(&call.auth.caller(), &v.id, name.as_deref(), description.as_deref()).await?;
-    Ok(json_response(StatusCode::OK, json!({"volume": render(d, call, &v, VolView::Created)})))
+    Ok(json_response(StatusCode::OK, json!({"volume": render(call, &v, VolView::Created)})))
 }
 
 async fn delete(d: &Dialect, call: &Call, v: &Volume, cascade: bool, force: bool) -> OsResult<()> {
-    let shown = status(d, call, v);
+    let shown = status(call, v);
     let vid = wire::uuid(Kind::Volume, &v.id);
     if !force && !matches!(shown, "available" | "error") {
         return Err(bad(format!(
@@ -380,19 +356,8 @@ async fn delete(d: &Dialect, call: &Call, v: &Volume, cascade: bool, force: bool
         d.ctx.service.delete_volumes(&caller, std::slice::from_ref(&v.id)).await?;
         return Ok(());
     }
-    let ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
-    let job = d.ctx.service.delete_snapshots(&caller, &ids, disksnap_service::DeleteScope::Points).await?;
-    let (d2, vid) = (d.clone(), v.id.clone());
-    tokio::spawn(async move {
-        let svc = &d2.ctx.service;
-        if let Ok(j) = svc.wait_job(&caller, &job.id).await {
-            if j.status == disksnap_service::JobStatus::Successful {
-                if let Err(e) = svc.delete_volumes(&caller, std::slice::from_ref(&vid)).await {
-                    tracing::warn!(volume = %vid, error = %e, "cascade delete: volume not deleted");
-                }
-            }
-        }
-    });
+    // The points and the volume go in one job: all of it, or nothing.
+    d.ctx.service.delete_volume_cascade(&caller, &v.id).await?;
     Ok(())
 }
 
@@ -413,7 +378,7 @@ async fn action(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
         "os-extend" => {
             let n =
                 parse_size(arg.get("new_size"))?.ok_or_else(|| bad("Invalid input received: new_size is required"))?;
-            let shown = status(d, call, &v);
+            let shown = status(call, &v);
             let in_use_ok = call.flavour == Flavour::Cinder && call.version.at_least(3, 42);
             if !(shown == "available" || shown == "in-use" && in_use_ok) {
                 return Err(bad(format!(
@@ -459,7 +424,7 @@ async fn revert(d: &Dialect, call: &Call, v: &Volume, arg: &Value) -> OsResult<R
             "Invalid volume: Can't revert volume {vid} to its latest snapshot {sid}. The volume size must be equal to the snapshot size."
         )));
     }
-    if status(d, call, v) != "available" {
+    if status(call, v) != "available" {
         return Err(OsError::Conflict(format!(
             "Can't revert volume {vid} to its latest snapshot {sid}. Volume's status must be 'available'."
         )));

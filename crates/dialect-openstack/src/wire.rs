@@ -167,10 +167,7 @@ pub fn snapshot(s: &Snapshot, meta: &[(String, String)], ov: Option<&Override>, 
     Value::Object(m)
 }
 
-pub fn volume_status(v: &Volume, flavour: Flavour, creating: bool) -> &'static str {
-    if creating {
-        return "creating";
-    }
+pub fn volume_status(v: &Volume, flavour: Flavour) -> &'static str {
     match v.transition {
         VolumeTransition::Creating => "creating",
         VolumeTransition::Resizing => "extending",
@@ -193,10 +190,6 @@ pub struct VolCtx<'a> {
     pub version: Version,
     pub flavour: Flavour,
     pub admin: bool,
-    /// The volume is still being finished by this dialect (grown after a restore).
-    pub creating: bool,
-    /// The snapshot it was made from, when known.
-    pub snapshot_id: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,7 +214,7 @@ pub fn volume(v: &Volume, view: VolView, c: &VolCtx) -> Value {
     };
     let mut m = Map::new();
     m.insert("id".into(), id.clone().into());
-    m.insert("status".into(), volume_status(v, c.flavour, c.creating).into());
+    m.insert("status".into(), volume_status(v, c.flavour).into());
     m.insert("size".into(), v.size_gib().into());
     m.insert("availability_zone".into(), v.zone.clone().into());
     m.insert("created_at".into(), time(v.create_time).into());
@@ -229,7 +222,8 @@ pub fn volume(v: &Volume, view: VolView, c: &VolCtx) -> Value {
     m.insert("name".into(), opt(&v.name));
     m.insert("description".into(), opt(&v.description));
     m.insert("volume_type".into(), "__DEFAULT__".into());
-    m.insert("snapshot_id".into(), c.snapshot_id.clone().map(Value::String).unwrap_or(Value::Null));
+    let source = v.source_snapshot.as_ref().map(|s| Value::String(uuid(Kind::Snapshot, s)));
+    m.insert("snapshot_id".into(), source.unwrap_or(Value::Null));
     m.insert("source_volid".into(), Value::Null);
     m.insert("metadata".into(), json!({}));
     m.insert("links".into(), links);

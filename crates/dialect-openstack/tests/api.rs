@@ -14,6 +14,8 @@ use disksnap_api_common::{ApiContext, KeyRing, OpenStackUser};
 use disksnap_service::{Service, ServiceConfig, ZoneConfig};
 
 const PID: &str = "0123456789abcdef0123456789abcdef";
+const HUAWEI_AK: &str = "MYAKEXAMPLE";
+const HUAWEI_SK: &str = "MYSKEXAMPLE";
 
 async fn app(dir: &std::path::Path) -> (Router, ApiContext) {
     let mut cfg = ServiceConfig::new(dir);
@@ -31,6 +33,7 @@ async fn app(dir: &std::path::Path) -> (Router, ApiContext) {
         })
         .unwrap();
     }
+    keys.add(disksnap_api_common::Vendor::Huawei, HUAWEI_AK, "dev", HUAWEI_SK).unwrap();
     let mut ctx = ApiContext::new(svc, keys);
     ctx.token_lifetime = Duration::from_secs(60);
     (disksnap_dialect_openstack::routes(ctx.clone()), ctx)
@@ -297,6 +300,131 @@ async fn snapshots_views_versions_and_errors() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("snapshot not deleted");
+}
+
+/// A request to `/identity/v3/auth/tokens` with both token headers.
+async fn token_op(app: &Router, method: &str, auth: &str, subject: &str) -> Resp {
+    let req = Request::builder()
+        .method(method)
+        .uri("/identity/v3/auth/tokens")
+        .header("x-auth-token", auth)
+        .header("x-subject-token", subject)
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let raw = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Resp { status, headers, body, raw }
+}
+
+/// Keystone's rule for a non-admin caller: a token revokes itself or a token of its own project;
+/// another project's token is not found (its existence is not disclosed either), and GET/HEAD
+/// (token validation, not served) show nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revokes_only_its_own_projects_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(dir.path()).await;
+    let a = token(&app, "demo").await;
+    let b = token(&app, "other").await;
+    let mine = format!("/v3/{PID}/snapshots");
+
+    let r = token_op(&app, "DELETE", &b, &a).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "another project's token must not be revoked");
+    assert_eq!(r.body["error"]["code"], 404);
+    assert_eq!(r.body["error"]["message"], "Could not find token.");
+    assert_eq!(token_op(&app, "DELETE", &b, "no-such-token").await.body, r.body, "same answer as an unknown token");
+    assert_eq!(call(&app, "GET", &mine, Some(&a), None, None).await.status, StatusCode::OK, "A's session lives on");
+    for method in ["GET", "HEAD"] {
+        let r = token_op(&app, method, &b, &a).await;
+        assert_ne!(r.status, StatusCode::OK, "{method}");
+        let text = String::from_utf8_lossy(&r.raw);
+        assert!(!text.contains(PID) && !text.contains("demo") && r.headers.get("x-subject-token").is_none(), "{text}");
+    }
+
+    // The same project: a second token of A's may end the first.
+    let a2 = token(&app, "demo").await;
+    assert_eq!(token_op(&app, "DELETE", &a2, &a).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(call(&app, "GET", &mine, Some(&a), None, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, "GET", &mine, Some(&a2), None, None).await.status, StatusCode::OK);
+    // A revoked or foreign caller token cannot revoke anything.
+    assert_eq!(token_op(&app, "DELETE", &a, &a2).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(token_op(&app, "DELETE", &b, &b).await.status, StatusCode::NO_CONTENT);
+}
+
+/// An SDK-HMAC-SHA256 request as huaweicloudsdkcore signs it, `sent` as the body on the wire
+/// while `signed` is the body the signature was made for.
+fn evs_request(signed: &[u8], sent: &[u8], extra: &[(&str, &str)]) -> Request<Body> {
+    use disksnap_dialect_openstack::signature::{canonical_request, signature, string_to_sign};
+    let date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let path = format!("/v2/{PID}/cloudsnapshots");
+    let mut headers = axum::http::HeaderMap::new();
+    for (k, v) in [
+        ("content-type", "application/json;charset=UTF-8"),
+        ("host", "127.0.0.1:7480"),
+        ("x-project-id", PID),
+        ("x-sdk-date", date.as_str()),
+    ] {
+        headers.insert(k, v.parse().unwrap());
+    }
+    let names: Vec<String> = ["content-type", "host", "x-project-id", "x-sdk-date"].map(String::from).to_vec();
+    let raw = disksnap_api_common::RawRequest {
+        method: axum::http::Method::POST,
+        path: path.clone(),
+        query: String::new(),
+        headers: headers.clone(),
+        body: axum::body::Bytes::copy_from_slice(signed),
+        request_id: disksnap_api_common::RequestId::new(),
+    };
+    let sig = signature(HUAWEI_SK, &string_to_sign(&date, &canonical_request(&raw, &names).unwrap()));
+    let mut b = Request::builder().method("POST").uri(path);
+    for (k, v) in &headers {
+        b = b.header(k, v);
+    }
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    b.header(
+        "authorization",
+        format!("SDK-HMAC-SHA256 Access={HUAWEI_AK}, SignedHeaders={}, Signature={sig}", names.join(";")),
+    )
+    .body(Body::from(sent.to_vec()))
+    .unwrap()
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let raw = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
+}
+
+/// The payload hash is the hash of the body that arrived: an unsigned `X-Sdk-Content-Sha256`
+/// naming the signed body's hash does not make a different body pass, and `UNSIGNED-PAYLOAD`
+/// (which huaweicloudsdkcore sends only for non-JSON bodies, never on EVS) is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evs_signature_covers_the_body_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(dir.path()).await;
+    let signed = br#"{"snapshot": {"volume_id": "d15c0001-0000-4000-8000-000000000001", "name": "signed"}}"#;
+    let forged = br#"{"snapshot": {"volume_id": "d15c0001-0000-4000-8000-000000000002", "name": "forged"}}"#;
+    let hash = disksnap_api_common::sign::sha256_hex(signed);
+    // The genuine request authenticates (and then finds no such volume), with or without the header.
+    for extra in [&[][..], &[("x-sdk-content-sha256", hash.as_str())][..]] {
+        let (status, v) = send(&app, evs_request(signed, signed, extra)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    }
+    for extra in
+        [&[][..], &[("x-sdk-content-sha256", hash.as_str())][..], &[("x-sdk-content-sha256", "UNSIGNED-PAYLOAD")][..]]
+    {
+        let (status, v) = send(&app, evs_request(signed, forged, extra)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{extra:?}: {v}");
+        assert_eq!(v["error_code"], "APIGW.0301", "{v}");
+    }
+    let (status, v) = send(&app, evs_request(signed, signed, &[("x-sdk-content-sha256", "UNSIGNED-PAYLOAD")])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(v["error_msg"].as_str().unwrap().contains("UNSIGNED-PAYLOAD"), "{v}");
 }
 
 /// The other dialects' paths on the same listener (dialects.md §1.1) merge with these routes

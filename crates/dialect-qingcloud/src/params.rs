@@ -2,7 +2,9 @@
 //! (a bare `key=value` counts as a one-element list), dicts are `key.N.sub`, and an empty value
 //! means "not given" (the SDK and CLI send empty values for unset options).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use disksnap_api_common::MAX_LIST_ITEMS;
 
 use crate::error::QcError;
 
@@ -69,6 +71,26 @@ impl Params {
         out
     }
 
+    /// Refuse (1100, naming the parameter) a request whose list or dict parameter (`key.N`,
+    /// `key.N.sub`) has more than [`MAX_LIST_ITEMS`] items, before any work is done for it.
+    pub fn check_list_sizes(&self) -> Result<(), QcError> {
+        let mut items: HashMap<&str, HashSet<&str>> = HashMap::new();
+        for (k, _) in &self.0 {
+            let Some((name, rest)) = k.split_once('.') else { continue };
+            let n = rest.split('.').next().unwrap_or(rest);
+            if n.parse::<u64>().is_ok() {
+                items.entry(name).or_default().insert(n);
+            }
+        }
+        match items.into_iter().find(|(_, ns)| ns.len() > MAX_LIST_ITEMS) {
+            Some((name, ns)) => Err(QcError::invalid(format!(
+                "parameter [{name}.n] has {} items; at most {MAX_LIST_ITEMS} are accepted in one request, send the rest in another",
+                ns.len()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// `key.N.sub=value` grouped by N, in index order.
     pub fn dicts(&self, key: &str) -> Vec<BTreeMap<String, String>> {
         let prefix = format!("{key}.");
@@ -112,6 +134,20 @@ mod tests {
         assert_eq!(d[0]["tag_id"], "t1");
         assert_eq!(d[0]["resource_id"], "r1");
         assert_eq!(d[1]["tag_id"], "t2");
+    }
+
+    #[test]
+    fn lists_longer_than_the_maximum_are_1100() {
+        let n = MAX_LIST_ITEMS;
+        let list = |key: &str, count: usize| -> Vec<(String, String)> {
+            (1..=count).map(|i| (format!("{key}.{i}"), format!("ss-{i}"))).collect()
+        };
+        assert!(Params(list("snapshots", n)).check_list_sizes().is_ok());
+        let e = Params(list("snapshots", 34_000)).check_list_sizes().unwrap_err();
+        assert_eq!(e.ret_code(), 1100);
+        assert!(e.message("r").contains("snapshots.n") && e.message("r").contains("34000"), "{}", e.message("r"));
+        let pairs: Vec<_> = (1..=n + 1).map(|i| (format!("resource_tag_pairs.{i}.tag_id"), "t".to_string())).collect();
+        assert_eq!(Params(pairs).check_list_sizes().unwrap_err().ret_code(), 1100);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::response::Response;
 use disksnap_api_common::encode::parse_pairs;
-use disksnap_api_common::{ApiContext, RawRequest, RequestId};
+use disksnap_api_common::{ApiContext, RawRequest, RequestId, MAX_LIST_ITEMS};
 use disksnap_service::{
     ids, Caller, CreateSnapshots, CreateVolumes, DeleteScope, Kind, Service, ServiceError, SnapshotQuery,
     SnapshotStatus, VolumeKind, VolumeQuery, VolumeStatus,
@@ -120,6 +120,7 @@ impl<'a> Args<'a> {
     }
 
     /// `key.0`, `key.1`, … (0-based, in index order); a bare `key=v` counts as one element.
+    /// More than [`MAX_LIST_ITEMS`] items is an invalid parameter.
     fn list(&self, key: &str) -> Result<Vec<String>> {
         let mut items: Vec<(usize, String)> = Vec::new();
         let dotted = format!("{key}.");
@@ -137,6 +138,12 @@ impl<'a> Args<'a> {
             if !v.is_empty() {
                 items.push((index, v.clone()));
             }
+        }
+        if items.len() > MAX_LIST_ITEMS {
+            return Err(TencentError::invalid(
+                &format!("{key}.n"),
+                format!("has {} items; at most {MAX_LIST_ITEMS} are accepted in one request", items.len()),
+            ));
         }
         items.sort_by_key(|(i, _)| *i);
         Ok(items.into_iter().map(|(_, v)| v).collect())
@@ -509,6 +516,7 @@ impl Call<'_> {
                     kind: Some(VolumeKind::Data),
                     count,
                     instance_id: None,
+                    ..Default::default()
                 };
                 let (_job, vols) = self.svc.create_volumes(self.caller, req).await?;
                 created.extend(vols.iter().map(|v| wire::show(Kind::Volume, &v.id)));

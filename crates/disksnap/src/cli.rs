@@ -30,7 +30,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, PathBuf)> {
     if path.exists() {
         return Ok((Config::load(&path)?, dir));
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    disksnap_engine::private::create_dir_all(&dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
     let (cfg, text) = Config::generated();
     write_private(&path, &text)?;
     let a = &cfg.accounts[0];
@@ -106,7 +107,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         let tls = tls_addr.map(|addr| crate::serve::TlsListen { addr, cert_and_key });
         let mut api = disksnap_api_common::ApiContext::new(svc, cfg.keyring());
         api.token_lifetime = cfg.token_lifetime;
-        crate::serve::run(api, &listen, tls).await?;
+        let limits = crate::serve::ConnLimits {
+            header_read_timeout: cfg.header_read_timeout,
+            body_read_timeout: cfg.body_read_timeout,
+            idle_timeout: cfg.idle_timeout,
+            max_connections: cfg.max_connections,
+        };
+        crate::serve::run(api, &listen, tls, limits).await?;
         return Ok(0);
     }
     // A command is also a runner: finish what a crashed process left, before anything else,
@@ -262,8 +269,15 @@ impl Cmd {
         let (svc, who) = (&self.svc, &self.caller);
         match c {
             VolumeCmd::Create { size_gib, name, kind, zone, instance, count } => {
-                let req =
-                    CreateVolumes { zone, name, size_gib, kind: Some(kind_of(kind)), count, instance_id: instance };
+                let req = CreateVolumes {
+                    zone,
+                    name,
+                    size_gib,
+                    kind: Some(kind_of(kind)),
+                    count,
+                    instance_id: instance,
+                    ..Default::default()
+                };
                 let (job, vols) = svc.create_volumes(who, req).await.map_err(se)?;
                 wait(svc, who, &job, "creating").await?;
                 let mut fresh = Vec::new();

@@ -34,6 +34,21 @@ pub struct Config {
     /// rolling back meanwhile). Leave unset in production.
     #[serde(default, with = "duration_text")]
     pub test_rollback_delay: Duration,
+    /// Once a request's first byte (or a TLS handshake's) arrives, its headers must arrive
+    /// within this, however slowly they trickle; else the connection is closed.
+    #[serde(default = "default_header_read_timeout", with = "duration_text")]
+    pub header_read_timeout: Duration,
+    /// A request's whole body must arrive within this of its headers; else the dialect answers
+    /// with its invalid-parameter error and the connection is closed.
+    #[serde(default = "default_body_read_timeout", with = "duration_text")]
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight and nothing arriving is closed after this.
+    #[serde(default = "default_idle_timeout", with = "duration_text")]
+    pub idle_timeout: Duration,
+    /// Most connections open at once over both listeners (default: 10 000, or fewer when the
+    /// open-file limit needs it; never more than the limit allows). Beyond it a new connection
+    /// closes the longest-idle one.
+    pub max_connections: Option<usize>,
     /// Chunk size of a new store, in KiB (power of two, 4 to 16384). Fixed once the store exists.
     pub chunk_size_kib: Option<u32>,
     #[serde(default)]
@@ -108,6 +123,15 @@ fn default_retention() -> Duration {
 }
 fn default_token_lifetime() -> Duration {
     Duration::from_secs(7200)
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_grace() -> Duration {
     Duration::from_secs(600)
@@ -207,6 +231,18 @@ impl Config {
         }
         if self.token_lifetime < Duration::from_secs(1) {
             bail!("token_lifetime must be at least 1s");
+        }
+        for (key, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                bail!("{key} must be at least 100ms");
+            }
+        }
+        if self.max_connections == Some(0) {
+            bail!("max_connections must be at least 1");
         }
         if let Some(cs) = self.chunk_size_kib {
             if !cs.is_power_of_two() || !(4..=16384).contains(&cs) {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod conns;
 mod output;
 mod serve;
 mod tls;
@@ -398,6 +399,11 @@ fn init_logging(format: LogFormat, serving: bool) {
 }
 
 fn main() {
+    // Owner-only files whatever umask we were started with: everything under the data dir is
+    // customers' disk bytes, and SQLite's -wal/-shm, the images a capture writes and any file
+    // a library call creates without an explicit mode follow the umask.
+    // SAFETY: umask changes only this process's creation mask.
+    unsafe { libc::umask(0o077) };
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. }) {
         // `disksnap snapshot list | head` should end quietly, as Unix tools do.

@@ -72,13 +72,10 @@ pub fn router(api: ApiContext) -> Router {
         "/",
         any(move |req: Request| {
             let ctx = root_ctx.clone();
-            async move {
-                if disksnap_dialect_aliyun::wants(&req) {
-                    disksnap_dialect_aliyun::handle(ctx, req).await
-                } else {
-                    disksnap_dialect_openstack::version_root(ctx, req).await
-                }
-            }
+            let cinder = ctx.clone();
+            disksnap_dialect_aliyun::serve_root(ctx, req, move |req| {
+                disksnap_dialect_openstack::version_root(cinder, req)
+            })
         }),
     );
     Router::new()
@@ -114,12 +111,13 @@ async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -> Re
     resp
 }
 
+/// Unauthenticated: says only that the server answers, and which build. Nothing about the host
+/// (the data dir's path is in the operator's own config and start-up line).
 async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
     Json(serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": st.started.elapsed().as_secs(),
-        "data_dir": st.service.data_dir().display().to_string(),
     }))
 }
 
@@ -180,8 +178,24 @@ fn tls_config(tls: &TlsListen, data_dir: &std::path::Path) -> anyhow::Result<Arc
 
 /// Serve until SIGINT/SIGTERM, on `listen` (HTTP) and on `tls` when given; both stop gracefully
 /// together. Interrupted jobs are recovered first; expired snapshots are ceased every few seconds.
-pub async fn run(api: ApiContext, listen: &str, tls: Option<TlsListen>) -> anyhow::Result<()> {
+/// Connections live under `limits` (see conns.rs); the open-file limit is raised first.
+pub async fn run(api: ApiContext, listen: &str, tls: Option<TlsListen>, limits: ConnLimits) -> anyhow::Result<()> {
     let service = api.service.clone();
+    let nofile = crate::conns::raise_open_file_limit();
+    let limits = crate::conns::Limits {
+        header_read_timeout: limits.header_read_timeout,
+        body_read_timeout: limits.body_read_timeout,
+        idle_timeout: limits.idle_timeout,
+        max_connections: crate::conns::connection_cap(limits.max_connections, nofile),
+    };
+    tracing::info!(
+        max_connections = limits.max_connections,
+        open_file_limit = nofile,
+        header_read_timeout_s = limits.header_read_timeout.as_secs_f64(),
+        body_read_timeout_s = limits.body_read_timeout.as_secs_f64(),
+        idle_timeout_s = limits.idle_timeout.as_secs_f64(),
+        "connection limits"
+    );
     let listener = tokio::net::TcpListener::from_std(bind_std(listen, "listen")?)?;
     let tls = match &tls {
         Some(t) => Some((bind_std(&t.addr, "TLS listen")?, tls_config(t, service.data_dir())?)),
@@ -233,30 +247,32 @@ pub async fn run(api: ApiContext, listen: &str, tls: Option<TlsListen>) -> anyho
         shutdown().await;
         let _ = stop_tx.send(true);
     });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let conns = crate::conns::Conns::new(limits);
     eprintln!("disksnap listening on http://{}  (data dir {})", listener.local_addr()?, service.data_dir().display());
-    let plain = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let Some((tls_listener, cfg)) = tls else {
-        plain.await?;
-        return Ok(());
-    };
-    eprintln!("disksnap listening on https://{}", tls_listener.local_addr()?);
-    let handle = axum_server::Handle::new();
-    let h = handle.clone();
-    let rx = stop_rx.clone();
-    tokio::spawn(async move {
-        stopped(rx).await;
-        h.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
-    let secure = axum_server::from_tcp_rustls(tls_listener, axum_server::tls_rustls::RustlsConfig::from_config(cfg))?
-        .handle(handle)
-        .serve(app.into_make_service());
-    let (a, b) = tokio::join!(async { plain.await }, secure);
-    a?;
-    b?;
+    let plain = conns.clone().serve(listener, None, app.clone(), stop_rx.clone());
+    match tls {
+        None => plain.await,
+        Some((tls_listener, cfg)) => {
+            let tls_listener = tokio::net::TcpListener::from_std(tls_listener)?;
+            eprintln!("disksnap listening on https://{}", tls_listener.local_addr()?);
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+            let secure = conns.clone().serve(tls_listener, Some(acceptor), app, stop_rx.clone());
+            tokio::join!(plain, secure);
+        }
+    }
+    // Both listeners stopped: let the connections finish what they are answering.
+    conns.drained().await;
     Ok(())
+}
+
+/// The connection limits of the config (see conns.rs); `max_connections` None: derived from the
+/// open-file limit.
+#[derive(Clone, Debug)]
+pub struct ConnLimits {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: Option<usize>,
 }
 
 async fn shutdown() {

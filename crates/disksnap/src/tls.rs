@@ -62,7 +62,9 @@ fn ca_params() -> CertificateParams {
     p
 }
 
-fn write_file(path: &Path, text: &str, private: bool) -> anyhow::Result<()> {
+/// Write `path` durably, mode 0600: certificates too, as nothing in the data dir is for other
+/// users (clients that trust the CA run as its owner, or are given a copy).
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -70,7 +72,7 @@ fn write_file(path: &Path, text: &str, private: bool) -> anyhow::Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(if private { 0o600 } else { 0o644 })
+        .mode(disksnap_engine::private::FILE_MODE)
         .open(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(text.as_bytes())?;
@@ -83,7 +85,7 @@ fn write_file(path: &Path, text: &str, private: bool) -> anyhow::Result<()> {
 /// (re)generated.
 pub fn ensure_dev_certificate(paths: &DevPaths, names: &[String]) -> anyhow::Result<bool> {
     let dir = paths.ca_cert.parent().expect("tls dir");
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    disksnap_engine::private::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut changed = false;
     let ca_key = if paths.ca_cert.exists() && paths.ca_key.exists() {
         let pem = std::fs::read_to_string(&paths.ca_key)
@@ -92,8 +94,8 @@ pub fn ensure_dev_certificate(paths: &DevPaths, names: &[String]) -> anyhow::Res
     } else {
         let key = KeyPair::generate().map_err(|e| anyhow!("generate a CA key: {e}"))?;
         let cert = ca_params().self_signed(&key).map_err(|e| anyhow!("self-sign the dev CA: {e}"))?;
-        write_file(&paths.ca_key, &key.serialize_pem(), true)?;
-        write_file(&paths.ca_cert, &cert.pem(), false)?;
+        write_file(&paths.ca_key, &key.serialize_pem())?;
+        write_file(&paths.ca_cert, &cert.pem())?;
         let _ = std::fs::remove_file(&paths.names); // a new CA: re-issue the server certificate
         changed = true;
         key
@@ -112,9 +114,9 @@ pub fn ensure_dev_certificate(paths: &DevPaths, names: &[String]) -> anyhow::Res
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         p.use_authority_key_identifier_extension = true;
         let cert = p.signed_by(&key, &issuer).map_err(|e| anyhow!("sign the server certificate: {e}"))?;
-        write_file(&paths.key, &key.serialize_pem(), true)?;
-        write_file(&paths.cert, &cert.pem(), false)?;
-        write_file(&paths.names, &wanted, false)?;
+        write_file(&paths.key, &key.serialize_pem())?;
+        write_file(&paths.cert, &cert.pem())?;
+        write_file(&paths.names, &wanted)?;
         changed = true;
     }
     Ok(changed)

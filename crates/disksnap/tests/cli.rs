@@ -17,6 +17,8 @@ struct Env {
     _tmp: tempfile::TempDir,
     data: PathBuf,
     scratch: PathBuf,
+    /// The umask each command runs under (None: this process's).
+    umask: Option<libc::mode_t>,
 }
 
 impl Env {
@@ -25,12 +27,22 @@ impl Env {
         let data = tmp.path().join("data");
         let scratch = tmp.path().join("scratch");
         std::fs::create_dir_all(&scratch).unwrap();
-        Env { _tmp: tmp, data, scratch }
+        Env { _tmp: tmp, data, scratch, umask: None }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.arg("--data-dir").arg(&self.data).args(args).env_remove("DISKSNAP_CONFIG").env_remove("DISKSNAP_DATA_DIR");
+        if let Some(mask) = self.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask is async-signal-safe; the closure touches nothing else.
+            unsafe {
+                c.pre_exec(move || {
+                    libc::umask(mask);
+                    Ok(())
+                });
+            }
+        }
         c
     }
 
@@ -459,6 +471,10 @@ fn the_server_answers_health_and_metrics_and_stops_cleanly_on_sigterm() {
     assert_eq!(status, 200);
     let health: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok");
+    // Anyone may ask: the answer shows nothing of the host's file system.
+    assert!(health.get("data_dir").is_none(), "{body}");
+    let tmp_dir = env.data.parent().unwrap().to_string_lossy().to_string();
+    assert!(!body.contains(&tmp_dir), "{body}");
     // The same routes over TLS, with the development CA generated into the data dir.
     let ca = env.data.join("tls/ca.pem");
     let (status, body) = https_get(&tls_addr, &ca, "/healthz");
@@ -568,4 +584,214 @@ fn interrupted_jobs_are_finished_across_accounts_and_by_a_running_server() {
     let jobs = json("alice", &["job", "list"]);
     assert_eq!(jobs["jobs"][0]["status"], "successful", "{jobs}");
     assert_eq!(json("alice", &["volume", "show", &avol])["transition"], "");
+}
+
+/// Every file and directory under `dir` that a user other than the owner could read, enter
+/// or write (group or other bits set).
+fn shared_with_others(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let mode = std::fs::symlink_metadata(&d).unwrap().permissions().mode();
+        if mode & 0o077 != 0 {
+            out.push(format!("{:o} {}", mode & 0o777, d.display()));
+        }
+        if std::fs::symlink_metadata(&d).unwrap().is_dir() {
+            todo.extend(std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    out
+}
+
+/// Under the usual umask 022 a customer's disk bytes must still be readable by the owner only:
+/// the data dir and every directory in it 0700, every file (meta.db and its WAL, volumes,
+/// chunks, indexes, images, the TLS keys) 0600. An existing data dir others can read is
+/// closed, with a log line.
+#[test]
+fn under_umask_022_nothing_in_the_data_dir_is_readable_by_others() {
+    let mut env = Env::new();
+    env.umask = Some(0o022);
+    env.json(&["init"]);
+    let (vol, path) = env.volume(1, "system");
+    write_at(&path, 0, &noise(7, 1 << 20));
+    let s = env.snapshot(&vol);
+    let id = s["id"].as_str().unwrap();
+    env.json(&["snapshot", "to-volume", id, "--name", "copy"]);
+    env.json(&["snapshot", "capture", id, "--name", "golden"]);
+    // The server too: its TLS files, and meta.db's -wal/-shm while it holds the database open.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let tls_addr = format!("127.0.0.1:{}", free_port());
+    let mut server = env
+        .cmd(&["serve", "--listen", &addr, "--tls-listen", &tls_addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&tls_addr).is_err() {
+        assert!(Instant::now() < deadline, "server never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(env.data.join("meta.db-wal").exists() && env.data.join("tls/server-key.pem").exists());
+    let open = shared_with_others(&env.data);
+    // SAFETY: signalling a child we spawned.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    server.wait().unwrap();
+    assert!(open.is_empty(), "readable by others under umask 022:\n{}", open.join("\n"));
+    let files = |sub: &str| std::fs::read_dir(env.data.join(sub)).unwrap().count();
+    assert!(files("volumes") >= 2 && files("images") >= 1 && files("store/indexes") >= 1);
+
+    // A data dir made open by hand (or by an older version) is closed on the next start.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&env.data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = env.run(&["snapshot", "list"]);
+    assert!(out.status.success());
+    let mode = std::fs::metadata(&env.data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("0755") && log.contains("0700"), "a log line says what changed: {log}");
+}
+
+/// `init`, then put `keys` (top-level `key = value` lines) at the head of the config and start
+/// `serve` with the open-file limit at `nofile` (soft, hard); returns the server and its address.
+fn serve_with(env: &Env, keys: &str, nofile: (u64, u64)) -> (std::process::Child, String) {
+    env.json(&["init"]);
+    let path = env.data.join("disksnap.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{keys}\n{text}")).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let tls_addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = env.cmd(&["serve", "--listen", &addr, "--tls-listen", &tls_addr]);
+    cmd.env_remove("DISKSNAP_LOG").stdout(Stdio::null()).stderr(Stdio::null());
+    {
+        use std::os::unix::process::CommandExt;
+        let (soft, hard) = nofile;
+        // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+        unsafe {
+            cmd.pre_exec(move || {
+                let r = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let server = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "server never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, addr)
+}
+
+fn stop(server: std::process::Child) {
+    // SAFETY: signalling a child we spawned.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let out = server.wait_with_output().unwrap();
+    assert!(out.status.success(), "server exit: {:?}", out.status);
+}
+
+/// Seconds until the server closes `s` (reads return 0 or fail), writing `trickle` one byte
+/// every 200 ms meanwhile; None if it is still open after `within`. Bytes it answers with are
+/// appended to `got`.
+fn closed_after(s: &mut std::net::TcpStream, trickle: &[u8], within: Duration, got: &mut Vec<u8>) -> Option<f64> {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut i = 0;
+    while start.elapsed() < within {
+        if !trickle.is_empty() && s.write_all(&trickle[i % trickle.len()..][..1]).is_err() {
+            return Some(start.elapsed().as_secs_f64());
+        }
+        i += 1;
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed().as_secs_f64()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return Some(start.elapsed().as_secs_f64()),
+        }
+    }
+    None
+}
+
+/// Slow clients cannot hold a connection: a header trickle is dropped after
+/// `header_read_timeout`, a late body after `body_read_timeout` (with the dialect's error), an
+/// idle keep-alive connection after `idle_timeout`.
+#[test]
+fn slow_and_idle_clients_are_dropped_on_time() {
+    use std::io::Write;
+    let env = Env::new();
+    // The idle timeout is the longest: a trickle is dropped on the header deadline, not on it.
+    let keys = "header_read_timeout = \"1s\"\nbody_read_timeout = \"1s\"\nidle_timeout = \"4s\"";
+    let (server, addr) = serve_with(&env, keys, (1024, 1024));
+
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+    let mut got = Vec::new();
+    let t = closed_after(&mut s, b"abcdefgh", Duration::from_secs(8), &mut got);
+    assert!(t.is_some_and(|t| t < 3.0), "a 5-bytes-a-second header trickle was still open after {t:?} s");
+    assert!(!String::from_utf8_lossy(&got).contains("200 OK"), "it was never answered");
+
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    let head = "POST /iaas/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n";
+    s.write_all(format!("{head}Content-Length: 100\r\n\r\naction=Desc").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let t = closed_after(&mut s, b"", Duration::from_secs(8), &mut got);
+    assert!(t.is_some_and(|t| t < 3.0), "a late body was still open after {t:?} s");
+    let answer = String::from_utf8_lossy(&got);
+    assert!(answer.contains("\"ret_code\":1100") && answer.contains("did not arrive"), "{answer}");
+
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let t = closed_after(&mut s, b"", Duration::from_secs(10), &mut got);
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(t.is_some_and(|t| (3.0..7.0).contains(&t)), "an idle keep-alive connection closed after {t:?} s");
+    stop(server);
+}
+
+/// With the open-file limit low and more idle connections than it allows, a normal request is
+/// still served: the soft limit is raised to the hard one at start, connections are capped
+/// below it, and a connection beyond the cap closes the longest-idle one.
+#[test]
+fn idle_connections_beyond_the_cap_never_starve_a_normal_request() {
+    let env = Env::new();
+    let (server, addr) = serve_with(&env, "", (64, 160));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.id())).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap().to_string();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[3..5], ["160", "160"], "soft limit raised to the hard one: {line}");
+
+    // 200 connections that send nothing, or half a request: more than 160 descriptors.
+    let mut idle = Vec::new();
+    for i in 0..200 {
+        use std::io::Write;
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)) else {
+            continue;
+        };
+        if i % 2 == 0 {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+        }
+        idle.push(s);
+    }
+    let started = Instant::now();
+    let (status, body) = http_get(&addr, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(10), "served after {:?}", started.elapsed());
+    let mut closed = 0;
+    for s in idle.iter_mut() {
+        use std::io::Read;
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        match s.read(&mut [0u8; 64]) {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            _ => closed += 1,
+        }
+    }
+    assert!(closed >= 100, "the server shed idle connections to stay under its cap: {closed} of {} closed", idle.len());
+    drop(idle);
+    stop(server);
 }

@@ -52,15 +52,15 @@ impl Inserted {
 impl ChunkStore {
     /// Open (creating if needed) the chunk directory.
     pub fn open(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir.join(QUARANTINE)).ctx("create", dir)?;
+        crate::private::create_dir_all(&dir.join(QUARANTINE)).ctx("create", dir)?;
         if !dir.join("fff").is_dir() {
             for i in 0..PREFIX_DIRS {
                 let p = dir.join(format!("{i:03x}"));
-                fs::create_dir_all(&p).ctx("create", &p)?;
+                crate::private::create_dir_all(&p).ctx("create", &p)?;
             }
         }
         let lock = dir.join(LOCK_FILE);
-        OpenOptions::new().create(true).truncate(false).write(true).open(&lock).ctx("create", &lock)?;
+        crate::private::options().create(true).truncate(false).write(true).open(&lock).ctx("create", &lock)?;
         Ok(ChunkStore { dir: dir.to_path_buf() })
     }
 
@@ -331,12 +331,12 @@ impl Inserter<'_> {
         }
         let encoded = encoder.encode(raw);
         let tmp = path.with_file_name(format!("{TMP_PREFIX}{}-{:016x}", std::process::id(), rand::random::<u64>()));
-        let mut f = match File::create(&tmp) {
+        let mut f = match crate::private::create(&tmp) {
             Ok(f) => f,
             // A prefix directory removed behind our back: make it again rather than fail.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(tmp.parent().unwrap()).ctx("create", tmp.parent().unwrap())?;
-                File::create(&tmp).ctx("create", &tmp)?
+                crate::private::create_dir_all(tmp.parent().unwrap()).ctx("create", tmp.parent().unwrap())?;
+                crate::private::create(&tmp).ctx("create", &tmp)?
             }
             Err(e) => return Err(EngineError::Io { op: "create", path: tmp, source: e }),
         };

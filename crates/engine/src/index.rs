@@ -117,7 +117,7 @@ pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().expect("file path has a parent");
     let tmp = dir.join(format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>()));
     let written = (|| {
-        let mut f = File::create(&tmp).ctx("create", &tmp)?;
+        let mut f = crate::private::create(&tmp).ctx("create", &tmp)?;
         f.write_all(bytes).ctx("write", &tmp)?;
         f.sync_all().ctx("fsync", &tmp)?;
         drop(f);

@@ -39,6 +39,7 @@ pub mod chunk;
 pub mod chunk_store;
 pub mod error;
 pub mod index;
+pub mod private;
 pub mod progress;
 pub mod store;
 pub mod volume_io;

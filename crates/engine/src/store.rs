@@ -92,7 +92,7 @@ impl Store {
     /// Open the store at `dir`, creating it with `chunk_size` (or the default) if it is new.
     /// An existing store keeps the chunk size it was made with.
     pub fn open(dir: &Path, chunk_size_if_new: Option<usize>) -> Result<Self> {
-        fs::create_dir_all(dir.join("indexes")).ctx("create", dir)?;
+        crate::private::create_dir_all(&dir.join("indexes")).ctx("create", dir)?;
         let conf = dir.join("store.toml");
         let chunk_size = match fs::read_to_string(&conf) {
             Ok(text) => parse_chunk_size(&text).ok_or_else(|| EngineError::BadStore {
@@ -294,7 +294,8 @@ impl Store {
     pub fn restore_new(&self, name: &str, target: &Path, progress: &dyn Progress) -> Result<RestoreStats> {
         let index = self.read_index(name)?;
         let _pin = self.pin(name, &index)?;
-        let file = OpenOptions::new().write(true).read(true).create_new(true).open(target).ctx("create", target)?;
+        let file =
+            crate::private::options().write(true).read(true).create_new(true).open(target).ctx("create", target)?;
         let result = (|| {
             file.set_len(index.size).ctx("resize", target)?;
             self.restore_into(&index, &file, target, false, progress)
@@ -544,7 +545,7 @@ impl Pin {
         // Named like every temp file of the store (`.tmp-<pid>-…`), so the temp file of a
         // process that died here is found by its pid (`Store::remove_dead_temp_files`).
         let tmp = path.with_file_name(format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>()));
-        let mut f = File::create(&tmp).ctx("create", &tmp)?;
+        let mut f = crate::private::create(&tmp).ctx("create", &tmp)?;
         let made = (|| {
             // SAFETY: flock on an fd we own.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) } != 0 {

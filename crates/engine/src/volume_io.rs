@@ -116,7 +116,7 @@ pub fn sparse_copy(source: &Path, target: &Path, size: u64, progress: &dyn Fn(u6
     use crate::error::IoContext;
     let src = File::open(source).ctx("open", source)?;
     let src_len = src.metadata().ctx("stat", source)?.len();
-    let dst = std::fs::OpenOptions::new().write(true).create_new(true).open(target).ctx("create", target)?;
+    let dst = crate::private::options().write(true).create_new(true).open(target).ctx("create", target)?;
     let result = (|| {
         dst.set_len(size.max(src_len)).ctx("resize", target)?;
         let extents = data_extents(&src, src_len);

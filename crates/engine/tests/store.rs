@@ -206,3 +206,34 @@ fn temp_files_of_dead_processes_go_and_a_live_ones_stay() {
     store.restore_new("a", &out, &NoProgress).unwrap();
     assert_eq!(bytes(&out), bytes(&img));
 }
+
+/// A library user with the usual umask 022 still gets owner-only files and directories: the
+/// chunks, indexes and restored images are customers' disk bytes.
+#[test]
+fn everything_the_engine_creates_is_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask only changes the mode of files created later; 022 is what a login shell has.
+    unsafe { libc::umask(0o022) };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = Store::open(&root, Some(CS)).unwrap();
+    let img = dir.path().join("vol.img");
+    make_image(&img, 64 * CS as u64);
+    store.capture("s1", &img, None, &NoProgress, &mut || {}).unwrap();
+    let copy = dir.path().join("copy.img");
+    store.restore_new("s1", &copy, &NoProgress).unwrap();
+    let sparse = dir.path().join("sparse.img");
+    disksnap_engine::volume_io::sparse_copy(&img, &sparse, 64 * CS as u64, &|_, _| {}).unwrap();
+    let mut open = Vec::new();
+    let mut todo = vec![root.clone(), copy, sparse];
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.permissions().mode() & 0o077 != 0 {
+            open.push(format!("{:o} {}", meta.permissions().mode() & 0o777, p.display()));
+        }
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(open.is_empty(), "readable by others:\n{}", open.join("\n"));
+}

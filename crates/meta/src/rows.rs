@@ -31,6 +31,9 @@ pub struct VolumeRow {
     pub head_root: Option<String>,
     pub create_time: Millis,
     pub status_time: Millis,
+    /// The snapshot the volume was restored from, if any (Cinder's `snapshot_id`).
+    #[serde(default)]
+    pub source_snapshot: Option<String>,
     /// Optimistic-concurrency guard: 0 on a row the caller builds (the commit inserts it, and
     /// fails if the id exists), else the version the row was read at (the commit updates it only
     /// if nobody wrote it since, and bumps it). Every whole-row write is therefore guarded.

@@ -47,6 +47,7 @@ const VOLUME_COLS: &[&str] = &[
     "head_root",
     "create_time",
     "status_time",
+    "source_snapshot",
     "version",
 ];
 const SNAPSHOT_COLS: &[&str] = &[
@@ -157,6 +158,17 @@ fn from_json_rows<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>> 
 impl SqliteMeta {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
+        // SQLite creates a new database 0644 (less the umask) and gives its -wal and -shm the
+        // database file's mode: made 0600 first, none of them is readable by other users.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+            match created {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(MetaError::Db(sqlx::Error::Io(e))),
+            }
+        }
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -364,12 +376,33 @@ impl SqliteMeta {
     }
 }
 
-/// Appends `AND col IN (?, ?, …)` when `values` is not empty.
+/// Lists up to this long are bound one value per `?` (the planner sees the values, as it always
+/// did); longer ones as one JSON array read back by `json_each`. A caller's list can be any
+/// length (34 000 `snapshots.N` made SQLite refuse the statement: it takes at most 32 766
+/// variables), and a statement binds a handful of lists, so this keeps it far below that.
+const INLINE_LIST_MAX: usize = 200;
+
+/// Up to this many tags (or key/value pairs) a filter is one `IN (subquery)` per tag, as it
+/// always was; more become one grouped subquery (each is an `AND` term, and SQLite refuses an
+/// expression tree deeper than 1 000).
+const INLINE_TAGS_MAX: usize = 32;
+
+/// Appends `AND col IN (…)` when `values` is not empty.
 fn push_in(q: &mut QueryBuilder<'_, Sqlite>, col: &str, values: &[String]) {
+    push_list(q, col, "IN", values)
+}
+
+/// Appends `AND col <op> (…)` (`op`: IN or NOT IN) when `values` is not empty: one bound value
+/// each, or one JSON array (see [`INLINE_LIST_MAX`]).
+fn push_list(q: &mut QueryBuilder<'_, Sqlite>, col: &str, op: &str, values: &[String]) {
     if values.is_empty() {
         return;
     }
-    q.push(format!(" AND {col} IN ("));
+    q.push(format!(" AND {col} {op} ("));
+    if values.len() > INLINE_LIST_MAX {
+        q.push("SELECT value FROM json_each(").push_bind(json_array(values)).push("))");
+        return;
+    }
     let mut sep = q.separated(", ");
     for v in values {
         sep.push_bind(v.clone());
@@ -377,9 +410,91 @@ fn push_in(q: &mut QueryBuilder<'_, Sqlite>, col: &str, values: &[String]) {
     sep.push_unseparated(")");
 }
 
+fn json_array<T: serde::Serialize>(values: &[T]) -> String {
+    serde_json::to_string(values).expect("strings serialize")
+}
+
+/// `AND id IN (…)` for resources bound to every one of `tag_ids`.
+fn push_all_tags(q: &mut QueryBuilder<'_, Sqlite>, tag_ids: &[String]) {
+    if tag_ids.len() <= INLINE_TAGS_MAX {
+        for t in tag_ids {
+            q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE tag_id = ").push_bind(t.clone()).push(")");
+        }
+        return;
+    }
+    let distinct: std::collections::BTreeSet<&String> = tag_ids.iter().collect();
+    let distinct: Vec<&String> = distinct.into_iter().collect();
+    q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE tag_id IN (SELECT value FROM json_each(");
+    q.push_bind(json_array(&distinct)).push(")) GROUP BY resource_id HAVING COUNT(DISTINCT tag_id) = ");
+    q.push_bind(distinct.len() as i64).push(")");
+}
+
+/// `AND id IN (…)` for resources bound, for every pair, to a tag of `account` with that key
+/// (and value, when given).
+fn push_tag_pairs(q: &mut QueryBuilder<'_, Sqlite>, account: &str, pairs: &[(String, Option<String>)]) {
+    if pairs.len() <= INLINE_TAGS_MAX {
+        for (k, v) in pairs {
+            q.push(
+                " AND id IN (SELECT rt.resource_id FROM resource_tags rt JOIN tags t ON t.id = rt.tag_id WHERE t.account = ",
+            );
+            q.push_bind(account.to_string()).push(" AND t.key = ").push_bind(k.clone());
+            if let Some(v) = v {
+                q.push(" AND t.value = ").push_bind(v.clone());
+            }
+            q.push(")");
+        }
+        return;
+    }
+    // Each pair is `[key, value or null]`; a resource qualifies when its tags meet every pair
+    // (counted by the pair's position in the array).
+    let distinct: std::collections::BTreeSet<&(String, Option<String>)> = pairs.iter().collect();
+    let distinct: Vec<&(String, Option<String>)> = distinct.into_iter().collect();
+    q.push(
+        " AND id IN (SELECT rt.resource_id FROM resource_tags rt JOIN tags t ON t.id = rt.tag_id \
+         JOIN json_each(",
+    );
+    q.push_bind(json_array(&distinct));
+    q.push(
+        ") p ON t.key = p.value ->> 0 AND (p.value ->> 1 IS NULL OR t.value = p.value ->> 1) \
+         WHERE t.account = ",
+    );
+    q.push_bind(account.to_string()).push(" GROUP BY rt.resource_id HAVING COUNT(DISTINCT p.key) = ");
+    q.push_bind(distinct.len() as i64).push(")");
+}
+
 fn like_pattern(word: &str) -> String {
     let escaped = word.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
+}
+
+/// SQLite refuses a LIKE pattern over 50 000 bytes (SQLITE_MAX_LIKE_PATTERN_LENGTH); words
+/// this long are matched with `instr` instead.
+const LIKE_WORD_MAX: usize = 10_000;
+
+/// Whether `LIKE` can match the word: its C implementation stops a pattern at the first NUL
+/// byte (a word holding one would match the wrong rows), and its length is capped.
+fn like_can_match(word: &str) -> bool {
+    !word.contains('\0') && word.len() <= LIKE_WORD_MAX
+}
+
+/// `AND (<col> contains word, case-insensitively for ASCII, for any of `cols`)`: LIKE when it
+/// can (the plan every benchmark measured), else `instr` over `lower()`, which count bytes, not
+/// C strings, and fold ASCII case exactly as LIKE does.
+fn push_contains(q: &mut QueryBuilder<'_, Sqlite>, cols: &[&str], word: &str) {
+    let like = like_can_match(word);
+    let bound = if like { like_pattern(word) } else { word.to_ascii_lowercase() };
+    q.push(" AND (");
+    for (i, c) in cols.iter().enumerate() {
+        if i > 0 {
+            q.push(" OR ");
+        }
+        if like {
+            q.push(format!("{c} LIKE ")).push_bind(bound.clone()).push(" ESCAPE '\\'");
+        } else {
+            q.push(format!("instr(lower({c}), ")).push_bind(bound.clone()).push(") > 0");
+        }
+    }
+    q.push(")");
 }
 
 fn snapshot_where(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter) {
@@ -389,7 +504,7 @@ fn snapshot_where(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter) {
 /// The trigram index can narrow a search word of at least three characters (shorter ones have
 /// no trigram to look up).
 fn indexed_word(f: &SnapshotFilter) -> Option<&str> {
-    f.search.as_deref().filter(|w| w.chars().count() >= 3)
+    f.search.as_deref().filter(|w| w.chars().count() >= 3 && like_can_match(w))
 }
 
 /// `by_trigrams`: narrow the search word through `snapshots_search` first (the LIKE conditions
@@ -408,14 +523,7 @@ fn snapshot_where_with(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter, by_
         push_in(q, "status", &f.statuses);
     }
     push_in(q, "transition", &f.transitions);
-    if !f.not_transitions.is_empty() {
-        q.push(" AND transition NOT IN (");
-        let mut sep = q.separated(", ");
-        for t in &f.not_transitions {
-            sep.push_bind(t.clone());
-        }
-        sep.push_unseparated(")");
-    }
+    push_list(q, "transition", "NOT IN", &f.not_transitions);
     if let Some(r) = &f.root_id {
         q.push(" AND root_id = ").push_bind(r.clone());
     }
@@ -435,21 +543,10 @@ fn snapshot_where_with(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter, by_
             q.push(" AND rowid IN (SELECT rowid FROM snapshots_search WHERE snapshots_search MATCH ").push_bind(phrase);
             q.push(")");
         }
-        let p = like_pattern(w);
-        q.push(" AND (id LIKE ").push_bind(p.clone()).push(" ESCAPE '\\' OR name LIKE ").push_bind(p.clone());
-        q.push(" ESCAPE '\\' OR description LIKE ").push_bind(p).push(" ESCAPE '\\')");
+        push_contains(q, &["id", "name", "description"], w);
     }
-    for t in &f.tag_ids {
-        q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE tag_id = ").push_bind(t.clone()).push(")");
-    }
-    for (k, v) in &f.tag_pairs {
-        q.push(" AND id IN (SELECT rt.resource_id FROM resource_tags rt JOIN tags t ON t.id = rt.tag_id WHERE t.account = ");
-        q.push_bind(f.account.clone()).push(" AND t.key = ").push_bind(k.clone());
-        if let Some(v) = v {
-            q.push(" AND t.value = ").push_bind(v.clone());
-        }
-        q.push(")");
-    }
+    push_all_tags(q, &f.tag_ids);
+    push_tag_pairs(q, &f.account, &f.tag_pairs);
     if let Some(t) = f.created_from {
         q.push(" AND create_time >= ").push_bind(t);
     }
@@ -576,7 +673,8 @@ impl MetaStore for SqliteMeta {
                 .bind(&r.path)
                 .bind(&r.head_root)
                 .bind(r.create_time)
-                .bind(r.status_time);
+                .bind(r.status_time)
+                .bind(&r.source_snapshot);
             let q = if r.version == 0 { q } else { q.bind(r.version) };
             let done = q.execute(&mut *tx).await;
             Self::versioned("volume", &r.id, done)?;
@@ -813,15 +911,9 @@ impl MetaStore for SqliteMeta {
                 q.push(" AND name = ").push_bind(n.clone());
             }
             if let Some(w) = &f.search {
-                let p = like_pattern(w);
-                q.push(" AND (id LIKE ").push_bind(p.clone()).push(" ESCAPE '\\' OR name LIKE ").push_bind(p);
-                q.push(" ESCAPE '\\')");
+                push_contains(&mut q, &["id", "name"], w);
             }
-            for t in &f.tag_ids {
-                q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE tag_id = ")
-                    .push_bind(t.clone())
-                    .push(")");
-            }
+            push_all_tags(&mut q, &f.tag_ids);
             q
         };
         let total: i64 = if f.skip_count {
@@ -1137,6 +1229,101 @@ mod tests {
         assert_eq!(all.unwrap().total, 161);
     }
 
+    /// No caller's input makes SQLite refuse a statement: lists longer than SQLite's 32 766
+    /// variables, search words holding NUL or too long for a LIKE pattern, FTS5 syntax
+    /// characters. Each still matches exactly what it names.
+    #[tokio::test]
+    async fn long_lists_and_any_search_word_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("m.db")).await.unwrap();
+        let mut b = Batch::default();
+        for (id, t) in [("s1", 1), ("s2", 2), ("s3", 3)] {
+            b.put_snapshots.push(snap(id, "a", "v1", t, "available"));
+        }
+        b.put_snapshots[1].name = "with\0nul-inside".into();
+        b.put_snapshots[2].name = "Quote\"*(NEAR)-:^".into();
+        b.put_tags = (0..40)
+            .map(|i| TagRow {
+                id: format!("t{i}"),
+                account: "a".into(),
+                key: format!("k{i}"),
+                value: "v".into(),
+                create_time: 1,
+            })
+            .collect();
+        b.bind_tags = (0..40).map(|i| (format!("t{i}"), "s1".to_string())).collect();
+        b.bind_tags.push(("t0".into(), "s2".into()));
+        m.commit(b).await.unwrap();
+        let many = |keep: &[&str]| -> Vec<String> {
+            (0..40_000).map(|i| format!("x{i}")).chain(keep.iter().map(|k| k.to_string())).collect()
+        };
+        let ids = |p: Page<SnapshotRow>| p.items.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let f = |f: SnapshotFilter| SnapshotFilter { account: "a".into(), limit: 10, ..f };
+        let got = m.snapshots(&f(SnapshotFilter { ids: many(&["s1", "s3"]), ..Default::default() })).await.unwrap();
+        assert_eq!((got.total, ids(got)), (2, vec!["s3".to_string(), "s1".to_string()]));
+        let lists = [
+            SnapshotFilter { volume_ids: many(&["v1"]), ..Default::default() },
+            SnapshotFilter { instance_ids: many(&[]), ..Default::default() },
+            SnapshotFilter { statuses: many(&["available"]), ..Default::default() },
+            SnapshotFilter { transitions: many(&[""]), ..Default::default() },
+            SnapshotFilter { not_transitions: many(&[]), ..Default::default() },
+            SnapshotFilter { tag_ids: many(&[]), ..Default::default() },
+            SnapshotFilter { tag_pairs: (0..40_000).map(|i| (format!("k{i}"), None)).collect(), ..Default::default() },
+        ];
+        let want = [3, 0, 3, 3, 3, 0, 0];
+        for (l, n) in lists.into_iter().zip(want) {
+            let got = m.snapshots(&f(l.clone())).await;
+            assert_eq!(got.map(|p| p.total).map_err(|e| e.to_string()), Ok(n), "{:?}", count_key(&l).len());
+        }
+        // All 40 tags are bound to s1 only; every pair of its 40 matches it.
+        let tags: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+        let got = m.snapshots(&f(SnapshotFilter { tag_ids: tags.clone(), ..Default::default() })).await.unwrap();
+        assert_eq!(ids(got), ["s1"]);
+        let pairs: Vec<_> = (0..40).map(|i| (format!("k{i}"), Some("v".to_string()))).collect();
+        let got = m.snapshots(&f(SnapshotFilter { tag_pairs: pairs.clone(), ..Default::default() })).await.unwrap();
+        assert_eq!(ids(got), ["s1"]);
+        let mut off = pairs.clone();
+        off[39].1 = Some("other".into());
+        assert_eq!(m.snapshots(&f(SnapshotFilter { tag_pairs: off, ..Default::default() })).await.unwrap().total, 0);
+        let words: Vec<(String, Vec<&str>)> = vec![
+            ("\0".into(), vec!["s2"]),
+            ("h\0nul".into(), vec!["s2"]),
+            ("WITH\0N".into(), vec!["s2"]),
+            ("x\0".into(), vec![]),
+            ("\"*(near)".into(), vec!["s3"]),
+            ("-:^".into(), vec!["s3"]),
+            ("%".into(), vec!["s1", "s2", "s3"].into_iter().rev().collect()),
+            ("a".repeat(60_000), vec![]),
+            ("'; DROP".into(), vec![]),
+        ];
+        for (w, want) in words {
+            let got = m.snapshots(&f(SnapshotFilter { search: Some(w.clone()), ..Default::default() })).await;
+            let got = got.map(ids).map_err(|e| e.to_string());
+            assert_eq!(got, Ok(want.iter().map(|s| s.to_string()).collect()), "search {:?}", &w[..w.len().min(20)]);
+        }
+        let vf = |v: VolumeFilter| VolumeFilter { account: "a".into(), limit: 10, ..v };
+        for v in [
+            VolumeFilter { ids: many(&[]), ..Default::default() },
+            VolumeFilter { instance_ids: many(&[]), ..Default::default() },
+            VolumeFilter { statuses: many(&[]), ..Default::default() },
+            VolumeFilter { tag_ids: many(&[]), ..Default::default() },
+            VolumeFilter { search: Some("a\0b".into()), ..Default::default() },
+            VolumeFilter { search: Some("a".repeat(60_000)), ..Default::default() },
+        ] {
+            assert_eq!(m.volumes(&vf(v)).await.map(|p| p.total).map_err(|e| e.to_string()), Ok(0));
+        }
+        let jf = JobFilter { ids: many(&[]), statuses: many(&[]), limit: 10, ..Default::default() };
+        assert_eq!(m.jobs(&jf).await.map(|p| p.total).map_err(|e| e.to_string()), Ok(0));
+        assert_eq!(m.instances_by_id("a", &many(&[])).await.map(|v| v.len()).map_err(|e| e.to_string()), Ok(0));
+        assert_eq!(m.volumes_by_id("a", &many(&[])).await.map(|v| v.len()).map_err(|e| e.to_string()), Ok(0));
+        let md = m.snapshots_metadata("a", &many(&["s1"])).await.map_err(|e| e.to_string());
+        assert_eq!(md, Ok(vec![]));
+        let t = m.tags_of(&many(&["s2"])).await.map(|v| v.len()).map_err(|e| e.to_string());
+        assert_eq!(t, Ok(1));
+        let c = m.chain_totals(&many(&["s1"])).await.map(|v| v.len()).map_err(|e| e.to_string());
+        assert_eq!(c, Ok(1));
+    }
+
     /// Keyset pages: strictly after `(create_time, id)` in either order, ties broken by id, the
     /// total unaffected by the cursor (or skipped); transitions filter; metadata in one query.
     #[tokio::test]
@@ -1269,6 +1456,7 @@ mod tests {
             instance_id: None,
             path: "/x".into(),
             head_root: Some("s1".into()),
+            source_snapshot: None,
             create_time: 1,
             status_time: 1,
             version: 0,

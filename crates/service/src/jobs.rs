@@ -33,15 +33,41 @@ use crate::service::{Caller, Service};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum Work {
-    CreateVolumes { volumes: Vec<String> },
-    ImportVolume { volume: String, source: PathBuf },
-    ResizeVolume { volume: String, size: u64 },
-    DeleteVolumes { volumes: Vec<String> },
-    CreateSnapshots { snapshots: Vec<String> },
-    DeleteSnapshots { snapshots: Vec<String> },
-    ApplySnapshot { snapshot: String, volume: String },
-    RestoreVolume { snapshot: String, volume: String },
-    CaptureImage { snapshot: String, image: String },
+    CreateVolumes {
+        volumes: Vec<String>,
+    },
+    ImportVolume {
+        volume: String,
+        source: PathBuf,
+    },
+    ResizeVolume {
+        volume: String,
+        size: u64,
+    },
+    /// With `snapshots`, the volume's points are deleted in the same job (Cinder's cascade).
+    DeleteVolumes {
+        volumes: Vec<String>,
+        #[serde(default)]
+        snapshots: Vec<String>,
+    },
+    CreateSnapshots {
+        snapshots: Vec<String>,
+    },
+    DeleteSnapshots {
+        snapshots: Vec<String>,
+    },
+    ApplySnapshot {
+        snapshot: String,
+        volume: String,
+    },
+    RestoreVolume {
+        snapshot: String,
+        volume: String,
+    },
+    CaptureImage {
+        snapshot: String,
+        image: String,
+    },
 }
 
 impl Work {
@@ -177,7 +203,9 @@ impl Service {
         }
         match self.finish(&mut row, &work, outcome.map_err(|e| e.to_string())).await {
             Ok(()) => {
-                if let (Work::DeleteSnapshots { snapshots }, None) = (&work, &row.error) {
+                if let (Work::DeleteSnapshots { snapshots } | Work::DeleteVolumes { snapshots, .. }, None) =
+                    (&work, &row.error)
+                {
                     self.release_ceased(&row.account, snapshots).await;
                 }
             }
@@ -240,7 +268,7 @@ impl Service {
             Work::CreateVolumes { volumes } => self.exec_create_volumes(a, volumes).await,
             Work::ImportVolume { volume, source } => self.exec_import_volume(a, volume, source, progress).await,
             Work::ResizeVolume { volume, size } => self.exec_resize_volume(a, volume, *size).await,
-            Work::DeleteVolumes { volumes } => self.exec_delete_volumes(a, volumes).await,
+            Work::DeleteVolumes { volumes, .. } => self.exec_delete_volumes(a, volumes).await,
             Work::CreateSnapshots { snapshots } => self.exec_create_snapshots(a, snapshots, progress).await,
             Work::DeleteSnapshots { .. } => Ok(Done::Nothing),
             Work::ApplySnapshot { snapshot, volume } => self.exec_apply(a, snapshot, volume, progress).await,
@@ -256,7 +284,12 @@ impl Service {
             (Work::CreateVolumes { volumes }, _) => self.settle_volumes_ready(a, volumes).await,
             (Work::ImportVolume { volume, .. }, _) => self.settle_volumes_ready(a, std::slice::from_ref(volume)).await,
             (Work::ResizeVolume { volume, size }, _) => self.settle_resize_volume(a, volume, *size).await,
-            (Work::DeleteVolumes { volumes }, _) => self.settle_delete_volumes(a, volumes).await,
+            (Work::DeleteVolumes { volumes, snapshots }, _) => {
+                let mut batch = self.settle_delete_snapshots(a, snapshots).await?;
+                let gone = self.settle_delete_volumes(a, volumes).await?;
+                batch.delete_volumes = gone.delete_volumes;
+                Ok(batch)
+            }
             (Work::CreateSnapshots { .. }, Done::Captured(stats)) => self.settle_create_snapshots(a, stats).await,
             (Work::DeleteSnapshots { snapshots }, _) => self.settle_delete_snapshots(a, snapshots).await,
             (Work::ApplySnapshot { snapshot, volume }, Done::Bytes(size)) => {
@@ -280,7 +313,18 @@ impl Service {
             Work::ResizeVolume { volume, .. } | Work::ApplySnapshot { volume, .. } => {
                 self.undo_release_volume(&row.account, volume, work).await
             }
-            Work::DeleteVolumes { volumes } => self.undo_delete_volumes(&row.account, volumes).await,
+            Work::DeleteVolumes { volumes, snapshots } => {
+                match (
+                    self.undo_delete_volumes(&row.account, volumes).await,
+                    self.undo_delete_snapshots(&row.account, snapshots).await,
+                ) {
+                    (Ok(mut b), Ok(s)) => {
+                        b.put_snapshots = s.put_snapshots;
+                        Ok(b)
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
             Work::CreateSnapshots { snapshots } => self.undo_create_snapshots(&row.account, snapshots).await,
             Work::DeleteSnapshots { snapshots } => self.undo_delete_snapshots(&row.account, snapshots).await,
             Work::RestoreVolume { snapshot, volume } => self.undo_restore_volume(&row.account, snapshot, volume).await,

@@ -29,4 +29,4 @@ pub use maintenance::{GcReport, VerifyOutcome};
 pub use model::*;
 pub use service::{Caller, Service, ServiceConfig, ZoneConfig};
 pub use snapshots::{CreateSnapshots, DeleteScope, SnapshotQuery};
-pub use volumes::{CreateVolumes, VolumeQuery, GIB};
+pub use volumes::{CreateVolumes, VolumeFromSnapshot, VolumeQuery, GIB};

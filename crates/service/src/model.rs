@@ -118,6 +118,8 @@ pub struct Volume {
     pub path: String,
     /// Root of the chain the next incremental snapshot appends to.
     pub head_root: Option<String>,
+    /// The snapshot the volume was made from, if any.
+    pub source_snapshot: Option<String>,
     pub create_time: DateTime<Utc>,
     pub status_time: DateTime<Utc>,
     pub tags: Vec<Tag>,
@@ -137,6 +139,7 @@ impl Volume {
             instance_id: r.instance_id,
             path: r.path,
             head_root: r.head_root,
+            source_snapshot: r.source_snapshot,
             create_time: to_time(r.create_time),
             status_time: to_time(r.status_time),
             tags: Vec::new(),

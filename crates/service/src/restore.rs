@@ -10,7 +10,7 @@ use crate::ids;
 use crate::jobs::{Done, JobProgress, Work};
 use crate::model::*;
 use crate::service::{Caller, Service};
-use crate::volumes::{GIB, MAX_VOLUME_GIB};
+use crate::volumes::{VolumeFromSnapshot, GIB, MAX_VOLUME_GIB};
 
 impl Service {
     fn ensure_available(&self, s: &SnapshotRow, shown: &str) -> Result<()> {
@@ -119,10 +119,23 @@ impl Service {
         zone: Option<&str>,
         size_gib: Option<u64>,
     ) -> Result<(Job, Volume)> {
+        let req = VolumeFromSnapshot {
+            snapshot: id.to_string(),
+            name: name.to_string(),
+            zone: zone.map(str::to_string),
+            size_gib,
+            ..Default::default()
+        };
+        self.restore_volume(caller, &req).await
+    }
+
+    /// A new volume from a point, as [`VolumeFromSnapshot`] describes it: one job.
+    pub async fn restore_volume(&self, caller: &Caller, req: &VolumeFromSnapshot) -> Result<(Job, Volume)> {
+        let id = req.snapshot.as_str();
         retrying!(async {
             let snap = self.snapshot_row(caller, id).await?;
             self.ensure_available(&snap, id)?;
-            if let Some(z) = zone.filter(|z| !z.is_empty()) {
+            if let Some(z) = req.zone.as_deref().filter(|z| !z.is_empty()) {
                 if self.resolve_zone(z)? != snap.zone {
                     return Err(ServiceError::invalid(
                         "zone",
@@ -131,7 +144,7 @@ impl Service {
                 }
             }
             let mut size = (snap.volume_size.max(0) as u64).div_ceil(GIB) * GIB;
-            if let Some(gib) = size_gib {
+            if let Some(gib) = req.size_gib {
                 if gib.saturating_mul(GIB) < size || gib > MAX_VOLUME_GIB {
                     return Err(ServiceError::invalid(
                         "size",
@@ -141,7 +154,12 @@ impl Service {
                 size = gib * GIB;
             }
             let kind = VolumeKind::parse(&snap.volume_kind).unwrap_or(VolumeKind::Data);
-            let row = self.new_volume_row(caller, &snap.zone, name, size, kind);
+            let mut row = self.new_volume_row(caller, &snap.zone, &req.name, size, kind);
+            row.description = req.description.clone();
+            row.source_snapshot = Some(snap.id.clone());
+            if let Some(i) = &req.instance_id {
+                row.instance_id = Some(self.instance_row_for_attach(caller, i, &snap.zone, kind, 1).await?.id);
+            }
             let vid = row.id.clone();
             let batch = Batch {
                 expect: vec![Expect::SnapshotStatus { id: snap.id.clone(), expected: snap.status.clone() }],

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use disksnap_engine::Store;
+use disksnap_engine::{private, Store};
 use disksnap_meta::{MetaStore, SnapshotRow, SqliteMeta, VolumeRow};
 
 use crate::error::{Result, ServiceError};
@@ -87,6 +87,24 @@ pub(crate) struct Inner {
     pub job_done: tokio::sync::Notify,
 }
 
+/// A data dir other users can read or enter (made by hand, or by a version that followed the
+/// umask) becomes 0700: what is inside are customers' disk bytes. Files already in it keep
+/// their modes, which no one else can reach through it any more.
+fn close_to_others(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let internal = |e: std::io::Error| ServiceError::Internal(format!("chmod {}: {e}", dir.display()));
+    let mode = fs::metadata(dir).map_err(internal)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(private::DIR_MODE)).map_err(internal)?;
+        tracing::warn!(
+            data_dir = %dir.display(),
+            "the data dir was mode {mode:04o}, open to other users; it is now {:04o}",
+            private::DIR_MODE
+        );
+    }
+    Ok(())
+}
+
 impl Service {
     /// Open the data dir (creating it), bring the database schema up to date, and register
     /// this process as a job runner. Interrupted jobs are not touched here: call
@@ -100,13 +118,14 @@ impl Service {
         let images_dir = dir.join("images");
         let runners_dir = dir.join("runners");
         for d in [dir, &volumes_dir, &images_dir, &runners_dir] {
-            fs::create_dir_all(d).map_err(|e| ServiceError::Internal(format!("create {}: {e}", d.display())))?;
+            private::create_dir_all(d).map_err(|e| ServiceError::Internal(format!("create {}: {e}", d.display())))?;
         }
+        close_to_others(dir)?;
         let store = Store::open(&dir.join("store"), cfg.chunk_size)?;
         let meta = SqliteMeta::open(&dir.join("meta.db")).await?;
         let runner = format!("{}-{}", std::process::id(), ids::new_id());
         let lock_path = runners_dir.join(format!("{runner}.lock"));
-        let lock = File::create(&lock_path)
+        let lock = private::create(&lock_path)
             .map_err(|e| ServiceError::Internal(format!("create {}: {e}", lock_path.display())))?;
         // SAFETY: flock on an fd we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {

@@ -542,56 +542,67 @@ impl Service {
     /// an incremental one is ceased at once. Its data is released when nothing else needs it.
     pub async fn delete_snapshots(&self, caller: &Caller, ids_: &[String], scope: DeleteScope) -> Result<Job> {
         retrying!(async {
-            if ids_.is_empty() {
-                return Err(ServiceError::MissingParameter("snapshots".into()));
-            }
-            let mut targets: Vec<SnapshotRow> = Vec::new();
-            for id in ids_ {
-                let row = self.snapshot_row(caller, id).await?;
-                self.ensure_deletable(&row, id)?;
-                if self.has_creating_child(&row).await? {
-                    return Err(ServiceError::wrong_state(
-                        Kind::Snapshot,
-                        id,
-                        "in-use",
-                        "a running job reads it (a snapshot being created on it, or a restore or image capture from it); retry when that job ends",
-                    ));
-                }
-                if scope == DeleteScope::PointAndLater {
-                    let chain = self.meta().chain(&row.root_id).await?;
-                    for later in chain.into_iter().filter(|c| {
-                        (c.snapshot_time, &c.id) > (row.snapshot_time, &row.id)
-                            && c.status != SnapshotStatus::Ceased.as_str()
-                    }) {
-                        if later.status == SnapshotStatus::Deleted.as_str() {
-                            continue;
-                        }
-                        self.ensure_deletable(&later, &ids::display(Kind::Snapshot, &later.id))?;
-                        targets.push(later);
-                    }
-                }
-                targets.push(row);
-            }
-            let mut seen = BTreeSet::new();
-            targets.retain(|t| seen.insert(t.id.clone()));
-            let mut batch = Batch::default();
-            for t in &targets {
-                batch.expect.push(Expect::SnapshotTransition { id: t.id.clone(), expected: String::new() });
-                batch.expect.push(Expect::SnapshotStatus { id: t.id.clone(), expected: t.status.clone() });
-                let mut marked = t.clone();
-                marked.transition = SnapshotTransition::Deleting.as_str().into();
-                batch.put_snapshots.push(marked);
-            }
-            let ids_: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
-            self.submit(caller, Work::DeleteSnapshots { snapshots: ids_.clone() }, ids_, batch).await
+            let (targets, batch) = self.mark_deleting(caller, ids_, scope).await?;
+            self.submit(caller, Work::DeleteSnapshots { snapshots: targets.clone() }, targets, batch).await
         })
+    }
+
+    /// The points a delete of `ids_` takes (bare ids), and the batch that marks them deleting
+    /// if they are still as read.
+    pub(crate) async fn mark_deleting(
+        &self,
+        caller: &Caller,
+        ids_: &[String],
+        scope: DeleteScope,
+    ) -> Result<(Vec<String>, Batch)> {
+        if ids_.is_empty() {
+            return Err(ServiceError::MissingParameter("snapshots".into()));
+        }
+        let mut targets: Vec<SnapshotRow> = Vec::new();
+        for id in ids_ {
+            let row = self.snapshot_row(caller, id).await?;
+            self.ensure_deletable(&row, id)?;
+            if self.read_by_a_job(&row).await? {
+                return Err(ServiceError::wrong_state(
+                    Kind::Snapshot,
+                    id,
+                    "in-use",
+                    "a running job reads it (a snapshot being created on it, or a restore or image capture from it); retry when that job ends",
+                ));
+            }
+            if scope == DeleteScope::PointAndLater {
+                let chain = self.meta().chain(&row.root_id).await?;
+                for later in chain.into_iter().filter(|c| {
+                    (c.snapshot_time, &c.id) > (row.snapshot_time, &row.id)
+                        && c.status != SnapshotStatus::Ceased.as_str()
+                }) {
+                    if later.status == SnapshotStatus::Deleted.as_str() {
+                        continue;
+                    }
+                    self.ensure_deletable(&later, &ids::display(Kind::Snapshot, &later.id))?;
+                    targets.push(later);
+                }
+            }
+            targets.push(row);
+        }
+        let mut seen = BTreeSet::new();
+        targets.retain(|t| seen.insert(t.id.clone()));
+        let mut batch = Batch::default();
+        for t in &targets {
+            batch.expect.push(Expect::SnapshotTransition { id: t.id.clone(), expected: String::new() });
+            batch.expect.push(Expect::SnapshotStatus { id: t.id.clone(), expected: t.status.clone() });
+            let mut marked = t.clone();
+            marked.transition = SnapshotTransition::Deleting.as_str().into();
+            batch.put_snapshots.push(marked);
+        }
+        Ok((targets.iter().map(|t| t.id.clone()).collect(), batch))
     }
 
     /// Whether a running job reads this point's index: a snapshot being created on it, or a
     /// restore to a new volume or an image capture from it. Such a point is not deleted or
     /// ceased until the job ends. (Each of those jobs writes the point's row when it is
     /// submitted, so a delete decided before that is refused as stale and decides again.)
-    async fn has_creating_child(&self, row: &SnapshotRow) -> Result<bool> {
+    async fn read_by_a_job(&self, row: &SnapshotRow) -> Result<bool> {
         let chain = self.meta().chain(&row.root_id).await?;
         if chain
             .iter()
@@ -738,7 +749,7 @@ impl Service {
             let due = self.meta().snapshots_due(now - window, now).await?;
             let mut by_account: HashMap<String, HashMap<String, SnapshotRow>> = HashMap::new();
             for mut s in due {
-                if !s.transition.is_empty() || self.has_creating_child(&s).await? {
+                if !s.transition.is_empty() || self.read_by_a_job(&s).await? {
                     continue; // busy, or a capture reads its index: next round
                 }
                 s.status = SnapshotStatus::Ceased.as_str().into();

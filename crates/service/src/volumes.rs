@@ -21,9 +21,27 @@ pub struct CreateVolumes {
     /// Zone name or alias; the default zone when None.
     pub zone: Option<String>,
     pub name: String,
+    pub description: String,
     pub size_gib: u64,
     pub kind: Option<VolumeKind>,
     pub count: u32,
+    pub instance_id: Option<String>,
+}
+
+/// A new volume holding a snapshot's bytes, named, described, sized and attached in one step:
+/// everything is on the row when the job is submitted, so a restart loses none of it.
+#[derive(Clone, Debug, Default)]
+pub struct VolumeFromSnapshot {
+    /// The snapshot, in any dialect's rendering.
+    pub snapshot: String,
+    pub name: String,
+    pub description: String,
+    /// Must be the snapshot's zone when given.
+    pub zone: Option<String>,
+    /// At least the point's size (the space past its bytes reads as zeros); None: the point's
+    /// size rounded up to whole GiB.
+    pub size_gib: Option<u64>,
+    /// Attached to this instance from the start (shown in use once its bytes are in place).
     pub instance_id: Option<String>,
 }
 
@@ -50,7 +68,7 @@ pub struct VolumeQuery {
 
 /// Create a sparse file of `size` bytes durably (file and directory entry on disk).
 fn create_sparse(path: &Path, size: u64) -> std::io::Result<()> {
-    let f = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let f = disksnap_engine::private::options().write(true).create_new(true).open(path)?;
     f.set_len(size)?;
     f.sync_all()?;
     File::open(path.parent().unwrap())?.sync_all()
@@ -80,6 +98,7 @@ impl Service {
             transition: VolumeTransition::Creating.as_str().into(),
             instance_id: None,
             head_root: None,
+            source_snapshot: None,
             create_time: now,
             status_time: now,
             version: 0,
@@ -115,6 +134,7 @@ impl Service {
         let mut batch = Batch::default();
         for _ in 0..count {
             let mut row = self.new_volume_row(caller, &zone, &req.name, req.size_gib * GIB, kind);
+            row.description = req.description.clone();
             row.instance_id = instance.as_ref().map(|i| i.id.clone());
             batch.put_volumes.push(row);
         }
@@ -258,6 +278,17 @@ impl Service {
     pub async fn volumes(&self, caller: &Caller, q: &VolumeQuery) -> Result<(Vec<Volume>, u64)> {
         self.check_account(caller)?;
         let zone = q.zone.as_deref().filter(|z| !z.is_empty()).map(|z| self.resolve_zone(z)).transpose()?;
+        // An id that parses to nothing must match nothing, not everything: a filter of volume,
+        // instance or tag ids none of which is one of that kind (a `vol-…` given as an
+        // instance) leaves nothing.
+        let matches_nothing =
+            |given: &[String], kind: Kind| !given.is_empty() && given.iter().all(|i| ids::parse(kind, i).is_none());
+        if matches_nothing(&q.ids, Kind::Volume)
+            || matches_nothing(&q.instance_ids, Kind::Instance)
+            || matches_nothing(&q.tag_ids, Kind::Tag)
+        {
+            return Ok((Vec::new(), 0));
+        }
         let page = self
             .meta()
             .volumes(&VolumeFilter {
@@ -277,10 +308,6 @@ impl Service {
                 limit: q.limit,
             })
             .await?;
-        // An id that parses to nothing must match nothing, not everything.
-        if !q.ids.is_empty() && q.ids.iter().all(|i| ids::parse(Kind::Volume, i).is_none()) {
-            return Ok((Vec::new(), 0));
-        }
         let ids_: Vec<String> = page.items.iter().map(|v| v.id.clone()).collect();
         let tags = self.meta().tags_of(&ids_).await?;
         let vols = page
@@ -405,7 +432,43 @@ impl Service {
                 batch.put_volumes.extend(b.put_volumes);
                 bare.push(row.id);
             }
-            self.submit(caller, Work::DeleteVolumes { volumes: bare.clone() }, bare, batch).await
+            let work = Work::DeleteVolumes { volumes: bare.clone(), snapshots: Vec::new() };
+            self.submit(caller, work, bare, batch).await
+        })
+    }
+
+    /// Delete a volume and its available points in one job (Cinder's `cascade=true`): all of
+    /// it, or, if any point is busy, nothing.
+    pub async fn delete_volume_cascade(&self, caller: &Caller, id: &str) -> Result<Job> {
+        retrying!(async {
+            let row = self.volume_row(caller, id).await?;
+            self.ensure_idle(&row)?;
+            if let Some(i) = &row.instance_id {
+                return Err(ServiceError::wrong_state(
+                    Kind::Volume,
+                    id,
+                    "in-use",
+                    format!("it is attached to instance {}; detach it first", ids::display(Kind::Instance, i)),
+                ));
+            }
+            let q = crate::snapshots::SnapshotQuery {
+                volume_ids: vec![row.id.clone()],
+                statuses: vec![crate::model::SnapshotStatus::Available],
+                ..Default::default()
+            };
+            let points: Vec<String> = self.all_snapshots(caller, &q).await?.into_iter().map(|s| s.id).collect();
+            let (snapshots, mut batch) = if points.is_empty() {
+                (Vec::new(), Batch::default())
+            } else {
+                self.mark_deleting(caller, &points, crate::snapshots::DeleteScope::Points).await?
+            };
+            let lock = self.lock_volume(&row, VolumeTransition::Deleting);
+            batch.expect.extend(lock.expect);
+            batch.put_volumes.extend(lock.put_volumes);
+            let mut resources = vec![row.id.clone()];
+            resources.extend(snapshots.iter().cloned());
+            let work = Work::DeleteVolumes { volumes: vec![row.id.clone()], snapshots };
+            self.submit(caller, work, resources, batch).await
         })
     }
 
@@ -463,7 +526,7 @@ impl Service {
         })
     }
 
-    async fn instance_row_for_attach(
+    pub(crate) async fn instance_row_for_attach(
         &self,
         caller: &Caller,
         id: &str,

@@ -2,8 +2,8 @@
 
 use disksnap_api_common::ApiContext;
 use disksnap_service::{
-    ids, Caller, CreateVolumes, JobStatus, Kind, ServiceError, SnapshotQuery, SnapshotStatus, VolumeKind, VolumeQuery,
-    VolumeStatus, GIB,
+    ids, Caller, CreateVolumes, Kind, ServiceError, SnapshotQuery, SnapshotStatus, VolumeFromSnapshot, VolumeKind,
+    VolumeQuery, VolumeStatus, GIB,
 };
 use serde_json::{json, Value};
 
@@ -68,53 +68,37 @@ pub(super) async fn create_disk(ctx: &ApiContext, caller: &Caller, p: &Params) -
         return Ok(v);
     }
     let name = name.unwrap_or_default();
-    let (job, vol, grow_to) = match &snapshot {
+    // Description, attachment and size go with the request: one persisted job makes the disk
+    // whole, so a restart loses none of it.
+    let vol = match &snapshot {
         Some(s) => {
-            let (job, vol) = ctx.service.create_volume_from_snapshot(caller, &s.id, name, Some(&r.zone)).await?;
-            let grow = size.filter(|g| g * GIB > vol.size);
-            (job, vol, grow)
+            let req = VolumeFromSnapshot {
+                snapshot: s.id.clone(),
+                name: name.to_string(),
+                description: description.unwrap_or_default(),
+                zone: Some(r.zone.clone()),
+                size_gib: size.filter(|g| g * GIB > s.volume_size.div_ceil(GIB) * GIB),
+                instance_id: instance.map(String::from),
+            };
+            ctx.service.restore_volume(caller, &req).await?.1
         }
         None => {
             let req = CreateVolumes {
                 zone: Some(r.zone.clone()),
                 name: name.to_string(),
+                description: description.unwrap_or_default(),
                 size_gib: size.unwrap_or(1),
                 kind: Some(VolumeKind::Data),
                 count: 1,
-                instance_id: None,
+                instance_id: instance.map(String::from),
             };
-            let (job, mut vols) = ctx.service.create_volumes(caller, req).await?;
-            let vol = vols.pop().ok_or_else(|| ServiceError::Internal("no volume made".into()))?;
-            (job, vol, None)
+            let (_, mut vols) = ctx.service.create_volumes(caller, req).await?;
+            vols.pop().ok_or_else(|| ServiceError::Internal("no volume made".into()))?
         }
     };
     if !tags.is_empty() {
         let pairs = ensure_tags(ctx, caller, &tags).await?.into_iter().map(|t| (t, vol.id.clone())).collect::<Vec<_>>();
         ctx.service.attach_tags(caller, &pairs).await?;
-    }
-    // What can only happen once the disk exists: its description, attachment, larger size.
-    let instance = instance.map(String::from);
-    if description.is_some() || instance.is_some() || grow_to.is_some() {
-        let (svc, caller, vid) = (ctx.service.clone(), caller.clone(), vol.id.clone());
-        tokio::spawn(async move {
-            let done = svc.wait_job(&caller, &job.id).await;
-            if !matches!(&done, Ok(j) if j.status == JobStatus::Successful) {
-                return;
-            }
-            let mut steps: Vec<Result<(), ServiceError>> = Vec::new();
-            if let Some(d) = description {
-                steps.push(svc.modify_volume(&caller, &vid, None, Some(&d)).await.map(drop));
-            }
-            if let Some(i) = instance {
-                steps.push(svc.attach_volumes(&caller, std::slice::from_ref(&vid), &i).await.map(drop));
-            }
-            if let Some(g) = grow_to {
-                steps.push(svc.resize_volume(&caller, &vid, g).await.map(drop));
-            }
-            for e in steps.into_iter().filter_map(Result::err) {
-                tracing::warn!(volume = %vid, error = %e, "CreateDisk: finishing the new disk failed");
-            }
-        });
     }
     let v = json!({ "DiskId": show(Kind::Volume, &vol.id), "OrderId": "" });
     token.remember(&v);

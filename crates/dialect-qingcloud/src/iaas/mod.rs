@@ -34,6 +34,7 @@ pub async fn endpoint(State(ctx): State<ApiContext>, req: Request) -> Response {
     let action_name = p.get("action").unwrap_or("").to_string();
     let result = async {
         let who = signature::verify(&ctx, raw.method.as_str(), &raw.path, &p)?;
+        p.check_list_sizes()?;
         let action = Action::parse(&action_name).ok_or_else(|| QcError::UnknownAction(action_name.clone()))?;
         handlers::handle(&ctx, &who, action, &p).await
     }

@@ -2,6 +2,7 @@
 //! the Job object (dialects.md §3.4–3.5). Meanings follow QingCloud's (same wire vocabulary).
 
 use disksnap_api_common::time::iso_z;
+use disksnap_api_common::MAX_LIST_ITEMS;
 use disksnap_service::ids::display;
 use disksnap_service::{
     Caller, CreateSnapshots, DeleteScope, Job, JobFailure, JobStatus, Kind, SnapshotQuery, VolumeQuery,
@@ -21,8 +22,8 @@ impl Call {
     }
 
     /// A list from the query (`k=a,b` or repeated `k=a&k=b`) or the body (JSON array, or a
-    /// comma-joined string).
-    fn list(&self, key: &str) -> Vec<String> {
+    /// comma-joined string); more than [`MAX_LIST_ITEMS`] items is 1100 (HTTP 400).
+    fn list(&self, key: &str) -> Result<Vec<String>, QcError> {
         let mut out: Vec<String> = Vec::new();
         for (k, v) in &self.params.0 {
             if k == key {
@@ -38,7 +39,13 @@ impl Call {
             }
             _ => {}
         }
-        out
+        if out.len() > MAX_LIST_ITEMS {
+            return Err(QcError::invalid(format!(
+                "parameter [{key}] has {} items; at most {MAX_LIST_ITEMS} are accepted in one request, send the rest in another",
+                out.len()
+            )));
+        }
+        Ok(out)
     }
 
     fn text(&self, key: &str) -> Option<String> {
@@ -132,10 +139,10 @@ fn answer(st: &Rest51, call: &Call, job: &Job) -> Value {
 pub async fn list_snapshots(st: &Rest51, call: &Call) -> Out {
     let (offset, limit) = call.paging(10)?;
     let mut q = SnapshotQuery {
-        ids: call.list("snapshots"),
+        ids: call.list("snapshots")?,
         root_id: call.text("root_id"),
         search: call.text("search_word"),
-        tag_ids: call.list("tags"),
+        tag_ids: call.list("tags")?,
         zone: Some(call.zone.clone()),
         offset,
         limit: limit.max(1),
@@ -154,7 +161,7 @@ pub async fn list_snapshots(st: &Rest51, call: &Call) -> Out {
             q.volume_ids = vec![r];
         }
     }
-    let words = call.list("status");
+    let words = call.list("status")?;
     for w in &words {
         q.statuses.extend(wire::snapshot_statuses_of(w).ok_or_else(|| {
             QcError::invalid(format!(
@@ -178,7 +185,7 @@ pub async fn list_snapshots(st: &Rest51, call: &Call) -> Out {
 }
 
 pub async fn create_snapshots(st: &Rest51, call: &Call) -> Out {
-    let resources = call.list("resources");
+    let resources = call.list("resources")?;
     if resources.is_empty() {
         return Err(QcError::invalid("parameter [resources] is required (an array of vol-… or i-… ids)"));
     }
@@ -199,12 +206,18 @@ pub async fn delete(st: &Rest51, call: &Call, ids: &str) -> Out {
     if ids.is_empty() {
         return Err(QcError::invalid("name the snapshots to delete in the path: …/volume_snapshots/ss-a,ss-b"));
     }
+    if ids.len() > MAX_LIST_ITEMS {
+        return Err(QcError::invalid(format!(
+            "the path names {} snapshots; at most {MAX_LIST_ITEMS} are accepted in one request",
+            ids.len()
+        )));
+    }
     let job = st.ctx.service.delete_snapshots(&call.caller(), &ids, DeleteScope::PointAndLater).await?;
     Ok(answer(st, call, &job))
 }
 
 pub async fn apply(st: &Rest51, call: &Call) -> Out {
-    let ids = call.list("snapshots");
+    let ids = call.list("snapshots")?;
     if ids.is_empty() {
         return Err(QcError::invalid("parameter [snapshots] is required (an array of snapshot ids)"));
     }
@@ -245,14 +258,14 @@ pub async fn job(st: &Rest51, call: &Call, id: &str) -> Out {
 pub async fn list_volumes(st: &Rest51, call: &Call) -> Out {
     let (offset, limit) = call.paging(10)?;
     let mut q = VolumeQuery {
-        ids: call.list("volumes"),
+        ids: call.list("volumes")?,
         zone: Some(call.zone.clone()),
         search: call.text("search_word"),
         offset,
         limit: limit.max(1),
         ..Default::default()
     };
-    let words = call.list("status");
+    let words = call.list("status")?;
     for w in &words {
         q.statuses.extend(wire::volume_statuses_of(w).ok_or_else(|| {
             QcError::invalid(format!("parameter [status] [{w}] is not one of pending, available, in-use, deleted"))

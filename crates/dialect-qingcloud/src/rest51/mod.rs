@@ -8,7 +8,7 @@ mod handlers;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -27,18 +27,83 @@ pub struct Rest51 {
     job_requests: Mutex<HashMap<String, String>>,
 }
 
+/// Everything under `/v2/zone` is this dialect's, whatever its segments hold (empty ones, bytes
+/// that are not UTF-8): [`endpoint`] reads the path itself, so no such request falls through to
+/// the OpenStack `/v2/{project}/…` routes or to axum's plain-text rejections.
 pub fn routes(ctx: ApiContext) -> Router {
     let st = Arc::new(Rest51 { ctx, tokens: auth::Tokens::default(), job_requests: Mutex::new(HashMap::new()) });
     Router::new()
         .route("/v2/oauth2/token", any(auth::token))
-        .route("/v2/zone/{zone}/volume_snapshots", any(snapshots))
-        .route("/v2/zone/{zone}/volume_snapshots/{rest}", any(snapshot_sub))
-        .route("/v2/zone/{zone}/job/{job_id}", any(job))
-        .route("/v2/zone/{zone}/volumes", any(volumes))
-        .route("/v2/zone/{zone}", any(unknown_path))
-        .route("/v2/zone/{zone}/{what}", any(unknown_path))
-        .route("/v2/zone/{zone}/{what}/{*rest}", any(unknown_path))
+        .route("/v2/zone", any(endpoint))
+        .route("/v2/zone/", any(endpoint))
+        .route("/v2/zone/{*rest}", any(endpoint))
         .with_state(st)
+}
+
+/// A 51idc path, read from its segments after `/v2/zone/`.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Snapshots {
+        zone: String,
+    },
+    /// `volume_snapshots/{rest}`: an action name or the ids to delete (possibly empty).
+    SnapshotSub {
+        zone: String,
+        rest: String,
+    },
+    Job {
+        zone: String,
+        id: String,
+    },
+    Volumes {
+        zone: String,
+    },
+    Unknown,
+}
+
+impl Route {
+    /// Err when a segment does not decode to UTF-8.
+    fn parse(path: &str) -> Result<Route, QcError> {
+        let Some(rest) = path.strip_prefix("/v2/zone/") else {
+            return Ok(Route::Unknown);
+        };
+        let segs = rest
+            .split('/')
+            .map(|s| {
+                encode::decode_path_segment(s).ok_or_else(|| {
+                    QcError::invalid(format!(
+                        "the path segment [{s}] is not valid UTF-8 once percent-decoded; send UTF-8 ids and zone names"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<String>, QcError>>()?;
+        Ok(match segs.as_slice() {
+            [zone, what] if what == "volume_snapshots" => Route::Snapshots { zone: zone.clone() },
+            [zone, what, rest] if what == "volume_snapshots" => {
+                Route::SnapshotSub { zone: zone.clone(), rest: rest.clone() }
+            }
+            [zone, what, id] if what == "job" => Route::Job { zone: zone.clone(), id: id.clone() },
+            [zone, what] if what == "volumes" => Route::Volumes { zone: zone.clone() },
+            _ => Route::Unknown,
+        })
+    }
+}
+
+async fn endpoint(State(st): State<Arc<Rest51>>, req: Request) -> Response {
+    let route = match Route::parse(req.uri().path()) {
+        Ok(r) => r,
+        Err(e) => {
+            let rid = req.extensions().get::<disksnap_api_common::RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+            return error_response(&e, &rid);
+        }
+    };
+    match route {
+        Route::Snapshots { zone } => snapshots(st, zone, req).await,
+        Route::SnapshotSub { zone, rest } => snapshot_sub(st, zone, rest, req).await,
+        Route::Job { zone, id } => job(st, zone, id, req).await,
+        Route::Volumes { zone } => volumes(st, zone, req).await,
+        Route::Unknown => unknown_path(req).await,
+    }
 }
 
 #[cfg(test)]
@@ -52,6 +117,33 @@ mod tests {
             rt.block_on(disksnap_service::Service::open(disksnap_service::ServiceConfig::new(dir.path()))).unwrap();
         let ctx = disksnap_api_common::ApiContext::new(svc, Default::default());
         let _ = crate::routes(ctx);
+    }
+
+    #[test]
+    fn every_path_under_v2_zone_is_read_here() {
+        use super::Route;
+        let z = || "pek3a".to_string();
+        let cases = [
+            ("/v2/zone/pek3a/volume_snapshots", Route::Snapshots { zone: z() }),
+            ("/v2/zone/pek3a/volume_snapshots/", Route::SnapshotSub { zone: z(), rest: "".into() }),
+            ("/v2/zone/pek3a/volume_snapshots/ss-a,ss-b", Route::SnapshotSub { zone: z(), rest: "ss-a,ss-b".into() }),
+            ("/v2/zone/pek3a/volume_snapshots/a%2Cb", Route::SnapshotSub { zone: z(), rest: "a,b".into() }),
+            ("/v2/zone/pek3a/job/", Route::Job { zone: z(), id: "".into() }),
+            ("/v2/zone/pek3a/job/j-1", Route::Job { zone: z(), id: "j-1".into() }),
+            ("/v2/zone/pek3a/volumes", Route::Volumes { zone: z() }),
+            ("/v2/zone//volumes", Route::Volumes { zone: "".into() }),
+            ("/v2/zone/pek3a", Route::Unknown),
+            ("/v2/zone/pek3a/", Route::Unknown),
+            ("/v2/zone/", Route::Unknown),
+            ("/v2/zone", Route::Unknown),
+            ("/v2/zone/pek3a/volume_snapshots/a/b", Route::Unknown),
+            ("/v2/zone/pek3a/volumes/", Route::Unknown),
+        ];
+        for (path, want) in cases {
+            assert_eq!(Route::parse(path).unwrap(), want, "{path}");
+        }
+        let e = Route::parse("/v2/zone/%ff/volume_snapshots").unwrap_err();
+        assert_eq!((e.ret_code(), e.http_status()), (1100, 400));
     }
 }
 
@@ -130,7 +222,7 @@ where
     }
 }
 
-async fn snapshots(State(st): State<Arc<Rest51>>, Path(zone): Path<String>, req: Request) -> Response {
+async fn snapshots(st: Arc<Rest51>, zone: String, req: Request) -> Response {
     let m = req.method().clone();
     let path = req.uri().path().to_string();
     run(st, zone, req, move |st, call| async move {
@@ -143,11 +235,7 @@ async fn snapshots(State(st): State<Arc<Rest51>>, Path(zone): Path<String>, req:
     .await
 }
 
-async fn snapshot_sub(
-    State(st): State<Arc<Rest51>>,
-    Path((zone, rest)): Path<(String, String)>,
-    req: Request,
-) -> Response {
+async fn snapshot_sub(st: Arc<Rest51>, zone: String, rest: String, req: Request) -> Response {
     let m = req.method().clone();
     let path = req.uri().path().to_string();
     run(st, zone, req, move |st, call| async move {
@@ -163,19 +251,22 @@ async fn snapshot_sub(
     .await
 }
 
-async fn job(State(st): State<Arc<Rest51>>, Path((zone, job_id)): Path<(String, String)>, req: Request) -> Response {
+async fn job(st: Arc<Rest51>, zone: String, job_id: String, req: Request) -> Response {
     let m = req.method().clone();
     let path = req.uri().path().to_string();
     run(st, zone, req, move |st, call| async move {
         if m != Method::GET {
             return Err(method_not_allowed(&m, &path, "GET"));
         }
+        if job_id.trim().is_empty() {
+            return Err(QcError::invalid("name the job in the path: /v2/zone/{zone}/job/j-…"));
+        }
         handlers::job(&st, &call, &job_id).await
     })
     .await
 }
 
-async fn volumes(State(st): State<Arc<Rest51>>, Path(zone): Path<String>, req: Request) -> Response {
+async fn volumes(st: Arc<Rest51>, zone: String, req: Request) -> Response {
     let m = req.method().clone();
     let path = req.uri().path().to_string();
     run(st, zone, req, move |st, call| async move {
