@@ -28,5 +28,8 @@ scripts/check-layers.sh
 cargo build --release --locked
 cargo test --release --locked --workspace "$@"
 
+# Crash trials, a short soak and the disk-full test on the release binary (bench/RELIABILITY.md).
+scripts/reliability.sh
+
 # The vendors' own SDKs and CLIs against the real server (one venv per dialect, pinned).
 tests/python/run.sh

@@ -167,6 +167,12 @@ pub fn service_code(e: &ServiceError) -> (&'static str, u16, String) {
             format!("The account \"{a}\" of this AccessKey is not configured on this server."),
         ),
         ServiceError::LimitExceeded(m) => ("QuotaExceed", 403, format!("A quota would be exceeded: {m}.")),
+        // ECS's code for a zone without capacity: the nearest documented word for a full store.
+        ServiceError::InsufficientStorage(_) => (
+            "OperationDenied.NoStock",
+            403,
+            "The server's storage is full, so the request was not carried out; retry once space is freed.".into(),
+        ),
         ServiceError::Corrupt(_) | ServiceError::Internal(_) => (
             "InternalError",
             500,

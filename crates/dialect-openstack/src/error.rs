@@ -81,6 +81,7 @@ impl OsError {
                 ServiceError::UnknownZone(_) => StatusCode::BAD_REQUEST,
                 ServiceError::UnknownAccount(_) => StatusCode::FORBIDDEN,
                 ServiceError::LimitExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                ServiceError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
                 ServiceError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -133,6 +134,9 @@ impl OsError {
                 ServiceError::UnknownZone(z) => format!("Invalid input received: Availability zone '{z}' is invalid."),
                 ServiceError::UnknownAccount(_) => "Policy doesn't allow this operation.".into(),
                 ServiceError::LimitExceeded(m) => m.clone(),
+                ServiceError::InsufficientStorage(_) => {
+                    "The server's storage is full, so nothing was done; retry once space is freed.".into()
+                }
                 ServiceError::Corrupt(_) | ServiceError::Internal(_) => {
                     "The server has either erred or is incapable of performing the requested operation.".into()
                 }

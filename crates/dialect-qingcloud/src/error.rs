@@ -33,6 +33,10 @@ fn shown(kind: Kind, id: &str) -> String {
     }
 }
 
+/// The message of ret_code 5200, for requests and for failed jobs alike.
+pub const INSUFFICIENT_RESOURCES: &str =
+    "InsufficientResources, the server's storage is full; nothing was kept. Retry once space is freed";
+
 impl QcError {
     pub fn invalid(msg: impl Into<String>) -> Self {
         QcError::Invalid(msg.into())
@@ -56,6 +60,8 @@ impl QcError {
                 // The key names an account the service does not know: the credential is stale.
                 ServiceError::UnknownAccount(_) => 1200,
                 ServiceError::LimitExceeded(_) => 2500,
+                // QingCloud's "insufficient resources" (api/error_code.md).
+                ServiceError::InsufficientStorage(_) => 5200,
                 ServiceError::Corrupt(_) => 5000,
                 ServiceError::Internal(_) => 5000,
             },
@@ -72,6 +78,7 @@ impl QcError {
             1400 => 409,
             2100 => 404,
             2500 => 403,
+            5200 => 507,
             5100 => 503,
             _ => 500,
         }
@@ -109,6 +116,7 @@ impl QcError {
                 ServiceError::Corrupt(_) => {
                     format!("InternalError, stored snapshot data failed its integrity check (request {request_id}); the operator's `disksnap verify` names the damage")
                 }
+                ServiceError::InsufficientStorage(_) => INSUFFICIENT_RESOURCES.into(),
                 ServiceError::Internal(_) => format!("InternalError, the server failed (request {request_id})"),
             },
         }
@@ -173,6 +181,12 @@ mod tests {
             (ServiceError::UnknownAccount("x".into()).into(), 1200, 401, "AuthFailure, "),
             (ServiceError::LimitExceeded("100 max".into()).into(), 2500, 403, "QuotaExceeded, 100 max"),
             (ServiceError::Corrupt("chunk".into()).into(), 5000, 500, "InternalError, stored snapshot data"),
+            (
+                ServiceError::InsufficientStorage("disk full".into()).into(),
+                5200,
+                507,
+                "InsufficientResources, the server's storage is full",
+            ),
             (
                 ServiceError::Internal("disk on fire".into()).into(),
                 5000,

@@ -5,8 +5,8 @@
 use disksnap_api_common::time::iso_z;
 use disksnap_service::ids::display;
 use disksnap_service::{
-    Image, ImageStatus, Job, Kind, Snapshot, SnapshotStatus, SnapshotTransition, Tag, Volume, VolumeKind, VolumeStatus,
-    VolumeTransition,
+    Image, ImageStatus, Job, JobFailure, Kind, Snapshot, SnapshotStatus, SnapshotTransition, Tag, Volume, VolumeKind,
+    VolumeStatus, VolumeTransition,
 };
 use serde_json::{json, Value};
 
@@ -275,7 +275,12 @@ pub fn job_item(j: &Job, account: &str) -> Value {
         "owner": owner(account),
         "status": j.status.as_str(),
         "status_time": iso_z(j.status_time),
-        "error_codes": "",
+        // A failed job names its error code (QingCloud's field; "" when it did not fail).
+        "error_codes": match j.failure() {
+            Some(JobFailure::InsufficientStorage) => "5200",
+            Some(JobFailure::Other) => "5000",
+            None => "",
+        },
     })
 }
 
@@ -352,5 +357,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_failed_job_names_its_error_code() {
+        let t = Utc.timestamp_millis_opt(1_760_000_123_456).unwrap();
+        let job = |status, error: Option<&str>| Job {
+            id: "aj3b6pjl".into(),
+            action: "CreateSnapshots".into(),
+            status,
+            resources: vec!["qhnolmyt".into(), "v0000001".into()],
+            error: error.map(str::to_string),
+            create_time: t,
+            status_time: t,
+        };
+        let full = disksnap_service::ServiceError::InsufficientStorage("disk full".into()).to_string();
+        let codes = |j: &Job| job_item(j, "alice")["error_codes"].as_str().unwrap().to_string();
+        assert_eq!(codes(&job(disksnap_service::JobStatus::Failed, Some(&full))), "5200");
+        assert_eq!(codes(&job(disksnap_service::JobStatus::Failed, Some("interrupted by a restart"))), "5000");
+        assert_eq!(codes(&job(disksnap_service::JobStatus::Successful, None)), "");
     }
 }

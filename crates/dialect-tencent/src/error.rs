@@ -144,6 +144,8 @@ fn service_code(e: &ServiceError) -> (i64, &'static str) {
         ServiceError::UnknownZone(_) => (4000, "InvalidParameter"),
         ServiceError::UnknownAccount(_) => (4104, "SecretIdNotFound"),
         ServiceError::LimitExceeded(_) => (16006, "SnapshotQuotaExceeded"),
+        // 5200: "resources insufficient" in Tencent's common codes.
+        ServiceError::InsufficientStorage(_) => (5200, "ResourceInsufficient"),
         ServiceError::Corrupt(_) | ServiceError::Internal(_) => (6000, "InternalError"),
     }
 }
@@ -180,6 +182,9 @@ fn service_message(e: &ServiceError, request_id: &RequestId) -> String {
              (request id {})",
             request_id.0
         ),
+        ServiceError::InsufficientStorage(_) => {
+            "the server's storage is full, so nothing was done; retry once space is freed".into()
+        }
         ServiceError::Internal(_) => format!("internal error; please retry (request id {})", request_id.0),
     }
 }

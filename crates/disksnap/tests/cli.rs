@@ -374,6 +374,8 @@ fn a_process_killed_mid_job_restarts_to_a_consistent_state() {
     assert!(job["error"].as_str().unwrap().contains("interrupted"));
     assert_eq!(env.json(&["snapshot", "list", "--status", "creating,available,deleted,ceased"])["total_count"], 0);
     assert_eq!(env.json(&["volume", "show", &vol])["transition"], "");
+    // Recovery itself removed the dead capture's temp files (its chunks never committed).
+    assert!(!has_temp(), "the temp files of the killed job were left for a manual gc");
     // GC clears what the dead capture wrote; nothing else is in the store
     let gc = env.json(&["gc", "--grace", "0s"]);
     assert_eq!(gc["kept_chunks"], 0, "{gc}");

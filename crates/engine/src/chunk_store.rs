@@ -167,6 +167,18 @@ impl ChunkStore {
         Ok(stats)
     }
 
+    /// Remove the chunk temp files (`.tmp-<pid>-…`) that the processes `dead_pids` left: an
+    /// insert they had not committed, which nothing will ever rename. Returns how many went.
+    /// The caller must know those processes are gone (see the service's runner locks): a live
+    /// process's temp files are its uncommitted chunks.
+    pub fn remove_temp_of(&self, dead_pids: &HashSet<u32>) -> Result<u64> {
+        let mut removed = 0;
+        for dir in self.prefix_dirs() {
+            removed += remove_temp_files_in(&dir, dead_pids)?;
+        }
+        Ok(removed)
+    }
+
     /// Read every chunk back and check it. Corrupt chunks are moved to `quarantine/` (so the
     /// next capture that meets the same bytes writes a good copy) and returned with the reason.
     /// Returns the digests of the good chunks too, so the caller can find missing ones.
@@ -256,6 +268,35 @@ pub struct VerifyScan {
     pub bad: Vec<(Digest, String)>,
 }
 
+/// The pid a temp file name `.tmp-<pid>-<random>` carries.
+pub(crate) fn temp_file_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(TMP_PREFIX)?.split('-').next()?.parse().ok()
+}
+
+/// Remove the `.tmp-<pid>-…` files of `dir` whose pid is in `pids`.
+pub(crate) fn remove_temp_files_in(dir: &Path, pids: &HashSet<u32>) -> Result<u64> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(EngineError::Io { op: "list", path: dir.to_path_buf(), source: e }),
+    };
+    for e in entries {
+        let e = e.ctx("list", dir)?;
+        let name = e.file_name();
+        let Some(pid) = temp_file_pid(&name.to_string_lossy()) else { continue };
+        if !pids.contains(&pid) {
+            continue;
+        }
+        match fs::remove_file(e.path()) {
+            Ok(()) => removed += 1,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(EngineError::Io { op: "remove", path: e.path(), source: err }),
+        }
+    }
+    Ok(removed)
+}
+
 pub fn parse_digest(hex_name: &str) -> Option<Digest> {
     if hex_name.len() != 64 {
         return None;
@@ -299,7 +340,12 @@ impl Inserter<'_> {
             }
             Err(e) => return Err(EngineError::Io { op: "create", path: tmp, source: e }),
         };
-        f.write_all(encoded).ctx("write", &tmp)?;
+        if let Err(e) = f.write_all(encoded) {
+            // A full disk fails here: leave no temp file behind for GC to find hours later.
+            drop(f);
+            let _ = fs::remove_file(&tmp);
+            return Err(EngineError::Io { op: "write", path: tmp, source: e });
+        }
         // Start writeback now so the sync at commit has little left to wait for.
         // SAFETY: valid fd; flags are a documented combination.
         unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
@@ -323,11 +369,21 @@ impl Inserter<'_> {
         if renames.is_empty() {
             return Ok(());
         }
-        self.store.syncfs()?;
-        for (tmp, path) in &renames {
-            fs::rename(tmp, path).ctx("rename", path)?;
+        let result = (|| {
+            self.store.syncfs()?;
+            for (tmp, path) in &renames {
+                fs::rename(tmp, path).ctx("rename", path)?;
+            }
+            self.store.syncfs()
+        })();
+        if result.is_err() {
+            // A temp file not renamed now never will be: remove it rather than leave it for a
+            // GC hours later (renamed ones are complete chunks; GC frees them if unreferenced).
+            for (tmp, _) in &renames {
+                let _ = fs::remove_file(tmp);
+            }
         }
-        self.store.syncfs()
+        result
     }
 }
 

@@ -116,11 +116,18 @@ impl FixedIndex {
 pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().expect("file path has a parent");
     let tmp = dir.join(format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>()));
-    let mut f = crate::private::create(&tmp).ctx("create", &tmp)?;
-    f.write_all(bytes).ctx("write", &tmp)?;
-    f.sync_all().ctx("fsync", &tmp)?;
-    drop(f);
-    std::fs::rename(&tmp, path).ctx("rename", path)?;
+    let written = (|| {
+        let mut f = crate::private::create(&tmp).ctx("create", &tmp)?;
+        f.write_all(bytes).ctx("write", &tmp)?;
+        f.sync_all().ctx("fsync", &tmp)?;
+        drop(f);
+        std::fs::rename(&tmp, path).ctx("rename", path)
+    })();
+    if written.is_err() {
+        // A full disk fails the write: leave no temp file behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     File::open(dir).and_then(|d| d.sync_all()).ctx("fsync dir", dir)?;
     Ok(())
 }

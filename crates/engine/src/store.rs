@@ -412,6 +412,33 @@ impl Store {
         Ok(stats)
     }
 
+    /// Remove what processes that died left in the store: temp files named after one of
+    /// `dead_pids` (chunk inserts, index writes and pins they had not finished) and `.pending`
+    /// pins no live process holds (a capture or restore that was killed). Returns how many
+    /// files went. Called when a crashed process's jobs are recovered, so a full disk is not
+    /// left full of a dead job's temp files until a `gc` long after.
+    pub fn remove_dead_temp_files(&self, dead_pids: &HashSet<u32>) -> Result<u64> {
+        let mut removed = 0;
+        if !dead_pids.is_empty() {
+            removed += self.chunks.remove_temp_of(dead_pids)?;
+        }
+        let dir = self.dir.join("indexes");
+        removed += crate::chunk_store::remove_temp_files_in(&dir, dead_pids)?;
+        for e in fs::read_dir(&dir).ctx("list", &dir)? {
+            let e = e.ctx("list", &dir)?;
+            // A pending pin is locked before it gets its name, so one that can be locked
+            // exclusively belongs to a dead process.
+            if e.file_name().to_string_lossy().ends_with(".pending") && !Pin::is_held(&e.path()) {
+                match fs::remove_file(e.path()) {
+                    Ok(()) => removed += 1,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(EngineError::Io { op: "remove", path: e.path(), source: err }),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Mark and sweep. `live` names every index the caller still needs. Also kept: indexes of
     /// captures still running (`.pending`), and indexes younger than `grace` (committed, but
     /// their caller may not have recorded them yet). Other index files are removed, and every
@@ -515,14 +542,26 @@ struct Pin {
 
 impl Pin {
     fn create(path: &Path, index: &FixedIndex) -> Result<Pin> {
-        let tmp = path.with_extension(format!("tmp{:08x}", rand::random::<u32>()));
+        // Named like every temp file of the store (`.tmp-<pid>-…`), so the temp file of a
+        // process that died here is found by its pid (`Store::remove_dead_temp_files`).
+        let tmp = path.with_file_name(format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>()));
         let mut f = crate::private::create(&tmp).ctx("create", &tmp)?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) } != 0 {
-            return Err(EngineError::Io { op: "flock", path: tmp, source: std::io::Error::last_os_error() });
+        let made = (|| {
+            // SAFETY: flock on an fd we own.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) } != 0 {
+                return Err(EngineError::Io {
+                    op: "flock",
+                    path: tmp.clone(),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            f.write_all(&index.encode()).ctx("write", &tmp)?;
+            fs::rename(&tmp, path).ctx("rename", path)
+        })();
+        if let Err(e) = made {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
         }
-        f.write_all(&index.encode()).ctx("write", &tmp)?;
-        fs::rename(&tmp, path).ctx("rename", path)?;
         Ok(Pin { path: path.to_path_buf(), _file: f })
     }
 

@@ -179,6 +179,34 @@ fn odd_sized_image_roundtrips() {
     let _ = File::open(&out).unwrap();
 }
 
+#[test]
+fn temp_files_of_dead_processes_go_and_a_live_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store"), Some(CS)).unwrap();
+    let img = dir.path().join("disk.img");
+    make_image(&img, 200 * CS as u64);
+    store.capture("a", &img, None, &NoProgress, &mut || {}).unwrap();
+    let chunks = dir.path().join("store/chunks");
+    let indexes = dir.path().join("store/indexes");
+    // What a process killed mid-capture (pid 4000001, never a live pid) leaves, and what a
+    // live one (pid 4000002) has in flight.
+    let dead_chunk = chunks.join("abc/.tmp-4000001-00000000000000aa");
+    let dead_index = indexes.join(".tmp-4000001-00000000000000bb");
+    let dead_pin = indexes.join("x-read-00000000000000cc.pending");
+    let live_chunk = chunks.join("abc/.tmp-4000002-00000000000000dd");
+    for p in [&dead_chunk, &dead_index, &dead_pin, &live_chunk] {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    let dead: std::collections::HashSet<u32> = [4000001].into_iter().collect();
+    assert_eq!(store.remove_dead_temp_files(&dead).unwrap(), 3);
+    assert!(!dead_chunk.exists() && !dead_index.exists() && !dead_pin.exists());
+    assert!(live_chunk.exists(), "a live process's temp file was removed");
+    assert!(store.has_index("a"));
+    let out = dir.path().join("out.img");
+    store.restore_new("a", &out, &NoProgress).unwrap();
+    assert_eq!(bytes(&out), bytes(&img));
+}
+
 /// A library user with the usual umask 022 still gets owner-only files and directories: the
 /// chunks, indexes and restored images are customers' disk bytes.
 #[test]

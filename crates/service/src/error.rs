@@ -36,11 +36,19 @@ pub enum ServiceError {
     /// Stored data failed its checks (a corrupt or missing chunk). Logged; users get the id.
     #[error("stored data failed its integrity check: {0}")]
     Corrupt(String),
+    /// The disk holding the data dir is full (ENOSPC, EDQUOT): nothing was kept; freeing
+    /// space (or `disksnap gc`) and retrying works. Its text starts with
+    /// [`INSUFFICIENT_STORAGE`], which is how a failed job's stored error is recognised.
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
     /// Anything else: the database or the disk failed. Logged with details; users get a
     /// generic message.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// How the text of [`ServiceError::InsufficientStorage`] starts (a job keeps its error as text).
+pub const INSUFFICIENT_STORAGE: &str = "insufficient storage: ";
 
 impl ServiceError {
     pub fn invalid(name: &str, reason: impl Into<String>) -> Self {
@@ -69,6 +77,11 @@ impl From<disksnap_meta::MetaError> for ServiceError {
     }
 }
 
+/// ENOSPC or EDQUOT: the file system (or the user's quota on it) is full.
+fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 fn kind_of(what: &str) -> Kind {
     match what {
         "volume" => Kind::Volume,
@@ -85,7 +98,30 @@ impl From<disksnap_engine::EngineError> for ServiceError {
             E::CorruptChunk { .. } | E::MissingChunk { .. } | E::CorruptIndex { .. } | E::MissingIndex { .. } => {
                 ServiceError::Corrupt(e.to_string())
             }
+            E::Io { ref source, .. } if is_no_space(source) => ServiceError::InsufficientStorage(format!(
+                "the data dir's disk is full ({e}); free space (delete snapshots, then `disksnap gc`) and retry"
+            )),
             other => ServiceError::Internal(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_insufficient_storage_and_other_io_errors_stay_internal() {
+        let io = |code| disksnap_engine::EngineError::Io {
+            op: "write",
+            path: "/data/store/chunks/abc/.tmp-1-2".into(),
+            source: std::io::Error::from_raw_os_error(code),
+        };
+        for code in [libc::ENOSPC, libc::EDQUOT] {
+            let e = ServiceError::from(io(code));
+            assert!(matches!(e, ServiceError::InsufficientStorage(_)), "{e:?}");
+            assert!(e.to_string().starts_with(INSUFFICIENT_STORAGE), "{e}");
+        }
+        assert!(matches!(ServiceError::from(io(libc::EIO)), ServiceError::Internal(_)));
     }
 }

@@ -427,6 +427,13 @@ impl Service {
     /// fail each. Returns the jobs it handled; resumed ones are running when this returns
     /// (use [`Service::wait_job`]).
     pub async fn recover(&self) -> Result<Vec<Job>> {
+        // First what dead processes left in the store: their temp files hold disk space
+        // (perhaps the space a full disk needs back) and nothing will ever commit them.
+        match self.reap_dead_runners().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "removed temp files of processes that died"),
+            Err(e) => tracing::warn!(error = %e, "could not remove the temp files of dead processes"),
+        }
         let open = self
             .meta()
             .jobs(&JobFilter {

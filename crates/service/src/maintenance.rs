@@ -1,7 +1,11 @@
 //! Store-wide maintenance: garbage collection, verification, and the periodic tick that ceases
 //! expired points.
 
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -42,6 +46,62 @@ impl VerifyOutcome {
 }
 
 impl Service {
+    /// Remove the runner lock files of processes that died, and the temp files those
+    /// processes left in the store (chunk inserts and index writes they never committed,
+    /// pins of restores and captures they never finished). [`Service::recover`] calls it first,
+    /// so a job killed mid-write (or failed by a full disk and then killed) does not keep its
+    /// space until a manual `gc --grace 0s`. Returns how many temp files went.
+    ///
+    /// A runner is dead when its lock can be taken. Its file is created just before it is
+    /// locked, so a lock file that can be taken while its pid still runs is left alone until
+    /// it is a few seconds old. A dead pid that a live runner now reuses is not swept (its
+    /// temp files would be the live runner's).
+    pub async fn reap_dead_runners(&self) -> Result<u64> {
+        let dir = self.inner.runners_dir.clone();
+        let own = self.inner.runner.clone();
+        let store = self.inner.store.clone();
+        self.blocking(move || {
+            let mut dead = HashSet::new();
+            let mut live = HashSet::new();
+            let entries = std::fs::read_dir(&dir).map_err(|e| disksnap_engine::EngineError::Io {
+                op: "list",
+                path: dir.clone(),
+                source: e,
+            })?;
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(runner) = name.strip_suffix(".lock") else { continue };
+                let Some(pid) = runner.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+                if runner == own {
+                    live.insert(pid);
+                    continue;
+                }
+                let Ok(f) = OpenOptions::new().write(true).open(e.path()) else { continue };
+                // SAFETY: flock on an fd we own; released when `f` is dropped.
+                let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+                if !free {
+                    live.insert(pid);
+                    continue;
+                }
+                // SAFETY: signal 0 only checks whether the pid exists.
+                let pid_runs = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(5))
+                    .unwrap_or(true);
+                if pid_runs && !old {
+                    continue; // perhaps a runner between creating its lock file and locking it
+                }
+                let _ = std::fs::remove_file(e.path());
+                dead.insert(pid);
+            }
+            dead.retain(|p| !live.contains(p));
+            store.remove_dead_temp_files(&dead)
+        })
+        .await
+    }
+
     /// Mark and sweep the chunk store; safe while jobs run (see the engine's locking rules).
     pub async fn gc(
         &self,

@@ -291,6 +291,15 @@ impl From<ImageRow> for Image {
     }
 }
 
+/// The kind of a failed job's failure (its error is kept as text; this is what clients act on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobFailure {
+    /// The data dir's disk filled up: free space and retry.
+    InsufficientStorage,
+    /// Anything else (interrupted by a crash, corrupt data, an internal error).
+    Other,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Job {
     pub id: String,
@@ -335,6 +344,16 @@ impl Job {
             _ => vec![Kind::Volume; r.len()],
         };
         r.iter().zip(kinds).map(|(id, k)| (k, id.as_str())).collect()
+    }
+
+    /// Why the job failed, for the dialects that show a failed job's error code; None unless
+    /// it failed.
+    pub fn failure(&self) -> Option<JobFailure> {
+        if self.status != JobStatus::Failed {
+            return None;
+        }
+        let full = self.error.as_deref().is_some_and(|e| e.starts_with(crate::error::INSUFFICIENT_STORAGE));
+        Some(if full { JobFailure::InsufficientStorage } else { JobFailure::Other })
     }
 
     pub fn is_done(&self) -> bool {

@@ -4,7 +4,9 @@
 use disksnap_api_common::time::iso_z;
 use disksnap_api_common::MAX_LIST_ITEMS;
 use disksnap_service::ids::display;
-use disksnap_service::{Caller, CreateSnapshots, DeleteScope, Job, JobStatus, Kind, SnapshotQuery, VolumeQuery};
+use disksnap_service::{
+    Caller, CreateSnapshots, DeleteScope, Job, JobFailure, JobStatus, Kind, SnapshotQuery, VolumeQuery,
+};
 use serde_json::{json, Value};
 
 use super::{Call, Rest51};
@@ -106,6 +108,9 @@ pub fn job_object(j: &Job, zone: &str, request_id: &str) -> Value {
         "zone": zone,
         "resource_ids": job_resources(j),
         "error": match (&j.status, &j.error) {
+            (JobStatus::Failed, _) if j.failure() == Some(JobFailure::InsufficientStorage) => {
+                json!({"code": "5200", "message": crate::error::INSUFFICIENT_RESOURCES})
+            }
             (JobStatus::Failed, e) => json!({"code": "5000", "message": format!("InternalError, {}", e.as_deref().unwrap_or("the job failed"))}),
             _ => Value::Null,
         },
