@@ -28,5 +28,9 @@ scripts/check-layers.sh
 cargo build --release --locked
 cargo test --release --locked --workspace "$@"
 
+# A short fuzzing pass over the parsers and verifiers (fuzz/README.md); skipped, with a message,
+# where the nightly toolchain is missing.
+scripts/fuzz-smoke.sh
+
 # The vendors' own SDKs and CLIs against the real server (one venv per dialect, pinned).
 tests/python/run.sh
