@@ -1,7 +1,7 @@
 //! The chunk frame decoder: arbitrary frames (header, CRC, encoding, zstd payload, BLAKE3
 //! name), frames whose CRC the harness fixes so the zstd stage is reached, and frames the
 //! encoder wrote with a byte changed. Invariant: a frame that decodes yields bytes that hash
-//! to the name asked for.
+//! to the name asked for (and, for a changed frame, the original bytes).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -48,9 +48,10 @@ fuzz_target!(|inp: Input| match inp {
         assert_eq!(out, raw);
         let i = at as usize % file.len();
         file[i] ^= xor;
-        let r = decode(&file, &digest, &mut out);
-        if xor != 0 {
-            assert!(r.is_err(), "a changed byte at {i} was not caught");
+        // A changed frame may still decode (an empty payload flipped to zstd is an empty
+        // zstd stream), but only to the very bytes the name stands for.
+        if decode(&file, &digest, &mut out).is_ok() {
+            assert_eq!(out, raw, "a changed byte at {i} decoded to other bytes");
         }
     }
 });

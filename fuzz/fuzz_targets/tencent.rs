@@ -20,7 +20,8 @@ struct Input {
     sha256: Option<bool>,
 }
 
-fuzz_target!(|inp: Input| {
+// The real service opens once, before the first input (it is not what is being timed).
+fuzz_target!(init: disksnap_fuzz::init(), |inp: Input| {
     let raw = inp.req.raw();
     let Ok(mut p) = parameters(&raw) else { return };
     read_args(&p);

@@ -150,6 +150,12 @@ pub fn base_ctx() -> &'static ApiContext {
     })
 }
 
+/// Open the service (fuzz_target!'s `init`): a first open may take seconds on a busy disk
+/// (schema migration, fsyncs), which libFuzzer would otherwise count against the first input.
+pub fn init() {
+    with_ctx(|_| ());
+}
+
 thread_local! {
     static CTX: RefCell<(ApiContext, u32)> = RefCell::new((base_ctx().clone(), 0));
 }
