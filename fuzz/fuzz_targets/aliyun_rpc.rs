@@ -73,7 +73,11 @@ fuzz_target!(init: disksnap_fuzz::init(), |inp: Input| {
         p.0.push(("Signature".into(), sig));
     }
     let result = with_ctx(|ctx| verify(ctx, &raw, &p.0, &query));
-    if let Err(e) = result {
-        let _ = (e.code(), e.http_status(), e.message());
+    match result {
+        Ok(v) => disksnap_fuzz::note(|| format!("ok {}", v.account)),
+        Err(e) => {
+            let _ = (e.http_status(), e.message());
+            disksnap_fuzz::note(|| e.code().to_string());
+        }
     }
 });

@@ -52,5 +52,8 @@ fuzz_target!(|inp: Input| {
     if let Some(a) = auth {
         set_header(&mut raw, "authorization", &a);
     }
-    let _ = verify(&raw, keys, Duration::from_secs(15 * 60));
+    match verify(&raw, keys, Duration::from_secs(15 * 60)) {
+        Ok(v) => disksnap_fuzz::note(|| format!("ok {}", v.account)),
+        Err(e) => disksnap_fuzz::note(|| e.split(':').next().unwrap_or("").to_string()),
+    }
 });

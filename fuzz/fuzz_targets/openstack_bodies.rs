@@ -47,8 +47,12 @@ fuzz_target!(|inp: Input| {
     let raw = inp.req.raw();
     let _ = Endpoint::parse(&raw.method, &raw.path);
     let _ = Endpoint::parse(&Method::POST, &raw.path);
-    if let Err(e) = keystone::authenticate(ring.openstack_users(), &raw.body) {
-        os_err(e);
+    match keystone::authenticate(ring.openstack_users(), &raw.body) {
+        Ok(u) => disksnap_fuzz::note(|| format!("keystone ok {}", u.account)),
+        Err(e) => {
+            disksnap_fuzz::note(|| format!("keystone {}", e.name()));
+            os_err(e);
+        }
     }
     let version = negotiate(inp.version.as_deref()).unwrap_or(MIN);
 

@@ -74,7 +74,12 @@ fuzz_target!(init: disksnap_fuzz::init(), |inp: Input| {
         }
     }
     let result = with_ctx(|ctx| signature::verify(ctx, raw.method.as_str(), &raw.path, &p));
-    if let Err(e) = result {
-        let _ = (e.ret_code(), e.http_status(), e.message("fuzz"));
+    match result {
+        Ok(v) => disksnap_fuzz::note(|| format!("ok {}", v.account)),
+        Err(e) => {
+            let (code, message) = (e.ret_code(), e.message("fuzz"));
+            let _ = e.http_status();
+            disksnap_fuzz::note(|| format!("{code} {}", message.split(':').next().unwrap_or("")));
+        }
     }
 });

@@ -47,9 +47,13 @@ fuzz_target!(init: disksnap_fuzz::init(), |inp: Input| {
     let rid = RequestId("fuzz".into());
     let result = with_ctx(|ctx| verify(ctx, raw.method.as_str(), &inp.host, &raw.path, p, rid.clone()));
     match result {
-        Ok(v) => read_args(&v.params),
+        Ok(v) => {
+            read_args(&v.params);
+            disksnap_fuzz::note(|| format!("ok {}", v.caller.account));
+        }
         Err(e) => {
-            let _ = (e.code(), e.message(&rid), e.is_internal());
+            let _ = (e.message(&rid), e.is_internal());
+            disksnap_fuzz::note(|| format!("{:?}", e.code()));
         }
     }
 });

@@ -173,3 +173,13 @@ pub fn with_ctx<R>(f: impl FnOnce(&ApiContext) -> R) -> R {
         f(&c.0)
     })
 }
+
+/// With DISKSNAP_FUZZ_OUTCOMES set, print each verification's outcome (`ok` or the refusal)
+/// to stderr, so replaying a corpus (`TARGET corpus/TARGET -runs=0`) shows which stages the
+/// fuzzer reached; otherwise nothing.
+pub fn note(outcome: impl FnOnce() -> String) {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("DISKSNAP_FUZZ_OUTCOMES").is_some()) {
+        eprintln!("outcome: {}", outcome());
+    }
+}
