@@ -28,13 +28,152 @@ struct RowIn {
     metadata: Vec<(String, String)>,
 }
 
+/// A JSON value built from structure, so that bodies with the right envelopes and keys (and
+/// the wrong types under them) are common rather than needing the fuzzer to write JSON.
+#[derive(Arbitrary, Debug)]
+enum Json {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(String),
+    Known(u8),
+    Array(Vec<Json>),
+    Object(Vec<(Key, Json)>),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Key {
+    Known(u8),
+    Other(String),
+}
+
+const WORDS: &[&str] = &[
+    "auth",
+    "identity",
+    "methods",
+    "password",
+    "user",
+    "id",
+    "name",
+    "domain",
+    "scope",
+    "project",
+    "admin",
+    "pw",
+    "pw2",
+    "default",
+    "Default",
+    "dev",
+    "other",
+    "0123456789abcdef0123456789abcdef",
+    "fedcba9876543210fedcba9876543210",
+    "snapshot",
+    "volume",
+    "snapshots",
+    "metadata",
+    "meta",
+    "force",
+    "size",
+    "display_name",
+    "description",
+    "display_description",
+    "volume_id",
+    "os-reset_status",
+    "status",
+    "revert",
+    "snapshot_id",
+    "system",
+    "token",
+    "true",
+    "1",
+    "",
+];
+
+/// The words, and the user ids of the ring's Keystone users.
+fn word(i: u8) -> String {
+    static ALL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        let mut w: Vec<String> = WORDS.iter().map(|s| s.to_string()).collect();
+        w.extend(keys().openstack_users().iter().map(keystone::user_id));
+        w
+    });
+    all[i as usize % all.len()].clone()
+}
+
+impl Json {
+    fn value(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Int(n) => Value::from(*n),
+            Json::UInt(n) => Value::from(*n),
+            Json::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+            Json::Str(s) => Value::String(s.clone()),
+            Json::Known(i) => Value::String(word(*i)),
+            Json::Array(a) => Value::Array(a.iter().map(Json::value).collect()),
+            Json::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| {
+                        let k = match k {
+                            Key::Known(i) => word(*i),
+                            Key::Other(s) => s.clone(),
+                        };
+                        (k, v.value())
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A Keystone password-auth body with each part chosen (present or not, right or wrong), so
+/// the user, password, domain and scope checks are all reached.
+#[derive(Arbitrary, Debug)]
+struct KsAuth {
+    methods: Vec<u8>,
+    user_by_id: bool,
+    user: u8,
+    password: u8,
+    user_domain: Option<Json>,
+    scope: Option<(bool, u8, Option<Json>)>,
+}
+
+impl KsAuth {
+    fn value(&self) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let mut user = Map::new();
+        user.insert(if self.user_by_id { "id" } else { "name" }.into(), Value::String(word(self.user)));
+        user.insert("password".into(), Value::String(word(self.password)));
+        if let Some(d) = &self.user_domain {
+            user.insert("domain".into(), d.value());
+        }
+        let methods: Vec<Value> = self.methods.iter().map(|m| Value::String(word(*m))).collect();
+        let mut auth = json!({"identity": {"methods": methods, "password": {"user": user}}});
+        if let Some((by_id, p, domain)) = &self.scope {
+            let mut project = Map::new();
+            project.insert(if *by_id { "id" } else { "name" }.into(), Value::String(word(*p)));
+            if let Some(d) = domain {
+                project.insert("domain".into(), d.value());
+            }
+            auth["scope"] = json!({ "project": project });
+        }
+        json!({ "auth": auth })
+    }
+}
+
 #[derive(Arbitrary, Debug)]
 struct Input {
+    keystone: Option<KsAuth>,
     req: Req,
     version: Option<String>,
     volumes: bool,
     strict: bool,
     rows: Vec<RowIn>,
+    /// When given, the body is this value serialized (else the request's raw bytes).
+    json: Option<Json>,
 }
 
 fn os_err(e: OsError) {
@@ -44,7 +183,13 @@ fn os_err(e: OsError) {
 fuzz_target!(|inp: Input| {
     static USERS: std::sync::OnceLock<disksnap_api_common::KeyRing> = std::sync::OnceLock::new();
     let ring = USERS.get_or_init(keys);
-    let raw = inp.req.raw();
+    let mut raw = inp.req.raw();
+    if let Some(j) = &inp.json {
+        raw.body = serde_json::to_vec(&j.value()).expect("a Value serializes").into();
+    }
+    if let Some(k) = &inp.keystone {
+        raw.body = serde_json::to_vec(&k.value()).expect("a Value serializes").into();
+    }
     let _ = Endpoint::parse(&raw.method, &raw.path);
     let _ = Endpoint::parse(&Method::POST, &raw.path);
     match keystone::authenticate(ring.openstack_users(), &raw.body) {
