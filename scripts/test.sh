@@ -31,5 +31,9 @@ cargo test --release --locked --workspace "$@"
 # Crash trials, a short soak and the disk-full test on the release binary (bench/RELIABILITY.md).
 scripts/reliability.sh
 
+# A short fuzzing pass over the parsers and verifiers (fuzz/README.md); skipped, with a message,
+# where the nightly toolchain is missing.
+scripts/fuzz-smoke.sh
+
 # The vendors' own SDKs and CLIs against the real server (one venv per dialect, pinned).
 tests/python/run.sh

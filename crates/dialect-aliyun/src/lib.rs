@@ -68,13 +68,7 @@ pub async fn handle(ctx: ApiContext, req: Request) -> Response {
         Ok(r) => r,
         Err(why) => return wire::error(Format::Json, &request_id, &host, &invalid("body", why)),
     };
-    let query = parse_pairs(&raw.query, literal_plus);
-    let mut all = query.clone();
-    // A form body counts whatever the Content-Type says (it is what routed the request here).
-    if !raw.body.is_empty() && (raw.body_is_form() || body_names_action(&raw.body)) {
-        all.extend(parse_pairs(&String::from_utf8_lossy(&raw.body), literal_plus));
-    }
-    let params = Params(all);
+    let (params, query) = params_of(&raw);
     let format = Format::from_param(params.get("Format"));
     match run(&ctx, &raw, &params, &query, &host).await {
         Ok((endpoint, body)) => wire::ok(format, endpoint.name(), &request_id, body),
@@ -87,6 +81,18 @@ pub async fn handle(ctx: ApiContext, req: Request) -> Response {
             wire::error(format, &request_id, &host, &e)
         }
     }
+}
+
+/// Every decoded parameter (query, then a form body) and the query's alone (V3 signs only the
+/// query). Public for the fuzz targets (fuzz/).
+pub fn params_of(raw: &RawRequest) -> (Params, Vec<(String, String)>) {
+    let query = parse_pairs(&raw.query, literal_plus);
+    let mut all = query.clone();
+    // A form body counts whatever the Content-Type says (it is what routed the request here).
+    if !raw.body.is_empty() && (raw.body_is_form() || body_names_action(&raw.body)) {
+        all.extend(parse_pairs(&String::from_utf8_lossy(&raw.body), literal_plus));
+    }
+    (Params(all), query)
 }
 
 async fn run(

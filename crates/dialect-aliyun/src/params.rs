@@ -193,9 +193,11 @@ pub fn encode_token(offset: u64) -> String {
     base64(format!("disksnap:{offset}").as_bytes())
 }
 
+/// The offset a NextToken carries. One past i64::MAX was never returned (offsets are below the
+/// total), and would wrap to a negative SQL OFFSET: refused like any foreign token.
 pub fn decode_token(token: &str) -> Option<u64> {
     let bytes = base64_decode(token)?;
-    std::str::from_utf8(&bytes).ok()?.strip_prefix("disksnap:")?.parse().ok()
+    std::str::from_utf8(&bytes).ok()?.strip_prefix("disksnap:")?.parse().ok().filter(|o| *o <= i64::MAX as u64)
 }
 
 #[cfg(test)]
@@ -265,5 +267,21 @@ mod tests {
         assert_eq!(t2.next_token(2, 4), "");
         assert_eq!(Paging::from_params(&p(&[("MaxResults", "3")]), 10).unwrap().limit, 10);
         assert_eq!(Paging::from_params(&p(&[("NextToken", "garbage")]), 1).unwrap_err().code(), "InvalidParameter");
+    }
+
+    /// Found while writing fuzz/aliyun_rpc: a forged NextToken of offset u64::MAX with
+    /// MaxResults=1 overflowed `offset / limit + 1` (a panic with overflow checks, PageNumber 0
+    /// without), and any offset past i64::MAX reached SQLite as a negative OFFSET, which reads
+    /// as 0: the first page again instead of an empty one.
+    #[test]
+    fn a_token_no_server_returned_is_refused() {
+        for offset in [u64::MAX, i64::MAX as u64 + 1] {
+            let tok = encode_token(offset);
+            let e = Paging::from_params(&p(&[("NextToken", &tok), ("MaxResults", "1")]), 1).unwrap_err();
+            assert_eq!(e.code(), "InvalidParameter", "{offset}");
+        }
+        let top = encode_token(i64::MAX as u64);
+        let pg = Paging::from_params(&p(&[("NextToken", &top), ("MaxResults", "1")]), 1).unwrap();
+        assert_eq!((pg.offset, pg.page_number), (i64::MAX as u64, i64::MAX as u64 + 1));
     }
 }

@@ -207,7 +207,8 @@ async fn indexed_page(
     Ok((vols, next, total as usize))
 }
 
-fn parse_size(v: Option<&Value>) -> OsResult<Option<u64>> {
+/// Public for the fuzz targets (fuzz/).
+pub fn parse_size(v: Option<&Value>) -> OsResult<Option<u64>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n

@@ -525,3 +525,39 @@ impl Call<'_> {
         respond(&success(wire::StoragesCreated { storage_ids: created }))
     }
 }
+
+/// Entry points for the fuzz targets (fuzz/): the request's parameter reader and the typed
+/// reads the actions make, run without a service behind them.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    pub fn parameters(raw: &RawRequest) -> Result<Params> {
+        super::parameters(raw)
+    }
+
+    /// Every typed read an action makes of its parameters, each on its own (an error from one
+    /// does not stop the others).
+    pub fn read_args(params: &Params) {
+        let p = Args(params);
+        let _ = p.required("Action");
+        let _ = p.page();
+        let _ = p.name("snapshotName");
+        for key in ["projectId", "portable", "zoneId", "period", "goodsNum", "storageSize"] {
+            let _ = p.int(key);
+        }
+        let _ = id_list(&p, "storageIds", Kind::Volume);
+        let _ = id_list(&p, "snapshotIds", Kind::Snapshot);
+        let _ = id_list(&p, "uInstanceIds", Kind::Instance);
+        let _ = p.list("storageStatus");
+        for key in ["storageId", "snapshotId"] {
+            if let Some(v) = p.get(key) {
+                let kind = if key == "storageId" { Kind::Volume } else { Kind::Snapshot };
+                let _ = id_param(key, kind, v);
+            }
+        }
+        if let Some(t) = p.get("diskType") {
+            let _ = wire::parse_disk_type(t);
+        }
+    }
+}

@@ -87,11 +87,11 @@ impl FixedIndex {
         }
         let chunk_size = u32::from_le_bytes(body[8..12].try_into().unwrap()) as usize;
         let size = u64::from_le_bytes(body[16..24].try_into().unwrap());
-        let count = u64::from_le_bytes(body[24..32].try_into().unwrap()) as usize;
-        if chunk_size == 0
-            || body.len() != HEADER_LEN + 32 * count
-            || size.div_ceil(chunk_size as u64) as usize != count
-        {
+        let count = u64::from_le_bytes(body[24..32].try_into().unwrap());
+        // Checked: a forged count near 2^59 made `32 * count` wrap (or panic with overflow
+        // checks), so a 64-byte body passed for an image of 2^59 slots (fuzz/engine_index).
+        let want_len = count.checked_mul(32).and_then(|n| n.checked_add(HEADER_LEN as u64));
+        if chunk_size == 0 || want_len != Some(body.len() as u64) || size.div_ceil(chunk_size as u64) != count {
             return Err(bad("length does not match header"));
         }
         let digests = body[HEADER_LEN..].chunks_exact(32).map(|c| c.try_into().unwrap()).collect();
@@ -149,6 +149,32 @@ mod tests {
             bad[pos] ^= 1;
             assert!(FixedIndex::decode("x", &bad).is_err(), "flip at {pos}");
         }
+    }
+
+    /// A header and a correct checksum around one digest, for a forged `count`.
+    fn forged(chunk_size: u32, size: u64, count: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&chunk_size.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&[7; 32]);
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(sum.as_bytes());
+        out
+    }
+
+    /// fuzz/engine_index found this: `32 * count` wrapped, so one digest passed for 2^59 + 1
+    /// slots (and with overflow checks on, decode panicked instead of refusing).
+    #[test]
+    fn a_slot_count_that_overflows_is_refused() {
+        let count = (1u64 << 59) + 1;
+        let e = FixedIndex::decode("x", &forged(1, count, count)).unwrap_err();
+        assert!(e.to_string().contains("length does not match header"), "{e}");
+        // The fuzzer's own input: count u64::MAX.
+        assert!(FixedIndex::decode("x", &forged(3_671_775_962, 18_440_105_536_081_550_042, u64::MAX)).is_err());
+        assert!(FixedIndex::decode("x", &forged(4, 4, 1)).is_ok());
     }
 
     #[test]

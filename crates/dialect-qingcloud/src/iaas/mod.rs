@@ -16,7 +16,8 @@ use crate::params::Params;
 use router::Action;
 
 /// `signature` keeps `+` literal (the docs show unencoded base64 in URLs); elsewhere `+` is a space.
-fn params_of(raw: &RawRequest) -> Params {
+/// Public for the fuzz targets (fuzz/), which feed it hostile requests.
+pub fn params_of(raw: &RawRequest) -> Params {
     let mut pairs = encode::parse_pairs(&raw.query, |k| k == "signature");
     if raw.body_is_form() {
         pairs.extend(encode::parse_pairs(&String::from_utf8_lossy(&raw.body), |k| k == "signature"));
