@@ -408,6 +408,22 @@ impl Service {
         Ok(batch)
     }
 
+    /// A volume that may be deleted (idle, detached) and the batch that marks it deleting.
+    async fn lock_for_delete(&self, caller: &Caller, id: &str) -> Result<(VolumeRow, Batch)> {
+        let row = self.volume_row(caller, id).await?;
+        self.ensure_idle(&row)?;
+        if let Some(i) = &row.instance_id {
+            return Err(ServiceError::wrong_state(
+                Kind::Volume,
+                id,
+                "in-use",
+                format!("it is attached to instance {}; detach it first", ids::display(Kind::Instance, i)),
+            ));
+        }
+        let lock = self.lock_volume(&row, VolumeTransition::Deleting);
+        Ok((row, lock))
+    }
+
     /// Delete volumes (their snapshots stay). Attached or busy volumes are refused.
     pub async fn delete_volumes(&self, caller: &Caller, ids_: &[String]) -> Result<Job> {
         retrying!(async {
@@ -417,17 +433,7 @@ impl Service {
             let mut batch = Batch::default();
             let mut bare = Vec::new();
             for id in ids_ {
-                let row = self.volume_row(caller, id).await?;
-                self.ensure_idle(&row)?;
-                if let Some(i) = &row.instance_id {
-                    return Err(ServiceError::wrong_state(
-                        Kind::Volume,
-                        id,
-                        "in-use",
-                        format!("it is attached to instance {}; detach it first", ids::display(Kind::Instance, i)),
-                    ));
-                }
-                let b = self.lock_volume(&row, VolumeTransition::Deleting);
+                let (row, b) = self.lock_for_delete(caller, id).await?;
                 batch.expect.extend(b.expect);
                 batch.put_volumes.extend(b.put_volumes);
                 bare.push(row.id);
@@ -441,16 +447,7 @@ impl Service {
     /// it, or, if any point is busy, nothing.
     pub async fn delete_volume_cascade(&self, caller: &Caller, id: &str) -> Result<Job> {
         retrying!(async {
-            let row = self.volume_row(caller, id).await?;
-            self.ensure_idle(&row)?;
-            if let Some(i) = &row.instance_id {
-                return Err(ServiceError::wrong_state(
-                    Kind::Volume,
-                    id,
-                    "in-use",
-                    format!("it is attached to instance {}; detach it first", ids::display(Kind::Instance, i)),
-                ));
-            }
+            let (row, lock) = self.lock_for_delete(caller, id).await?;
             let q = crate::snapshots::SnapshotQuery {
                 volume_ids: vec![row.id.clone()],
                 statuses: vec![crate::model::SnapshotStatus::Available],
@@ -462,7 +459,6 @@ impl Service {
             } else {
                 self.mark_deleting(caller, &points, crate::snapshots::DeleteScope::Points).await?
             };
-            let lock = self.lock_volume(&row, VolumeTransition::Deleting);
             batch.expect.extend(lock.expect);
             batch.put_volumes.extend(lock.put_volumes);
             let mut resources = vec![row.id.clone()];
