@@ -95,7 +95,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(a) => bail!("account {a:?} is not in the config (accounts: {})", scfg.accounts.join(", ")),
         None => scfg.accounts[0].clone(),
     };
-    let svc = Service::open(scfg).await.map_err(|e| anyhow!("{e}"))?;
+    // The binary chooses the backends (today the embedded SQLite + local store) and hands
+    // them to the service.
+    let backends = disksnap_service::Backends::embedded(&scfg).await.map_err(|e| anyhow!("{e}"))?;
+    let svc = Service::with_backends(scfg, backends).map_err(|e| anyhow!("{e}"))?;
     let caller = Caller::new(account);
     if let Command::Serve { listen, tls_listen, tls_cert, tls_key } = &cli.command {
         let listen = listen.clone().unwrap_or_else(|| cfg.listen.clone());

@@ -27,6 +27,6 @@ pub mod volumes;
 pub use error::{Result, ServiceError};
 pub use maintenance::{GcReport, VerifyOutcome};
 pub use model::*;
-pub use service::{Caller, Service, ServiceConfig, ZoneConfig};
+pub use service::{Backends, Caller, Service, ServiceConfig, ZoneConfig};
 pub use snapshots::{CreateSnapshots, DeleteScope, SnapshotQuery};
 pub use volumes::{CreateVolumes, VolumeFromSnapshot, VolumeQuery, GIB};

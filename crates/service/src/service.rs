@@ -67,6 +67,26 @@ impl Caller {
     }
 }
 
+/// What a service keeps its rows and its snapshot bytes in. The binary builds them from its
+/// configuration and hands them to [`Service::with_backends`], so another metadata store (any
+/// [`MetaStore`]) plugs in without touching the service.
+pub struct Backends {
+    pub meta: Arc<dyn MetaStore>,
+    pub store: Arc<Store>,
+}
+
+impl Backends {
+    /// The embedded default: SQLite at `DATA/meta.db` (schema brought up to date) and the
+    /// chunk store in `DATA/store`, the data dir created owner-only if missing.
+    pub async fn embedded(cfg: &ServiceConfig) -> Result<Self> {
+        let dir = &cfg.data_dir;
+        private::create_dir_all(dir).map_err(|e| ServiceError::Internal(format!("create {}: {e}", dir.display())))?;
+        let store = Store::open(&dir.join("store"), cfg.chunk_size)?;
+        let meta = SqliteMeta::open(&dir.join("meta.db")).await?;
+        Ok(Backends { meta: Arc::new(meta), store: Arc::new(store) })
+    }
+}
+
 /// The snapshot service. Cheap to clone; every clone shares one state.
 #[derive(Clone)]
 pub struct Service {
@@ -106,10 +126,17 @@ fn close_to_others(dir: &Path) -> Result<()> {
 }
 
 impl Service {
-    /// Open the data dir (creating it), bring the database schema up to date, and register
+    /// Open the data dir with the embedded backends ([`Backends::embedded`]) and register
     /// this process as a job runner. Interrupted jobs are not touched here: call
     /// [`Service::recover`].
     pub async fn open(cfg: ServiceConfig) -> Result<Self> {
+        let backends = Backends::embedded(&cfg).await?;
+        Self::with_backends(cfg, backends)
+    }
+
+    /// A service over backends its caller built (from its configuration, or for a test);
+    /// the data dir still holds the volume and image files and the runner locks.
+    pub fn with_backends(cfg: ServiceConfig, backends: Backends) -> Result<Self> {
         if cfg.zones.is_empty() {
             return Err(ServiceError::invalid("zones", "at least one zone must be configured"));
         }
@@ -121,8 +148,6 @@ impl Service {
             private::create_dir_all(d).map_err(|e| ServiceError::Internal(format!("create {}: {e}", d.display())))?;
         }
         close_to_others(dir)?;
-        let store = Store::open(&dir.join("store"), cfg.chunk_size)?;
-        let meta = SqliteMeta::open(&dir.join("meta.db")).await?;
         let runner = format!("{}-{}", std::process::id(), ids::new_id());
         let lock_path = runners_dir.join(format!("{runner}.lock"));
         let lock = private::create(&lock_path)
@@ -133,8 +158,8 @@ impl Service {
         }
         Ok(Service {
             inner: Arc::new(Inner {
-                meta: Arc::new(meta),
-                store: Arc::new(store),
+                meta: backends.meta,
+                store: backends.store,
                 cfg,
                 volumes_dir,
                 images_dir,
