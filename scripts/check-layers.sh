@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Keep the arrows of shared/design/architecture.md pointing down: the engine and the metadata
-# store depend on no other disksnap crate, the service not on the binary.
+# store depend on no other disksnap crate, the service not on the binary, api-common or a dialect.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0
@@ -15,7 +15,7 @@ check() {
 }
 check disksnap-engine disksnap-meta disksnap-service disksnap
 check disksnap-meta disksnap-engine disksnap-service disksnap
-check disksnap-service disksnap
+check disksnap-service disksnap disksnap-api-common $(cargo metadata --no-deps --format-version 1 --locked 2>/dev/null | python3 -c 'import json,sys; print(" ".join(p["name"] for p in json.load(sys.stdin)["packages"] if p["name"].startswith("disksnap-dialect-")))')
 # api-common and every dialect: only the service and api-common below them, never each other.
 check disksnap-api-common disksnap-engine disksnap-meta disksnap
 dialects=$(cargo metadata --no-deps --format-version 1 --locked 2>/dev/null | python3 -c 'import json,sys; print(" ".join(p["name"] for p in json.load(sys.stdin)["packages"] if p["name"].startswith("disksnap-dialect-")))')

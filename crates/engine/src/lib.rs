@@ -10,8 +10,8 @@
 //! ```text
 //! store.toml                      chunk_size = 65536   (fixed at creation, never changes)
 //! chunks/.gc.lock                 flock: shared while inserting, exclusive while sweeping
-//! chunks/<4 hex>/<64 hex>         one chunk: 20-byte header + payload (see chunk.rs)
-//! chunks/<4 hex>/.tmp-*           an insert in progress (removed at open if stale)
+//! chunks/<3 hex>/<64 hex>         one chunk: 20-byte header + payload (see chunk.rs)
+//! chunks/<3 hex>/.tmp-<pid>-*     an insert in progress (its process's recovery or GC removes it)
 //! chunks/quarantine/<64 hex>.bad  chunks `verify` found corrupt
 //! indexes/<name>.fidx             a committed fixed index (see index.rs)
 //! indexes/<name>.pending          a capture or restore in progress: flock-held by its process, its chunks stay marked
@@ -19,7 +19,7 @@
 //!
 //! # Durability rules
 //! * A chunk is written to a temp name in its prefix directory. At the end of a capture
-//!   [`ChunkStore::commit`] runs one `syncfs` (all chunk data on disk), renames every temp file to
+//!   [`chunk_store::Inserter::commit`] runs one `syncfs` (all chunk data on disk), renames every temp file to
 //!   its digest name, and runs `syncfs` again (the renames on disk). So a file at a digest name is
 //!   always complete — which the dedup check relies on — at the cost of two syncs per job
 //!   instead of one fsync per chunk (tens of thousands per full snapshot).
