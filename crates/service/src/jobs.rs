@@ -251,10 +251,15 @@ impl Service {
             row.status_time = now_ms();
             batch.expect.push(self.runs(row));
             batch.put_jobs.push(row.clone());
+            // Unlike a request, a job's end has no caller to hand a conflict to: it is decided
+            // again for as long as other writes keep going first (each attempt re-reads a few
+            // rows; the backoff spreads the racers out).
             match self.meta().commit(batch).await {
-                Err(MetaError::Stale { what, id }) if attempt < crate::retry::ATTEMPTS => {
+                Err(MetaError::Stale { what, id }) => {
                     attempt += 1;
-                    tracing::debug!(job = %row.id, what, %id, attempt, "a concurrent write went first; deciding again");
+                    if attempt % crate::retry::ATTEMPTS == 0 {
+                        tracing::warn!(job = %row.id, what, %id, attempt, "the end of a job keeps losing races; still deciding again");
+                    }
                     crate::retry::backoff(attempt).await;
                 }
                 other => return other,
