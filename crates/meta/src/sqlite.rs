@@ -128,6 +128,29 @@ fn versioned_put_sql(table: &str, cols: &[&str], version: i64) -> String {
     }
 }
 
+/// Rows one batch writes more than once (an id listed twice by a caller, a row two steps of one
+/// decision touch): a later write made from the same read as an earlier one is guarded by the
+/// version the earlier write left, so the last write wins within the batch, as one decision's
+/// writes should; a write from any other read is still refused as stale.
+#[derive(Default)]
+struct InBatch(HashMap<String, (i64, i64)>);
+
+impl InBatch {
+    /// The version to guard a write of `id` made from a read at `read`.
+    fn guard(&self, id: &str, read: i64) -> i64 {
+        match self.0.get(id) {
+            Some(&(first_read, now)) if first_read == read => now,
+            _ => read,
+        }
+    }
+
+    /// Record that `id`, read at `read`, was written guarded by `guard`.
+    fn wrote(&mut self, id: &str, read: i64, guard: i64) {
+        let first_read = self.0.get(id).map_or(read, |&(r, _)| r);
+        self.0.insert(id.to_string(), (first_read, if guard == 0 { 1 } else { guard + 1 }));
+    }
+}
+
 /// `json_object('col', col, …)` over a row's columns, booleans (stored 0/1) as JSON booleans so
 /// the row types deserialize from it.
 fn json_object_sql(cols: &[&str], bools: &[&str]) -> String {
@@ -657,8 +680,10 @@ impl MetaStore for SqliteMeta {
                 .await?;
         }
         Self::delete_by_id(&mut tx, "instances", &b.delete_instances).await?;
+        let mut in_batch = InBatch::default();
         for r in &b.put_volumes {
-            let sql = versioned_put_sql("volumes", VOLUME_COLS, r.version);
+            let guard = in_batch.guard(&r.id, r.version);
+            let sql = versioned_put_sql("volumes", VOLUME_COLS, guard);
             let q = sqlx::query(&sql)
                 .bind(&r.id)
                 .bind(&r.account)
@@ -675,13 +700,16 @@ impl MetaStore for SqliteMeta {
                 .bind(r.create_time)
                 .bind(r.status_time)
                 .bind(&r.source_snapshot);
-            let q = if r.version == 0 { q } else { q.bind(r.version) };
+            let q = if guard == 0 { q } else { q.bind(guard) };
             let done = q.execute(&mut *tx).await;
             Self::versioned("volume", &r.id, done)?;
+            in_batch.wrote(&r.id, r.version, guard);
         }
         Self::delete_by_id(&mut tx, "volumes", &b.delete_volumes).await?;
+        let mut in_batch = InBatch::default();
         for r in &b.put_snapshots {
-            let sql = versioned_put_sql("snapshots", SNAPSHOT_COLS, r.version);
+            let guard = in_batch.guard(&r.id, r.version);
+            let sql = versioned_put_sql("snapshots", SNAPSHOT_COLS, guard);
             let q = sqlx::query(&sql)
                 .bind(&r.id)
                 .bind(&r.account)
@@ -711,9 +739,10 @@ impl MetaStore for SqliteMeta {
                 .bind(r.encrypted)
                 .bind(r.used_by_images)
                 .bind(r.used_by_volumes);
-            let q = if r.version == 0 { q } else { q.bind(r.version) };
+            let q = if guard == 0 { q } else { q.bind(guard) };
             let done = q.execute(&mut *tx).await;
             Self::versioned("snapshot", &r.id, done)?;
+            in_batch.wrote(&r.id, r.version, guard);
         }
         // The search index's copy of id, name and description (migrations/0005), a few
         // statements per batch, not per row: drop the entries of every row written or deleted
@@ -741,8 +770,10 @@ impl MetaStore for SqliteMeta {
             sqlx::query("DELETE FROM resource_tags WHERE resource_id = ?").bind(id).execute(&mut *tx).await?;
         }
         Self::delete_by_id(&mut tx, "snapshots", &b.delete_snapshots).await?;
+        let mut in_batch = InBatch::default();
         for r in &b.put_images {
-            let sql = versioned_put_sql("images", IMAGE_COLS, r.version);
+            let guard = in_batch.guard(&r.id, r.version);
+            let sql = versioned_put_sql("images", IMAGE_COLS, guard);
             let q = sqlx::query(&sql)
                 .bind(&r.id)
                 .bind(&r.account)
@@ -754,9 +785,10 @@ impl MetaStore for SqliteMeta {
                 .bind(&r.status)
                 .bind(r.create_time)
                 .bind(r.status_time);
-            let q = if r.version == 0 { q } else { q.bind(r.version) };
+            let q = if guard == 0 { q } else { q.bind(guard) };
             let done = q.execute(&mut *tx).await;
             Self::versioned("image", &r.id, done)?;
+            in_batch.wrote(&r.id, r.version, guard);
         }
         Self::delete_by_id(&mut tx, "images", &b.delete_images).await?;
         for r in &b.put_jobs {
@@ -1176,6 +1208,33 @@ mod tests {
         let r = m.commit(Batch { put_snapshots: vec![gone], ..Default::default() }).await;
         assert!(matches!(r, Err(MetaError::Stale { .. })), "{r:?}");
         assert!(m.snapshot("a", "s1").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn one_batch_writing_a_row_twice_from_one_read_keeps_the_last_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SqliteMeta::open(&dir.path().join("m.db")).await.unwrap();
+        // created and changed in one batch
+        let mut later = snap("s1", "a", "v", 1, "available");
+        later.name = "second".into();
+        m.commit(Batch { put_snapshots: vec![snap("s1", "a", "v", 1, "available"), later], ..Default::default() })
+            .await
+            .unwrap();
+        let read = m.snapshot("a", "s1").await.unwrap().unwrap();
+        assert_eq!((read.name.as_str(), read.version), ("second", 2));
+        // the same read written twice (an id a caller listed twice)
+        let (mut x, mut y) = (read.clone(), read.clone());
+        x.name = "x".into();
+        y.name = "y".into();
+        m.commit(Batch { put_snapshots: vec![x, y], ..Default::default() }).await.unwrap();
+        let now = m.snapshot("a", "s1").await.unwrap().unwrap();
+        assert_eq!((now.name.as_str(), now.version), ("y", 4));
+        // a write from an older read is still stale, in a batch or not
+        let mut stale = read;
+        stale.name = "stale".into();
+        let r = m.commit(Batch { put_snapshots: vec![now.clone(), stale], ..Default::default() }).await;
+        assert!(matches!(r, Err(MetaError::Stale { .. })), "{r:?}");
+        assert_eq!(m.snapshot("a", "s1").await.unwrap().unwrap().name, "y");
     }
 
     #[tokio::test]

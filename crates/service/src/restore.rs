@@ -1,5 +1,6 @@
 //! Getting bytes back out of a snapshot: roll a volume back, make a new volume, capture an image.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -325,7 +326,9 @@ impl Service {
     pub async fn delete_images(&self, caller: &Caller, ids_: &[String]) -> Result<Vec<Image>> {
         retrying!(async {
             let mut batch = Batch::default();
-            let mut out = Vec::new();
+            let mut out: Vec<Image> = Vec::new();
+            // Each source point once, however many of its images go (one decrement each).
+            let mut sources: HashMap<String, SnapshotRow> = HashMap::new();
             for id in ids_ {
                 let img = self.image(caller, id).await?;
                 if img.status != ImageStatus::Available {
@@ -336,13 +339,21 @@ impl Service {
                         "it is still being captured",
                     ));
                 }
-                if let Some(mut s) = self.meta().snapshot(&caller.account, &img.snapshot_id).await? {
+                if out.iter().any(|o| o.id == img.id) {
+                    continue; // listed twice
+                }
+                let source = match sources.remove(&img.snapshot_id) {
+                    Some(s) => Some(s),
+                    None => self.meta().snapshot(&caller.account, &img.snapshot_id).await?,
+                };
+                if let Some(mut s) = source {
                     s.used_by_images = (s.used_by_images - 1).max(0);
-                    batch.put_snapshots.push(s);
+                    sources.insert(s.id.clone(), s);
                 }
                 batch.delete_images.push(img.id.clone());
                 out.push(img);
             }
+            batch.put_snapshots.extend(sources.into_values());
             self.meta().commit(batch).await?;
             for img in &out {
                 let _ = std::fs::remove_file(&img.path);

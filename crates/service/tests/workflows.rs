@@ -108,3 +108,33 @@ async fn a_cascade_delete_takes_the_volume_and_its_points_in_one_job_or_nothing(
     let v = svc.verify(std::sync::Arc::new(disksnap_engine::NoProgress)).await.unwrap();
     assert!(v.ok(), "{v:?}");
 }
+
+/// Rows a batch writes twice from one read (two images of one point deleted together, an id
+/// listed twice) are one decision, not a race with itself: it succeeds, and the point's usage
+/// count drops once per image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_two_images_of_one_point_together_counts_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Caller::new("dev");
+    let svc = open(dir.path()).await;
+    let req = CreateVolumes { size_gib: 1, kind: Some(VolumeKind::System), ..Default::default() };
+    let (job, vols) = svc.create_volumes(&me, req).await.unwrap();
+    ok(&svc, &me, &job).await;
+    let (job, snaps) = svc
+        .create_snapshots(&me, CreateSnapshots { volumes: vec![vols[0].id.clone()], ..Default::default() })
+        .await
+        .unwrap();
+    ok(&svc, &me, &job).await;
+    let mut images = Vec::new();
+    for name in ["a", "b"] {
+        let (job, img) = svc.capture_image(&me, &snaps[0].id, name).await.unwrap();
+        ok(&svc, &me, &job).await;
+        images.push(img.id);
+    }
+    assert_eq!(svc.snapshot(&me, &snaps[0].id).await.unwrap().used_by_images, 2);
+    let twice = vec![images[0].clone(), images[1].clone(), images[0].clone()];
+    assert_eq!(svc.delete_images(&me, &twice).await.unwrap().len(), 2);
+    assert_eq!(svc.snapshot(&me, &snaps[0].id).await.unwrap().used_by_images, 0);
+    let job = svc.delete_volumes(&me, &[vols[0].id.clone(), vols[0].id.clone()]).await.unwrap();
+    ok(&svc, &me, &job).await;
+}
