@@ -35,6 +35,7 @@
 //! * GC marks every committed index the caller names live, every `.pending` index, and every
 //!   index younger than the grace period (committed but perhaps not yet recorded by its caller).
 
+pub mod backend;
 pub mod chunk;
 pub mod chunk_store;
 pub mod error;

@@ -95,9 +95,11 @@ impl From<disksnap_engine::EngineError> for ServiceError {
     fn from(e: disksnap_engine::EngineError) -> Self {
         use disksnap_engine::EngineError as E;
         match e {
-            E::CorruptChunk { .. } | E::MissingChunk { .. } | E::CorruptIndex { .. } | E::MissingIndex { .. } => {
-                ServiceError::Corrupt(e.to_string())
-            }
+            E::CorruptChunk { .. }
+            | E::MissingChunk { .. }
+            | E::MissingObject { .. }
+            | E::CorruptIndex { .. }
+            | E::MissingIndex { .. } => ServiceError::Corrupt(e.to_string()),
             E::Io { ref source, .. } if is_no_space(source) => ServiceError::InsufficientStorage(format!(
                 "the data dir's disk is full ({e}); free space (delete snapshots, then `disksnap gc`) and retry"
             )),

@@ -1,0 +1,56 @@
+//! Where a store's objects live: pack files and fixed indexes, by key.
+//!
+//! The engine writes only immutable objects under unique names (a pack is named by a random id,
+//! an index by its caller's name and never rewritten in place), so a backend needs no
+//! conditional writes, no locks and no renames: the metadata store coordinates. That is what
+//! lets one interface cover a local directory and every S3-compatible store (Ceph RGW, Garage,
+//! OSS, COS), whose conditional-write support differs.
+//!
+//! Keys are `/`-separated, relative to the store root, made of `[A-Za-z0-9._-]` segments.
+//! Calls are blocking: the engine runs on rayon and `spawn_blocking` threads.
+
+pub mod local;
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use crate::error::Result;
+
+/// One listed object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+pub trait Backend: Send + Sync + 'static {
+    /// Store `data` at `key`. When this returns `Ok`, the object is whole and durable (it
+    /// survives a crash or power loss of this machine); before, a reader sees either nothing or
+    /// — on a local directory — nothing at that key. The engine never puts one key twice with
+    /// different bytes.
+    fn put(&self, key: &str, data: Vec<u8>) -> Result<()>;
+
+    /// The whole object. A missing key is [`crate::EngineError::MissingObject`].
+    fn get(&self, key: &str) -> Result<Vec<u8>>;
+
+    /// Several byte ranges of one object, in the order asked (callers coalesce neighbouring
+    /// chunks first, so each range is one read or one ranged GET).
+    fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Vec<Vec<u8>>>;
+
+    /// Every object whose key starts with `prefix`, in no particular order.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+
+    /// Remove an object; a missing one is not an error.
+    fn delete(&self, key: &str) -> Result<()>;
+
+    /// For logs and `disksnap status`: e.g. `local:/var/lib/disksnap/store` or
+    /// `s3://bucket/prefix at http://127.0.0.1:7480`.
+    fn describe(&self) -> String;
+
+    /// How many uploads the engine should keep in flight at once (a local disk wants few, an
+    /// object store over the network several).
+    fn upload_concurrency(&self) -> usize {
+        2
+    }
+}
