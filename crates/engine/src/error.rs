@@ -29,6 +29,9 @@ pub enum EngineError {
     /// The store directory was created with settings this build cannot use.
     #[error("store at {path} is not usable: {why}")]
     BadStore { path: PathBuf, why: String },
+    /// A pack whose trailer or footer fails its checks.
+    #[error("pack {pack} is corrupt: {why}")]
+    CorruptPack { pack: String, why: String },
     /// An object the store needs (a pack, an index) is not in the backend.
     #[error("object {key} is missing from the store")]
     MissingObject { key: String },

@@ -37,19 +37,27 @@
 
 pub mod backend;
 pub mod chunk;
+pub mod chunk_index;
 pub mod chunk_store;
 pub mod error;
+mod gc;
 pub mod index;
+pub mod pack;
+mod pin;
 pub mod private;
 pub mod progress;
 pub mod store;
+mod verify;
 pub mod volume_io;
 
+pub use backend::Backend;
+pub use chunk_index::{ChunkIndex, MemoryIndex};
 pub use chunk_store::ChunkStore;
 pub use error::{EngineError, Result};
 pub use index::{Digest, FixedIndex, ZERO_DIGEST};
 pub use progress::{NoProgress, Progress};
 pub use store::{CaptureStats, GcStats, RestoreStats, Store, VerifyReport};
+pub use verify::{MigrateStats, RebuildStats};
 
 /// Default chunk size: 128 KiB, chosen by measurement.
 ///

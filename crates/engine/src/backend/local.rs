@@ -103,6 +103,10 @@ impl Backend for LocalBackend {
             .collect()
     }
 
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.path(key)?.is_file())
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let mut out = Vec::new();
         walk(&self.root, &self.root, prefix, &mut out)?;

@@ -38,6 +38,15 @@ pub trait Backend: Send + Sync + 'static {
     /// chunks first, so each range is one read or one ranged GET).
     fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Vec<Vec<u8>>>;
 
+    /// Whether `key` exists (a remote backend may answer with a HEAD instead of a GET).
+    fn exists(&self, key: &str) -> Result<bool> {
+        match self.get(key) {
+            Ok(_) => Ok(true),
+            Err(crate::EngineError::MissingObject { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every object whose key starts with `prefix`, in no particular order.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
 
