@@ -38,6 +38,9 @@ pub enum EngineError {
     /// A remote backend (S3) failed after its retries; `op` and `key` say what was attempted.
     #[error("{op} {key}: {why}")]
     Backend { op: &'static str, key: String, why: String },
+    /// The chunk index (kept by the caller, e.g. in its metadata database) failed.
+    #[error("chunk index: {0}")]
+    Index(String),
     /// A caller asked for something impossible (e.g. an index name with a slash).
     #[error("{0}")]
     Invalid(String),
