@@ -21,6 +21,9 @@ use crate::pin::{held_pins, Pin};
 use crate::progress::Progress;
 use crate::store::{GcStats, Store};
 
+/// See `index_cutoff` in [`Store::gc`].
+const ORPHAN_INDEX_AGE: Duration = Duration::from_secs(3600);
+
 /// A pack whose live chunks fill less than this share of it is repacked.
 const REPACK_BELOW: f64 = 0.5;
 
@@ -59,13 +62,17 @@ impl Store {
             cutoff = cutoff.min(t - Duration::from_secs(1));
         }
         let cutoff_s = millis(cutoff);
+        // An index not in `live` is removed only when it is older than this as well: between a
+        // capture writing its index and its caller recording it there is a window that no
+        // grace the caller picks (even 0 s) should be able to cut.
+        let index_cutoff = cutoff.min(now - ORPHAN_INDEX_AGE);
         let live: HashSet<&str> = live.iter().map(|s| s.as_str()).collect();
         let mut stats = GcStats::default();
         let mut marked: HashSet<Digest> = HashSet::new();
         progress.start(4);
         for obj in self.backend.list("indexes/")? {
             let Some(name) = obj.key.strip_prefix("indexes/").and_then(|n| n.strip_suffix(".fidx")) else { continue };
-            if !live.contains(name) && obj.modified < cutoff {
+            if !live.contains(name) && obj.modified < index_cutoff {
                 self.backend.delete(&obj.key)?;
                 stats.removed_indexes += 1;
                 continue;
