@@ -20,7 +20,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ObjectWriter};
 use crate::chunk_index::{ChunkIndex, PackEntry};
 use crate::error::{EngineError, Result};
 use crate::index::Digest;
@@ -127,20 +127,31 @@ pub fn parse_whole(name: &str, bytes: &[u8]) -> Result<Vec<PackEntry>> {
     parse_trailer(size, footer, &bytes[range.start as usize..range.end as usize]).map_err(corrupt)
 }
 
+/// Where an open pack's bytes go: streamed to the backend (a local file) or buffered for one
+/// `put` (an object store).
+enum Sink {
+    Stream(Box<dyn ObjectWriter>),
+    Buffer(Vec<u8>),
+}
+
 struct Open {
-    buf: Vec<u8>,
+    name: String,
+    sink: Sink,
+    len: u64,
     entries: Vec<PackEntry>,
 }
 
 struct Sealed {
     name: String,
-    bytes: Vec<u8>,
+    sink: Sink,
+    size: u64,
     entries: Vec<PackEntry>,
 }
 
 /// Collects one job's new chunk frames into packs and uploads them in the background.
 pub struct PackWriter {
-    open: Mutex<Open>,
+    backend: Arc<dyn Backend>,
+    open: Mutex<Option<Open>>,
     /// Digests this writer has taken (written or waiting in a pack), with their stored size:
     /// a chunk that repeats inside one capture is stored once.
     taken: Mutex<HashMap<Digest, u64>>,
@@ -165,7 +176,8 @@ impl PackWriter {
             })
             .collect();
         PackWriter {
-            open: Mutex::new(Open { buf: Vec::with_capacity(TARGET_PACK + (1 << 20)), entries: Vec::new() }),
+            backend,
+            open: Mutex::new(None),
             taken: Mutex::new(HashMap::new()),
             tx: Some(tx),
             workers,
@@ -190,15 +202,24 @@ impl PackWriter {
         self.check()?;
         self.taken.lock().unwrap().insert(*digest, frame.len() as u64);
         let full = {
-            let mut open = self.open.lock().unwrap();
-            let offset = open.buf.len() as u64;
-            open.buf.extend_from_slice(frame);
-            open.entries.push(PackEntry { digest: *digest, offset, len: frame.len() as u32 });
-            if open.buf.len() >= TARGET_PACK {
-                Some(std::mem::replace(
-                    &mut *open,
-                    Open { buf: Vec::with_capacity(TARGET_PACK + (1 << 20)), entries: Vec::new() },
-                ))
+            let mut slot = self.open.lock().unwrap();
+            if slot.is_none() {
+                let name = new_pack_name();
+                let sink = match self.backend.open_writer(&pack_key(&name))? {
+                    Some(w) => Sink::Stream(w),
+                    None => Sink::Buffer(Vec::with_capacity(TARGET_PACK + (1 << 20))),
+                };
+                *slot = Some(Open { name, sink, len: 0, entries: Vec::new() });
+            }
+            let open = slot.as_mut().expect("just made");
+            match &mut open.sink {
+                Sink::Stream(w) => w.write(frame)?,
+                Sink::Buffer(b) => b.extend_from_slice(frame),
+            }
+            open.entries.push(PackEntry { digest: *digest, offset: open.len, len: frame.len() as u32 });
+            open.len += frame.len() as u64;
+            if open.len >= TARGET_PACK as u64 {
+                slot.take()
             } else {
                 None
             }
@@ -209,9 +230,15 @@ impl PackWriter {
         Ok(())
     }
 
-    fn send(&self, mut open: Open) -> Result<()> {
-        seal(&mut open.buf, &open.entries);
-        let sealed = Sealed { name: new_pack_name(), bytes: open.buf, entries: open.entries };
+    fn send(&self, open: Open) -> Result<()> {
+        let Open { name, mut sink, len, entries } = open;
+        let mut trailer = Vec::new();
+        seal(&mut trailer, &entries);
+        match &mut sink {
+            Sink::Stream(w) => w.write(&trailer)?,
+            Sink::Buffer(b) => b.extend_from_slice(&trailer),
+        }
+        let sealed = Sealed { name, sink, size: len + trailer.len() as u64, entries };
         if self.tx.as_ref().expect("not finished").send(sealed).is_err() {
             self.check()?;
             return Err(EngineError::Invalid("pack uploaders stopped".into()));
@@ -229,8 +256,11 @@ impl PackWriter {
     /// Upload what is left and wait until every pack is durable and indexed. Returns the
     /// names of the packs written.
     pub fn finish(mut self) -> Result<Vec<String>> {
-        let last = std::mem::replace(&mut *self.open.lock().unwrap(), Open { buf: Vec::new(), entries: Vec::new() });
-        let sent = if last.entries.is_empty() { Ok(()) } else { self.send(last) };
+        let last = self.open.lock().unwrap().take();
+        let sent = match last {
+            Some(open) if !open.entries.is_empty() => self.send(open),
+            _ => Ok(()),
+        };
         self.tx = None;
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -243,8 +273,9 @@ impl PackWriter {
 
 impl Drop for PackWriter {
     fn drop(&mut self) {
-        // An abandoned writer (an error elsewhere in the capture): stop the uploaders. Packs
-        // already put stay until GC finds them unreferenced.
+        // An abandoned writer (an error elsewhere in the capture): stop the uploaders. An open
+        // streamed pack is dropped unfinished (its temp file goes); packs already put stay
+        // until GC finds them unreferenced.
         self.tx = None;
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -265,10 +296,11 @@ fn upload_loop(
         if failed.lock().unwrap().is_some() {
             continue; // drain: the capture is failing anyway
         }
-        let size = pack.bytes.len() as u64;
-        let done = backend
-            .put(&pack_key(&pack.name), pack.bytes)
-            .and_then(|()| index.add_pack(&pack.name, size, &pack.entries));
+        let done = match pack.sink {
+            Sink::Stream(w) => w.finish(),
+            Sink::Buffer(b) => backend.put(&pack_key(&pack.name), b),
+        }
+        .and_then(|()| index.add_pack(&pack.name, pack.size, &pack.entries));
         match done {
             Ok(()) => uploaded.lock().unwrap().push(pack.name),
             Err(e) => {

@@ -32,7 +32,7 @@ const RESTORE_BATCH: usize = 512;
 /// Neighbouring chunks of one pack are read together when the gap between them is at most this
 /// (reading a little unneeded data beats another request), up to [`MAX_READ`] per read.
 const MAX_GAP: u64 = 256 << 10;
-const MAX_READ: u64 = 8 << 20;
+const MAX_READ: u64 = 2 << 20;
 
 pub struct Store {
     /// Local state: `store.toml` of a local store, pins (`indexes/*.pending`), and the chunk
