@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod ids;
 pub mod params;
 pub mod regions;
 pub mod router;

@@ -15,4 +15,13 @@ pub mod router;
 pub mod signature;
 pub mod wire;
 
-pub use router::routes;
+use axum::routing::any;
+use axum::Router;
+use disksnap_api_common::ApiContext;
+
+/// The dialect's routes: [`router::PATH`], GET (query) and POST (form body); any other method is
+/// answered in the vendor's envelope. Mounted here, not in [`router`], so the router does not
+/// import the handlers that import it.
+pub fn routes(ctx: ApiContext) -> Router {
+    Router::new().route(router::PATH, any(handlers::entry)).with_state(ctx)
+}
