@@ -1,7 +1,7 @@
 //! Aliyun's id renderings: its own prefix over the suffix every dialect shares. Its own module so
 //! that the error table and the wire renderings both read it without reading each other.
 
-use disksnap_service::{ids, Kind};
+use disksnap_service::Kind;
 
 /// Aliyun prints each id with its own prefix over the shared suffix.
 pub fn show(kind: Kind, bare: &str) -> String {
@@ -11,7 +11,9 @@ pub fn show(kind: Kind, bare: &str) -> String {
         Kind::Instance => "i-",
         Kind::Image => "m-",
         Kind::Chain => "sl-",
-        Kind::Job | Kind::Tag => return ids::display(kind, bare),
+        // ECS has no jobs or tag ids of its own: QingCloud's words, as every id once was.
+        Kind::Job => "j-",
+        Kind::Tag => "tag-",
     };
     format!("{prefix}{bare}")
 }

@@ -1,9 +1,9 @@
 //! 51idc endpoint handlers: read query or JSON body, call the service, answer with the list or
 //! the Job object (dialects.md §3.4–3.5). Meanings follow QingCloud's (same wire vocabulary).
 
+use crate::ids::display;
 use disksnap_api_common::time::iso_z;
 use disksnap_api_common::MAX_LIST_ITEMS;
-use disksnap_service::ids::display;
 use disksnap_service::{
     Caller, CreateSnapshots, DeleteScope, Job, JobFailure, JobStatus, Kind, SnapshotQuery, VolumeQuery,
 };
