@@ -41,21 +41,13 @@ pub struct RawRequest {
 }
 
 impl RawRequest {
-    /// Read the whole request. Err(()) when the body is larger than [`MAX_BODY`] or unreadable.
+    /// Read the whole request. Err (why) when the body is larger than [`MAX_BODY`] or
+    /// unreadable.
     pub async fn read(req: Request) -> Result<RawRequest, String> {
-        let (parts, body) = req.into_parts();
-        let request_id = parts.extensions.get::<RequestId>().cloned().unwrap_or_default();
-        let body = axum::body::to_bytes(body, MAX_BODY)
-            .await
-            .map_err(|e| format!("request body could not be read (at most {MAX_BODY} bytes): {e}"))?;
-        Ok(RawRequest {
-            method: parts.method,
-            path: parts.uri.path().to_string(),
-            query: parts.uri.query().unwrap_or("").to_string(),
-            headers: parts.headers,
-            body,
-            request_id,
-        })
+        match Self::read_or_head(req).await {
+            (raw, None) => Ok(raw),
+            (_, Some(why)) => Err(why),
+        }
     }
 
     /// Read the whole request; when its body cannot be read (larger than [`MAX_BODY`], or cut
