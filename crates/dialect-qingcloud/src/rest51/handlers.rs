@@ -58,14 +58,7 @@ impl Call {
     }
 
     fn int(&self, key: &str) -> Result<Option<i64>, QcError> {
-        match self.text(key) {
-            None => Ok(None),
-            Some(t) => t
-                .trim()
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| QcError::invalid(format!("parameter [{key}] should be an integer, not [{t}]"))),
-        }
+        self.text(key).map(|t| crate::params::parse_int(key, &t)).transpose()
     }
 
     fn flag(&self, key: &str) -> Result<Option<bool>, QcError> {
