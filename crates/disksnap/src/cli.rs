@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use disksnap_service::ids::display;
+use disksnap_dialect_qingcloud::ids::display;
 use disksnap_service::*;
 
 use crate::config::{Config, CONFIG_NAME};
