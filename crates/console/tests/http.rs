@@ -119,7 +119,7 @@ async fn volume_count(svc: &Service, account: &str) -> u64 {
     svc.volumes(&Caller::new(account), &VolumeQuery { limit: 1, ..Default::default() }).await.unwrap().1
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_session_pages_go_to_sign_in_and_the_api_is_refused() {
     let env = start().await;
     let r = send(env.addr, "GET", "/console/", "", None).await;
@@ -133,7 +133,7 @@ async fn without_a_session_pages_go_to_sign_in_and_the_api_is_refused() {
     assert!(r.header("content-security-policy").unwrap().contains("script-src 'self'"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_sets_a_strict_http_only_cookie_secure_only_over_https() {
     let env = start().await;
     let r = sign_in(env.addr, "AKALICE", "alice-secret").await;
@@ -152,7 +152,7 @@ async fn sign_in_sets_a_strict_http_only_cookie_secure_only_over_https() {
     assert!(page.body.contains("id=\"account\">alice<"), "{}", page.body);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_or_a_forged_sign_in_form_gets_no_session() {
     let env = start().await;
     let r = sign_in(env.addr, "alice", "not-the-password").await;
@@ -184,7 +184,7 @@ async fn a_wrong_password_or_a_forged_sign_in_form_gets_no_session() {
     assert_eq!(r.status, 403);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_attempts_are_rate_limited_per_identity() {
     let env = start().await;
     for _ in 0..disksnap_console::session::FAILS_PER_IDENTITY {
@@ -200,7 +200,7 @@ async fn sign_in_attempts_are_rate_limited_per_identity() {
     assert_eq!(sign_in(env.addr, "AKALICE", "alice-secret").await.status, 303);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_form_needs_the_session_csrf_token() {
     let env = start().await;
     let cookie = session(env.addr, "alice", "alice-pw").await;
@@ -236,7 +236,7 @@ async fn every_form_needs_the_session_csrf_token() {
     assert_eq!(volume_count(&env.service, "alice").await, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_never_sees_or_touches_another_accounts_resources() {
     let env = start().await;
     let alice = session(env.addr, "alice", "alice-pw").await;
@@ -275,7 +275,7 @@ async fn an_account_never_sees_or_touches_another_accounts_resources() {
     assert_eq!(volume_count(&env.service, "alice").await, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_out_ends_the_session() {
     let env = start().await;
     let cookie = session(env.addr, "AKALICE", "alice-secret").await;
