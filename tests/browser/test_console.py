@@ -265,9 +265,13 @@ def test_a_jobs_progress_moves_without_reload(server, browser):
     seen = []
     deadline = time.time() + 300
     while time.time() < deadline:
-        el = q(browser, "#flash .job progress")
-        seen.append((int(el.get_attribute("value") or 0), q(browser, "#flash .job .status").text))
-        if q(browser, "#flash .job").get_attribute("data-done") == "1":
+        # One read of the bar, its status and its end (between separate reads the page's
+        # script may update it).
+        value, status, done = browser.execute_script(
+            "const j = document.querySelector('#flash .job');"
+            "return [j.querySelector('progress').value, j.querySelector('.status').textContent, j.dataset.done]")
+        seen.append((int(value), status))
+        if done == "1":
             break
         time.sleep(0.05)
     State.job = q(browser, "#flash .job").get_attribute("data-job")

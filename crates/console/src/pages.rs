@@ -258,7 +258,7 @@ fn job_percent(st: &Console, j: &disksnap_service::Job) -> u8 {
 
 fn job_rows(st: &Console, jobs: &[disksnap_service::Job]) -> String {
     let mut out = String::from(
-        "<table class=\"list jobs\"><thead><tr><th>Job</th><th>Action</th><th>Resources</th><th>Progress</th><th>Started</th></tr></thead><tbody>",
+        "<div class=\"scroll\"><table class=\"list jobs\"><thead><tr><th>Job</th><th>Action</th><th>Resources</th><th>Progress</th><th>Started</th></tr></thead><tbody>",
     );
     for j in jobs {
         let res: Vec<String> = j.typed_resources().iter().map(|(k, r)| link(*k, r)).collect();
@@ -275,7 +275,7 @@ fn job_rows(st: &Console, jobs: &[disksnap_service::Job]) -> String {
     if jobs.is_empty() {
         out.push_str("<tr><td colspan=\"5\" class=\"empty\">None.</td></tr>");
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
     out
 }
 
@@ -415,7 +415,7 @@ pub async fn volumes(State(st): St, s: Signed, Query(q): Query<Fields>) -> Respo
     match st.service.volumes(&c, &query).await {
         Err(e) => body.push_str(&format!("<p class=\"flash error\">{}</p>", esc(&explain(&e)))),
         Ok((list, total)) => {
-            body.push_str("<table class=\"list\" id=\"volumes\"><thead><tr><th>Volume</th><th>Name</th><th>Size</th><th>Zone</th><th>Instance</th><th>Status</th><th>Head chain</th></tr></thead><tbody>");
+            body.push_str("<div class=\"scroll\"><table class=\"list\" id=\"volumes\"><thead><tr><th>Volume</th><th>Name</th><th>Size</th><th>Zone</th><th>Instance</th><th>Status</th><th>Head chain</th></tr></thead><tbody>");
             for v in &list {
                 let status = if v.transition.as_str().is_empty() {
                     v.status.to_string()
@@ -437,7 +437,7 @@ pub async fn volumes(State(st): St, s: Signed, Query(q): Query<Fields>) -> Respo
             if list.is_empty() {
                 body.push_str("<tr><td colspan=\"7\" class=\"empty\">No volumes yet.</td></tr>");
             }
-            body.push_str("</tbody></table>");
+            body.push_str("</tbody></table></div>");
             body.push_str(&pager("/console/volumes", &q, offset, limit, list.len(), total));
         }
     }
@@ -542,7 +542,7 @@ pub async fn volume(State(st): St, s: Signed, Path(vid): Path<String>, Query(q):
             if list.is_empty() {
                 body.push_str("<p class=\"empty\">No snapshots of this volume yet.</p>");
             } else {
-                body.push_str("<p class=\"legend\"><span class=\"lg full\">■ full</span> <span class=\"lg inc\">● incremental</span> <span class=\"lg del\">deleted (recoverable)</span> <span class=\"lg ceased\">ceased</span> · HEAD: the point the volume's next incremental builds on. Select a point for its actions.</p>");
+                body.push_str("<p class=\"legend\"><span class=\"lg full\">■ full</span> <span class=\"lg inc\">● incremental</span> <span class=\"lg del\">deleted (recoverable)</span> <span class=\"lg ceased\">ceased</span> · HEAD: the newest point of its chain; the volume's next incremental builds on the head of its head chain. Select a point for its actions.</p>");
                 body.push_str(&crate::svg::chains(&list, st.service.config().deleted_retention, Utc::now()));
                 let mut base = q.clone();
                 base.remove("offset");
@@ -660,7 +660,7 @@ pub async fn delete_volume(State(st): St, s: Signed, Path(vid): Path<String>, Fo
 
 fn snapshot_table(list: &[Snapshot], table_id: &str) -> String {
     let mut out = format!(
-        "<table class=\"list\" id=\"{table_id}\"><thead><tr><th>Snapshot</th><th>Name</th><th>Volume</th><th>Type</th><th>Status</th><th>Size</th><th>Taken</th><th>Tags</th></tr></thead><tbody>"
+        "<div class=\"scroll\"><table class=\"list\" id=\"{table_id}\"><thead><tr><th>Snapshot</th><th>Name</th><th>Volume</th><th>Type</th><th>Status</th><th>Size</th><th>Taken</th><th>Tags</th></tr></thead><tbody>"
     );
     for p in list {
         let tags: Vec<String> =
@@ -687,7 +687,7 @@ fn snapshot_table(list: &[Snapshot], table_id: &str) -> String {
     if list.is_empty() {
         out.push_str("<tr><td colspan=\"8\" class=\"empty\">No snapshots match.</td></tr>");
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
     out
 }
 
@@ -1152,7 +1152,7 @@ pub async fn images(State(st): St, s: Signed, Query(q): Query<Fields>) -> Respon
         Err(e) => body.push_str(&format!("<p class=\"flash error\">{}</p>", esc(&explain(&e)))),
         Ok((list, total)) => {
             body.push_str(&pager("/console/images", &q, offset, limit, list.len(), total));
-            body.push_str("<table class=\"list\" id=\"images\"><thead><tr><th>Image</th><th>Name</th><th>From snapshot</th><th>Size</th><th>Status</th><th>Created</th><th></th></tr></thead><tbody>");
+            body.push_str("<div class=\"scroll\"><table class=\"list\" id=\"images\"><thead><tr><th>Image</th><th>Name</th><th>From snapshot</th><th>Size</th><th>Status</th><th>Created</th><th></th></tr></thead><tbody>");
             for i in &list {
                 let shown = id(Kind::Image, &i.id);
                 body.push_str(&format!(
@@ -1170,7 +1170,7 @@ pub async fn images(State(st): St, s: Signed, Query(q): Query<Fields>) -> Respon
             if list.is_empty() {
                 body.push_str("<tr><td colspan=\"7\" class=\"empty\">No images yet.</td></tr>");
             }
-            body.push_str("</tbody></table>");
+            body.push_str("</tbody></table></div>");
         }
     }
     render(&s, "Images", "images", &body)

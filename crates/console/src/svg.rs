@@ -33,7 +33,8 @@ pub fn chains(points: &[Snapshot], retention: Duration, now: DateTime<Utc>) -> S
     }
     rows.sort_by_key(|r| r[0].snapshot_time);
     let widest = rows.iter().map(|r| r.len() as i64).max().unwrap_or(1);
-    let width = LEFT * 2 + widest * STEP + 60;
+    // Wide enough for the chain labels even with few points.
+    let width = (LEFT * 2 + widest * STEP + 60).max(520);
     let height = TOP + rows.len() as i64 * ROW;
     let mut out = format!(
         "<div class=\"chart\"><svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chains\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"snapshot chains\">"
@@ -47,7 +48,7 @@ pub fn chains(points: &[Snapshot], retention: Duration, now: DateTime<Utc>) -> S
             "<text class=\"chain-label\" x=\"{LEFT}\" y=\"{}\">chain {}{}</text>",
             y0 - 8,
             esc(&id(Kind::Snapshot, &root.root_id)),
-            if head_chain { " · head chain (the next incremental extends it)" } else { "" }
+            if head_chain { " · head chain" } else { "" }
         ));
         let xs: Vec<i64> = (0..row.len()).map(|i| LEFT + 20 + i as i64 * STEP).collect();
         // Links first, so points are drawn over them: each point to its parent when it is on
