@@ -130,11 +130,12 @@ impl FromRequestParts<Arc<Console>> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, st: &Arc<Console>) -> Result<Self, Response> {
+        let api = parts.uri.path().starts_with("/console/api/");
         let found = session::cookie(&parts.headers, session::SESSION_COOKIE)
-            .and_then(|t| st.sessions.touch(&t).map(|s| (t, s)));
+            .and_then(|t| st.sessions.touch(&t, !api).map(|s| (t, s)));
         match found {
             Some((token, session)) => Ok(Signed { token, session }),
-            None if parts.uri.path().starts_with("/console/api/") => (
+            None if api => (
                 StatusCode::UNAUTHORIZED,
                 axum::Json(serde_json::json!({"error": "not signed in", "message": "sign in at /console/login"})),
             )

@@ -156,7 +156,7 @@ fn login_page(status: StatusCode, https: bool, error: Option<&str>, note: Option
 }
 
 pub async fn login_form(State(st): St, Tls(https): Tls, headers: HeaderMap, Query(q): Query<Fields>) -> Response {
-    let signed = session::cookie(&headers, session::SESSION_COOKIE).and_then(|t| st.sessions.touch(&t));
+    let signed = session::cookie(&headers, session::SESSION_COOKIE).and_then(|t| st.sessions.touch(&t, false));
     if signed.is_some() {
         return Redirect::to("/console/").into_response();
     }
@@ -213,6 +213,11 @@ pub async fn login(State(st): St, Tls(https): Tls, headers: HeaderMap, Form(form
         Some(account) => {
             st.limits.succeeded(&user);
             tracing::info!(target: "disksnap::console", account = %account, "console sign-in");
+            // A new id at every sign-in (a session id planted before it is worth nothing),
+            // and the browser's previous session ends.
+            if let Some(old) = session::cookie(&headers, session::SESSION_COOKIE) {
+                st.sessions.remove(&old);
+            }
             let sid = st.sessions.create(&account);
             let mut r = Redirect::to("/console/").into_response();
             let h = r.headers_mut();

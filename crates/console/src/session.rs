@@ -92,8 +92,9 @@ impl Sessions {
         id
     }
 
-    /// The live session `id` names (its flash taken out), or None when unknown or idle too long.
-    pub fn touch(&self, id: &str) -> Option<Session> {
+    /// The live session `id` names, or None when unknown or idle too long. Its flash is taken
+    /// out when `take_flash` (a page shows it; the progress poll must not swallow it).
+    pub fn touch(&self, id: &str, take_flash: bool) -> Option<Session> {
         let mut map = self.map.lock().unwrap();
         let now = Instant::now();
         let s = map.get_mut(id)?;
@@ -103,7 +104,9 @@ impl Sessions {
         }
         s.last_seen = now;
         let out = s.clone();
-        s.flash = None;
+        if take_flash {
+            s.flash = None;
+        }
         Some(out)
     }
 

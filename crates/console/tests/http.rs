@@ -289,3 +289,47 @@ async fn signing_out_ends_the_session() {
     let r = send(env.addr, "GET", "/console/", &cookie, None).await;
     assert_eq!((r.status, r.header("location")), (303, Some("/console/login")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_poll_does_not_swallow_an_actions_message() {
+    let env = start().await;
+    let cookie = session(env.addr, "alice", "alice-pw").await;
+    let csrf = send(env.addr, "GET", "/console/volumes", &cookie, None).await.csrf();
+    let r = send(
+        env.addr,
+        "POST",
+        "/console/volumes",
+        &cookie,
+        Some(&[("csrf", &csrf), ("name", "web"), ("size_gib", "1")]),
+    )
+    .await;
+    // The previous page's script polls between the action and the page that reports it.
+    let poll = send(env.addr, "GET", "/console/api/jobs?ids=j-aaaaaaaa", &cookie, None).await;
+    assert_eq!(poll.status, 200);
+    let page = send(env.addr, "GET", r.header("location").unwrap(), &cookie, None).await;
+    assert!(page.body.contains("Creating volume vol-"), "{}", page.body);
+    // Shown once.
+    let again = send(env.addr, "GET", r.header("location").unwrap(), &cookie, None).await;
+    assert!(!again.body.contains("Creating volume vol-"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_again_ends_the_browsers_previous_session() {
+    let env = start().await;
+    let old = session(env.addr, "alice", "alice-pw").await;
+    let form = send(env.addr, "GET", "/console/login", "", None).await;
+    let login = form.cookie("ds_login").unwrap();
+    let r = send(
+        env.addr,
+        "POST",
+        "/console/login",
+        &format!("ds_login={login}; {old}"),
+        Some(&[("csrf", &form.csrf()), ("user", "bob"), ("password", "bob-pw")]),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let new = format!("ds_session={}", r.cookie("ds_session").unwrap());
+    assert_ne!(new, old);
+    assert_eq!(send(env.addr, "GET", "/console/", &old, None).await.status, 303, "the old session ended");
+    assert_eq!(send(env.addr, "GET", "/console/", &new, None).await.status, 200);
+}
