@@ -24,9 +24,11 @@ type St = State<Arc<Console>>;
 type Fields = HashMap<String, String>;
 
 const PAGE: u64 = 50;
-const MAX_PAGE: u64 = 200;
+/// The most rows one service call returns: a page asking for more would get fewer than its
+/// pager counts on.
+const MAX_PAGE: u64 = disksnap_service::snapshots::MAX_PAGE;
 /// How many of a volume's points its page draws at once (older ones are a link away).
-const CHART_POINTS: u64 = 200;
+const CHART_POINTS: u64 = MAX_PAGE;
 
 fn html_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
@@ -311,7 +313,7 @@ async fn overview_body(st: &Console, s: &Signed) -> Result<String, ServiceError>
         full: Some(true),
         statuses: vec![SnapshotStatus::Available, SnapshotStatus::Creating, SnapshotStatus::Deleted],
         skip_count: true,
-        limit: 1000,
+        limit: MAX_PAGE,
         ..Default::default()
     };
     let capped = loop {
@@ -323,7 +325,7 @@ async fn overview_body(st: &Console, s: &Signed) -> Result<String, ServiceError>
             }
         }
         chains += page.len() as u64;
-        if page.len() < 1000 {
+        if (page.len() as u64) < MAX_PAGE {
             break false;
         }
         if chains >= OVERVIEW_CHAINS {

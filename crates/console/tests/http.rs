@@ -333,3 +333,36 @@ async fn signing_in_again_ends_the_browsers_previous_session() {
     assert_eq!(send(env.addr, "GET", "/console/", &old, None).await.status, 303, "the old session ended");
     assert_eq!(send(env.addr, "GET", "/console/", &new, None).await.status, 200);
 }
+
+/// The overview sums every chain, not only the first page of them (a service page holds at
+/// most `MAX_PAGE` rows, fewer than the console once asked for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_counts_chains_past_the_first_page() {
+    use disksnap_service::{CreateSnapshots, CreateVolumes};
+    let env = start().await;
+    let alice = Caller::new("alice");
+    let n = disksnap_service::snapshots::MAX_PAGE + 1;
+    let mut vols = Vec::new();
+    while (vols.len() as u64) < n {
+        let count = (n - vols.len() as u64).min(100) as u32;
+        let (job, made) = env
+            .service
+            .create_volumes(&alice, CreateVolumes { size_gib: 1, count, ..Default::default() })
+            .await
+            .unwrap();
+        env.service.wait_job(&alice, &job.id).await.unwrap();
+        vols.extend(made.into_iter().map(|v| v.id));
+    }
+    for part in vols.chunks(100) {
+        let req = CreateSnapshots { volumes: part.to_vec(), ..Default::default() };
+        let (job, _) = env.service.create_snapshots(&alice, req).await.unwrap();
+        assert_eq!(
+            env.service.wait_job(&alice, &job.id).await.unwrap().status,
+            disksnap_service::JobStatus::Successful
+        );
+    }
+    let cookie = session(env.addr, "alice", "alice-pw").await;
+    let page = send(env.addr, "GET", "/console/", &cookie, None).await;
+    // Every point stands for its 1 GiB volume.
+    assert!(page.body.contains(&format!("stand for ({n}.0 GiB)")), "{}", page.body);
+}
