@@ -82,9 +82,11 @@ def flash(d):
     return els[0].text if els else ""
 
 
-def shot(d, name):
+def shot(d, name, scroll_to=None):
     if SHOTS:
         os.makedirs(SHOTS, exist_ok=True)
+        if scroll_to:
+            d.execute_script("document.querySelector(arguments[0]).scrollIntoView()", scroll_to)
         d.save_screenshot(os.path.join(SHOTS, name + ".png"))
 
 
@@ -203,7 +205,7 @@ def test_two_snapshots_are_drawn_as_one_chain(server, browser):
     assert len(qs(browser, "svg.chains line.link")) == 1, "the incremental is linked to its parent"
     assert "head chain" in q(browser, "svg.chains .chain-label").text
     assert "MiB" in first.text or "KiB" in first.text, first.text  # each point's stored size
-    shot(browser, "chain")
+    shot(browser, "chain", "h2")
 
 
 def test_roll_back_from_the_picture(server, browser):
@@ -235,6 +237,7 @@ def test_delete_and_recover_a_point(server, browser):
     pt = q(browser, f"svg.chains a.point[data-snapshot='{State.first}']")
     assert pt.get_attribute("data-status") == "deleted"
     assert re.search(r"deleted · 1 h 5\d min left", pt.text), pt.text
+    shot(browser, "chain-deleted", "h2")
     click_through(browser, f"svg.chains a.point[data-snapshot='{State.first}']")
     wait(lambda: browser.current_url.endswith(f"/console/snapshots/{State.first}"), "the point's page")
     assert "recoverable for" in q(browser, "#snapshot-status").text

@@ -11,7 +11,8 @@ use disksnap_service::{Kind, Snapshot, SnapshotStatus};
 use crate::html::{bytes, esc, id, span, time};
 
 const ROW: i64 = 96;
-const STEP: i64 = 120;
+/// Room for a point's longest label ("deleted · 1 h 59 min left") beside the next one's.
+const STEP: i64 = 150;
 const LEFT: i64 = 24;
 const TOP: i64 = 34;
 
@@ -34,7 +35,7 @@ pub fn chains(points: &[Snapshot], retention: Duration, now: DateTime<Utc>) -> S
     rows.sort_by_key(|r| r[0].snapshot_time);
     let widest = rows.iter().map(|r| r.len() as i64).max().unwrap_or(1);
     // Wide enough for the chain labels even with few points.
-    let width = (LEFT * 2 + widest * STEP + 60).max(520);
+    let width = (LEFT * 2 + widest * STEP).max(520);
     let height = TOP + rows.len() as i64 * ROW;
     let mut out = format!(
         "<div class=\"chart\"><svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chains\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"snapshot chains\">"
@@ -50,7 +51,8 @@ pub fn chains(points: &[Snapshot], retention: Duration, now: DateTime<Utc>) -> S
             esc(&id(Kind::Snapshot, &root.root_id)),
             if head_chain { " · head chain" } else { "" }
         ));
-        let xs: Vec<i64> = (0..row.len()).map(|i| LEFT + 20 + i as i64 * STEP).collect();
+        // The first point's labels are centred on it: half a step in keeps them on the picture.
+        let xs: Vec<i64> = (0..row.len()).map(|i| LEFT + STEP / 2 + i as i64 * STEP).collect();
         // Links first, so points are drawn over them: each point to its parent when it is on
         // this page (an incremental's parent is always in its own chain).
         for (i, p) in row.iter().enumerate() {
