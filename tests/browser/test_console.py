@@ -55,6 +55,7 @@ class State:
     first = None
     second = None
     first_bytes = None
+    second_bytes = None
     job = None
 
 
@@ -196,6 +197,7 @@ def test_two_snapshots_are_drawn_as_one_chain(server, browser):
     write_at(State.path, 900 * MIB, dialects.pattern("second-far", MIB))
     assert digest(State.path) != State.first_bytes
     State.second = take_snapshot(browser, "two")
+    State.second_bytes = digest(State.path)
     browser.get(server.url + f"/console/volumes/{State.volume}")
     points = qs(browser, "svg.chains a.point")
     assert [p.get_attribute("data-snapshot") for p in points] == [State.first, State.second]
@@ -246,6 +248,41 @@ def test_delete_and_recover_a_point(server, browser):
     assert q(browser, "#snapshot-status").text.startswith("available")
     browser.get(server.url + f"/console/volumes/{State.volume}")
     assert q(browser, f"svg.chains a.point[data-snapshot='{State.first}']").get_attribute("data-status") == "available"
+
+
+def test_rename_tag_new_volume_and_capture_from_a_point(server, browser):
+    browser.get(server.url + f"/console/snapshots/{State.second}")
+    q(browser, "#rename-name").clear()
+    q(browser, "#rename-name").send_keys("two-renamed")
+    click_through(browser, "#rename")
+    assert "Renamed" in flash(browser) and q(browser, "#snapshot-name").text == "two-renamed"
+    q(browser, "#tag-key").send_keys("env")
+    q(browser, "#tag-value").send_keys("prod")
+    click_through(browser, "#tag")
+    assert "env=prod" in q(browser, "#tags").text
+    browser.get(server.url + "/console/snapshots?tag=env%3Dprod")
+    assert [r.get_attribute("data-snapshot") for r in qs(browser, "#snapshots tbody tr[data-snapshot]")] == [State.second]
+    # A new volume from the point holds the point's bytes.
+    browser.get(server.url + f"/console/snapshots/{State.second}")
+    q(browser, "#tovol-name").send_keys("copy")
+    click_through(browser, "#to-volume")
+    assert "Creating volume" in flash(browser) and wait_flash_job(browser) == "successful"
+    copy = q(browser, "#volume-id").text
+    assert copy != State.volume and q(browser, "#volume-name").text == "copy"
+    assert digest(q(browser, "#path").text) == State.second_bytes
+    click_through(browser, "#delete-volume")
+    assert copy in q(browser, "#question").text
+    click_through(browser, "#confirm")
+    assert wait_flash_job(browser) == "successful"
+    browser.refresh()
+    assert copy not in q(browser, "#volumes").text
+    # The volume is a system disk: its point captures as an image.
+    browser.get(server.url + f"/console/snapshots/{State.second}")
+    q(browser, "#capture-name").send_keys("golden")
+    click_through(browser, "#capture")
+    assert "Capturing image" in flash(browser) and wait_flash_job(browser) == "successful"
+    browser.refresh()
+    assert "golden" in q(browser, "#images").text
 
 
 def test_a_jobs_progress_moves_without_reload(server, browser):
@@ -299,11 +336,11 @@ def test_a_failing_action_says_why_and_changes_nothing(server, browser):
     # A data disk's point cannot become an image: the service says so, in words.
     browser.get(server.url + "/console/snapshots?q=big-one")
     click_through(browser, "#snapshots a[href^='/console/snapshots/ss-']")
-    q(browser, "#capture-name").send_keys("golden")
+    q(browser, "#capture-name").send_keys("golden-data")
     click_through(browser, "#capture")
     assert "only a snapshot of a system disk can be captured as an image" in flash(browser)
     browser.get(server.url + "/console/images")
-    assert "golden" not in q(browser, "#images").text
+    assert "golden-data" not in q(browser, "#images").text
     browser.get(server.url + f"/console/volumes/{State.volume}")
     assert q(browser, "#volume-size").text == size
 
