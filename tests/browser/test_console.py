@@ -29,7 +29,7 @@ SHOTS = os.environ.get("DISKSNAP_BROWSER_SHOTS")
 
 @pytest.fixture(scope="module")
 def server():
-    s = dialects.Server(tls=False)
+    s = dialects.Server(tls=True)
     yield s
     s.stop()
 
@@ -39,7 +39,9 @@ def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=1280,1000", "--disable-extensions"):
+              "--window-size=1280,1000", "--disable-extensions",
+              # The server's TLS listener uses its generated development certificate.
+              "--ignore-certificate-errors"):
         opts.add_argument(a)
     d = webdriver.Chrome(service=DriverService(os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")),
                          options=opts)
@@ -398,3 +400,15 @@ def test_sign_out_then_another_account_sees_nothing_of_alices(server, browser):
     assert "There is no volume" in q(browser, ".flash.error").text
     browser.get(server.url + f"/console/snapshots/{State.first}")
     assert "There is no snapshot" in q(browser, ".flash.error").text
+
+
+def test_over_https_the_session_cookie_is_secure(server, browser):
+    user, password = dialects.ACCOUNTS["alice"]["openstack"][2:4]
+    browser.delete_all_cookies()
+    browser.get(server.tls_url + "/console/login")
+    q(browser, "#user").send_keys(user)
+    q(browser, "#password").send_keys(password)
+    click_through(browser, "#signin")
+    assert q(browser, "#account").text == "alice"
+    cookie = next(c for c in browser.get_cookies() if c["name"] == "ds_session")
+    assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
