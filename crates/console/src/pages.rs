@@ -91,12 +91,12 @@ fn failed(text: impl Into<String>) -> Flash {
     Flash { error: true, text: text.into(), job: None }
 }
 
-/// Every POST must carry the session's CSRF token; a form from anywhere else is refused and
-/// nothing is done.
-fn check_csrf(s: &Signed, form: &Fields) -> Result<(), Response> {
+/// Every POST must carry the session's CSRF token; a form from anywhere else is refused (the
+/// page returned) and nothing is done.
+fn check_csrf(s: &Signed, form: &Fields) -> Option<Response> {
     match form.get("csrf") {
-        Some(t) if session::same(t, &s.session.csrf) => Ok(()),
-        _ => Err(html_response(
+        Some(t) if session::same(t, &s.session.csrf) => None,
+        _ => Some(html_response(
             StatusCode::FORBIDDEN,
             html::page(
                 &Frame { title: "Refused", account: None, csrf: None, flash: None, nav: "" },
@@ -237,7 +237,7 @@ pub async fn login(State(st): St, Tls(https): Tls, headers: HeaderMap, Form(form
 }
 
 pub async fn logout(State(st): St, Tls(https): Tls, s: Signed, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     st.sessions.remove(&s.token);
@@ -452,7 +452,7 @@ pub async fn volumes(State(st): St, s: Signed, Query(q): Query<Fields>) -> Respo
 }
 
 pub async fn create_volume(State(st): St, s: Signed, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let size = match gib(&form, "size_gib") {
@@ -569,7 +569,7 @@ pub async fn volume(State(st): St, s: Signed, Path(vid): Path<String>, Query(q):
 }
 
 pub async fn snapshot_volume(State(st): St, s: Signed, Path(vid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let back = format!("/console/volumes/{}", html::url(&vid));
@@ -589,7 +589,7 @@ pub async fn snapshot_volume(State(st): St, s: Signed, Path(vid): Path<String>, 
 }
 
 pub async fn resize_volume(State(st): St, s: Signed, Path(vid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let back = format!("/console/volumes/{}", html::url(&vid));
@@ -604,7 +604,7 @@ pub async fn resize_volume(State(st): St, s: Signed, Path(vid): Path<String>, Fo
 }
 
 pub async fn rename_volume(State(st): St, s: Signed, Path(vid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let back = format!("/console/volumes/{}", html::url(&vid));
@@ -651,7 +651,7 @@ pub async fn confirm_delete_volume(State(st): St, s: Signed, Path(vid): Path<Str
 }
 
 pub async fn delete_volume(State(st): St, s: Signed, Path(vid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     match st.service.delete_volumes(&s.caller(), std::slice::from_ref(&vid)).await {
@@ -928,7 +928,7 @@ pub async fn confirm_rollback(State(st): St, s: Signed, Path(sid): Path<String>)
 }
 
 pub async fn rollback(State(st): St, s: Signed, Path(sid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let c = s.caller();
@@ -946,7 +946,7 @@ pub async fn rollback(State(st): St, s: Signed, Path(sid): Path<String>, Form(fo
 }
 
 pub async fn to_volume(State(st): St, s: Signed, Path(sid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let back = format!("/console/snapshots/{}", html::url(&sid));
@@ -978,7 +978,7 @@ pub async fn to_volume(State(st): St, s: Signed, Path(sid): Path<String>, Form(f
 }
 
 pub async fn capture(State(st): St, s: Signed, Path(sid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let back = format!("/console/snapshots/{}", html::url(&sid));
@@ -994,7 +994,7 @@ pub async fn capture(State(st): St, s: Signed, Path(sid): Path<String>, Form(for
 }
 
 pub async fn rename_snapshot(State(st): St, s: Signed, Path(sid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let back = format!("/console/snapshots/{}", html::url(&sid));
@@ -1005,7 +1005,7 @@ pub async fn rename_snapshot(State(st): St, s: Signed, Path(sid): Path<String>, 
 }
 
 pub async fn tag_snapshot(State(st): St, s: Signed, Path(sid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let back = format!("/console/snapshots/{}", html::url(&sid));
@@ -1040,7 +1040,7 @@ pub async fn tag_snapshot(State(st): St, s: Signed, Path(sid): Path<String>, For
 }
 
 pub async fn untag_snapshot(State(st): St, s: Signed, Path(sid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let back = format!("/console/snapshots/{}", html::url(&sid));
@@ -1083,7 +1083,7 @@ pub async fn confirm_delete_snapshot(State(st): St, s: Signed, Path(sid): Path<S
 }
 
 pub async fn delete_snapshot(State(st): St, s: Signed, Path(sid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let c = s.caller();
@@ -1100,7 +1100,7 @@ pub async fn delete_snapshot(State(st): St, s: Signed, Path(sid): Path<String>, 
 }
 
 pub async fn recover(State(st): St, s: Signed, Path(sid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let back = format!("/console/snapshots/{}", html::url(&sid));
@@ -1184,7 +1184,7 @@ pub async fn images(State(st): St, s: Signed, Query(q): Query<Fields>) -> Respon
 }
 
 pub async fn delete_image(State(st): St, s: Signed, Path(iid): Path<String>, Form(form): Form<Fields>) -> Response {
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     match st.service.delete_images(&s.caller(), std::slice::from_ref(&iid)).await {
