@@ -37,3 +37,6 @@ scripts/fuzz-smoke.sh
 
 # The vendors' own SDKs and CLIs against the real server (one venv per dialect, pinned).
 tests/python/run.sh
+
+# The web console in headless Chromium (installs chromium, chromium-driver and selenium).
+tests/browser/run.sh

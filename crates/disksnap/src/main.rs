@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod conns;
+mod console;
 mod output;
 mod serve;
 mod tls;

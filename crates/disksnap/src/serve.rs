@@ -99,6 +99,7 @@ pub fn router(api: ApiContext) -> Router {
         .merge(disksnap_dialect_openstack::routes(api.clone()))
         .merge(disksnap_dialect_tencent::routes(api.clone()))
         .merge(root)
+        .merge(disksnap_console::router(crate::console::console(&api)))
         .merge(own)
         .layer(middleware::from_fn_with_state(state, observe))
 }
@@ -290,6 +291,7 @@ pub async fn run(api: ApiContext, listen: &str, tls: Option<TlsListen>, limits: 
             let tls_listener = tokio::net::TcpListener::from_std(tls_listener)?;
             eprintln!("disksnap listening on https://{}", tls_listener.local_addr()?);
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+            let app = app.layer(axum::Extension(disksnap_console::Https)); // the console's cookie is Secure here
             let secure = conns.clone().serve(tls_listener, Some(acceptor), app, stop_rx.clone());
             tokio::join!(plain, secure);
         }

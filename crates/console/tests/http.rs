@@ -1,0 +1,368 @@
+//! The console's security rules over real HTTP: a real Service on a temp data dir, the console
+//! router on a real socket, requests written by hand (so every header is what a browser sends).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use disksnap_console::{Console, Https};
+use disksnap_service::{Caller, Service, ServiceConfig, VolumeQuery};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn cookies(&self) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()).collect()
+    }
+    /// The value a Set-Cookie gives `name`.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies()
+            .iter()
+            .find_map(|c| c.strip_prefix(&format!("{name}=")).map(|r| r.split(';').next().unwrap().to_string()))
+    }
+    /// The value of the first hidden csrf field on the page.
+    fn csrf(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        self.body[at..at + 64].to_string()
+    }
+}
+
+async fn send(addr: SocketAddr, method: &str, path: &str, cookie: &str, form: Option<&[(&str, &str)]>) -> Resp {
+    let body = form
+        .map(|f| f.iter().map(|(k, v)| format!("{k}={}", disksnap_console::html::url(v))).collect::<Vec<_>>().join("&"))
+        .unwrap_or_default();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if !cookie.is_empty() {
+        req.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if form.is_some() {
+        req.push_str(&format!("Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    // Bodies are small; chunked framing is left in place (tests only search them).
+    Resp { status, headers, body: body.to_string() }
+}
+
+struct Env {
+    addr: SocketAddr,
+    tls_addr: SocketAddr,
+    service: Service,
+    _dir: tempfile::TempDir,
+}
+
+/// Two accounts: alice (key AKALICE / secret alice-secret, OpenStack user alice / alice-pw) and
+/// bob (bob / bob-pw). The second listener marks its requests as HTTPS, as the binary's TLS
+/// listener does.
+async fn start() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServiceConfig::new(dir.path().join("data"));
+    cfg.accounts = vec!["alice".into(), "bob".into()];
+    let service = Service::open(cfg).await.unwrap();
+    let creds: HashMap<&str, (&str, &str)> = HashMap::from([
+        ("AKALICE", ("alice-secret", "alice")),
+        ("alice", ("alice-pw", "alice")),
+        ("bob", ("bob-pw", "bob")),
+    ]);
+    let auth = Arc::new(move |u: &str, p: &str| creds.get(u).filter(|(pw, _)| *pw == p).map(|(_, a)| a.to_string()));
+    let renderings: Vec<disksnap_console::IdRendering> = vec![("QingCloud", disksnap_service::ids::display)];
+    let app = disksnap_console::router(Console::new(service.clone(), auth, renderings));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let app2 = app.clone();
+    tokio::spawn(async move { axum::serve(l, app2).await });
+    let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_addr = l2.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l2, app.layer(axum::Extension(Https))).await });
+    Env { addr, tls_addr, service, _dir: dir }
+}
+
+/// Sign in through the form; returns the session cookie ("ds_session=…").
+async fn sign_in(addr: SocketAddr, user: &str, password: &str) -> Resp {
+    let form = send(addr, "GET", "/console/login", "", None).await;
+    let login = form.cookie("ds_login").unwrap();
+    let csrf = form.csrf();
+    send(
+        addr,
+        "POST",
+        "/console/login",
+        &format!("ds_login={login}"),
+        Some(&[("csrf", &csrf), ("user", user), ("password", password)]),
+    )
+    .await
+}
+
+async fn session(addr: SocketAddr, user: &str, password: &str) -> String {
+    let r = sign_in(addr, user, password).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    format!("ds_session={}", r.cookie("ds_session").expect("a session cookie"))
+}
+
+async fn volume_count(svc: &Service, account: &str) -> u64 {
+    svc.volumes(&Caller::new(account), &VolumeQuery { limit: 1, ..Default::default() }).await.unwrap().1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_session_pages_go_to_sign_in_and_the_api_is_refused() {
+    let env = start().await;
+    let r = send(env.addr, "GET", "/console/", "", None).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/console/login")));
+    let r = send(env.addr, "GET", "/console/api/jobs?ids=j-aaaaaaaa", "", None).await;
+    assert_eq!(r.status, 401);
+    let r = send(env.addr, "GET", "/console/", "ds_session=0123456789abcdef", None).await;
+    assert_eq!(r.status, 303);
+    let r = send(env.addr, "GET", "/console/login", "", None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-security-policy").unwrap().contains("script-src 'self'"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_sets_a_strict_http_only_cookie_secure_only_over_https() {
+    let env = start().await;
+    let r = sign_in(env.addr, "AKALICE", "alice-secret").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let c = r.cookies().into_iter().find(|c| c.starts_with("ds_session=")).unwrap().to_string();
+    assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/console"), "{c}");
+    assert!(!c.contains("Secure"), "plain HTTP: {c}");
+    let r = sign_in(env.tls_addr, "alice", "alice-pw").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let c = r.cookies().into_iter().find(|c| c.starts_with("ds_session=")).unwrap().to_string();
+    assert!(c.contains("Secure") && c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
+    // The session works: the overview names the account.
+    let cookie = format!("ds_session={}", r.cookie("ds_session").unwrap());
+    let page = send(env.tls_addr, "GET", "/console/", &cookie, None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"account\">alice<"), "{}", page.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_or_a_forged_sign_in_form_gets_no_session() {
+    let env = start().await;
+    let r = sign_in(env.addr, "alice", "not-the-password").await;
+    assert_eq!(r.status, 401);
+    assert!(r.cookie("ds_session").is_none());
+    assert!(r.body.contains("Wrong user name or password"), "{}", r.body);
+    // Right password, but the form's token is not the one this browser was given.
+    let form = send(env.addr, "GET", "/console/login", "", None).await;
+    let login = form.cookie("ds_login").unwrap();
+    let r = send(
+        env.addr,
+        "POST",
+        "/console/login",
+        &format!("ds_login={login}"),
+        Some(&[("csrf", &"0".repeat(64)), ("user", "alice"), ("password", "alice-pw")]),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(r.cookie("ds_session").is_none());
+    // And with no token cookie at all (a cross-site post).
+    let r = send(
+        env.addr,
+        "POST",
+        "/console/login",
+        "",
+        Some(&[("csrf", &login), ("user", "alice"), ("password", "alice-pw")]),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_attempts_are_rate_limited_per_identity() {
+    let env = start().await;
+    for _ in 0..disksnap_console::session::FAILS_PER_IDENTITY {
+        assert_eq!(sign_in(env.addr, "alice", "guess").await.status, 401);
+    }
+    // Even the right password is refused now, without being checked.
+    let r = sign_in(env.addr, "alice", "alice-pw").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("Too many sign-in attempts"), "{}", r.body);
+    assert!(r.cookie("ds_session").is_none());
+    // Another identity (bob, or alice's access key) is not held back.
+    assert_eq!(sign_in(env.addr, "bob", "bob-pw").await.status, 303);
+    assert_eq!(sign_in(env.addr, "AKALICE", "alice-secret").await.status, 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_form_needs_the_session_csrf_token() {
+    let env = start().await;
+    let cookie = session(env.addr, "alice", "alice-pw").await;
+    let page = send(env.addr, "GET", "/console/volumes", &cookie, None).await;
+    let csrf = page.csrf();
+    for forged in [None, Some("f".repeat(64)), Some(String::new())] {
+        let mut form = vec![("name", "x"), ("size_gib", "1"), ("kind", "data")];
+        if let Some(f) = &forged {
+            form.push(("csrf", f));
+        }
+        let r = send(env.addr, "POST", "/console/volumes", &cookie, Some(&form)).await;
+        assert_eq!(r.status, 403, "{forged:?}");
+        assert!(r.body.contains("security token"), "{}", r.body);
+    }
+    assert_eq!(volume_count(&env.service, "alice").await, 0, "a refused form did nothing");
+    // Another session's token is no good either.
+    let bob = session(env.addr, "bob", "bob-pw").await;
+    let bob_csrf = send(env.addr, "GET", "/console/volumes", &bob, None).await.csrf();
+    let r = send(env.addr, "POST", "/console/volumes", &cookie, Some(&[("csrf", &bob_csrf), ("size_gib", "1")])).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(volume_count(&env.service, "alice").await, 0);
+    // The real token works.
+    let r = send(
+        env.addr,
+        "POST",
+        "/console/volumes",
+        &cookie,
+        Some(&[("csrf", &csrf), ("name", "web"), ("size_gib", "1")]),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert!(r.header("location").unwrap().starts_with("/console/volumes/vol-"));
+    assert_eq!(volume_count(&env.service, "alice").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_never_sees_or_touches_another_accounts_resources() {
+    let env = start().await;
+    let alice = session(env.addr, "alice", "alice-pw").await;
+    let csrf = send(env.addr, "GET", "/console/volumes", &alice, None).await.csrf();
+    let r = send(
+        env.addr,
+        "POST",
+        "/console/volumes",
+        &alice,
+        Some(&[("csrf", &csrf), ("name", "secret-web"), ("size_gib", "1")]),
+    )
+    .await;
+    let vol_page = r.header("location").unwrap().to_string();
+    let vid = vol_page.rsplit('/').next().unwrap().to_string();
+    let page = send(env.addr, "GET", &vol_page, &alice, None).await;
+    assert!(page.body.contains("secret-web"));
+    let at = page.body.find("data-job=\"").unwrap() + 10;
+    let job = page.body[at..at + 10].to_string();
+
+    let bob = session(env.addr, "bob", "bob-pw").await;
+    let bob_csrf = send(env.addr, "GET", "/console/volumes", &bob, None).await.csrf();
+    for path in ["/console/", "/console/volumes", "/console/snapshots", "/console/jobs", "/console/images"] {
+        let r = send(env.addr, "GET", path, &bob, None).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(!r.body.contains(&vid) && !r.body.contains("secret-web"), "{path} shows alice's volume to bob");
+    }
+    let r = send(env.addr, "GET", &vol_page, &bob, None).await;
+    assert!(r.body.contains("There is no volume") && !r.body.contains("secret-web"), "{}", r.body);
+    let r = send(env.addr, "GET", &format!("/console/api/jobs?ids={job}"), &bob, None).await;
+    assert!(r.body.contains("\"status\":\"unknown\""), "{}", r.body);
+    // Bob's own valid form, aimed at alice's volume: refused in words, nothing done.
+    let r = send(env.addr, "POST", &format!("{vol_page}/delete"), &bob, Some(&[("csrf", &bob_csrf)])).await;
+    assert_eq!(r.status, 303);
+    let next = send(env.addr, "GET", r.header("location").unwrap(), &bob, None).await;
+    assert!(next.body.contains("There is no volume"), "{}", next.body);
+    assert_eq!(volume_count(&env.service, "alice").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_ends_the_session() {
+    let env = start().await;
+    let cookie = session(env.addr, "AKALICE", "alice-secret").await;
+    let csrf = send(env.addr, "GET", "/console/", &cookie, None).await.csrf();
+    // Sign-out is a form too: a forged one does not sign anyone out.
+    assert_eq!(send(env.addr, "POST", "/console/logout", &cookie, Some(&[("csrf", "x")])).await.status, 403);
+    assert_eq!(send(env.addr, "GET", "/console/", &cookie, None).await.status, 200);
+    let r = send(env.addr, "POST", "/console/logout", &cookie, Some(&[("csrf", &csrf)])).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/console/login?out=1")));
+    assert!(r.cookies().iter().any(|c| c.starts_with("ds_session=;") && c.contains("Max-Age=0")));
+    let r = send(env.addr, "GET", "/console/", &cookie, None).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/console/login")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_poll_does_not_swallow_an_actions_message() {
+    let env = start().await;
+    let cookie = session(env.addr, "alice", "alice-pw").await;
+    let csrf = send(env.addr, "GET", "/console/volumes", &cookie, None).await.csrf();
+    let r = send(
+        env.addr,
+        "POST",
+        "/console/volumes",
+        &cookie,
+        Some(&[("csrf", &csrf), ("name", "web"), ("size_gib", "1")]),
+    )
+    .await;
+    // The previous page's script polls between the action and the page that reports it.
+    let poll = send(env.addr, "GET", "/console/api/jobs?ids=j-aaaaaaaa", &cookie, None).await;
+    assert_eq!(poll.status, 200);
+    let page = send(env.addr, "GET", r.header("location").unwrap(), &cookie, None).await;
+    assert!(page.body.contains("Creating volume vol-"), "{}", page.body);
+    // Shown once.
+    let again = send(env.addr, "GET", r.header("location").unwrap(), &cookie, None).await;
+    assert!(!again.body.contains("Creating volume vol-"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_again_ends_the_browsers_previous_session() {
+    let env = start().await;
+    let old = session(env.addr, "alice", "alice-pw").await;
+    let form = send(env.addr, "GET", "/console/login", "", None).await;
+    let login = form.cookie("ds_login").unwrap();
+    let r = send(
+        env.addr,
+        "POST",
+        "/console/login",
+        &format!("ds_login={login}; {old}"),
+        Some(&[("csrf", &form.csrf()), ("user", "bob"), ("password", "bob-pw")]),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let new = format!("ds_session={}", r.cookie("ds_session").unwrap());
+    assert_ne!(new, old);
+    assert_eq!(send(env.addr, "GET", "/console/", &old, None).await.status, 303, "the old session ended");
+    assert_eq!(send(env.addr, "GET", "/console/", &new, None).await.status, 200);
+}
+
+/// The overview sums every chain, not only the first page of them (a service page holds at
+/// most `MAX_PAGE` rows, fewer than the console once asked for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_counts_chains_past_the_first_page() {
+    use disksnap_service::{CreateSnapshots, CreateVolumes};
+    let env = start().await;
+    let alice = Caller::new("alice");
+    let n = disksnap_service::snapshots::MAX_PAGE + 1;
+    let mut vols = Vec::new();
+    while (vols.len() as u64) < n {
+        let count = (n - vols.len() as u64).min(100) as u32;
+        let (job, made) = env
+            .service
+            .create_volumes(&alice, CreateVolumes { size_gib: 1, count, ..Default::default() })
+            .await
+            .unwrap();
+        env.service.wait_job(&alice, &job.id).await.unwrap();
+        vols.extend(made.into_iter().map(|v| v.id));
+    }
+    for part in vols.chunks(100) {
+        let req = CreateSnapshots { volumes: part.to_vec(), ..Default::default() };
+        let (job, _) = env.service.create_snapshots(&alice, req).await.unwrap();
+        assert_eq!(
+            env.service.wait_job(&alice, &job.id).await.unwrap().status,
+            disksnap_service::JobStatus::Successful
+        );
+    }
+    let cookie = session(env.addr, "alice", "alice-pw").await;
+    let page = send(env.addr, "GET", "/console/", &cookie, None).await;
+    // Every point stands for its 1 GiB volume.
+    assert!(page.body.contains(&format!("stand for ({n}.0 GiB)")), "{}", page.body);
+}
