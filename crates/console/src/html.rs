@@ -68,9 +68,21 @@ pub fn span(secs: i64) -> String {
     }
 }
 
-/// The console's own rendering of an id (QingCloud's prefixes, as the CLI shows them).
+static OWN: std::sync::OnceLock<fn(Kind, &str) -> String> = std::sync::OnceLock::new();
+
+/// Set once, by [`crate::Console::new`], from the binary's first id rendering. A process
+/// serves one console, so one rendering for the process is enough.
+pub(crate) fn set_own_rendering(f: fn(Kind, &str) -> String) {
+    let _ = OWN.set(f);
+}
+
+/// The console's own rendering of an id (the first the binary injected: the CLI's), or the
+/// bare id before a console exists.
 pub fn id(kind: Kind, bare: &str) -> String {
-    disksnap_service::ids::display(kind, bare)
+    match OWN.get() {
+        Some(f) => f(kind, bare),
+        None => bare.to_string(),
+    }
 }
 
 /// A link to a resource's page, showing its id.

@@ -50,7 +50,12 @@ pub struct Console {
 }
 
 impl Console {
+    /// The first of `renderings` is the console's own way of showing ids (the binary passes
+    /// the CLI's first).
     pub fn new(service: Service, authenticate: Authenticate, renderings: Vec<IdRendering>) -> Self {
+        if let Some((_, own)) = renderings.first() {
+            html::set_own_rendering(*own);
+        }
         Console {
             service,
             authenticate,

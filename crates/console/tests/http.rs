@@ -82,7 +82,7 @@ async fn start() -> Env {
         ("bob", ("bob-pw", "bob")),
     ]);
     let auth = Arc::new(move |u: &str, p: &str| creds.get(u).filter(|(pw, _)| *pw == p).map(|(_, a)| a.to_string()));
-    let renderings: Vec<disksnap_console::IdRendering> = vec![("QingCloud", disksnap_service::ids::display)];
+    let renderings: Vec<disksnap_console::IdRendering> = vec![("QingCloud", qingcloud_style)];
     let app = disksnap_console::router(Console::new(service.clone(), auth, renderings));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -365,4 +365,19 @@ async fn the_overview_counts_chains_past_the_first_page() {
     let page = send(env.addr, "GET", "/console/", &cookie, None).await;
     // Every point stands for its 1 GiB volume.
     assert!(page.body.contains(&format!("stand for ({n}.0 GiB)")), "{}", page.body);
+}
+
+/// QingCloud's way of showing ids (the binary injects the dialect's own function).
+fn qingcloud_style(kind: disksnap_service::Kind, bare: &str) -> String {
+    use disksnap_service::Kind;
+    let prefix = match kind {
+        Kind::Volume => "vol-",
+        Kind::Snapshot => "ss-",
+        Kind::Instance => "i-",
+        Kind::Image => "img-",
+        Kind::Job => "j-",
+        Kind::Tag => "tag-",
+        Kind::Chain => "sl-",
+    };
+    format!("{prefix}{bare}")
 }

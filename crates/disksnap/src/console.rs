@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use disksnap_api_common::keys::Vendor;
 use disksnap_api_common::ApiContext;
 use disksnap_console::{Console, IdRendering};
 
 /// How the console shows an id to each API's users.
 const RENDERINGS: &[IdRendering] = &[
-    ("QingCloud / 51idc", disksnap_service::ids::display),
-    ("Alibaba Cloud ECS", disksnap_dialect_aliyun::wire::show),
+    ("QingCloud / 51idc", disksnap_dialect_qingcloud::ids::display),
+    ("Alibaba Cloud ECS", disksnap_dialect_aliyun::ids::show),
     ("Tencent Cloud CBS", disksnap_dialect_tencent::wire::show),
     ("OpenStack Cinder / Huawei EVS", disksnap_dialect_openstack::wire::uuid),
 ];
@@ -19,8 +18,13 @@ pub fn console(api: &ApiContext) -> Console {
     let keys = api.keys.clone();
     let authenticate = Arc::new(move |user: &str, password: &str| -> Option<String> {
         // An access key pair of any vendor…
-        for vendor in [Vendor::QingCloud, Vendor::Aliyun, Vendor::Tencent, Vendor::Huawei] {
-            if let Some(s) = keys.lookup(vendor, user) {
+        for kind in [
+            disksnap_dialect_qingcloud::KEYS,
+            disksnap_dialect_aliyun::KEYS,
+            disksnap_dialect_tencent::KEYS,
+            disksnap_dialect_openstack::HUAWEI_KEYS,
+        ] {
+            if let Some(s) = keys.lookup(kind, user) {
                 if disksnap_console::session::same(&s.secret, password) {
                     return Some(s.account.clone());
                 }
