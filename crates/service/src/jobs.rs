@@ -155,7 +155,7 @@ impl Service {
         batch.put_jobs.push(row.clone());
         self.meta().commit(batch).await?;
         self.spawn(row.clone(), work);
-        Ok(row.into())
+        Job::try_from(row)
     }
 
     /// Record work that already finished (synchronously) as a successful job: for dialects
@@ -177,7 +177,7 @@ impl Service {
             status_time: now,
         };
         self.meta().commit(Batch { put_jobs: vec![row.clone()], ..Default::default() }).await?;
-        Ok(row.into())
+        Job::try_from(row)
     }
 
     fn spawn(&self, row: JobRow, work: Work) {
@@ -385,7 +385,8 @@ impl Service {
         self.meta()
             .job(&caller.account, &bare)
             .await?
-            .map(Job::from)
+            .map(Job::try_from)
+            .transpose()?
             .ok_or_else(|| ServiceError::not_found(Kind::Job, id))
     }
 
@@ -410,7 +411,7 @@ impl Service {
                 limit,
             })
             .await?;
-        Ok((page.items.into_iter().map(Job::from).collect(), page.total))
+        Ok((page.items.into_iter().map(Job::try_from).collect::<Result<_>>()?, page.total))
     }
 
     /// Whether the process that owns `runner` is gone (its lock file can be locked).
@@ -468,7 +469,7 @@ impl Service {
                             ..Default::default()
                         })
                         .await?;
-                    handled.push(row.into());
+                    handled.push(Job::try_from(row)?);
                     continue;
                 }
             };
@@ -483,13 +484,13 @@ impl Service {
             }
             if work.resumable() {
                 tracing::info!(job = %row.id, action = %row.action, "resuming a job interrupted by a restart");
-                handled.push(Job::from(row.clone()));
+                handled.push(Job::try_from(row.clone())?);
                 self.spawn(row, work);
             } else {
                 tracing::info!(job = %row.id, action = %row.action, "failing a job interrupted by a restart");
                 let why = "interrupted by a restart before it finished; nothing it started was kept";
                 self.finish(&mut row, &work, Err(why.into())).await?;
-                handled.push(row.into());
+                handled.push(Job::try_from(row)?);
             }
         }
         Ok(handled)

@@ -154,7 +154,7 @@ impl Service {
                 }
                 size = gib * GIB;
             }
-            let kind = VolumeKind::parse(&snap.volume_kind).unwrap_or(VolumeKind::Data);
+            let kind = stored(VolumeKind::parse, Kind::Snapshot, &snap.id, "volume_kind", &snap.volume_kind)?;
             let mut row = self.new_volume_row(caller, &snap.zone, &req.name, size, kind);
             row.description = req.description.clone();
             row.source_snapshot = Some(snap.id.clone());
@@ -172,7 +172,7 @@ impl Service {
             };
             let work = Work::RestoreVolume { snapshot: snap.id.clone(), volume: vid.clone() };
             let job = self.submit(caller, work, vec![snap.id, vid], batch).await?;
-            Ok((job, Volume::from_row(row)))
+            Ok((job, Volume::from_row(row)?))
         })
     }
 
@@ -255,7 +255,7 @@ impl Service {
             };
             let work = Work::CaptureImage { snapshot: snap.id.clone(), image: iid.clone() };
             let job = self.submit(caller, work, vec![snap.id, iid], batch).await?;
-            Ok((job, row.into()))
+            Ok((job, Image::try_from(row)?))
         })
     }
 
@@ -312,14 +312,15 @@ impl Service {
         self.meta()
             .image(&caller.account, &bare)
             .await?
-            .map(Image::from)
+            .map(Image::try_from)
+            .transpose()?
             .ok_or_else(|| ServiceError::not_found(Kind::Image, id))
     }
 
     pub async fn images(&self, caller: &Caller, offset: u64, limit: u64) -> Result<(Vec<Image>, u64)> {
         self.check_account(caller)?;
         let page = self.meta().images(&caller.account, offset, limit).await?;
-        Ok((page.items.into_iter().map(Image::from).collect(), page.total))
+        Ok((page.items.into_iter().map(Image::try_from).collect::<Result<_>>()?, page.total))
     }
 
     /// Delete images (their files go at once; the snapshots they came from stay).

@@ -85,7 +85,7 @@ pub enum DeleteScope {
 
 /// Rows → views: chain totals on full points, head_chain, volume and instance names, tags,
 /// from lookups already made for the whole page (never a query per row).
-fn decorate_with(l: SnapshotListing) -> Vec<Snapshot> {
+fn decorate_with(l: SnapshotListing) -> Result<Vec<Snapshot>> {
     let totals: HashMap<String, disksnap_meta::ChainTotals> =
         l.chain_totals.into_iter().map(|t| (t.root_id.clone(), t)).collect();
     let vols: HashMap<String, VolumeRow> = l.volumes.into_iter().map(|v| (v.id.clone(), v)).collect();
@@ -98,7 +98,7 @@ fn decorate_with(l: SnapshotListing) -> Vec<Snapshot> {
         .items
         .into_iter()
         .map(|r| {
-            let mut s = Snapshot::from_row(r);
+            let mut s = Snapshot::from_row(r)?;
             let vol = vols.get(&s.volume_id);
             s.head_chain = vol.and_then(|v| v.head_root.as_ref()) == Some(&s.root_id);
             // A deleted volume is not named (as a DescribeVolumes lookup of it finds nothing).
@@ -113,7 +113,7 @@ fn decorate_with(l: SnapshotListing) -> Vec<Snapshot> {
                 });
             }
             s.tags = tags.remove(&s.id).unwrap_or_default().into_iter().map(Into::into).collect();
-            s
+            Ok(s)
         })
         .collect()
 }
@@ -233,7 +233,7 @@ impl Service {
             let mut resources = snap_ids.clone();
             resources.extend(snaps.iter().map(|s| s.volume_id.clone()));
             let job = self.submit(caller, Work::CreateSnapshots { snapshots: snap_ids }, resources, batch).await?;
-            Ok((job, snaps.into_iter().map(Snapshot::from_row).collect()))
+            Ok((job, snaps.into_iter().map(Snapshot::from_row).collect::<Result<_>>()?))
         })
     }
 
@@ -432,7 +432,7 @@ impl Service {
             })
             .await?;
         let total = listing.page.total;
-        Ok((decorate_with(listing), total))
+        Ok((decorate_with(listing)?, total))
     }
 
     /// Rows → views, for rows not read through `snapshot_listing`: the same lookups, one query
@@ -452,7 +452,7 @@ impl Service {
             tags: self.meta().tags_of(&ids_).await?,
             page: Page { items: rows, total: 0 },
         };
-        Ok(decorate_with(listing))
+        decorate_with(listing)
     }
 
     pub async fn modify_snapshot(

@@ -8,7 +8,7 @@ use disksnap_meta::{Batch, Expect, InstanceRow, Order, VolumeFilter, VolumeRow};
 use crate::error::{Result, ServiceError};
 use crate::ids;
 use crate::jobs::{Done, JobProgress, Work};
-use crate::model::{now_ms, Instance, Job, Kind, Volume, VolumeKind, VolumeStatus, VolumeTransition};
+use crate::model::{now_ms, stored, Instance, Job, Kind, Volume, VolumeKind, VolumeStatus, VolumeTransition};
 use crate::service::{Caller, Service};
 
 pub const GIB: u64 = 1 << 30;
@@ -141,7 +141,7 @@ impl Service {
         let vols: Vec<String> = batch.put_volumes.iter().map(|v| v.id.clone()).collect();
         let rows = batch.put_volumes.clone();
         let job = self.submit(caller, Work::CreateVolumes { volumes: vols.clone() }, vols, batch).await?;
-        Ok((job, rows.into_iter().map(Volume::from_row).collect()))
+        Ok((job, rows.into_iter().map(Volume::from_row).collect::<Result<_>>()?))
     }
 
     /// Import an existing raw image file as a new volume (copied sparsely; its size is rounded
@@ -173,7 +173,7 @@ impl Service {
         let id = row.id.clone();
         let batch = Batch { put_volumes: vec![row.clone()], ..Default::default() };
         let job = self.submit(caller, Work::ImportVolume { volume: id.clone(), source }, vec![id], batch).await?;
-        Ok((job, Volume::from_row(row)))
+        Ok((job, Volume::from_row(row)?))
     }
 
     pub(crate) async fn exec_create_volumes(&self, account: &str, ids_: &[String]) -> Result<Done> {
@@ -253,7 +253,7 @@ impl Service {
 
     pub async fn volume(&self, caller: &Caller, id: &str) -> Result<Volume> {
         let row = self.volume_row(caller, id).await?;
-        let mut v = Volume::from_row(row);
+        let mut v = Volume::from_row(row)?;
         v.tags = self.meta().tags_of(std::slice::from_ref(&v.id)).await?.into_iter().map(|(_, t)| t.into()).collect();
         Ok(v)
     }
@@ -314,11 +314,11 @@ impl Service {
             .items
             .into_iter()
             .map(|r| {
-                let mut v = Volume::from_row(r);
+                let mut v = Volume::from_row(r)?;
                 v.tags = tags.iter().filter(|(rid, _)| rid == &v.id).map(|(_, t)| t.clone().into()).collect();
-                v
+                Ok(v)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok((vols, page.total))
     }
 
@@ -518,7 +518,7 @@ impl Service {
                 row.description = d.to_string();
             }
             self.meta().commit(Batch { put_volumes: vec![row.clone()], ..Default::default() }).await?;
-            Ok(Volume::from_row(row))
+            Volume::from_row(row)
         })
     }
 
@@ -572,13 +572,13 @@ impl Service {
                         format!("already attached to {}", ids::display(Kind::Instance, i)),
                     ));
                 }
-                let kind = VolumeKind::parse(&row.kind).unwrap_or(VolumeKind::Data);
+                let kind = stored(VolumeKind::parse, Kind::Volume, &row.id, "kind", &row.kind)?;
                 let inst = self.instance_row_for_attach(caller, instance, &row.zone, kind, 1).await?;
                 row.instance_id = Some(inst.id);
                 batch.expect.push(Expect::VolumeTransition { id: row.id.clone(), expected: String::new() });
                 batch.put_volumes.push(self.settled(row));
             }
-            let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect();
+            let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect::<Result<_>>()?;
             self.meta().commit(batch).await?;
             Ok(out)
         })
@@ -602,7 +602,7 @@ impl Service {
                 batch.expect.push(Expect::VolumeTransition { id: row.id.clone(), expected: String::new() });
                 batch.put_volumes.push(self.settled(row));
             }
-            let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect();
+            let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect::<Result<_>>()?;
             self.meta().commit(batch).await?;
             Ok(out)
         })
@@ -635,6 +635,6 @@ impl Service {
             .instance(&caller.account, &bare)
             .await?
             .ok_or_else(|| ServiceError::not_found(Kind::Instance, id))?;
-        Ok(self.meta().volumes_of_instance(&caller.account, &bare).await?.into_iter().map(Volume::from_row).collect())
+        self.meta().volumes_of_instance(&caller.account, &bare).await?.into_iter().map(Volume::from_row).collect()
     }
 }
