@@ -83,7 +83,8 @@ pub struct JobFilter {
     pub account: Option<String>,
     pub ids: Vec<String>,
     pub statuses: Vec<String>,
-    pub action: Option<String>,
+    /// Any of these actions (empty: any).
+    pub actions: Vec<String>,
     pub offset: u64,
     pub limit: u64,
 }

@@ -18,11 +18,13 @@ pub mod ids;
 pub mod jobs;
 pub mod maintenance;
 pub mod model;
+mod progress;
 pub mod restore;
 pub mod service;
 pub mod snapshots;
 pub mod tags;
 pub mod volumes;
+mod work;
 
 pub use error::{Result, ServiceError};
 pub use maintenance::{GcReport, VerifyOutcome};

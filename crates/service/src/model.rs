@@ -80,6 +80,55 @@ words!(
 );
 words!(Origin { User = "user", Auto = "auto" });
 words!(JobStatus { Pending = "pending", Working = "working", Successful = "successful", Failed = "failed" });
+words!(
+    /// What a job does, stored in `jobs.action`; each dialect shows it in its own words.
+    JobAction {
+        CreateVolumes = "create-volumes",
+        ImportVolume = "import-volume",
+        ResizeVolume = "resize-volume",
+        DeleteVolumes = "delete-volumes",
+        CreateSnapshots = "create-snapshots",
+        DeleteSnapshots = "delete-snapshots",
+        /// A volume rolled back to one of its points.
+        RollBack = "roll-back",
+        /// A new volume holding a point's bytes.
+        RestoreVolume = "restore-volume",
+        /// An image made from a point.
+        CaptureImage = "capture-image",
+        /// Recorded done at once, for dialects that answer these with a job to poll.
+        AttachVolumes = "attach-volumes",
+        DetachVolumes = "detach-volumes",
+        DeleteImages = "delete-images",
+    }
+);
+
+impl JobAction {
+    /// The name rows written before the neutral names carry (QingCloud's action words). Rows in
+    /// existing data dirs keep them: [`JobAction::read`] accepts both, and a filter on an
+    /// action matches both.
+    pub(crate) fn stored_before(self) -> &'static str {
+        match self {
+            JobAction::CreateVolumes => "CreateVolumes",
+            JobAction::ImportVolume => "ImportVolume",
+            JobAction::ResizeVolume => "ResizeVolumes",
+            JobAction::DeleteVolumes => "DeleteVolumes",
+            JobAction::CreateSnapshots => "CreateSnapshots",
+            JobAction::DeleteSnapshots => "DeleteSnapshots",
+            JobAction::RollBack => "ApplySnapshots",
+            JobAction::RestoreVolume => "CreateVolumeFromSnapshot",
+            JobAction::CaptureImage => "CaptureInstanceFromSnapshot",
+            JobAction::AttachVolumes => "AttachVolumes",
+            JobAction::DetachVolumes => "DetachVolumes",
+            JobAction::DeleteImages => "DeleteImages",
+        }
+    }
+
+    /// A stored action, in either its current or its former name.
+    pub(crate) fn read(stored: &str) -> Option<Self> {
+        Self::parse(stored).or_else(|| Self::ALL.iter().copied().find(|a| a.stored_before() == stored))
+    }
+}
+
 words!(ImageStatus { Pending = "pending", Available = "available", Deleted = "deleted" });
 
 /// A word read from a stored row, parsed. A word this build does not know means the row was
@@ -327,7 +376,7 @@ pub enum JobFailure {
 #[derive(Clone, Debug, Serialize)]
 pub struct Job {
     pub id: String,
-    pub action: String,
+    pub action: JobAction,
     pub status: JobStatus,
     pub resources: Vec<String>,
     pub error: Option<String>,
@@ -339,6 +388,7 @@ impl TryFrom<JobRow> for Job {
     type Error = ServiceError;
     fn try_from(r: JobRow) -> Result<Self> {
         let status = stored(JobStatus::parse, Kind::Job, &r.id, "status", &r.status)?;
+        let action = stored(JobAction::read, Kind::Job, &r.id, "action", &r.action)?;
         let resources = serde_json::from_str(&r.resources).map_err(|e| {
             ServiceError::Internal(format!(
                 "job {}: its stored resources {:?} are not a JSON list of ids: {e}",
@@ -347,7 +397,7 @@ impl TryFrom<JobRow> for Job {
         })?;
         Ok(Job {
             id: r.id,
-            action: r.action,
+            action,
             status,
             resources,
             error: r.error,
@@ -364,16 +414,21 @@ impl Job {
     /// restore, capture); otherwise one kind throughout.
     pub fn typed_resources(&self) -> Vec<(Kind, &str)> {
         let r = &self.resources;
-        let kinds: Vec<Kind> = match self.action.as_str() {
-            "CreateSnapshots" => {
+        let kinds: Vec<Kind> = match self.action {
+            JobAction::CreateSnapshots => {
                 let half = r.len() / 2;
                 (0..r.len()).map(|i| if i < half { Kind::Snapshot } else { Kind::Volume }).collect()
             }
-            "DeleteSnapshots" => vec![Kind::Snapshot; r.len()],
-            "ApplySnapshots" | "CreateVolumeFromSnapshot" => vec![Kind::Snapshot, Kind::Volume],
-            "CaptureInstanceFromSnapshot" => vec![Kind::Snapshot, Kind::Image],
-            "DeleteImages" => vec![Kind::Image; r.len()],
-            _ => vec![Kind::Volume; r.len()],
+            JobAction::DeleteSnapshots => vec![Kind::Snapshot; r.len()],
+            JobAction::RollBack | JobAction::RestoreVolume => vec![Kind::Snapshot, Kind::Volume],
+            JobAction::CaptureImage => vec![Kind::Snapshot, Kind::Image],
+            JobAction::DeleteImages => vec![Kind::Image; r.len()],
+            JobAction::CreateVolumes
+            | JobAction::ImportVolume
+            | JobAction::ResizeVolume
+            | JobAction::DeleteVolumes
+            | JobAction::AttachVolumes
+            | JobAction::DetachVolumes => vec![Kind::Volume; r.len()],
         };
         r.iter().zip(kinds).map(|(id, k)| (k, id.as_str())).collect()
     }
@@ -440,7 +495,14 @@ mod tests {
         };
         let e = Job::try_from(job.clone()).unwrap_err();
         assert!(matches!(&e, ServiceError::Internal(m) if m.contains("job j1")), "{e}");
-        let e = Job::try_from(JobRow { status: "failed".into(), resources: "{".into(), ..job }).unwrap_err();
+        let e = Job::try_from(JobRow { status: "failed".into(), resources: "{".into(), ..job.clone() }).unwrap_err();
         assert!(matches!(&e, ServiceError::Internal(m) if m.contains("job j1") && m.contains("resources")), "{e}");
+        // rows from before the neutral action names read as the same actions
+        let old =
+            |action: &str| Job::try_from(JobRow { status: "successful".into(), action: action.into(), ..job.clone() });
+        assert_eq!(old("ApplySnapshots").unwrap().action, JobAction::RollBack);
+        assert_eq!(old("CaptureInstanceFromSnapshot").unwrap().action, JobAction::CaptureImage);
+        assert_eq!(old("roll-back").unwrap().action, JobAction::RollBack);
+        assert!(old("Frobnicate").is_err());
     }
 }

@@ -8,10 +8,11 @@ use disksnap_meta::{Batch, Expect, ImageRow, SnapshotRow};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::jobs::{Done, JobProgress, Work};
+use crate::jobs::JobProgress;
 use crate::model::*;
 use crate::service::{Caller, Service};
 use crate::volumes::{VolumeFromSnapshot, GIB, MAX_VOLUME_GIB};
+use crate::work::{self, Done, Work};
 
 impl Service {
     fn ensure_available(&self, s: &SnapshotRow, shown: &str) -> Result<()> {
@@ -65,7 +66,7 @@ impl Service {
             let mut marked = snap.clone();
             marked.transition = SnapshotTransition::RollingBack.as_str().into();
             batch.put_snapshots.push(marked);
-            let work = Work::ApplySnapshot { snapshot: snap.id.clone(), volume: vol.id.clone() };
+            let work = Work::ApplySnapshot(work::ApplySnapshot { snapshot: snap.id.clone(), volume: vol.id.clone() });
             self.submit(caller, work, vec![snap.id, vol.id], batch).await
         })
     }
@@ -170,7 +171,7 @@ impl Service {
                 put_snapshots: vec![snap.clone()],
                 ..Default::default()
             };
-            let work = Work::RestoreVolume { snapshot: snap.id.clone(), volume: vid.clone() };
+            let work = Work::RestoreVolume(work::RestoreVolume { snapshot: snap.id.clone(), volume: vid.clone() });
             let job = self.submit(caller, work, vec![snap.id, vid], batch).await?;
             Ok((job, Volume::from_row(row)?))
         })
@@ -253,7 +254,7 @@ impl Service {
                 put_snapshots: vec![snap.clone()],
                 ..Default::default()
             };
-            let work = Work::CaptureImage { snapshot: snap.id.clone(), image: iid.clone() };
+            let work = Work::CaptureImage(work::CaptureImage { snapshot: snap.id.clone(), image: iid.clone() });
             let job = self.submit(caller, work, vec![snap.id, iid], batch).await?;
             Ok((job, Image::try_from(row)?))
         })

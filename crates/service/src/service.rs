@@ -12,8 +12,8 @@ use disksnap_meta::{MetaStore, SnapshotRow, SqliteMeta, VolumeRow};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::jobs::JobProgress;
 use crate::model::Kind;
+use crate::progress::JobProgress;
 
 /// A location and the other names dialects may use for it.
 #[derive(Clone, Debug)]

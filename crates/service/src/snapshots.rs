@@ -9,9 +9,10 @@ use disksnap_meta::{Batch, Expect, JobFilter, Order, Page, SnapshotFilter, Snaps
 use crate::chain;
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::jobs::{Done, JobProgress, Work};
+use crate::jobs::JobProgress;
 use crate::model::*;
 use crate::service::{Caller, Service};
+use crate::work::{self, Done, Work};
 
 pub const MAX_PAGE: u64 = 100;
 pub const MAX_SNAPSHOTS_PER_CALL: usize = 100;
@@ -232,7 +233,9 @@ impl Service {
             let snap_ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
             let mut resources = snap_ids.clone();
             resources.extend(snaps.iter().map(|s| s.volume_id.clone()));
-            let job = self.submit(caller, Work::CreateSnapshots { snapshots: snap_ids }, resources, batch).await?;
+            let job = self
+                .submit(caller, Work::CreateSnapshots(work::CreateSnapshots { snapshots: snap_ids }), resources, batch)
+                .await?;
             Ok((job, snaps.into_iter().map(Snapshot::from_row).collect::<Result<_>>()?))
         })
     }
@@ -543,7 +546,13 @@ impl Service {
     pub async fn delete_snapshots(&self, caller: &Caller, ids_: &[String], scope: DeleteScope) -> Result<Job> {
         retrying!(async {
             let (targets, batch) = self.mark_deleting(caller, ids_, scope).await?;
-            self.submit(caller, Work::DeleteSnapshots { snapshots: targets.clone() }, targets, batch).await
+            self.submit(
+                caller,
+                Work::DeleteSnapshots(work::DeleteSnapshots { snapshots: targets.clone() }),
+                targets,
+                batch,
+            )
+            .await
         })
     }
 
@@ -622,7 +631,8 @@ impl Service {
         Ok(open.items.iter().any(|j| {
             matches!(
                 serde_json::from_str::<Work>(&j.params),
-                Ok(Work::RestoreVolume { snapshot, .. } | Work::CaptureImage { snapshot, .. }) if snapshot == row.id
+                Ok(Work::RestoreVolume(work::RestoreVolume { snapshot, .. }) | Work::CaptureImage(work::CaptureImage { snapshot, .. }))
+                    if snapshot == row.id
             )
         }))
     }

@@ -7,9 +7,10 @@ use disksnap_meta::{Batch, Expect, InstanceRow, Order, VolumeFilter, VolumeRow};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::jobs::{Done, JobProgress, Work};
+use crate::jobs::JobProgress;
 use crate::model::{now_ms, stored, Instance, Job, Kind, Volume, VolumeKind, VolumeStatus, VolumeTransition};
 use crate::service::{Caller, Service};
+use crate::work::{self, Done, Work};
 
 pub const GIB: u64 = 1 << 30;
 /// Largest volume, as the big clouds allow (32 TiB).
@@ -140,7 +141,9 @@ impl Service {
         }
         let vols: Vec<String> = batch.put_volumes.iter().map(|v| v.id.clone()).collect();
         let rows = batch.put_volumes.clone();
-        let job = self.submit(caller, Work::CreateVolumes { volumes: vols.clone() }, vols, batch).await?;
+        let job = self
+            .submit(caller, Work::CreateVolumes(work::CreateVolumes { volumes: vols.clone() }), vols, batch)
+            .await?;
         Ok((job, rows.into_iter().map(Volume::from_row).collect::<Result<_>>()?))
     }
 
@@ -172,7 +175,9 @@ impl Service {
         let row = self.new_volume_row(caller, &zone, name, size, kind);
         let id = row.id.clone();
         let batch = Batch { put_volumes: vec![row.clone()], ..Default::default() };
-        let job = self.submit(caller, Work::ImportVolume { volume: id.clone(), source }, vec![id], batch).await?;
+        let job = self
+            .submit(caller, Work::ImportVolume(work::ImportVolume { volume: id.clone(), source }), vec![id], batch)
+            .await?;
         Ok((job, Volume::from_row(row)?))
     }
 
@@ -356,7 +361,13 @@ impl Service {
                 ));
             }
             let batch = self.lock_volume(&row, VolumeTransition::Resizing);
-            self.submit(caller, Work::ResizeVolume { volume: row.id.clone(), size }, vec![row.id], batch).await
+            self.submit(
+                caller,
+                Work::ResizeVolume(work::ResizeVolume { volume: row.id.clone(), size }),
+                vec![row.id],
+                batch,
+            )
+            .await
         })
     }
 
@@ -394,12 +405,13 @@ impl Service {
         }
     }
 
-    pub(crate) async fn undo_release_volume(&self, account: &str, id: &str, work: &Work) -> Result<Batch> {
+    /// The volume made idle again, and the point it was rolling back to, if any.
+    pub(crate) async fn undo_release_volume(&self, account: &str, id: &str, snapshot: Option<&str>) -> Result<Batch> {
         let mut batch = Batch::default();
         if let Some(row) = self.meta().volume(account, id).await? {
             batch.put_volumes.push(self.settled(row));
         }
-        if let Work::ApplySnapshot { snapshot, .. } = work {
+        if let Some(snapshot) = snapshot {
             if let Some(mut s) = self.meta().snapshot(account, snapshot).await? {
                 s.transition = String::new();
                 batch.put_snapshots.push(s);
@@ -438,7 +450,7 @@ impl Service {
                 batch.put_volumes.extend(b.put_volumes);
                 bare.push(row.id);
             }
-            let work = Work::DeleteVolumes { volumes: bare.clone(), snapshots: Vec::new() };
+            let work = Work::DeleteVolumes(work::DeleteVolumes { volumes: bare.clone(), snapshots: Vec::new() });
             self.submit(caller, work, bare, batch).await
         })
     }
@@ -463,7 +475,7 @@ impl Service {
             batch.put_volumes.extend(lock.put_volumes);
             let mut resources = vec![row.id.clone()];
             resources.extend(snapshots.iter().cloned());
-            let work = Work::DeleteVolumes { volumes: vec![row.id.clone()], snapshots };
+            let work = Work::DeleteVolumes(work::DeleteVolumes { volumes: vec![row.id.clone()], snapshots });
             self.submit(caller, work, resources, batch).await
         })
     }

@@ -205,7 +205,8 @@ async fn deletes_rollbacks_and_new_points_racing_on_one_chain_leave_every_point_
             Box::new(move |w: Arc<World>| {
                 Box::pin(async move {
                     w.svc.modify_snapshot(&w.me, &p5, Some("renamed"), None).await?;
-                    w.svc.record_finished_job(&w.me, "ModifySnapshotAttributes", vec![]).await
+                    // A finished job as a handle to wait on (a rename has none; its action is moot).
+                    w.svc.record_finished_job(&w.me, JobAction::AttachVolumes, vec![]).await
                 })
             }),
         ));

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use disksnap_service::ids::{display, parse};
 use disksnap_service::{
-    Caller, CreateSnapshots, CreateVolumes, DeleteScope, JobStatus, Kind, Origin, ServiceError, SnapshotQuery,
-    VolumeQuery,
+    Caller, CreateSnapshots, CreateVolumes, DeleteScope, JobAction, JobStatus, Kind, Origin, ServiceError,
+    SnapshotQuery, VolumeQuery,
 };
 use serde_json::{json, Value};
 
@@ -308,7 +308,7 @@ impl H<'_> {
         let vols = self.svc().attach_volumes(&self.caller, &ids, instance).await?;
         let job = self
             .svc()
-            .record_finished_job(&self.caller, "AttachVolumes", vols.into_iter().map(|v| v.id).collect())
+            .record_finished_job(&self.caller, JobAction::AttachVolumes, vols.into_iter().map(|v| v.id).collect())
             .await?;
         Ok(json!({"job_id": display(Kind::Job, &job.id)}))
     }
@@ -336,7 +336,7 @@ impl H<'_> {
         let vols = self.svc().detach_volumes(&self.caller, &ids).await?;
         let job = self
             .svc()
-            .record_finished_job(&self.caller, "DetachVolumes", vols.into_iter().map(|v| v.id).collect())
+            .record_finished_job(&self.caller, JobAction::DetachVolumes, vols.into_iter().map(|v| v.id).collect())
             .await?;
         Ok(json!({"job_id": display(Kind::Job, &job.id)}))
     }
@@ -398,7 +398,7 @@ impl H<'_> {
         let gone = self.svc().delete_images(&self.caller, &ids).await?;
         let job = self
             .svc()
-            .record_finished_job(&self.caller, "DeleteImages", gone.into_iter().map(|i| i.id).collect())
+            .record_finished_job(&self.caller, JobAction::DeleteImages, gone.into_iter().map(|i| i.id).collect())
             .await?;
         Ok(json!({"job_id": display(Kind::Job, &job.id)}))
     }
@@ -411,8 +411,15 @@ impl H<'_> {
                 QcError::invalid(format!("parameter [status] [{w}] is not one of pending, working, successful, failed"))
             })?);
         }
-        let (jobs, total) =
-            self.svc().jobs(&self.caller, &p.list("jobs"), &statuses, p.get("job_action"), offset, limit).await?;
+        // A word no job action is named by matches no job.
+        let action = match p.get("job_action") {
+            Some(w) => match wire::job_action_of(w) {
+                Some(a) => Some(a),
+                None => return Ok(listed("job_set", Vec::new(), 0)),
+            },
+            None => None,
+        };
+        let (jobs, total) = self.svc().jobs(&self.caller, &p.list("jobs"), &statuses, action, offset, limit).await?;
         Ok(listed("job_set", jobs.iter().map(|j| wire::job_item(j, &self.account)).collect(), total))
     }
 

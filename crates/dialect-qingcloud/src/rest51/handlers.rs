@@ -5,7 +5,7 @@ use disksnap_api_common::time::iso_z;
 use disksnap_api_common::MAX_LIST_ITEMS;
 use disksnap_service::ids::display;
 use disksnap_service::{
-    Caller, CreateSnapshots, DeleteScope, Job, JobFailure, JobStatus, Kind, SnapshotQuery, VolumeQuery,
+    Caller, CreateSnapshots, DeleteScope, Job, JobAction, JobFailure, JobStatus, Kind, SnapshotQuery, VolumeQuery,
 };
 use serde_json::{json, Value};
 
@@ -97,7 +97,7 @@ pub fn job_object(j: &Job, zone: &str, request_id: &str) -> Value {
     json!({
         "job_id": display(Kind::Job, &j.id),
         "id_prefix": "j-",
-        "action": j.action,
+        "action": wire::job_action(j.action),
         "request_id": request_id,
         "status": j.status.as_str(),
         "create_time": iso_z(j.create_time),
@@ -121,10 +121,10 @@ pub fn job_object(j: &Job, zone: &str, request_id: &str) -> Value {
 fn job_resources(j: &Job) -> Vec<String> {
     j.typed_resources()
         .into_iter()
-        .filter(|(k, _)| match j.action.as_str() {
-            "CreateSnapshots" | "DeleteSnapshots" | "ApplySnapshots" => *k == Kind::Snapshot,
-            "CaptureInstanceFromSnapshot" => *k == Kind::Image,
-            "CreateVolumeFromSnapshot" => *k == Kind::Volume,
+        .filter(|(k, _)| match j.action {
+            JobAction::CreateSnapshots | JobAction::DeleteSnapshots | JobAction::RollBack => *k == Kind::Snapshot,
+            JobAction::CaptureImage => *k == Kind::Image,
+            JobAction::RestoreVolume => *k == Kind::Volume,
             _ => true,
         })
         .map(|(k, id)| display(k, id))

@@ -24,9 +24,7 @@ pub(super) async fn list(pool: &SqlitePool, f: &JobFilter) -> Result<Page<JobRow
         }
         push_in(&mut q, "id", &f.ids);
         push_in(&mut q, "status", &f.statuses);
-        if let Some(a) = &f.action {
-            q.push(" AND action = ").push_bind(a.clone());
-        }
+        push_in(&mut q, "action", &f.actions);
         q
     };
     let total: i64 = build("SELECT COUNT(*) FROM jobs").build_query_scalar().fetch_one(pool).await?;
