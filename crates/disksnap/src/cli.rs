@@ -301,7 +301,7 @@ impl Cmd {
                 self.show_volumes(&[svc.volume(who, &v.id).await.map_err(se)?], None);
             }
             VolumeCmd::List { instance, search, page } => {
-                let q = VolumeQuery {
+                let q = VolumeFilter {
                     instance_ids: instance.into_iter().collect(),
                     search,
                     offset: page.offset,
@@ -477,20 +477,20 @@ impl Cmd {
                 if page.limit > 100 {
                     bail!("--limit {}: at most 100 per page", page.limit);
                 }
-                let q = SnapshotQuery {
+                let q = SnapshotFilter {
                     ids,
                     volume_ids: volume.into_iter().collect(),
                     instance_ids: instance.into_iter().collect(),
                     root_id: root,
-                    full: kind.map(|k| k == SnapType::Full),
-                    statuses,
+                    is_full: kind.map(|k| k == SnapType::Full),
+                    statuses: statuses.into_iter().map(String::from).collect(),
                     name,
                     search,
                     tag_ids,
                     tag_pairs,
-                    created_from: since,
-                    created_to: until,
-                    oldest_first,
+                    created_from: since.map(|t| t.timestamp_millis()),
+                    created_to: until.map(|t| t.timestamp_millis()),
+                    order: Order::oldest_first(oldest_first),
                     offset: page.offset,
                     limit: page.limit.max(1),
                     ..Default::default()

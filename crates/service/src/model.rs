@@ -48,6 +48,10 @@ macro_rules! words {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
         }
+        /// The stored word, as list filters hold it.
+        impl From<$name> for String {
+            fn from(w: $name) -> String { w.as_str().to_string() }
+        }
     };
 }
 

@@ -200,6 +200,11 @@ impl Service {
             .ok_or_else(|| ServiceError::UnknownZone(z.to_string()))
     }
 
+    /// A list filter's zone as rows hold it (none, or empty: any zone).
+    pub(crate) fn stored_zone(&self, zone: Option<&str>) -> Result<Option<String>> {
+        zone.filter(|z| !z.is_empty()).map(|z| self.resolve_zone(z)).transpose()
+    }
+
     /// The zone used when a caller names none.
     pub fn default_zone(&self) -> String {
         self.inner.cfg.zones[0].name.clone()

@@ -3,13 +3,14 @@
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use disksnap_meta::{Batch, Expect, InstanceRow, Order, VolumeFilter, VolumeRow};
+use disksnap_meta::{Batch, Expect, InstanceRow, SnapshotFilter, VolumeFilter, VolumeRow};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
 use crate::jobs::JobProgress;
 use crate::model::{now_ms, stored, Instance, Job, Kind, Volume, VolumeKind, VolumeStatus, VolumeTransition};
 use crate::service::{Caller, Service};
+use crate::snapshots::parse_all;
 use crate::work::{self, Done, Work};
 
 pub const GIB: u64 = 1 << 30;
@@ -44,27 +45,6 @@ pub struct VolumeFromSnapshot {
     pub size_gib: Option<u64>,
     /// Attached to this instance from the start (shown in use once its bytes are in place).
     pub instance_id: Option<String>,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct VolumeQuery {
-    pub ids: Vec<String>,
-    pub instance_ids: Vec<String>,
-    pub zone: Option<String>,
-    pub kind: Option<VolumeKind>,
-    /// Exactly this name.
-    pub name: Option<String>,
-    pub statuses: Vec<VolumeStatus>,
-    pub search: Option<String>,
-    pub tag_ids: Vec<String>,
-    pub oldest_first: bool,
-    /// Keyset cursor: only volumes strictly after this `(create_time, id)` (bare id) in the
-    /// list order; `offset` applies after it, the total ignores it.
-    pub after: Option<(chrono::DateTime<chrono::Utc>, String)>,
-    /// Don't count the matches (the total returned is then 0).
-    pub skip_count: bool,
-    pub offset: u64,
-    pub limit: u64,
 }
 
 /// Create a sparse file of `size` bytes durably (file and directory entry on disk).
@@ -265,14 +245,14 @@ impl Service {
 
     /// Every volume `q` matches (its paging ignored), read in keyset pages with no COUNT: for
     /// dialects that sort or page in memory what the indexes cannot.
-    pub async fn all_volumes(&self, caller: &Caller, q: &VolumeQuery) -> Result<Vec<Volume>> {
+    pub async fn all_volumes(&self, caller: &Caller, q: &VolumeFilter) -> Result<Vec<Volume>> {
         const PAGE: u64 = 100;
-        let mut q = VolumeQuery { offset: 0, limit: PAGE, after: None, skip_count: true, ..q.clone() };
+        let mut q = VolumeFilter { offset: 0, limit: PAGE, after: None, skip_count: true, ..q.clone() };
         let mut out = Vec::new();
         loop {
             let (page, _) = self.volumes(caller, &q).await?;
             let more = page.len() as u64 == PAGE;
-            q.after = page.last().map(|v| (v.create_time, v.id.clone()));
+            q.after = page.last().map(|v| (v.create_time.timestamp_millis(), v.id.clone()));
             out.extend(page);
             if !more {
                 return Ok(out);
@@ -280,39 +260,26 @@ impl Service {
         }
     }
 
-    pub async fn volumes(&self, caller: &Caller, q: &VolumeQuery) -> Result<(Vec<Volume>, u64)> {
+    /// A page of the volumes `q` matches and the count of all of them (0 with `skip_count`).
+    pub async fn volumes(&self, caller: &Caller, q: &VolumeFilter) -> Result<(Vec<Volume>, u64)> {
         self.check_account(caller)?;
-        let zone = q.zone.as_deref().filter(|z| !z.is_empty()).map(|z| self.resolve_zone(z)).transpose()?;
-        // An id that parses to nothing must match nothing, not everything: a filter of volume,
-        // instance or tag ids none of which is one of that kind (a `vol-…` given as an
-        // instance) leaves nothing.
-        let matches_nothing =
-            |given: &[String], kind: Kind| !given.is_empty() && given.iter().all(|i| ids::parse(kind, i).is_none());
-        if matches_nothing(&q.ids, Kind::Volume)
-            || matches_nothing(&q.instance_ids, Kind::Instance)
-            || matches_nothing(&q.tag_ids, Kind::Tag)
-        {
+        let (Some(ids_), Some(instance_ids), Some(tag_ids)) = (
+            parse_all(Kind::Volume, &q.ids),
+            parse_all(Kind::Instance, &q.instance_ids),
+            parse_all(Kind::Tag, &q.tag_ids),
+        ) else {
             return Ok((Vec::new(), 0));
-        }
-        let page = self
-            .meta()
-            .volumes(&VolumeFilter {
-                account: caller.account.clone(),
-                ids: q.ids.iter().filter_map(|i| ids::parse(Kind::Volume, i)).collect(),
-                instance_ids: q.instance_ids.iter().filter_map(|i| ids::parse(Kind::Instance, i)).collect(),
-                zone,
-                kind: q.kind.map(|k| k.as_str().to_string()),
-                name: q.name.clone(),
-                statuses: q.statuses.iter().map(|s| s.as_str().to_string()).collect(),
-                search: q.search.clone().filter(|s| !s.is_empty()),
-                tag_ids: q.tag_ids.iter().filter_map(|i| ids::parse(Kind::Tag, i)).collect(),
-                order: if q.oldest_first { Order::OldestFirst } else { Order::NewestFirst },
-                after: q.after.as_ref().map(|(t, id)| (t.timestamp_millis(), id.clone())),
-                skip_count: q.skip_count,
-                offset: q.offset,
-                limit: q.limit,
-            })
-            .await?;
+        };
+        let stored = VolumeFilter {
+            account: caller.account.clone(),
+            ids: ids_,
+            instance_ids,
+            tag_ids,
+            zone: self.stored_zone(q.zone.as_deref())?,
+            search: q.search.clone().filter(|s| !s.is_empty()),
+            ..q.clone()
+        };
+        let page = self.meta().volumes(&stored).await?;
         let ids_: Vec<String> = page.items.iter().map(|v| v.id.clone()).collect();
         let tags = self.meta().tags_of(&ids_).await?;
         let vols = page
@@ -460,9 +427,9 @@ impl Service {
     pub async fn delete_volume_cascade(&self, caller: &Caller, id: &str) -> Result<Job> {
         retrying!(async {
             let (row, lock) = self.lock_for_delete(caller, id).await?;
-            let q = crate::snapshots::SnapshotQuery {
+            let q = SnapshotFilter {
                 volume_ids: vec![row.id.clone()],
-                statuses: vec![crate::model::SnapshotStatus::Available],
+                statuses: vec![crate::model::SnapshotStatus::Available.into()],
                 ..Default::default()
             };
             let points: Vec<String> = self.all_snapshots(caller, &q).await?.into_iter().map(|s| s.id).collect();
