@@ -6,14 +6,6 @@ use crate::filter::Page;
 use crate::rows::ImageRow;
 use crate::Result;
 
-pub(super) async fn image(pool: &SqlitePool, account: &str, id: &str) -> Result<Option<ImageRow>> {
-    Ok(sqlx::query_as("SELECT * FROM images WHERE account = ? AND id = ?")
-        .bind(account)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
-}
-
 pub(super) async fn list(pool: &SqlitePool, account: &str, offset: u64, limit: u64) -> Result<Page<ImageRow>> {
     let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE account = ? AND status <> 'deleted'")
         .bind(account)

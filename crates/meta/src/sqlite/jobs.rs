@@ -7,14 +7,6 @@ use crate::filter::{JobFilter, Order, Page};
 use crate::rows::JobRow;
 use crate::Result;
 
-pub(super) async fn job(pool: &SqlitePool, account: &str, id: &str) -> Result<Option<JobRow>> {
-    Ok(sqlx::query_as("SELECT * FROM jobs WHERE account = ? AND id = ?")
-        .bind(account)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
-}
-
 pub(super) async fn list(pool: &SqlitePool, f: &JobFilter) -> Result<Page<JobRow>> {
     let build = |head: &str| {
         let mut q = QueryBuilder::<Sqlite>::new(head);

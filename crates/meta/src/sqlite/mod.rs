@@ -93,7 +93,7 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn instance(&self, account: &str, id: &str) -> Result<Option<InstanceRow>> {
-        volumes::instance(&self.pool, account, id).await
+        tables::by_id::<InstanceRow>(&self.pool, account, id).await
     }
 
     async fn instances(&self, account: &str) -> Result<Vec<InstanceRow>> {
@@ -105,7 +105,7 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn volume(&self, account: &str, id: &str) -> Result<Option<VolumeRow>> {
-        volumes::volume(&self.pool, account, id).await
+        tables::by_id::<VolumeRow>(&self.pool, account, id).await
     }
 
     async fn volumes(&self, f: &VolumeFilter) -> Result<Page<VolumeRow>> {
@@ -121,7 +121,7 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn snapshot(&self, account: &str, id: &str) -> Result<Option<SnapshotRow>> {
-        snapshots::snapshot(&self.pool, account, id).await
+        tables::by_id::<SnapshotRow>(&self.pool, account, id).await
     }
 
     async fn snapshots(&self, f: &SnapshotFilter) -> Result<Page<SnapshotRow>> {
@@ -157,7 +157,7 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn image(&self, account: &str, id: &str) -> Result<Option<ImageRow>> {
-        images::image(&self.pool, account, id).await
+        tables::by_id::<ImageRow>(&self.pool, account, id).await
     }
 
     async fn images(&self, account: &str, offset: u64, limit: u64) -> Result<Page<ImageRow>> {
@@ -165,7 +165,7 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn job(&self, account: &str, id: &str) -> Result<Option<JobRow>> {
-        jobs::job(&self.pool, account, id).await
+        tables::by_id::<JobRow>(&self.pool, account, id).await
     }
 
     async fn jobs(&self, f: &JobFilter) -> Result<Page<JobRow>> {
@@ -173,7 +173,7 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn tag(&self, account: &str, id: &str) -> Result<Option<TagRow>> {
-        tags::tag(&self.pool, account, id).await
+        tables::by_id::<TagRow>(&self.pool, account, id).await
     }
 
     async fn tags(&self, account: &str) -> Result<Vec<TagRow>> {

@@ -277,14 +277,6 @@ pub(super) fn count_key(f: &SnapshotFilter) -> String {
     format!("{whole:?}")
 }
 
-pub(super) async fn snapshot(pool: &SqlitePool, account: &str, id: &str) -> Result<Option<SnapshotRow>> {
-    Ok(sqlx::query_as("SELECT * FROM snapshots WHERE account = ? AND id = ?")
-        .bind(account)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
-}
-
 pub(super) async fn chain(pool: &SqlitePool, root_id: &str) -> Result<Vec<SnapshotRow>> {
     Ok(sqlx::query_as(
         "SELECT * FROM snapshots WHERE root_id = ? AND status <> 'ceased' ORDER BY snapshot_time, create_time, id",

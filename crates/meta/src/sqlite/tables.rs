@@ -175,6 +175,15 @@ pub(super) fn versioned_put_sql(table: &str, cols: &[&str], version: i64) -> Str
     }
 }
 
+/// The account's row of kind `T` with this id.
+pub(super) async fn by_id<T>(pool: &sqlx::SqlitePool, account: &str, id: &str) -> crate::Result<Option<T>>
+where
+    T: Table + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+{
+    let sql = format!("SELECT * FROM {} WHERE account = ? AND id = ?", T::TABLE);
+    Ok(sqlx::query_as(&sql).bind(account).bind(id).fetch_optional(pool).await?)
+}
+
 /// `json_object('col', col, …)` over the row kind's columns (see [`super::sql::json_object_sql`]).
 pub(super) fn json_object_of<T: Table>() -> String {
     super::sql::json_object_sql(T::COLS, T::BOOLS)

@@ -6,14 +6,6 @@ use super::sql::push_in;
 use crate::rows::TagRow;
 use crate::Result;
 
-pub(super) async fn tag(pool: &SqlitePool, account: &str, id: &str) -> Result<Option<TagRow>> {
-    Ok(sqlx::query_as("SELECT * FROM tags WHERE account = ? AND id = ?")
-        .bind(account)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
-}
-
 pub(super) async fn all(pool: &SqlitePool, account: &str) -> Result<Vec<TagRow>> {
     Ok(sqlx::query_as("SELECT * FROM tags WHERE account = ? ORDER BY create_time, id")
         .bind(account)

@@ -8,14 +8,6 @@ use crate::filter::{Page, VolumeFilter};
 use crate::rows::{InstanceRow, VolumeRow};
 use crate::Result;
 
-pub(super) async fn instance(pool: &SqlitePool, account: &str, id: &str) -> Result<Option<InstanceRow>> {
-    Ok(sqlx::query_as("SELECT * FROM instances WHERE account = ? AND id = ?")
-        .bind(account)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
-}
-
 pub(super) async fn instances(pool: &SqlitePool, account: &str) -> Result<Vec<InstanceRow>> {
     Ok(sqlx::query_as("SELECT * FROM instances WHERE account = ? ORDER BY create_time DESC, id DESC")
         .bind(account)
@@ -35,14 +27,6 @@ pub(super) async fn instances_by_id(pool: &SqlitePool, account: &str, ids: &[Str
     push_in(&mut q, "id", ids);
     let text: String = q.build_query_scalar().fetch_one(pool).await?;
     from_json_rows(&text)
-}
-
-pub(super) async fn volume(pool: &SqlitePool, account: &str, id: &str) -> Result<Option<VolumeRow>> {
-    Ok(sqlx::query_as("SELECT * FROM volumes WHERE account = ? AND id = ?")
-        .bind(account)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
 }
 
 pub(super) async fn list(pool: &SqlitePool, f: &VolumeFilter) -> Result<Page<VolumeRow>> {
