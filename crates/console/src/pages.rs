@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use disksnap_service::{
-    CreateSnapshots, CreateVolumes, DeleteScope, JobStatus, Kind, ServiceError, Snapshot, SnapshotQuery,
-    SnapshotStatus, VolumeFromSnapshot, VolumeKind, VolumeQuery, VolumeStatus,
+    CreateSnapshots, CreateVolumes, DeleteScope, JobStatus, Kind, ServiceError, Snapshot, SnapshotFilter,
+    SnapshotStatus, VolumeFilter, VolumeFromSnapshot, VolumeKind, VolumeStatus,
 };
 
 use crate::html::{self, bytes, esc, id, link, time, Frame};
@@ -273,7 +273,7 @@ fn job_rows(st: &Console, jobs: &[disksnap_service::Job]) -> String {
         out.push_str(&format!(
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}{err}</td><td>{}</td></tr>",
             esc(&id(Kind::Job, &j.id)),
-            esc(&j.action),
+            esc(j.action.as_str()),
             res.join(" "),
             html::job_bar(&id(Kind::Job, &j.id), j.status.as_str(), job_percent(st, j), j.is_done()),
             esc(&time(j.create_time))
@@ -300,18 +300,23 @@ pub async fn overview(State(st): St, s: Signed) -> Response {
 async fn overview_body(st: &Console, s: &Signed) -> Result<String, ServiceError> {
     let c = s.caller();
     let svc = &st.service;
-    let live_vols = vec![VolumeStatus::Creating, VolumeStatus::Available, VolumeStatus::InUse];
-    let (_, volumes) = svc.volumes(&c, &VolumeQuery { statuses: live_vols, limit: 1, ..Default::default() }).await?;
+    let live_vols = vec![VolumeStatus::Creating.into(), VolumeStatus::Available.into(), VolumeStatus::InUse.into()];
+    let (_, volumes) = svc.volumes(&c, &VolumeFilter { statuses: live_vols, limit: 1, ..Default::default() }).await?;
     let mut counts = Vec::new();
     for status in [SnapshotStatus::Available, SnapshotStatus::Creating, SnapshotStatus::Deleted] {
-        let (_, n) =
-            svc.snapshots(&c, &SnapshotQuery { statuses: vec![status], limit: 1, ..Default::default() }).await?;
+        let (_, n) = svc
+            .snapshots(&c, &SnapshotFilter { statuses: vec![status.into()], limit: 1, ..Default::default() })
+            .await?;
         counts.push((status, n));
     }
     let (mut stored, mut provisioned, mut chains) = (0u64, 0u64, 0u64);
-    let mut q = SnapshotQuery {
-        full: Some(true),
-        statuses: vec![SnapshotStatus::Available, SnapshotStatus::Creating, SnapshotStatus::Deleted],
+    let mut q = SnapshotFilter {
+        is_full: Some(true),
+        statuses: vec![
+            SnapshotStatus::Available.into(),
+            SnapshotStatus::Creating.into(),
+            SnapshotStatus::Deleted.into(),
+        ],
         skip_count: true,
         limit: MAX_PAGE,
         ..Default::default()
@@ -331,7 +336,7 @@ async fn overview_body(st: &Console, s: &Signed) -> Result<String, ServiceError>
         if chains >= OVERVIEW_CHAINS {
             break true;
         }
-        q.after = page.last().map(|p| (p.create_time, p.id.clone()));
+        q.after = page.last().map(|p| (p.create_time.timestamp_millis(), p.id.clone()));
     };
     let (running, _) = svc.jobs(&c, &[], &[JobStatus::Pending, JobStatus::Working], None, 0, 20).await?;
     let (failures, _) = svc.jobs(&c, &[], &[JobStatus::Failed], None, 0, 5).await?;
@@ -405,8 +410,8 @@ fn pager(base: &str, q: &Fields, offset: u64, limit: u64, shown: usize, total: u
 pub async fn volumes(State(st): St, s: Signed, Query(q): Query<Fields>) -> Response {
     let (offset, limit) = paging(&q);
     let c = s.caller();
-    let query = VolumeQuery {
-        statuses: vec![VolumeStatus::Creating, VolumeStatus::Available, VolumeStatus::InUse],
+    let query = VolumeFilter {
+        statuses: vec![VolumeStatus::Creating.into(), VolumeStatus::Available.into(), VolumeStatus::InUse.into()],
         offset,
         limit,
         ..Default::default()
@@ -494,7 +499,7 @@ pub async fn volume(State(st): St, s: Signed, Path(vid): Path<String>, Query(q):
         .service
         .snapshots(
             &c,
-            &SnapshotQuery { volume_ids: vec![v.id.clone()], offset, limit: CHART_POINTS, ..Default::default() },
+            &SnapshotFilter { volume_ids: vec![v.id.clone()], offset, limit: CHART_POINTS, ..Default::default() },
         )
         .await;
     let csrf = &s.session.csrf;
@@ -717,17 +722,17 @@ fn parse_time(name: &str, v: &str) -> Result<Option<DateTime<Utc>>, String> {
     Err(format!("\"{v}\" is not a time for {name}: use 2026-12-03T14:30 (UTC)."))
 }
 
-fn snapshot_query(q: &Fields) -> Result<SnapshotQuery, String> {
+fn snapshot_query(q: &Fields) -> Result<SnapshotFilter, String> {
     let get = |k: &str| q.get(k).map(|v| v.trim()).unwrap_or("");
-    let mut out = SnapshotQuery::default();
+    let mut out = SnapshotFilter::default();
     match get("status") {
         "" => {}
         v => {
             out.statuses =
-                vec![SnapshotStatus::parse(v).ok_or_else(|| format!("There is no snapshot status \"{v}\"."))?]
+                vec![SnapshotStatus::parse(v).ok_or_else(|| format!("There is no snapshot status \"{v}\"."))?.into()]
         }
     }
-    out.full = match get("type") {
+    out.is_full = match get("type") {
         "" => None,
         "full" => Some(true),
         "incremental" => Some(false),
@@ -748,8 +753,8 @@ fn snapshot_query(q: &Fields) -> Result<SnapshotQuery, String> {
     if !get("q").is_empty() {
         out.search = Some(get("q").to_string());
     }
-    out.created_from = parse_time("from", get("from"))?;
-    out.created_to = parse_time("to", get("to"))?;
+    out.created_from = parse_time("from", get("from"))?.map(|t| t.timestamp_millis());
+    out.created_to = parse_time("to", get("to"))?.map(|t| t.timestamp_millis());
     Ok(out)
 }
 

@@ -6,7 +6,8 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use disksnap_service::{
-    CreateSnapshots, DeleteScope, Kind, ServiceError, Snapshot, SnapshotQuery, SnapshotStatus, SnapshotTransition,
+    CreateSnapshots, DeleteScope, Kind, Order, ServiceError, Snapshot, SnapshotFilter, SnapshotStatus,
+    SnapshotTransition,
 };
 
 use crate::error::{OsError, OsResult};
@@ -33,8 +34,8 @@ pub const RESERVED_PREFIX: &str = "__system__";
 
 /// Every live snapshot of the caller's account (creating or available; deleted ones are hidden).
 pub async fn all_snapshots(d: &OpenStack, call: &Call, volume: Option<&str>) -> OsResult<Vec<Snapshot>> {
-    let q = SnapshotQuery {
-        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+    let q = SnapshotFilter {
+        statuses: vec![SnapshotStatus::Creating.into(), SnapshotStatus::Available.into()],
         volume_ids: volume.map(|v| vec![v.to_string()]).unwrap_or_default(),
         ..Default::default()
     };
@@ -188,7 +189,7 @@ pub async fn list_page(d: &OpenStack, call: &Call, p: &listing::ListParams, ids:
 
 /// The service query for `p`, or None when it needs the in-memory fallback.
 struct Pushed {
-    query: SnapshotQuery,
+    query: SnapshotFilter,
     /// A filter that no live snapshot can match (the marker is still checked).
     nothing: bool,
 }
@@ -213,10 +214,10 @@ fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String])
         return None;
     }
     let mut nothing = p.match_nothing;
-    let mut q = SnapshotQuery {
-        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+    let mut q = SnapshotFilter {
+        statuses: vec![SnapshotStatus::Creating.into(), SnapshotStatus::Available.into()],
         name: p.name.clone(),
-        oldest_first,
+        order: Order::oldest_first(oldest_first),
         ..Default::default()
     };
     if let Some(word) = &p.status {
@@ -228,18 +229,18 @@ fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String])
         // The inverse of wire::snapshot_status over the live statuses.
         use SnapshotTransition as T;
         match (word.to_ascii_lowercase().as_str(), call.flavour) {
-            ("creating", _) => q.statuses = vec![SnapshotStatus::Creating],
+            ("creating", _) => q.statuses = vec![SnapshotStatus::Creating.into()],
             ("available", _) => {
-                q.statuses = vec![SnapshotStatus::Available];
-                q.not_transitions = vec![T::Deleting, T::RollingBack];
+                q.statuses = vec![SnapshotStatus::Available.into()];
+                q.not_transitions = vec![T::Deleting.into(), T::RollingBack.into()];
             }
             ("deleting", _) => {
-                q.statuses = vec![SnapshotStatus::Available];
-                q.transitions = vec![T::Deleting];
+                q.statuses = vec![SnapshotStatus::Available.into()];
+                q.transitions = vec![T::Deleting.into()];
             }
             ("restoring", Flavour::Cinder) | ("rollbacking", Flavour::Evs) => {
-                q.statuses = vec![SnapshotStatus::Available];
-                q.transitions = vec![T::RollingBack];
+                q.statuses = vec![SnapshotStatus::Available.into()];
+                q.transitions = vec![T::RollingBack.into()];
             }
             _ => nothing = true,
         }
@@ -265,61 +266,42 @@ fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String])
 
 async fn indexed_page(d: &OpenStack, call: &Call, p: &listing::ListParams, pushed: Pushed) -> OsResult<SnapPage> {
     let caller = call.auth.caller();
-    let Pushed { query: mut q, nothing } = pushed;
-    if let Some(m) = &p.marker {
-        // The marker must be a live snapshot of the account, whatever the filters (as in the
-        // scan, which looks for it in the unfiltered order); the page continues strictly after
-        // its (created_at, id).
-        let unknown = || OsError::NotFound(format!("Snapshot {m} could not be found."));
-        let bare = wire::from_wire(Kind::Snapshot, m.trim());
-        if !wire::uuid(Kind::Snapshot, &bare).eq_ignore_ascii_case(m.trim()) {
-            return Err(unknown());
-        }
-        let s = match d.ctx.service.snapshot(&caller, &bare).await {
-            Ok(s) => s,
-            Err(ServiceError::NotFound { .. }) => return Err(unknown()),
-            Err(e) => return Err(e.into()),
-        };
-        if !matches!(s.status, SnapshotStatus::Creating | SnapshotStatus::Available) {
-            return Err(unknown());
-        }
-        q.after = Some((s.create_time, s.id));
-    }
-    let limit = p.limit.unwrap_or(listing::MAX_LIMIT);
-    if nothing || (limit == 0 && !p.with_count) {
-        return Ok(SnapPage { snaps: Vec::new(), next_marker: None, count: 0 });
-    }
-    let max_page = disksnap_service::snapshots::MAX_PAGE as usize;
-    // Only the first query counts, and only when the count is shown.
-    q.skip_count = !p.with_count;
-    q.offset = p.offset as u64;
-    let mut snaps: Vec<Snapshot> = Vec::new();
-    let mut count = 0;
-    loop {
-        // The service pages by 100 at most; a larger Cinder limit (≤ 1000) continues with a
-        // keyset query after the last item, never with an offset.
-        let want = (limit - snaps.len()).clamp(1, max_page);
-        q.limit = want as u64;
-        let (page, total) = d.ctx.service.snapshots(&caller, &q).await?;
-        if !q.skip_count {
-            count = total as usize;
-            q.skip_count = true;
-        }
-        let got = page.len();
-        if limit == 0 {
-            break; // a count only
-        }
-        snaps.extend(page);
-        if got < want || snaps.len() >= limit {
-            break;
-        }
-        let last = snaps.last().expect("a full page");
-        q.after = Some((last.create_time, last.id.clone()));
-        q.offset = 0;
-    }
-    snaps.truncate(limit);
-    let next_marker =
-        (limit > 0 && snaps.len() == limit).then(|| snaps.last().map(|s| wire::uuid(Kind::Snapshot, &s.id))).flatten();
+    let Pushed { query: q, nothing } = pushed;
+    let svc = &d.ctx.service;
+    let after = listing::marker_cursor(
+        p.marker.as_deref(),
+        Kind::Snapshot,
+        "Snapshot",
+        |bare| {
+            let caller = &caller;
+            async move { svc.snapshot(caller, &bare).await }
+        },
+        |s: &Snapshot| {
+            let live = matches!(s.status, SnapshotStatus::Creating | SnapshotStatus::Available);
+            live.then(|| (s.create_time.timestamp_millis(), s.id.clone()))
+        },
+    )
+    .await?;
+    let (snaps, next_marker, count) = listing::keyset_page(
+        p,
+        after,
+        nothing,
+        disksnap_service::snapshots::MAX_PAGE as usize,
+        |w| {
+            let q = SnapshotFilter {
+                after: w.after,
+                offset: w.offset,
+                limit: w.limit,
+                skip_count: w.skip_count,
+                ..q.clone()
+            };
+            let caller = &caller;
+            async move { Ok(svc.snapshots(caller, &q).await?) }
+        },
+        |s: &Snapshot| (s.create_time.timestamp_millis(), s.id.clone()),
+        |s| wire::uuid(Kind::Snapshot, &s.id),
+    )
+    .await?;
     Ok(SnapPage { snaps, next_marker, count })
 }
 

@@ -7,8 +7,11 @@ use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 
+use disksnap_service::{Kind, ServiceError};
+
 use crate::error::{OsError, OsResult};
 use crate::microversion::Version;
+use crate::wire;
 
 /// Default and ceiling of a page (`osapi_max_limit`).
 pub const MAX_LIMIT: usize = 1000;
@@ -310,6 +313,94 @@ pub fn page(mut rows: Vec<Row>, p: &ListParams) -> Result<Page, String> {
     let picked: Vec<Row> = rows.drain(start..).filter(|r| matches(r, p)).skip(p.offset).take(limit).collect();
     let next_marker = (limit > 0 && picked.len() == limit).then(|| picked.last().map(|r| r.id.clone())).flatten();
     Ok(Page { rows: picked, next_marker, count })
+}
+
+/// The keyset cursor `(create_time ms, bare id)` a list continues after, from its `marker`: the
+/// account's live item it names, whatever the filters (as the scan, which looks for it in the
+/// unfiltered order), else a 404 naming the marker as sent (`word`: `Snapshot`, `Volume`).
+/// `find` reads an item by bare id; `live` is a live item's cursor, None for any other item.
+pub async fn marker_cursor<T, Fut>(
+    marker: Option<&str>,
+    kind: Kind,
+    word: &str,
+    find: impl FnOnce(String) -> Fut,
+    live: impl FnOnce(&T) -> Option<(i64, String)>,
+) -> OsResult<Option<(i64, String)>>
+where
+    Fut: std::future::Future<Output = Result<T, ServiceError>>,
+{
+    let Some(m) = marker else { return Ok(None) };
+    let unknown = || OsError::NotFound(format!("{word} {m} could not be found."));
+    let bare = wire::from_wire(kind, m.trim());
+    if !wire::uuid(kind, &bare).eq_ignore_ascii_case(m.trim()) {
+        return Err(unknown());
+    }
+    match find(bare).await {
+        Ok(item) => live(&item).map(Some).ok_or_else(unknown),
+        Err(ServiceError::NotFound { .. }) => Err(unknown()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The paging part of a keyset query, for [`keyset_page`]'s reader to put on its filter.
+#[derive(Clone, Debug)]
+pub struct Window {
+    /// `(create_time ms, bare id)` the page continues strictly after.
+    pub after: Option<(i64, String)>,
+    pub offset: u64,
+    pub limit: u64,
+    pub skip_count: bool,
+}
+
+/// A page of a list read as keyset queries of at most `max_page` items each (the service's page
+/// bound), continuing after `marker`: the items, the id a next link continues after (set when
+/// the page is full, as Cinder's `_get_collection_links` does: a full last page still gets a
+/// link; the next one is empty), and the count of matches (0 unless `with_count`; only the first
+/// query counts). `read` runs one query; `cursor` is an item's `(create_time ms, bare id)`,
+/// `shown` its id as the next link shows it.
+pub async fn keyset_page<T, Fut>(
+    p: &ListParams,
+    marker: Option<(i64, String)>,
+    nothing: bool,
+    max_page: usize,
+    mut read: impl FnMut(Window) -> Fut,
+    cursor: impl Fn(&T) -> (i64, String),
+    shown: impl Fn(&T) -> String,
+) -> OsResult<(Vec<T>, Option<String>, usize)>
+where
+    Fut: std::future::Future<Output = OsResult<(Vec<T>, u64)>>,
+{
+    let limit = p.limit.unwrap_or(MAX_LIMIT);
+    if nothing || (limit == 0 && !p.with_count) {
+        return Ok((Vec::new(), None, 0));
+    }
+    let mut w = Window { after: marker, offset: p.offset as u64, limit: 0, skip_count: !p.with_count };
+    let mut items: Vec<T> = Vec::new();
+    let mut count = 0;
+    loop {
+        // A limit above the service's page continues with a keyset query after the last item,
+        // never with an offset.
+        let want = (limit - items.len()).clamp(1, max_page);
+        w.limit = want as u64;
+        let (page, total) = read(w.clone()).await?;
+        if !w.skip_count {
+            count = total as usize;
+            w.skip_count = true;
+        }
+        let got = page.len();
+        if limit == 0 {
+            break; // a count only
+        }
+        items.extend(page);
+        if got < want || items.len() >= limit {
+            break;
+        }
+        w.after = items.last().map(&cursor);
+        w.offset = 0;
+    }
+    items.truncate(limit);
+    let next_marker = (limit > 0 && items.len() == limit).then(|| items.last().map(&shown)).flatten();
+    Ok((items, next_marker, count))
 }
 
 /// The next link: the request's URL with `marker` replaced (§5.5).

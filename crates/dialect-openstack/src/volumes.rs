@@ -5,7 +5,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use disksnap_service::{CreateVolumes, Kind, Volume, VolumeFromSnapshot, VolumeKind, VolumeQuery, VolumeStatus};
+use disksnap_service::{
+    CreateVolumes, Kind, Order, Volume, VolumeFilter, VolumeFromSnapshot, VolumeKind, VolumeStatus,
+};
 
 use crate::cinder::{self, envelope, not_found_as, opt_text};
 use crate::error::{OsError, OsResult};
@@ -19,8 +21,8 @@ fn bad(m: impl Into<String>) -> OsError {
 }
 
 async fn all_volumes(d: &OpenStack, call: &Call) -> OsResult<Vec<Volume>> {
-    let q = VolumeQuery {
-        statuses: vec![VolumeStatus::Creating, VolumeStatus::Available, VolumeStatus::InUse],
+    let q = VolumeFilter {
+        statuses: vec![VolumeStatus::Creating.into(), VolumeStatus::Available.into(), VolumeStatus::InUse.into()],
         ..Default::default()
     };
     Ok(d.ctx.service.all_volumes(&call.auth.caller(), &q).await?)
@@ -143,7 +145,7 @@ async fn list(d: &OpenStack, call: &Call, detail: bool) -> OsResult<Response> {
 /// direction) filtered by name / bootable only: one keyset query on the list index. Anything
 /// else — the status filter (the shown status mixes transitions and this dialect's notes),
 /// zone, size, `name~`, metadata, other sort keys — falls back to the in-memory scan.
-fn pushdown(p: &listing::ListParams) -> Option<(VolumeQuery, bool)> {
+fn pushdown(p: &listing::ListParams) -> Option<(VolumeFilter, bool)> {
     let oldest_first = match p.sort.as_slice() {
         [] => false,
         [(k, asc)] if k == "created_at" => *asc,
@@ -159,11 +161,11 @@ fn pushdown(p: &listing::ListParams) -> Option<(VolumeQuery, bool)> {
     {
         return None;
     }
-    let q = VolumeQuery {
-        statuses: vec![VolumeStatus::Creating, VolumeStatus::Available, VolumeStatus::InUse],
+    let q = VolumeFilter {
+        statuses: vec![VolumeStatus::Creating.into(), VolumeStatus::Available.into(), VolumeStatus::InUse.into()],
         name: p.name.clone(),
-        kind: p.bootable.map(|b| if b { VolumeKind::System } else { VolumeKind::Data }),
-        oldest_first,
+        kind: p.bootable.map(|b| if b { VolumeKind::System } else { VolumeKind::Data }.into()),
+        order: Order::oldest_first(oldest_first),
         ..Default::default()
     };
     Some((q, p.match_nothing))
@@ -173,38 +175,42 @@ async fn indexed_page(
     d: &OpenStack,
     call: &Call,
     p: &listing::ListParams,
-    (mut q, nothing): (VolumeQuery, bool),
+    (q, nothing): (VolumeFilter, bool),
 ) -> OsResult<(Vec<Volume>, Option<String>, usize)> {
     let caller = call.auth.caller();
-    if let Some(m) = &p.marker {
-        // As the scan: a live volume of the account, whatever the filters; continue after it.
-        let unknown = || OsError::NotFound(format!("Volume {m} could not be found."));
-        let bare = wire::from_wire(Kind::Volume, m.trim());
-        if !wire::uuid(Kind::Volume, &bare).eq_ignore_ascii_case(m.trim()) {
-            return Err(unknown());
-        }
-        let v = match d.ctx.service.volume(&caller, &bare).await {
-            Ok(v) => v,
-            Err(disksnap_service::ServiceError::NotFound { .. }) => return Err(unknown()),
-            Err(e) => return Err(e.into()),
-        };
-        if v.status == VolumeStatus::Deleted {
-            return Err(unknown());
-        }
-        q.after = Some((v.create_time, v.id));
-    }
-    let limit = p.limit.unwrap_or(listing::MAX_LIMIT);
-    if nothing || (limit == 0 && !p.with_count) {
-        return Ok((Vec::new(), None, 0));
-    }
-    // The service does not clamp volume pages: one query of up to 1000 (MAX_LIMIT).
-    q.skip_count = !p.with_count;
-    q.offset = p.offset as u64;
-    q.limit = limit as u64;
-    let (vols, total) = d.ctx.service.volumes(&caller, &q).await?;
-    let next =
-        (limit > 0 && vols.len() == limit).then(|| vols.last().map(|v| wire::uuid(Kind::Volume, &v.id))).flatten();
-    Ok((vols, next, total as usize))
+    let svc = &d.ctx.service;
+    let after = listing::marker_cursor(
+        p.marker.as_deref(),
+        Kind::Volume,
+        "Volume",
+        |bare| {
+            let caller = &caller;
+            async move { svc.volume(caller, &bare).await }
+        },
+        |v: &Volume| (v.status != VolumeStatus::Deleted).then(|| (v.create_time.timestamp_millis(), v.id.clone())),
+    )
+    .await?;
+    // The service does not bound volume pages: one query of up to 1000 (MAX_LIMIT).
+    listing::keyset_page(
+        p,
+        after,
+        nothing,
+        listing::MAX_LIMIT,
+        |w| {
+            let q = VolumeFilter {
+                after: w.after,
+                offset: w.offset,
+                limit: w.limit,
+                skip_count: w.skip_count,
+                ..q.clone()
+            };
+            let caller = &caller;
+            async move { Ok(svc.volumes(caller, &q).await?) }
+        },
+        |v: &Volume| (v.create_time.timestamp_millis(), v.id.clone()),
+        |v| wire::uuid(Kind::Volume, &v.id),
+    )
+    .await
 }
 
 /// Public for the fuzz targets (fuzz/).

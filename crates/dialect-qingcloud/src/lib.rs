@@ -7,6 +7,7 @@
 pub mod error;
 pub mod iaas;
 pub mod ids;
+pub mod listing;
 pub mod params;
 pub mod rest51;
 pub mod wire;

@@ -5,8 +5,8 @@
 use crate::ids::display;
 use disksnap_api_common::time::iso_z;
 use disksnap_service::{
-    Image, ImageStatus, Job, JobFailure, Kind, Snapshot, SnapshotStatus, SnapshotTransition, Tag, Volume, VolumeKind,
-    VolumeStatus, VolumeTransition,
+    Image, ImageStatus, Job, JobAction, JobFailure, Kind, Snapshot, SnapshotStatus, SnapshotTransition, Tag, Volume,
+    VolumeKind, VolumeStatus, VolumeTransition,
 };
 use serde_json::{json, Value};
 
@@ -260,6 +260,29 @@ pub fn image_item(i: &Image, account: &str) -> Value {
     })
 }
 
+/// QingCloud's word for a job's action (DescribeJobs' `job_action`, the 51idc Job's `action`).
+pub fn job_action(a: JobAction) -> &'static str {
+    match a {
+        JobAction::CreateVolumes => "CreateVolumes",
+        JobAction::ImportVolume => "ImportVolume",
+        JobAction::ResizeVolume => "ResizeVolumes",
+        JobAction::DeleteVolumes => "DeleteVolumes",
+        JobAction::CreateSnapshots => "CreateSnapshots",
+        JobAction::DeleteSnapshots => "DeleteSnapshots",
+        JobAction::RollBack => "ApplySnapshots",
+        JobAction::RestoreVolume => "CreateVolumeFromSnapshot",
+        JobAction::CaptureImage => "CaptureInstanceFromSnapshot",
+        JobAction::AttachVolumes => "AttachVolumes",
+        JobAction::DetachVolumes => "DetachVolumes",
+        JobAction::DeleteImages => "DeleteImages",
+    }
+}
+
+/// The action a QingCloud action word names (a `job_action` filter); None: no job has it.
+pub fn job_action_of(word: &str) -> Option<JobAction> {
+    JobAction::ALL.iter().copied().find(|a| job_action(*a) == word)
+}
+
 /// The job's resources shown with QingCloud prefixes.
 pub fn job_resource_ids(j: &Job) -> Vec<String> {
     j.typed_resources().into_iter().map(|(k, id)| display(k, id)).collect()
@@ -269,7 +292,7 @@ pub fn job_resource_ids(j: &Job) -> Vec<String> {
 pub fn job_item(j: &Job, account: &str) -> Value {
     json!({
         "job_id": display(Kind::Job, &j.id),
-        "job_action": j.action,
+        "job_action": job_action(j.action),
         "create_time": iso_z(j.create_time),
         "resource_ids": job_resource_ids(j).join(" "),
         "owner": owner(account),
@@ -364,7 +387,7 @@ mod tests {
         let t = Utc.timestamp_millis_opt(1_760_000_123_456).unwrap();
         let job = |status, error: Option<&str>| Job {
             id: "aj3b6pjl".into(),
-            action: "CreateSnapshots".into(),
+            action: disksnap_service::JobAction::CreateSnapshots,
             status,
             resources: vec!["qhnolmyt".into(), "v0000001".into()],
             error: error.map(str::to_string),

@@ -12,8 +12,8 @@ use disksnap_api_common::{
     pipeline, Dialect, DialectError, EndpointName, KeyKind, RawRequest, RequestId, Verified, MAX_LIST_ITEMS,
 };
 use disksnap_service::{
-    ids, Caller, CreateSnapshots, CreateVolumes, DeleteScope, Kind, Service, ServiceError, SnapshotQuery,
-    SnapshotStatus, VolumeKind, VolumeQuery, VolumeStatus,
+    ids, Caller, CreateSnapshots, CreateVolumes, DeleteScope, Kind, Service, ServiceError, SnapshotFilter,
+    SnapshotStatus, VolumeFilter, VolumeKind, VolumeStatus,
 };
 
 use crate::error::{json_200, TencentError};
@@ -272,12 +272,12 @@ impl Call<'_> {
             // Everything is in the default project 0.
             return respond(&success(wire::SnapshotList { total_count: 0, snapshot_set: vec![] }));
         }
-        let q = SnapshotQuery {
+        let q = SnapshotFilter {
             ids: snapshot_ids,
             volume_ids,
-            statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+            statuses: vec![SnapshotStatus::Creating.into(), SnapshotStatus::Available.into()],
             zone: Some(self.zone.clone()),
-            volume_kind: kind,
+            volume_kind: kind.map(String::from),
             offset,
             limit,
             ..Default::default()
@@ -453,12 +453,12 @@ impl Call<'_> {
         if nothing {
             return respond(&success(wire::StorageList { total_count: 0, storage_set: vec![] }));
         }
-        let q = VolumeQuery {
+        let q = VolumeFilter {
             ids: volume_ids,
             instance_ids,
             zone: Some(zone),
-            kind,
-            statuses: vec![VolumeStatus::Available, VolumeStatus::InUse],
+            kind: kind.map(String::from),
+            statuses: vec![VolumeStatus::Available.into(), VolumeStatus::InUse.into()],
             offset,
             limit,
             ..Default::default()

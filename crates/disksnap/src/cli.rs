@@ -13,7 +13,7 @@ use disksnap_dialect_qingcloud::ids::display;
 use disksnap_service::*;
 
 use crate::config::{Config, CONFIG_NAME};
-use crate::output::{human_bytes, json_of, print_fields, print_json, Table};
+use crate::output::{action_word, human_bytes, job_json, json_of, print_fields, print_json, Table};
 use crate::*;
 
 const DEFAULT_DATA_DIR: &str = "./disksnap-data";
@@ -126,7 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         eprintln!(
             "disksnap: job {} ({}) was interrupted by a crash: {}",
             display(Kind::Job, &job.id),
-            job.action,
+            action_word(job.action),
             if job.is_done() { "failed, and undone" } else { "resuming" }
         );
     }
@@ -168,7 +168,12 @@ async fn wait(svc: &Service, caller: &Caller, job: &Job, label: &str) -> anyhow:
     };
     bar.finish();
     if job.status == JobStatus::Failed {
-        bail!("job {} ({}) failed: {}", display(Kind::Job, &job.id), job.action, job.error.clone().unwrap_or_default());
+        bail!(
+            "job {} ({}) failed: {}",
+            display(Kind::Job, &job.id),
+            action_word(job.action),
+            job.error.clone().unwrap_or_default()
+        );
     }
     Ok(job)
 }
@@ -326,7 +331,7 @@ impl Cmd {
                 self.show_volumes(&[svc.volume(who, &v.id).await.map_err(se)?], None);
             }
             VolumeCmd::List { instance, search, page } => {
-                let q = VolumeQuery {
+                let q = VolumeFilter {
                     instance_ids: instance.into_iter().collect(),
                     search,
                     offset: page.offset,
@@ -373,7 +378,7 @@ impl Cmd {
 
     fn done(&self, job: &Job, what: &str) {
         if self.json {
-            print_json(&json!({"job": json_of(job, Kind::Job)}));
+            print_json(&json!({"job": job_json(job)}));
         } else {
             println!("{what} (job {})", display(Kind::Job, &job.id));
         }
@@ -464,7 +469,7 @@ impl Cmd {
                 }
                 if self.json {
                     let items: Vec<Value> = fresh.iter().map(|s| json_of(s, Kind::Snapshot)).collect();
-                    print_json(&json!({"job": json_of(&job, Kind::Job), "snapshots": items}));
+                    print_json(&json!({"job": job_json(&job), "snapshots": items}));
                 } else {
                     self.show_snapshots(&fresh, Some(fresh.len() as u64));
                 }
@@ -502,20 +507,20 @@ impl Cmd {
                 if page.limit > 100 {
                     bail!("--limit {}: at most 100 per page", page.limit);
                 }
-                let q = SnapshotQuery {
+                let q = SnapshotFilter {
                     ids,
                     volume_ids: volume.into_iter().collect(),
                     instance_ids: instance.into_iter().collect(),
                     root_id: root,
-                    full: kind.map(|k| k == SnapType::Full),
-                    statuses,
+                    is_full: kind.map(|k| k == SnapType::Full),
+                    statuses: statuses.into_iter().map(String::from).collect(),
                     name,
                     search,
                     tag_ids,
                     tag_pairs,
-                    created_from: since,
-                    created_to: until,
-                    oldest_first,
+                    created_from: since.map(|t| t.timestamp_millis()),
+                    created_to: until.map(|t| t.timestamp_millis()),
+                    order: Order::oldest_first(oldest_first),
                     offset: page.offset,
                     limit: page.limit.max(1),
                     ..Default::default()
@@ -636,7 +641,7 @@ impl Cmd {
             for j in jobs {
                 t.row(vec![
                     display(Kind::Job, &j.id),
-                    j.action.clone(),
+                    action_word(j.action).to_string(),
                     j.status.to_string(),
                     j.resources.join(","),
                     time(&j.create_time),
@@ -657,7 +662,8 @@ impl Cmd {
                 let (jobs, total) =
                     svc.jobs(who, &[], &statuses, None, page.offset, page.limit.min(100)).await.map_err(se)?;
                 if self.json {
-                    print_json(&json!({"total_count": total, "jobs": json_of(&jobs, Kind::Job)}));
+                    let items: Vec<Value> = jobs.iter().map(job_json).collect();
+                    print_json(&json!({"total_count": total, "jobs": items}));
                 } else {
                     show(&jobs);
                 }

@@ -18,6 +18,19 @@ fn id_kind(field: &str, owner: Kind) -> Option<Kind> {
     })
 }
 
+/// A job's action as the CLI names it: the words its output has always used, QingCloud's (rows
+/// keep neutral names since; see `disksnap_service::JobAction`).
+pub fn action_word(a: disksnap_service::JobAction) -> &'static str {
+    disksnap_dialect_qingcloud::wire::job_action(a)
+}
+
+/// A job as JSON: display ids, the action in the CLI's words.
+pub fn job_json(j: &disksnap_service::Job) -> Value {
+    let mut v = json_of(j, Kind::Job);
+    v["action"] = action_word(j.action).into();
+    v
+}
+
 /// Serialize a model value with display ids.
 pub fn json_of<T: Serialize>(value: &T, owner: Kind) -> Value {
     let mut v = serde_json::to_value(value).expect("model values serialize");

@@ -74,7 +74,7 @@ fn in_list<'a>(qb: &mut QueryBuilder<'a, Sqlite>, digests: &'a [Digest]) {
 impl ChunkIndexRows for SqliteMeta {
     async fn chunk_find(&self, digests: &[Digest], touch_at: Option<i64>) -> Result<Vec<Option<ChunkLocation>>> {
         let mut found = std::collections::HashMap::with_capacity(digests.len());
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         for part in digests.chunks(PART) {
             if let Some(at) = touch_at {
                 // First statement of the transaction: it takes the write lock at once, so the
@@ -104,7 +104,7 @@ impl ChunkIndexRows for SqliteMeta {
     }
 
     async fn chunk_add_pack(&self, pack: &str, size: u64, chunks: &[PackChunk], now: i64) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar("INSERT INTO packs (name, size) VALUES (?1, ?2) RETURNING id")
             .bind(pack)
             .bind(size as i64)
@@ -124,7 +124,7 @@ impl ChunkIndexRows for SqliteMeta {
     }
 
     async fn chunk_packs(&self) -> Result<Vec<PackRow>> {
-        let rows = sqlx::query("SELECT name, size, doomed_at FROM packs").fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT name, size, doomed_at FROM packs").fetch_all(&self.pool).await?;
         Ok(rows
             .into_iter()
             .map(|r| PackRow { name: r.get(0), size: r.get::<i64, _>(1) as u64, doomed_at: r.get(2) })
@@ -135,7 +135,7 @@ impl ChunkIndexRows for SqliteMeta {
         let rows = sqlx::query(
             "SELECT c.digest, p.name, c.offset, c.len, c.used_at FROM chunk_index c JOIN packs p ON p.id = c.pack_id",
         )
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
@@ -159,7 +159,7 @@ impl ChunkIndexRows for SqliteMeta {
             qb.push_bind(cutoff).push(" AND digest IN (");
             in_list(&mut qb, part);
             qb.push(" RETURNING digest");
-            for row in qb.build().fetch_all(self.pool()).await? {
+            for row in qb.build().fetch_all(&self.pool).await? {
                 out.push(digest_of(row.get(0)));
             }
         }
@@ -170,13 +170,13 @@ impl ChunkIndexRows for SqliteMeta {
         for part in digests.chunks(PART) {
             let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM chunk_index WHERE digest IN (");
             in_list(&mut qb, part);
-            qb.build().execute(self.pool()).await?;
+            qb.build().execute(&self.pool).await?;
         }
         Ok(())
     }
 
     async fn chunk_move(&self, from: &str, to: &str, chunks: &[PackChunk]) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         for (d, offset, len) in chunks {
             sqlx::query(
                 "UPDATE chunk_index SET pack_id = (SELECT id FROM packs WHERE name = ?1), offset = ?2, len = ?3 \
@@ -198,13 +198,13 @@ impl ChunkIndexRows for SqliteMeta {
         sqlx::query("UPDATE packs SET doomed_at = COALESCE(doomed_at, ?1) WHERE name = ?2")
             .bind(at)
             .bind(pack)
-            .execute(self.pool())
+            .execute(&self.pool)
             .await?;
         Ok(())
     }
 
     async fn pack_forget(&self, pack: &str) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         // Entries still naming it would break the foreign key; GC only forgets empty packs,
         // so this removes nothing in practice.
         sqlx::query("DELETE FROM chunk_index WHERE pack_id = (SELECT id FROM packs WHERE name = ?1)")
@@ -217,7 +217,7 @@ impl ChunkIndexRows for SqliteMeta {
     }
 
     async fn chunk_clear(&self) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM chunk_index").execute(&mut *tx).await?;
         sqlx::query("DELETE FROM packs").execute(&mut *tx).await?;
         tx.commit().await?;

@@ -1,4 +1,10 @@
-//! List filters. Every field is an indexed SQL condition in the backends, never a scan in memory.
+//! List filters: the one vocabulary of a list, from a dialect through the service to SQL. Every
+//! field is an indexed SQL condition in the backends, never a scan in memory.
+//!
+//! A dialect fills a filter with what its caller asked (ids in any rendering the service
+//! accepts, the service's state words); the service sets `account` from the caller, resolves
+//! ids, chain and zone to what rows hold and bounds the page, and hands the same filter to the
+//! store.
 
 use crate::rows::Millis;
 
@@ -10,12 +16,23 @@ pub enum Order {
     OldestFirst,
 }
 
+impl Order {
+    pub fn oldest_first(yes: bool) -> Order {
+        if yes {
+            Order::OldestFirst
+        } else {
+            Order::NewestFirst
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct SnapshotFilter {
     pub account: String,
     pub ids: Vec<String>,
     pub volume_ids: Vec<String>,
     pub instance_ids: Vec<String>,
+    /// The chain, by its full point's id (or the chain's rendering, to the service).
     pub root_id: Option<String>,
     pub is_full: Option<bool>,
     /// Any of these statuses; empty means every status except `ceased`.
@@ -27,7 +44,7 @@ pub struct SnapshotFilter {
     pub not_transitions: Vec<String>,
     pub zone: Option<String>,
     pub name: Option<String>,
-    /// Substring of id, name or description.
+    /// Substring of id, name or description (empty: none).
     pub search: Option<String>,
     /// Bound to every one of these tag ids.
     pub tag_ids: Vec<String>,
@@ -83,7 +100,8 @@ pub struct JobFilter {
     pub account: Option<String>,
     pub ids: Vec<String>,
     pub statuses: Vec<String>,
-    pub action: Option<String>,
+    /// Any of these actions (empty: any).
+    pub actions: Vec<String>,
     pub offset: u64,
     pub limit: u64,
 }

@@ -4,7 +4,8 @@
 //! service makes for one step of an operation (a job row, the snapshots it creates, the volume
 //! it locks) commits in one transaction, after checking the batch's expectations, so a crash
 //! or a concurrent caller sees the old state or the new one. SQLite is the embedded backend;
-//! a PostgreSQL backend implements the same trait with the same statements.
+//! a PostgreSQL backend would implement the same trait with its own statements (the SQLite
+//! ones use SQLite's functions and syntax; `sqlite` lists what differs).
 
 pub mod chunk_index;
 pub mod filter;

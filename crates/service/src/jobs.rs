@@ -15,120 +15,18 @@
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::io::AsRawFd;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 
 use disksnap_meta::{Batch, Expect, JobFilter, JobRow, MetaError};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::model::{now_ms, Job, JobStatus, Kind};
+use crate::model::{now_ms, Job, JobAction, JobStatus, Kind};
+pub use crate::progress::JobProgress;
 use crate::service::{Caller, Service};
-
-/// What a job does, with everything needed to run it again after a restart.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub(crate) enum Work {
-    CreateVolumes {
-        volumes: Vec<String>,
-    },
-    ImportVolume {
-        volume: String,
-        source: PathBuf,
-    },
-    ResizeVolume {
-        volume: String,
-        size: u64,
-    },
-    /// With `snapshots`, the volume's points are deleted in the same job (Cinder's cascade).
-    DeleteVolumes {
-        volumes: Vec<String>,
-        #[serde(default)]
-        snapshots: Vec<String>,
-    },
-    CreateSnapshots {
-        snapshots: Vec<String>,
-    },
-    DeleteSnapshots {
-        snapshots: Vec<String>,
-    },
-    ApplySnapshot {
-        snapshot: String,
-        volume: String,
-    },
-    RestoreVolume {
-        snapshot: String,
-        volume: String,
-    },
-    CaptureImage {
-        snapshot: String,
-        image: String,
-    },
-}
-
-impl Work {
-    /// The job's action name, as jobs are listed.
-    pub fn action(&self) -> &'static str {
-        match self {
-            Work::CreateVolumes { .. } => "CreateVolumes",
-            Work::ImportVolume { .. } => "ImportVolume",
-            Work::ResizeVolume { .. } => "ResizeVolumes",
-            Work::DeleteVolumes { .. } => "DeleteVolumes",
-            Work::CreateSnapshots { .. } => "CreateSnapshots",
-            Work::DeleteSnapshots { .. } => "DeleteSnapshots",
-            Work::ApplySnapshot { .. } => "ApplySnapshots",
-            Work::RestoreVolume { .. } => "CreateVolumeFromSnapshot",
-            Work::CaptureImage { .. } => "CaptureInstanceFromSnapshot",
-        }
-    }
-
-    /// Whether running the job again from the start after a crash gives the right result.
-    fn resumable(&self) -> bool {
-        !matches!(self, Work::CreateSnapshots { .. } | Work::ImportVolume { .. })
-    }
-}
-
-/// What a job's byte work produced, for [`Service::settle`] to record (the rest it reads
-/// from the rows at the time it records them).
-#[derive(Debug)]
-pub(crate) enum Done {
-    Nothing,
-    /// Snapshots captured: (snapshot id, what the capture did).
-    Captured(Vec<(String, disksnap_engine::CaptureStats)>),
-    /// The volume rolled back, or the image captured, now holds this many bytes.
-    Bytes(u64),
-}
-
-/// Live progress of a running job, in bytes (or items).
-#[derive(Default, Debug)]
-pub struct JobProgress {
-    pub done: AtomicU64,
-    pub total: AtomicU64,
-}
-
-impl disksnap_engine::Progress for JobProgress {
-    fn start(&self, total: u64) {
-        self.total.store(total, Ordering::Relaxed);
-        self.done.store(0, Ordering::Relaxed);
-    }
-    fn advance(&self, done: u64) {
-        self.done.store(done, Ordering::Relaxed);
-    }
-}
-
-impl JobProgress {
-    pub fn percent(&self) -> u8 {
-        let total = self.total.load(Ordering::Relaxed);
-        if total == 0 {
-            return 0;
-        }
-        (self.done.load(Ordering::Relaxed).saturating_mul(100) / total).min(100) as u8
-    }
-}
+use crate::work::{Done, Work};
 
 impl Service {
     /// Commit `batch` plus a new pending job for `work`, then start the job.
@@ -143,7 +41,7 @@ impl Service {
         let row = JobRow {
             id: ids::new_id(),
             account: caller.account.clone(),
-            action: work.action().to_string(),
+            action: work.kind().action().as_str().to_string(),
             status: JobStatus::Pending.as_str().to_string(),
             resources: serde_json::to_string(&resources).unwrap(),
             params: serde_json::to_string(&work).unwrap(),
@@ -155,19 +53,19 @@ impl Service {
         batch.put_jobs.push(row.clone());
         self.meta().commit(batch).await?;
         self.spawn(row.clone(), work);
-        Ok(row.into())
+        Job::try_from(row)
     }
 
     /// Record work that already finished (synchronously) as a successful job: for dialects
     /// that answer every mutating call with a job id to poll (QingCloud's AttachVolumes,
     /// DeleteImages…). `resources` are bare ids; `Job::typed_resources` names their kinds.
-    pub async fn record_finished_job(&self, caller: &Caller, action: &str, resources: Vec<String>) -> Result<Job> {
+    pub async fn record_finished_job(&self, caller: &Caller, action: JobAction, resources: Vec<String>) -> Result<Job> {
         self.check_account(caller)?;
         let now = now_ms();
         let row = JobRow {
             id: ids::new_id(),
             account: caller.account.clone(),
-            action: action.to_string(),
+            action: action.as_str().to_string(),
             status: JobStatus::Successful.as_str().to_string(),
             resources: serde_json::to_string(&resources).unwrap(),
             params: "null".into(),
@@ -177,7 +75,7 @@ impl Service {
             status_time: now,
         };
         self.meta().commit(Batch { put_jobs: vec![row.clone()], ..Default::default() }).await?;
-        Ok(row.into())
+        Job::try_from(row)
     }
 
     fn spawn(&self, row: JobRow, work: Work) {
@@ -203,10 +101,8 @@ impl Service {
         }
         match self.finish(&mut row, &work, outcome.map_err(|e| e.to_string())).await {
             Ok(()) => {
-                if let (Work::DeleteSnapshots { snapshots } | Work::DeleteVolumes { snapshots, .. }, None) =
-                    (&work, &row.error)
-                {
-                    self.release_ceased(&row.account, snapshots).await;
+                if row.error.is_none() && !work.kind().ceased().is_empty() {
+                    self.release_ceased(&row.account, work.kind().ceased()).await;
                 }
             }
             // The job stays `working` under this (live) runner; the next start recovers it.
@@ -268,74 +164,17 @@ impl Service {
     }
 
     async fn execute(&self, row: &JobRow, work: &Work, progress: &Arc<JobProgress>) -> Result<Done> {
-        let a = &row.account;
-        match work {
-            Work::CreateVolumes { volumes } => self.exec_create_volumes(a, volumes).await,
-            Work::ImportVolume { volume, source } => self.exec_import_volume(a, volume, source, progress).await,
-            Work::ResizeVolume { volume, size } => self.exec_resize_volume(a, volume, *size).await,
-            Work::DeleteVolumes { volumes, .. } => self.exec_delete_volumes(a, volumes).await,
-            Work::CreateSnapshots { snapshots } => self.exec_create_snapshots(a, snapshots, progress).await,
-            Work::DeleteSnapshots { .. } => Ok(Done::Nothing),
-            Work::ApplySnapshot { snapshot, volume } => self.exec_apply(a, snapshot, volume, progress).await,
-            Work::RestoreVolume { snapshot, volume } => self.exec_restore_volume(a, snapshot, volume, progress).await,
-            Work::CaptureImage { snapshot, image } => self.exec_capture_image(a, snapshot, image, progress).await,
-        }
+        work.kind().execute(self, &row.account, progress).await
     }
 
     /// The batch that records what a job's work did, from rows read now.
     async fn settle(&self, row: &JobRow, work: &Work, done: &Done) -> Result<Batch> {
-        let a = &row.account;
-        match (work, done) {
-            (Work::CreateVolumes { volumes }, _) => self.settle_volumes_ready(a, volumes).await,
-            (Work::ImportVolume { volume, .. }, _) => self.settle_volumes_ready(a, std::slice::from_ref(volume)).await,
-            (Work::ResizeVolume { volume, size }, _) => self.settle_resize_volume(a, volume, *size).await,
-            (Work::DeleteVolumes { volumes, snapshots }, _) => {
-                let mut batch = self.settle_delete_snapshots(a, snapshots).await?;
-                let gone = self.settle_delete_volumes(a, volumes).await?;
-                batch.delete_volumes = gone.delete_volumes;
-                Ok(batch)
-            }
-            (Work::CreateSnapshots { .. }, Done::Captured(stats)) => self.settle_create_snapshots(a, stats).await,
-            (Work::DeleteSnapshots { snapshots }, _) => self.settle_delete_snapshots(a, snapshots).await,
-            (Work::ApplySnapshot { snapshot, volume }, Done::Bytes(size)) => {
-                self.settle_apply(a, snapshot, volume, *size).await
-            }
-            (Work::RestoreVolume { snapshot, volume }, _) => self.settle_restore_volume(a, snapshot, volume).await,
-            (Work::CaptureImage { snapshot, image }, Done::Bytes(size)) => {
-                self.settle_capture_image(a, snapshot, image, *size).await
-            }
-            (w, d) => Err(ServiceError::Internal(format!("job {} ended with {d:?}, which {w:?} never gives", row.id))),
-        }
+        work.kind().settle(self, &row.account, done).await
     }
 
     /// The batch that takes back what a failed job reserved.
     async fn undo(&self, row: &JobRow, work: &Work) -> Batch {
-        let r = match work {
-            Work::CreateVolumes { volumes } => self.undo_create_volumes(&row.account, volumes).await,
-            Work::ImportVolume { volume, .. } => {
-                self.undo_create_volumes(&row.account, std::slice::from_ref(volume)).await
-            }
-            Work::ResizeVolume { volume, .. } | Work::ApplySnapshot { volume, .. } => {
-                self.undo_release_volume(&row.account, volume, work).await
-            }
-            Work::DeleteVolumes { volumes, snapshots } => {
-                match (
-                    self.undo_delete_volumes(&row.account, volumes).await,
-                    self.undo_delete_snapshots(&row.account, snapshots).await,
-                ) {
-                    (Ok(mut b), Ok(s)) => {
-                        b.put_snapshots = s.put_snapshots;
-                        Ok(b)
-                    }
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                }
-            }
-            Work::CreateSnapshots { snapshots } => self.undo_create_snapshots(&row.account, snapshots).await,
-            Work::DeleteSnapshots { snapshots } => self.undo_delete_snapshots(&row.account, snapshots).await,
-            Work::RestoreVolume { snapshot, volume } => self.undo_restore_volume(&row.account, snapshot, volume).await,
-            Work::CaptureImage { snapshot, image } => self.undo_capture_image(&row.account, snapshot, image).await,
-        };
-        r.unwrap_or_else(|e| {
+        work.kind().undo(self, &row.account).await.unwrap_or_else(|e| {
             tracing::error!(job = %row.id, error = %e, "could not undo a failed job; its resources stay reserved");
             Batch::default()
         })
@@ -385,7 +224,8 @@ impl Service {
         self.meta()
             .job(&caller.account, &bare)
             .await?
-            .map(Job::from)
+            .map(Job::try_from)
+            .transpose()?
             .ok_or_else(|| ServiceError::not_found(Kind::Job, id))
     }
 
@@ -394,7 +234,7 @@ impl Service {
         caller: &Caller,
         ids_: &[String],
         statuses: &[JobStatus],
-        action: Option<&str>,
+        action: Option<JobAction>,
         offset: u64,
         limit: u64,
     ) -> Result<(Vec<Job>, u64)> {
@@ -405,12 +245,15 @@ impl Service {
                 account: Some(caller.account.clone()),
                 ids: ids_.iter().filter_map(|i| ids::parse(Kind::Job, i)).collect(),
                 statuses: statuses.iter().map(|s| s.as_str().to_string()).collect(),
-                action: action.map(str::to_string),
+                // Rows from before the neutral names carry the former one.
+                actions: action
+                    .map(|a| vec![a.as_str().to_string(), a.stored_before().to_string()])
+                    .unwrap_or_default(),
                 offset,
                 limit,
             })
             .await?;
-        Ok((page.items.into_iter().map(Job::from).collect(), page.total))
+        Ok((page.items.into_iter().map(Job::try_from).collect::<Result<_>>()?, page.total))
     }
 
     /// Whether the process that owns `runner` is gone (its lock file can be locked).
@@ -468,7 +311,7 @@ impl Service {
                             ..Default::default()
                         })
                         .await?;
-                    handled.push(row.into());
+                    handled.push(Job::try_from(row)?);
                     continue;
                 }
             };
@@ -481,15 +324,15 @@ impl Service {
             if self.meta().commit(claim).await.is_err() {
                 continue; // another process claimed it first
             }
-            if work.resumable() {
+            if work.kind().resumable() {
                 tracing::info!(job = %row.id, action = %row.action, "resuming a job interrupted by a restart");
-                handled.push(Job::from(row.clone()));
+                handled.push(Job::try_from(row.clone())?);
                 self.spawn(row, work);
             } else {
                 tracing::info!(job = %row.id, action = %row.action, "failing a job interrupted by a restart");
                 let why = "interrupted by a restart before it finished; nothing it started was kept";
                 self.finish(&mut row, &work, Err(why.into())).await?;
-                handled.push(row.into());
+                handled.push(Job::try_from(row)?);
             }
         }
         Ok(handled)

@@ -19,15 +19,19 @@ pub mod ids;
 pub mod jobs;
 pub mod maintenance;
 pub mod model;
+mod progress;
 pub mod restore;
 pub mod service;
 pub mod snapshots;
 pub mod tags;
 pub mod volumes;
+mod work;
 
+/// List filters, the same from a dialect to SQL (see `disksnap_meta::filter`).
+pub use disksnap_meta::{Order, SnapshotFilter, VolumeFilter};
 pub use error::{Result, ServiceError};
 pub use maintenance::{GcReport, VerifyOutcome};
 pub use model::*;
 pub use service::{Backends, Caller, Service, ServiceConfig, ZoneConfig};
-pub use snapshots::{CreateSnapshots, DeleteScope, SnapshotQuery};
-pub use volumes::{CreateVolumes, VolumeFromSnapshot, VolumeQuery, GIB};
+pub use snapshots::{CreateSnapshots, DeleteScope};
+pub use volumes::{CreateVolumes, VolumeFromSnapshot, GIB};

@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use disksnap_meta::{ImageRow, InstanceRow, JobRow, Millis, SnapshotRow, TagRow, VolumeRow};
 
+use crate::error::{Result, ServiceError};
+
 /// Kinds of resource, for errors and id prefixes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +48,10 @@ macro_rules! words {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
         }
+        /// The stored word, as list filters hold it.
+        impl From<$name> for String {
+            fn from(w: $name) -> String { w.as_str().to_string() }
+        }
     };
 }
 
@@ -78,7 +84,69 @@ words!(
 );
 words!(Origin { User = "user", Auto = "auto" });
 words!(JobStatus { Pending = "pending", Working = "working", Successful = "successful", Failed = "failed" });
+words!(
+    /// What a job does, stored in `jobs.action`; each dialect shows it in its own words.
+    JobAction {
+        CreateVolumes = "create-volumes",
+        ImportVolume = "import-volume",
+        ResizeVolume = "resize-volume",
+        DeleteVolumes = "delete-volumes",
+        CreateSnapshots = "create-snapshots",
+        DeleteSnapshots = "delete-snapshots",
+        /// A volume rolled back to one of its points.
+        RollBack = "roll-back",
+        /// A new volume holding a point's bytes.
+        RestoreVolume = "restore-volume",
+        /// An image made from a point.
+        CaptureImage = "capture-image",
+        /// Recorded done at once, for dialects that answer these with a job to poll.
+        AttachVolumes = "attach-volumes",
+        DetachVolumes = "detach-volumes",
+        DeleteImages = "delete-images",
+    }
+);
+
+impl JobAction {
+    /// The name rows written before the neutral names carry (QingCloud's action words). Rows in
+    /// existing data dirs keep them: [`JobAction::read`] accepts both, and a filter on an
+    /// action matches both.
+    pub(crate) fn stored_before(self) -> &'static str {
+        match self {
+            JobAction::CreateVolumes => "CreateVolumes",
+            JobAction::ImportVolume => "ImportVolume",
+            JobAction::ResizeVolume => "ResizeVolumes",
+            JobAction::DeleteVolumes => "DeleteVolumes",
+            JobAction::CreateSnapshots => "CreateSnapshots",
+            JobAction::DeleteSnapshots => "DeleteSnapshots",
+            JobAction::RollBack => "ApplySnapshots",
+            JobAction::RestoreVolume => "CreateVolumeFromSnapshot",
+            JobAction::CaptureImage => "CaptureInstanceFromSnapshot",
+            JobAction::AttachVolumes => "AttachVolumes",
+            JobAction::DetachVolumes => "DetachVolumes",
+            JobAction::DeleteImages => "DeleteImages",
+        }
+    }
+
+    /// A stored action, in either its current or its former name.
+    pub(crate) fn read(stored: &str) -> Option<Self> {
+        Self::parse(stored).or_else(|| Self::ALL.iter().copied().find(|a| a.stored_before() == stored))
+    }
+}
+
 words!(ImageStatus { Pending = "pending", Available = "available", Deleted = "deleted" });
+
+/// A word read from a stored row, parsed. A word this build does not know means the row was
+/// damaged or written by another version: an error naming the row and column (logged in full,
+/// a generic internal error to the caller), never a default that would show, say, a deleted
+/// volume as available and let work start on it.
+pub(crate) fn stored<T>(parse: fn(&str) -> Option<T>, kind: Kind, id: &str, column: &str, text: &str) -> Result<T> {
+    parse(text).ok_or_else(|| {
+        ServiceError::Internal(format!(
+            "{kind} {id}: its stored {column} {text:?} is not a value this version knows (a damaged metadata row, \
+             or one written by another version of disksnap)"
+        ))
+    })
+}
 
 pub fn to_time(ms: Millis) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
@@ -126,16 +194,19 @@ pub struct Volume {
 }
 
 impl Volume {
-    pub(crate) fn from_row(r: VolumeRow) -> Self {
-        Volume {
+    pub(crate) fn from_row(r: VolumeRow) -> Result<Self> {
+        let kind = stored(VolumeKind::parse, Kind::Volume, &r.id, "kind", &r.kind)?;
+        let status = stored(VolumeStatus::parse, Kind::Volume, &r.id, "status", &r.status)?;
+        let transition = stored(VolumeTransition::parse, Kind::Volume, &r.id, "transition", &r.transition)?;
+        Ok(Volume {
             id: r.id,
             zone: r.zone,
             name: r.name,
             description: r.description,
             size: r.size as u64,
-            kind: VolumeKind::parse(&r.kind).unwrap_or(VolumeKind::Data),
-            status: VolumeStatus::parse(&r.status).unwrap_or(VolumeStatus::Available),
-            transition: VolumeTransition::parse(&r.transition).unwrap_or(VolumeTransition::None),
+            kind,
+            status,
+            transition,
             instance_id: r.instance_id,
             path: r.path,
             head_root: r.head_root,
@@ -143,7 +214,7 @@ impl Volume {
             create_time: to_time(r.create_time),
             status_time: to_time(r.status_time),
             tags: Vec::new(),
-        }
+        })
     }
 
     pub fn size_gib(&self) -> u64 {
@@ -224,23 +295,27 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn from_row(r: SnapshotRow) -> Self {
-        Snapshot {
+    pub(crate) fn from_row(r: SnapshotRow) -> Result<Self> {
+        let volume_kind = stored(VolumeKind::parse, Kind::Snapshot, &r.id, "volume_kind", &r.volume_kind)?;
+        let status = stored(SnapshotStatus::parse, Kind::Snapshot, &r.id, "status", &r.status)?;
+        let transition = stored(SnapshotTransition::parse, Kind::Snapshot, &r.id, "transition", &r.transition)?;
+        let origin = stored(Origin::parse, Kind::Snapshot, &r.id, "origin", &r.origin)?;
+        Ok(Snapshot {
             id: r.id,
             zone: r.zone,
             name: r.name,
             description: r.description,
             volume_id: r.volume_id,
             volume_size: r.volume_size as u64,
-            volume_kind: VolumeKind::parse(&r.volume_kind).unwrap_or(VolumeKind::Data),
+            volume_kind,
             instance_id: r.instance_id,
             full: r.is_full,
             root_id: r.root_id,
             parent_id: r.parent_id,
             is_head: r.is_head,
             head_chain: false,
-            status: SnapshotStatus::parse(&r.status).unwrap_or(SnapshotStatus::Available),
-            transition: SnapshotTransition::parse(&r.transition).unwrap_or(SnapshotTransition::None),
+            status,
+            transition,
             is_taken: r.is_taken,
             progress: r.progress.clamp(0, 100) as u8,
             snapshot_time: to_time(r.snapshot_time),
@@ -250,7 +325,7 @@ impl Snapshot {
             expire_time: r.expire_time.map(to_time),
             size: r.size.max(0) as u64,
             chain: None,
-            origin: Origin::parse(&r.origin).unwrap_or(Origin::User),
+            origin,
             retention_days: r.retention_days.map(|d| d as u32),
             encrypted: r.encrypted,
             used_by_images: r.used_by_images as u32,
@@ -258,7 +333,7 @@ impl Snapshot {
             tags: Vec::new(),
             volume_name: String::new(),
             instance_name: None,
-        }
+        })
     }
 }
 
@@ -275,19 +350,21 @@ pub struct Image {
     pub status_time: DateTime<Utc>,
 }
 
-impl From<ImageRow> for Image {
-    fn from(r: ImageRow) -> Self {
-        Image {
+impl TryFrom<ImageRow> for Image {
+    type Error = ServiceError;
+    fn try_from(r: ImageRow) -> Result<Self> {
+        let status = stored(ImageStatus::parse, Kind::Image, &r.id, "status", &r.status)?;
+        Ok(Image {
             id: r.id,
             zone: r.zone,
             name: r.name,
             snapshot_id: r.snapshot_id,
             path: r.path,
             size: r.size as u64,
-            status: ImageStatus::parse(&r.status).unwrap_or(ImageStatus::Available),
+            status,
             create_time: to_time(r.create_time),
             status_time: to_time(r.status_time),
-        }
+        })
     }
 }
 
@@ -303,7 +380,7 @@ pub enum JobFailure {
 #[derive(Clone, Debug, Serialize)]
 pub struct Job {
     pub id: String,
-    pub action: String,
+    pub action: JobAction,
     pub status: JobStatus,
     pub resources: Vec<String>,
     pub error: Option<String>,
@@ -311,17 +388,26 @@ pub struct Job {
     pub status_time: DateTime<Utc>,
 }
 
-impl From<JobRow> for Job {
-    fn from(r: JobRow) -> Self {
-        Job {
+impl TryFrom<JobRow> for Job {
+    type Error = ServiceError;
+    fn try_from(r: JobRow) -> Result<Self> {
+        let status = stored(JobStatus::parse, Kind::Job, &r.id, "status", &r.status)?;
+        let action = stored(JobAction::read, Kind::Job, &r.id, "action", &r.action)?;
+        let resources = serde_json::from_str(&r.resources).map_err(|e| {
+            ServiceError::Internal(format!(
+                "job {}: its stored resources {:?} are not a JSON list of ids: {e}",
+                r.id, r.resources
+            ))
+        })?;
+        Ok(Job {
             id: r.id,
-            action: r.action,
-            status: JobStatus::parse(&r.status).unwrap_or(JobStatus::Failed),
-            resources: serde_json::from_str(&r.resources).unwrap_or_default(),
+            action,
+            status,
+            resources,
             error: r.error,
             create_time: to_time(r.create_time),
             status_time: to_time(r.status_time),
-        }
+        })
     }
 }
 
@@ -332,16 +418,21 @@ impl Job {
     /// restore, capture); otherwise one kind throughout.
     pub fn typed_resources(&self) -> Vec<(Kind, &str)> {
         let r = &self.resources;
-        let kinds: Vec<Kind> = match self.action.as_str() {
-            "CreateSnapshots" => {
+        let kinds: Vec<Kind> = match self.action {
+            JobAction::CreateSnapshots => {
                 let half = r.len() / 2;
                 (0..r.len()).map(|i| if i < half { Kind::Snapshot } else { Kind::Volume }).collect()
             }
-            "DeleteSnapshots" => vec![Kind::Snapshot; r.len()],
-            "ApplySnapshots" | "CreateVolumeFromSnapshot" => vec![Kind::Snapshot, Kind::Volume],
-            "CaptureInstanceFromSnapshot" => vec![Kind::Snapshot, Kind::Image],
-            "DeleteImages" => vec![Kind::Image; r.len()],
-            _ => vec![Kind::Volume; r.len()],
+            JobAction::DeleteSnapshots => vec![Kind::Snapshot; r.len()],
+            JobAction::RollBack | JobAction::RestoreVolume => vec![Kind::Snapshot, Kind::Volume],
+            JobAction::CaptureImage => vec![Kind::Snapshot, Kind::Image],
+            JobAction::DeleteImages => vec![Kind::Image; r.len()],
+            JobAction::CreateVolumes
+            | JobAction::ImportVolume
+            | JobAction::ResizeVolume
+            | JobAction::DeleteVolumes
+            | JobAction::AttachVolumes
+            | JobAction::DetachVolumes => vec![Kind::Volume; r.len()],
         };
         r.iter().zip(kinds).map(|(id, k)| (k, id.as_str())).collect()
     }
@@ -358,5 +449,64 @@ impl Job {
 
     pub fn is_done(&self) -> bool {
         matches!(self.status, JobStatus::Successful | JobStatus::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored word this version does not know is an error naming the row and column, not a
+    /// default (a damaged `deleted` once read as `available`).
+    #[test]
+    fn an_unknown_stored_word_is_an_error_naming_the_row() {
+        let row = VolumeRow {
+            id: "v1".into(),
+            account: "a".into(),
+            zone: "z".into(),
+            name: String::new(),
+            description: String::new(),
+            size: 1,
+            kind: "data".into(),
+            status: "delet3d".into(),
+            transition: String::new(),
+            instance_id: None,
+            path: "/x".into(),
+            head_root: None,
+            create_time: 0,
+            status_time: 0,
+            source_snapshot: None,
+            version: 1,
+        };
+        let e = Volume::from_row(row.clone()).unwrap_err();
+        assert!(
+            matches!(&e, ServiceError::Internal(m) if m.contains("volume v1") && m.contains("status \"delet3d\"")),
+            "{e}"
+        );
+        let ok = Volume::from_row(VolumeRow { status: "deleted".into(), ..row }).unwrap();
+        assert_eq!(ok.status, VolumeStatus::Deleted);
+        let job = JobRow {
+            id: "j1".into(),
+            account: "a".into(),
+            action: "DeleteSnapshots".into(),
+            status: "done?".into(),
+            resources: "[]".into(),
+            params: "null".into(),
+            error: None,
+            runner: None,
+            create_time: 0,
+            status_time: 0,
+        };
+        let e = Job::try_from(job.clone()).unwrap_err();
+        assert!(matches!(&e, ServiceError::Internal(m) if m.contains("job j1")), "{e}");
+        let e = Job::try_from(JobRow { status: "failed".into(), resources: "{".into(), ..job.clone() }).unwrap_err();
+        assert!(matches!(&e, ServiceError::Internal(m) if m.contains("job j1") && m.contains("resources")), "{e}");
+        // rows from before the neutral action names read as the same actions
+        let old =
+            |action: &str| Job::try_from(JobRow { status: "successful".into(), action: action.into(), ..job.clone() });
+        assert_eq!(old("ApplySnapshots").unwrap().action, JobAction::RollBack);
+        assert_eq!(old("CaptureInstanceFromSnapshot").unwrap().action, JobAction::CaptureImage);
+        assert_eq!(old("roll-back").unwrap().action, JobAction::RollBack);
+        assert!(old("Frobnicate").is_err());
     }
 }

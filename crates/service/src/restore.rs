@@ -8,10 +8,11 @@ use disksnap_meta::{Batch, Expect, ImageRow, SnapshotRow};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::jobs::{Done, JobProgress, Work};
+use crate::jobs::JobProgress;
 use crate::model::*;
 use crate::service::{Caller, Service};
 use crate::volumes::{VolumeFromSnapshot, GIB, MAX_VOLUME_GIB};
+use crate::work::{self, Done, Work};
 
 impl Service {
     fn ensure_available(&self, s: &SnapshotRow, shown: &str) -> Result<()> {
@@ -62,7 +63,7 @@ impl Service {
             let mut marked = snap.clone();
             marked.transition = SnapshotTransition::RollingBack.as_str().into();
             batch.put_snapshots.push(marked);
-            let work = Work::ApplySnapshot { snapshot: snap.id.clone(), volume: vol.id.clone() };
+            let work = Work::ApplySnapshot(work::ApplySnapshot { snapshot: snap.id.clone(), volume: vol.id.clone() });
             self.submit(caller, work, vec![snap.id, vol.id], batch).await
         })
     }
@@ -151,7 +152,7 @@ impl Service {
                 }
                 size = gib * GIB;
             }
-            let kind = VolumeKind::parse(&snap.volume_kind).unwrap_or(VolumeKind::Data);
+            let kind = stored(VolumeKind::parse, Kind::Snapshot, &snap.id, "volume_kind", &snap.volume_kind)?;
             let mut row = self.new_volume_row(caller, &snap.zone, &req.name, size, kind);
             row.description = req.description.clone();
             row.source_snapshot = Some(snap.id.clone());
@@ -167,9 +168,9 @@ impl Service {
                 put_snapshots: vec![snap.clone()],
                 ..Default::default()
             };
-            let work = Work::RestoreVolume { snapshot: snap.id.clone(), volume: vid.clone() };
+            let work = Work::RestoreVolume(work::RestoreVolume { snapshot: snap.id.clone(), volume: vid.clone() });
             let job = self.submit(caller, work, vec![snap.id, vid], batch).await?;
-            Ok((job, Volume::from_row(row)))
+            Ok((job, Volume::from_row(row)?))
         })
     }
 
@@ -250,9 +251,9 @@ impl Service {
                 put_snapshots: vec![snap.clone()],
                 ..Default::default()
             };
-            let work = Work::CaptureImage { snapshot: snap.id.clone(), image: iid.clone() };
+            let work = Work::CaptureImage(work::CaptureImage { snapshot: snap.id.clone(), image: iid.clone() });
             let job = self.submit(caller, work, vec![snap.id, iid], batch).await?;
-            Ok((job, row.into()))
+            Ok((job, Image::try_from(row)?))
         })
     }
 
@@ -309,14 +310,15 @@ impl Service {
         self.meta()
             .image(&caller.account, &bare)
             .await?
-            .map(Image::from)
+            .map(Image::try_from)
+            .transpose()?
             .ok_or_else(|| ServiceError::not_found(Kind::Image, id))
     }
 
     pub async fn images(&self, caller: &Caller, offset: u64, limit: u64) -> Result<(Vec<Image>, u64)> {
         self.check_account(caller)?;
         let page = self.meta().images(&caller.account, offset, limit).await?;
-        Ok((page.items.into_iter().map(Image::from).collect(), page.total))
+        Ok((page.items.into_iter().map(Image::try_from).collect::<Result<_>>()?, page.total))
     }
 
     /// Delete images (their files go at once; the snapshots they came from stay).

@@ -14,8 +14,8 @@ use disksnap_meta::{MetaStore, SnapshotRow, SqliteMeta, VolumeRow};
 use crate::chunk_index::MetaChunkIndex;
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::jobs::JobProgress;
 use crate::model::Kind;
+use crate::progress::JobProgress;
 
 /// A location and the other names dialects may use for it.
 #[derive(Clone, Debug)]
@@ -223,6 +223,11 @@ impl Service {
             .find(|c| c.name.eq_ignore_ascii_case(z) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(z)))
             .map(|c| c.name.clone())
             .ok_or_else(|| ServiceError::UnknownZone(z.to_string()))
+    }
+
+    /// A list filter's zone as rows hold it (none, or empty: any zone).
+    pub(crate) fn stored_zone(&self, zone: Option<&str>) -> Result<Option<String>> {
+        zone.filter(|z| !z.is_empty()).map(|z| self.resolve_zone(z)).transpose()
     }
 
     /// The zone used when a caller names none.

@@ -4,14 +4,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use disksnap_meta::{Batch, Expect, JobFilter, Order, Page, SnapshotFilter, SnapshotListing, SnapshotRow, VolumeRow};
+use disksnap_meta::{Batch, Expect, JobFilter, Page, SnapshotFilter, SnapshotListing, SnapshotRow, VolumeRow};
 
 use crate::chain;
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::jobs::{Done, JobProgress, Work};
+use crate::jobs::JobProgress;
 use crate::model::*;
 use crate::service::{Caller, Service};
+use crate::work::{self, Done, Work};
 
 pub const MAX_PAGE: u64 = 100;
 pub const MAX_SNAPSHOTS_PER_CALL: usize = 100;
@@ -32,47 +33,6 @@ pub struct CreateSnapshots {
     pub tag_ids: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct SnapshotQuery {
-    pub ids: Vec<String>,
-    pub volume_ids: Vec<String>,
-    pub instance_ids: Vec<String>,
-    pub root_id: Option<String>,
-    pub full: Option<bool>,
-    /// Empty: every status but ceased.
-    pub statuses: Vec<SnapshotStatus>,
-    /// Any of these transitions (empty: any).
-    pub transitions: Vec<SnapshotTransition>,
-    /// None of these transitions.
-    pub not_transitions: Vec<SnapshotTransition>,
-    pub zone: Option<String>,
-    pub name: Option<String>,
-    pub search: Option<String>,
-    pub tag_ids: Vec<String>,
-    pub tag_pairs: Vec<(String, Option<String>)>,
-    pub created_from: Option<chrono::DateTime<chrono::Utc>>,
-    pub created_to: Option<chrono::DateTime<chrono::Utc>>,
-    pub origin: Option<Origin>,
-    pub volume_kind: Option<VolumeKind>,
-    pub encrypted: Option<bool>,
-    pub in_use: Option<bool>,
-    /// Some image was (`Some(true)`) or none was (`Some(false)`) made from the point.
-    pub used_by_images: Option<bool>,
-    /// Some volume was (`Some(true)`) or none was (`Some(false)`) made from the point.
-    pub used_by_volumes: Option<bool>,
-    pub oldest_first: bool,
-    /// Keyset cursor: only points strictly after this `(create_time, id)` (bare id) in the list
-    /// order, so deep pages cost what the first does. `offset` still applies after it; the
-    /// total ignores it.
-    pub after: Option<(chrono::DateTime<chrono::Utc>, String)>,
-    /// Don't count the matches (the total returned is then 0): a dialect that shows no total
-    /// saves a COUNT(*) over every match.
-    pub skip_count: bool,
-    pub offset: u64,
-    /// Clamped to 1..=100; 0 means the default of 20.
-    pub limit: u64,
-}
-
 /// How far a delete reaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeleteScope {
@@ -85,7 +45,7 @@ pub enum DeleteScope {
 
 /// Rows → views: chain totals on full points, head_chain, volume and instance names, tags,
 /// from lookups already made for the whole page (never a query per row).
-fn decorate_with(l: SnapshotListing) -> Vec<Snapshot> {
+fn decorate_with(l: SnapshotListing) -> Result<Vec<Snapshot>> {
     let totals: HashMap<String, disksnap_meta::ChainTotals> =
         l.chain_totals.into_iter().map(|t| (t.root_id.clone(), t)).collect();
     let vols: HashMap<String, VolumeRow> = l.volumes.into_iter().map(|v| (v.id.clone(), v)).collect();
@@ -98,7 +58,7 @@ fn decorate_with(l: SnapshotListing) -> Vec<Snapshot> {
         .items
         .into_iter()
         .map(|r| {
-            let mut s = Snapshot::from_row(r);
+            let mut s = Snapshot::from_row(r)?;
             let vol = vols.get(&s.volume_id);
             s.head_chain = vol.and_then(|v| v.head_root.as_ref()) == Some(&s.root_id);
             // A deleted volume is not named (as a DescribeVolumes lookup of it finds nothing).
@@ -113,14 +73,15 @@ fn decorate_with(l: SnapshotListing) -> Vec<Snapshot> {
                 });
             }
             s.tags = tags.remove(&s.id).unwrap_or_default().into_iter().map(Into::into).collect();
-            s
+            Ok(s)
         })
         .collect()
 }
 
 /// Parse a list of ids of one kind; ids that cannot be ours are dropped. Returns None when
-/// every given id was dropped (the filter must then match nothing).
-fn parse_all(kind: Kind, given: &[String]) -> Option<Vec<String>> {
+/// every given id was dropped (the filter must then match nothing, not everything: a `vol-…`
+/// given as an instance leaves nothing).
+pub(crate) fn parse_all(kind: Kind, given: &[String]) -> Option<Vec<String>> {
     let parsed: Vec<String> = given.iter().filter_map(|i| ids::parse(kind, i)).collect();
     (given.is_empty() || !parsed.is_empty()).then_some(parsed)
 }
@@ -232,8 +193,10 @@ impl Service {
             let snap_ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
             let mut resources = snap_ids.clone();
             resources.extend(snaps.iter().map(|s| s.volume_id.clone()));
-            let job = self.submit(caller, Work::CreateSnapshots { snapshots: snap_ids }, resources, batch).await?;
-            Ok((job, snaps.into_iter().map(Snapshot::from_row).collect()))
+            let job = self
+                .submit(caller, Work::CreateSnapshots(work::CreateSnapshots { snapshots: snap_ids }), resources, batch)
+                .await?;
+            Ok((job, snaps.into_iter().map(Snapshot::from_row).collect::<Result<_>>()?))
         })
     }
 
@@ -363,13 +326,13 @@ impl Service {
 
     /// Every point `q` matches (its paging ignored), read in keyset pages of [`MAX_PAGE`] with
     /// no COUNT: for dialects that sort, sum or page in memory what the indexes cannot.
-    pub async fn all_snapshots(&self, caller: &Caller, q: &SnapshotQuery) -> Result<Vec<Snapshot>> {
-        let mut q = SnapshotQuery { offset: 0, limit: MAX_PAGE, after: None, skip_count: true, ..q.clone() };
+    pub async fn all_snapshots(&self, caller: &Caller, q: &SnapshotFilter) -> Result<Vec<Snapshot>> {
+        let mut q = SnapshotFilter { offset: 0, limit: MAX_PAGE, after: None, skip_count: true, ..q.clone() };
         let mut out = Vec::new();
         loop {
             let (page, _) = self.snapshots(caller, &q).await?;
             let more = page.len() as u64 == MAX_PAGE;
-            q.after = page.last().map(|s| (s.create_time, s.id.clone()));
+            q.after = page.last().map(|s| (s.create_time.timestamp_millis(), s.id.clone()));
             out.extend(page);
             if !more {
                 return Ok(out);
@@ -377,7 +340,9 @@ impl Service {
         }
     }
 
-    pub async fn snapshots(&self, caller: &Caller, q: &SnapshotQuery) -> Result<(Vec<Snapshot>, u64)> {
+    /// A page of the points `q` matches and the count of all of them (0 with `skip_count`).
+    /// `limit` is clamped to 1..=[`MAX_PAGE`]; 0 means 20.
+    pub async fn snapshots(&self, caller: &Caller, q: &SnapshotFilter) -> Result<(Vec<Snapshot>, u64)> {
         self.check_account(caller)?;
         let (Some(ids_), Some(volume_ids), Some(instance_ids), Some(tag_ids)) = (
             parse_all(Kind::Snapshot, &q.ids),
@@ -394,45 +359,24 @@ impl Service {
             },
             None => None,
         };
-        let zone = q.zone.as_deref().filter(|z| !z.is_empty()).map(|z| self.resolve_zone(z)).transpose()?;
-        let limit = match q.limit {
-            0 => 20,
-            n => n.min(MAX_PAGE),
+        let stored = SnapshotFilter {
+            account: caller.account.clone(),
+            ids: ids_,
+            volume_ids,
+            instance_ids,
+            tag_ids,
+            root_id,
+            zone: self.stored_zone(q.zone.as_deref())?,
+            search: q.search.clone().filter(|s| !s.is_empty()),
+            limit: match q.limit {
+                0 => 20,
+                n => n.min(MAX_PAGE),
+            },
+            ..q.clone()
         };
-        let listing = self
-            .meta()
-            .snapshot_listing(&SnapshotFilter {
-                account: caller.account.clone(),
-                ids: ids_,
-                volume_ids,
-                instance_ids,
-                root_id,
-                is_full: q.full,
-                statuses: q.statuses.iter().map(|s| s.as_str().to_string()).collect(),
-                transitions: q.transitions.iter().map(|t| t.as_str().to_string()).collect(),
-                not_transitions: q.not_transitions.iter().map(|t| t.as_str().to_string()).collect(),
-                zone,
-                name: q.name.clone(),
-                search: q.search.clone().filter(|s| !s.is_empty()),
-                tag_ids,
-                tag_pairs: q.tag_pairs.clone(),
-                created_from: q.created_from.map(|t| t.timestamp_millis()),
-                created_to: q.created_to.map(|t| t.timestamp_millis()),
-                origin: q.origin.map(|o| o.as_str().to_string()),
-                volume_kind: q.volume_kind.map(|k| k.as_str().to_string()),
-                encrypted: q.encrypted,
-                in_use: q.in_use,
-                used_by_images: q.used_by_images,
-                used_by_volumes: q.used_by_volumes,
-                order: if q.oldest_first { Order::OldestFirst } else { Order::NewestFirst },
-                after: q.after.as_ref().map(|(t, id)| (t.timestamp_millis(), id.clone())),
-                skip_count: q.skip_count,
-                offset: q.offset,
-                limit,
-            })
-            .await?;
+        let listing = self.meta().snapshot_listing(&stored).await?;
         let total = listing.page.total;
-        Ok((decorate_with(listing), total))
+        Ok((decorate_with(listing)?, total))
     }
 
     /// Rows → views, for rows not read through `snapshot_listing`: the same lookups, one query
@@ -452,7 +396,7 @@ impl Service {
             tags: self.meta().tags_of(&ids_).await?,
             page: Page { items: rows, total: 0 },
         };
-        Ok(decorate_with(listing))
+        decorate_with(listing)
     }
 
     pub async fn modify_snapshot(
@@ -543,7 +487,13 @@ impl Service {
     pub async fn delete_snapshots(&self, caller: &Caller, ids_: &[String], scope: DeleteScope) -> Result<Job> {
         retrying!(async {
             let (targets, batch) = self.mark_deleting(caller, ids_, scope).await?;
-            self.submit(caller, Work::DeleteSnapshots { snapshots: targets.clone() }, targets, batch).await
+            self.submit(
+                caller,
+                Work::DeleteSnapshots(work::DeleteSnapshots { snapshots: targets.clone() }),
+                targets,
+                batch,
+            )
+            .await
         })
     }
 
@@ -622,7 +572,8 @@ impl Service {
         Ok(open.items.iter().any(|j| {
             matches!(
                 serde_json::from_str::<Work>(&j.params),
-                Ok(Work::RestoreVolume { snapshot, .. } | Work::CaptureImage { snapshot, .. }) if snapshot == row.id
+                Ok(Work::RestoreVolume(work::RestoreVolume { snapshot, .. }) | Work::CaptureImage(work::CaptureImage { snapshot, .. }))
+                    if snapshot == row.id
             )
         }))
     }
@@ -821,9 +772,9 @@ mod tests {
             Err(ServiceError::InvalidParameter { .. })
         ));
         // the Usage filters: nothing was made from it yet
-        let q = SnapshotQuery { used_by_images: Some(false), used_by_volumes: Some(false), ..Default::default() };
+        let q = SnapshotFilter { used_by_images: Some(false), used_by_volumes: Some(false), ..Default::default() };
         assert_eq!(svc.snapshots(&me, &q).await.unwrap().1, 1);
-        let q = SnapshotQuery { used_by_volumes: Some(true), ..Default::default() };
+        let q = SnapshotFilter { used_by_volumes: Some(true), ..Default::default() };
         assert_eq!(svc.snapshots(&me, &q).await.unwrap().1, 0);
     }
 }

@@ -3,13 +3,15 @@
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use disksnap_meta::{Batch, Expect, InstanceRow, Order, VolumeFilter, VolumeRow};
+use disksnap_meta::{Batch, Expect, InstanceRow, SnapshotFilter, VolumeFilter, VolumeRow};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
-use crate::jobs::{Done, JobProgress, Work};
-use crate::model::{now_ms, Instance, Job, Kind, Volume, VolumeKind, VolumeStatus, VolumeTransition};
+use crate::jobs::JobProgress;
+use crate::model::{now_ms, stored, Instance, Job, Kind, Volume, VolumeKind, VolumeStatus, VolumeTransition};
 use crate::service::{Caller, Service};
+use crate::snapshots::parse_all;
+use crate::work::{self, Done, Work};
 
 pub const GIB: u64 = 1 << 30;
 /// Largest volume, as the big clouds allow (32 TiB).
@@ -43,27 +45,6 @@ pub struct VolumeFromSnapshot {
     pub size_gib: Option<u64>,
     /// Attached to this instance from the start (shown in use once its bytes are in place).
     pub instance_id: Option<String>,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct VolumeQuery {
-    pub ids: Vec<String>,
-    pub instance_ids: Vec<String>,
-    pub zone: Option<String>,
-    pub kind: Option<VolumeKind>,
-    /// Exactly this name.
-    pub name: Option<String>,
-    pub statuses: Vec<VolumeStatus>,
-    pub search: Option<String>,
-    pub tag_ids: Vec<String>,
-    pub oldest_first: bool,
-    /// Keyset cursor: only volumes strictly after this `(create_time, id)` (bare id) in the
-    /// list order; `offset` applies after it, the total ignores it.
-    pub after: Option<(chrono::DateTime<chrono::Utc>, String)>,
-    /// Don't count the matches (the total returned is then 0).
-    pub skip_count: bool,
-    pub offset: u64,
-    pub limit: u64,
 }
 
 /// Create a sparse file of `size` bytes durably (file and directory entry on disk).
@@ -140,8 +121,10 @@ impl Service {
         }
         let vols: Vec<String> = batch.put_volumes.iter().map(|v| v.id.clone()).collect();
         let rows = batch.put_volumes.clone();
-        let job = self.submit(caller, Work::CreateVolumes { volumes: vols.clone() }, vols, batch).await?;
-        Ok((job, rows.into_iter().map(Volume::from_row).collect()))
+        let job = self
+            .submit(caller, Work::CreateVolumes(work::CreateVolumes { volumes: vols.clone() }), vols, batch)
+            .await?;
+        Ok((job, rows.into_iter().map(Volume::from_row).collect::<Result<_>>()?))
     }
 
     /// Import an existing raw image file as a new volume (copied sparsely; its size is rounded
@@ -172,8 +155,10 @@ impl Service {
         let row = self.new_volume_row(caller, &zone, name, size, kind);
         let id = row.id.clone();
         let batch = Batch { put_volumes: vec![row.clone()], ..Default::default() };
-        let job = self.submit(caller, Work::ImportVolume { volume: id.clone(), source }, vec![id], batch).await?;
-        Ok((job, Volume::from_row(row)))
+        let job = self
+            .submit(caller, Work::ImportVolume(work::ImportVolume { volume: id.clone(), source }), vec![id], batch)
+            .await?;
+        Ok((job, Volume::from_row(row)?))
     }
 
     pub(crate) async fn exec_create_volumes(&self, account: &str, ids_: &[String]) -> Result<Done> {
@@ -253,21 +238,21 @@ impl Service {
 
     pub async fn volume(&self, caller: &Caller, id: &str) -> Result<Volume> {
         let row = self.volume_row(caller, id).await?;
-        let mut v = Volume::from_row(row);
+        let mut v = Volume::from_row(row)?;
         v.tags = self.meta().tags_of(std::slice::from_ref(&v.id)).await?.into_iter().map(|(_, t)| t.into()).collect();
         Ok(v)
     }
 
     /// Every volume `q` matches (its paging ignored), read in keyset pages with no COUNT: for
     /// dialects that sort or page in memory what the indexes cannot.
-    pub async fn all_volumes(&self, caller: &Caller, q: &VolumeQuery) -> Result<Vec<Volume>> {
+    pub async fn all_volumes(&self, caller: &Caller, q: &VolumeFilter) -> Result<Vec<Volume>> {
         const PAGE: u64 = 100;
-        let mut q = VolumeQuery { offset: 0, limit: PAGE, after: None, skip_count: true, ..q.clone() };
+        let mut q = VolumeFilter { offset: 0, limit: PAGE, after: None, skip_count: true, ..q.clone() };
         let mut out = Vec::new();
         loop {
             let (page, _) = self.volumes(caller, &q).await?;
             let more = page.len() as u64 == PAGE;
-            q.after = page.last().map(|v| (v.create_time, v.id.clone()));
+            q.after = page.last().map(|v| (v.create_time.timestamp_millis(), v.id.clone()));
             out.extend(page);
             if !more {
                 return Ok(out);
@@ -275,50 +260,37 @@ impl Service {
         }
     }
 
-    pub async fn volumes(&self, caller: &Caller, q: &VolumeQuery) -> Result<(Vec<Volume>, u64)> {
+    /// A page of the volumes `q` matches and the count of all of them (0 with `skip_count`).
+    pub async fn volumes(&self, caller: &Caller, q: &VolumeFilter) -> Result<(Vec<Volume>, u64)> {
         self.check_account(caller)?;
-        let zone = q.zone.as_deref().filter(|z| !z.is_empty()).map(|z| self.resolve_zone(z)).transpose()?;
-        // An id that parses to nothing must match nothing, not everything: a filter of volume,
-        // instance or tag ids none of which is one of that kind (a `vol-…` given as an
-        // instance) leaves nothing.
-        let matches_nothing =
-            |given: &[String], kind: Kind| !given.is_empty() && given.iter().all(|i| ids::parse(kind, i).is_none());
-        if matches_nothing(&q.ids, Kind::Volume)
-            || matches_nothing(&q.instance_ids, Kind::Instance)
-            || matches_nothing(&q.tag_ids, Kind::Tag)
-        {
+        let (Some(ids_), Some(instance_ids), Some(tag_ids)) = (
+            parse_all(Kind::Volume, &q.ids),
+            parse_all(Kind::Instance, &q.instance_ids),
+            parse_all(Kind::Tag, &q.tag_ids),
+        ) else {
             return Ok((Vec::new(), 0));
-        }
-        let page = self
-            .meta()
-            .volumes(&VolumeFilter {
-                account: caller.account.clone(),
-                ids: q.ids.iter().filter_map(|i| ids::parse(Kind::Volume, i)).collect(),
-                instance_ids: q.instance_ids.iter().filter_map(|i| ids::parse(Kind::Instance, i)).collect(),
-                zone,
-                kind: q.kind.map(|k| k.as_str().to_string()),
-                name: q.name.clone(),
-                statuses: q.statuses.iter().map(|s| s.as_str().to_string()).collect(),
-                search: q.search.clone().filter(|s| !s.is_empty()),
-                tag_ids: q.tag_ids.iter().filter_map(|i| ids::parse(Kind::Tag, i)).collect(),
-                order: if q.oldest_first { Order::OldestFirst } else { Order::NewestFirst },
-                after: q.after.as_ref().map(|(t, id)| (t.timestamp_millis(), id.clone())),
-                skip_count: q.skip_count,
-                offset: q.offset,
-                limit: q.limit,
-            })
-            .await?;
+        };
+        let stored = VolumeFilter {
+            account: caller.account.clone(),
+            ids: ids_,
+            instance_ids,
+            tag_ids,
+            zone: self.stored_zone(q.zone.as_deref())?,
+            search: q.search.clone().filter(|s| !s.is_empty()),
+            ..q.clone()
+        };
+        let page = self.meta().volumes(&stored).await?;
         let ids_: Vec<String> = page.items.iter().map(|v| v.id.clone()).collect();
         let tags = self.meta().tags_of(&ids_).await?;
         let vols = page
             .items
             .into_iter()
             .map(|r| {
-                let mut v = Volume::from_row(r);
+                let mut v = Volume::from_row(r)?;
                 v.tags = tags.iter().filter(|(rid, _)| rid == &v.id).map(|(_, t)| t.clone().into()).collect();
-                v
+                Ok(v)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok((vols, page.total))
     }
 
@@ -351,7 +323,13 @@ impl Service {
                 ));
             }
             let batch = self.lock_volume(&row, VolumeTransition::Resizing);
-            self.submit(caller, Work::ResizeVolume { volume: row.id.clone(), size }, vec![row.id], batch).await
+            self.submit(
+                caller,
+                Work::ResizeVolume(work::ResizeVolume { volume: row.id.clone(), size }),
+                vec![row.id],
+                batch,
+            )
+            .await
         })
     }
 
@@ -389,12 +367,13 @@ impl Service {
         }
     }
 
-    pub(crate) async fn undo_release_volume(&self, account: &str, id: &str, work: &Work) -> Result<Batch> {
+    /// The volume made idle again, and the point it was rolling back to, if any.
+    pub(crate) async fn undo_release_volume(&self, account: &str, id: &str, snapshot: Option<&str>) -> Result<Batch> {
         let mut batch = Batch::default();
         if let Some(row) = self.meta().volume(account, id).await? {
             batch.put_volumes.push(self.settled(row));
         }
-        if let Work::ApplySnapshot { snapshot, .. } = work {
+        if let Some(snapshot) = snapshot {
             if let Some(mut s) = self.meta().snapshot(account, snapshot).await? {
                 s.transition = String::new();
                 batch.put_snapshots.push(s);
@@ -433,7 +412,7 @@ impl Service {
                 batch.put_volumes.extend(b.put_volumes);
                 bare.push(row.id);
             }
-            let work = Work::DeleteVolumes { volumes: bare.clone(), snapshots: Vec::new() };
+            let work = Work::DeleteVolumes(work::DeleteVolumes { volumes: bare.clone(), snapshots: Vec::new() });
             self.submit(caller, work, bare, batch).await
         })
     }
@@ -443,9 +422,9 @@ impl Service {
     pub async fn delete_volume_cascade(&self, caller: &Caller, id: &str) -> Result<Job> {
         retrying!(async {
             let (row, lock) = self.lock_for_delete(caller, id).await?;
-            let q = crate::snapshots::SnapshotQuery {
+            let q = SnapshotFilter {
                 volume_ids: vec![row.id.clone()],
-                statuses: vec![crate::model::SnapshotStatus::Available],
+                statuses: vec![crate::model::SnapshotStatus::Available.into()],
                 ..Default::default()
             };
             let points: Vec<String> = self.all_snapshots(caller, &q).await?.into_iter().map(|s| s.id).collect();
@@ -458,7 +437,7 @@ impl Service {
             batch.put_volumes.extend(lock.put_volumes);
             let mut resources = vec![row.id.clone()];
             resources.extend(snapshots.iter().cloned());
-            let work = Work::DeleteVolumes { volumes: vec![row.id.clone()], snapshots };
+            let work = Work::DeleteVolumes(work::DeleteVolumes { volumes: vec![row.id.clone()], snapshots });
             self.submit(caller, work, resources, batch).await
         })
     }
@@ -513,7 +492,7 @@ impl Service {
                 row.description = d.to_string();
             }
             self.meta().commit(Batch { put_volumes: vec![row.clone()], ..Default::default() }).await?;
-            Ok(Volume::from_row(row))
+            Volume::from_row(row)
         })
     }
 
@@ -567,13 +546,13 @@ impl Service {
                         format!("already attached to instance {i}"),
                     ));
                 }
-                let kind = VolumeKind::parse(&row.kind).unwrap_or(VolumeKind::Data);
+                let kind = stored(VolumeKind::parse, Kind::Volume, &row.id, "kind", &row.kind)?;
                 let inst = self.instance_row_for_attach(caller, instance, &row.zone, kind, 1).await?;
                 row.instance_id = Some(inst.id);
                 batch.expect.push(Expect::VolumeTransition { id: row.id.clone(), expected: String::new() });
                 batch.put_volumes.push(self.settled(row));
             }
-            let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect();
+            let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect::<Result<_>>()?;
             self.meta().commit(batch).await?;
             Ok(out)
         })
@@ -597,7 +576,7 @@ impl Service {
                 batch.expect.push(Expect::VolumeTransition { id: row.id.clone(), expected: String::new() });
                 batch.put_volumes.push(self.settled(row));
             }
-            let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect();
+            let out = batch.put_volumes.iter().cloned().map(Volume::from_row).collect::<Result<_>>()?;
             self.meta().commit(batch).await?;
             Ok(out)
         })
@@ -630,6 +609,6 @@ impl Service {
             .instance(&caller.account, &bare)
             .await?
             .ok_or_else(|| ServiceError::not_found(Kind::Instance, id))?;
-        Ok(self.meta().volumes_of_instance(&caller.account, &bare).await?.into_iter().map(Volume::from_row).collect())
+        self.meta().volumes_of_instance(&caller.account, &bare).await?.into_iter().map(Volume::from_row).collect()
     }
 }

@@ -78,7 +78,7 @@ async fn point(w: &World, vol: &Volume) -> String {
 async fn check(w: &World, expected: &HashMap<String, Vec<String>>, round: &str) {
     let (open, n) = w.svc.jobs(&w.me, &[], &[JobStatus::Pending, JobStatus::Working], None, 0, 100).await.unwrap();
     assert_eq!(n, 0, "{round}: jobs left open: {open:?}");
-    let (vols, _) = w.svc.volumes(&w.me, &VolumeQuery { limit: 100, ..Default::default() }).await.unwrap();
+    let (vols, _) = w.svc.volumes(&w.me, &VolumeFilter { limit: 100, ..Default::default() }).await.unwrap();
     let snaps = all_snapshots(w).await;
     for v in &vols {
         assert_eq!(v.transition, VolumeTransition::None, "{round}: volume {} left {:?}", v.id, v.transition);
@@ -128,7 +128,7 @@ async fn all_snapshots(w: &World) -> Vec<Snapshot> {
     let mut out = Vec::new();
     let mut offset = 0;
     loop {
-        let q = SnapshotQuery { offset, limit: 100, ..Default::default() };
+        let q = SnapshotFilter { offset, limit: 100, ..Default::default() };
         let (page, total) = w.svc.snapshots(&w.me, &q).await.unwrap();
         offset += page.len() as u64;
         out.extend(page);
@@ -205,7 +205,8 @@ async fn deletes_rollbacks_and_new_points_racing_on_one_chain_leave_every_point_
             Box::new(move |w: Arc<World>| {
                 Box::pin(async move {
                     w.svc.modify_snapshot(&w.me, &p5, Some("renamed"), None).await?;
-                    w.svc.record_finished_job(&w.me, "ModifySnapshotAttributes", vec![]).await
+                    // A finished job as a handle to wait on (a rename has none; its action is moot).
+                    w.svc.record_finished_job(&w.me, JobAction::AttachVolumes, vec![]).await
                 })
             }),
         ));
@@ -256,7 +257,7 @@ async fn deletes_rollbacks_and_new_points_racing_on_one_chain_leave_every_point_
         let want = if rolled_back.is_some() { &p5_bytes } else { &before };
         assert_eq!(&now, want, "{round_name}: the volume holds other bytes than it should");
         // Clean up the restores made by the race so the next check restores points only.
-        let (vols, _) = w.svc.volumes(&w.me, &VolumeQuery { limit: 100, ..Default::default() }).await.unwrap();
+        let (vols, _) = w.svc.volumes(&w.me, &VolumeFilter { limit: 100, ..Default::default() }).await.unwrap();
         for v in vols.into_iter().filter(|v| v.name == "r") {
             let job = w.svc.delete_volumes(&w.me, &[v.id]).await.unwrap();
             done(&w, &job).await;

@@ -83,7 +83,7 @@ async fn a_cascade_delete_takes_the_volume_and_its_points_in_one_job_or_nothing(
     match svc.delete_volume_cascade(&me, &vid).await {
         Err(ServiceError::WrongState { .. }) => {
             assert_eq!(svc.volume(&me, &vid).await.unwrap().transition, VolumeTransition::None);
-            let q = SnapshotQuery { volume_ids: vec![vid.clone()], ..Default::default() };
+            let q = SnapshotFilter { volume_ids: vec![vid.clone()], ..Default::default() };
             let (left, _) = svc.snapshots(&me, &q).await.unwrap();
             assert!(left.iter().all(|s| s.transition == SnapshotTransition::None), "nothing half-changed");
         }
@@ -99,9 +99,9 @@ async fn a_cascade_delete_takes_the_volume_and_its_points_in_one_job_or_nothing(
         ok(&svc, &me, &job).await;
     }
     assert!(matches!(svc.volume(&me, &vid).await, Err(ServiceError::NotFound { .. })));
-    let q = SnapshotQuery {
+    let q = SnapshotFilter {
         volume_ids: vec![vid.clone()],
-        statuses: vec![SnapshotStatus::Available],
+        statuses: vec![SnapshotStatus::Available.into()],
         ..Default::default()
     };
     assert_eq!(svc.snapshots(&me, &q).await.unwrap().1, 0, "no point of the volume is left available");

@@ -2,8 +2,8 @@
 
 use disksnap_api_common::ApiContext;
 use disksnap_service::{
-    ids, Caller, CreateVolumes, Kind, ServiceError, SnapshotQuery, SnapshotStatus, VolumeFromSnapshot, VolumeKind,
-    VolumeQuery, VolumeStatus, GIB,
+    ids, Caller, CreateVolumes, Kind, ServiceError, SnapshotFilter, SnapshotStatus, VolumeFilter, VolumeFromSnapshot,
+    VolumeKind, VolumeStatus, GIB,
 };
 use serde_json::{json, Value};
 
@@ -154,29 +154,30 @@ pub(super) async fn describe_disks(ctx: &ApiContext, caller: &Caller, p: &Params
     let paging = Paging::from_params(p, 1)?;
     let mut nothing = false;
     let mut q =
-        VolumeQuery { zone: Some(r.zone.clone()), offset: paging.offset, limit: paging.limit, ..Default::default() };
+        VolumeFilter { zone: Some(r.zone.clone()), offset: paging.offset, limit: paging.limit, ..Default::default() };
     if let Some(list) = p.id_list("DiskIds", "InvalidDiskIds.Malformed", 400)? {
         nothing |= list.is_empty();
         q.ids = list;
     }
     q.instance_ids = p.get("InstanceId").map(String::from).into_iter().collect();
     q.name = p.get("DiskName").map(String::from);
-    q.kind = match p.get("DiskType").map(str::to_ascii_lowercase).as_deref() {
+    let mut kind = match p.get("DiskType").map(str::to_ascii_lowercase).as_deref() {
         None | Some("all") => None,
         Some("system") => Some(VolumeKind::System),
         Some("data") => Some(VolumeKind::Data),
         Some(other) => return Err(invalid("DiskType", format!("\"{other}\" is not all, system or data"))),
     };
     if let Some(portable) = p.bool("Portable")? {
-        let kind = if portable { VolumeKind::Data } else { VolumeKind::System };
-        nothing |= q.kind.is_some_and(|k| k != kind);
-        q.kind = Some(kind);
+        let k = if portable { VolumeKind::Data } else { VolumeKind::System };
+        nothing |= kind.is_some_and(|given| given != k);
+        kind = Some(k);
     }
+    q.kind = kind.map(String::from);
     match p.get("Status") {
         None | Some("All") => {}
-        Some("In_use") => q.statuses = vec![VolumeStatus::InUse],
-        Some("Available") => q.statuses = vec![VolumeStatus::Available],
-        Some("Creating") => q.statuses = vec![VolumeStatus::Creating],
+        Some("In_use") => q.statuses = vec![VolumeStatus::InUse.into()],
+        Some("Available") => q.statuses = vec![VolumeStatus::Available.into()],
+        Some("Creating") => q.statuses = vec![VolumeStatus::Creating.into()],
         Some("Attaching" | "Detaching" | "ReIniting") => nothing = true,
         Some(other) => {
             return Err(invalid(
@@ -219,12 +220,16 @@ pub(super) async fn describe_links(ctx: &ApiContext, caller: &Caller, p: &Params
     let r = required_region(ctx, p)?;
     let paging = Paging::from_params(p, 10)?;
     let mut nothing = false;
-    let mut q = SnapshotQuery {
+    let mut q = SnapshotFilter {
         zone: Some(r.zone.clone()),
-        full: Some(true),
+        is_full: Some(true),
         // a deleted full point still names its chain while later points live (DeleteSnapshot
         // removes only the point named; the full point stays recoverable for a while)
-        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available, SnapshotStatus::Deleted],
+        statuses: vec![
+            SnapshotStatus::Creating.into(),
+            SnapshotStatus::Available.into(),
+            SnapshotStatus::Deleted.into(),
+        ],
         offset: paging.offset,
         limit: paging.limit,
         ..Default::default()
@@ -244,9 +249,9 @@ pub(super) async fn describe_links(ctx: &ApiContext, caller: &Caller, p: &Params
     // chain exists only until its full point's recovery window closes)
     let mut empty = Vec::new();
     for s in roots.iter().filter(|s| s.status == SnapshotStatus::Deleted) {
-        let live = SnapshotQuery {
+        let live = SnapshotFilter {
             root_id: Some(s.id.clone()),
-            statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+            statuses: vec![SnapshotStatus::Creating.into(), SnapshotStatus::Available.into()],
             limit: 1,
             ..Default::default()
         };
@@ -280,9 +285,9 @@ pub(super) async fn describe_links(ctx: &ApiContext, caller: &Caller, p: &Params
 
 pub(super) async fn snapshots_usage(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
     let r = required_region(ctx, p)?;
-    let q = SnapshotQuery {
+    let q = SnapshotFilter {
         zone: Some(r.zone.clone()),
-        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+        statuses: vec![SnapshotStatus::Creating.into(), SnapshotStatus::Available.into()],
         ..Default::default()
     };
     let all = ctx.service.all_snapshots(caller, &q).await?;

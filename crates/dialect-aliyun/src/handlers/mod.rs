@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use disksnap_api_common::ApiContext;
 use disksnap_service::{
-    Caller, CreateSnapshots, DeleteScope, JobStatus, Kind, Origin, ServiceError, Snapshot, SnapshotQuery,
+    Caller, CreateSnapshots, DeleteScope, JobStatus, Kind, Origin, ServiceError, Snapshot, SnapshotFilter,
     SnapshotStatus, VolumeKind,
 };
 use serde_json::{json, Value};
@@ -188,11 +188,11 @@ async fn describe_snapshots(ctx: &ApiContext, caller: &Caller, p: &Params) -> Re
     let r = required_region(ctx, p)?;
     let paging = Paging::from_params(p, 1)?;
     let mut nothing = false;
-    let mut q = SnapshotQuery {
+    let mut q = SnapshotFilter {
         zone: Some(r.zone.clone()),
         offset: paging.offset,
         limit: paging.limit,
-        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+        statuses: vec![SnapshotStatus::Creating.into(), SnapshotStatus::Available.into()],
         ..Default::default()
     };
     q.instance_ids = p.get("InstanceId").map(String::from).into_iter().collect();
@@ -205,8 +205,8 @@ async fn describe_snapshots(ctx: &ApiContext, caller: &Caller, p: &Params) -> Re
     q.name = p.get("SnapshotName").map(String::from);
     match p.get("Status").map(str::to_ascii_lowercase).as_deref() {
         None | Some("all") => {}
-        Some("progressing") => q.statuses = vec![SnapshotStatus::Creating],
-        Some("accomplished") => q.statuses = vec![SnapshotStatus::Available],
+        Some("progressing") => q.statuses = vec![SnapshotStatus::Creating.into()],
+        Some("accomplished") => q.statuses = vec![SnapshotStatus::Available.into()],
         Some("failed") => nothing = true, // a failed capture is undone, never kept
         Some(other) => {
             return Err(vendor(
@@ -227,7 +227,8 @@ async fn describe_snapshots(ctx: &ApiContext, caller: &Caller, p: &Params) -> Re
                 format!("The specified SnapshotType \"{other}\" is not valid: auto, user or all."),
             ))
         }
-    };
+    }
+    .map(String::from);
     q.volume_kind = match p.get("SourceDiskType").map(str::to_ascii_lowercase).as_deref() {
         None | Some("all") => None,
         Some("system") => Some(VolumeKind::System),
@@ -239,7 +240,8 @@ async fn describe_snapshots(ctx: &ApiContext, caller: &Caller, p: &Params) -> Re
                 format!("The specified SourceDiskType \"{other}\" is not valid: System or Data."),
             ))
         }
-    };
+    }
+    .map(String::from);
     (q.used_by_images, q.used_by_volumes) = match p.get("Usage").map(str::to_ascii_lowercase).as_deref() {
         None => (None, None),
         Some("image") => (Some(true), Some(false)),
@@ -262,7 +264,8 @@ async fn describe_snapshots(ctx: &ApiContext, caller: &Caller, p: &Params) -> Re
     nothing |= p.get("Category").is_some_and(|c| !c.eq_ignore_ascii_case("standard"));
     nothing |= p.get("KMSKeyId").is_some() || p.get("ResourceGroupId").is_some();
     q.tag_pairs = p.tags()?;
-    (q.created_from, q.created_to) = p.creation_filters()?;
+    let (from, to) = p.creation_filters()?;
+    (q.created_from, q.created_to) = (from.map(|t| t.timestamp_millis()), to.map(|t| t.timestamp_millis()));
     dry_run(p)?;
     let (snaps, total) = if nothing { (vec![], 0) } else { ctx.service.snapshots(caller, &q).await? };
     let now = chrono::Utc::now();
@@ -290,10 +293,10 @@ async fn create_snapshot(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<V
         return Ok(v);
     }
     // ECS keeps at most 256 manual snapshots per disk (help.aliyun.com/document_detail/25524.htm)
-    let manual = SnapshotQuery {
+    let manual = SnapshotFilter {
         volume_ids: vec![disk.to_string()],
-        origin: Some(Origin::User),
-        statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
+        origin: Some(Origin::User.into()),
+        statuses: vec![SnapshotStatus::Creating.into(), SnapshotStatus::Available.into()],
         limit: 1,
         ..Default::default()
     };
@@ -309,7 +312,7 @@ async fn create_snapshot(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<V
         volumes: vec![disk.to_string()],
         name: name.unwrap_or_default().to_string(),
         description: description.unwrap_or_default().to_string(),
-        origin: Some(Origin::User),
+        origin: Some(Origin::User.into()),
         retention_days: retention,
         tag_ids,
         ..Default::default()

@@ -6,14 +6,15 @@ use std::collections::HashMap;
 use crate::ids::display;
 use disksnap_service::ids::parse;
 use disksnap_service::{
-    Caller, CreateSnapshots, CreateVolumes, DeleteScope, JobStatus, Kind, Origin, ServiceError, SnapshotQuery,
-    VolumeQuery,
+    Caller, CreateSnapshots, CreateVolumes, DeleteScope, JobAction, JobStatus, Kind, ServiceError, SnapshotFilter,
+    VolumeFilter,
 };
 use serde_json::{json, Value};
 
 use super::router::Action;
 use crate::error::QcError;
 use crate::ids::is_instance_id;
+use crate::listing;
 use crate::params::Params;
 use crate::wire;
 use disksnap_api_common::{ApiContext, Verified};
@@ -103,37 +104,10 @@ impl H<'_> {
     async fn describe_snapshots(&self, p: &Params) -> Result<Answer, QcError> {
         let (offset, limit) = paging(p)?;
         let verbose = p.flag("verbose", &[0, 1])? == Some(1);
-        let mut q = SnapshotQuery {
-            ids: p.list("snapshots"),
-            root_id: p.get("root_id").map(str::to_string),
-            full: p.flag("snapshot_type", &[0, 1])?.map(|t| t == 1),
-            search: p.get("search_word").map(str::to_string),
-            tag_ids: p.list("tags"),
-            zone: Some(self.zone.clone()),
-            origin: p.flag("is_manually", &[0, 1])?.map(|m| if m == 1 { Origin::User } else { Origin::Auto }),
-            offset,
-            limit,
-            ..Default::default()
-        };
-        if let Some(r) = p.get("resource_id") {
-            if is_instance_id(r) {
-                q.instance_ids = vec![r.to_string()];
-            } else {
-                q.volume_ids = vec![r.to_string()];
-            }
-        }
-        let words = p.list("status");
-        for w in &words {
-            let s = wire::snapshot_statuses_of(w).ok_or_else(|| {
-                QcError::invalid(format!(
-                    "parameter [status] [{w}] is not one of pending, available, suspended, deleted, ceased"
-                ))
-            })?;
-            q.statuses.extend(s);
-        }
-        if (!words.is_empty() && q.statuses.is_empty()) || self.other_owner(p) {
+        let Some(q) = listing::snapshot_filter(p, &self.zone, &self.account)? else {
             return Ok(Answer::SnapshotSet { items: b"[]".to_vec(), total: 0 });
-        }
+        };
+        let q = SnapshotFilter { offset, limit, ..q };
         // The service names each point's volume and instance in its page lookups: no listing of
         // every instance of the account, no second volume query per page.
         let (snaps, total) = self.svc().snapshots(&self.caller, &q).await?;
@@ -235,29 +209,13 @@ impl H<'_> {
     async fn describe_volumes(&self, p: &Params) -> Out {
         let (offset, limit) = paging(p)?;
         let verbose = p.flag("verbose", &[0, 1])? == Some(1);
-        let mut q = VolumeQuery {
-            ids: p.list("volumes"),
-            instance_ids: p.get("instance_id").map(|i| vec![i.to_string()]).unwrap_or_default(),
-            zone: Some(self.zone.clone()),
-            search: p.get("search_word").map(str::to_string),
-            tag_ids: p.list("tags"),
-            offset,
-            limit,
-            ..Default::default()
-        };
-        let words = p.list("status");
-        for w in &words {
-            q.statuses.extend(wire::volume_statuses_of(w).ok_or_else(|| {
-                QcError::invalid(format!(
-                    "parameter [status] [{w}] is not one of pending, available, in-use, suspended, deleted, ceased"
-                ))
-            })?);
-        }
+        let q = listing::volume_filter(p, &self.zone, &self.account)?;
         // Every disksnap volume is QingCloud type 0.
         let other_type = p.int("volume_type")?.is_some_and(|t| t != 0);
-        if (!words.is_empty() && q.statuses.is_empty()) || other_type || self.other_owner(p) {
-            return Ok(listed("volume_set", vec![], 0));
-        }
+        let q = match q {
+            Some(q) if !other_type => VolumeFilter { offset, limit, ..q },
+            _ => return Ok(listed("volume_set", vec![], 0)),
+        };
         let (vols, total) = self.svc().volumes(&self.caller, &q).await?;
         // Instance names are read only when a volume on the page is attached to one.
         let instances =
@@ -308,7 +266,7 @@ impl H<'_> {
         let vols = self.svc().attach_volumes(&self.caller, &ids, instance).await?;
         let job = self
             .svc()
-            .record_finished_job(&self.caller, "AttachVolumes", vols.into_iter().map(|v| v.id).collect())
+            .record_finished_job(&self.caller, JobAction::AttachVolumes, vols.into_iter().map(|v| v.id).collect())
             .await?;
         Ok(json!({"job_id": display(Kind::Job, &job.id)}))
     }
@@ -336,7 +294,7 @@ impl H<'_> {
         let vols = self.svc().detach_volumes(&self.caller, &ids).await?;
         let job = self
             .svc()
-            .record_finished_job(&self.caller, "DetachVolumes", vols.into_iter().map(|v| v.id).collect())
+            .record_finished_job(&self.caller, JobAction::DetachVolumes, vols.into_iter().map(|v| v.id).collect())
             .await?;
         Ok(json!({"job_id": display(Kind::Job, &job.id)}))
     }
@@ -398,7 +356,7 @@ impl H<'_> {
         let gone = self.svc().delete_images(&self.caller, &ids).await?;
         let job = self
             .svc()
-            .record_finished_job(&self.caller, "DeleteImages", gone.into_iter().map(|i| i.id).collect())
+            .record_finished_job(&self.caller, JobAction::DeleteImages, gone.into_iter().map(|i| i.id).collect())
             .await?;
         Ok(json!({"job_id": display(Kind::Job, &job.id)}))
     }
@@ -411,8 +369,15 @@ impl H<'_> {
                 QcError::invalid(format!("parameter [status] [{w}] is not one of pending, working, successful, failed"))
             })?);
         }
-        let (jobs, total) =
-            self.svc().jobs(&self.caller, &p.list("jobs"), &statuses, p.get("job_action"), offset, limit).await?;
+        // A word no job action is named by matches no job.
+        let action = match p.get("job_action") {
+            Some(w) => match wire::job_action_of(w) {
+                Some(a) => Some(a),
+                None => return Ok(listed("job_set", Vec::new(), 0)),
+            },
+            None => None,
+        };
+        let (jobs, total) = self.svc().jobs(&self.caller, &p.list("jobs"), &statuses, action, offset, limit).await?;
         Ok(listed("job_set", jobs.iter().map(|j| wire::job_item(j, &self.account)).collect(), total))
     }
 
@@ -457,9 +422,9 @@ impl H<'_> {
         let total = tags.len() as u64;
         let mut items = Vec::new();
         for t in tags.iter().skip(offset as usize).take(limit as usize) {
-            let sq = SnapshotQuery { tag_ids: vec![t.id.clone()], limit: 100, ..Default::default() };
+            let sq = SnapshotFilter { tag_ids: vec![t.id.clone()], limit: 100, ..Default::default() };
             let (snaps, n_snaps) = self.svc().snapshots(&self.caller, &sq).await?;
-            let vq = VolumeQuery { tag_ids: vec![t.id.clone()], limit: 100, ..Default::default() };
+            let vq = VolumeFilter { tag_ids: vec![t.id.clone()], limit: 100, ..Default::default() };
             let (vols, n_vols) = self.svc().volumes(&self.caller, &vq).await?;
             let pairs = verbose.then(|| {
                 let tid = display(Kind::Tag, &t.id);

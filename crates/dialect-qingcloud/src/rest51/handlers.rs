@@ -5,16 +5,29 @@ use crate::ids::display;
 use disksnap_api_common::time::iso_z;
 use disksnap_api_common::MAX_LIST_ITEMS;
 use disksnap_service::{
-    Caller, CreateSnapshots, DeleteScope, Job, JobFailure, JobStatus, Kind, SnapshotQuery, VolumeQuery,
+    Caller, CreateSnapshots, DeleteScope, Job, JobAction, JobFailure, JobStatus, Kind, SnapshotFilter, VolumeFilter,
 };
 use serde_json::{json, Value};
 
 use super::{Call, Rest51};
 use crate::error::QcError;
 use crate::ids::is_instance_id;
+use crate::listing::{self, ListParams};
 use crate::wire;
 
 type Out = Result<Value, QcError>;
+
+impl ListParams for Call {
+    fn text(&self, key: &str) -> Option<String> {
+        Call::text(self, key)
+    }
+    fn list(&self, key: &str) -> Result<Vec<String>, QcError> {
+        Call::list(self, key)
+    }
+    fn flag(&self, key: &str) -> Result<Option<bool>, QcError> {
+        Call::flag(self, key)
+    }
+}
 
 impl Call {
     fn caller(&self) -> Caller {
@@ -90,7 +103,7 @@ pub fn job_object(j: &Job, zone: &str, request_id: &str) -> Value {
     json!({
         "job_id": display(Kind::Job, &j.id),
         "id_prefix": "j-",
-        "action": j.action,
+        "action": wire::job_action(j.action),
         "request_id": request_id,
         "status": j.status.as_str(),
         "create_time": iso_z(j.create_time),
@@ -114,10 +127,10 @@ pub fn job_object(j: &Job, zone: &str, request_id: &str) -> Value {
 fn job_resources(j: &Job) -> Vec<String> {
     j.typed_resources()
         .into_iter()
-        .filter(|(k, _)| match j.action.as_str() {
-            "CreateSnapshots" | "DeleteSnapshots" | "ApplySnapshots" => *k == Kind::Snapshot,
-            "CaptureInstanceFromSnapshot" => *k == Kind::Image,
-            "CreateVolumeFromSnapshot" => *k == Kind::Volume,
+        .filter(|(k, _)| match j.action {
+            JobAction::CreateSnapshots | JobAction::DeleteSnapshots | JobAction::RollBack => *k == Kind::Snapshot,
+            JobAction::CaptureImage => *k == Kind::Image,
+            JobAction::RestoreVolume => *k == Kind::Volume,
             _ => true,
         })
         .map(|(k, id)| display(k, id))
@@ -131,40 +144,10 @@ fn answer(st: &Rest51, call: &Call, job: &Job) -> Value {
 
 pub async fn list_snapshots(st: &Rest51, call: &Call) -> Out {
     let (offset, limit) = call.paging(10)?;
-    let mut q = SnapshotQuery {
-        ids: call.list("snapshots")?,
-        root_id: call.text("root_id"),
-        search: call.text("search_word"),
-        tag_ids: call.list("tags")?,
-        zone: Some(call.zone.clone()),
-        offset,
-        limit: limit.max(1),
-        ..Default::default()
+    let q = match listing::snapshot_filter(call, &call.zone, &call.account)? {
+        Some(q) if limit > 0 => SnapshotFilter { offset, limit, ..q },
+        _ => return Ok(json!({"snapshots": [], "total_count": 0})),
     };
-    q.full = match call.int("snapshot_type")? {
-        None => None,
-        Some(0) => Some(false),
-        Some(1) => Some(true),
-        Some(t) => return Err(QcError::invalid(format!("parameter [snapshot_type] should be 0 or 1, not [{t}]"))),
-    };
-    if let Some(r) = call.text("resource_id") {
-        if is_instance_id(&r) {
-            q.instance_ids = vec![r];
-        } else {
-            q.volume_ids = vec![r];
-        }
-    }
-    let words = call.list("status")?;
-    for w in &words {
-        q.statuses.extend(wire::snapshot_statuses_of(w).ok_or_else(|| {
-            QcError::invalid(format!(
-                "parameter [status] [{w}] is not one of pending, available, suspended, deleted, ceased"
-            ))
-        })?);
-    }
-    if (!words.is_empty() && q.statuses.is_empty()) || limit == 0 {
-        return Ok(json!({"snapshots": [], "total_count": 0}));
-    }
     let verbose = call.flag("verbose")? == Some(true);
     let svc = &st.ctx.service;
     let caller = call.caller();
@@ -250,20 +233,7 @@ pub async fn job(st: &Rest51, call: &Call, id: &str) -> Out {
 
 pub async fn list_volumes(st: &Rest51, call: &Call) -> Out {
     let (offset, limit) = call.paging(10)?;
-    let mut q = VolumeQuery {
-        ids: call.list("volumes")?,
-        zone: Some(call.zone.clone()),
-        search: call.text("search_word"),
-        offset,
-        limit: limit.max(1),
-        ..Default::default()
-    };
-    let words = call.list("status")?;
-    for w in &words {
-        q.statuses.extend(wire::volume_statuses_of(w).ok_or_else(|| {
-            QcError::invalid(format!("parameter [status] [{w}] is not one of pending, available, in-use, deleted"))
-        })?);
-    }
+    let q = listing::volume_filter(call, &call.zone, &call.account)?;
     // Every disksnap volume is of the PERFORMANCE type.
     let vtype = call.text("volume_type");
     if let Some(t) = &vtype {
@@ -273,9 +243,10 @@ pub async fn list_volumes(st: &Rest51, call: &Call) -> Out {
             )));
         }
     }
-    if (!words.is_empty() && q.statuses.is_empty()) || vtype.is_some_and(|t| t != "PERFORMANCE") || limit == 0 {
-        return Ok(json!({"volumes": [], "total_count": 0}));
-    }
+    let q = match q {
+        Some(q) if limit > 0 && vtype.is_none_or(|t| t == "PERFORMANCE") => VolumeFilter { offset, limit, ..q },
+        _ => return Ok(json!({"volumes": [], "total_count": 0})),
+    };
     let (vols, total) = st.ctx.service.volumes(&call.caller(), &q).await?;
     let items: Vec<Value> = vols
         .iter()

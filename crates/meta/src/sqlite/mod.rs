@@ -1,0 +1,186 @@
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`, so a commit is on disk
+//! before the call returns. Statements are built with `QueryBuilder` so filters stay
+//! parameterised. They are SQLite's dialect, not portable SQL: a PostgreSQL backend needs its
+//! own text for `?`/`?N` placeholders (`$N`), `json_group_array`/`json_object`/`json_each`/`iif`/
+//! `instr` (`json_agg`, `json_build_object`, `jsonb_array_elements_text`, `CASE`, `strpos`), the
+//! FTS5 trigram table `snapshots_search` and its `MATCH` (`pg_trgm`), `BEGIN IMMEDIATE` (a row
+//! lock or `SERIALIZABLE`), `rowid`, booleans stored as 0/1, case-insensitive `LIKE` (`ILIKE`),
+//! the planner hints (`account || ''`), the `PRAGMA`s, and the migrations' triggers. What does
+//! carry over: `ON CONFLICT … DO UPDATE` upserts, row-value keyset comparisons and the
+//! statements' shapes.
+//!
+//! By concern: [`tables`] (each row kind's columns, listed once), [`batch`] (a batch's commit),
+//! [`sql`] (shared conditions, order and paging), [`snapshots`] (lookups and the snapshot list
+//! with its totals), [`volumes`] (instances and volumes), [`images`], [`jobs`], [`tags`].
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::filter::{JobFilter, Page, SnapshotFilter, VolumeFilter};
+use crate::rows::*;
+use crate::{Batch, MetaError, MetaStore, Result, SnapshotListing};
+
+mod batch;
+mod images;
+mod jobs;
+mod snapshots;
+mod sql;
+mod tables;
+mod tags;
+#[cfg(test)]
+mod tests;
+mod volumes;
+
+pub struct SqliteMeta {
+    /// Shared with other stores of this crate that keep their tables in the same database.
+    pub(crate) pool: SqlitePool,
+    counts: snapshots::CountCache,
+}
+
+impl SqliteMeta {
+    /// Open (creating if needed) the database file and bring its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        // SQLite creates a new database 0644 (less the umask) and gives its -wal and -shm the
+        // database file's mode: made 0600 first, none of them is readable by other users.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+            match created {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(MetaError::Db(sqlx::Error::Io(e))),
+            }
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true)
+            // Reads through a shared mapping instead of a pread() into each connection's
+            // private 2 MiB cache: a list page touches a few hundred pages of a ~60 MB file,
+            // and 8 connections would otherwise each keep (and miss in) their own copy.
+            .pragma("mmap_size", "1073741824");
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let meta = SqliteMeta { pool, counts: Default::default() };
+        meta.optimize().await?;
+        Ok(meta)
+    }
+
+    /// Refresh the planner's statistics where tables changed a lot (SQLite's advice: on open and
+    /// now and then). Cheap: `analysis_limit` bounds the rows each ANALYZE reads.
+    pub async fn optimize(&self) -> Result<()> {
+        sqlx::query("PRAGMA analysis_limit = 1000").execute(&self.pool).await?;
+        sqlx::query("PRAGMA optimize = 0x10002").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MetaStore for SqliteMeta {
+    async fn maintain(&self) -> Result<()> {
+        self.optimize().await
+    }
+
+    async fn commit(&self, b: Batch) -> Result<()> {
+        self.commit_batch(b).await
+    }
+
+    async fn instance(&self, account: &str, id: &str) -> Result<Option<InstanceRow>> {
+        tables::by_id::<InstanceRow>(&self.pool, account, id).await
+    }
+
+    async fn instances(&self, account: &str) -> Result<Vec<InstanceRow>> {
+        volumes::instances(&self.pool, account).await
+    }
+
+    async fn instances_by_id(&self, account: &str, ids: &[String]) -> Result<Vec<InstanceRow>> {
+        volumes::instances_by_id(&self.pool, account, ids).await
+    }
+
+    async fn volume(&self, account: &str, id: &str) -> Result<Option<VolumeRow>> {
+        tables::by_id::<VolumeRow>(&self.pool, account, id).await
+    }
+
+    async fn volumes(&self, f: &VolumeFilter) -> Result<Page<VolumeRow>> {
+        volumes::list(&self.pool, f).await
+    }
+
+    async fn volumes_by_id(&self, account: &str, ids: &[String]) -> Result<Vec<VolumeRow>> {
+        volumes::volumes_by_id(&self.pool, account, ids).await
+    }
+
+    async fn volumes_of_instance(&self, account: &str, instance_id: &str) -> Result<Vec<VolumeRow>> {
+        volumes::volumes_of_instance(&self.pool, account, instance_id).await
+    }
+
+    async fn snapshot(&self, account: &str, id: &str) -> Result<Option<SnapshotRow>> {
+        tables::by_id::<SnapshotRow>(&self.pool, account, id).await
+    }
+
+    async fn snapshots(&self, f: &SnapshotFilter) -> Result<Page<SnapshotRow>> {
+        Ok(self.list(f, false).await?.page)
+    }
+
+    async fn snapshot_listing(&self, f: &SnapshotFilter) -> Result<SnapshotListing> {
+        self.list(f, true).await
+    }
+
+    async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>> {
+        snapshots::chain(&self.pool, root_id).await
+    }
+
+    async fn chain_totals(&self, root_ids: &[String]) -> Result<Vec<ChainTotals>> {
+        snapshots::chain_totals(&self.pool, root_ids).await
+    }
+
+    async fn snapshots_holding_data(&self) -> Result<Vec<String>> {
+        snapshots::snapshots_holding_data(&self.pool).await
+    }
+
+    async fn snapshots_due(&self, deleted_before: Millis, now: Millis) -> Result<Vec<SnapshotRow>> {
+        snapshots::snapshots_due(&self.pool, deleted_before, now).await
+    }
+
+    async fn snapshot_metadata(&self, id: &str) -> Result<Vec<(String, String)>> {
+        snapshots::snapshot_metadata(&self.pool, id).await
+    }
+
+    async fn snapshots_metadata(&self, account: &str, ids: &[String]) -> Result<Vec<(String, String, String)>> {
+        snapshots::snapshots_metadata(&self.pool, account, ids).await
+    }
+
+    async fn image(&self, account: &str, id: &str) -> Result<Option<ImageRow>> {
+        tables::by_id::<ImageRow>(&self.pool, account, id).await
+    }
+
+    async fn images(&self, account: &str, offset: u64, limit: u64) -> Result<Page<ImageRow>> {
+        images::list(&self.pool, account, offset, limit).await
+    }
+
+    async fn job(&self, account: &str, id: &str) -> Result<Option<JobRow>> {
+        tables::by_id::<JobRow>(&self.pool, account, id).await
+    }
+
+    async fn jobs(&self, f: &JobFilter) -> Result<Page<JobRow>> {
+        jobs::list(&self.pool, f).await
+    }
+
+    async fn tag(&self, account: &str, id: &str) -> Result<Option<TagRow>> {
+        tables::by_id::<TagRow>(&self.pool, account, id).await
+    }
+
+    async fn tags(&self, account: &str) -> Result<Vec<TagRow>> {
+        tags::all(&self.pool, account).await
+    }
+
+    async fn tags_of(&self, resource_ids: &[String]) -> Result<Vec<(String, TagRow)>> {
+        tags::tags_of(&self.pool, resource_ids).await
+    }
+}
