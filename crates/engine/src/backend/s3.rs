@@ -303,7 +303,8 @@ impl S3Backend {
     pub fn check(&self) -> Result<()> {
         let store = self.store.clone();
         let prefix = self.dir_path(&self.root);
-        let res = self.run("check", "", async move {
+        let what = format!("s3://{}/{}", self.bucket, self.root);
+        let res = self.run("check", &what, async move {
             let mut s = store.list(prefix.as_ref());
             match s.next().await {
                 Some(Err(e)) => Err(e),
@@ -311,7 +312,7 @@ impl S3Backend {
             }
         })?;
         add(&self.counters.lists, 1);
-        res.map_err(|e| self.error("check", "", e))
+        res.map_err(|e| self.error("check", &what, e))
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
