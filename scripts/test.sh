@@ -26,6 +26,19 @@ scripts/check-layers.sh
 
 # Release build: the end-to-end tests move gigabytes and the benchmark needs it anyway.
 cargo build --release --locked
+
+# A real S3 for the S3 backend's tests: a one-node Ceph RGW on 127.0.0.1 (installed with apt
+# when missing), stopped however this script ends if this script started it. DISKSNAP_TEST_S3=skip
+# runs without it (the S3 tests then print SKIP lines); an RGW already exported in
+# DISKSNAP_TEST_S3_ENDPOINT is used as it is.
+if [ "${DISKSNAP_TEST_S3:-}" != skip ] && [ -z "${DISKSNAP_TEST_S3_ENDPOINT:-}" ]; then
+    if ! scripts/rgw.sh status; then
+        trap 'scripts/rgw.sh stop' EXIT
+        scripts/rgw.sh start
+    fi
+    eval "$(scripts/rgw.sh env)"
+fi
+
 cargo test --release --locked --workspace "$@"
 
 # Crash trials, a short soak and the disk-full test on the release binary (bench/RELIABILITY.md).
