@@ -41,18 +41,18 @@ install_ceph() {
     command -v ceph-mon >/dev/null || need+=(ceph-mon)
     command -v ceph-osd >/dev/null || need+=(ceph-osd)
     command -v radosgw >/dev/null || need+=(radosgw)
-    command -v radosgw-admin >/dev/null || need+=(radosgw)
+    command -v radosgw-admin >/dev/null || need+=(ceph-common)
     command -v ceph >/dev/null || need+=(ceph-common)
-    command -v monmaptool >/dev/null || need+=(ceph-common)
+    command -v monmaptool >/dev/null || need+=(ceph-base)
     command -v curl >/dev/null || need+=(curl)
     [ ${#need[@]} -eq 0 ] && return 0
+    mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
     log "installing: ${need[*]}"
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     # --no-install-recommends: the daemons are enough; recommends pull in the dashboard's Python stack.
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-        $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 }
 
 # PIDs of this cluster's daemons, from the pid files the daemons write themselves.
