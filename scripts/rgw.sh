@@ -13,7 +13,8 @@
 #
 # Knobs (environment):
 #   DISKSNAP_RGW_DIR        where the cluster lives             (/tmp/disksnap-rgw)
-#   DISKSNAP_RGW_PORT       the S3 endpoint's port              (7480)
+#   DISKSNAP_RGW_PORT       the S3 endpoint's port              (17480: not 7480, RGW's usual
+#                           port, which is disksnap's own default listen address)
 #   DISKSNAP_RGW_MON_PORT   the monitor's msgr2 port            (46789; msgr1 is this + 1)
 #   DISKSNAP_RGW_MEM_MIB    memstore size, RAM the OSD may use  (3072)
 #   DISKSNAP_RGW_BUCKET     the bucket created at start         (disksnap-test)
@@ -23,7 +24,7 @@
 set -euo pipefail
 
 DIR=${DISKSNAP_RGW_DIR:-/tmp/disksnap-rgw}
-PORT=${DISKSNAP_RGW_PORT:-7480}
+PORT=${DISKSNAP_RGW_PORT:-17480}
 MON_PORT=${DISKSNAP_RGW_MON_PORT:-46789}
 MEM_MIB=${DISKSNAP_RGW_MEM_MIB:-3072}
 BUCKET=${DISKSNAP_RGW_BUCKET:-disksnap-test}
@@ -224,6 +225,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     env) env_exports ;;
-    status) [ -f "$CONF" ] && answering && [ -n "$(pids)" ] && [ "$(s3 HEAD "/$BUCKET" || true)" = 200 ] ;;
+    status) [ -f "$CONF" ] && answering && [ -n "$(pids)" ] && [ "$(s3 HEAD "/$BUCKET" || true)" = 200 ] || exit 1 ;;
     *) die "usage: $0 start|stop|env|status" ;;
 esac
