@@ -777,6 +777,7 @@ fn remove_dead_caches(parent: &FsPath) {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // one range in a slice is a get_ranges call, not a typo
 mod tests {
     use super::*;
     use object_store::memory::InMemory;

@@ -1,6 +1,8 @@
 //! What every `Backend` must do, as one function both backends run (tests/backend_contract.rs
 //! on a local directory and on object_store's in-memory store, tests/s3_rgw.rs on Ceph RGW).
 
+#![allow(clippy::single_range_in_vec_init)] // one range in a slice is a get_ranges call
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
