@@ -142,3 +142,48 @@ fn rgw_unreachable_port_names_the_endpoint() {
     println!("{e}");
     assert!(e.contains("cannot reach the S3 endpoint http://127.0.0.1:9"), "{e}");
 }
+
+/// Throughput of pack-sized uploads and chunk-sized ranged reads, single PUT against multipart:
+/// `cargo test --release -p disksnap-engine --test s3_rgw -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn rgw_pack_throughput() {
+    for (label, threshold) in [("single PUT", u64::MAX), ("multipart >= 16 MiB", 16u64 << 20)] {
+        let Some(mut c) = rgw("throughput") else { return };
+        c.multipart_threshold = threshold;
+        let b = S3Backend::open(&c).unwrap();
+        let pack = contract::pattern(9, 24 << 20);
+        let n = 24;
+        let t = std::time::Instant::now();
+        std::thread::scope(|s| {
+            for w in 0..b.upload_concurrency() {
+                let (b, pack) = (&b, &pack);
+                s.spawn(move || {
+                    for i in (w..n).step_by(b.upload_concurrency()) {
+                        b.put(&format!("packs/{i:04}.pack"), pack.clone()).unwrap();
+                    }
+                });
+            }
+        });
+        let up = t.elapsed();
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            // a restore's reads: neighbouring 128 KiB chunks, coalesced
+            let ranges: Vec<_> = (0..192u64).map(|k| k * 131_072..k * 131_072 + 131_072).collect();
+            b.get_ranges(&format!("packs/{i:04}.pack"), &ranges).unwrap();
+        }
+        let down = t.elapsed();
+        let s = b.stats();
+        let mib = (n * 24) as f64;
+        println!(
+            "{label}: {n} x 24 MiB up in {up:.2?} ({:.0} MiB/s, {} PUT requests), down in {down:.2?} ({:.0} MiB/s, {} GETs)",
+            mib / up.as_secs_f64(),
+            s.put_requests(),
+            mib / down.as_secs_f64(),
+            s.gets
+        );
+        for o in b.list("").unwrap() {
+            b.delete(&o.key).unwrap();
+        }
+    }
+}
