@@ -16,7 +16,8 @@
 #   DISKSNAP_RGW_PORT       the S3 endpoint's port              (17480: not 7480, RGW's usual
 #                           port, which is disksnap's own default listen address)
 #   DISKSNAP_RGW_MON_PORT   the monitor's msgr2 port            (46789; msgr1 is this + 1)
-#   DISKSNAP_RGW_MEM_MIB    memstore size, RAM the OSD may use  (3072)
+#   DISKSNAP_RGW_MEM_MIB    memstore size: the most RAM the OSD may fill (6144; RAM is used
+#                           only for what is stored)
 #   DISKSNAP_RGW_BUCKET     the bucket created at start         (disksnap-test)
 #
 # `start` is idempotent: an RGW already answering from this directory is left as it is; a
@@ -26,7 +27,7 @@ set -euo pipefail
 DIR=${DISKSNAP_RGW_DIR:-/tmp/disksnap-rgw}
 PORT=${DISKSNAP_RGW_PORT:-17480}
 MON_PORT=${DISKSNAP_RGW_MON_PORT:-46789}
-MEM_MIB=${DISKSNAP_RGW_MEM_MIB:-3072}
+MEM_MIB=${DISKSNAP_RGW_MEM_MIB:-6144}
 BUCKET=${DISKSNAP_RGW_BUCKET:-disksnap-test}
 # Fixed test credentials: this RGW listens on loopback only and holds nothing but test data.
 ACCESS_KEY=DISKSNAPTESTACCESS01
@@ -187,6 +188,11 @@ osd max object namespace len = 64
 rgw frontends = beast endpoint=127.0.0.1:$PORT tcp_nodelay=1
 rgw data = $DIR/rgw
 rgw enable usage log = false
+# Deleted objects' data goes to RGW's garbage collector, which by default waits 2 h: in RAM that
+# fills the memstore (then the OSD stops writes and requests hang). Collect within seconds.
+rgw gc obj min wait = 0
+rgw gc processor period = 5
+rgw gc processor max time = 5
 rgw thread pool size = 64
 EOF
     monmaptool --create --clobber --fsid "$fsid" \
