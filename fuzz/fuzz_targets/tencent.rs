@@ -45,11 +45,11 @@ fuzz_target!(init: disksnap_fuzz::init(), |inp: Input| {
         p.0.insert("Signature".into(), signature(SECRET, method, &src));
     }
     let rid = RequestId("fuzz".into());
-    let result = with_ctx(|ctx| verify(ctx, raw.method.as_str(), &inp.host, &raw.path, p, rid.clone()));
+    let result = with_ctx(|ctx| verify(ctx, raw.method.as_str(), &inp.host, &raw.path, &p));
     match result {
         Ok(v) => {
-            read_args(&v.params);
-            disksnap_fuzz::note(|| format!("ok {}", v.caller.account));
+            read_args(&p);
+            disksnap_fuzz::note(|| format!("ok {}", v.account));
         }
         Err(e) => {
             let _ = (e.message(&rid), e.is_internal());

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
-use disksnap_api_common::{ApiContext, KeyRing, NonceCache, OpenStackUser, RawRequest, RequestId, Vendor};
+use disksnap_api_common::{ApiContext, KeyRing, NonceCache, OpenStackUser, RawRequest, RequestId};
 
 pub const KEY: &str = "FUZZKEYID";
 pub const SECRET: &str = "fuzz-secret";
@@ -97,7 +97,12 @@ pub struct Fix {
 
 pub fn keys() -> KeyRing {
     let mut k = KeyRing::default();
-    for v in [Vendor::QingCloud, Vendor::Aliyun, Vendor::Tencent, Vendor::Huawei] {
+    for v in [
+        disksnap_dialect_qingcloud::KEYS,
+        disksnap_dialect_aliyun::KEYS,
+        disksnap_dialect_tencent::KEYS,
+        disksnap_dialect_openstack::HUAWEI_KEYS,
+    ] {
         k.add(v, KEY, ACCOUNT, SECRET).expect("one key per vendor");
     }
     k.add_openstack(OpenStackUser {

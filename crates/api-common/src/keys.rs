@@ -1,15 +1,32 @@
-//! Credentials, by vendor. The service knows accounts by name only; which key belongs to which
+//! Credentials, by key kind. The service knows accounts by name only; which key belongs to which
 //! account is the dialects' business, so it lives here (filled from the config by the binary).
 
 use std::collections::HashMap;
 
-/// The signature families a key belongs to. 51idc uses the QingCloud pair (dialects.md §3.3).
+/// Which family of credentials a key belongs to: each dialect names its own
+/// ([`Dialect::KEY_KIND`](crate::Dialect::KEY_KIND)); this crate names none. A dialect that
+/// shares another's keys uses its kind (51idc signs with the QingCloud pair, dialects.md §3.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Vendor {
-    QingCloud,
-    Aliyun,
-    Tencent,
-    Huawei,
+pub struct KeyKind(pub &'static str);
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The caller a signature (or token) check found: the account, and the key id it signed with.
+/// Every dialect's verify step ends in one of these (OpenStack adds its project to it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub account: String,
+    pub key_id: String,
+}
+
+impl Verified {
+    pub fn caller(&self) -> disksnap_service::Caller {
+        disksnap_service::Caller::new(self.account.clone())
+    }
 }
 
 /// The account a key id belongs to and the secret that signs for it.
@@ -31,22 +48,22 @@ pub struct OpenStackUser {
 
 #[derive(Clone, Debug, Default)]
 pub struct KeyRing {
-    keys: HashMap<(Vendor, String), Secret>,
+    keys: HashMap<(KeyKind, String), Secret>,
     openstack: Vec<OpenStackUser>,
 }
 
 impl KeyRing {
-    /// Register a key. A key id registered twice for one vendor is a configuration error.
-    pub fn add(&mut self, vendor: Vendor, key_id: &str, account: &str, secret: &str) -> Result<(), String> {
+    /// Register a key. A key id registered twice for one kind is a configuration error.
+    pub fn add(&mut self, kind: KeyKind, key_id: &str, account: &str, secret: &str) -> Result<(), String> {
         let entry = Secret { account: account.to_string(), secret: secret.to_string() };
-        if let Some(old) = self.keys.insert((vendor, key_id.to_string()), entry) {
-            return Err(format!("{vendor:?} key {key_id} is given to both {} and {account}", old.account));
+        if let Some(old) = self.keys.insert((kind, key_id.to_string()), entry) {
+            return Err(format!("{kind} key {key_id} is given to both {} and {account}", old.account));
         }
         Ok(())
     }
 
-    pub fn lookup(&self, vendor: Vendor, key_id: &str) -> Option<&Secret> {
-        self.keys.get(&(vendor, key_id.to_string()))
+    pub fn lookup(&self, kind: KeyKind, key_id: &str) -> Option<&Secret> {
+        self.keys.get(&(kind, key_id.to_string()))
     }
 
     pub fn add_openstack(&mut self, user: OpenStackUser) -> Result<(), String> {

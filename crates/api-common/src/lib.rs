@@ -6,6 +6,9 @@
 //! - [`clock`]: is a client's timestamp inside the allowed window.
 //! - [`nonce`]: remember (key, nonce) pairs for a window so a replay is refused.
 //! - [`request`]: the raw request a signature is checked over, and the request id.
+//! - [`pipeline`]: the one request flow (read → verify → endpoint → handle → render, with the
+//!   request id, logging and the internal-error rule) and the [`Dialect`] trait each dialect
+//!   implements with its own tables. docs/adding-a-dialect.md shows the steps of a new one.
 //!
 //! A dialect crate depends on this crate and on `disksnap-service`, never on the engine, the
 //! metadata store or another dialect (scripts/check-layers.sh keeps it so).
@@ -14,6 +17,7 @@ pub mod clock;
 pub mod encode;
 pub mod keys;
 pub mod nonce;
+pub mod pipeline;
 pub mod request;
 pub mod sign;
 pub mod time;
@@ -21,8 +25,9 @@ pub mod time;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use keys::{KeyRing, OpenStackUser, Secret, Vendor};
+pub use keys::{KeyKind, KeyRing, OpenStackUser, Secret, Verified};
 pub use nonce::NonceCache;
+pub use pipeline::{Call, Dialect, DialectError, EndpointName, Outcome};
 pub use request::{RawRequest, RequestId};
 
 use disksnap_service::Service;
@@ -33,33 +38,12 @@ use disksnap_service::Service;
 /// README documents it.
 pub const MAX_LIST_ITEMS: usize = 1000;
 
-/// How far a client's clock may be from ours, per vendor (dialects.md §1.2).
-#[derive(Clone, Debug)]
-pub struct ClockWindows {
-    pub qingcloud: Duration,
-    pub aliyun: Duration,
-    pub tencent: Duration,
-    pub huawei: Duration,
-}
-
-impl Default for ClockWindows {
-    fn default() -> Self {
-        ClockWindows {
-            qingcloud: Duration::from_secs(60),
-            aliyun: Duration::from_secs(15 * 60),
-            tencent: Duration::from_secs(5 * 60),
-            huawei: Duration::from_secs(15 * 60),
-        }
-    }
-}
-
 /// Everything a dialect's handlers need, cheap to clone (axum state).
 #[derive(Clone)]
 pub struct ApiContext {
     pub service: Service,
     pub keys: Arc<KeyRing>,
     pub nonces: Arc<NonceCache>,
-    pub windows: ClockWindows,
     /// OAuth2 / Keystone tokens live this long.
     pub token_lifetime: Duration,
 }
@@ -70,7 +54,6 @@ impl ApiContext {
             service,
             keys: Arc::new(keys),
             nonces: Arc::new(NonceCache::default()),
-            windows: ClockWindows::default(),
             token_lifetime: Duration::from_secs(7200),
         }
     }

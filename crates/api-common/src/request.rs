@@ -41,21 +41,43 @@ pub struct RawRequest {
 }
 
 impl RawRequest {
-    /// Read the whole request. Err(()) when the body is larger than [`MAX_BODY`] or unreadable.
+    /// Read the whole request. Err (why) when the body is larger than [`MAX_BODY`] or
+    /// unreadable.
     pub async fn read(req: Request) -> Result<RawRequest, String> {
-        let (parts, body) = req.into_parts();
+        match Self::read_or_head(req).await {
+            (raw, None) => Ok(raw),
+            (_, Some(why)) => Err(why),
+        }
+    }
+
+    /// Read the whole request; when its body cannot be read (larger than [`MAX_BODY`], or cut
+    /// off), the request with an empty body and why, so the dialect can still answer in its
+    /// own envelope with what the head says (the pipeline's first step).
+    ///
+    /// An HTTP/2 request names its host in the `:authority` pseudo-header (the URI), not in
+    /// `Host`; it is copied to `Host` (RFC 9113 §8.3.1) so that signatures over the host, and
+    /// links built from it, read the same whatever the protocol.
+    pub async fn read_or_head(req: Request) -> (RawRequest, Option<String>) {
+        let (mut parts, body) = req.into_parts();
+        if !parts.headers.contains_key(axum::http::header::HOST) {
+            if let Some(v) = parts.uri.authority().and_then(|a| a.as_str().parse().ok()) {
+                parts.headers.insert(axum::http::header::HOST, v);
+            }
+        }
         let request_id = parts.extensions.get::<RequestId>().cloned().unwrap_or_default();
-        let body = axum::body::to_bytes(body, MAX_BODY)
-            .await
-            .map_err(|e| format!("request body could not be read (at most {MAX_BODY} bytes): {e}"))?;
-        Ok(RawRequest {
+        let (body, why) = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => (b, None),
+            Err(e) => (Bytes::new(), Some(format!("request body could not be read (at most {MAX_BODY} bytes): {e}"))),
+        };
+        let raw = RawRequest {
             method: parts.method,
             path: parts.uri.path().to_string(),
             query: parts.uri.query().unwrap_or("").to_string(),
             headers: parts.headers,
             body,
             request_id,
-        })
+        };
+        (raw, why)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -75,6 +97,21 @@ impl RawRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_http2_authority_is_the_host() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let req = Request::builder().uri("https://cbs.example:7443/v2/index.php?a=1").body(Default::default()).unwrap();
+        let (raw, why) = rt.block_on(RawRequest::read_or_head(req));
+        assert!(why.is_none());
+        assert_eq!(
+            (raw.header("host"), raw.path.as_str(), raw.query.as_str()),
+            (Some("cbs.example:7443"), "/v2/index.php", "a=1")
+        );
+        // a Host header that was sent stays as sent
+        let req = Request::builder().uri("https://a:1/x").header("host", "b:2").body(Default::default()).unwrap();
+        assert_eq!(rt.block_on(RawRequest::read_or_head(req)).0.header("host"), Some("b:2"));
+    }
 
     #[test]
     fn request_ids_look_like_uuid4() {

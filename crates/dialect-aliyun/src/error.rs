@@ -6,7 +6,7 @@
 
 use disksnap_service::{ids, Kind, ServiceError};
 
-use crate::wire::show;
+use crate::ids::show;
 
 /// One refusal of an Aliyun request.
 #[derive(Debug, Clone, PartialEq, Eq)]

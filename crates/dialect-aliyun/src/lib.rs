@@ -5,25 +5,31 @@
 //! discovery), so this crate does not mount a route: the binary asks [`wants`] and hands the
 //! request to [`handle`].
 //!
-//! A request goes: parameters decoded (query, then a form body) → [`signature::verify`] (RPC v1
-//! HMAC-SHA1 or V3 ACS3-HMAC-SHA256; key, signature, 15-minute window, nonce) → the action
+//! A request goes through api-common's pipeline ([`Aliyun`] is the [`Dialect`]): parameters
+//! decoded (query, then a form body) → [`signature::verify`] (RPC v1 HMAC-SHA1 or V3
+//! ACS3-HMAC-SHA256; key, signature, 15-minute window, nonce) → the action
 //! ([`router::Endpoint`]) → [`handlers`] (parameters, service call) → [`wire`] (JSON, or XML
 //! with `Format=XML`). Every refusal is an [`error::AliyunError`] in the vendor's envelope.
 
 pub mod error;
 pub mod handlers;
+pub mod ids;
 pub mod params;
 pub mod regions;
 pub mod router;
 pub mod signature;
 pub mod wire;
 
+use std::time::Duration;
+
 use axum::extract::Request;
 use axum::response::Response;
 use disksnap_api_common::encode::parse_pairs;
-use disksnap_api_common::{ApiContext, RawRequest, RequestId};
-use disksnap_service::Caller;
-use serde_json::Value;
+use disksnap_api_common::{
+    pipeline, ApiContext, Call, Dialect, DialectError, EndpointName, KeyKind, RawRequest, RequestId, Verified,
+};
+
+use disksnap_service::Kind;
 
 use crate::error::{invalid, AliyunError};
 use crate::params::Params;
@@ -59,27 +65,104 @@ where
     }
 }
 
-/// Answer one Aliyun request (one that [`wants`] accepted).
+/// How far `Timestamp` / `x-acs-date` may be from the server clock, either way; nonces are
+/// remembered this long (README: 15 min).
+pub const CLOCK_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// The account's `aliyun` key pair (config section `aliyun`).
+pub const KEYS: KeyKind = KeyKind("aliyun");
+
+/// Answer one Aliyun request (one that [`wants`] accepted), through the pipeline.
 pub async fn handle(ctx: ApiContext, req: Request) -> Response {
-    let rid = req.extensions().get::<RequestId>().cloned().unwrap_or_default();
-    let request_id = rid.0.to_uppercase();
-    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-    let raw = match RawRequest::read(req).await {
-        Ok(r) => r,
-        Err(why) => return wire::error(Format::Json, &request_id, &host, &invalid("body", why)),
-    };
-    let (params, query) = params_of(&raw);
-    let format = Format::from_param(params.get("Format"));
-    match run(&ctx, &raw, &params, &query, &host).await {
-        Ok((endpoint, body)) => wire::ok(format, endpoint.name(), &request_id, body),
-        Err(e) => {
-            if e.is_internal() {
-                tracing::error!(request_id = %rid.0, error = ?e, "aliyun: internal error");
-            } else {
-                tracing::debug!(request_id = %rid.0, code = e.code(), message = %e.message(), "aliyun: refused");
-            }
-            wire::error(format, &request_id, &host, &e)
+    pipeline::serve(&Aliyun { ctx }, req).await
+}
+
+/// The ECS dialect.
+pub struct Aliyun {
+    pub ctx: ApiContext,
+}
+
+/// What every answer needs: the format asked for, the `Host` (errors echo it as `HostId`),
+/// the request id in Aliyun's upper case, and the decoded parameters.
+pub struct Frame {
+    format: Format,
+    host: String,
+    request_id: String,
+    params: Params,
+    query: Vec<(String, String)>,
+}
+
+impl EndpointName for Endpoint {
+    fn name(&self) -> String {
+        Endpoint::name(*self).to_string()
+    }
+}
+
+impl DialectError for AliyunError {
+    fn unreadable(why: String) -> Self {
+        invalid("body", why)
+    }
+    fn is_internal(&self) -> bool {
+        AliyunError::is_internal(self)
+    }
+    fn code(&self) -> String {
+        AliyunError::code(self).to_string()
+    }
+}
+
+impl Dialect for Aliyun {
+    const NAME: &'static str = "aliyun";
+    const KEY_KIND: KeyKind = KEYS;
+    const CLOCK_WINDOW: Duration = CLOCK_WINDOW;
+    type Frame = Frame;
+    type Caller = Verified;
+
+    fn show_id(kind: Kind, bare: &str) -> String {
+        ids::show(kind, bare)
+    }
+
+    type Endpoint = Endpoint;
+    type Error = AliyunError;
+
+    fn frame(&self, raw: &RawRequest) -> Frame {
+        let (params, query) = params_of(raw);
+        Frame {
+            format: Format::from_param(params.get("Format")),
+            host: raw.header("host").unwrap_or("").to_string(),
+            request_id: raw.request_id.0.to_uppercase(),
+            params,
+            query,
         }
+    }
+
+    async fn verify(&self, raw: &RawRequest, f: &mut Frame) -> Result<Verified, AliyunError> {
+        signature::verify(&self.ctx, raw, &f.params.0, &f.query)
+    }
+
+    fn endpoint(&self, raw: &RawRequest, f: &mut Frame, _who: &Verified) -> Result<Endpoint, AliyunError> {
+        let action = f.params.get("Action").or_else(|| raw.header("x-acs-action"));
+        let version = f.params.get("Version").or_else(|| raw.header("x-acs-version"));
+        let endpoint = Endpoint::from_request(action, version)?;
+        if let Some(fmt) = f.params.get("Format") {
+            if !["json", "xml", "none"].iter().any(|ok| fmt.eq_ignore_ascii_case(ok)) {
+                return Err(error::vendor(
+                    "InvalidParameter.Format",
+                    400,
+                    format!("Specified Format \"{fmt}\" is not supported; use JSON or XML."),
+                ));
+            }
+        }
+        Ok(endpoint)
+    }
+
+    async fn handle(&self, call: Call<'_, Self>) -> Result<Response, AliyunError> {
+        let f = call.frame;
+        let body = handlers::call(&self.ctx, &call.caller.caller(), call.endpoint, &f.params, &f.host).await?;
+        Ok(wire::ok(f.format, call.endpoint.name(), &f.request_id, body))
+    }
+
+    fn error_response(&self, f: &Frame, e: &AliyunError, _request_id: &RequestId) -> Response {
+        wire::error(f.format, &f.request_id, &f.host, e)
     }
 }
 
@@ -93,29 +176,4 @@ pub fn params_of(raw: &RawRequest) -> (Params, Vec<(String, String)>) {
         all.extend(parse_pairs(&String::from_utf8_lossy(&raw.body), literal_plus));
     }
     (Params(all), query)
-}
-
-async fn run(
-    ctx: &ApiContext,
-    raw: &RawRequest,
-    params: &Params,
-    query: &[(String, String)],
-    host: &str,
-) -> Result<(Endpoint, Value), AliyunError> {
-    let who = signature::verify(ctx, raw, &params.0, query)?;
-    let action = params.get("Action").or_else(|| raw.header("x-acs-action"));
-    let version = params.get("Version").or_else(|| raw.header("x-acs-version"));
-    let endpoint = Endpoint::from_request(action, version)?;
-    if let Some(f) = params.get("Format") {
-        if !["json", "xml", "none"].iter().any(|ok| f.eq_ignore_ascii_case(ok)) {
-            return Err(error::vendor(
-                "InvalidParameter.Format",
-                400,
-                format!("Specified Format \"{f}\" is not supported; use JSON or XML."),
-            ));
-        }
-    }
-    let caller = Caller::new(who.account);
-    let body = handlers::call(ctx, &caller, endpoint, params, host).await?;
-    Ok((endpoint, body))
 }

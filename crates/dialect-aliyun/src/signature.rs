@@ -13,16 +13,9 @@
 use chrono::{DateTime, Utc};
 use disksnap_api_common::encode::rfc3986;
 use disksnap_api_common::sign::{base64, hmac_sha1, hmac_sha256, same, sha256_hex};
-use disksnap_api_common::{clock, ApiContext, RawRequest, Vendor};
+use disksnap_api_common::{clock, ApiContext, RawRequest, Verified};
 
 use crate::error::{vendor, AliyunError};
-
-/// The authenticated caller of a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verified {
-    pub account: String,
-    pub access_key_id: String,
-}
 
 const V3_ALGORITHM: &str = "ACS3-HMAC-SHA256";
 
@@ -135,7 +128,7 @@ fn incomplete(message: String) -> AliyunError {
 }
 
 /// Parse a request time and check it against the window.
-fn check_time(name: &str, value: Option<&str>, ctx: &ApiContext) -> Result<DateTime<Utc>, AliyunError> {
+fn check_time(name: &str, value: Option<&str>) -> Result<DateTime<Utc>, AliyunError> {
     let Some(text) = value.filter(|t| !t.trim().is_empty()) else {
         return Err(vendor(
             "IllegalTimestamp",
@@ -150,13 +143,13 @@ fn check_time(name: &str, value: Option<&str>, ctx: &ApiContext) -> Result<DateT
             format!("Specified {name} \"{text}\" is not valid: use UTC in the form 2016-02-23T12:46:24Z."),
         )
     })?;
-    clock::check(t, ctx.windows.aliyun).map_err(|skew| {
+    clock::check(t, crate::CLOCK_WINDOW).map_err(|skew| {
         vendor(
             "InvalidTimeStamp.Expired",
             400,
             format!(
                 "Specified {name} {text} is expired: {skew} (±{} s); check the client's clock.",
-                ctx.windows.aliyun.as_secs()
+                crate::CLOCK_WINDOW.as_secs()
             ),
         )
     })?;
@@ -169,7 +162,7 @@ fn check_nonce(ctx: &ApiContext, key: &str, name: &str, nonce: Option<&str>) -> 
             "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
         )));
     };
-    if !ctx.nonces.first_use(&format!("aliyun:{key}"), nonce, ctx.windows.aliyun) {
+    if !ctx.nonces.first_use(&format!("aliyun:{key}"), nonce, crate::CLOCK_WINDOW) {
         return Err(vendor(
             "SignatureNonceUsed",
             400,
@@ -203,7 +196,7 @@ pub fn verify(
                 .into(),
         ));
     };
-    let secret = ctx.keys.lookup(Vendor::Aliyun, key_id).ok_or_else(|| unknown_key(key_id))?;
+    let secret = ctx.keys.lookup(crate::KEYS, key_id).ok_or_else(|| unknown_key(key_id))?;
     match get("SignatureMethod") {
         Some("HMAC-SHA1") => {}
         Some(m) => {
@@ -226,9 +219,9 @@ pub fn verify(
     if !same(rpc_signature(&secret.secret, &sts).as_bytes(), signature.as_bytes()) {
         return Err(AliyunError::SignatureDoesNotMatch { string_to_sign: sts });
     }
-    check_time("Timestamp", get("Timestamp"), ctx)?;
+    check_time("Timestamp", get("Timestamp"))?;
     check_nonce(ctx, key_id, "SignatureNonce", get("SignatureNonce"))?;
-    Ok(Verified { account: secret.account.clone(), access_key_id: key_id.to_string() })
+    Ok(Verified { account: secret.account.clone(), key_id: key_id.to_string() })
 }
 
 fn verify_v3(
@@ -250,7 +243,7 @@ fn verify_v3(
     if raw.header("x-acs-security-token").is_some() || raw.header("x-acs-accesskey-id").is_some() {
         return Err(unknown_key("(STS token)"));
     }
-    let secret = ctx.keys.lookup(Vendor::Aliyun, &a.access_key_id).ok_or_else(|| unknown_key(&a.access_key_id))?;
+    let secret = ctx.keys.lookup(crate::KEYS, &a.access_key_id).ok_or_else(|| unknown_key(&a.access_key_id))?;
     let header = |name: &str| {
         raw.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect()
     };
@@ -261,9 +254,9 @@ fn verify_v3(
     if !same(ours.as_bytes(), a.signature.to_ascii_lowercase().as_bytes()) {
         return Err(AliyunError::SignatureDoesNotMatch { string_to_sign: sts });
     }
-    check_time("x-acs-date", raw.header("x-acs-date"), ctx)?;
+    check_time("x-acs-date", raw.header("x-acs-date"))?;
     check_nonce(ctx, &a.access_key_id, "x-acs-signature-nonce", raw.header("x-acs-signature-nonce"))?;
-    Ok(Verified { account: secret.account.clone(), access_key_id: a.access_key_id })
+    Ok(Verified { account: secret.account.clone(), key_id: a.access_key_id })
 }
 
 #[cfg(test)]

@@ -11,13 +11,14 @@ use std::io::Cursor;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use disksnap_api_common::time::iso_z;
-use disksnap_service::{ids, Kind, Origin, Snapshot, SnapshotStatus, Tag, Volume, VolumeStatus, VolumeTransition, GIB};
+use disksnap_service::{Kind, Origin, Snapshot, SnapshotStatus, Tag, Volume, VolumeStatus, VolumeTransition, GIB};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::AliyunError;
+use crate::ids::show;
 
 /// The response format a request asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,19 +35,6 @@ impl Format {
             _ => Format::Json,
         }
     }
-}
-
-/// Aliyun prints each id with its own prefix over the shared suffix.
-pub fn show(kind: Kind, bare: &str) -> String {
-    let prefix = match kind {
-        Kind::Volume => "d-",
-        Kind::Snapshot => "s-",
-        Kind::Instance => "i-",
-        Kind::Image => "m-",
-        Kind::Chain => "sl-",
-        Kind::Job | Kind::Tag => return ids::display(kind, bare),
-    };
-    format!("{prefix}{bare}")
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use disksnap_api_common::encode::rfc3986;
 use disksnap_api_common::sign::sha256_hex;
-use disksnap_api_common::{ApiContext, KeyRing, Vendor};
+use disksnap_api_common::{ApiContext, KeyRing};
 use disksnap_dialect_aliyun::signature::{
     rpc_signature, rpc_string_to_sign, v3_canonical_request, v3_signature, v3_string_to_sign,
 };
@@ -17,7 +17,7 @@ use serde_json::Value;
 async fn ctx(dir: &std::path::Path) -> ApiContext {
     let svc = Service::open(ServiceConfig::new(dir)).await.unwrap();
     let mut keys = KeyRing::default();
-    keys.add(Vendor::Aliyun, "testid", "dev", "testsecret").unwrap();
+    keys.add(disksnap_dialect_aliyun::KEYS, "testid", "dev", "testsecret").unwrap();
     ApiContext::new(svc, keys)
 }
 

@@ -13,7 +13,7 @@ use crate::error::{OsError, OsResult};
 use crate::listing::{self, Row, Target};
 use crate::router::{ItemOp, MetaOp, Op};
 use crate::wire::{self, Flavour, Override, SnapCtx, SnapView};
-use crate::{empty, json_response, Call, Dialect};
+use crate::{empty, json_response, Call, OpenStack};
 
 /// Every snapshot status word Cinder knows (`os-reset_status` accepts these).
 pub const CINDER_STATUSES: &[&str] = &[
@@ -32,7 +32,7 @@ pub const CINDER_STATUSES: &[&str] = &[
 pub const RESERVED_PREFIX: &str = "__system__";
 
 /// Every live snapshot of the caller's account (creating or available; deleted ones are hidden).
-pub async fn all_snapshots(d: &Dialect, call: &Call, volume: Option<&str>) -> OsResult<Vec<Snapshot>> {
+pub async fn all_snapshots(d: &OpenStack, call: &Call, volume: Option<&str>) -> OsResult<Vec<Snapshot>> {
     let q = SnapshotQuery {
         statuses: vec![SnapshotStatus::Creating, SnapshotStatus::Available],
         volume_ids: volume.map(|v| vec![v.to_string()]).unwrap_or_default(),
@@ -42,7 +42,7 @@ pub async fn all_snapshots(d: &Dialect, call: &Call, volume: Option<&str>) -> Os
 }
 
 /// One snapshot of the caller's, hidden once deleted.
-pub async fn get_snapshot(d: &Dialect, call: &Call, id: &str) -> OsResult<Snapshot> {
+pub async fn get_snapshot(d: &OpenStack, call: &Call, id: &str) -> OsResult<Snapshot> {
     let bare = wire::from_wire(Kind::Snapshot, id);
     let s = d.ctx.service.snapshot(&call.auth.caller(), &bare).await.map_err(|e| not_found_as(e, id))?;
     if matches!(s.status, SnapshotStatus::Deleted | SnapshotStatus::Ceased) {
@@ -71,16 +71,16 @@ pub fn snap_ctx<'a>(call: &'a Call) -> SnapCtx<'a> {
     }
 }
 
-pub async fn render(d: &Dialect, call: &Call, s: &Snapshot, view: SnapView) -> OsResult<Value> {
+pub async fn render(d: &OpenStack, call: &Call, s: &Snapshot, view: SnapView) -> OsResult<Value> {
     let meta = d.ctx.service.snapshot_metadata(&call.auth.caller(), &s.id).await?;
     Ok(wire::snapshot(s, &meta, d.override_of(s).as_ref(), view, &snap_ctx(call)))
 }
 
-pub fn shown_status(d: &Dialect, s: &Snapshot, flavour: Flavour) -> String {
+pub fn shown_status(d: &OpenStack, s: &Snapshot, flavour: Flavour) -> String {
     d.override_of(s).map(|o| o.status).unwrap_or_else(|| wire::snapshot_status(s, flavour).to_string())
 }
 
-pub fn row_of(d: &Dialect, s: &Snapshot, flavour: Flavour, index: usize) -> Row {
+pub fn row_of(d: &OpenStack, s: &Snapshot, flavour: Flavour, index: usize) -> Row {
     Row {
         id: wire::uuid(Kind::Snapshot, &s.id),
         created: s.create_time,
@@ -97,7 +97,7 @@ pub fn row_of(d: &Dialect, s: &Snapshot, flavour: Flavour, index: usize) -> Row 
     }
 }
 
-pub async fn handle(d: &Dialect, call: &Call, op: Op) -> OsResult<Response> {
+pub async fn handle(d: &OpenStack, call: &Call, op: Op) -> OsResult<Response> {
     match op {
         Op::List { detail } => list(d, call, detail).await,
         Op::Create => create(d, call).await,
@@ -124,13 +124,13 @@ pub async fn handle(d: &Dialect, call: &Call, op: Op) -> OsResult<Response> {
     }
 }
 
-async fn delete(d: &Dialect, call: &Call, s: &Snapshot) -> OsResult<()> {
+async fn delete(d: &OpenStack, call: &Call, s: &Snapshot) -> OsResult<()> {
     d.ctx.service.delete_snapshots(&call.auth.caller(), std::slice::from_ref(&s.id), DeleteScope::Points).await?;
     d.set_override(&s.id, None);
     Ok(())
 }
 
-async fn list(d: &Dialect, call: &Call, detail: bool) -> OsResult<Response> {
+async fn list(d: &OpenStack, call: &Call, detail: bool) -> OsResult<Response> {
     let strict = call.flavour == Flavour::Cinder && call.version.at_least(3, 31);
     let params = listing::parse(&call.query(), Target::Snapshots, call.version, strict)?;
     let page = list_page(d, call, &params, &[]).await?;
@@ -149,7 +149,7 @@ async fn list(d: &Dialect, call: &Call, detail: bool) -> OsResult<Response> {
 }
 
 /// Render a page of snapshots with their metadata read in one query (not one per item).
-pub async fn render_page(d: &Dialect, call: &Call, snaps: &[Snapshot], view: SnapView) -> OsResult<Vec<Value>> {
+pub async fn render_page(d: &OpenStack, call: &Call, snaps: &[Snapshot], view: SnapView) -> OsResult<Vec<Value>> {
     let ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
     let metas = d.ctx.service.snapshots_metadata(&call.auth.caller(), &ids).await?;
     let ctx = snap_ctx(call);
@@ -179,7 +179,7 @@ pub struct SnapPage {
 /// list index: a page costs about what its items do, at any depth and any account size. Other
 /// sort keys and filters (`metadata`, `name~`, zone, …) are rare; they fall back to reading
 /// every live snapshot and paging in memory ([`listing::page`]), which is exact for every key.
-pub async fn list_page(d: &Dialect, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<SnapPage> {
+pub async fn list_page(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<SnapPage> {
     match pushdown(d, call, p, ids) {
         Some(pushed) => indexed_page(d, call, p, pushed).await,
         None => scanned_page(d, call, p, ids).await,
@@ -193,7 +193,7 @@ struct Pushed {
     nothing: bool,
 }
 
-fn pushdown(d: &Dialect, call: &Call, p: &listing::ListParams, ids: &[String]) -> Option<Pushed> {
+fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String]) -> Option<Pushed> {
     // Order: `created_at` in one direction, optionally then `id` in the same one (what
     // `(create_time, id)` on the index gives; Cinder adds the default keys in the first key's
     // direction, see listing::sort).
@@ -263,7 +263,7 @@ fn pushdown(d: &Dialect, call: &Call, p: &listing::ListParams, ids: &[String]) -
     Some(Pushed { query: q, nothing })
 }
 
-async fn indexed_page(d: &Dialect, call: &Call, p: &listing::ListParams, pushed: Pushed) -> OsResult<SnapPage> {
+async fn indexed_page(d: &OpenStack, call: &Call, p: &listing::ListParams, pushed: Pushed) -> OsResult<SnapPage> {
     let caller = call.auth.caller();
     let Pushed { query: mut q, nothing } = pushed;
     if let Some(m) = &p.marker {
@@ -324,7 +324,7 @@ async fn indexed_page(d: &Dialect, call: &Call, p: &listing::ListParams, pushed:
 }
 
 /// The fallback: every live snapshot, filtered, sorted and paged in memory.
-async fn scanned_page(d: &Dialect, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<SnapPage> {
+async fn scanned_page(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<SnapPage> {
     let snaps = all_snapshots(d, call, None).await?;
     let mut rows: Vec<Row> = snaps
         .iter()
@@ -410,7 +410,12 @@ pub fn parse_meta(v: Option<&Value>) -> OsResult<Vec<(String, String)>> {
 }
 
 /// Create one snapshot of a volume, checking Cinder's rules (§5.2); shared with EVS.
-pub async fn create_one(d: &Dialect, call: &Call, o: &Map<String, Value>, force_rule_366: bool) -> OsResult<Snapshot> {
+pub async fn create_one(
+    d: &OpenStack,
+    call: &Call,
+    o: &Map<String, Value>,
+    force_rule_366: bool,
+) -> OsResult<Snapshot> {
     let vid = match o.get("volume_id") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => return Err(OsError::NotFound("Volume None could not be found.".into())),
@@ -459,7 +464,7 @@ pub async fn create_one(d: &Dialect, call: &Call, o: &Map<String, Value>, force_
     Ok(s)
 }
 
-async fn create(d: &Dialect, call: &Call) -> OsResult<Response> {
+async fn create(d: &OpenStack, call: &Call) -> OsResult<Response> {
     let body = call.json()?;
     let o = envelope(&body, "snapshot")?;
     const ALLOWED: &[&str] =
@@ -490,7 +495,7 @@ pub fn parse_update(body: &Value) -> OsResult<(Option<String>, Option<String>)> 
     Ok((opt_text(o, &["name", "display_name"])?, opt_text(o, &["description", "display_description"])?))
 }
 
-async fn update(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
+async fn update(d: &OpenStack, call: &Call, id: &str) -> OsResult<Response> {
     let s = get_snapshot(d, call, id).await?;
     let (name, description) = parse_update(&call.json()?)?;
     let s = d.ctx.service.modify_snapshot(&call.auth.caller(), &s.id, name.as_deref(), description.as_deref()).await?;
@@ -501,7 +506,7 @@ fn meta_map(pairs: &[(String, String)]) -> Value {
     Value::Object(pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
 }
 
-async fn metadata(d: &Dialect, call: &Call, id: &str, op: MetaOp) -> OsResult<Response> {
+async fn metadata(d: &OpenStack, call: &Call, id: &str, op: MetaOp) -> OsResult<Response> {
     let s = get_snapshot(d, call, id).await?;
     let caller = call.auth.caller();
     let current = d.ctx.service.snapshot_metadata(&caller, &s.id).await?;
@@ -529,7 +534,7 @@ async fn metadata(d: &Dialect, call: &Call, id: &str, op: MetaOp) -> OsResult<Re
     Ok(json_response(StatusCode::OK, json!({"metadata": meta_map(&out)})))
 }
 
-async fn metadata_item(d: &Dialect, call: &Call, id: &str, key: &str, op: ItemOp) -> OsResult<Response> {
+async fn metadata_item(d: &OpenStack, call: &Call, id: &str, key: &str, op: ItemOp) -> OsResult<Response> {
     let s = get_snapshot(d, call, id).await?;
     let caller = call.auth.caller();
     let current = d.ctx.service.snapshot_metadata(&caller, &s.id).await?;
@@ -567,7 +572,7 @@ fn no_such_action(name: &str) -> OsError {
     bad(format!("There is no such action: {name}. Verify the request body and Content-Type header and try again."))
 }
 
-async fn action(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
+async fn action(d: &OpenStack, call: &Call, id: &str) -> OsResult<Response> {
     let body = call.json()?;
     let o = body.as_object().filter(|o| o.len() == 1).ok_or_else(|| bad("Malformed request body"))?;
     let (name, arg) = o.iter().next().ok_or_else(|| bad("Malformed request body"))?;

@@ -181,11 +181,8 @@ impl OsError {
         }
     }
 
-    /// The response; internal errors are logged with the request id first.
+    /// The response (the pipeline has logged an internal error already).
     pub fn render(&self, envelope: Envelope, request_id: &str) -> Response {
-        if let OsError::Service(e @ (ServiceError::Internal(_) | ServiceError::Corrupt(_))) = self {
-            tracing::error!(request_id, error = %e, "openstack dialect: internal error");
-        }
         let mut resp = (self.status(), axum::Json(self.body(envelope, request_id))).into_response();
         if matches!(self, OsError::Unauthorized(_)) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Keystone uri=\"/identity\""));

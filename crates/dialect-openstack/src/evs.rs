@@ -12,13 +12,13 @@ use crate::error::{OsError, OsResult};
 use crate::listing;
 use crate::router::EvsOp;
 use crate::wire::{self, SnapView};
-use crate::{empty, json_response, volumes, Call, Dialect};
+use crate::{empty, json_response, volumes, Call, OpenStack};
 
 fn bad(m: impl Into<String>) -> OsError {
     OsError::BadRequest(m.into())
 }
 
-pub async fn handle(d: &Dialect, call: &Call, op: EvsOp) -> OsResult<Response> {
+pub async fn handle(d: &OpenStack, call: &Call, op: EvsOp) -> OsResult<Response> {
     match op {
         EvsOp::List => list(d, call).await,
         EvsOp::Create => {
@@ -61,7 +61,7 @@ pub async fn handle(d: &Dialect, call: &Call, op: EvsOp) -> OsResult<Response> {
     }
 }
 
-async fn list(d: &Dialect, call: &Call) -> OsResult<Response> {
+async fn list(d: &OpenStack, call: &Call) -> OsResult<Response> {
     let pairs = call.query();
     let mut params = listing::ListParams::default();
     let mut ids: Vec<String> = Vec::new();
@@ -129,7 +129,7 @@ async fn list(d: &Dialect, call: &Call) -> OsResult<Response> {
 }
 
 /// Roll a disk back to any of its available snapshots (§9.3).
-async fn rollback(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
+async fn rollback(d: &OpenStack, call: &Call, id: &str) -> OsResult<Response> {
     let body = call.json()?;
     let s = cinder::get_snapshot(d, call, id).await?;
     let r = envelope(&body, "rollback")?;

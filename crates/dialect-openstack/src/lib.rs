@@ -1,8 +1,9 @@
 //! OpenStack Block Storage (Cinder v2/v3 with microversions), a minimal Keystone v3, and Huawei
 //! Cloud EVS's native `cloudsnapshots` API (shared/design/dialect-openstack.md).
 //!
-//! How the pieces fit: [`router`] turns method + path into an [`router::Endpoint`]; [`lib`]
-//! (this file) reads the request, negotiates the microversion, authenticates (a Keystone token
+//! How the pieces fit: [`router`] turns method + path into an [`router::Endpoint`]; this file
+//! holds the [`OpenStack`] dialect's steps of api-common's pipeline: it negotiates the
+//! microversion, authenticates (a Keystone token
 //! from [`keystone`], or a Huawei AK/SK signature checked by [`signature`]), calls the handler
 //! module ([`keystone`], [`cinder`], [`volumes`], [`evs`]) and adds the request-id and version
 //! headers. [`wire`] renders ids (reversible UUIDs), times and views; [`listing`] does Cinder's
@@ -26,17 +27,18 @@ pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use serde_json::{json, Value};
 
-use disksnap_api_common::{ApiContext, RawRequest};
-use disksnap_service::Caller;
+use disksnap_api_common::{pipeline, ApiContext, Dialect, DialectError, EndpointName, KeyKind, RawRequest, RequestId};
+use disksnap_service::{Caller, Kind, ServiceError};
 
 use crate::error::{Envelope, OsError, OsResult};
 use crate::microversion::{Version, VersionError};
@@ -48,16 +50,16 @@ pub type Overrides = HashMap<String, (Override, chrono::DateTime<chrono::Utc>)>;
 
 /// The dialect's state (axum state; cheap to clone).
 #[derive(Clone)]
-pub struct Dialect {
+pub struct OpenStack {
     pub ctx: ApiContext,
     pub tokens: Arc<keystone::TokenStore>,
     /// Snapshot (bare id) → status shown until the next real change (§5.4).
     pub overrides: Arc<Mutex<Overrides>>,
 }
 
-impl Dialect {
+impl OpenStack {
     pub fn new(ctx: ApiContext) -> Self {
-        Dialect { ctx, tokens: Arc::default(), overrides: Arc::default() }
+        OpenStack { ctx, tokens: Arc::default(), overrides: Arc::default() }
     }
 
     /// The override of a snapshot, if set since its last real state change.
@@ -134,19 +136,27 @@ pub fn empty(status: StatusCode) -> Response {
     r
 }
 
+/// The account's Huawei AK/SK pair (config section `huawei`); Keystone users are the
+/// [`KeyRing`](disksnap_api_common::KeyRing)'s OpenStack users.
+pub const HUAWEI_KEYS: KeyKind = KeyKind("huawei");
+
+/// Huawei's `X-Sdk-Date` may be this far from the server clock, either way (README: ±15 min).
+pub const HUAWEI_CLOCK_WINDOW: Duration = Duration::from_secs(15 * 60);
+
 /// The routes of this dialect; `/` (shared with Aliyun) is served by [`version_root`].
 pub fn routes(ctx: ApiContext) -> Router {
-    let d = Dialect::new(ctx);
+    let d = Arc::new(OpenStack::new(ctx));
+    let serve = pipeline::handler::<OpenStack>;
     Router::new()
-        .route("/identity", any(dispatch))
-        .route("/identity/", any(dispatch))
-        .route("/identity/{*rest}", any(dispatch))
-        .route("/v3", any(dispatch))
-        .route("/v3/", any(dispatch))
-        .route("/v3/{*rest}", any(dispatch))
-        .route("/v2", any(dispatch))
-        .route("/v2/", any(dispatch))
-        .route("/v2/{project}/{*rest}", any(dispatch))
+        .route("/identity", any(serve))
+        .route("/identity/", any(serve))
+        .route("/identity/{*rest}", any(serve))
+        .route("/v3", any(serve))
+        .route("/v3/", any(serve))
+        .route("/v3/{*rest}", any(serve))
+        .route("/v2", any(serve))
+        .route("/v2/", any(serve))
+        .route("/v2/{project}/{*rest}", any(serve))
         .with_state(d)
 }
 
@@ -166,64 +176,160 @@ pub async fn version_root(_ctx: ApiContext, req: Request) -> Response {
     resp
 }
 
-async fn dispatch(State(d): State<Dialect>, req: Request) -> Response {
-    let raw = match RawRequest::read(req).await {
-        Ok(r) => r,
-        Err(e) => return OsError::BadRequest(e).render(Envelope::Cinder, ""),
-    };
-    let rid = raw.request_id.0.clone();
-    let endpoint = Endpoint::parse(&raw.method, &raw.path);
-    let api = match &endpoint {
-        Endpoint::Cinder { api, .. } | Endpoint::VolumeVersion(api) => Some(*api),
-        Endpoint::BadMethod { api } | Endpoint::NotFound { api } => *api,
-        Endpoint::Evs { .. } => Some(Api::V2),
-        _ => None,
-    };
-    let envelope = match &endpoint {
-        Endpoint::Evs { .. } => Envelope::EvsNative,
-        Endpoint::IdentityVersions | Endpoint::IdentityV3 | Endpoint::IssueToken | Endpoint::RevokeToken => {
-            Envelope::Keystone
-        }
-        _ if raw.path.starts_with("/identity") => Envelope::Keystone,
-        _ if api == Some(Api::V2) => Envelope::EvsCinder,
-        _ => Envelope::Cinder,
-    };
-    // Microversions: `/v3` only; every answer (faults too) echoes the accepted one.
-    let mut version = microversion::MIN;
-    let mut echo = false;
-    if api == Some(Api::V3) {
-        match microversion::negotiate(raw.header("openstack-api-version")) {
-            Ok(v) => {
-                version = v;
-                echo = true;
-            }
-            Err(e) => {
-                let err = match e {
-                    VersionError::Malformed(m) => OsError::BadRequest(m),
-                    VersionError::Unsupported(m) => OsError::NotAcceptable(m),
-                };
-                let mut resp = err.render(envelope, &rid);
-                resp.headers_mut().insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
-                request_id_headers(&mut resp, &rid);
-                return resp;
-            }
-        }
-    }
-    let mut resp = match handle(&d, raw, endpoint, version).await {
-        Ok(r) => r,
-        Err(e) => e.render(envelope, &rid),
-    };
-    request_id_headers(&mut resp, &rid);
-    if echo {
-        if let Ok(v) = HeaderValue::from_str(&format!("volume {version}")) {
-            resp.headers_mut().insert("openstack-api-version", v);
-        }
-        resp.headers_mut().insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
-    }
-    resp
+/// What every answer needs: the route (read before anything else: it decides the error
+/// envelope) and the microversion once negotiated.
+pub struct Frame {
+    endpoint: Endpoint,
+    envelope: Envelope,
+    api: Option<Api>,
+    version: Version,
+    /// The microversion was accepted: every answer (faults too) echoes it.
+    echo: bool,
 }
 
-async fn handle(d: &Dialect, raw: RawRequest, endpoint: Endpoint, version: Version) -> OsResult<Response> {
+impl EndpointName for Endpoint {
+    fn name(&self) -> String {
+        let op = |op: &router::Op| match op {
+            router::Op::List { detail: false } => "list",
+            router::Op::List { detail: true } => "detail",
+            router::Op::Create => "create",
+            router::Op::Show(_) => "show",
+            router::Op::Update(_) => "update",
+            router::Op::Delete(_) => "delete",
+            router::Op::Metadata(..) => "metadata",
+            router::Op::MetadataItem(..) => "metadata_item",
+            router::Op::Action(_) => "action",
+            router::Op::Summary => "summary",
+        };
+        match self {
+            Endpoint::IdentityVersions => "identity.versions".into(),
+            Endpoint::IdentityV3 => "identity.v3".into(),
+            Endpoint::IssueToken => "identity.tokens.issue".into(),
+            Endpoint::RevokeToken => "identity.tokens.revoke".into(),
+            Endpoint::VolumeVersion(_) => "volume.versions".into(),
+            Endpoint::Cinder { res: router::Res::Snapshot, op: o, .. } => format!("cinder.snapshots.{}", op(o)),
+            Endpoint::Cinder { res: router::Res::Volume, op: o, .. } => format!("cinder.volumes.{}", op(o)),
+            Endpoint::Evs { op, .. } => format!(
+                "evs.cloudsnapshots.{}",
+                match op {
+                    router::EvsOp::List => "list",
+                    router::EvsOp::Create => "create",
+                    router::EvsOp::Show(_) => "show",
+                    router::EvsOp::Update(_) => "update",
+                    router::EvsOp::Delete(_) => "delete",
+                    router::EvsOp::Rollback(_) => "rollback",
+                }
+            ),
+            Endpoint::BadMethod { .. } => "bad_method".into(),
+            Endpoint::NotFound { .. } => "not_found".into(),
+        }
+    }
+}
+
+impl DialectError for OsError {
+    fn unreadable(why: String) -> Self {
+        OsError::BadRequest(why)
+    }
+    fn is_internal(&self) -> bool {
+        matches!(self, OsError::Service(ServiceError::Internal(_) | ServiceError::Corrupt(_)))
+    }
+    fn code(&self) -> String {
+        self.name().to_string()
+    }
+}
+
+impl Dialect for OpenStack {
+    const NAME: &'static str = "openstack";
+    const KEY_KIND: KeyKind = HUAWEI_KEYS;
+    const CLOCK_WINDOW: Duration = HUAWEI_CLOCK_WINDOW;
+    type Frame = Frame;
+
+    /// Reversible UUIDs (`d15c0001-…` volumes, `d15c0002-…` snapshots…).
+    fn show_id(kind: Kind, bare: &str) -> String {
+        wire::uuid(kind, bare)
+    }
+
+    /// A Keystone token or a Huawei signature's caller; None on the routes that need neither
+    /// (version lists, token issue and revoke, which check what they need themselves).
+    type Caller = Option<Auth>;
+    type Endpoint = Endpoint;
+    type Error = OsError;
+
+    fn frame(&self, raw: &RawRequest) -> Frame {
+        let endpoint = Endpoint::parse(&raw.method, &raw.path);
+        let api = match &endpoint {
+            Endpoint::Cinder { api, .. } | Endpoint::VolumeVersion(api) => Some(*api),
+            Endpoint::BadMethod { api } | Endpoint::NotFound { api } => *api,
+            Endpoint::Evs { .. } => Some(Api::V2),
+            _ => None,
+        };
+        let envelope = match &endpoint {
+            Endpoint::Evs { .. } => Envelope::EvsNative,
+            Endpoint::IdentityVersions | Endpoint::IdentityV3 | Endpoint::IssueToken | Endpoint::RevokeToken => {
+                Envelope::Keystone
+            }
+            _ if raw.path.starts_with("/identity") => Envelope::Keystone,
+            _ if api == Some(Api::V2) => Envelope::EvsCinder,
+            _ => Envelope::Cinder,
+        };
+        Frame { endpoint, envelope, api, version: microversion::MIN, echo: false }
+    }
+
+    /// Microversions first (`/v3` only), then the caller of a Block Storage or EVS route.
+    async fn verify(&self, raw: &RawRequest, f: &mut Frame) -> OsResult<Option<Auth>> {
+        if f.api == Some(Api::V3) {
+            f.version = microversion::negotiate(raw.header("openstack-api-version")).map_err(|e| match e {
+                VersionError::Malformed(m) => OsError::BadRequest(m),
+                VersionError::Unsupported(m) => OsError::NotAcceptable(m),
+            })?;
+            f.echo = true;
+        }
+        match &f.endpoint {
+            Endpoint::Cinder { project, .. } => authenticate(self, raw, project.as_deref()).map(Some),
+            Endpoint::Evs { project, .. } => authenticate(self, raw, Some(project)).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn endpoint(&self, _raw: &RawRequest, f: &mut Frame, _auth: &Option<Auth>) -> OsResult<Endpoint> {
+        match &f.endpoint {
+            Endpoint::BadMethod { .. } => Err(OsError::BadMethod),
+            Endpoint::NotFound { .. } => Err(OsError::NotFound("The resource could not be found.".into())),
+            e => Ok(e.clone()),
+        }
+    }
+
+    async fn handle(&self, call: pipeline::Call<'_, Self>) -> OsResult<Response> {
+        let version = call.frame.version;
+        handle(self, call.raw, call.endpoint, version, call.caller).await
+    }
+
+    fn error_response(&self, f: &Frame, e: &OsError, request_id: &RequestId) -> Response {
+        e.render(f.envelope, &request_id.0)
+    }
+
+    /// The request id on every answer; the accepted microversion echoed, and `Vary` on every
+    /// answer of a `/v3` route (a refused microversion included).
+    fn finish(&self, f: &Frame, resp: &mut Response, request_id: &RequestId) {
+        request_id_headers(resp, &request_id.0);
+        if f.echo {
+            if let Ok(v) = HeaderValue::from_str(&format!("volume {}", f.version)) {
+                resp.headers_mut().insert("openstack-api-version", v);
+            }
+        }
+        if f.api == Some(Api::V3) {
+            resp.headers_mut().insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+        }
+    }
+}
+
+async fn handle(
+    d: &OpenStack,
+    raw: RawRequest,
+    endpoint: Endpoint,
+    version: Version,
+    auth: Option<Auth>,
+) -> OsResult<Response> {
     let base = wire::base_url(&raw.headers);
     match endpoint {
         Endpoint::IdentityVersions => Ok(json_response(StatusCode::MULTIPLE_CHOICES, keystone::versions_body(&base))),
@@ -255,7 +361,7 @@ async fn handle(d: &Dialect, raw: RawRequest, endpoint: Endpoint, version: Versi
         Endpoint::BadMethod { .. } => Err(OsError::BadMethod),
         Endpoint::NotFound { .. } => Err(OsError::NotFound("The resource could not be found.".into())),
         Endpoint::Cinder { api, project, res, op } => {
-            let auth = authenticate(d, &raw, project.as_deref())?;
+            let auth = auth.ok_or(OsError::Unauthorized("authentication required".into()))?;
             let flavour = if api == Api::V3 { Flavour::Cinder } else { Flavour::Evs };
             let with_project = project.is_some();
             let call = Call { raw, base, api, version, flavour, auth, with_project };
@@ -264,15 +370,15 @@ async fn handle(d: &Dialect, raw: RawRequest, endpoint: Endpoint, version: Versi
                 router::Res::Volume => volumes::handle(d, &call, op).await,
             }
         }
-        Endpoint::Evs { project, op } => {
-            let auth = authenticate(d, &raw, Some(&project))?;
+        Endpoint::Evs { project: _, op } => {
+            let auth = auth.ok_or(OsError::Unauthorized("authentication required".into()))?;
             let call = Call { raw, base, api: Api::V2, version, flavour: Flavour::Evs, auth, with_project: true };
             evs::handle(d, &call, op).await
         }
     }
 }
 
-fn project_of(d: &Dialect, account: &str) -> Option<(String, String)> {
+fn project_of(d: &OpenStack, account: &str) -> Option<(String, String)> {
     d.ctx
         .keys
         .openstack_users()
@@ -283,10 +389,10 @@ fn project_of(d: &Dialect, account: &str) -> Option<(String, String)> {
 
 /// A Keystone token (`X-Auth-Token`) or a Huawei AK/SK signature; the URL project must be the
 /// caller's (else 403).
-fn authenticate(d: &Dialect, raw: &RawRequest, url_project: Option<&str>) -> OsResult<Auth> {
+fn authenticate(d: &OpenStack, raw: &RawRequest, url_project: Option<&str>) -> OsResult<Auth> {
     let signed = raw.header("authorization").is_some_and(|a| a.trim_start().starts_with("SDK-HMAC"));
     let auth = if signed || raw.header("x-sdk-date").is_some() && raw.header("x-auth-token").is_none() {
-        let v = signature::verify(raw, &d.ctx.keys, d.ctx.windows.huawei).map_err(OsError::SignatureRefused)?;
+        let v = signature::verify(raw, &d.ctx.keys, HUAWEI_CLOCK_WINDOW).map_err(OsError::SignatureRefused)?;
         let (project_id, user_id) = project_of(d, &v.account)
             .ok_or_else(|| OsError::Forbidden("This account has no OpenStack project configured.".into()))?;
         if let Some(h) = raw.header("x-project-id") {

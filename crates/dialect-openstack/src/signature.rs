@@ -8,17 +8,10 @@ use chrono::{NaiveDateTime, TimeZone, Utc};
 
 use disksnap_api_common::encode::rfc3986;
 use disksnap_api_common::sign::{hmac_sha256, same, sha256_hex};
-use disksnap_api_common::{clock, KeyRing, RawRequest, Vendor};
+use disksnap_api_common::{clock, KeyRing, RawRequest, Verified};
 
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-/// The account a signed request speaks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    pub account: String,
-    pub access_key: String,
-}
 
 /// The parts of `Authorization: SDK-HMAC-SHA256 Access=…, SignedHeaders=…, Signature=…`.
 #[derive(Debug, PartialEq, Eq)]
@@ -136,7 +129,7 @@ pub fn signature(secret: &str, string_to_sign: &str) -> String {
 pub fn verify(req: &RawRequest, keys: &KeyRing, window: Duration) -> Result<Verified, String> {
     let auth = req.header("authorization").ok_or("no Authorization header")?;
     let a = parse_authorization(auth)?;
-    let secret = keys.lookup(Vendor::Huawei, &a.access).ok_or("verify aksk signature fail")?;
+    let secret = keys.lookup(crate::HUAWEI_KEYS, &a.access).ok_or("verify aksk signature fail")?;
     let date = req.header("x-sdk-date").ok_or("X-Sdk-Date is missing")?;
     let t = NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ")
         .map_err(|_| format!("X-Sdk-Date {date:?} is not YYYYMMDDTHHMMSSZ"))?;
@@ -149,7 +142,7 @@ pub fn verify(req: &RawRequest, keys: &KeyRing, window: Duration) -> Result<Veri
     if !same(want.as_bytes(), a.signature.as_bytes()) {
         return Err("verify aksk signature fail".into());
     }
-    Ok(Verified { account: secret.account.clone(), access_key: a.access })
+    Ok(Verified { account: secret.account.clone(), key_id: a.access })
 }
 
 #[cfg(test)]
@@ -257,7 +250,7 @@ mod tests {
     #[test]
     fn verify_accepts_fresh_and_refuses_forged_or_stale() {
         let mut keys = KeyRing::default();
-        keys.add(Vendor::Huawei, "MYAKEXAMPLE", "dev", "MYSKEXAMPLE").unwrap();
+        keys.add(crate::HUAWEI_KEYS, "MYAKEXAMPLE", "dev", "MYSKEXAMPLE").unwrap();
         let date = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         let mut r = req(
             Method::GET,

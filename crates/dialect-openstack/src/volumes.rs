@@ -12,13 +12,13 @@ use crate::error::{OsError, OsResult};
 use crate::listing::{self, Row, Target};
 use crate::router::{ItemOp, MetaOp, Op};
 use crate::wire::{self, Flavour, VolCtx, VolView};
-use crate::{empty, json_response, Call, Dialect};
+use crate::{empty, json_response, Call, OpenStack};
 
 fn bad(m: impl Into<String>) -> OsError {
     OsError::BadRequest(m.into())
 }
 
-async fn all_volumes(d: &Dialect, call: &Call) -> OsResult<Vec<Volume>> {
+async fn all_volumes(d: &OpenStack, call: &Call) -> OsResult<Vec<Volume>> {
     let q = VolumeQuery {
         statuses: vec![VolumeStatus::Creating, VolumeStatus::Available, VolumeStatus::InUse],
         ..Default::default()
@@ -26,7 +26,7 @@ async fn all_volumes(d: &Dialect, call: &Call) -> OsResult<Vec<Volume>> {
     Ok(d.ctx.service.all_volumes(&call.auth.caller(), &q).await?)
 }
 
-pub async fn get_volume(d: &Dialect, call: &Call, id: &str) -> OsResult<Volume> {
+pub async fn get_volume(d: &OpenStack, call: &Call, id: &str) -> OsResult<Volume> {
     d.ctx.service.volume(&call.auth.caller(), &wire::from_wire(Kind::Volume, id)).await.map_err(|e| not_found_as(e, id))
 }
 
@@ -49,7 +49,7 @@ pub fn status(call: &Call, v: &Volume) -> &'static str {
     wire::volume_status(v, call.flavour)
 }
 
-pub async fn handle(d: &Dialect, call: &Call, op: Op) -> OsResult<Response> {
+pub async fn handle(d: &OpenStack, call: &Call, op: Op) -> OsResult<Response> {
     match op {
         Op::List { detail } => list(d, call, detail).await,
         Op::Create => create(d, call).await,
@@ -112,7 +112,7 @@ fn row_of(v: &Volume, status: &str, index: usize) -> Row {
     }
 }
 
-async fn list(d: &Dialect, call: &Call, detail: bool) -> OsResult<Response> {
+async fn list(d: &OpenStack, call: &Call, detail: bool) -> OsResult<Response> {
     let strict = call.flavour == Flavour::Cinder && call.version.at_least(3, 31);
     let params = listing::parse(&call.query(), Target::Volumes, call.version, strict)?;
     let (vols, next_marker, count) = match pushdown(&params) {
@@ -170,7 +170,7 @@ fn pushdown(p: &listing::ListParams) -> Option<(VolumeQuery, bool)> {
 }
 
 async fn indexed_page(
-    d: &Dialect,
+    d: &OpenStack,
     call: &Call,
     p: &listing::ListParams,
     (mut q, nothing): (VolumeQuery, bool),
@@ -227,7 +227,7 @@ pub fn parse_size(v: Option<&Value>) -> OsResult<Option<u64>> {
     }
 }
 
-async fn create(d: &Dialect, call: &Call) -> OsResult<Response> {
+async fn create(d: &OpenStack, call: &Call) -> OsResult<Response> {
     let body = call.json()?;
     let o = envelope(&body, "volume")?;
     const ALLOWED: &[&str] = &[
@@ -319,7 +319,7 @@ async fn create(d: &Dialect, call: &Call) -> OsResult<Response> {
     Ok(json_response(StatusCode::ACCEPTED, json!({"volume": render(call, &shown, VolView::Created)})))
 }
 
-async fn update(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
+async fn update(d: &OpenStack, call: &Call, id: &str) -> OsResult<Response> {
     let v = get_volume(d, call, id).await?;
     let body = call.json()?;
     let o = envelope(&body, "volume")?;
@@ -338,7 +338,7 @@ async fn update(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
     Ok(json_response(StatusCode::OK, json!({"volume": render(call, &v, VolView::Created)})))
 }
 
-async fn delete(d: &Dialect, call: &Call, v: &Volume, cascade: bool, force: bool) -> OsResult<()> {
+async fn delete(d: &OpenStack, call: &Call, v: &Volume, cascade: bool, force: bool) -> OsResult<()> {
     let shown = status(call, v);
     let vid = wire::uuid(Kind::Volume, &v.id);
     if !force && !matches!(shown, "available" | "error") {
@@ -366,7 +366,7 @@ fn no_such_action(name: &str) -> OsError {
     bad(format!("There is no such action: {name}. Verify the request body and Content-Type header and try again."))
 }
 
-async fn action(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
+async fn action(d: &OpenStack, call: &Call, id: &str) -> OsResult<Response> {
     let body = call.json()?;
     let o = body.as_object().filter(|o| o.len() == 1).ok_or_else(|| bad("Malformed request body"))?;
     let (name, arg) = o.iter().next().ok_or_else(|| bad("Malformed request body"))?;
@@ -405,7 +405,7 @@ async fn action(d: &Dialect, call: &Call, id: &str) -> OsResult<Response> {
 }
 
 /// Revert to the newest snapshot, with Cinder's checks in order (§6.4).
-async fn revert(d: &Dialect, call: &Call, v: &Volume, arg: &Value) -> OsResult<Response> {
+async fn revert(d: &OpenStack, call: &Call, v: &Volume, arg: &Value) -> OsResult<Response> {
     let vid = wire::uuid(Kind::Volume, &v.id);
     let snaps = cinder::all_snapshots(d, call, Some(&v.id)).await?;
     if snaps.is_empty() {

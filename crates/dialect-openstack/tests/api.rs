@@ -33,7 +33,7 @@ async fn app(dir: &std::path::Path) -> (Router, ApiContext) {
         })
         .unwrap();
     }
-    keys.add(disksnap_api_common::Vendor::Huawei, HUAWEI_AK, "dev", HUAWEI_SK).unwrap();
+    keys.add(disksnap_dialect_openstack::HUAWEI_KEYS, HUAWEI_AK, "dev", HUAWEI_SK).unwrap();
     let mut ctx = ApiContext::new(svc, keys);
     ctx.token_lifetime = Duration::from_secs(60);
     (disksnap_dialect_openstack::routes(ctx.clone()), ctx)

@@ -28,7 +28,7 @@ impl From<ServiceError> for QcError {
 fn shown(kind: Kind, id: &str) -> String {
     let bare = disksnap_service::ids::parse(kind, id);
     match bare {
-        Some(b) if !id.contains('-') => disksnap_service::ids::display(kind, &b),
+        Some(b) if !id.contains('-') => crate::ids::display(kind, &b),
         _ => id.to_string(),
     }
 }
@@ -122,11 +122,9 @@ impl QcError {
         }
     }
 
-    /// Log what the client does not see.
-    pub fn log(&self, request_id: &str) {
-        if let QcError::Service(e @ (ServiceError::Internal(_) | ServiceError::Corrupt(_))) = self {
-            tracing::error!(request_id, error = %e, "request failed");
-        }
+    /// The server failed: the client sees only the request id (the pipeline logs the cause).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, QcError::Service(ServiceError::Internal(_) | ServiceError::Corrupt(_)))
     }
 }
 

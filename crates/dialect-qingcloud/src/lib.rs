@@ -11,15 +11,21 @@ pub mod params;
 pub mod rest51;
 pub mod wire;
 
+use std::sync::Arc;
+
 use axum::routing::any;
 use axum::Router;
-use disksnap_api_common::ApiContext;
+use disksnap_api_common::{pipeline, ApiContext, KeyKind};
+
+/// The QingCloud key pair of an account (config section `qingcloud`); 51idc's OAuth2 client
+/// credentials are the same pair (dialects.md §3.3).
+pub const KEYS: KeyKind = KeyKind("qingcloud");
 
 /// Routes of both dialects, ready to merge into the server's router.
 pub fn routes(ctx: ApiContext) -> Router {
     Router::new()
-        .route("/iaas/", any(iaas::endpoint))
-        .route("/iaas", any(iaas::endpoint))
-        .with_state(ctx.clone())
+        .route("/iaas/", any(pipeline::handler::<iaas::Iaas>))
+        .route("/iaas", any(pipeline::handler::<iaas::Iaas>))
+        .with_state(Arc::new(iaas::Iaas { ctx: ctx.clone() }))
         .merge(rest51::routes(ctx))
 }

@@ -8,6 +8,15 @@ use disksnap_api_common::MAX_LIST_ITEMS;
 
 use crate::error::QcError;
 
+/// One integer parameter's value (both dialects of the family read integers this way, 51idc
+/// from its JSON body too).
+pub fn parse_int(key: &str, value: &str) -> Result<i64, QcError> {
+    value
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| QcError::invalid(format!("parameter [{key}] should be an integer, not [{value}]")))
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Params(pub Vec<(String, String)>);
 
@@ -22,14 +31,7 @@ impl Params {
     }
 
     pub fn int(&self, key: &str) -> Result<Option<i64>, QcError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .trim()
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| QcError::invalid(format!("parameter [{key}] should be an integer, not [{v}]"))),
-        }
+        self.get(key).map(|v| parse_int(key, v)).transpose()
     }
 
     /// An integer that must be one of `allowed`.

@@ -2,8 +2,8 @@
 //! items with snake_case fields, QingCloud prefixes, sizes in MB/GB, UTC `…Z` times, and the
 //! status words mapped from the neutral lifecycle.
 
+use crate::ids::display;
 use disksnap_api_common::time::iso_z;
-use disksnap_service::ids::display;
 use disksnap_service::{
     Image, ImageStatus, Job, JobFailure, Kind, Snapshot, SnapshotStatus, SnapshotTransition, Tag, Volume, VolumeKind,
     VolumeStatus, VolumeTransition,

@@ -94,11 +94,8 @@ impl TencentError {
         matches!(self, TencentError::Service(ServiceError::Internal(_) | ServiceError::Corrupt(_)))
     }
 
-    /// The vendor envelope, HTTP 200. Internal errors are logged here with the request id.
+    /// The vendor envelope, HTTP 200 (the pipeline has logged an internal error already).
     pub fn render(&self, request_id: &RequestId) -> Response {
-        if self.is_internal() {
-            tracing::error!(request_id = %request_id.0, error = ?self, "tencent: internal error");
-        }
         let (code, desc) = self.code();
         let body = ErrorBody { code, message: self.message(request_id), code_desc: desc };
         json_200(&body)

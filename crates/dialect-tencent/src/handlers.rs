@@ -3,11 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Request, State};
+use std::time::Duration;
+
 use axum::http::{header, Method};
 use axum::response::Response;
 use disksnap_api_common::encode::parse_pairs;
-use disksnap_api_common::{ApiContext, RawRequest, RequestId, MAX_LIST_ITEMS};
+use disksnap_api_common::{
+    pipeline, Dialect, DialectError, EndpointName, KeyKind, RawRequest, RequestId, Verified, MAX_LIST_ITEMS,
+};
 use disksnap_service::{
     ids, Caller, CreateSnapshots, CreateVolumes, DeleteScope, Kind, Service, ServiceError, SnapshotQuery,
     SnapshotStatus, VolumeKind, VolumeQuery, VolumeStatus,
@@ -15,8 +18,9 @@ use disksnap_service::{
 
 use crate::error::{json_200, TencentError};
 use crate::router::Endpoint;
-use crate::signature::{verify, Params, VerifiedRequest};
+use crate::signature::{verify, Params};
 use crate::wire::{self, success};
+use crate::Tencent;
 
 type Result<T> = std::result::Result<T, TencentError>;
 
@@ -27,23 +31,90 @@ const DEFAULT_SNAPSHOT_NAME: &str = "未命名";
 const DEFAULT_LIMIT: u64 = 20;
 const MAX_LIMIT: u64 = 100;
 
-/// The one handler behind `/v2/index.php`.
-pub async fn entry(State(ctx): State<ApiContext>, req: Request) -> Response {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_default();
-    let rid = req.extensions().get::<RequestId>().cloned().unwrap_or_default();
-    let raw = match RawRequest::read(req).await {
-        Ok(r) => r,
-        Err(m) => return TencentError::InvalidCommon(m).render(&rid),
-    };
-    match handle(&ctx, raw, &host).await {
-        Ok(resp) => resp,
-        Err(e) => e.render(&rid),
+/// What every answer needs: the `Host` the client signed, and the parameters once read
+/// (by the verify step).
+pub struct Frame {
+    host: String,
+    params: Params,
+}
+
+impl EndpointName for Endpoint {
+    fn name(&self) -> String {
+        Endpoint::name(*self).to_string()
+    }
+}
+
+impl DialectError for TencentError {
+    fn unreadable(why: String) -> Self {
+        TencentError::InvalidCommon(why)
+    }
+    fn is_internal(&self) -> bool {
+        TencentError::is_internal(self)
+    }
+    fn code(&self) -> String {
+        TencentError::code(self).0.to_string()
+    }
+}
+
+impl Dialect for Tencent {
+    const NAME: &'static str = "tencent";
+    const KEY_KIND: KeyKind = crate::KEYS;
+    const CLOCK_WINDOW: Duration = crate::CLOCK_WINDOW;
+    type Frame = Frame;
+    type Caller = Verified;
+
+    fn show_id(kind: Kind, bare: &str) -> String {
+        wire::show(kind, bare)
+    }
+
+    type Endpoint = Endpoint;
+    type Error = TencentError;
+
+    fn frame(&self, raw: &RawRequest) -> Frame {
+        // An HTTP/2 request's `:authority` is its Host here (RawRequest::read_or_head).
+        let host = raw.header(header::HOST.as_str()).unwrap_or("").to_string();
+        Frame { host, params: Params::default() }
+    }
+
+    async fn verify(&self, raw: &RawRequest, f: &mut Frame) -> Result<Verified> {
+        f.params = parameters(raw)?;
+        if f.host.is_empty() {
+            return Err(TencentError::InvalidCommon(
+                "the request has no Host header; it is part of the signature".into(),
+            ));
+        }
+        verify(&self.ctx, raw.method.as_str(), &f.host, &raw.path, &f.params)
+    }
+
+    fn endpoint(&self, _raw: &RawRequest, f: &mut Frame, _who: &Verified) -> Result<Endpoint> {
+        let p = Args(&f.params);
+        let action =
+            p.get("Action").ok_or_else(|| TencentError::InvalidCommon("missing common parameter Action".into()))?;
+        Endpoint::from_action(action).ok_or_else(|| TencentError::UnsupportedAction(action.to_string()))
+    }
+
+    async fn handle(&self, c: pipeline::Call<'_, Self>) -> Result<Response> {
+        let p = Args(&c.frame.params);
+        let svc = &self.ctx.service;
+        let zone = match p.get("Region") {
+            Some(r) => svc.resolve_zone(r).map_err(|_| TencentError::UnknownRegion(r.to_string()))?,
+            None => svc.default_zone(),
+        };
+        let caller = c.caller.caller();
+        let call = Call { svc, caller: &caller, p, zone, request_id: &c.request_id };
+        match c.endpoint {
+            Endpoint::DescribeSnapshots => call.describe_snapshots().await,
+            Endpoint::CreateSnapshot => call.create_snapshot().await,
+            Endpoint::DeleteSnapshot => call.delete_snapshot().await,
+            Endpoint::ModifySnapshot => call.modify_snapshot().await,
+            Endpoint::ApplySnapshot => call.apply_snapshot().await,
+            Endpoint::DescribeCbsStorages => call.describe_cbs_storages().await,
+            Endpoint::CreateCbsStorages => call.create_cbs_storages().await,
+        }
+    }
+
+    fn error_response(&self, _f: &Frame, e: &TencentError, request_id: &RequestId) -> Response {
+        e.render(request_id)
     }
 }
 
@@ -67,33 +138,6 @@ fn parameters(raw: &RawRequest) -> Result<Params> {
         )));
     };
     Params::from_pairs(parse_pairs(&text, |_| false))
-}
-
-async fn handle(ctx: &ApiContext, raw: RawRequest, host: &str) -> Result<Response> {
-    let params = parameters(&raw)?;
-    if host.is_empty() {
-        return Err(TencentError::InvalidCommon("the request has no Host header; it is part of the signature".into()));
-    }
-    let req = verify(ctx, raw.method.as_str(), host, &raw.path, params, raw.request_id.clone())?;
-    let p = Args(&req.params);
-    let action =
-        p.get("Action").ok_or_else(|| TencentError::InvalidCommon("missing common parameter Action".into()))?;
-    let endpoint = Endpoint::from_action(action).ok_or_else(|| TencentError::UnsupportedAction(action.to_string()))?;
-    let svc = &ctx.service;
-    let zone = match p.get("Region") {
-        Some(r) => svc.resolve_zone(r).map_err(|_| TencentError::UnknownRegion(r.to_string()))?,
-        None => svc.default_zone(),
-    };
-    let call = Call { svc, caller: &req.caller, p, zone, req: &req };
-    match endpoint {
-        Endpoint::DescribeSnapshots => call.describe_snapshots().await,
-        Endpoint::CreateSnapshot => call.create_snapshot().await,
-        Endpoint::DeleteSnapshot => call.delete_snapshot().await,
-        Endpoint::ModifySnapshot => call.modify_snapshot().await,
-        Endpoint::ApplySnapshot => call.apply_snapshot().await,
-        Endpoint::DescribeCbsStorages => call.describe_cbs_storages().await,
-        Endpoint::CreateCbsStorages => call.create_cbs_storages().await,
-    }
 }
 
 /// Typed reads of action parameters; an empty value means "not given".
@@ -201,7 +245,7 @@ struct Call<'a> {
     p: Args<'a>,
     /// `Region` resolved, or the default zone.
     zone: String,
-    req: &'a VerifiedRequest,
+    request_id: &'a RequestId,
 }
 
 impl Call<'_> {
@@ -292,9 +336,9 @@ impl Call<'_> {
                 Err(e) => {
                     let e = TencentError::Service(e);
                     if e.is_internal() {
-                        tracing::error!(request_id = %self.req.request_id.0, snapshot = %id, error = ?e, "tencent: internal error");
+                        tracing::error!(request_id = %self.request_id.0, snapshot = %id, error = ?e, "tencent: internal error");
                     }
-                    wire::ItemResult { code: e.code().0, message: e.message(&self.req.request_id) }
+                    wire::ItemResult { code: e.code().0, message: e.message(self.request_id) }
                 }
             };
             detail.insert(id, item);

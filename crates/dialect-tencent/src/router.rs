@@ -1,8 +1,4 @@
-//! Every Tencent v2 action this dialect serves, parsed in one place, and the one route they share.
-
-use axum::routing::any;
-use axum::Router;
-use disksnap_api_common::ApiContext;
+//! Every Tencent v2 action this dialect serves, parsed in one place, and the one path they share.
 
 /// The only path of the v2 API; every action is a parameter (dialects.md §5.2).
 pub const PATH: &str = "/v2/index.php";
@@ -46,12 +42,6 @@ impl Endpoint {
     pub fn from_action(action: &str) -> Option<Endpoint> {
         Endpoint::ALL.iter().copied().find(|e| e.name() == action)
     }
-}
-
-/// The dialect's routes: `/v2/index.php`, GET (query) and POST (form body); any other method is
-/// answered in the vendor's envelope.
-pub fn routes(ctx: ApiContext) -> Router {
-    Router::new().route(PATH, any(crate::handlers::entry)).with_state(ctx)
 }
 
 #[cfg(test)]

@@ -6,14 +6,13 @@
 //! `SignatureMethod == "HmacSHA256"`, SHA-1 otherwise. Host is the `Host` header as received,
 //! port included.
 //!
-//! [`verify`] is the only way to get a [`VerifiedRequest`], so no handler sees an unsigned,
+//! [`verify`] is the only way to get a [`Verified`] caller, so no handler sees an unsigned,
 //! stale or replayed request. Order of checks: common parameters present → Token → SecretId →
 //! signature → Timestamp window → Nonce (a request that fails the signature never uses up a nonce).
 
 use std::collections::BTreeMap;
 
-use disksnap_api_common::{clock, sign, ApiContext, RequestId, Vendor};
-use disksnap_service::Caller;
+use disksnap_api_common::{clock, sign, ApiContext, Verified};
 
 use crate::error::TencentError;
 
@@ -81,15 +80,6 @@ pub fn signature(secret: &str, method: SignatureMethod, src: &str) -> String {
     sign::base64(&mac)
 }
 
-/// A request whose signature, clock and nonce checked out, and the account it acts for.
-#[derive(Debug)]
-pub struct VerifiedRequest {
-    pub caller: Caller,
-    pub secret_id: String,
-    pub params: Params,
-    pub request_id: RequestId,
-}
-
 fn present<'a>(params: &'a Params, key: &str) -> Option<&'a str> {
     params.raw(key).filter(|v| !v.is_empty())
 }
@@ -100,28 +90,26 @@ pub fn verify(
     method: &str,
     host: &str,
     path: &str,
-    params: Params,
-    request_id: RequestId,
-) -> Result<VerifiedRequest, TencentError> {
+    params: &Params,
+) -> Result<Verified, TencentError> {
     let missing: Vec<&str> =
-        ["SecretId", "Signature", "Timestamp", "Nonce"].into_iter().filter(|k| present(&params, k).is_none()).collect();
+        ["SecretId", "Signature", "Timestamp", "Nonce"].into_iter().filter(|k| present(params, k).is_none()).collect();
     if !missing.is_empty() {
         return Err(TencentError::InvalidCommon(format!(
             "missing common parameter {}: every request carries SecretId, Timestamp, Nonce and Signature",
             missing.join(", ")
         )));
     }
-    if present(&params, "Token").is_some() {
+    if present(params, "Token").is_some() {
         return Err(TencentError::InvalidToken);
     }
-    let secret_id = present(&params, "SecretId").unwrap_or_default().to_string();
-    let secret =
-        ctx.keys.lookup(Vendor::Tencent, &secret_id).ok_or(TencentError::SecretIdNotFound(secret_id.clone()))?;
+    let secret_id = present(params, "SecretId").unwrap_or_default().to_string();
+    let secret = ctx.keys.lookup(crate::KEYS, &secret_id).ok_or(TencentError::SecretIdNotFound(secret_id.clone()))?;
     let sig_method = SignatureMethod::from_param(params.raw("SignatureMethod"));
-    let src = string_to_sign(method, host, path, &params);
+    let src = string_to_sign(method, host, path, params);
     let expected = signature(&secret.secret, sig_method, &src);
     // Base64 has no spaces: a `+` sent unencoded was decoded as a space; read it back.
-    let given = present(&params, "Signature").unwrap_or_default().replace(' ', "+");
+    let given = present(params, "Signature").unwrap_or_default().replace(' ', "+");
     if !sign::same(expected.as_bytes(), given.as_bytes()) {
         return Err(TencentError::AuthFailure(format!(
             "signature does not match; the server signed {src:?} with {} (METHOD + Host header + path + \"?\" + \
@@ -133,17 +121,17 @@ pub fn verify(
             }
         )));
     }
-    let ts = present(&params, "Timestamp").unwrap_or_default();
+    let ts = present(params, "Timestamp").unwrap_or_default();
     let t = clock::parse_unix(ts)
         .map_err(|_| TencentError::InvalidCommon(format!("Timestamp {ts:?} is not Unix seconds")))?;
-    let window = ctx.windows.tencent;
+    let window = crate::CLOCK_WINDOW;
     clock::check(t, window).map_err(|skew| {
         TencentError::RequestExpired(format!(
             "Timestamp {ts} is outside the allowed window of {}s: {skew}; check the client's clock",
             window.as_secs()
         ))
     })?;
-    let nonce = present(&params, "Nonce").unwrap_or_default();
+    let nonce = present(params, "Nonce").unwrap_or_default();
     match nonce.parse::<u64>() {
         Ok(n) if n > 0 => {}
         _ => {
@@ -155,7 +143,7 @@ pub fn verify(
     if !ctx.nonces.first_use(&format!("tencent:{secret_id}"), nonce, window) {
         return Err(TencentError::NonceUsed(nonce.to_string()));
     }
-    Ok(VerifiedRequest { caller: Caller::new(secret.account.clone()), secret_id, params, request_id })
+    Ok(Verified { account: secret.account.clone(), key_id: secret_id })
 }
 
 #[cfg(test)]

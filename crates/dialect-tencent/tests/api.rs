@@ -4,7 +4,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use disksnap_api_common::encode::rfc3986;
-use disksnap_api_common::{ApiContext, KeyRing, Vendor};
+use disksnap_api_common::{ApiContext, KeyRing};
 use disksnap_dialect_tencent::signature::{signature, string_to_sign, Params, SignatureMethod};
 use disksnap_service::{Caller, CreateVolumes, Service, ServiceConfig, ZoneConfig};
 use serde_json::Value;
@@ -25,8 +25,8 @@ async fn fixture() -> Fixture {
     cfg.accounts = vec!["alice".into(), "bob".into()];
     let svc = Service::open(cfg).await.unwrap();
     let mut keys = KeyRing::default();
-    keys.add(Vendor::Tencent, "AKIDalice", "alice", "alice-secret").unwrap();
-    keys.add(Vendor::Tencent, "AKIDbob", "bob", "bob-secret").unwrap();
+    keys.add(disksnap_dialect_tencent::KEYS, "AKIDalice", "alice", "alice-secret").unwrap();
+    keys.add(disksnap_dialect_tencent::KEYS, "AKIDbob", "bob", "bob-secret").unwrap();
     Fixture { _dir: dir, ctx: ApiContext::new(svc, keys) }
 }
 

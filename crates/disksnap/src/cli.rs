@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use disksnap_service::ids::display;
+use disksnap_dialect_qingcloud::ids::display;
 use disksnap_service::*;
 
 use crate::config::{Config, CONFIG_NAME};
@@ -208,7 +208,37 @@ impl Cmd {
             Command::Image(c) => self.image(c).await,
             Command::Job(c) => self.job(c).await,
             Command::Tag(c) => self.tag(c).await,
-            Command::Verify => self.verify().await,
+            Command::Verify { sample } => self.verify(sample).await,
+            Command::Repair { rebuild_index: _ } => {
+                let bar = Arc::new(Bar::new("reading packs", false));
+                let r = self.svc.rebuild_chunk_index(bar.clone()).await.map_err(se)?;
+                bar.finish();
+                let bad: Vec<Value> = r.bad_packs.iter().map(|(p, why)| json!({"pack": p, "reason": why})).collect();
+                if self.json {
+                    print_json(&json!({"packs": r.packs, "chunks": r.chunks, "bad_packs": bad}));
+                } else {
+                    println!("chunk index rebuilt: {} chunks in {} packs", r.chunks, r.packs);
+                    for (p, why) in &r.bad_packs {
+                        println!("BAD pack {p}: {why} (its chunks are not indexed; run `disksnap verify`)");
+                    }
+                }
+                Ok(if r.bad_packs.is_empty() { 0 } else { 1 })
+            }
+            Command::MigrateStore => {
+                let bar = Arc::new(Bar::new("migrating", false));
+                let r = self.svc.migrate_store(bar.clone()).await.map_err(se)?;
+                bar.finish();
+                let bad: Vec<Value> = r.bad_chunks.iter().map(|(d, why)| json!({"digest": d, "reason": why})).collect();
+                if self.json {
+                    print_json(&json!({"chunks": r.chunks, "bytes": r.bytes, "packs": r.packs, "bad_chunks": bad}));
+                } else {
+                    println!("moved {} chunk files ({}) into {} packs", r.chunks, human_bytes(r.bytes), r.packs);
+                    for (d, why) in &r.bad_chunks {
+                        println!("BAD chunk file {d}: {why} (left in place)");
+                    }
+                }
+                Ok(if r.bad_chunks.is_empty() { 0 } else { 1 })
+            }
             Command::Gc { grace } => self.gc(grace).await,
             Command::Maintain => {
                 let n = self.svc.cease_due().await.map_err(se)?;
@@ -689,9 +719,9 @@ impl Cmd {
         Ok(0)
     }
 
-    async fn verify(&self) -> anyhow::Result<i32> {
+    async fn verify(&self, sample: u8) -> anyhow::Result<i32> {
         let bar = Arc::new(Bar::new("verifying", false));
-        let r = self.svc.verify(bar.clone()).await.map_err(se)?;
+        let r = self.svc.verify_sample(sample, bar.clone()).await.map_err(se)?;
         bar.finish();
         if self.json {
             let broken: Vec<Value> = r
@@ -701,12 +731,15 @@ impl Cmd {
                 .collect();
             let bad: Vec<Value> = r.bad_chunks.iter().map(|(d, why)| json!({"digest": d, "reason": why})).collect();
             print_json(
-                &json!({"ok": r.ok(), "checked_chunks": r.checked_chunks, "bad_chunks": bad, "broken_snapshots": broken, "seconds": r.seconds}),
+                &json!({"ok": r.ok(), "checked_chunks": r.checked_chunks, "checked_packs": r.checked_packs, "bad_chunks": bad, "bad_trailers": r.bad_trailers, "broken_snapshots": broken, "seconds": r.seconds}),
             );
         } else {
-            println!("checked {} chunks in {:.1} s", r.checked_chunks, r.seconds);
+            println!("checked {} chunks in {} packs in {:.1} s", r.checked_chunks, r.checked_packs, r.seconds);
             for (d, why) in &r.bad_chunks {
-                println!("BAD chunk {d}: {why} (moved to quarantine)");
+                println!("BAD chunk {d}: {why} (dropped from the index: the next snapshot holding these bytes stores them again)");
+            }
+            for (p, why) in &r.bad_trailers {
+                println!("damaged trailer in pack {p}: {why} (its chunks are fine)");
             }
             for (id, why) in &r.broken_snapshots {
                 println!("BROKEN snapshot {}: {why}", display(Kind::Snapshot, id));
@@ -726,13 +759,18 @@ impl Cmd {
             print_json(&serde_json::to_value(&r)?);
         } else {
             println!(
-                "removed {} chunks ({}), kept {} ({}), kept {} recent; {} orphan indexes removed; {:.1} s",
+                "removed {} chunks ({}), kept {} ({}), kept {} recent; {} orphan indexes removed; \
+                 packs: {} emptied, {} deleted ({}), {} repacked; {:.1} s",
                 r.removed_chunks,
                 human_bytes(r.removed_bytes),
                 r.kept_chunks,
                 human_bytes(r.kept_bytes),
                 r.kept_recent_chunks,
                 r.removed_indexes,
+                r.doomed_packs,
+                r.deleted_packs,
+                human_bytes(r.deleted_pack_bytes),
+                r.repacked_packs,
                 r.seconds
             );
             for id in &r.missing_indexes {

@@ -307,24 +307,24 @@ impl Config {
         self.accounts.iter().map(|a| a.name.get_ref().clone()).collect()
     }
 
-    /// Every account's credentials, by vendor, for the dialects' signature checks.
+    /// Every account's credentials, by each dialect's key kind, for the dialects' signature checks.
     pub fn keyring(&self) -> disksnap_api_common::KeyRing {
-        use disksnap_api_common::{OpenStackUser as User, Vendor};
+        use disksnap_api_common::OpenStackUser as User;
         let mut ring = disksnap_api_common::KeyRing::default();
         for a in &self.accounts {
             let name = a.name.get_ref();
             // validate() already refused duplicate key ids, so add() cannot fail here.
             if let Some(k) = &a.qingcloud {
-                let _ = ring.add(Vendor::QingCloud, &k.access_key_id, name, &k.secret_access_key);
+                let _ = ring.add(disksnap_dialect_qingcloud::KEYS, &k.access_key_id, name, &k.secret_access_key);
             }
             if let Some(k) = &a.aliyun {
-                let _ = ring.add(Vendor::Aliyun, &k.access_key_id, name, &k.access_key_secret);
+                let _ = ring.add(disksnap_dialect_aliyun::KEYS, &k.access_key_id, name, &k.access_key_secret);
             }
             if let Some(k) = &a.tencent {
-                let _ = ring.add(Vendor::Tencent, &k.secret_id, name, &k.secret_key);
+                let _ = ring.add(disksnap_dialect_tencent::KEYS, &k.secret_id, name, &k.secret_key);
             }
             if let Some(k) = &a.huawei {
-                let _ = ring.add(Vendor::Huawei, &k.access_key_id, name, &k.secret_access_key);
+                let _ = ring.add(disksnap_dialect_openstack::HUAWEI_KEYS, &k.access_key_id, name, &k.secret_access_key);
             }
             if let Some(o) = &a.openstack {
                 let _ = ring.add_openstack(User {

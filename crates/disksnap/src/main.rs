@@ -107,8 +107,20 @@ pub enum Command {
     /// Tags for volumes and snapshots
     #[command(subcommand)]
     Tag(TagCmd),
-    /// Re-read every chunk, check its hash, name the snapshots a bad chunk breaks (exit 1 if any)
-    Verify,
+    /// Re-read every pack, check every chunk's hash, name the snapshots a bad chunk breaks (exit 1 if any)
+    Verify {
+        /// Check about this share of the packs, chosen at random (a cheap daily check; repeated runs cover the store)
+        #[arg(long, value_name = "PERCENT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+        sample: u8,
+    },
+    /// Repair the store's bookkeeping
+    Repair {
+        /// Forget the chunk index and read it back from the packs' trailers
+        #[arg(long, required = true)]
+        rebuild_index: bool,
+    },
+    /// Move the chunk files of a store made before pack files into packs (reads work without it)
+    MigrateStore,
     /// Free chunks no snapshot references (safe while jobs run)
     Gc {
         /// Keep unreferenced chunks younger than this, e.g. "10m" [default: the config's gc_grace]; "0s" frees everything unreferenced now, safe only while no job runs

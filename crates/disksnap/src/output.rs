@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use disksnap_service::ids::display;
+use disksnap_dialect_qingcloud::ids::display;
 use disksnap_service::Kind;
 
 /// Fields that hold ids, by the kind they name. The CLI shows every id with disksnap's own

@@ -21,7 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use disksnap_api_common::{ApiContext, RequestId};
+use disksnap_api_common::{ApiContext, Outcome, RequestId};
 use disksnap_service::Service;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,9 +30,19 @@ struct RequestLabels {
     status: u16,
 }
 
+/// A dialect's call, from the [`Outcome`] its pipeline put on the response.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    dialect: String,
+    endpoint: String,
+    /// The vendor's error code; empty on success.
+    error: String,
+}
+
 struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    calls: Family<CallLabels, Counter>,
     latency: Histogram,
     jobs_running: Gauge,
 }
@@ -43,10 +53,16 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let jobs_running = Gauge::default();
+        let calls = Family::<CallLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests served, by method and status", requests.clone());
+        registry.register(
+            "api_calls",
+            "Dialect API calls, by dialect, endpoint and vendor error code (empty: success)",
+            calls.clone(),
+        );
         registry.register("http_request_duration_seconds", "Time to answer an HTTP request", latency.clone());
         registry.register("jobs_running", "Jobs running in this process", jobs_running.clone());
-        Metrics { registry, requests, latency, jobs_running }
+        Metrics { registry, requests, calls, latency, jobs_running }
     }
 }
 
@@ -107,7 +123,25 @@ async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -> Re
     if let Ok(v) = request_id.parse() {
         resp.headers_mut().insert("x-request-id", v);
     }
-    tracing::info!(target: "disksnap::http", request_id, method, path, status, micros = (secs * 1e6) as u64, "request");
+    match resp.extensions().get::<Outcome>() {
+        Some(o) => {
+            let endpoint = o.endpoint.as_deref().unwrap_or("");
+            let error = o.error.as_deref().unwrap_or("");
+            st.metrics
+                .calls
+                .get_or_create(&CallLabels {
+                    dialect: o.dialect.to_string(),
+                    endpoint: endpoint.to_string(),
+                    error: error.to_string(),
+                })
+                .inc();
+            tracing::info!(target: "disksnap::http", request_id, method, path, status, micros = (secs * 1e6) as u64,
+                dialect = o.dialect, endpoint, error, "request");
+        }
+        None => {
+            tracing::info!(target: "disksnap::http", request_id, method, path, status, micros = (secs * 1e6) as u64, "request")
+        }
+    }
     resp
 }
 

@@ -229,8 +229,8 @@ fn verify_catches_a_flipped_bit_and_names_the_snapshot() {
     let s1 = env.snapshot(&vol);
     write_at(&path, 500 * KIB64, &noise(2, KIB64 as usize));
     let s2 = env.snapshot(&vol);
-    // the chunk only s2 has: the newest file in the chunk store
-    let chunks = env.data.join("store/chunks");
+    // the chunk only s2 has: in the newest pack of the store
+    let chunks = env.data.join("store/packs");
     let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
     for d in std::fs::read_dir(&chunks).unwrap() {
         let d = d.unwrap().path();
@@ -354,17 +354,21 @@ fn a_process_killed_mid_job_restarts_to_a_consistent_state() {
         write_at(&path, i * (64 << 20), &noise(i + 1, 64 << 20));
     }
     let v1 = sha(&path);
-    let chunks = env.data.join("store/chunks");
-    let has_temp = || {
-        std::fs::read_dir(&chunks).unwrap().flatten().any(|d| {
-            d.path().is_dir()
-                && std::fs::read_dir(d.path())
-                    .unwrap()
-                    .flatten()
-                    .any(|f| f.file_name().to_string_lossy().starts_with(".tmp-"))
+    let packs = env.data.join("store/packs");
+    let files_in_packs = |temp_only: bool| {
+        std::fs::read_dir(&packs).map(|ds| {
+            ds.flatten().any(|d| {
+                d.path().is_dir()
+                    && std::fs::read_dir(d.path())
+                        .unwrap()
+                        .flatten()
+                        .any(|f| !temp_only || f.file_name().to_string_lossy().starts_with(".tmp-"))
+            })
         })
     };
-    kill_midway(&env, &["snapshot", "create", &vol], has_temp);
+    let has_temp = || files_in_packs(true).unwrap_or(false);
+    // under way once its first pack is being written
+    kill_midway(&env, &["snapshot", "create", &vol], || files_in_packs(false).unwrap_or(false));
 
     // The next command recovers: the job failed, no snapshot half-exists, the volume is free.
     let jobs = env.json(&["job", "list"]);

@@ -1,4 +1,5 @@
-//! Content-addressed chunk store on a local directory.
+//! The chunk store of stores made before pack files: one file per chunk. Kept to read such a
+//! store until `disksnap migrate-store` moves its chunks into packs (see verify.rs).
 //!
 //! Chunks live at `chunks/<first 3 hex digits>/<64 hex digits>`. The 4096 prefix directories
 //! are made when the store is created, so the insert path never has to. Three hex digits keep
@@ -129,6 +130,24 @@ impl ChunkStore {
             out.push(Entry { path: e.path(), digest, size: meta.len(), mtime });
         }
         Ok(out)
+    }
+
+    /// Every chunk file: (digest, path).
+    pub fn list_chunks(&self) -> Result<Vec<(Digest, PathBuf)>> {
+        let mut out = Vec::new();
+        for d in self.prefix_dirs() {
+            out.extend(Self::scan_prefix(&d)?.into_iter().filter_map(|e| Some((e.digest?, e.path))));
+        }
+        Ok(out)
+    }
+
+    /// Remove the (now empty) chunk directory tree of a migrated store. Leaves it if any
+    /// chunk file is still there.
+    pub fn remove_if_empty(&self) -> Result<()> {
+        if !self.list_chunks()?.is_empty() {
+            return Ok(());
+        }
+        fs::remove_dir_all(&self.dir).ctx("remove", &self.dir)
     }
 
     /// Delete every chunk not in `marked` whose mtime is before `cutoff`, and temp files older

@@ -29,12 +29,18 @@ pub enum EngineError {
     /// The store directory was created with settings this build cannot use.
     #[error("store at {path} is not usable: {why}")]
     BadStore { path: PathBuf, why: String },
+    /// A pack whose trailer or footer fails its checks.
+    #[error("pack {pack} is corrupt: {why}")]
+    CorruptPack { pack: String, why: String },
     /// An object the store needs (a pack, an index) is not in the backend.
     #[error("object {key} is missing from the store")]
     MissingObject { key: String },
     /// A remote backend (S3) failed after its retries; `op` and `key` say what was attempted.
     #[error("{op} {key}: {why}")]
     Backend { op: &'static str, key: String, why: String },
+    /// The chunk index (kept by the caller, e.g. in its metadata database) failed.
+    #[error("chunk index: {0}")]
+    Index(String),
     /// A caller asked for something impossible (e.g. an index name with a slash).
     #[error("{0}")]
     Invalid(String),

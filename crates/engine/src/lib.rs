@@ -1,55 +1,59 @@
 //! disksnap's storage engine: bytes in, bytes out, nothing about clouds.
 //!
-//! The engine knows three things: a **chunk store** (content-addressed blobs), **fixed
-//! indexes** (one digest per fixed-size slot of a disk image) and **volume I/O** (cutting a raw
-//! image file into slots, and writing an index back into a file). It knows nothing of
-//! snapshots, accounts, jobs or any API dialect: an index is named by an opaque string the
-//! caller chooses (the service uses the snapshot id).
+//! The engine knows four things: a **pack store** (chunks — content-addressed, compressed,
+//! hash-checked blobs — written many to an immutable pack object, in a [`Backend`]: a local
+//! directory or an S3 bucket), a **chunk index** (digest → pack, offset, length; the caller
+//! keeps it in its metadata database through [`ChunkIndex`]), **fixed indexes** (one digest
+//! per fixed-size slot of a disk image) and **volume I/O** (cutting a raw image file into
+//! slots, and writing an index back into a file). It knows nothing of snapshots, accounts,
+//! jobs or any API dialect: an index is named by an opaque string the caller chooses (the
+//! service uses the snapshot id).
 //!
-//! # On-disk layout (under the store directory)
+//! # Layout (keys in the backend; local state under the store directory)
 //! ```text
-//! store.toml                      chunk_size = 65536   (fixed at creation, never changes)
-//! chunks/.gc.lock                 flock: shared while inserting, exclusive while sweeping
-//! chunks/<3 hex>/<64 hex>         one chunk: 20-byte header + payload (see chunk.rs)
-//! chunks/<3 hex>/.tmp-<pid>-*     an insert in progress (its process's recovery or GC removes it)
-//! chunks/quarantine/<64 hex>.bad  chunks `verify` found corrupt
+//! store.toml                      chunk_size = 131072   (fixed at creation, never changes)
+//! packs/<2 hex>/<32 hex>.pack     chunk frames + a trailer listing them (see pack.rs)
 //! indexes/<name>.fidx             a committed fixed index (see index.rs)
-//! indexes/<name>.pending          a capture or restore in progress: flock-held by its process, its chunks stay marked
+//! local: indexes/<name>.pending   a capture or restore in progress: flock-held pin (see pin.rs)
+//! local: .gc.lock                 one GC at a time
+//! local: chunks/<3 hex>/<64 hex>  chunk files of a store made before packs: read until
+//!                                 `disksnap migrate-store` (see verify.rs)
 //! ```
 //!
-//! # Durability rules
-//! * A chunk is written to a temp name in its prefix directory. At the end of a capture
-//!   [`chunk_store::Inserter::commit`] runs one `syncfs` (all chunk data on disk), renames every temp file to
-//!   its digest name, and runs `syncfs` again (the renames on disk). So a file at a digest name is
-//!   always complete — which the dedup check relies on — at the cost of two syncs per job
-//!   instead of one fsync per chunk (tens of thousands per full snapshot).
-//! * An index is written to a temp file, fsynced, renamed, and its directory fsynced.
-//! * The caller commits its metadata only after the index is durable; a crash in between leaves
-//!   an orphan index, which GC removes.
+//! # Durability order
+//! A capture's packs are put (a local put is temp file, fsync, rename, directory fsync; an S3
+//! put is whole or absent) and only then recorded in the chunk index; its fixed index is put
+//! after every pack is; the caller commits its metadata after the capture returns. A crash
+//! anywhere leaves packs or entries nothing references, which GC removes.
 //!
-//! # Locking rules (several processes may share a store: the server and the CLI)
-//! * Inserts hold `chunks/.gc.lock` shared while they check-and-write a batch; a dedup hit
-//!   refreshes the chunk's mtime. GC's sweep holds the lock exclusive per batch and deletes only
-//!   unmarked chunks older than its start minus a grace period, so a chunk a running capture
-//!   has written or reused is never swept.
-//! * GC marks every committed index the caller names live, every `.pending` index, and every
-//!   index younger than the grace period (committed but perhaps not yet recorded by its caller).
+//! # GC safety (see chunk_index.rs and gc.rs)
+//! Dedup lookups touch what they find; GC deletes entries with a conditional delete older than
+//! a cutoff below the start of every running capture (its pin); packs are deleted only after
+//! the grace period since they emptied; repack moves entries before dooming the old pack.
 
 pub mod backend;
 pub mod chunk;
+pub mod chunk_index;
 pub mod chunk_store;
 pub mod error;
+mod gc;
 pub mod index;
+pub mod pack;
+mod pin;
 pub mod private;
 pub mod progress;
 pub mod store;
+mod verify;
 pub mod volume_io;
 
+pub use backend::Backend;
+pub use chunk_index::{ChunkIndex, MemoryIndex};
 pub use chunk_store::ChunkStore;
 pub use error::{EngineError, Result};
 pub use index::{Digest, FixedIndex, ZERO_DIGEST};
 pub use progress::{NoProgress, Progress};
 pub use store::{CaptureStats, GcStats, RestoreStats, Store, VerifyReport};
+pub use verify::{MigrateStats, RebuildStats};
 
 /// Default chunk size: 128 KiB, chosen by measurement.
 ///

@@ -1,30 +1,48 @@
 //! The engine's front door: capture an image file into an index, restore an index into a file
-//! (new, or in place writing only what differs), collect garbage, verify.
+//! (new, or in place writing only what differs). GC, verify and repair are in gc.rs and
+//! verify.rs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::chunk_store::{ChunkStore, Inserted, SweepStats};
+use crate::backend::local::LocalBackend;
+use crate::backend::Backend;
+use crate::chunk_index::{ChunkIndex, Location, MemoryIndex};
+use crate::chunk_store::{ChunkStore, SweepStats};
 use crate::error::{EngineError, IoContext, Result};
-use crate::index::{write_durably, Digest, FixedIndex, ZERO_DIGEST};
+use crate::index::{Digest, FixedIndex, ZERO_DIGEST};
+use crate::pack::{pack_key, PackWriter};
+use crate::pin::Pin;
 use crate::progress::Progress;
 use crate::volume_io::{
     data_extents, is_zero, overlaps_data, punch_hole, read_full_at, write_all_at, write_nonzero_blocks,
 };
 
-/// Slots handled per batch: the unit of parallel work, of GC-lock holding and of progress.
-const BATCH_SLOTS: usize = 512;
+/// Slots a capture hashes before asking the index about them in one query: 16 MiB of reads
+/// at 128 KiB chunks, held in memory between hashing and encoding.
+const CAPTURE_BATCH: usize = 128;
+/// Slots a restore handles per batch: the unit of index lookups and of progress.
+const RESTORE_BATCH: usize = 512;
+/// Neighbouring chunks of one pack are read together when the gap between them is at most this
+/// (reading a little unneeded data beats another request), up to [`MAX_READ`] per read.
+const MAX_GAP: u64 = 256 << 10;
+const MAX_READ: u64 = 2 << 20;
 
 pub struct Store {
-    dir: PathBuf,
-    chunks: ChunkStore,
+    /// Local state: `store.toml` of a local store, pins (`indexes/*.pending`), and the chunk
+    /// files of a store made before packs.
+    pub(crate) dir: PathBuf,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) index: Arc<dyn ChunkIndex>,
+    /// Chunk files of a store created before pack files: read (never written) until `disksnap
+    /// migrate-store` moves them into packs.
+    pub(crate) legacy: Option<ChunkStore>,
     chunk_size: usize,
 }
 
@@ -46,6 +64,8 @@ pub struct CaptureStats {
     pub added_bytes: u64,
     /// Bytes actually read from the source (holes are not read).
     pub read_bytes: u64,
+    /// Pack files written.
+    pub packs: u64,
     pub elapsed: Duration,
 }
 
@@ -58,6 +78,8 @@ pub struct RestoreStats {
     pub zero_slots: u64,
     /// Slots that already held the right bytes (in-place restore only).
     pub unchanged_slots: u64,
+    /// Reads issued to the backend (neighbouring chunks coalesced).
+    pub reads: u64,
     pub elapsed: Duration,
 }
 
@@ -66,18 +88,31 @@ pub struct GcStats {
     pub live_indexes: u64,
     pub removed_indexes: u64,
     pub marked_chunks: u64,
+    /// Chunk index entries: kept, removed (and their stored bytes).
     pub sweep: SweepStats,
+    /// Packs with no live chunk left, marked for deletion after the grace period.
+    pub doomed_packs: u64,
+    /// Pack objects deleted (doomed longer than the grace, or left unindexed by a dead job).
+    pub deleted_packs: u64,
+    pub deleted_pack_bytes: u64,
+    /// Mostly dead packs whose live chunks were copied to new packs.
+    pub repacked_packs: u64,
     pub elapsed: Duration,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct VerifyReport {
     pub checked_chunks: u64,
-    /// Corrupt chunks (hex digest, reason), now in quarantine.
+    pub checked_packs: u64,
+    /// Corrupt chunks (hex digest, reason), now dropped from the index so the next capture that
+    /// meets their bytes writes a good copy.
     pub bad_chunks: Vec<(String, String)>,
     /// Indexes that reference a bad or missing chunk, or are themselves unreadable:
     /// (index name, reason).
     pub broken: Vec<(String, String)>,
+    /// Packs whose chunks are fine but whose trailer is damaged (pack, reason): the index
+    /// could not be rebuilt from them.
+    pub bad_trailers: Vec<(String, String)>,
     pub elapsed: Duration,
 }
 
@@ -85,73 +120,110 @@ pub struct VerifyReport {
 enum Slot {
     Zero,
     Same,
-    Changed(Digest, Inserted),
+    Data(Digest),
+}
+
+/// How a changed slot's chunk got into the store.
+#[derive(Clone, Copy)]
+enum Got {
+    Written(u64),
+    Reused(u64),
 }
 
 impl Store {
-    /// Open the store at `dir`, creating it with `chunk_size` (or the default) if it is new.
-    /// An existing store keeps the chunk size it was made with.
+    /// Open the store at `dir` on the local disk, creating it with `chunk_size` (or the
+    /// default) if it is new, with an in-memory chunk index rebuilt from its packs. The
+    /// service uses [`Store::open_with`] and keeps the index in its metadata store.
     pub fn open(dir: &Path, chunk_size_if_new: Option<usize>) -> Result<Self> {
+        let backend = Arc::new(LocalBackend::open(dir)?);
+        let store = Store::open_with(dir, backend, Arc::new(MemoryIndex::default()), chunk_size_if_new)?;
+        store.rebuild_index(&crate::NoProgress)?;
+        Ok(store)
+    }
+
+    /// Open a store whose objects are in `backend` and whose chunk index is `index`; `dir`
+    /// holds local state only (pins; for a local backend it is usually the backend's root).
+    /// The chunk size is fixed by the store's `store.toml` object, written on first use.
+    pub fn open_with(
+        dir: &Path,
+        backend: Arc<dyn Backend>,
+        index: Arc<dyn ChunkIndex>,
+        chunk_size_if_new: Option<usize>,
+    ) -> Result<Self> {
         crate::private::create_dir_all(&dir.join("indexes")).ctx("create", dir)?;
-        let conf = dir.join("store.toml");
-        let chunk_size = match fs::read_to_string(&conf) {
-            Ok(text) => parse_chunk_size(&text).ok_or_else(|| EngineError::BadStore {
-                path: conf.clone(),
+        let chunk_size = match backend.get("store.toml") {
+            Ok(text) => parse_chunk_size(&String::from_utf8_lossy(&text)).ok_or_else(|| EngineError::BadStore {
+                path: dir.join("store.toml"),
                 why: "expected `chunk_size = <bytes>` (a power of two from 4 KiB to 16 MiB)".into(),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(EngineError::MissingObject { .. }) => {
                 let cs = chunk_size_if_new.unwrap_or(crate::DEFAULT_CHUNK_SIZE);
                 if parse_chunk_size(&format!("chunk_size = {cs}")).is_none() {
                     return Err(EngineError::Invalid(format!(
                         "chunk size {cs} is not a power of two from 4 KiB to 16 MiB"
                     )));
                 }
-                write_durably(
-                    &conf,
-                    format!("# fixed when the store was created; never edit\nchunk_size = {cs}\n").as_bytes(),
-                )?;
+                let text = format!("# fixed when the store was created; never edit\nchunk_size = {cs}\n");
+                backend.put("store.toml", text.into_bytes())?;
                 cs
             }
-            Err(e) => return Err(EngineError::Io { op: "read", path: conf, source: e }),
+            Err(e) => return Err(e),
         };
-        let chunks = ChunkStore::open(&dir.join("chunks"))?;
-        Ok(Store { dir: dir.to_path_buf(), chunks, chunk_size })
+        let legacy_dir = dir.join("chunks");
+        let legacy = if legacy_dir.join("fff").is_dir() { Some(ChunkStore::open(&legacy_dir)?) } else { None };
+        Ok(Store { dir: dir.to_path_buf(), backend, index, legacy, chunk_size })
     }
 
     pub fn chunk_size(&self) -> usize {
         self.chunk_size
     }
 
-    pub fn chunks(&self) -> &ChunkStore {
-        &self.chunks
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
     }
 
-    fn index_path(&self, name: &str, ext: &str) -> Result<PathBuf> {
+    pub fn chunk_index(&self) -> &dyn ChunkIndex {
+        &*self.index
+    }
+
+    fn check_name(name: &str) -> Result<()> {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Err(EngineError::Invalid(format!("index name {name:?} must be [A-Za-z0-9_-]+")));
         }
-        Ok(self.dir.join("indexes").join(format!("{name}.{ext}")))
+        Ok(())
+    }
+
+    pub(crate) fn index_key(name: &str) -> Result<String> {
+        Self::check_name(name)?;
+        Ok(format!("indexes/{name}.fidx"))
+    }
+
+    pub(crate) fn pin_path(&self, name: &str) -> Result<PathBuf> {
+        Self::check_name(name)?;
+        Ok(self.dir.join("indexes").join(format!("{name}.pending")))
     }
 
     pub fn read_index(&self, name: &str) -> Result<FixedIndex> {
-        FixedIndex::read(name, &self.index_path(name, "fidx")?)
+        match self.backend.get(&Self::index_key(name)?) {
+            Ok(bytes) => FixedIndex::decode(name, &bytes),
+            Err(EngineError::MissingObject { .. }) => Err(EngineError::MissingIndex { name: name.to_string() }),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn has_index(&self, name: &str) -> bool {
-        self.index_path(name, "fidx").map(|p| p.exists()).unwrap_or(false)
+        Self::index_key(name).and_then(|k| self.backend.exists(&k)).unwrap_or(false)
     }
 
     /// Forget an index. Its chunks stay until GC finds nothing else uses them.
     pub fn remove_index(&self, name: &str) -> Result<()> {
-        for ext in ["fidx", "pending"] {
-            let p = self.index_path(name, ext)?;
-            match fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(EngineError::Io { op: "remove", path: p, source: e }),
-            }
+        self.backend.delete(&Self::index_key(name)?)?;
+        let p = self.pin_path(name)?;
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::Io { op: "remove", path: p, source: e }),
         }
-        Ok(())
     }
 
     /// Capture the image file `source` into a new index `name`.
@@ -159,7 +231,8 @@ impl Store {
     /// With a `parent`, only slots whose digest differs from the parent's are stored, and the
     /// new index is the parent's digest list with those slots overwritten. `on_taken` is called
     /// once every byte has been read: from then on, writes to the source cannot change the
-    /// capture. The index is durable when this returns.
+    /// capture. When this returns, the packs, their index entries and the fixed index are
+    /// durable, in that order.
     pub fn capture(
         &self,
         name: &str,
@@ -169,8 +242,7 @@ impl Store {
         on_taken: &mut dyn FnMut(),
     ) -> Result<CaptureStats> {
         let started = Instant::now();
-        let final_path = self.index_path(name, "fidx")?;
-        let pending_path = self.index_path(name, "pending")?;
+        let key = Self::index_key(name)?;
         let file = File::open(source).ctx("open", source)?;
         let size = file.metadata().ctx("stat", source)?.len();
         let parent = parent.map(|p| self.read_index(p)).transpose()?;
@@ -186,106 +258,147 @@ impl Store {
             Some(p) => FixedIndex::derived(p, size),
             None => FixedIndex::zeroed(self.chunk_size, size),
         };
-        // The pending copy keeps the parent's chunks marked for a GC that runs meanwhile.
-        let pending = Pin::create(&pending_path, &index)?;
-        let result = self.capture_slots(&file, source, &mut index, parent.as_ref(), progress, on_taken);
-        let outcome = result.and_then(|(stats, inserter_done)| {
-            inserter_done?;
-            index.write(&final_path)?;
+        // The pin keeps the parent's chunks marked for a GC that runs meanwhile, and its age
+        // bounds GC's cutoff below this capture's start (see chunk_index.rs).
+        let pin = Pin::create(&self.pin_path(name)?, &index)?;
+        let writer = PackWriter::new(self.backend.clone(), self.index.clone());
+        let captured = self.capture_slots(&file, source, &mut index, parent.as_ref(), &writer, progress);
+        let outcome = captured.and_then(|mut stats| {
+            on_taken();
+            stats.packs = writer.finish()?.len() as u64;
+            self.backend.put(&key, index.encode())?;
             Ok(stats)
         });
-        drop(pending);
+        drop(pin);
         let mut stats = outcome?;
         stats.elapsed = started.elapsed();
         Ok(stats)
     }
 
-    #[allow(clippy::type_complexity)]
     fn capture_slots(
         &self,
         file: &File,
         source: &Path,
         index: &mut FixedIndex,
         parent: Option<&FixedIndex>,
+        writer: &PackWriter,
         progress: &dyn Progress,
-        on_taken: &mut dyn FnMut(),
-    ) -> Result<(CaptureStats, Result<()>)> {
+    ) -> Result<CaptureStats> {
         let size = index.size;
         let extents = data_extents(file, size);
         let parent_set: HashSet<Digest> = parent.map(|p| p.digests.iter().copied().collect()).unwrap_or_default();
         let mut counted: HashSet<Digest> = HashSet::new();
-        let inserter = self.chunks.inserter();
         let mut stats = CaptureStats { size, slots: index.digests.len() as u64, ..Default::default() };
         let read_bytes = AtomicU64::new(0);
         progress.start(size);
-        let cs = self.chunk_size as u64;
+        let cs = self.chunk_size;
         let slots = index.digests.len();
-        for batch_start in (0..slots).step_by(BATCH_SLOTS) {
-            let batch_end = (batch_start + BATCH_SLOTS).min(slots);
-            let guard = self.chunks.lock(false)?;
-            let results: Vec<Result<Slot>> = (batch_start..batch_end)
-                .into_par_iter()
-                .map_init(
-                    || (vec![0u8; self.chunk_size], crate::chunk::Encoder::default()),
-                    |(buf, encoder), i| {
-                        let start = i as u64 * cs;
-                        let len = index.slot_len(i);
-                        if !overlaps_data(&extents, start, start + len as u64) {
-                            return Ok(Slot::Zero);
-                        }
-                        let buf = &mut buf[..len];
-                        read_full_at(file, source, buf, start)?;
-                        read_bytes.fetch_add(len as u64, Ordering::Relaxed);
-                        if is_zero(buf) {
-                            return Ok(Slot::Zero);
-                        }
-                        let digest = *blake3::hash(buf).as_bytes();
-                        if parent.is_some() && index.digests[i] == digest {
-                            return Ok(Slot::Same);
-                        }
-                        Ok(Slot::Changed(digest, inserter.insert(&digest, buf, encoder)?))
-                    },
-                )
+        let mut bufs = vec![0u8; CAPTURE_BATCH * cs];
+        for batch_start in (0..slots).step_by(CAPTURE_BATCH) {
+            let batch_end = (batch_start + CAPTURE_BATCH).min(slots);
+            // 1. read and hash every slot of the batch, in parallel
+            let kinds: Vec<Result<Slot>> = bufs
+                .par_chunks_mut(cs)
+                .zip(batch_start..batch_end)
+                .map(|(buf, i)| {
+                    let start = i as u64 * cs as u64;
+                    let len = index.slot_len(i);
+                    if !overlaps_data(&extents, start, start + len as u64) {
+                        return Ok(Slot::Zero);
+                    }
+                    let buf = &mut buf[..len];
+                    read_full_at(file, source, buf, start)?;
+                    read_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                    if is_zero(buf) {
+                        return Ok(Slot::Zero);
+                    }
+                    let digest = *blake3::hash(buf).as_bytes();
+                    if parent.is_some() && index.digests[i] == digest {
+                        return Ok(Slot::Same);
+                    }
+                    Ok(Slot::Data(digest))
+                })
                 .collect();
-            drop(guard);
-            for (i, r) in (batch_start..batch_end).zip(results) {
-                match r? {
-                    Slot::Zero => {
+            let kinds = kinds.into_iter().collect::<Result<Vec<Slot>>>()?;
+            // 2. one index query for the batch: which chunks does the store already have?
+            let wanted: Vec<Digest> = kinds
+                .iter()
+                .filter_map(|k| match k {
+                    Slot::Data(d) => Some(*d),
+                    _ => None,
+                })
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let found: HashMap<Digest, Location> = if wanted.is_empty() {
+                HashMap::new()
+            } else {
+                wanted
+                    .iter()
+                    .copied()
+                    .zip(self.index.find_and_touch(&wanted)?)
+                    .filter_map(|(d, l)| Some((d, l?)))
+                    .collect()
+            };
+            // 3. encode and pack the new ones, in parallel
+            let got: Vec<Result<Option<Got>>> = bufs
+                .par_chunks(cs)
+                .zip(&kinds)
+                .enumerate()
+                .map_init(crate::chunk::Encoder::default, |encoder, (j, (buf, kind))| {
+                    let Slot::Data(d) = kind else { return Ok(None) };
+                    if let Some(loc) = found.get(d) {
+                        return Ok(Some(Got::Reused(loc.len as u64)));
+                    }
+                    if let Some(stored) = writer.claim(d) {
+                        return Ok(Some(Got::Reused(stored)));
+                    }
+                    let frame = encoder.encode(&buf[..index.slot_len(batch_start + j)]);
+                    writer.add(d, frame)?;
+                    Ok(Some(Got::Written(frame.len() as u64)))
+                })
+                .collect();
+            for ((i, kind), g) in (batch_start..batch_end).zip(kinds).zip(got) {
+                match (kind, g?) {
+                    (Slot::Zero, _) => {
                         stats.zero_slots += 1;
                         if index.digests[i] != ZERO_DIGEST {
                             stats.changed_slots += 1;
                         }
                         index.digests[i] = ZERO_DIGEST;
                     }
-                    Slot::Same => {}
-                    Slot::Changed(d, ins) => {
+                    (Slot::Same, _) => {}
+                    (Slot::Data(d), Some(g)) => {
                         stats.changed_slots += 1;
-                        match ins {
-                            Inserted::Written { stored } => {
+                        let stored = match g {
+                            Got::Written(n) => {
                                 stats.written_chunks += 1;
-                                stats.written_bytes += stored;
+                                stats.written_bytes += n;
+                                n
                             }
-                            Inserted::Existing { .. } => stats.reused_chunks += 1,
-                        }
+                            Got::Reused(n) => {
+                                stats.reused_chunks += 1;
+                                n
+                            }
+                        };
                         if !parent_set.contains(&d) && counted.insert(d) {
-                            stats.added_bytes += ins.stored();
+                            stats.added_bytes += stored;
                         }
                         index.digests[i] = d;
                     }
+                    (Slot::Data(_), None) => unreachable!("a data slot always reports how it was stored"),
                 }
             }
-            progress.advance((batch_end as u64 * cs).min(size));
+            progress.advance((batch_end as u64 * cs as u64).min(size));
         }
         stats.read_bytes = read_bytes.into_inner();
-        on_taken();
-        Ok((stats, inserter.commit()))
+        Ok(stats)
     }
 
     /// Keep the chunks of index `name` marked for GC while the returned guard lives, even if
     /// the index itself is removed meanwhile (a restore reading a point being deleted).
     fn pin(&self, name: &str, index: &FixedIndex) -> Result<Pin> {
-        let path = self.index_path(&format!("{name}-read-{:016x}", rand::random::<u64>()), "pending")?;
-        Pin::create(&path, index)
+        Pin::create(&self.pin_path(&format!("{name}-read-{:016x}", rand::random::<u64>()))?, index)
     }
 
     /// Restore index `name` into a new file at `target` (which must not exist). Zero slots stay
@@ -321,10 +434,13 @@ impl Store {
     /// Fail before writing anything if a chunk the index needs is missing, so an in-place
     /// restore does not stop half way for that reason.
     fn check_present(&self, index: &FixedIndex) -> Result<()> {
-        let distinct: HashSet<&Digest> = index.digests.iter().filter(|d| **d != ZERO_DIGEST).collect();
-        for d in distinct {
-            if !self.chunks.chunk_path(d).exists() {
-                return Err(EngineError::MissingChunk { digest: hex::encode(d) });
+        let distinct: Vec<Digest> =
+            index.digests.iter().filter(|d| **d != ZERO_DIGEST).copied().collect::<HashSet<_>>().into_iter().collect();
+        for part in distinct.chunks(4096) {
+            for (d, loc) in part.iter().zip(self.index.find(part)?) {
+                if loc.is_none() && !self.legacy.as_ref().is_some_and(|l| l.chunk_path(d).exists()) {
+                    return Err(EngineError::MissingChunk { digest: hex::encode(d) });
+                }
             }
         }
         Ok(())
@@ -344,65 +460,131 @@ impl Store {
         let mut stats = RestoreStats { size: index.size, ..Default::default() };
         progress.start(index.size);
         let slots = index.digests.len();
-        for batch_start in (0..slots).step_by(BATCH_SLOTS) {
-            let batch_end = (batch_start + BATCH_SLOTS).min(slots);
-            #[derive(Clone, Copy)]
-            enum Did {
+        for batch_start in (0..slots).step_by(RESTORE_BATCH) {
+            let batch_end = (batch_start + RESTORE_BATCH).min(slots);
+            // 1. which slots need writing (in place: only those whose bytes differ)
+            #[derive(Clone, Copy, PartialEq)]
+            enum Need {
                 Zero,
                 Unchanged,
-                Wrote(u64),
+                Punched,
+                Write,
             }
-            let results: Vec<Result<Did>> = (batch_start..batch_end)
+            let needs: Vec<Result<Need>> = (batch_start..batch_end)
                 .into_par_iter()
                 .map_init(
-                    || (vec![0u8; self.chunk_size], Vec::new(), Vec::new()),
-                    |(cur, file_buf, raw), i| {
+                    || vec![0u8; self.chunk_size],
+                    |cur, i| {
                         let start = i as u64 * cs;
                         let len = index.slot_len(i);
                         let want = &index.digests[i];
-                        let has_data = compare && overlaps_data(&extents, start, start + len as u64);
-                        if has_data {
+                        if compare && overlaps_data(&extents, start, start + len as u64) {
                             let cur = &mut cur[..len];
                             read_full_at(file, path, cur, start)?;
                             if *want == ZERO_DIGEST {
                                 if is_zero(cur) {
-                                    return Ok(Did::Zero);
+                                    return Ok(Need::Zero);
                                 }
                                 punch_hole(file, path, start, len)?;
-                                return Ok(Did::Wrote(0));
+                                return Ok(Need::Punched);
                             }
                             if blake3::hash(cur).as_bytes() == want {
-                                return Ok(Did::Unchanged);
+                                return Ok(Need::Unchanged);
                             }
                         } else if *want == ZERO_DIGEST {
-                            return Ok(Did::Zero);
+                            return Ok(Need::Zero);
                         }
-                        self.chunks.read(want, file_buf, raw)?;
-                        if raw.len() != len {
-                            return Err(EngineError::CorruptIndex {
-                                name: hex::encode(want),
-                                why: format!("slot {i} is {len} bytes but its chunk holds {}", raw.len()),
-                            });
-                        }
-                        if compare {
-                            write_all_at(file, path, raw, start)?;
-                        } else {
-                            // A new file is all holes: leave zero blocks inside the chunk unwritten
-                            // (a 4 KiB write into a hole must not allocate the whole chunk).
-                            write_nonzero_blocks(file, path, raw, start)?;
-                        }
-                        Ok(Did::Wrote(len as u64))
+                        Ok(Need::Write)
                     },
                 )
                 .collect();
-            for r in results {
-                match r? {
-                    Did::Zero => stats.zero_slots += 1,
-                    Did::Unchanged => stats.unchanged_slots += 1,
-                    Did::Wrote(n) => {
-                        stats.written_slots += 1;
-                        stats.written_bytes += n;
+            let needs = needs.into_iter().collect::<Result<Vec<Need>>>()?;
+            // 2. where the chunks are, grouped into coalesced reads
+            let mut slots_of: HashMap<Digest, Vec<usize>> = HashMap::new();
+            for (i, n) in (batch_start..batch_end).zip(&needs) {
+                match n {
+                    Need::Zero => stats.zero_slots += 1,
+                    Need::Unchanged => stats.unchanged_slots += 1,
+                    Need::Punched => stats.written_slots += 1,
+                    Need::Write => slots_of.entry(index.digests[i]).or_default().push(i),
+                }
+            }
+            let digests: Vec<Digest> = slots_of.keys().copied().collect();
+            let locations = if digests.is_empty() { Vec::new() } else { self.index.find(&digests)? };
+            let mut by_pack: HashMap<String, Vec<(Digest, Location)>> = HashMap::new();
+            let mut legacy = Vec::new();
+            for (d, loc) in digests.into_iter().zip(locations) {
+                match loc {
+                    Some(l) => by_pack.entry(l.pack.clone()).or_default().push((d, l)),
+                    None => legacy.push(d),
+                }
+            }
+            let mut reads: Vec<Read> = Vec::new();
+            for (pack, mut chunks) in by_pack {
+                chunks.sort_by_key(|(_, l)| l.offset);
+                reads.extend(coalesce(&pack, chunks));
+            }
+            stats.reads += reads.len() as u64;
+            // 3. read, check and write, in parallel
+            let write_chunk = |d: &Digest, raw: &[u8]| -> Result<u64> {
+                let mut n = 0;
+                for &i in &slots_of[d] {
+                    let len = index.slot_len(i);
+                    if raw.len() != len {
+                        return Err(EngineError::CorruptIndex {
+                            name: hex::encode(d),
+                            why: format!("slot {i} is {len} bytes but its chunk holds {}", raw.len()),
+                        });
                     }
+                    let start = i as u64 * cs;
+                    if compare {
+                        write_all_at(file, path, raw, start)?;
+                    } else {
+                        // A new file is all holes: leave zero blocks inside the chunk unwritten
+                        // (a 4 KiB write into a hole must not allocate the whole chunk).
+                        write_nonzero_blocks(file, path, raw, start)?;
+                    }
+                    n += 1;
+                }
+                Ok(n)
+            };
+            let from_packs: Vec<Result<u64>> = reads
+                .par_iter()
+                .map_init(Vec::new, |raw, read| {
+                    let bytes = self.backend.get_ranges(&pack_key(&read.pack), &[read.range.clone()])?.remove(0);
+                    let mut n = 0;
+                    for (d, loc) in &read.chunks {
+                        let at = (loc.offset - read.range.start) as usize;
+                        let frame = bytes.get(at..at + loc.len as usize).ok_or_else(|| EngineError::CorruptPack {
+                            pack: read.pack.clone(),
+                            why: format!("chunk {} lies past the end of the pack", hex::encode(d)),
+                        })?;
+                        crate::chunk::decode(frame, d, raw)
+                            .map_err(|why| EngineError::CorruptChunk { digest: hex::encode(d), why })?;
+                        n += write_chunk(d, raw)?;
+                    }
+                    Ok(n)
+                })
+                .collect();
+            let from_legacy: Vec<Result<u64>> = legacy
+                .par_iter()
+                .map_init(
+                    || (Vec::new(), Vec::new()),
+                    |(file_buf, raw), d| match &self.legacy {
+                        Some(l) => {
+                            l.read(d, file_buf, raw)?;
+                            write_chunk(d, raw)
+                        }
+                        None => Err(EngineError::MissingChunk { digest: hex::encode(d) }),
+                    },
+                )
+                .collect();
+            for n in from_packs.into_iter().chain(from_legacy) {
+                stats.written_slots += n?;
+            }
+            for (i, n) in (batch_start..batch_end).zip(&needs) {
+                if *n == Need::Write {
+                    stats.written_bytes += index.slot_len(i) as u64;
                 }
             }
             progress.advance((batch_end as u64 * cs).min(index.size));
@@ -411,175 +593,33 @@ impl Store {
         stats.elapsed = started.elapsed();
         Ok(stats)
     }
+}
 
-    /// Remove what processes that died left in the store: temp files named after one of
-    /// `dead_pids` (chunk inserts, index writes and pins they had not finished) and `.pending`
-    /// pins no live process holds (a capture or restore that was killed). Returns how many
-    /// files went. Called when a crashed process's jobs are recovered, so a full disk is not
-    /// left full of a dead job's temp files until a `gc` long after.
-    pub fn remove_dead_temp_files(&self, dead_pids: &HashSet<u32>) -> Result<u64> {
-        let mut removed = 0;
-        if !dead_pids.is_empty() {
-            removed += self.chunks.remove_temp_of(dead_pids)?;
-        }
-        let dir = self.dir.join("indexes");
-        removed += crate::chunk_store::remove_temp_files_in(&dir, dead_pids)?;
-        for e in fs::read_dir(&dir).ctx("list", &dir)? {
-            let e = e.ctx("list", &dir)?;
-            // A pending pin is locked before it gets its name, so one that can be locked
-            // exclusively belongs to a dead process.
-            if e.file_name().to_string_lossy().ends_with(".pending") && !Pin::is_held(&e.path()) {
-                match fs::remove_file(e.path()) {
-                    Ok(()) => removed += 1,
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(err) => return Err(EngineError::Io { op: "remove", path: e.path(), source: err }),
-                }
-            }
-        }
-        Ok(removed)
-    }
+/// One read from one pack: a byte range and the chunks inside it.
+struct Read {
+    pack: String,
+    range: std::ops::Range<u64>,
+    chunks: Vec<(Digest, Location)>,
+}
 
-    /// Mark and sweep. `live` names every index the caller still needs. Also kept: indexes of
-    /// captures still running (`.pending`), and indexes younger than `grace` (committed, but
-    /// their caller may not have recorded them yet). Other index files are removed, and every
-    /// chunk none of the kept indexes references and nobody touched within `grace` is deleted.
-    pub fn gc(&self, live: &[String], grace: Duration, progress: &dyn Progress) -> Result<GcStats> {
-        let started = Instant::now();
-        let cutoff = SystemTime::now() - grace;
-        let live: HashSet<&str> = live.iter().map(|s| s.as_str()).collect();
-        let mut stats = GcStats::default();
-        let mut marked: HashSet<Digest> = HashSet::new();
-        let dir = self.dir.join("indexes");
-        for e in fs::read_dir(&dir).ctx("list", &dir)? {
-            let e = e.ctx("list", &dir)?;
-            let fname = e.file_name().to_string_lossy().into_owned();
-            let Some((name, ext)) = fname.rsplit_once('.') else { continue };
-            let young = e.metadata().and_then(|m| m.modified()).map(|t| t >= cutoff).unwrap_or(true);
-            let keep = match ext {
-                "fidx" => live.contains(name) || young,
-                "pending" => Pin::is_held(&e.path()),
-                _ => young, // temp files of an index write in progress
-            };
-            if !keep {
-                let _ = fs::remove_file(e.path());
-                stats.removed_indexes += 1;
+/// Group a pack's chunks (sorted by offset) into reads of neighbours.
+fn coalesce(pack: &str, chunks: Vec<(Digest, Location)>) -> Vec<Read> {
+    let mut out: Vec<Read> = Vec::new();
+    for (d, l) in chunks {
+        let end = l.offset + l.len as u64;
+        if let Some(r) = out.last_mut() {
+            if l.offset >= r.range.end && l.offset - r.range.end <= MAX_GAP && end - r.range.start <= MAX_READ {
+                r.range.end = end;
+                r.chunks.push((d, l));
                 continue;
             }
-            if ext == "fidx" || ext == "pending" {
-                match FixedIndex::read(name, &e.path()) {
-                    Ok(idx) => marked.extend(idx.digests.iter().filter(|d| **d != ZERO_DIGEST)),
-                    Err(EngineError::MissingIndex { .. }) => continue, // finished or dropped meanwhile
-                    // A live index that fails to read must stop GC, never shrink the mark set.
-                    Err(err) => return Err(err),
-                }
-                if ext == "fidx" {
-                    stats.live_indexes += 1;
-                }
-            }
         }
-        for name in &live {
-            if !self.has_index(name) {
-                return Err(EngineError::MissingIndex { name: name.to_string() });
-            }
-        }
-        stats.marked_chunks = marked.len() as u64;
-        progress.start(4096);
-        stats.sweep = self.chunks.sweep(&marked, cutoff, &|n| progress.advance(n))?;
-        stats.elapsed = started.elapsed();
-        Ok(stats)
+        out.push(Read { pack: pack.to_string(), range: l.offset..end, chunks: vec![(d, l)] });
     }
-
-    /// Re-read every chunk, quarantine corrupt ones, and name the `live` indexes that a bad or
-    /// missing chunk breaks.
-    pub fn verify(&self, live: &[String], progress: &dyn Progress) -> Result<VerifyReport> {
-        let started = Instant::now();
-        let scan = self.chunks.verify_all(&|done, total| {
-            if done == 0 {
-                progress.start(total);
-            }
-            progress.advance(done);
-        })?;
-        let bad: HashSet<Digest> = scan.bad.iter().map(|(d, _)| *d).collect();
-        let mut report = VerifyReport {
-            checked_chunks: (scan.good.len() + scan.bad.len()) as u64,
-            bad_chunks: scan.bad.iter().map(|(d, why)| (hex::encode(d), why.clone())).collect(),
-            ..Default::default()
-        };
-        for name in live {
-            match self.read_index(name) {
-                Ok(idx) => {
-                    let (mut n_bad, mut n_missing) = (0, 0);
-                    for d in idx.digests.iter().filter(|d| **d != ZERO_DIGEST) {
-                        if bad.contains(d) {
-                            n_bad += 1;
-                        } else if !scan.good.contains(d) {
-                            n_missing += 1;
-                        }
-                    }
-                    if n_bad + n_missing > 0 {
-                        report.broken.push((
-                            name.clone(),
-                            format!("{n_bad} slots on corrupt chunks, {n_missing} on missing chunks"),
-                        ));
-                    }
-                }
-                Err(e) => report.broken.push((name.clone(), e.to_string())),
-            }
-        }
-        report.elapsed = started.elapsed();
-        Ok(report)
-    }
+    out
 }
 
-/// A `.pending` index: marks its chunks live for GC while its owner runs. The owner holds a
-/// shared `flock` on it for its life; GC treats a pending index it can lock exclusively as
-/// left by a dead process and removes it. It is locked before it gets its final name, so GC
-/// never sees one unlocked while its owner lives. Removed when dropped.
-struct Pin {
-    path: PathBuf,
-    _file: File,
-}
-
-impl Pin {
-    fn create(path: &Path, index: &FixedIndex) -> Result<Pin> {
-        // Named like every temp file of the store (`.tmp-<pid>-…`), so the temp file of a
-        // process that died here is found by its pid (`Store::remove_dead_temp_files`).
-        let tmp = path.with_file_name(format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>()));
-        let mut f = crate::private::create(&tmp).ctx("create", &tmp)?;
-        let made = (|| {
-            // SAFETY: flock on an fd we own.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) } != 0 {
-                return Err(EngineError::Io {
-                    op: "flock",
-                    path: tmp.clone(),
-                    source: std::io::Error::last_os_error(),
-                });
-            }
-            f.write_all(&index.encode()).ctx("write", &tmp)?;
-            fs::rename(&tmp, path).ctx("rename", path)
-        })();
-        if let Err(e) = made {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        Ok(Pin { path: path.to_path_buf(), _file: f })
-    }
-
-    /// True if a live process holds this pending index (false also when it is gone).
-    fn is_held(path: &Path) -> bool {
-        let Ok(f) = File::open(path) else { return false };
-        // SAFETY: flock on an fd we own.
-        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
-    }
-}
-
-impl Drop for Pin {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-fn parse_chunk_size(text: &str) -> Option<usize> {
+pub(crate) fn parse_chunk_size(text: &str) -> Option<usize> {
     let line = text.lines().map(str::trim).find(|l| l.starts_with("chunk_size"))?;
     let cs: usize = line.split_once('=')?.1.trim().parse().ok()?;
     (cs.is_power_of_two() && (4096..=crate::chunk::MAX_CHUNK).contains(&cs)).then_some(cs)

@@ -137,9 +137,10 @@ fn verify_catches_a_flipped_bit_and_names_the_index() {
     // flip one bit in the chunk only "b" has
     let idx = store.read_index("b").unwrap();
     let d = idx.digests[50];
-    let path = store.chunks().chunk_path(&d);
+    let loc = store.chunk_index().find(&[d]).unwrap().remove(0).expect("indexed");
+    let path = dir.path().join("store").join(disksnap_engine::pack::pack_key(&loc.pack));
     let mut raw = std::fs::read(&path).unwrap();
-    raw[1000] ^= 0x04;
+    raw[loc.offset as usize + 1000] ^= 0x04;
     std::fs::write(&path, raw).unwrap();
 
     let report = store.verify(&live, &NoProgress).unwrap();
@@ -186,7 +187,8 @@ fn temp_files_of_dead_processes_go_and_a_live_ones_stay() {
     let img = dir.path().join("disk.img");
     make_image(&img, 200 * CS as u64);
     store.capture("a", &img, None, &NoProgress, &mut || {}).unwrap();
-    let chunks = dir.path().join("store/chunks");
+    let chunks = dir.path().join("store/packs");
+    std::fs::create_dir_all(chunks.join("abc")).unwrap();
     let indexes = dir.path().join("store/indexes");
     // What a process killed mid-capture (pid 4000001, never a live pid) leaves, and what a
     // live one (pid 4000002) has in flight.

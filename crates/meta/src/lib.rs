@@ -6,12 +6,14 @@
 //! or a concurrent caller sees the old state or the new one. SQLite is the embedded backend;
 //! a PostgreSQL backend implements the same trait with the same statements.
 
+pub mod chunk_index;
 pub mod filter;
 pub mod rows;
 mod sqlite;
 
 use async_trait::async_trait;
 
+pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, PackRow};
 pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
 pub use rows::{ChainTotals, ImageRow, InstanceRow, JobRow, Millis, SnapshotRow, TagRow, VolumeRow};
 pub use sqlite::SqliteMeta;

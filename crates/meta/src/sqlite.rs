@@ -179,6 +179,10 @@ fn from_json_rows<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>> 
 }
 
 impl SqliteMeta {
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
         // SQLite creates a new database 0644 (less the umask) and gives its -wal and -shm the

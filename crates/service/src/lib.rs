@@ -13,6 +13,7 @@
 #[macro_use]
 mod retry; // first: the retrying! macro is used by the modules below
 pub mod chain;
+pub mod chunk_index;
 pub mod error;
 pub mod ids;
 pub mod jobs;

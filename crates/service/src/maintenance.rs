@@ -24,6 +24,12 @@ pub struct GcReport {
     pub removed_chunks: u64,
     pub removed_bytes: u64,
     pub removed_temp_files: u64,
+    /// Packs left with no live chunk (deleted once the grace period has passed since).
+    pub doomed_packs: u64,
+    pub deleted_packs: u64,
+    pub deleted_pack_bytes: u64,
+    /// Mostly dead packs whose live chunks moved to new packs.
+    pub repacked_packs: u64,
     /// Snapshots the database says hold data but whose index is gone (see `verify`).
     pub missing_indexes: Vec<String>,
     pub seconds: f64,
@@ -32,6 +38,9 @@ pub struct GcReport {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct VerifyOutcome {
     pub checked_chunks: u64,
+    pub checked_packs: u64,
+    /// (pack, reason) of packs whose chunks are fine but whose trailer is damaged.
+    pub bad_trailers: Vec<(String, String)>,
     /// (digest, reason) of each corrupt chunk, now quarantined.
     pub bad_chunks: Vec<(String, String)>,
     /// (snapshot id, reason) of each snapshot that cannot be restored as it stands.
@@ -109,12 +118,16 @@ impl Service {
         progress: Arc<dyn disksnap_engine::Progress + Send>,
     ) -> Result<GcReport> {
         let held = self.meta().snapshots_holding_data().await?;
-        let (live, missing): (Vec<String>, Vec<String>) =
-            held.into_iter().partition(|id| self.inner.store.has_index(id));
         let store = self.inner.store.clone();
         let grace = grace.unwrap_or(self.config().gc_grace);
-        let live2 = live.clone();
-        let s = self.blocking(move || store.gc(&live2, grace, progress.as_ref())).await?;
+        // Index lookups may be network calls (S3): off the async threads.
+        let (live, missing, s) = self
+            .blocking(move || {
+                let (live, missing): (Vec<String>, Vec<String>) = held.into_iter().partition(|id| store.has_index(id));
+                let s = store.gc(&live, grace, progress.as_ref())?;
+                Ok((live, missing, s))
+            })
+            .await?;
         Ok(GcReport {
             live_snapshots: live.len() as u64,
             removed_indexes: s.removed_indexes,
@@ -125,22 +138,57 @@ impl Service {
             removed_chunks: s.sweep.removed,
             removed_bytes: s.sweep.removed_bytes,
             removed_temp_files: s.sweep.removed_temp,
+            doomed_packs: s.doomed_packs,
+            deleted_packs: s.deleted_packs,
+            deleted_pack_bytes: s.deleted_pack_bytes,
+            repacked_packs: s.repacked_packs,
             missing_indexes: missing,
             seconds: s.elapsed.as_secs_f64(),
         })
     }
 
-    /// Re-read every chunk; quarantine corrupt ones and name the snapshots they break.
+    /// Re-read every pack (or about `sample_percent` of them), drop corrupt chunks from the
+    /// index and name the snapshots they break.
     pub async fn verify(&self, progress: Arc<dyn disksnap_engine::Progress + Send>) -> Result<VerifyOutcome> {
+        self.verify_sample(100, progress).await
+    }
+
+    /// [`Service::verify`] over about `sample_percent` of the packs, chosen at random.
+    pub async fn verify_sample(
+        &self,
+        sample_percent: u8,
+        progress: Arc<dyn disksnap_engine::Progress + Send>,
+    ) -> Result<VerifyOutcome> {
         let live = self.meta().snapshots_holding_data().await?;
         let store = self.inner.store.clone();
-        let r = self.blocking(move || store.verify(&live, progress.as_ref())).await?;
+        let r = self.blocking(move || store.verify_sample(&live, sample_percent.min(100), progress.as_ref())).await?;
         Ok(VerifyOutcome {
             checked_chunks: r.checked_chunks,
+            checked_packs: r.checked_packs,
+            bad_trailers: r.bad_trailers,
             bad_chunks: r.bad_chunks,
             broken_snapshots: r.broken,
             seconds: r.elapsed.as_secs_f64(),
         })
+    }
+
+    /// Refill the chunk index from the packs' trailers (`disksnap repair --rebuild-index`):
+    /// after the database was restored from an older backup, or moved to a new one.
+    pub async fn rebuild_chunk_index(
+        &self,
+        progress: Arc<dyn disksnap_engine::Progress + Send>,
+    ) -> Result<disksnap_engine::RebuildStats> {
+        let store = self.inner.store.clone();
+        self.blocking(move || store.rebuild_index(progress.as_ref())).await
+    }
+
+    /// Move the chunk files of a store made before packs into packs (`disksnap migrate-store`).
+    pub async fn migrate_store(
+        &self,
+        progress: Arc<dyn disksnap_engine::Progress + Send>,
+    ) -> Result<disksnap_engine::MigrateStats> {
+        let store = self.inner.store.clone();
+        self.blocking(move || store.migrate_legacy(progress.as_ref())).await
     }
 
     /// The periodic duties of a running server: cease points whose time is up.

@@ -53,10 +53,7 @@ impl Service {
                         Kind::Snapshot,
                         id,
                         "orphaned",
-                        format!(
-                            "its volume {} no longer exists; create a new volume from it instead",
-                            ids::display(Kind::Volume, &snap.volume_id)
-                        ),
+                        format!("its volume {} no longer exists; create a new volume from it instead", snap.volume_id),
                     )
                 })?;
             self.ensure_idle(&vol)?;

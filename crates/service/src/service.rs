@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use disksnap_engine::{private, Store};
+use disksnap_engine::backend::local::LocalBackend;
+use disksnap_engine::{private, Backend, Store};
 use disksnap_meta::{MetaStore, SnapshotRow, SqliteMeta, VolumeRow};
 
+use crate::chunk_index::MetaChunkIndex;
 use crate::error::{Result, ServiceError};
 use crate::ids;
 use crate::jobs::JobProgress;
@@ -76,14 +78,37 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// The embedded default: SQLite at `DATA/meta.db` (schema brought up to date) and the
-    /// chunk store in `DATA/store`, the data dir created owner-only if missing.
+    /// The embedded default: SQLite at `DATA/meta.db` (schema brought up to date) and a pack
+    /// store on the local directory `DATA/store`, the data dir created owner-only if missing.
     pub async fn embedded(cfg: &ServiceConfig) -> Result<Self> {
-        let dir = &cfg.data_dir;
-        private::create_dir_all(dir).map_err(|e| ServiceError::Internal(format!("create {}: {e}", dir.display())))?;
-        let store = Store::open(&dir.join("store"), cfg.chunk_size)?;
-        let meta = SqliteMeta::open(&dir.join("meta.db")).await?;
-        Ok(Backends { meta: Arc::new(meta), store: Arc::new(store) })
+        let root = cfg.data_dir.join("store");
+        private::create_dir_all(&cfg.data_dir)
+            .map_err(|e| ServiceError::Internal(format!("create {}: {e}", cfg.data_dir.display())))?;
+        let local = LocalBackend::open(&root)?;
+        Self::with_object_store(cfg, Arc::new(local)).await
+    }
+
+    /// SQLite at `DATA/meta.db` (which also keeps the chunk index) and packs in `objects` (a
+    /// local directory or an S3 bucket the binary built from its configuration). A chunk
+    /// index found empty while the backend has packs (a new database over an existing store)
+    /// is rebuilt from the packs first.
+    pub async fn with_object_store(cfg: &ServiceConfig, objects: Arc<dyn Backend>) -> Result<Self> {
+        let dir = cfg.data_dir.clone();
+        private::create_dir_all(&dir).map_err(|e| ServiceError::Internal(format!("create {}: {e}", dir.display())))?;
+        let meta = Arc::new(SqliteMeta::open(&dir.join("meta.db")).await?);
+        let index = Arc::new(MetaChunkIndex::new(meta.clone(), tokio::runtime::Handle::current()));
+        let chunk_size = cfg.chunk_size;
+        let store = tokio::task::spawn_blocking(move || -> Result<Store> {
+            let store = Store::open_with(&dir.join("store"), objects, index, chunk_size)?;
+            if store.chunk_index().packs()?.is_empty() && !store.backend().list("packs/")?.is_empty() {
+                let s = store.rebuild_index(&disksnap_engine::NoProgress)?;
+                tracing::warn!(packs = s.packs, chunks = s.chunks, "chunk index was empty: rebuilt it from the packs");
+            }
+            Ok(store)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("opening the store: {e}")))??;
+        Ok(Backends { meta, store: Arc::new(store) })
     }
 }
 

@@ -579,7 +579,7 @@ impl Service {
                     if later.status == SnapshotStatus::Deleted.as_str() {
                         continue;
                     }
-                    self.ensure_deletable(&later, &ids::display(Kind::Snapshot, &later.id))?;
+                    self.ensure_deletable(&later, &later.id)?;
                     targets.push(later);
                 }
             }

@@ -328,12 +328,7 @@ impl Service {
             return Ok(());
         }
         let state = if row.transition.is_empty() { row.status.clone() } else { row.transition.clone() };
-        Err(ServiceError::wrong_state(
-            Kind::Volume,
-            &ids::display(Kind::Volume, &row.id),
-            state,
-            "it is busy with another operation",
-        ))
+        Err(ServiceError::wrong_state(Kind::Volume, &row.id, state, "it is busy with another operation"))
     }
 
     /// Grow a volume. Shrinking is refused: it would cut data off the end.
@@ -349,8 +344,8 @@ impl Service {
                 return Err(ServiceError::invalid(
                     "size",
                     format!(
-                        "a volume can only grow: {} is {} GiB, asked for {size_gib} GiB",
-                        ids::display(Kind::Volume, &row.id),
+                        "a volume can only grow: volume {} is {} GiB, asked for {size_gib} GiB",
+                        row.id,
                         (row.size as u64).div_ceil(GIB)
                     ),
                 ));
@@ -417,7 +412,7 @@ impl Service {
                 Kind::Volume,
                 id,
                 "in-use",
-                format!("it is attached to instance {}; detach it first", ids::display(Kind::Instance, i)),
+                format!("it is attached to instance {i}; detach it first"),
             ));
         }
         let lock = self.lock_volume(&row, VolumeTransition::Deleting);
@@ -569,7 +564,7 @@ impl Service {
                         Kind::Volume,
                         id,
                         "in-use",
-                        format!("already attached to {}", ids::display(Kind::Instance, i)),
+                        format!("already attached to instance {i}"),
                     ));
                 }
                 let kind = VolumeKind::parse(&row.kind).unwrap_or(VolumeKind::Data);

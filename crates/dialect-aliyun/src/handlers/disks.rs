@@ -12,9 +12,10 @@ use super::{
     Idempotency,
 };
 use crate::error::{invalid, vendor, AliyunError};
+use crate::ids::show;
 use crate::params::{Paging, Params, Res};
 use crate::regions::{check_zone, region_of};
-use crate::wire::{show, value, DiskItem, SnapshotLinkItem};
+use crate::wire::{value, DiskItem, SnapshotLinkItem};
 
 pub(super) async fn create_disk(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
     let r = required_region(ctx, p)?;

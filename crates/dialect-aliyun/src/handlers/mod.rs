@@ -17,10 +17,11 @@ use disksnap_service::{
 use serde_json::{json, Value};
 
 use crate::error::{invalid, vendor, AliyunError};
+use crate::ids::show;
 use crate::params::{Paging, Params, Res};
 use crate::regions::{describe_regions, describe_zones, region, region_of, Region};
 use crate::router::Endpoint;
-use crate::wire::{show, snapshot_status, value, SnapshotItem};
+use crate::wire::{snapshot_status, value, SnapshotItem};
 
 /// Answer one authenticated request.
 pub async fn call(ctx: &ApiContext, caller: &Caller, e: Endpoint, p: &Params, host: &str) -> Res<Value> {

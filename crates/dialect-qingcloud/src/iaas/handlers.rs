@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use disksnap_service::ids::{display, parse};
+use crate::ids::display;
+use disksnap_service::ids::parse;
 use disksnap_service::{
     Caller, CreateSnapshots, CreateVolumes, DeleteScope, JobStatus, Kind, Origin, ServiceError, SnapshotQuery,
     VolumeQuery,
@@ -11,12 +12,11 @@ use disksnap_service::{
 use serde_json::{json, Value};
 
 use super::router::Action;
-use super::signature::Verified;
 use crate::error::QcError;
 use crate::ids::is_instance_id;
 use crate::params::Params;
 use crate::wire;
-use disksnap_api_common::ApiContext;
+use disksnap_api_common::{ApiContext, Verified};
 
 type Out = Result<Value, QcError>;
 

@@ -5,10 +5,14 @@ mod handlers;
 pub mod router;
 pub mod signature;
 
-use axum::extract::{Request, State};
+use std::time::Duration;
+
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use disksnap_api_common::{encode, ApiContext, RawRequest};
+use disksnap_api_common::{
+    encode, ApiContext, Call, Dialect, DialectError, EndpointName, KeyKind, RawRequest, RequestId, Verified,
+};
+use disksnap_service::Kind;
 use serde_json::json;
 
 use crate::error::QcError;
@@ -25,27 +29,82 @@ pub fn params_of(raw: &RawRequest) -> Params {
     Params(pairs)
 }
 
-pub async fn endpoint(State(ctx): State<ApiContext>, req: Request) -> Response {
-    let raw = match RawRequest::read(req).await {
-        Ok(r) => r,
-        Err(m) => return render(Err(QcError::invalid(m)), "", ""),
-    };
-    let rid = raw.request_id.0.clone();
-    let p = params_of(&raw);
-    let action_name = p.get("action").unwrap_or("").to_string();
-    let result = async {
-        let who = signature::verify(&ctx, raw.method.as_str(), &raw.path, &p)?;
-        p.check_list_sizes()?;
-        let action = Action::parse(&action_name).ok_or_else(|| QcError::UnknownAction(action_name.clone()))?;
-        handlers::handle(&ctx, &who, action, &p).await
-    }
-    .await;
-    render(result, &action_name, &rid)
+/// Signed `time_stamp`s may be this far from the server clock (dialects.md §2.4).
+pub const CLOCK_WINDOW: Duration = Duration::from_secs(60);
+
+/// The IaaS dialect (served by the pipeline of api-common).
+pub struct Iaas {
+    pub ctx: ApiContext,
 }
 
-fn render(result: Result<handlers::Answer, QcError>, action: &str, request_id: &str) -> Response {
-    let body = match result {
-        Ok(handlers::Answer::SnapshotSet { items, total }) => {
+/// The request's parameters, and the action as written (success answers echo it).
+pub struct Frame {
+    params: Params,
+    action: String,
+}
+
+impl EndpointName for Action {
+    fn name(&self) -> String {
+        Action::name(*self).to_string()
+    }
+}
+
+impl DialectError for QcError {
+    fn unreadable(why: String) -> Self {
+        QcError::invalid(why)
+    }
+    fn is_internal(&self) -> bool {
+        QcError::is_internal(self)
+    }
+    fn code(&self) -> String {
+        self.ret_code().to_string()
+    }
+}
+
+impl Dialect for Iaas {
+    const NAME: &'static str = "qingcloud";
+    const KEY_KIND: KeyKind = crate::KEYS;
+    const CLOCK_WINDOW: Duration = CLOCK_WINDOW;
+    type Frame = Frame;
+    type Caller = Verified;
+
+    fn show_id(kind: Kind, bare: &str) -> String {
+        crate::ids::display(kind, bare)
+    }
+
+    type Endpoint = Action;
+    type Error = QcError;
+
+    fn frame(&self, raw: &RawRequest) -> Frame {
+        let params = params_of(raw);
+        let action = params.get("action").unwrap_or("").to_string();
+        Frame { params, action }
+    }
+
+    async fn verify(&self, raw: &RawRequest, frame: &mut Frame) -> Result<Verified, QcError> {
+        let who = signature::verify(&self.ctx, raw.method.as_str(), &raw.path, &frame.params)?;
+        frame.params.check_list_sizes()?;
+        Ok(who)
+    }
+
+    fn endpoint(&self, _raw: &RawRequest, frame: &mut Frame, _who: &Verified) -> Result<Action, QcError> {
+        Action::parse(&frame.action).ok_or_else(|| QcError::UnknownAction(frame.action.clone()))
+    }
+
+    async fn handle(&self, call: Call<'_, Self>) -> Result<Response, QcError> {
+        let answer = handlers::handle(&self.ctx, &call.caller, call.endpoint, &call.frame.params).await?;
+        Ok(render(answer, &call.frame.action))
+    }
+
+    fn error_response(&self, _frame: &Frame, e: &QcError, request_id: &RequestId) -> Response {
+        let body = json!({"ret_code": e.ret_code(), "message": e.message(&request_id.0)});
+        ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }
+}
+
+fn render(answer: handlers::Answer, action: &str) -> Response {
+    let body = match answer {
+        handlers::Answer::SnapshotSet { items, total } => {
             // The keys in the order a serde_json map writes them (byte order), as for any answer.
             let mut body = Vec::with_capacity(items.len() + 128);
             body.extend_from_slice(b"{\"action\":");
@@ -55,16 +114,12 @@ fn render(result: Result<handlers::Answer, QcError>, action: &str, request_id: &
             body.extend_from_slice(format!(",\"total_count\":{total}}}").as_bytes());
             return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
         }
-        Ok(handlers::Answer::Json(mut v)) => {
+        handlers::Answer::Json(mut v) => {
             if let Some(m) = v.as_object_mut() {
                 m.insert("action".into(), format!("{action}Response").into());
                 m.insert("ret_code".into(), 0.into());
             }
             v
-        }
-        Err(e) => {
-            e.log(request_id);
-            json!({"ret_code": e.ret_code(), "message": e.message(request_id)})
         }
     };
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()

@@ -5,17 +5,10 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use disksnap_api_common::{clock, encode, sign, ApiContext, Vendor};
+use disksnap_api_common::{clock, encode, sign, ApiContext, Verified};
 
 use crate::error::QcError;
 use crate::params::Params;
-
-/// The account a request was signed for.
-#[derive(Clone, Debug)]
-pub struct Verified {
-    pub account: String,
-    pub access_key_id: String,
-}
 
 /// When `expires` is present it replaces the time_stamp window, but never reaches further
 /// ahead than this (the CLI sends now + 20 min).
@@ -39,10 +32,8 @@ pub fn compute(method_name: &str, secret: &str, to_sign: &str) -> Option<String>
 
 pub fn verify(ctx: &ApiContext, method: &str, path: &str, p: &Params) -> Result<Verified, QcError> {
     let key = p.get("access_key_id").ok_or_else(|| QcError::Auth("parameter [access_key_id] is required".into()))?;
-    let secret = ctx
-        .keys
-        .lookup(Vendor::QingCloud, key)
-        .ok_or_else(|| QcError::Auth(format!("access key [{key}] does not exist")))?;
+    let secret =
+        ctx.keys.lookup(crate::KEYS, key).ok_or_else(|| QcError::Auth(format!("access key [{key}] does not exist")))?;
     match p.get("signature_version") {
         Some("1") => {}
         Some(v) => {
@@ -63,7 +54,7 @@ pub fn verify(ctx: &ApiContext, method: &str, path: &str, p: &Params) -> Result<
     }
     // Time: a signed time_stamp is always required; `expires`, when signed too, extends the
     // window to itself (capped), as the CLI expects.
-    let window = ctx.windows.qingcloud;
+    let window = super::CLOCK_WINDOW;
     let ts = p.get("time_stamp").ok_or_else(|| QcError::invalid("parameter [time_stamp] is required"))?;
     let ts = clock::parse_iso(ts).map_err(|e| QcError::invalid(format!("parameter [time_stamp]: {e}")))?;
     let replay_window = match p.get("expires") {
@@ -93,7 +84,7 @@ pub fn verify(ctx: &ApiContext, method: &str, path: &str, p: &Params) -> Result<
             return Err(QcError::Expired(format!("req_id [{req_id}] was already used")));
         }
     }
-    Ok(Verified { account: secret.account.clone(), access_key_id: key.to_string() })
+    Ok(Verified { account: secret.account.clone(), key_id: key.to_string() })
 }
 
 #[cfg(test)]

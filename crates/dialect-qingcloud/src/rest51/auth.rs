@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use disksnap_api_common::{encode, sign, RawRequest, Vendor};
+use disksnap_api_common::{encode, sign, RawRequest};
 use serde_json::json;
 
 use super::Rest51;
@@ -92,7 +92,7 @@ pub async fn token(State(st): State<Arc<Rest51>>, req: Request) -> Response {
             "send the API key pair as HTTP Basic credentials",
         );
     };
-    let account = match st.ctx.keys.lookup(Vendor::QingCloud, &key) {
+    let account = match st.ctx.keys.lookup(crate::KEYS, &key) {
         Some(s) if sign::same(s.secret.as_bytes(), secret.as_bytes()) => s.account.clone(),
         _ => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown API key or wrong secret key"),
     };

@@ -1,9 +1,9 @@
 //! 51idc endpoint handlers: read query or JSON body, call the service, answer with the list or
 //! the Job object (dialects.md §3.4–3.5). Meanings follow QingCloud's (same wire vocabulary).
 
+use crate::ids::display;
 use disksnap_api_common::time::iso_z;
 use disksnap_api_common::MAX_LIST_ITEMS;
-use disksnap_service::ids::display;
 use disksnap_service::{
     Caller, CreateSnapshots, DeleteScope, Job, JobFailure, JobStatus, Kind, SnapshotQuery, VolumeQuery,
 };
@@ -58,14 +58,7 @@ impl Call {
     }
 
     fn int(&self, key: &str) -> Result<Option<i64>, QcError> {
-        match self.text(key) {
-            None => Ok(None),
-            Some(t) => t
-                .trim()
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| QcError::invalid(format!("parameter [{key}] should be an integer, not [{t}]"))),
-        }
+        self.text(key).map(|t| crate::params::parse_int(key, &t)).transpose()
     }
 
     fn flag(&self, key: &str) -> Result<Option<bool>, QcError> {

@@ -7,13 +7,14 @@ mod handlers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use disksnap_api_common::{encode, ApiContext, RawRequest};
+use disksnap_api_common::{encode, pipeline, ApiContext, Dialect, EndpointName, KeyKind, RawRequest, RequestId};
+use disksnap_service::Kind;
 use serde_json::{json, Value};
 
 use crate::error::QcError;
@@ -28,21 +29,22 @@ pub struct Rest51 {
 }
 
 /// Everything under `/v2/zone` is this dialect's, whatever its segments hold (empty ones, bytes
-/// that are not UTF-8): [`endpoint`] reads the path itself, so no such request falls through to
-/// the OpenStack `/v2/{project}/…` routes or to axum's plain-text rejections.
+/// that are not UTF-8): the pipeline's frame reads the path itself ([`Route::parse`]), so no
+/// such request falls through to the OpenStack `/v2/{project}/…` routes or to axum's
+/// plain-text rejections.
 pub fn routes(ctx: ApiContext) -> Router {
     let st = Arc::new(Rest51 { ctx, tokens: auth::Tokens::default(), job_requests: Mutex::new(HashMap::new()) });
     Router::new()
         .route("/v2/oauth2/token", any(auth::token))
-        .route("/v2/zone", any(endpoint))
-        .route("/v2/zone/", any(endpoint))
-        .route("/v2/zone/{*rest}", any(endpoint))
+        .route("/v2/zone", any(pipeline::handler::<Rest51>))
+        .route("/v2/zone/", any(pipeline::handler::<Rest51>))
+        .route("/v2/zone/{*rest}", any(pipeline::handler::<Rest51>))
         .with_state(st)
 }
 
 /// A 51idc path, read from its segments after `/v2/zone/`.
 #[derive(Debug, PartialEq, Eq)]
-enum Route {
+pub enum Route {
     Snapshots {
         zone: String,
     },
@@ -86,23 +88,6 @@ impl Route {
             [zone, what] if what == "volumes" => Route::Volumes { zone: zone.clone() },
             _ => Route::Unknown,
         })
-    }
-}
-
-async fn endpoint(State(st): State<Arc<Rest51>>, req: Request) -> Response {
-    let route = match Route::parse(req.uri().path()) {
-        Ok(r) => r,
-        Err(e) => {
-            let rid = req.extensions().get::<disksnap_api_common::RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-            return error_response(&e, &rid);
-        }
-    };
-    match route {
-        Route::Snapshots { zone } => snapshots(st, zone, req).await,
-        Route::SnapshotSub { zone, rest } => snapshot_sub(st, zone, rest, req).await,
-        Route::Job { zone, id } => job(st, zone, id, req).await,
-        Route::Volumes { zone } => volumes(st, zone, req).await,
-        Route::Unknown => unknown_path(req).await,
     }
 }
 
@@ -158,130 +143,156 @@ pub struct Call {
     pub request_id: String,
 }
 
-async fn prepare(st: &Rest51, zone: &str, req: Request) -> Result<Call, (QcError, String)> {
-    let raw = RawRequest::read(req).await.map_err(|m| (QcError::invalid(m), String::new()))?;
-    let rid = raw.request_id.0.clone();
-    let fail = |e: QcError| (e, rid.clone());
-    let account = st.tokens.account_of(&raw.headers).map_err(fail)?;
-    let zone_c = st.ctx.service.resolve_zone(zone).map_err(|e| fail(e.into()))?;
-    // `+` is literal in this dialect: the SDK does not form-encode values (dialects.md §3.4).
-    let params = Params(encode::parse_pairs(&raw.query, |_| true));
-    let body = if raw.body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&raw.body)
-            .map_err(|e| fail(QcError::invalid(format!("the request body is not valid JSON: {e}"))))?
-    };
-    if !(body.is_null() || body.is_object()) {
-        return Err(fail(QcError::invalid("the request body must be a JSON object")));
-    }
-    Ok(Call {
-        account,
-        zone: zone_c,
-        zone_as_written: zone.to_string(),
-        method: raw.method,
-        params,
-        body,
-        request_id: rid,
-    })
+/// What a 51idc path and method name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Op {
+    ListSnapshots,
+    CreateSnapshots,
+    Apply,
+    CaptureInstance,
+    CreateVolume,
+    /// `DELETE volume_snapshots/{ids}`: the ids as written (comma-joined, possibly empty).
+    Delete(String),
+    Job(String),
+    ListVolumes,
 }
 
-fn error_response(e: &QcError, request_id: &str) -> Response {
-    e.log(request_id);
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = json!({"error": {"code": e.ret_code().to_string(), "message": e.message(request_id)}});
-    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-    }
-    resp
-}
-
-fn ok(v: Value) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
-}
-
-fn method_not_allowed(method: &Method, path: &str, allowed: &str) -> QcError {
-    QcError::UnknownAction(format!("{method} {path} (allowed: {allowed})"))
-}
-
-/// Run a handler on a prepared call and render either outcome.
-async fn run<F, Fut>(st: Arc<Rest51>, zone: String, req: Request, f: F) -> Response
-where
-    F: FnOnce(Arc<Rest51>, Call) -> Fut,
-    Fut: std::future::Future<Output = Result<Value, QcError>>,
-{
-    let call = match prepare(&st, &zone, req).await {
-        Ok(c) => c,
-        Err((e, rid)) => return error_response(&e, &rid),
-    };
-    let rid = call.request_id.clone();
-    match f(st, call).await {
-        Ok(v) => ok(v),
-        Err(e) => error_response(&e, &rid),
+impl EndpointName for Op {
+    fn name(&self) -> String {
+        match self {
+            Op::ListSnapshots => "volume_snapshots.list",
+            Op::CreateSnapshots => "volume_snapshots.create",
+            Op::Apply => "volume_snapshots.apply",
+            Op::CaptureInstance => "volume_snapshots.capture_instance",
+            Op::CreateVolume => "volume_snapshots.create_volume",
+            Op::Delete(_) => "volume_snapshots.delete",
+            Op::Job(_) => "job.show",
+            Op::ListVolumes => "volumes.list",
+        }
+        .to_string()
     }
 }
 
-async fn snapshots(st: Arc<Rest51>, zone: String, req: Request) -> Response {
-    let m = req.method().clone();
-    let path = req.uri().path().to_string();
-    run(st, zone, req, move |st, call| async move {
-        match m {
-            Method::GET => handlers::list_snapshots(&st, &call).await,
-            Method::POST => handlers::create_snapshots(&st, &call).await,
-            _ => Err(method_not_allowed(&m, &path, "GET, POST")),
-        }
-    })
-    .await
-}
+impl Dialect for Rest51 {
+    const NAME: &'static str = "51idc";
+    const KEY_KIND: KeyKind = crate::KEYS;
+    /// Bearer tokens carry no client time; their lifetime is the config's `token_lifetime`.
+    const CLOCK_WINDOW: Duration = Duration::ZERO;
+    /// The path, read once: the route it names, or why it names none.
+    type Frame = Result<Route, QcError>;
+    type Caller = Call;
 
-async fn snapshot_sub(st: Arc<Rest51>, zone: String, rest: String, req: Request) -> Response {
-    let m = req.method().clone();
-    let path = req.uri().path().to_string();
-    run(st, zone, req, move |st, call| async move {
-        match (&m, rest.as_str()) {
-            (&Method::POST, "apply") => handlers::apply(&st, &call).await,
-            (&Method::POST, "capture_instance") => handlers::capture_instance(&st, &call).await,
-            (&Method::POST, "create_volume") => handlers::create_volume(&st, &call).await,
-            (_, "apply" | "capture_instance" | "create_volume") => Err(method_not_allowed(&m, &path, "POST")),
-            (&Method::DELETE, ids) => handlers::delete(&st, &call, ids).await,
-            _ => Err(method_not_allowed(&m, &path, "DELETE")),
-        }
-    })
-    .await
-}
+    /// 51idc shows QingCloud's ids.
+    fn show_id(kind: Kind, bare: &str) -> String {
+        crate::ids::display(kind, bare)
+    }
 
-async fn job(st: Arc<Rest51>, zone: String, job_id: String, req: Request) -> Response {
-    let m = req.method().clone();
-    let path = req.uri().path().to_string();
-    run(st, zone, req, move |st, call| async move {
-        if m != Method::GET {
-            return Err(method_not_allowed(&m, &path, "GET"));
-        }
-        if job_id.trim().is_empty() {
-            return Err(QcError::invalid("name the job in the path: /v2/zone/{zone}/job/j-…"));
-        }
-        handlers::job(&st, &call, &job_id).await
-    })
-    .await
-}
+    type Endpoint = Op;
+    type Error = QcError;
 
-async fn volumes(st: Arc<Rest51>, zone: String, req: Request) -> Response {
-    let m = req.method().clone();
-    let path = req.uri().path().to_string();
-    run(st, zone, req, move |st, call| async move {
-        if m != Method::GET {
-            return Err(method_not_allowed(&m, &path, "GET"));
-        }
-        handlers::list_volumes(&st, &call).await
-    })
-    .await
-}
+    fn frame(&self, raw: &RawRequest) -> Self::Frame {
+        Route::parse(&raw.path)
+    }
 
-async fn unknown_path(req: Request) -> Response {
-    let e = QcError::UnknownAction(format!("{} {}", req.method(), req.uri().path()));
-    let rid = req.extensions().get::<disksnap_api_common::RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-    error_response(&e, &rid)
+    /// A path that names no endpoint is refused before the token is read (as it always was):
+    /// a client with a wrong base URL learns that first.
+    async fn verify(&self, raw: &RawRequest, route: &mut Self::Frame) -> Result<Call, QcError> {
+        let zone = match route {
+            Err(e) => return Err(e.clone()),
+            Ok(Route::Unknown) => return Err(QcError::UnknownAction(format!("{} {}", raw.method, raw.path))),
+            Ok(
+                Route::Snapshots { zone }
+                | Route::SnapshotSub { zone, .. }
+                | Route::Job { zone, .. }
+                | Route::Volumes { zone },
+            ) => zone.clone(),
+        };
+        let account = self.tokens.account_of(&raw.headers)?;
+        let zone_c = self.ctx.service.resolve_zone(&zone)?;
+        // `+` is literal in this dialect: the SDK does not form-encode values (dialects.md §3.4).
+        let params = Params(encode::parse_pairs(&raw.query, |_| true));
+        let body = if raw.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&raw.body)
+                .map_err(|e| QcError::invalid(format!("the request body is not valid JSON: {e}")))?
+        };
+        if !(body.is_null() || body.is_object()) {
+            return Err(QcError::invalid("the request body must be a JSON object"));
+        }
+        Ok(Call {
+            account,
+            zone: zone_c,
+            zone_as_written: zone,
+            method: raw.method.clone(),
+            params,
+            body,
+            request_id: raw.request_id.0.clone(),
+        })
+    }
+
+    fn endpoint(&self, raw: &RawRequest, route: &mut Self::Frame, _call: &Call) -> Result<Op, QcError> {
+        let m = &raw.method;
+        let not_allowed = |allowed: &str| QcError::UnknownAction(format!("{m} {} (allowed: {allowed})", raw.path));
+        match route {
+            Ok(Route::Snapshots { .. }) => match *m {
+                Method::GET => Ok(Op::ListSnapshots),
+                Method::POST => Ok(Op::CreateSnapshots),
+                _ => Err(not_allowed("GET, POST")),
+            },
+            Ok(Route::SnapshotSub { rest, .. }) => match (m, rest.as_str()) {
+                (&Method::POST, "apply") => Ok(Op::Apply),
+                (&Method::POST, "capture_instance") => Ok(Op::CaptureInstance),
+                (&Method::POST, "create_volume") => Ok(Op::CreateVolume),
+                (_, "apply" | "capture_instance" | "create_volume") => Err(not_allowed("POST")),
+                (&Method::DELETE, ids) => Ok(Op::Delete(ids.to_string())),
+                _ => Err(not_allowed("DELETE")),
+            },
+            Ok(Route::Job { id, .. }) => {
+                if *m != Method::GET {
+                    return Err(not_allowed("GET"));
+                }
+                if id.trim().is_empty() {
+                    return Err(QcError::invalid("name the job in the path: /v2/zone/{zone}/job/j-…"));
+                }
+                Ok(Op::Job(id.clone()))
+            }
+            Ok(Route::Volumes { .. }) => {
+                if *m != Method::GET {
+                    return Err(not_allowed("GET"));
+                }
+                Ok(Op::ListVolumes)
+            }
+            // verify refused these already
+            Ok(Route::Unknown) => Err(QcError::UnknownAction(format!("{m} {}", raw.path))),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    async fn handle(&self, c: pipeline::Call<'_, Self>) -> Result<Response, QcError> {
+        let call = &c.caller;
+        let v = match &c.endpoint {
+            Op::ListSnapshots => handlers::list_snapshots(self, call).await,
+            Op::CreateSnapshots => handlers::create_snapshots(self, call).await,
+            Op::Apply => handlers::apply(self, call).await,
+            Op::CaptureInstance => handlers::capture_instance(self, call).await,
+            Op::CreateVolume => handlers::create_volume(self, call).await,
+            Op::Delete(ids) => handlers::delete(self, call, ids).await,
+            Op::Job(id) => handlers::job(self, call, id).await,
+            Op::ListVolumes => handlers::list_volumes(self, call).await,
+        }?;
+        Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response())
+    }
+
+    fn error_response(&self, _route: &Self::Frame, e: &QcError, request_id: &RequestId) -> Response {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({"error": {"code": e.ret_code().to_string(), "message": e.message(&request_id.0)}});
+        let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
 }
 
 impl Rest51 {

@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{Backend, ObjectInfo};
+use super::{Backend, ObjectInfo, ObjectWriter};
 use crate::error::{EngineError, IoContext, Result};
 
 pub const TMP_PREFIX: &str = ".tmp-";
@@ -51,9 +51,16 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).ctx("fsync", dir)
 }
 
-impl Backend for LocalBackend {
-    fn put(&self, key: &str, data: Vec<u8>) -> Result<()> {
-        let path = self.path(key)?;
+/// A file being written under a temp name beside its key (see [`Backend::open_writer`]).
+pub struct LocalWriter {
+    file: Option<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    written: u64,
+}
+
+impl LocalWriter {
+    fn create(path: PathBuf) -> Result<Self> {
         let dir = path.parent().expect("a key has a parent: the root");
         if !dir.is_dir() {
             crate::private::create_dir_all(dir).ctx("create", dir)?;
@@ -62,17 +69,60 @@ impl Backend for LocalBackend {
             }
         }
         let tmp = dir.join(format!("{TMP_PREFIX}{}-{:016x}", std::process::id(), rand::random::<u64>()));
-        let result = (|| {
-            let mut f = crate::private::create(&tmp).ctx("create", &tmp)?;
-            f.write_all(&data).ctx("write", &tmp)?;
-            f.sync_all().ctx("fsync", &tmp)?;
-            fs::rename(&tmp, &path).ctx("rename", &path)?;
-            fsync_dir(dir)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+        let file = crate::private::create(&tmp).ctx("create", &tmp)?;
+        Ok(LocalWriter { file: Some(file), tmp, path, written: 0 })
+    }
+}
+
+impl ObjectWriter for LocalWriter {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        let f = self.file.as_mut().expect("open until finish");
+        f.write_all(data).ctx("write", &self.tmp)?;
+        let before = self.written;
+        self.written += data.len() as u64;
+        // Start writeback of every full 4 MiB written, so the fsync at finish has little
+        // left to wait for and dirty pages never pile up.
+        const STEP: u64 = 4 << 20;
+        if self.written / STEP > before / STEP {
+            use std::os::unix::io::AsRawFd;
+            let upto = self.written / STEP * STEP;
+            // SAFETY: valid fd; flags are a documented combination.
+            unsafe { libc::sync_file_range(f.as_raw_fd(), 0, upto as i64, libc::SYNC_FILE_RANGE_WRITE) };
         }
-        result
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let f = self.file.take().expect("open until finish");
+        let done = f.sync_all().ctx("fsync", &self.tmp).and_then(|()| {
+            drop(f);
+            fs::rename(&self.tmp, &self.path).ctx("rename", &self.path)
+        });
+        if done.is_err() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        done?;
+        fsync_dir(self.path.parent().expect("has a parent"))
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.tmp); // abandoned (an error, or a failed capture)
+        }
+    }
+}
+
+impl Backend for LocalBackend {
+    fn put(&self, key: &str, data: Vec<u8>) -> Result<()> {
+        let mut w = Box::new(LocalWriter::create(self.path(key)?)?);
+        w.write(&data)?;
+        w.finish()
+    }
+
+    fn open_writer(&self, key: &str) -> Result<Option<Box<dyn ObjectWriter>>> {
+        Ok(Some(Box::new(LocalWriter::create(self.path(key)?)?)))
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
@@ -101,6 +151,10 @@ impl Backend for LocalBackend {
                 Ok(buf)
             })
             .collect()
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.path(key)?.is_file())
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {

@@ -25,6 +25,13 @@ pub struct ObjectInfo {
     pub modified: SystemTime,
 }
 
+/// See [`Backend::open_writer`]. Dropping a writer without `finish` leaves nothing at the key.
+pub trait ObjectWriter: Send {
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+    /// Make the object whole, durable and visible at its key.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
 pub trait Backend: Send + Sync + 'static {
     /// Store `data` at `key`. When this returns `Ok`, the object is whole and durable (it
     /// survives a crash or power loss of this machine); before, a reader sees either nothing or
@@ -39,6 +46,15 @@ pub trait Backend: Send + Sync + 'static {
     /// chunks first, so each range is one read or one ranged GET).
     fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Vec<Vec<u8>>>;
 
+    /// Whether `key` exists (a remote backend may answer with a HEAD instead of a GET).
+    fn exists(&self, key: &str) -> Result<bool> {
+        match self.get(key) {
+            Ok(_) => Ok(true),
+            Err(crate::EngineError::MissingObject { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every object whose key starts with `prefix`, in no particular order.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
 
@@ -48,6 +64,15 @@ pub trait Backend: Send + Sync + 'static {
     /// For logs and `disksnap status`: e.g. `local:/var/lib/disksnap/store` or
     /// `s3://bucket/prefix at http://127.0.0.1:7480`.
     fn describe(&self) -> String;
+
+    /// A writer that streams an object to `key`, for backends where that beats holding the
+    /// whole object in memory (a local file: frames go to the page cache as they come and
+    /// writeback starts at once). `None` (the default) makes the engine buffer the object and
+    /// call [`Backend::put`]. The object must not be visible at `key` before
+    /// [`ObjectWriter::finish`] returns, and is durable when it does.
+    fn open_writer(&self, _key: &str) -> Result<Option<Box<dyn ObjectWriter>>> {
+        Ok(None)
+    }
 
     /// How many uploads the engine should keep in flight at once (a local disk wants few, an
     /// object store over the network several).

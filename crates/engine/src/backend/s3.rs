@@ -146,6 +146,8 @@ pub struct S3Stats {
     pub multipart_parts: u64,
     /// GetObject requests, whole or ranged.
     pub gets: u64,
+    /// HeadObject requests (`exists`).
+    pub heads: u64,
     pub lists: u64,
     pub deletes: u64,
     pub bytes_up: u64,
@@ -169,6 +171,7 @@ struct Counters {
     multipart_uploads: AtomicU64,
     multipart_parts: AtomicU64,
     gets: AtomicU64,
+    heads: AtomicU64,
     lists: AtomicU64,
     deletes: AtomicU64,
     bytes_up: AtomicU64,
@@ -285,6 +288,7 @@ impl S3Backend {
             multipart_uploads: l(&c.multipart_uploads),
             multipart_parts: l(&c.multipart_parts),
             gets: l(&c.gets),
+            heads: l(&c.heads),
             lists: l(&c.lists),
             deletes: l(&c.deletes),
             bytes_up: l(&c.bytes_up),
@@ -510,6 +514,22 @@ impl Backend for S3Backend {
             }
         }
         Ok(out.into_iter().map(|b| b.expect("every range filled")).collect())
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        let path = self.path(key)?;
+        let store = self.store.clone();
+        let res = self.run("head", key, async move { store.head(&path).await })?;
+        add(&self.counters.heads, 1);
+        // A HEAD's 404 has no body, so a missing bucket reads as a missing key here; every
+        // other call names the missing bucket.
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) => match self.error("head", key, e) {
+                EngineError::MissingObject { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
@@ -827,7 +847,10 @@ mod tests {
 
         b.list("packs/").unwrap();
         b.delete("packs/small.pack").unwrap();
-        assert_eq!((b.stats().lists, b.stats().deletes), (1, 1));
+        assert!(!b.exists("packs/small.pack").unwrap());
+        assert!(b.exists("packs/big.pack").unwrap());
+        assert_eq!((b.stats().lists, b.stats().deletes, b.stats().heads), (1, 1, 2));
+        assert_eq!(b.stats().gets, after.gets, "exists is a HEAD, not a GET");
     }
 
     #[test]

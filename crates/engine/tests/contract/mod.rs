@@ -54,6 +54,12 @@ pub fn contract(b: &dyn Backend, big: usize) {
     // a range past the end is an error, not short data
     assert!(b.get_ranges("packs/ac/0001.pack", &[990..1010]).is_err());
 
+    // exists, without reading the object
+    assert!(b.exists("packs/ac/0001.pack").unwrap());
+    assert!(b.exists("indexes/empty.fidx").unwrap());
+    assert!(!b.exists("packs/zz/nothing.pack").unwrap());
+    assert!(!b.exists("packs/ac").unwrap(), "a key prefix is not an object");
+
     // missing objects
     assert!(matches!(b.get("packs/zz/nothing.pack"), Err(EngineError::MissingObject { .. })));
     assert!(matches!(b.get_ranges("packs/zz/nothing.pack", &[0..4]), Err(EngineError::MissingObject { .. })));
