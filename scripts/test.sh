@@ -26,6 +26,24 @@ scripts/check-layers.sh
 
 # Release build: the end-to-end tests move gigabytes and the benchmark needs it anyway.
 cargo build --release --locked
+
+# A real S3 for the S3 backend's tests: a one-node Ceph RGW on 127.0.0.1 (installed with apt
+# when missing), stopped however this script ends. DISKSNAP_TEST_S3=skip runs without it (the
+# S3 tests then print SKIP lines); an S3 already exported in DISKSNAP_TEST_S3_ENDPOINT is used as
+# it is.
+if [ "${DISKSNAP_TEST_S3:-}" != skip ] && [ -z "${DISKSNAP_TEST_S3_ENDPOINT:-}" ]; then
+    # One cluster per checkout (directory and ports from its path), so test runs of two
+    # checkouts on one machine neither share nor stop each other's RGW.
+    slot=$(( $(pwd | cksum | cut -d' ' -f1) % 2000 ))
+    export DISKSNAP_RGW_DIR=${DISKSNAP_RGW_DIR:-/tmp/disksnap-rgw-test-$slot}
+    export DISKSNAP_RGW_PORT=${DISKSNAP_RGW_PORT:-$((20000 + slot))}
+    export DISKSNAP_RGW_MON_PORT=${DISKSNAP_RGW_MON_PORT:-$((22000 + 2 * slot))}
+    # This checkout's cluster: reused if a killed run left it up, stopped when this run ends.
+    trap 'scripts/rgw.sh stop' EXIT
+    scripts/rgw.sh start
+    eval "$(scripts/rgw.sh env)"
+fi
+
 cargo test --release --locked --workspace "$@"
 
 # Crash trials, a short soak and the disk-full test on the release binary (bench/RELIABILITY.md).

@@ -51,10 +51,53 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// Chunk size of a new store, in KiB (power of two, 4 to 16384). Fixed once the store exists.
     pub chunk_size_kib: Option<u32>,
+    /// Where snapshot bytes live: a local directory (default) or an S3-compatible bucket.
+    #[serde(default)]
+    pub store: StoreSection,
     #[serde(default)]
     pub zones: Vec<Zone>,
     #[serde(default)]
     pub accounts: Vec<Account>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// `DATA/store` on this machine.
+    #[default]
+    Local,
+    /// Any S3-compatible object store (AWS S3, Ceph RGW, MinIO, Garage, OSS, COS).
+    S3,
+}
+
+/// `[store]`: which backend holds the packs and indexes, and how to reach an S3 bucket.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    #[serde(default)]
+    pub backend: BackendKind,
+    pub bucket: Option<String>,
+    /// Key prefix inside the bucket, so several stores can share one (`"site-a/prod"`).
+    pub prefix: Option<String>,
+    /// Signing region (default `us-east-1`, what Ceph RGW, MinIO and Garage accept).
+    pub region: Option<String>,
+    /// `http(s)://host[:port]` of the store; unset means AWS S3 itself.
+    pub endpoint: Option<String>,
+    /// `endpoint/bucket/key` requests (Ceph RGW without wildcard DNS, MinIO, Garage) instead of
+    /// `bucket.endpoint/key`. Default: true with an `endpoint`, false for AWS.
+    pub path_style: Option<bool>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Name of an environment variable holding the secret, to keep it out of this file.
+    pub secret_access_key_env: Option<String>,
+    /// Allow a plain-http `endpoint` (loopback or a trusted network only).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Local read cache of ranges read from the bucket; relative paths are under the data dir.
+    /// Unset: no cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Size bound of the read cache in MiB (default 1024; 0 turns it off).
+    pub cache_max_mib: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -249,6 +292,7 @@ impl Config {
                 bail!("chunk_size_kib = {cs}: must be a power of two from 4 to 16384");
             }
         }
+        self.store.validate()?;
         Ok(())
     }
 
@@ -340,6 +384,164 @@ huawei = {{ access_key_id = "{hk}", secret_access_key = "{hs}" }}
     }
 }
 
+/// Default bound of the S3 read cache when `cache_dir` is set.
+#[allow(dead_code)] // used once Store::open takes its backend from [store] (issue 12)
+pub const DEFAULT_CACHE_MAX_MIB: u64 = 1024;
+
+impl StoreSection {
+    fn validate(&self) -> anyhow::Result<()> {
+        let s3_keys = [
+            ("bucket", self.bucket.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("region", self.region.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("path_style", self.path_style.is_some()),
+            ("access_key_id", self.access_key_id.is_some()),
+            ("secret_access_key", self.secret_access_key.is_some()),
+            ("secret_access_key_env", self.secret_access_key_env.is_some()),
+            ("allow_http", self.allow_http),
+            ("cache_dir", self.cache_dir.is_some()),
+            ("cache_max_mib", self.cache_max_mib.is_some()),
+        ];
+        if self.backend == BackendKind::Local {
+            // An S3 key under a local store is a forgotten `backend = "s3"`, not a harmless extra.
+            if let Some((key, _)) = s3_keys.iter().find(|(_, set)| *set) {
+                bail!("[store] {key} is an S3 setting, but backend is \"local\": add backend = \"s3\" or remove {key}");
+            }
+            return Ok(());
+        }
+        let need = |key: &str, v: &Option<String>| -> anyhow::Result<()> {
+            match v {
+                Some(v) if !v.trim().is_empty() => Ok(()),
+                _ => bail!("[store] backend = \"s3\" needs {key}"),
+            }
+        };
+        need("bucket", &self.bucket)?;
+        let bucket = self.bucket.as_deref().unwrap_or_default();
+        if bucket.len() > 255
+            || !bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            || !bucket.as_bytes()[0].is_ascii_alphanumeric()
+        {
+            bail!("[store] bucket {bucket:?} is not a bucket name: letters, digits, '.', '-' and '_', starting with a letter or digit");
+        }
+        if let Some(p) = &self.prefix {
+            let ok = p.is_empty()
+                || p.split('/').all(|seg| {
+                    !seg.is_empty()
+                        && seg != "."
+                        && seg != ".."
+                        && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                });
+            if !ok {
+                bail!("[store] prefix {p:?}: use '/'-separated names of letters, digits, '.', '_' and '-', without a leading or trailing '/'");
+            }
+        }
+        if let Some(r) = &self.region {
+            if r.trim().is_empty() || r.contains(char::is_whitespace) {
+                bail!("[store] region {r:?} is not a region name (e.g. \"us-east-1\")");
+            }
+        }
+        if let Some(ep) = &self.endpoint {
+            let rest = ep.strip_prefix("https://").or_else(|| ep.strip_prefix("http://"));
+            let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+            match host {
+                Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => {}
+                _ => bail!(
+                    "[store] endpoint {ep:?} is not a URL like \"https://s3.example.com\" or \"http://127.0.0.1:7480\""
+                ),
+            }
+            if rest.is_some_and(|r| r.trim_end_matches('/').contains('/')) {
+                bail!(
+                    "[store] endpoint {ep:?} has a path: give the server's URL only and the bucket in bucket = \"...\""
+                );
+            }
+            if ep.starts_with("http://") && !self.allow_http {
+                bail!("[store] endpoint {ep:?} is plain http: set allow_http = true (only for loopback or a trusted network) or use https");
+            }
+        }
+        need("access_key_id", &self.access_key_id)?;
+        match (&self.secret_access_key, &self.secret_access_key_env) {
+            (Some(_), Some(_)) => {
+                bail!("[store] give secret_access_key or secret_access_key_env, not both")
+            }
+            (None, None) => bail!(
+                "[store] backend = \"s3\" needs secret_access_key, or secret_access_key_env naming an environment variable that holds it"
+            ),
+            (Some(s), None) if s.is_empty() => bail!("[store] secret_access_key must not be empty"),
+            (None, Some(v)) if v.trim().is_empty() || v.contains('=') => {
+                bail!("[store] secret_access_key_env {v:?} is not an environment variable name")
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The engine's S3 settings, with the secret read from the environment when the config
+    /// names a variable. `None` for the local backend. For callers that want the concrete
+    /// [`S3Backend`](disksnap_engine::backend::s3::S3Backend) (the benchmark reads its counters).
+    #[allow(dead_code)] // used once Store::open takes its backend from [store] (issue 12)
+    pub fn s3_config(&self, data_dir: &Path) -> anyhow::Result<Option<disksnap_engine::backend::s3::S3Config>> {
+        if self.backend == BackendKind::Local {
+            return Ok(None);
+        }
+        let secret = match (&self.secret_access_key, &self.secret_access_key_env) {
+            (Some(s), _) => s.clone(),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => v,
+                _ => bail!("[store] secret_access_key_env = {var:?}, but {var} is not set in disksnap's environment"),
+            },
+            (None, None) => bail!("[store] backend = \"s3\" needs secret_access_key or secret_access_key_env"),
+        };
+        let mut c = disksnap_engine::backend::s3::S3Config::new(
+            self.bucket.as_deref().unwrap_or_default(),
+            self.access_key_id.as_deref().unwrap_or_default(),
+            &secret,
+        );
+        c.prefix = self.prefix.clone().unwrap_or_default();
+        if let Some(r) = &self.region {
+            c.region = r.clone();
+        }
+        c.endpoint = self.endpoint.as_ref().map(|e| e.trim_end_matches('/').to_string());
+        c.path_style = self.path_style.unwrap_or(self.endpoint.is_some());
+        c.allow_http = self.allow_http;
+        let max = self.cache_max_mib.unwrap_or(DEFAULT_CACHE_MAX_MIB);
+        if let Some(dir) = &self.cache_dir {
+            if max > 0 {
+                c.cache_dir = Some(data_dir.join(dir));
+                c.cache_max_bytes = max << 20;
+            }
+        }
+        Ok(Some(c))
+    }
+
+    /// Open the backend `[store]` names: `DATA/store` or the S3 bucket. With `check`, one LIST
+    /// (a few quick retries) proves the endpoint, credentials and bucket now, so a wrong setting
+    /// stops start-up with what to fix instead of failing the first snapshot.
+    #[allow(dead_code)] // used once Store::open takes its backend from [store] (issue 12)
+    pub fn open_backend(
+        &self,
+        data_dir: &Path,
+        check: bool,
+    ) -> anyhow::Result<std::sync::Arc<dyn disksnap_engine::backend::Backend>> {
+        use disksnap_engine::backend::s3::S3Backend;
+        let Some(c) = self.s3_config(data_dir)? else {
+            let root = data_dir.join("store");
+            let b = disksnap_engine::backend::local::LocalBackend::open(&root)
+                .map_err(|e| anyhow::anyhow!("[store] local store {}: {e}", root.display()))?;
+            return Ok(std::sync::Arc::new(b));
+        };
+        if check {
+            let mut probe = c.clone();
+            probe.cache_dir = None;
+            probe.max_retries = 2;
+            probe.retry_timeout = Duration::from_secs(15);
+            S3Backend::open(&probe).and_then(|b| b.check()).map_err(|e| anyhow::anyhow!("[store] {e}"))?;
+        }
+        let b = S3Backend::open(&c).map_err(|e| anyhow::anyhow!("[store] {e}"))?;
+        Ok(std::sync::Arc::new(b))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,5 +574,111 @@ mod tests {
         assert!(duration_text::parse("-1s").is_err());
         assert_eq!(Config::parse("token_lifetime = \"5s\"\n").unwrap().token_lifetime, Duration::from_secs(5));
         assert!(Config::parse("token_lifetime = \"0s\"\n").unwrap_err().to_string().contains("token_lifetime"));
+    }
+
+    const S3: &str = "[store]\nbackend = \"s3\"\nbucket = \"snaps\"\nendpoint = \"http://127.0.0.1:7480\"\nallow_http = true\naccess_key_id = \"AK\"\n";
+
+    fn store_err(extra: &str) -> String {
+        Config::parse(&format!("{S3}{extra}")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn store_section_local_by_default_and_s3_when_asked() {
+        let cfg = Config::parse("").unwrap();
+        assert_eq!(cfg.store.backend, BackendKind::Local);
+        assert!(cfg.store.s3_config(Path::new("/d")).unwrap().is_none());
+
+        let cfg =
+            Config::parse(&format!("{S3}secret_access_key = \"SK\"\nprefix = \"site/a\"\ncache_dir = \"cache\"\n"))
+                .unwrap();
+        let c = cfg.store.s3_config(Path::new("/d")).unwrap().unwrap();
+        assert_eq!((c.bucket.as_str(), c.prefix.as_str(), c.region.as_str()), ("snaps", "site/a", "us-east-1"));
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:7480"));
+        assert!(c.path_style && c.allow_http, "an endpoint means path-style by default");
+        assert_eq!((c.access_key_id.as_str(), c.secret_access_key.as_str()), ("AK", "SK"));
+        assert_eq!(c.cache_dir.as_deref(), Some(Path::new("/d/cache")));
+        assert_eq!(c.cache_max_bytes, DEFAULT_CACHE_MAX_MIB << 20);
+        let c = Config::parse(&format!("{S3}secret_access_key = \"SK\"\ncache_dir = \"/c\"\ncache_max_mib = 0\n"))
+            .unwrap()
+            .store
+            .s3_config(Path::new("/d"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.cache_dir, None, "cache_max_mib = 0 turns the cache off");
+
+        // AWS: no endpoint, virtual-hosted, https only
+        let aws = "[store]\nbackend = \"s3\"\nbucket = \"b\"\nregion = \"eu-west-1\"\naccess_key_id = \"A\"\nsecret_access_key = \"S\"\n";
+        let c = Config::parse(aws).unwrap().store.s3_config(Path::new("/d")).unwrap().unwrap();
+        assert!(c.endpoint.is_none() && !c.path_style && !c.allow_http);
+    }
+
+    #[test]
+    fn store_secret_from_the_environment() {
+        let var = format!("DISKSNAP_TEST_SECRET_{}", std::process::id());
+        let cfg = Config::parse(&format!("{S3}secret_access_key_env = \"{var}\"\n")).unwrap();
+        let e = cfg.store.s3_config(Path::new("/d")).unwrap_err().to_string();
+        assert!(e.contains(&var) && e.contains("not set"), "{e}");
+        std::env::set_var(&var, "from-env");
+        assert_eq!(cfg.store.s3_config(Path::new("/d")).unwrap().unwrap().secret_access_key, "from-env");
+        std::env::remove_var(&var);
+    }
+
+    #[test]
+    fn store_errors_say_what_to_fix() {
+        let cases: &[(&str, &str)] = &[
+            ("", "needs secret_access_key"),
+            ("secret_access_key = \"S\"\nsecret_access_key_env = \"V\"\n", "not both"),
+            ("secret_access_key = \"\"\n", "must not be empty"),
+            ("secret_access_key = \"S\"\nprefix = \"/lead\"\n", "prefix"),
+            ("secret_access_key = \"S\"\nprefix = \"a//b\"\n", "prefix"),
+            ("secret_access_key = \"S\"\nbogus = 1\n", "bogus"),
+        ];
+        for (extra, want) in cases {
+            let e = store_err(extra);
+            assert!(e.contains(want), "{extra:?}: {e}");
+        }
+        let e = Config::parse("[store]\nbackend = \"s4\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("s3"), "{e}");
+        let e = Config::parse("[store]\nbackend = \"s3\"\n").unwrap_err().to_string();
+        assert!(e.contains("needs bucket"), "{e}");
+        let e = Config::parse("[store]\nbackend = \"s3\"\nbucket = \"b/c\"\n").unwrap_err().to_string();
+        assert!(e.contains("not a bucket name"), "{e}");
+        let e = Config::parse("[store]\nbackend = \"s3\"\nbucket = \"b\"\nendpoint = \"127.0.0.1:7480\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a URL"), "{e}");
+        let e = Config::parse("[store]\nbackend = \"s3\"\nbucket = \"b\"\nendpoint = \"http://h:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("allow_http = true"), "{e}");
+        let e = Config::parse("[store]\nbackend = \"s3\"\nbucket = \"b\"\nendpoint = \"https://h/b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has a path"), "{e}");
+        let e = Config::parse("[store]\nbackend = \"s3\"\nbucket = \"b\"\n").unwrap_err().to_string();
+        assert!(e.contains("needs access_key_id"), "{e}");
+        // S3 keys under the local backend: a forgotten backend = "s3"
+        let e = Config::parse("[store]\nbucket = \"b\"\n").unwrap_err().to_string();
+        assert!(e.contains("backend = \"s3\""), "{e}");
+    }
+
+    #[test]
+    fn open_backend_local_and_s3_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Config::parse("").unwrap().store.open_backend(dir.path(), true).unwrap();
+        assert!(b.describe().contains("store"), "{}", b.describe());
+        assert!(dir.path().join("store").is_dir());
+        // an S3 endpoint where nothing listens: the check fails fast, naming it
+        let cfg = Config::parse(
+            "[store]\nbackend = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:1\"\nallow_http = true\naccess_key_id = \"A\"\nsecret_access_key = \"S\"\n",
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        let e = cfg.store.open_backend(dir.path(), true).err().expect("nothing listens on port 1").to_string();
+        assert!(e.contains("cannot reach the S3 endpoint http://127.0.0.1:1"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+        // without the check it opens (the first request would fail the same way)
+        let b = cfg.store.open_backend(dir.path(), false).unwrap();
+        assert_eq!(b.describe(), "s3://b/ at http://127.0.0.1:1");
     }
 }

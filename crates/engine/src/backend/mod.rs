@@ -10,6 +10,7 @@
 //! Calls are blocking: the engine runs on rayon and `spawn_blocking` threads.
 
 pub mod local;
+pub mod s3;
 
 use std::ops::Range;
 use std::time::SystemTime;
