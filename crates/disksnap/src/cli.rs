@@ -95,9 +95,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(a) => bail!("account {a:?} is not in the config (accounts: {})", scfg.accounts.join(", ")),
         None => scfg.accounts[0].clone(),
     };
-    // The binary chooses the backends (today the embedded SQLite + local store) and hands
-    // them to the service.
-    let backends = disksnap_service::Backends::embedded(&scfg).await.map_err(|e| anyhow!("{e}"))?;
+    // The binary chooses the backends — SQLite, and the pack store's objects in a local
+    // directory or an S3 bucket ([store]) — and hands them to the service. A server proves its
+    // S3 settings at start-up, so a wrong one stops it with what to fix.
+    let objects = cfg.store.open_backend(&scfg.data_dir, matches!(cli.command, Command::Serve { .. }))?;
+    let backends = disksnap_service::Backends::with_object_store(&scfg, objects).await.map_err(|e| anyhow!("{e}"))?;
     let svc = Service::with_backends(scfg, backends).map_err(|e| anyhow!("{e}"))?;
     let caller = Caller::new(account);
     if let Command::Serve { listen, tls_listen, tls_cert, tls_key } = &cli.command {

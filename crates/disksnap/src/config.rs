@@ -385,7 +385,6 @@ huawei = {{ access_key_id = "{hk}", secret_access_key = "{hs}" }}
 }
 
 /// Default bound of the S3 read cache when `cache_dir` is set.
-#[allow(dead_code)] // used once Store::open takes its backend from [store] (issue 12)
 pub const DEFAULT_CACHE_MAX_MIB: u64 = 1024;
 
 impl StoreSection {
@@ -479,7 +478,6 @@ impl StoreSection {
     /// The engine's S3 settings, with the secret read from the environment when the config
     /// names a variable. `None` for the local backend. For callers that want the concrete
     /// [`S3Backend`](disksnap_engine::backend::s3::S3Backend) (the benchmark reads its counters).
-    #[allow(dead_code)] // used once Store::open takes its backend from [store] (issue 12)
     pub fn s3_config(&self, data_dir: &Path) -> anyhow::Result<Option<disksnap_engine::backend::s3::S3Config>> {
         if self.backend == BackendKind::Local {
             return Ok(None);
@@ -517,7 +515,6 @@ impl StoreSection {
     /// Open the backend `[store]` names: `DATA/store` or the S3 bucket. With `check`, one LIST
     /// (a few quick retries) proves the endpoint, credentials and bucket now, so a wrong setting
     /// stops start-up with what to fix instead of failing the first snapshot.
-    #[allow(dead_code)] // used once Store::open takes its backend from [store] (issue 12)
     pub fn open_backend(
         &self,
         data_dir: &Path,
