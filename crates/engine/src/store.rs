@@ -551,7 +551,8 @@ impl Store {
             let from_packs: Vec<Result<u64>> = reads
                 .par_iter()
                 .map_init(Vec::new, |raw, read| {
-                    let bytes = self.backend.get_ranges(&pack_key(&read.pack), &[read.range.clone()])?.remove(0);
+                    let bytes =
+                        self.backend.get_ranges(&pack_key(&read.pack), std::slice::from_ref(&read.range))?.remove(0);
                     let mut n = 0;
                     for (d, loc) in &read.chunks {
                         let at = (loc.offset - read.range.start) as usize;
