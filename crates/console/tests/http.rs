@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use disksnap_console::{Console, Https};
-use disksnap_service::{Caller, Service, ServiceConfig, VolumeQuery};
+use disksnap_service::{Caller, Service, ServiceConfig, VolumeFilter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Resp {
@@ -116,7 +116,7 @@ async fn session(addr: SocketAddr, user: &str, password: &str) -> String {
 }
 
 async fn volume_count(svc: &Service, account: &str) -> u64 {
-    svc.volumes(&Caller::new(account), &VolumeQuery { limit: 1, ..Default::default() }).await.unwrap().1
+    svc.volumes(&Caller::new(account), &VolumeFilter { limit: 1, ..Default::default() }).await.unwrap().1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
