@@ -6,12 +6,22 @@ Normally started by bench/run.sh, which installs the peers and builds the binary
 
     bench.py --disksnap target/release/disksnap --tools ../shared/tools --work bench-work \
              [--size-gib 4] [--runs 1] [--keep] [--chunk-sizes 16,32,64,128,256] [--no-disksnap]
+             [--cache warm|cold|both] [--s3]
 
 Every timed command runs as a direct child; os.wait4 on its pid gives that child's own
 rusage (user+sys CPU, peak RSS including any children it reaped). A `sync` runs before every
 timed command (untimed) and right after it (timed, reported as "flush") so one tool's
-writeback never lands on the next one's clock. The source of every operation is read once
-just before it, so each tool starts from a warm page cache. Python 3.11 standard library only.
+writeback never lands on the next one's clock.
+
+Cache conditions (--cache, default both: the whole comparison runs once per condition):
+  warm  the source of every operation is read once just before it;
+  cold  `sync; echo 3 > /proc/sys/vm/drop_caches` (untimed) before every timed operation
+        (needs root). Ratios are only ever taken within one condition of one run.
+
+--s3 runs disksnap's series a second time (rows `disksnap-s3`) with its store in a real Ceph RGW
+that the bench starts with scripts/rgw.sh on its own directory and ports (stopped at exit), and
+counts the PUTs of the full snapshot from RGW's own perf counter (rgw.put, read from the radosgw
+admin socket before and after). Python 3.11 standard library only.
 """
 import argparse
 import hashlib
@@ -27,12 +37,22 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+import xml.etree.ElementTree as ET
 
 MIB = 1 << 20
 GIB = 1 << 30
 MUTATE_SEED = 42          # mutate.py's default: every copy gets the same bytes
 ROLLBACK_CHANGE_SEED = 4242  # the 16 MiB change made before the rollback
-FIELDS = ("wall", "cpu", "flush", "rss_mib", "store", "growth", "alloc")
+FIELDS = ("wall", "cpu", "flush", "rss_mib", "store", "growth", "alloc", "puts", "objects")
+DROP_CACHES = "/proc/sys/vm/drop_caches"
+
+
+def drop_caches():
+    """`sync; echo 3 > /proc/sys/vm/drop_caches`: page cache, dentries and inodes."""
+    os.sync()
+    with open(DROP_CACHES, "w") as f:
+        f.write("3\n")
 
 
 class BenchError(Exception):
@@ -193,6 +213,99 @@ def fmt(v, scale=1.0, prec=2):
     return f"{v / scale:.{prec}f}"
 
 
+# --------------------------------------------------------------------------- S3 (Ceph RGW)
+
+class Rgw:
+    """A throwaway Ceph RGW started by scripts/rgw.sh on the bench's own directory and ports
+    (never the test run's /tmp/disksnap-rgw, 17480, 46789), and the few S3 calls the bench needs
+    (curl's own SigV4, as rgw.sh does)."""
+    ACCESS_KEY = "DISKSNAPTESTACCESS01"          # rgw.sh's fixed test keys (loopback only)
+    SECRET_KEY = "disksnap-test-secret-key-0123456789abcdef"
+    EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+    def __init__(self, script, directory, port, mon_port, mem_mib, bucket="disksnap-bench"):
+        self.script, self.dir, self.port, self.bucket = script, os.path.abspath(directory), port, bucket
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DISKSNAP_")}
+        self.env.update({"DISKSNAP_RGW_DIR": self.dir, "DISKSNAP_RGW_PORT": str(port),
+                         "DISKSNAP_RGW_MON_PORT": str(mon_port), "DISKSNAP_RGW_MEM_MIB": str(mem_mib),
+                         "DISKSNAP_RGW_BUCKET": bucket})
+        self.started = False
+
+    def start(self):
+        log(f"starting Ceph RGW ({self.script} start; {self.dir}, port {self.port})")
+        self.started = True
+        p = subprocess.run([self.script, "start"], env=self.env, capture_output=True, text=True, timeout=900)
+        if p.returncode != 0:
+            raise BenchError(f"rgw.sh start failed (exit {p.returncode}): {tail(p.stderr)}")
+        log(tail(p.stderr, 1))
+
+    def stop(self):
+        if not self.started:
+            return
+        self.started = False
+        p = subprocess.run([self.script, "stop"], env=self.env, capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            print(f"rgw.sh stop failed: {tail(p.stderr)}", file=sys.stderr)
+        else:
+            log("Ceph RGW stopped")
+
+    def store_toml(self, prefix):
+        return (f'\n[store]\nbackend = "s3"\nbucket = "{self.bucket}"\nprefix = "{prefix}"\n'
+                f'endpoint = "{self.endpoint}"\npath_style = true\nallow_http = true\n'
+                f'access_key_id = "{self.ACCESS_KEY}"\nsecret_access_key = "{self.SECRET_KEY}"\n')
+
+    def _s3(self, method, path):
+        p = subprocess.run(["curl", "-s", "--max-time", "60", "-X", method, "-w", "\n%{http_code}",
+                            "-H", f"x-amz-content-sha256: {self.EMPTY_SHA}",
+                            "--aws-sigv4", "aws:amz:us-east-1:s3",
+                            "--user", f"{self.ACCESS_KEY}:{self.SECRET_KEY}", self.endpoint + path],
+                           capture_output=True, text=True, timeout=120)
+        body, _, code = p.stdout.rpartition("\n")
+        return code, body
+
+    def objects(self, prefix):
+        """[(key, size)] under prefix/ (ListObjectsV2, paged with start-after)."""
+        out, after = [], None
+        while True:
+            q = f"list-type=2&prefix={urllib.parse.quote(prefix + '/', safe='')}"
+            if after:
+                q += f"&start-after={urllib.parse.quote(after, safe='')}"
+            code, body = self._s3("GET", f"/{self.bucket}?{q}")
+            if code != "200":
+                raise DisksnapFailure(f"S3 list of {prefix}/ answered HTTP {code}: {body[:300]}")
+            root = ET.fromstring(body)
+            ns = {"s": root.tag[1:].split("}")[0]} if root.tag.startswith("{") else {}
+            pre = "s:" if ns else ""
+            page = [(c.findtext(f"{pre}Key", namespaces=ns), int(c.findtext(f"{pre}Size", "0", namespaces=ns)))
+                    for c in root.findall(f"{pre}Contents", ns)]
+            out += page
+            if root.findtext(f"{pre}IsTruncated", "false", namespaces=ns) != "true" or not page:
+                return out
+            after = page[-1][0]
+
+    def size(self, prefix):
+        return sum(s for _, s in self.objects(prefix))
+
+    def delete_prefix(self, prefix):
+        try:
+            for key, _ in self.objects(prefix):
+                self._s3("DELETE", f"/{self.bucket}/{urllib.parse.quote(key, safe='/')}")
+        except (DisksnapFailure, OSError, subprocess.SubprocessError, ET.ParseError) as e:
+            print(f"deleting s3://{self.bucket}/{prefix}/ failed: {e}", file=sys.stderr)
+
+    def puts(self):
+        """RGW's own count of object PUTs (perf counter rgw.put: PutObject and multipart part
+        uploads) since it started, from the radosgw admin socket; None if unreadable."""
+        asok = os.path.join(self.dir, "run", "client.rgw.0.asok")
+        try:
+            p = subprocess.run(["ceph", "--admin-daemon", asok, "perf", "dump", "rgw"],
+                               capture_output=True, text=True, timeout=60)
+            return int(json.loads(p.stdout)["rgw"]["put"])
+        except (OSError, ValueError, KeyError, TypeError, subprocess.SubprocessError):
+            return None
+
+
 # --------------------------------------------------------------------------- the bench
 
 class Bench:
@@ -205,6 +318,8 @@ class Bench:
         self.bin = os.path.abspath(a.disksnap) if a.disksnap else None
         self.timeout = a.timeout or (120 + 150 * a.size_gib)
         self.failures = []
+        self.cache = "warm"      # the condition of the comparison now running
+        self.rgw = None          # an Rgw with --s3
         # DISKSNAP_CONFIG / DISKSNAP_DATA_DIR from the caller's shell must not redirect the bench
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DISKSNAP_")}
         self.env.update({
@@ -226,20 +341,23 @@ class Bench:
         self.failures.append(msg)
 
     def measure(self, rows, tool, op, argv, cwd=None, warm_path=None, **extra):
-        """Time one command (sync before, warm source, timed sync after) and record a row."""
-        if warm_path:
+        """Time one command (warm: read the source; cold: drop the caches; then sync before,
+        timed sync after) and record a row."""
+        if self.cache == "cold":
+            drop_caches()
+        elif warm_path:
             warm(warm_path)
         os.sync()
         r = run(argv, cwd=cwd, env=self.env, timeout=self.timeout)
         t = time.perf_counter()
         os.sync()
         flush = time.perf_counter() - t
-        row = {"tool": tool, "op": op, "wall": r["wall"], "cpu": r["cpu"], "flush": flush,
+        row = {"cache": self.cache, "tool": tool, "op": op, "wall": r["wall"], "cpu": r["cpu"], "flush": flush,
                "rss_mib": None if r["rss_kib"] is None else r["rss_kib"] / 1024,
                "store": None, "growth": None, "alloc": None, "ok": r["rc"] == 0 and not r["timed_out"], "note": ""}
         row.update(extra)
         rows.append(row)
-        log(f"{tool:10} {op:18} {r['wall']:8.2f} s wall {r['cpu']:8.2f} s CPU "
+        log(f"{self.cache:4} {tool:11} {op:16} {r['wall']:8.2f} s wall {r['cpu']:8.2f} s CPU "
             f"{fmt(row['rss_mib'], prec=1):>7} MiB RSS  flush {flush:.2f} s"
             + ("" if row["ok"] else "   [FAILED]"))
         return r, row
@@ -362,14 +480,16 @@ class Bench:
         (the engine's store.toml marks it; today that is DATA/store)."""
         cands = [data] + sorted(os.path.join(data, d) for d in os.listdir(data)) if os.path.isdir(data) else []
         for d in cands:
-            if os.path.isdir(os.path.join(d, "chunks")) and os.path.isdir(os.path.join(d, "indexes")):
+            if os.path.isdir(os.path.join(d, "indexes")) and (
+                    os.path.isdir(os.path.join(d, "packs")) or os.path.isdir(os.path.join(d, "chunks"))):
                 return d
         return None
 
     def ds_store(self, data, vol_paths=()):
+        """Bytes of the local store: packs (or the older chunk files), indexes, store.toml."""
         store = self.ds_store_dir(data)
         if store:
-            return du_sb(os.path.join(store, "chunks"), os.path.join(store, "indexes"))
+            return du_sb(*(os.path.join(store, n) for n in ("packs", "chunks", "indexes", "store.toml")))
         # fallback: the whole data dir minus the top-level dir(s) holding the volumes
         vol_dirs = set()
         for p in vol_paths:
@@ -379,45 +499,34 @@ class Bench:
         return du_sb(data) - (du_sb(*vol_dirs) if vol_dirs else 0)
 
     # ---- one run of the side-by-side comparison
-    def run_compare(self, k, src, src_sha):
-        R = os.path.join(self.work, f"run-{k}")
+    def check(self, tool, what, path, want, row=None):
+        got = sha256(path)
+        if got != want:
+            msg = f"{tool} {what}: sha256 of {path} is {got}, expected {want}"
+            if row is not None:
+                row["ok"] = False
+                row["note"] = (row["note"] + " sha256 MISMATCH").strip()
+            if tool.startswith("disksnap"):
+                raise DisksnapFailure(msg)
+            self.fail(msg)
+        elif row is not None:
+            row["note"] = (row["note"] + " sha256 ok").strip()
+
+    def run_compare(self, k, src, src_sha, cache):
+        self.cache = cache
+        R = os.path.join(self.work, f"run-{k}-{cache}")
         rmtree(R)
         os.makedirs(R)
         rmtree(os.path.join(self.work, "cache"))
         rows = []
-        info = {"sha256": {"source": src_sha}}
+        info = {"sha256": {"source": src_sha}, "cache": cache}
         peer = os.path.join(R, "peer.img")
         restic_repo = os.path.join(R, "restic-repo")
         borg_repo = os.path.join(R, "borg-repo")
-        data = os.path.join(R, "disksnap-data")
-        ds = self.bin is not None
-        st = {"ok": ds}   # disksnap still healthy?
-
-        def ds_step(fn):
-            if not st["ok"]:
-                return None
-            try:
-                return fn()
-            except DisksnapFailure as e:
-                self.fail(f"disksnap: {e}")
-                st["ok"] = False
-                return None
-
-        def check(tool, what, path, want, row=None):
-            got = sha256(path)
-            if got != want:
-                msg = f"{tool} {what}: sha256 of {path} is {got}, expected {want}"
-                if row is not None:
-                    row["ok"] = False
-                    row["note"] = (row["note"] + " sha256 MISMATCH").strip()
-                if tool == "disksnap":
-                    raise DisksnapFailure(msg)
-                self.fail(msg)
-            elif row is not None:
-                row["note"] = (row["note"] + " sha256 ok").strip()
+        check = self.check
 
         # ---------------- full
-        log(f"run {k}: full snapshot / backup / copy of the {self.a.size_gib} GiB image")
+        log(f"run {k} ({cache}): full snapshot / backup / copy of the {self.a.size_gib} GiB image")
         cp_out = os.path.join(R, "cp.img")
         r, row = self.measure(rows, "cp --sparse", "full", ["cp", "--sparse=always", src, cp_out], warm_path=src)
         if not row["ok"]:
@@ -450,21 +559,10 @@ class Bench:
             raise BenchError(describe(r))
         row["store"] = du_sb(borg_repo)
 
-        vol = {}
-
-        def ds_full():
-            vol["id"], vol["path"] = self.ds_import(rows, data, src, "bench")
-            check("disksnap", "imported volume", vol["path"], src_sha)
-            sid, row = self.ds_snapshot(rows, data, "full", vol["id"], vol["path"], "full")
-            row["store"] = self.ds_store(data, [vol["path"]])
-            vol["snaps"] = [sid]
-        if ds:
-            ds_step(ds_full)
-
         # ---------------- incrementals
         for pattern in ("scattered", "clustered"):
             op = f"incr {pattern}"
-            log(f"run {k}: {pattern} change, then incremental")
+            log(f"run {k} ({cache}): {pattern} change, then incremental")
             want = self.mutate(peer, pattern)
             info["sha256"][pattern] = want
             for tool, argv in (("restic", ["restic", "-r", restic_repo, "backup", "peer.img"]),
@@ -476,24 +574,11 @@ class Bench:
                     raise BenchError(describe(r))
                 row["store"] = du_sb(repo)
                 row["growth"] = row["store"] - before
-
-            def ds_incr(pattern=pattern, want=want, op=op):
-                got = self.mutate(vol["path"], pattern)
-                if got != want:
-                    raise DisksnapFailure(f"volume file after `mutate.py {pattern}` has sha256 {got}, "
-                                          f"the peers' image has {want}: import changed the bytes?")
-                before = self.ds_store(data, [vol["path"]])
-                sid, row = self.ds_snapshot(rows, data, op, vol["id"], vol["path"], pattern)
-                row["store"] = self.ds_store(data, [vol["path"]])
-                row["growth"] = row["store"] - before
-                vol["snaps"].append(sid)
-            if ds:
-                ds_step(ds_incr)
         info["source_alloc_latest"] = allocated(peer)
         latest_sha = info["sha256"]["clustered"]
 
         # ---------------- restore
-        log(f"run {k}: restore the latest point to a new file")
+        log(f"run {k} ({cache}): restore the latest point to a new file")
         tgt = os.path.join(R, "restic-restore")
         r, row = self.measure(rows, "restic", "restore",
                               ["restic", "-r", restic_repo, "restore", "latest", "--target", tgt])
@@ -517,55 +602,106 @@ class Bench:
         check("borg", "extract", out, latest_sha, row)
         rmtree(tgt)
 
-        def ds_restore():
+        # ---------------- verify
+        log(f"run {k} ({cache}): verify")
+        r, row = self.measure(rows, "restic", "verify", ["restic", "-r", restic_repo, "check", "--read-data"])
+        row["note"] = "check --read-data"
+        if not row["ok"]:
+            self.fail(f"restic check --read-data: {describe(r)}")
+        # the peers are done: their repos and image make room for disksnap's data dirs
+        if not (self.a.keep and k == self.a.runs):
+            for p in (restic_repo, borg_repo):
+                rmtree(p)
+            os.unlink(peer)
+
+        # ---------------- disksnap: the same series on the local store, then (--s3) on RGW
+        if self.bin is not None:
+            self.ds_series(rows, k, R, "disksnap", src, src_sha, info)
+            if self.rgw is not None:
+                self.ds_series(rows, k, R, "disksnap-s3", src, src_sha, info, s3=self.rgw)
+
+        if not (self.a.keep and k == self.a.runs):   # only the last run's dir is ever kept
+            rmtree(R)
+        return rows, info
+
+    def ds_series(self, rows, k, R, tool, src, src_sha, info, s3=None):
+        """import, full, incr scattered, incr clustered (the peers' exact changes: checked by
+        sha256), restore to a new volume, roll back after a 16 MiB change, verify."""
+        data = os.path.join(R, f"{tool}-data")
+        prefix = None
+        latest_sha = info["sha256"]["clustered"]
+        vol = {}
+
+        def store_size():
+            return s3.size(prefix) if s3 else self.ds_store(data, [vol["path"]])
+        if s3:
+            prefix = f"bench-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-run{k}-{self.cache}"
+        log(f"run {k} ({self.cache}): {tool}" + (f" (store s3://{s3.bucket}/{prefix})" if s3 else ""))
+        try:
+            if s3:
+                self.ds_untimed(data, "init", json_out=False)
+                with open(os.path.join(data, "disksnap.toml"), "a") as f:
+                    f.write(s3.store_toml(prefix))
+            # full
+            vol["id"], vol["path"] = self.ds_import(rows, data, src, "bench", tool=tool)
+            self.check(tool, "imported volume", vol["path"], src_sha)
+            puts0 = s3.puts() if s3 else None
+            sid, row = self.ds_snapshot(rows, data, "full", vol["id"], vol["path"], "full", tool=tool)
+            row["store"] = store_size()
+            if s3:
+                puts1 = s3.puts()
+                row["puts"] = None if puts0 is None or puts1 is None else puts1 - puts0
+                row["objects"] = len(s3.objects(prefix))
+                row["note"] += f" PUTs {row['puts'] if row['puts'] is not None else '?'} (rgw.put)" \
+                               f", {row['objects']} objects"
+            vol["snaps"] = [sid]
+            # incrementals
+            for pattern in ("scattered", "clustered"):
+                op = f"incr {pattern}"
+                got = self.mutate(vol["path"], pattern)
+                if got != info["sha256"][pattern]:
+                    raise DisksnapFailure(f"volume file after `mutate.py {pattern}` has sha256 {got}, "
+                                          f"the peers' image had {info['sha256'][pattern]}")
+                before = store_size()
+                sid, row = self.ds_snapshot(rows, data, op, vol["id"], vol["path"], pattern, tool=tool)
+                row["store"] = store_size()
+                row["growth"] = row["store"] - before
+                vol["snaps"].append(sid)
+            # restore
             r, row = self.ds_timed(rows, data, "restore", "snapshot", "to-volume", vol["snaps"][-1],
-                                   "--name", "restored")
+                                   "--name", "restored", tool=tool)
             obj = self.ds_json(r)
             if not isinstance(obj, dict) or "id" not in obj:
                 raise DisksnapFailure(f"`snapshot to-volume` JSON has no \"id\": {tail(r['out'], 5)}")
             path = self.ds_volume_path(data, obj["id"], obj)
             row["alloc"] = allocated(path)
-            check("disksnap", "to-volume", path, latest_sha, row)
-            vol["restored"] = path
-        if ds:
-            ds_step(ds_restore)
-
-        # ---------------- rollback
-        def ds_rollback():
-            log(f"run {k}: 16 MiB scattered change (seed {ROLLBACK_CHANGE_SEED}), then rollback")
+            self.check(tool, "to-volume", path, latest_sha, row)
+            os.unlink(path)      # room; the volume row stays (nothing later reads it)
+            # rollback
             changed = self.mutate(vol["path"], "scattered", seed=ROLLBACK_CHANGE_SEED)
             if changed == latest_sha:
                 raise BenchError("the rollback change changed nothing")
-            r, row = self.ds_timed(rows, data, "rollback", "snapshot", "rollback", vol["snaps"][-1])
+            r, row = self.ds_timed(rows, data, "rollback", "snapshot", "rollback", vol["snaps"][-1], tool=tool)
             path = self.ds_volume_path(data, vol["id"])
             if path != vol["path"]:
                 row["note"] = f"volume path moved to {path}"
                 vol["path"] = path
-            check("disksnap", "rollback", path, latest_sha, row)
-        if ds:
-            ds_step(ds_rollback)
-
-        # ---------------- verify
-        log(f"run {k}: verify")
-        r, row = self.measure(rows, "restic", "verify", ["restic", "-r", restic_repo, "check", "--read-data"])
-        row["note"] = "check --read-data"
-        if not row["ok"]:
-            self.fail(f"restic check --read-data: {describe(r)}")
-
-        def ds_verify():
-            r, row = self.ds_timed(rows, data, "verify", "verify")
+            self.check(tool, "rollback", path, latest_sha, row)
+            # verify
+            r, row = self.ds_timed(rows, data, "verify", "verify", tool=tool)
             obj = self.ds_json(r)
             if isinstance(obj, dict):
                 row["note"] = " ".join(f"{k}={obj[k]}" for k in ("ok", "checked_chunks") if k in obj)
                 if obj.get("ok") is False or obj.get("bad_chunks"):
                     row["ok"] = False
                     raise DisksnapFailure(f"`verify` exited 0 but reports bad chunks: {tail(r['out'], 8)}")
-        if ds:
-            ds_step(ds_verify)
-
-        if not (self.a.keep and k == self.a.runs):   # only the last run's dir is ever kept
-            rmtree(R)
-        return rows, info
+        except DisksnapFailure as e:
+            self.fail(f"{tool}: {e}")
+        finally:
+            if s3 and prefix:
+                s3.delete_prefix(prefix)     # the RGW keeps objects in RAM
+            if not (self.a.keep and k == self.a.runs):
+                rmtree(data)
 
     # ---- one run of the chunk-size sweep
     def run_sweep(self, k, src, src_sha):
@@ -626,7 +762,7 @@ def median_rows(runs):
     out, order = {}, []
     for rows in runs:
         for r in rows:
-            key = (r["tool"], r["op"])
+            key = (r.get("cache", "warm"), r["tool"], r["op"])
             if key not in out:
                 out[key] = []
                 order.append(key)
@@ -663,34 +799,35 @@ def median_sweep(runs):
 
 
 def rows_table(rows):
-    head = ("tool", "operation", "wall s", "CPU s", "flush s", "RSS MiB", "store MiB", "growth MiB",
+    head = ("cache", "tool", "operation", "wall s", "CPU s", "flush s", "RSS MiB", "store MiB", "growth MiB",
             "out alloc MiB", "notes")
     lines = []
     for r in rows:
-        lines.append((r["tool"], r["op"], fmt(r["wall"]), fmt(r["cpu"]), fmt(r["flush"]),
+        lines.append((r.get("cache", "warm"), r["tool"], r["op"], fmt(r["wall"]), fmt(r["cpu"]), fmt(r["flush"]),
                       fmt(r["rss_mib"], prec=1), fmt(r["store"], MIB, 1), fmt(r["growth"], MIB, 1),
                       fmt(r["alloc"], MIB, 1), ("" if r["ok"] else "FAILED ") + r.get("note", "")))
-    return table(head, lines)
+    return table(head, lines, left=(0, 1, 2))
 
 
-def table(head, lines):
+def table(head, lines, left=(0, 1)):
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)] if lines else [len(h) for h in head]
     def line(cells):
-        return "  ".join(str(c).ljust(w) if i in (0, 1) or i == len(cells) - 1 else str(c).rjust(w)
+        return "  ".join(str(c).ljust(w) if i in left or i == len(cells) - 1 else str(c).rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(head), sep] + [line(l) for l in lines])
 
 
-def get(rows, tool, op, field="wall"):
+def get(rows, tool, op, field="wall", cache=None):
     for r in rows:
-        if r["tool"] == tool and r["op"] == op and r["ok"]:
+        if r["tool"] == tool and r["op"] == op and r["ok"] and (cache is None or r.get("cache", "warm") == cache):
             return r.get(field)
     return None
 
 
-def targets(rows, info):
-    """Each ratio of performance.md's Targets section: (figure, value text, target text, verdict)."""
+def targets(rows, info, cache="warm", size_gib=4):
+    """Each ratio of performance.md's Targets section within one cache condition:
+    (cache, figure, value, target text, verdict, detail)."""
     out = []
 
     def ratio(figure, num, den, limit, detail=""):
@@ -703,7 +840,7 @@ def targets(rows, info):
                     "result": "PASS" if v <= limit else "MISS",
                     "detail": detail or f"{num:.2f} / {den:.2f}"})
 
-    g = lambda t, o, f="wall": get(rows, t, o, f)
+    g = lambda t, o, f="wall": get(rows, t, o, f, cache)
     cp_durable = None
     if g("cp --sparse", "full") is not None:
         cp_durable = g("cp --sparse", "full") + (g("cp --sparse", "full", "flush") or 0)
@@ -735,25 +872,45 @@ def targets(rows, info):
                     "result": "PASS" if v >= 0.5 else "MISS",
                     "detail": f"{alloc / MIB:.1f} MiB allocated of {size / MIB:.0f} MiB; source image {src_alloc / MIB:.1f} MiB"})
     ratio("rollback after a 16 MiB change / restic restore", g("disksnap", "rollback"), g("restic", "restore"), 1 / 10)
-    ds_rows = [r for r in rows if r["tool"] == "disksnap" and r.get("rss_mib") is not None]
+    if any(r["tool"] == "disksnap-s3" and r.get("cache", "warm") == cache for r in rows):
+        ratio("S3: full snapshot / local full", g("disksnap-s3", "full"), g("disksnap", "full"), 2)
+        ratio("S3: restore / local restore", g("disksnap-s3", "restore"), g("disksnap", "restore"), 1.5)
+        puts, objs = g("disksnap-s3", "full", "puts"), g("disksnap-s3", "full", "objects")
+        if puts is None:
+            out.append({"figure": "S3: PUTs per 4 GiB full snapshot", "value": None, "target": "<= 300",
+                        "result": "n/a", "detail": f"rgw.put counter unreadable; {objs} objects under the prefix"
+                                                   " after the full (a lower bound)" if objs is not None else "not measured"})
+        else:
+            v = puts * 4 / size_gib
+            out.append({"figure": "S3: PUTs per 4 GiB full snapshot", "value": v, "target": "<= 300",
+                        "result": "PASS" if v <= 300 else "MISS",
+                        "detail": f"{puts:.0f} PUTs (RGW perf counter rgw.put) for a {size_gib} GiB full"
+                                  + (f"; {objs:.0f} objects under the prefix after it" if objs is not None else "")})
+        s3_st, ds_st2, rs_st2 = g("disksnap-s3", "full", "store"), g("disksnap", "full", "store"), g("restic", "full", "store")
+        ratio("S3: store size after full / restic repo size", s3_st, rs_st2, 1.0,
+              None if s3_st is None or rs_st2 is None else
+              f"{s3_st / MIB:.1f} MiB / {rs_st2 / MIB:.1f} MiB (local store {fmt(ds_st2, MIB, 1)} MiB)")
+    ds_rows = [r for r in rows if r["tool"].startswith("disksnap") and r.get("cache", "warm") == cache
+               and r.get("rss_mib") is not None]
     if ds_rows:
         peak = max(ds_rows, key=lambda r: r["rss_mib"])
         out.append({"figure": "peak RSS over disksnap's operations", "value": peak["rss_mib"], "target": "<= 100 MiB",
                     "result": "PASS" if peak["rss_mib"] <= 100 else "MISS",
-                    "detail": f"{peak['rss_mib']:.1f} MiB in `{peak['op']}`"})
+                    "detail": f"{peak['rss_mib']:.1f} MiB in `{peak['tool']} {peak['op']}`"})
     else:
         out.append({"figure": "peak RSS over disksnap's operations", "value": None, "target": "<= 100 MiB",
                     "result": "n/a", "detail": "not measured"})
-    out.append({"figure": "DescribeSnapshots, 100 000 snapshots", "value": None,
-                "target": "p99 <= 5 ms; >= 5000 req/s", "result": "-",
-                "detail": "not measured here (needs the API dialects)"})
+    for t in out:
+        t["cache"] = cache
     return out
 
 
 def targets_table(ts):
-    lines = [(t["figure"], "-" if t["value"] is None else f"{t['value']:.3f}", t["target"], t["result"], t["detail"])
-             for t in ts]
-    return table(("figure", "ratio", "target", "result", "detail"), lines)
+    lines = [(t.get("cache", "-"), t["figure"], "-" if t["value"] is None else f"{t['value']:.3f}", t["target"],
+              t["result"], t["detail"]) for t in ts]
+    lines.append(("-", "DescribeSnapshots, 100 000 snapshots", "-", "p99 <= 5 ms; >= 5000 req/s", "-",
+                  "not measured here: bench/api.sh"))
+    return table(("cache", "figure", "ratio", "target", "result", "detail"), lines, left=(0, 1))
 
 
 def sweep_table(sweep, cp_wall):
@@ -803,7 +960,26 @@ def main():
                     help="dir holding mkdisk.py and mutate.py (default: REPO/../shared/tools)")
     ap.add_argument("--borg-encryption", default="none", help="borg init -e MODE (default none)")
     ap.add_argument("--timeout", type=float, default=None, help="per-command limit in s (default 120+150*GiB)")
+    ap.add_argument("--cache", choices=("warm", "cold", "both"), default="both",
+                    help="page cache before each timed operation: warm (source read first), cold "
+                         "(sync; echo 3 > /proc/sys/vm/drop_caches; needs root), both (default: the "
+                         "whole comparison once per condition)")
+    ap.add_argument("--s3", action="store_true",
+                    help="also run disksnap's series with its store in a Ceph RGW the bench starts "
+                         "(scripts/rgw.sh) and stops at exit; rows disksnap-s3")
+    ap.add_argument("--rgw-dir", default="/tmp/disksnap-bench-rgw",
+                    help="the bench's RGW directory (default /tmp/disksnap-bench-rgw; not the tests')")
+    ap.add_argument("--rgw-port", type=int, default=27480, help="the bench's RGW S3 port (default 27480)")
+    ap.add_argument("--rgw-mon-port", type=int, default=47789,
+                    help="the bench's Ceph monitor port (default 47789, and +1)")
+    ap.add_argument("--rgw-mem-mib", type=int, default=6144,
+                    help="RAM the RGW's memstore OSD may fill (default 6144; a 4 GiB run stores ~2.5 GiB)")
     a = ap.parse_args()
+    a.caches = ["warm", "cold"] if a.cache == "both" else [a.cache]
+    if a.s3 and (a.no_disksnap or a.chunk_sizes):
+        ap.error("--s3 needs disksnap and the comparison (not --no-disksnap, not --chunk-sizes)")
+    if a.chunk_sizes:
+        a.caches = a.caches[:1]
     if a.chunk_sizes:
         a.chunk_sizes = [int(x) for x in a.chunk_sizes.replace(" ", "").split(",") if x]
     if a.no_disksnap:
@@ -822,18 +998,27 @@ def main():
     if missing:
         ap.error(f"missing tools: {' '.join(missing)} (bench/run.sh installs them)")
 
+    if "cold" in a.caches:
+        try:
+            drop_caches()
+        except OSError as e:
+            ap.error(f"--cache cold needs to write {DROP_CACHES} (root): {e}")
+    rgw_script = os.path.join(root, "scripts", "rgw.sh")
+    if a.s3 and not os.access(rgw_script, os.X_OK):
+        ap.error(f"--s3 needs {rgw_script}")
+
     b = Bench(a)
     t_start = time.time()
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(),
                "size_gib": a.size_gib, "runs": a.runs, "mode": "chunk-sizes" if a.chunk_sizes else "compare",
-               "borg_encryption": a.borg_encryption}
+               "borg_encryption": a.borg_encryption, "caches": a.caches, "s3": a.s3}
     report = []
     code = 0
     all_rows, all_sweeps, infos = [], [], []
     try:
         os.makedirs(b.work, exist_ok=True)
         for name in os.listdir(b.work):      # leftovers of an earlier --keep: room for this run
-            if re.fullmatch(r"(run|sweep)-\d+|cache|bin", name):
+            if re.fullmatch(r"(run|sweep)-\d+(-warm|-cold)?|cache|bin", name):
                 rmtree(os.path.join(b.work, name))
         if b.bin:
             # test one build: a rebuild during the run must not swap the binary between runs
@@ -851,16 +1036,25 @@ def main():
         if free < need:
             raise BenchError(f"{free / GIB:.1f} GiB free under {b.work}, a run needs ~{need / GIB:.0f} GiB")
         src, src_sha = b.make_image()
+        if a.s3:
+            b.rgw = Rgw(rgw_script, a.rgw_dir, a.rgw_port, a.rgw_mon_port, a.rgw_mem_mib)
+            b.rgw.start()
         results["image"] = {"path": src, "sha256": src_sha, "size": os.path.getsize(src),
                             "allocated": allocated(src)}
         for k in range(1, a.runs + 1):
             if a.chunk_sizes:
+                b.cache = a.caches[0]
                 rows, sweep = b.run_sweep(k, src, src_sha)
                 all_sweeps.append(sweep)
             else:
-                rows, info = b.run_compare(k, src, src_sha)
-                info["size"] = os.path.getsize(src)
-                infos.append(info)
+                rows = []
+                for cache in a.caches:
+                    r_rows, info = b.run_compare(k, src, src_sha, cache)
+                    info["size"] = os.path.getsize(src)
+                    infos.append(info)
+                    rows += r_rows
+                    if b.failures:
+                        break
             all_rows.append(rows)
             if b.failures:
                 break
@@ -870,6 +1064,9 @@ def main():
     except KeyboardInterrupt:
         b.fail("interrupted")
         code = 130
+    finally:
+        if b.rgw is not None:
+            b.rgw.stop()
     if len(all_rows) < a.runs and all_rows:
         report.append(f"(only {len(all_rows)} of {a.runs} runs completed)")
     if a.chunk_sizes and all_sweeps:
@@ -882,13 +1079,15 @@ def main():
                    f"+ {fmt(cp_flush)} s flush):", sweep_table(sweep, (cp_wall or 0) + cp_flush)]
     elif infos:
         rows = median_rows(all_rows)
-        ts = targets(rows, infos[0])
+        ts = [t for c in a.caches
+              for t in targets(rows, next((i for i in infos if i["cache"] == c), infos[0]), c, a.size_gib)]
         results.update(rows=rows, per_run=all_rows, info=infos, targets=ts)
-        report += [rows_table(rows), "", "targets (performance.md), ratios within this run"
+        report += [rows_table(rows), "", "targets (performance.md), ratios within one cache condition of this run"
                    + (" (of the medians):" if len(all_rows) > 1 else ":"), targets_table(ts)]
     results["failures"] = b.failures
     results["elapsed_s"] = time.time() - t_start
-    title = (f"disksnap bench: {a.size_gib} GiB image, {a.runs} run(s)"
+    title = (f"disksnap bench: {a.size_gib} GiB image, {a.runs} run(s), cache {'+'.join(a.caches)}"
+             + (", local + S3 (Ceph RGW) store" if a.s3 else "")
              + (" (medians)" if a.runs > 1 else "") + f", {results['started']}, "
              f"{results['elapsed_s']:.0f} s total")
     vers = results.get("versions", {})

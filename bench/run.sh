@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # disksnap benchmark entry point: installs the peers, builds disksnap, runs bench.py.
 #   bench/run.sh [--size-gib 4] [--runs 1] [--keep] [--chunk-sizes 16,32,64,128,256]
-#                [--work DIR] [--no-build] [other bench.py flags, see bench.py --help]
+#                [--cache warm|cold|both] [--s3] [--work DIR] [--no-build]
+#                [other bench.py flags, see bench.py --help]
+# --cache cold|both (both is the default) drops the page cache before every timed operation:
+# run as root. --s3 starts a Ceph RGW of its own with scripts/rgw.sh (installs ceph if missing,
+# own dir and ports, stopped at exit) and runs disksnap's series again against it.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
