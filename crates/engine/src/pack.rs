@@ -31,6 +31,9 @@ pub const TARGET_PACK: usize = 16 << 20;
 /// Packs allowed in memory at once per writer (filling + uploading): bounds a capture's memory
 /// (~16 MiB each) whatever the backend's appetite for parallel uploads.
 const MAX_IN_FLIGHT: usize = 4;
+/// Uploads at once for a backend that needs the whole pack in memory (S3): two 16 MiB PUTs keep
+/// RGW on loopback busy (one stream ~150 MiB/s measured), four cost 64 MiB of RSS.
+const MAX_BUFFERED_UPLOADS: usize = 2;
 
 const MAGIC: &[u8; 8] = b"DSNPPAK1";
 const ENTRY_LEN: usize = 44;
@@ -163,7 +166,12 @@ pub struct PackWriter {
 
 impl PackWriter {
     pub fn new(backend: Arc<dyn Backend>, index: Arc<dyn ChunkIndex>) -> Self {
-        let uploaders = backend.upload_concurrency().clamp(1, MAX_IN_FLIGHT - 1);
+        // A streamed pack is already in the backend's hands (a local file); a buffered one is
+        // held in memory until its PUT ends, so buffered backends get fewer uploaders: open +
+        // one waiting + uploaders is what a capture holds (peak RSS is a budgeted figure).
+        let buffered = backend.open_writer_is_buffered();
+        let cap = if buffered { MAX_BUFFERED_UPLOADS } else { MAX_IN_FLIGHT - 1 };
+        let uploaders = backend.upload_concurrency().clamp(1, cap);
         let (tx, rx) = sync_channel::<Sealed>(0);
         let rx = Arc::new(Mutex::new(rx));
         let failed = Arc::new(Mutex::new(None));

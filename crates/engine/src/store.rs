@@ -24,9 +24,10 @@ use crate::volume_io::{
     data_extents, is_zero, overlaps_data, punch_hole, read_full_at, write_all_at, write_nonzero_blocks,
 };
 
-/// Slots a capture hashes before asking the index about them in one query: 16 MiB of reads
-/// at 128 KiB chunks, held in memory between hashing and encoding.
-const CAPTURE_BATCH: usize = 128;
+/// Slots a capture hashes before asking the index about them in one query: 8 MiB of reads
+/// at 128 KiB chunks, held in memory between hashing and encoding (peak RSS is a budgeted
+/// figure; a larger batch bought nothing measurable).
+const CAPTURE_BATCH: usize = 64;
 /// Slots a restore handles per batch: the unit of index lookups and of progress.
 const RESTORE_BATCH: usize = 512;
 /// Neighbouring chunks of one pack are read together when the gap between them is at most this

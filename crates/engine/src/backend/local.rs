@@ -121,6 +121,10 @@ impl Backend for LocalBackend {
         w.finish()
     }
 
+    fn open_writer_is_buffered(&self) -> bool {
+        false
+    }
+
     fn open_writer(&self, key: &str) -> Result<Option<Box<dyn ObjectWriter>>> {
         Ok(Some(Box::new(LocalWriter::create(self.path(key)?)?)))
     }

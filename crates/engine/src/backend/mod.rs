@@ -74,6 +74,12 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// True when [`Backend::open_writer`] gives no streaming writer (the engine then holds
+    /// each pack in memory until its `put` returns).
+    fn open_writer_is_buffered(&self) -> bool {
+        true
+    }
+
     /// How many uploads the engine should keep in flight at once (a local disk wants few, an
     /// object store over the network several).
     fn upload_concurrency(&self) -> usize {
