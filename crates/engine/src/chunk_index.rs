@@ -81,6 +81,11 @@ pub trait ChunkIndex: Send + Sync {
     /// Every pack the index knows.
     fn packs(&self) -> Result<Vec<PackRecord>>;
 
+    /// Whether the index knows no pack at all (checked at every start: keep it cheap).
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.packs()?.is_empty())
+    }
+
     /// Every entry. GC and verify scan it once per run.
     fn chunks(&self) -> Result<Vec<IndexedChunk>>;
 

@@ -45,6 +45,7 @@ pub trait ChunkIndexRows: Send + Sync {
     async fn chunk_find(&self, digests: &[Digest], touch_at: Option<i64>) -> Result<Vec<Option<ChunkLocation>>>;
     async fn chunk_add_pack(&self, pack: &str, size: u64, chunks: &[PackChunk], now: i64) -> Result<()>;
     async fn chunk_packs(&self) -> Result<Vec<PackRow>>;
+    async fn chunk_no_packs(&self) -> Result<bool>;
     async fn chunk_all(&self) -> Result<Vec<ChunkRow>>;
     async fn chunk_remove_unused(&self, digests: &[Digest], cutoff: i64) -> Result<Vec<Digest>>;
     async fn chunk_remove(&self, digests: &[Digest]) -> Result<()>;
@@ -129,6 +130,11 @@ impl ChunkIndexRows for SqliteMeta {
             .into_iter()
             .map(|r| PackRow { name: r.get(0), size: r.get::<i64, _>(1) as u64, doomed_at: r.get(2) })
             .collect())
+    }
+
+    async fn chunk_no_packs(&self) -> Result<bool> {
+        let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM packs)").fetch_one(&self.pool).await?;
+        Ok(!any)
     }
 
     async fn chunk_all(&self) -> Result<Vec<ChunkRow>> {
@@ -250,6 +256,7 @@ mod tests {
         assert_eq!(m.chunk_find(&[a], None).await.unwrap()[0].as_ref().unwrap().pack, "p2");
         m.pack_doom("p1", 7).await.unwrap();
         m.pack_doom("p1", 9).await.unwrap();
+        assert!(!m.chunk_no_packs().await.unwrap());
         let packs = m.chunk_packs().await.unwrap();
         assert_eq!(packs.iter().find(|p| p.name == "p1").unwrap().doomed_at, Some(7));
         m.pack_forget("p1").await.unwrap();
@@ -257,5 +264,6 @@ mod tests {
         assert_eq!(m.chunk_all().await.unwrap().len(), 2);
         m.chunk_clear().await.unwrap();
         assert!(m.chunk_all().await.unwrap().is_empty());
+        assert!(m.chunk_no_packs().await.unwrap());
     }
 }

@@ -56,6 +56,10 @@ impl ChunkIndex for MetaChunkIndex {
             .collect())
     }
 
+    fn is_empty(&self) -> disksnap_engine::Result<bool> {
+        self.run(self.rows.chunk_no_packs())
+    }
+
     fn chunks(&self) -> disksnap_engine::Result<Vec<IndexedChunk>> {
         Ok(self
             .run(self.rows.chunk_all())?

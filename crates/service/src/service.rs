@@ -100,7 +100,7 @@ impl Backends {
         let chunk_size = cfg.chunk_size;
         let store = tokio::task::spawn_blocking(move || -> Result<Store> {
             let store = Store::open_with(&dir.join("store"), objects, index, chunk_size)?;
-            if store.chunk_index().packs()?.is_empty() && !store.backend().list("packs/")?.is_empty() {
+            if store.chunk_index().is_empty()? && !store.backend().list("packs/")?.is_empty() {
                 let s = store.rebuild_index(&disksnap_engine::NoProgress)?;
                 tracing::warn!(packs = s.packs, chunks = s.chunks, "chunk index was empty: rebuilt it from the packs");
             }
