@@ -150,6 +150,27 @@ fn close_to_others(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Create and lock this process's runner file. The name is fresh, so the only other holder
+/// the lock can ever have is another process's [`Service::reap_dead_runners`] probing it for
+/// a moment (it takes the lock to learn whether the owner died, then drops it at once); wait
+/// that out instead of failing the whole open, which is what a CLI command started while a
+/// server reaps used to get.
+fn lock_runner_file(path: &Path) -> Result<File> {
+    let lock = private::create(path).map_err(|e| ServiceError::Internal(format!("create {}: {e}", path.display())))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(lock);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) || std::time::Instant::now() > deadline {
+            return Err(ServiceError::Internal(format!("cannot lock {}: {err}", path.display())));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 impl Service {
     /// Open the data dir with the embedded backends ([`Backends::embedded`]) and register
     /// this process as a job runner. Interrupted jobs are not touched here: call
@@ -175,12 +196,7 @@ impl Service {
         close_to_others(dir)?;
         let runner = format!("{}-{}", std::process::id(), ids::new_id());
         let lock_path = runners_dir.join(format!("{runner}.lock"));
-        let lock = private::create(&lock_path)
-            .map_err(|e| ServiceError::Internal(format!("create {}: {e}", lock_path.display())))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(ServiceError::Internal(format!("cannot lock {}", lock_path.display())));
-        }
+        let lock = lock_runner_file(&lock_path)?;
         Ok(Service {
             inner: Arc::new(Inner {
                 meta: backends.meta,
@@ -273,5 +289,33 @@ impl Service {
 
     pub(crate) fn image_path(&self, id: &str) -> PathBuf {
         self.inner.images_dir.join(format!("{id}.img"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::OpenOptions;
+
+    /// Another process's reaper holds a fresh runner file's lock for a moment (its probe):
+    /// opening must wait for it, not fail (CI's soak once failed its final check that way).
+    #[test]
+    fn a_runner_lock_held_for_a_moment_by_a_probe_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1-x.lock");
+        let probe = private::create(&path).unwrap();
+        // SAFETY: flock on an fd we own.
+        assert_eq!(unsafe { libc::flock(probe.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(probe);
+        });
+        let lock = lock_runner_file(&path).expect("waits for the probe");
+        release.join().unwrap();
+        // Now ours: a second probe cannot take it.
+        let other = OpenOptions::new().write(true).open(&path).unwrap();
+        // SAFETY: flock on an fd we own.
+        assert_ne!(unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+        drop(lock);
     }
 }
