@@ -16,7 +16,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// A list page allocates thousands of small strings (rows in, JSON out) on every request;
 /// glibc's allocator spent a third of the server's CPU on them under the API benchmark
 /// (malloc, free, malloc_consolidate across worker threads). mimalloc's thread-local pages
-/// make that a fraction.
+/// make that a fraction. (Feature `system-alloc` turns this off for heaptrack.)
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
