@@ -129,3 +129,38 @@ def test_negatives_with_ecs_codes(server):
     c.detach_disk(m.DetachDiskRequest(instance_id=iid, disk_id=did))
     c.delete_disk(m.DeleteDiskRequest(disk_id=did))
     wait_gone(server, did)
+
+
+def test_images_and_snapshot_tags_both_sdks(server):
+    from aliyunsdkecs.request.v20140526 import (DeleteImageRequest, DescribeImagesRequest,
+                                                ModifyImageAttributeRequest)
+    from test_aliyun import new_volume, snapshot
+    sys_disk = new_volume(server, "system")
+    sid = snapshot(server, sys_disk, snapshot_name="sys-for-image")
+    c = tea(server)
+    img = c.create_image(m.CreateImageRequest(region_id=REGION, snapshot_id=sid, image_name="lifecycle-img")) \
+        .body.to_map()["ImageId"]
+    deadline = time.time() + 60
+    while True:
+        got = old_call(server, DescribeImagesRequest, ImageId=img, Status="Creating,Available")["Images"]["Image"]
+        if got and got[0]["Status"] == "Available":
+            break
+        assert time.time() < deadline, got
+        time.sleep(0.1)
+    assert got[0]["DiskDeviceMappings"]["DiskDeviceMapping"][0]["SnapshotId"] == sid
+    by_name = c.describe_images(m.DescribeImagesRequest(region_id=REGION, image_name="lifecycle-img")).body.to_map()
+    assert [i["ImageId"] for i in by_name["Images"]["Image"]] == [img]
+    old_call(server, ModifyImageAttributeRequest, ImageId=img, ImageName="renamed-img")
+    c.join_resource_group(m.JoinResourceGroupRequest(region_id=REGION, resource_type="image", resource_id=img,
+                                                     resource_group_id="rg-img1"))
+    grouped = c.describe_images(m.DescribeImagesRequest(region_id=REGION, resource_group_id="rg-img1")).body.to_map()
+    assert [(i["ImageId"], i["ImageName"], i["ResourceGroupId"]) for i in grouped["Images"]["Image"]] == \
+        [(img, "renamed-img", "rg-img1")]
+    # snapshots take tags through the same APIs
+    c.tag_resources(m.TagResourcesRequest(region_id=REGION, resource_type="snapshot", resource_id=[sid],
+                                          tag=[m.TagResourcesRequestTag(key="backup", value="weekly")]))
+    rows = old_call(server, ListTagResourcesRequest, ResourceType="snapshot", Tags=[{"Key": "backup", "Value": "weekly"}])
+    assert [(r["ResourceId"], r["TagValue"]) for r in rows["TagResources"]["TagResource"]] == [(sid, "weekly")]
+    old_call(server, DeleteImageRequest, ImageId=img)
+    assert c.describe_images(m.DescribeImagesRequest(region_id=REGION, image_id=img)).body.to_map()["TotalCount"] == 0
+    assert old_error(lambda: old_call(server, DeleteImageRequest, ImageId=img)) == ("InvalidImageId.NotFound", 404)
