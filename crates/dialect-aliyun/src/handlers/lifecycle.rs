@@ -62,6 +62,8 @@ pub(super) async fn delete_disk(ctx: &ApiContext, caller: &Caller, p: &Params) -
     // DeleteAutoSnapshot for automatic ones, which disksnap does not take per disk).
     let job = ctx.service.delete_volumes(caller, std::slice::from_ref(&v.id)).await?;
     settle(ctx, caller, &job).await?;
+    // The group record of a gone resource is only tidied: were this to fail, the record is
+    // harmless (lists never show deleted resources) and the disk is deleted all the same.
     let _ = ctx
         .service
         .forget(disksnap_service::StateKind::ResourceGroup, &caller.account, &ResourceType::Disk.key(&v.id))
@@ -323,6 +325,7 @@ pub(super) async fn delete_image(ctx: &ApiContext, caller: &Caller, p: &Params) 
     }
     dry_run(p)?;
     ctx.service.delete_images(caller, std::slice::from_ref(&img.id)).await?;
+    // tidied only, as DeleteDisk does
     let _ = ctx
         .service
         .forget(disksnap_service::StateKind::ResourceGroup, &caller.account, &ResourceType::Image.key(&img.id))
