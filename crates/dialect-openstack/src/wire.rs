@@ -94,7 +94,7 @@ pub enum Flavour {
 }
 
 /// A status override set by `os-reset_status` / `os-update_snapshot_status` (§5.4).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Override {
     pub status: String,
     pub progress: Option<String>,

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, PackRow};
 pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
-pub use rows::{ChainTotals, ImageRow, InstanceRow, JobRow, Millis, SnapshotRow, TagRow, VolumeRow};
+pub use rows::{ChainTotals, ImageRow, InstanceRow, JobRow, Millis, SnapshotRow, StateRow, TagRow, VolumeRow};
 pub use sqlite::SqliteMeta;
 
 #[derive(Debug, thiserror::Error)]
@@ -157,4 +157,20 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn tags(&self, account: &str) -> Result<Vec<TagRow>>;
     /// Tags bound to each of these resources: (resource id, tag).
     async fn tags_of(&self, resource_ids: &[String]) -> Result<Vec<(String, TagRow)>>;
+
+    /// Request state (migration 0009, table `request_state`). Every read ignores rows whose
+    /// `expires_at` is at or before `now`.
+    async fn state_get(&self, kind: &str, account: &str, key: &str, now: Millis) -> Result<Option<StateRow>>;
+    /// Every live row of one kind and account (bounded by the `keep` of [`MetaStore::state_put`]).
+    async fn state_list(&self, kind: &str, account: &str, now: Millis) -> Result<Vec<StateRow>>;
+    /// The keys of the live rows of one kind and account holding exactly `value`.
+    async fn state_keys(&self, kind: &str, account: &str, value: &str, now: Millis) -> Result<Vec<String>>;
+    /// Insert or replace the row of (kind, account, key), in one transaction with: deleting the
+    /// expired rows of that kind and account, then, past `keep` rows of it, the ones that expire
+    /// first (rows that never expire go last).
+    async fn state_put(&self, row: &StateRow, keep: u64, now: Millis) -> Result<()>;
+    /// Delete one row; whether it existed (live or not).
+    async fn state_delete(&self, kind: &str, account: &str, key: &str) -> Result<bool>;
+    /// Delete every expired row of every kind; how many.
+    async fn state_purge(&self, now: Millis) -> Result<u64>;
 }

@@ -130,3 +130,17 @@ pub struct ChainTotals {
     pub total_count: i64,
     pub latest_snapshot_time: Millis,
 }
+
+/// One fact of request state (migration 0009): what a dialect must remember between requests
+/// that is not a resource (an issued token, a ClientToken's answer, a status override…).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct StateRow {
+    /// What the fact is (`oauth2-token`, `client-token`…): the service's word.
+    pub kind: String,
+    /// The account it belongs to; `""` for kinds looked up by a secret alone.
+    pub account: String,
+    pub key: String,
+    pub value: String,
+    /// When it stops counting; None: until deleted.
+    pub expires_at: Option<Millis>,
+}

@@ -30,6 +30,7 @@ mod images;
 mod jobs;
 mod snapshots;
 mod sql;
+mod state;
 mod tables;
 mod tags;
 #[cfg(test)]
@@ -85,6 +86,8 @@ impl SqliteMeta {
 #[async_trait]
 impl MetaStore for SqliteMeta {
     async fn maintain(&self) -> Result<()> {
+        // expired request state goes too (writes purge only their own kind and account)
+        state::purge(&self.pool, chrono_now_ms()).await?;
         self.optimize().await
     }
 
@@ -183,4 +186,33 @@ impl MetaStore for SqliteMeta {
     async fn tags_of(&self, resource_ids: &[String]) -> Result<Vec<(String, TagRow)>> {
         tags::tags_of(&self.pool, resource_ids).await
     }
+
+    async fn state_get(&self, kind: &str, account: &str, key: &str, now: Millis) -> Result<Option<StateRow>> {
+        state::get(&self.pool, kind, account, key, now).await
+    }
+
+    async fn state_list(&self, kind: &str, account: &str, now: Millis) -> Result<Vec<StateRow>> {
+        state::list(&self.pool, kind, account, now).await
+    }
+
+    async fn state_keys(&self, kind: &str, account: &str, value: &str, now: Millis) -> Result<Vec<String>> {
+        state::keys(&self.pool, kind, account, value, now).await
+    }
+
+    async fn state_put(&self, row: &StateRow, keep: u64, now: Millis) -> Result<()> {
+        state::put(&self.pool, row, keep, now).await
+    }
+
+    async fn state_delete(&self, kind: &str, account: &str, key: &str) -> Result<bool> {
+        state::delete(&self.pool, kind, account, key).await
+    }
+
+    async fn state_purge(&self, now: Millis) -> Result<u64> {
+        state::purge(&self.pool, now).await
+    }
+}
+
+/// Now, in Unix milliseconds (the store's clock for its own upkeep).
+fn chrono_now_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
 }

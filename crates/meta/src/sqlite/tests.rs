@@ -480,3 +480,43 @@ async fn filters_order_paging_totals_and_accounts() {
     let totals = m.chain_totals(&["s1".into()]).await.unwrap();
     assert_eq!((totals[0].total_count, totals[0].total_size, totals[0].latest_snapshot_time), (5, 150, 5));
 }
+
+fn state(kind: &str, account: &str, key: &str, value: &str, expires_at: Option<i64>) -> StateRow {
+    StateRow { kind: kind.into(), account: account.into(), key: key.into(), value: value.into(), expires_at }
+}
+
+#[tokio::test]
+async fn request_state_expires_is_bounded_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    {
+        let m = SqliteMeta::open(&path).await.unwrap();
+        m.state_put(&state("tok", "", "k1", "a", Some(100)), 10, 0).await.unwrap();
+        m.state_put(&state("tok", "", "k2", "b", None), 10, 0).await.unwrap();
+        // the same key again replaces its value and expiry
+        m.state_put(&state("tok", "", "k1", "a2", Some(200)), 10, 0).await.unwrap();
+        // another account's row with the same kind and key is its own
+        m.state_put(&state("tok", "x", "k1", "other", Some(200)), 10, 0).await.unwrap();
+    }
+    let m = SqliteMeta::open(&path).await.unwrap();
+    assert_eq!(m.state_get("tok", "", "k1", 150).await.unwrap().unwrap().value, "a2");
+    assert_eq!(m.state_get("tok", "x", "k1", 150).await.unwrap().unwrap().value, "other");
+    // expired: not read, then purged by the next write of its kind and account
+    assert_eq!(m.state_get("tok", "", "k1", 200).await.unwrap(), None);
+    assert_eq!(m.state_list("tok", "", 150).await.unwrap().len(), 2);
+    m.state_put(&state("tok", "", "k3", "b", Some(900)), 10, 300).await.unwrap();
+    assert_eq!(m.state_get("tok", "", "k1", 0).await.unwrap(), None, "purged");
+    assert_eq!(m.state_keys("tok", "", "b", 300).await.unwrap(), vec!["k2".to_string(), "k3".to_string()]);
+    // bounded: past `keep`, the rows that expire first go; a row without expiry stays
+    for i in 0..5 {
+        m.state_put(&state("tok", "", &format!("n{i}"), "v", Some(1000 + i)), 3, 300).await.unwrap();
+    }
+    let left: Vec<String> = m.state_list("tok", "", 300).await.unwrap().into_iter().map(|r| r.key).collect();
+    assert_eq!(left, vec!["k2", "n3", "n4"]);
+    assert!(m.state_delete("tok", "", "n3").await.unwrap());
+    assert!(!m.state_delete("tok", "", "n3").await.unwrap());
+    // every kind and account: n4 (at 1004) and account x's k1 (at 200)
+    assert_eq!(m.state_list("tok", "x", 0).await.unwrap().len(), 1);
+    assert_eq!(m.state_purge(1004).await.unwrap(), 2);
+    assert_eq!(m.state_list("tok", "x", 0).await.unwrap().len(), 0);
+}
