@@ -387,10 +387,12 @@ impl Call<'_> {
                 }
                 "snapshot-name" | "project-id" | "zone" | "tag-key" | "tag-value" => {}
                 n if n.starts_with("tag:") && n.len() > 4 => {}
-                other => return Err(Tc3Error::InvalidFilter(format!(
+                other => {
+                    return Err(Tc3Error::InvalidFilter(format!(
                     "filter {other:?} is not one of snapshot-id, disk-id, snapshot-name, snapshot-state, disk-usage, \
                          project-id, zone, encrypt, snapshot-type, tag-key, tag-value, tag:<key>"
-                ))),
+                )))
+                }
             }
         }
         let all = self.svc.all_snapshots(self.caller, &q).await?;
