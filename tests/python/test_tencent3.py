@@ -127,7 +127,7 @@ def test_whole_lifecycle(server, tls):
     time.strptime(s1["CreateTime"], "%Y-%m-%d %H:%M:%S")
     # The same snapshot, same id, in the disksnap CLI (and so in API v2 and every other dialect).
     listed = server.cli("snapshot", "list", "--id", s1["SnapshotId"])
-    assert [x["id"].split("-", 1)[1] for x in listed] == [s1["SnapshotId"].split("-", 1)[1]]
+    assert [x["id"].split("-", 1)[1] for x in listed["snapshots"]] == [s1["SnapshotId"].split("-", 1)[1]]
 
     b = pattern(f"tencent3-b-{tls}", 4 * MIB)
     write_at(path, 0, b)
