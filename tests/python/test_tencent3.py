@@ -200,6 +200,11 @@ def test_whole_lifecycle(server, tls):
     assert error(c, "TerminateDisks", DiskIds=[copy]) == "ResourceInUse"
     call(c, "DetachDisks", DiskIds=[copy], InstanceId=inst)
     assert disk_of(c, copy)["DiskState"] == "UNATTACHED"
+    # The same body as the TerminateDisks above: in the same second its signature would be the
+    # same (X-TC-Action is not signed) and refused as a replay.
+    time.sleep(1.1)
+    assert error(c, "DetachDisks", DiskIds=[copy]) == "UnsupportedOperation.StateError"
+    assert disk_of(c, disk)["SnapshotCount"] == 3
 
     call(c, "DeleteSnapshots", SnapshotIds=ids[1:])
     assert listing(Filters=[by_disk])[0] == 1

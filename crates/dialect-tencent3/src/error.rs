@@ -157,6 +157,10 @@ fn service_code(e: &ServiceError) -> &'static str {
         ServiceError::WrongState { kind: Kind::Volume, state, .. } if state == "snapshotting" => {
             "ResourceUnavailable.SnapshotCreating"
         }
+        // Detaching a disk that is not attached.
+        ServiceError::WrongState { kind: Kind::Volume, state, .. } if state == "available" => {
+            "UnsupportedOperation.StateError"
+        }
         ServiceError::WrongState { kind: Kind::Volume, .. } => "ResourceBusy",
         ServiceError::WrongState { kind: Kind::Snapshot, state, .. } if state == "creating" => {
             "ResourceUnavailable.SnapshotCreating"
@@ -264,6 +268,11 @@ mod tests {
                 ServiceError::wrong_state(Kind::Volume, "k3x9a2bq", "in-use", "detach it first").into(),
                 "ResourceInUse",
                 "disk disk-k3x9a2bq is in-use: detach it first",
+            ),
+            (
+                ServiceError::wrong_state(Kind::Volume, "k3x9a2bq", "available", "it is not attached").into(),
+                "UnsupportedOperation.StateError",
+                "disk disk-k3x9a2bq is available: it is not attached",
             ),
             (ServiceError::LimitExceeded("64 max".into()).into(), "LimitExceeded", "64 max"),
             (

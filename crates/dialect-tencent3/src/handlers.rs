@@ -10,7 +10,7 @@ use disksnap_api_common::encode::parse_pairs;
 use disksnap_api_common::{pipeline, Dialect, DialectError, EndpointName, KeyKind, RawRequest, RequestId, Verified};
 use disksnap_service::{
     ids, Caller, CreateSnapshots, CreateVolumes, DeleteScope, Kind, Service, ServiceError, Snapshot, SnapshotFilter,
-    Volume, VolumeFilter, VolumeKind,
+    SnapshotStatus, Volume, VolumeFilter, VolumeKind, VolumeStatus,
 };
 use serde_json::{json, Map, Value};
 
@@ -290,6 +290,11 @@ fn tags_match(tags: &[disksnap_service::Tag], name: &str, values: &[String]) -> 
     }
 }
 
+/// The snapshot statuses shown (deleted and released points are not).
+fn live() -> Vec<String> {
+    vec![SnapshotStatus::Creating.into(), SnapshotStatus::Available.into()]
+}
+
 fn same_id(kind: Kind, a: &str, bare: &str) -> bool {
     ids::parse(kind, a).as_deref() == Some(bare)
 }
@@ -341,7 +346,7 @@ impl Call<'_> {
             return Err(Tc3Error::InvalidParameter("SnapshotIds and Filters cannot be given together".into()));
         }
         let pg = paging(&p, &["CREATE_TIME"])?;
-        let mut q = SnapshotFilter { ids: ids_, zone: Some(self.zone.clone()), ..Default::default() };
+        let mut q = SnapshotFilter { ids: ids_, zone: Some(self.zone.clone()), statuses: live(), ..Default::default() };
         for (name, values) in &filters {
             match name.as_str() {
                 "snapshot-id" => {
@@ -508,7 +513,7 @@ impl Call<'_> {
 
     /// The console's summary: how many snapshots, and the GiB they hold (stored bytes).
     async fn describe_snapshot_overview(&self) -> Result<Map<String, Value>> {
-        let q = SnapshotFilter { zone: Some(self.zone.clone()), ..Default::default() };
+        let q = SnapshotFilter { zone: Some(self.zone.clone()), statuses: live(), ..Default::default() };
         let all = self.svc.all_snapshots(self.caller, &q).await?;
         let live: Vec<&Snapshot> = all.iter().filter(|s| wire::snapshot_state(s).is_some()).collect();
         let bytes: u64 = live.iter().map(|s| s.size).sum();
@@ -524,7 +529,8 @@ impl Call<'_> {
             return Err(Tc3Error::InvalidParameter("DiskIds and Filters cannot be given together".into()));
         }
         let pg = paging(&p, &["CREATE_TIME", "DEADLINE"])?;
-        let mut q = VolumeFilter { ids: ids_, zone: Some(self.zone.clone()), ..Default::default() };
+        let statuses = vec![VolumeStatus::Available.into(), VolumeStatus::InUse.into()];
+        let mut q = VolumeFilter { ids: ids_, zone: Some(self.zone.clone()), statuses, ..Default::default() };
         for (name, values) in &filters {
             match name.as_str() {
                 "disk-id" => {
@@ -619,7 +625,8 @@ impl Call<'_> {
         let (total, items) = page(matched, |(v, _)| (v.create_time, v.id.clone()), &pg);
         let mut set = Vec::new();
         for (v, state) in &items {
-            let counted = SnapshotFilter { volume_ids: vec![v.id.clone()], limit: 1, ..Default::default() };
+            let counted =
+                SnapshotFilter { volume_ids: vec![v.id.clone()], statuses: live(), limit: 1, ..Default::default() };
             let (_, count) = self.svc.snapshots(self.caller, &counted).await?;
             set.push(to_value(&wire::DiskItem::new(v, state, count)));
         }

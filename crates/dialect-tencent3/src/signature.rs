@@ -11,10 +11,15 @@
 //! ```
 //!
 //! (`X-TC-Content-SHA256: UNSIGNED-PAYLOAD` hashes that word instead of the body, the SDK's
-//! `unsignedPayload` option.) TC3 has no nonce: a replay is the same signature again, refused
-//! within the window for actions that change something. A read-only action is not refused,
-//! because two identical reads in one second — a client polling a snapshot's state — are
-//! exactly what a replay looks like, and answering one again changes nothing.
+//! `unsignedPayload` option.) TC3 has no nonce: a replay is the same signature again. Every
+//! signature is remembered for the window, and an action that changes something is refused
+//! when its signature was seen before — under any action, because the SDK does not sign
+//! `X-TC-Action`: a captured `DescribeDisks {"DiskIds": [d]}` would otherwise pass as
+//! `TerminateDisks` with the same body. A read-only action is never refused: two identical
+//! reads in one second (a client polling a snapshot's state) are exactly what a replay looks
+//! like, and answering one again changes nothing. The cost: a client that sends a change with
+//! the same body, in the same second, as an earlier request is refused and must send it again
+//! (a new timestamp).
 //!
 //! **v1** (`SignMethod` HmacSHA1/HmacSHA256): parameters `Action`, `Version`, `Region`,
 //! `Timestamp`, `Nonce`, `SecretId`, `SignatureMethod`, `Signature` beside the action's
@@ -184,10 +189,12 @@ pub fn verify_tc3(ctx: &ApiContext, raw: &RawRequest, mutating: bool) -> Result<
         )));
     }
     check_window(ts, t)?;
-    if mutating && !ctx.nonces.first_use(&format!("tencent3:{}", auth.secret_id), &auth.signature, crate::CLOCK_WINDOW)
-    {
+    let first = ctx.nonces.first_use(&format!("tencent3:{}", auth.secret_id), &auth.signature, crate::CLOCK_WINDOW);
+    if mutating && !first {
         return Err(Tc3Error::Replay(
-            "this signed request was already received; sign every request anew (a new X-TC-Timestamp)".into(),
+            "a request with this signature was already received (the same body and X-TC-Timestamp; X-TC-Action is \
+             not signed); send it again in a later second, or sign x-tc-action too"
+                .into(),
         ));
     }
     Ok(Verified { account: secret.account.clone(), key_id: auth.secret_id })

@@ -133,6 +133,12 @@ async fn tc3_requests_and_their_refusals() {
     assert_eq!(code(&first), "InvalidDiskId.NotFound");
     let (_, replay) = send(&f.ctx, tc3("CreateSnapshot", body, "AKIDalice", "alice-secret", ts)).await;
     assert_eq!(code(&replay), "LimitExceeded.ReplayAttack");
+    // X-TC-Action is not signed: a read's signature cannot be spent on a change.
+    let body = r#"{"DiskIds":["disk-zzzzzzzz"]}"#;
+    let (_, read) = send(&f.ctx, tc3("DescribeDisks", body, "AKIDalice", "alice-secret", ts)).await;
+    assert_eq!(read["Response"]["TotalCount"], 0, "{read}");
+    let (_, change) = send(&f.ctx, tc3("TerminateDisks", body, "AKIDalice", "alice-secret", ts)).await;
+    assert_eq!(code(&change), "LimitExceeded.ReplayAttack");
 }
 
 fn v1(method: &str, secret: &str, given: &[(&str, &str)]) -> Request {
