@@ -11,15 +11,17 @@
 //! ```
 //!
 //! (`X-TC-Content-SHA256: UNSIGNED-PAYLOAD` hashes that word instead of the body, the SDK's
-//! `unsignedPayload` option.) TC3 has no nonce: a replay is the same signature again. Every
-//! signature is remembered for the window, and an action that changes something is refused
-//! when its signature was seen before — under any action, because the SDK does not sign
-//! `X-TC-Action`: a captured `DescribeDisks {"DiskIds": [d]}` would otherwise pass as
-//! `TerminateDisks` with the same body. A read-only action is never refused: two identical
-//! reads in one second (a client polling a snapshot's state) are exactly what a replay looks
-//! like, and answering one again changes nothing. The cost: a client that sends a change with
-//! the same body, in the same second, as an earlier request is refused and must send it again
-//! (a new timestamp).
+//! `unsignedPayload` option.) TC3 has no nonce: a replay is the same signature again. The
+//! signature of every action that changes something is remembered for the window, and a
+//! change whose signature was already spent is refused — under any action, since the SDK does
+//! not sign `X-TC-Action` (a captured `DetachDisks {"DiskIds": [d]}` must not pass as
+//! `TerminateDisks`). Reads are neither refused nor remembered: two identical reads in one
+//! second (a client polling a disk's state) are exactly what a replay looks like, and a client
+//! that polls `DescribeDisks {"DiskIds": [d]}` and then, in the same second, sends
+//! `TerminateDisks {"DiskIds": [d]}` signs both alike. What that leaves: an observer of plain
+//! HTTP traffic could send a captured read's signature once as a change with the same body,
+//! within the window. Over HTTPS (the vendor's only transport) nothing is captured; a client
+//! can also add `x-tc-action` to SignedHeaders, which is checked like any signed header.
 //!
 //! **v1** (`SignMethod` HmacSHA1/HmacSHA256): parameters `Action`, `Version`, `Region`,
 //! `Timestamp`, `Nonce`, `SecretId`, `SignatureMethod`, `Signature` beside the action's
@@ -189,8 +191,8 @@ pub fn verify_tc3(ctx: &ApiContext, raw: &RawRequest, mutating: bool) -> Result<
         )));
     }
     check_window(ts, t)?;
-    let first = ctx.nonces.first_use(&format!("tencent3:{}", auth.secret_id), &auth.signature, crate::CLOCK_WINDOW);
-    if mutating && !first {
+    if mutating && !ctx.nonces.first_use(&format!("tencent3:{}", auth.secret_id), &auth.signature, crate::CLOCK_WINDOW)
+    {
         return Err(Tc3Error::Replay(
             "a request with this signature was already received (the same body and X-TC-Timestamp; X-TC-Action is \
              not signed); send it again in a later second, or sign x-tc-action too"

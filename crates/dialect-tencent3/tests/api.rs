@@ -133,12 +133,18 @@ async fn tc3_requests_and_their_refusals() {
     assert_eq!(code(&first), "InvalidDiskId.NotFound");
     let (_, replay) = send(&f.ctx, tc3("CreateSnapshot", body, "AKIDalice", "alice-secret", ts)).await;
     assert_eq!(code(&replay), "LimitExceeded.ReplayAttack");
-    // X-TC-Action is not signed: a read's signature cannot be spent on a change.
+    // X-TC-Action is not signed: a change's signature cannot be spent on another change…
     let body = r#"{"DiskIds":["disk-zzzzzzzz"]}"#;
+    let (_, detach) = send(&f.ctx, tc3("DetachDisks", body, "AKIDalice", "alice-secret", ts)).await;
+    assert_eq!(code(&detach), "InvalidDiskId.NotFound");
+    let (_, change) = send(&f.ctx, tc3("TerminateDisks", body, "AKIDalice", "alice-secret", ts)).await;
+    assert_eq!(code(&change), "LimitExceeded.ReplayAttack");
+    // …while a read, then a change with the same body in the same second (poll, then act) works.
+    let body = r#"{"DiskIds":["disk-yyyyyyyy"]}"#;
     let (_, read) = send(&f.ctx, tc3("DescribeDisks", body, "AKIDalice", "alice-secret", ts)).await;
     assert_eq!(read["Response"]["TotalCount"], 0, "{read}");
     let (_, change) = send(&f.ctx, tc3("TerminateDisks", body, "AKIDalice", "alice-secret", ts)).await;
-    assert_eq!(code(&change), "LimitExceeded.ReplayAttack");
+    assert_eq!(code(&change), "InvalidDiskId.NotFound");
 }
 
 fn v1(method: &str, secret: &str, given: &[(&str, &str)]) -> Request {
