@@ -215,3 +215,40 @@ async fn v1_form_and_routing_on_root() {
         assert_eq!(send(&f.ctx, req).await.0, StatusCode::IM_A_TEAPOT);
     }
 }
+
+/// A client that signs `x-tc-action` too: the action is then covered, as any signed header.
+#[tokio::test]
+async fn a_signed_action_header_is_checked() {
+    let f = fixture().await;
+    let ts = now();
+    let date = scope_date(chrono::DateTime::from_timestamp(ts, 0).unwrap());
+    let headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("host".to_string(), HOST.to_string()),
+        ("x-tc-action".to_string(), "DescribeDisks".to_string()),
+    ];
+    let canonical = canonical_request("POST", "/", "", &headers, b"{}");
+    let sig =
+        tc3_signature("alice-secret", &date, "cbs", &tc3_string_to_sign(&ts.to_string(), &date, "cbs", &canonical));
+    let req = |action: &str| {
+        Request::post("/")
+            .header("host", HOST)
+            .header("content-type", "application/json")
+            .header("x-tc-action", action)
+            .header("x-tc-version", "2017-03-12")
+            .header("x-tc-timestamp", ts.to_string())
+            .header(
+                "authorization",
+                format!(
+                    "TC3-HMAC-SHA256 Credential=AKIDalice/{date}/cbs/tc3_request, \
+                     SignedHeaders=content-type;host;x-tc-action, Signature={sig}"
+                ),
+            )
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    let (_, ok) = send(&f.ctx, req("DescribeDisks")).await;
+    assert_eq!(ok["Response"]["TotalCount"], 0, "{ok}");
+    let (_, other) = send(&f.ctx, req("TerminateDisks")).await;
+    assert_eq!(code(&other), "AuthFailure.SignatureFailure");
+}
