@@ -81,7 +81,7 @@ pub fn router(api: ApiContext) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state.clone());
-    // `/` is shared: Aliyun ECS when the request names an action (dialects.md §1.1), else
+    // `/` is shared: Tencent API 3.0, then Aliyun ECS when the request names an action (dialects.md §1.1), else
     // Cinder's version list (dialect-openstack.md §4.1).
     let root_ctx = api.clone();
     let root = Router::new().route(
@@ -89,8 +89,11 @@ pub fn router(api: ApiContext) -> Router {
         any(move |req: Request| {
             let ctx = root_ctx.clone();
             let cinder = ctx.clone();
-            disksnap_dialect_aliyun::serve_root(ctx, req, move |req| {
-                disksnap_dialect_openstack::version_root(cinder, req)
+            // Tencent API 3.0 first: it names itself by `X-TC-Action` or `SecretId`.
+            disksnap_dialect_tencent3::serve_root(ctx.clone(), req, move |req| {
+                disksnap_dialect_aliyun::serve_root(ctx, req, move |req| {
+                    disksnap_dialect_openstack::version_root(cinder, req)
+                })
             })
         }),
     );
