@@ -4,10 +4,10 @@
 //! lacked `is_manually` and `owner`). Each surface keeps its own parameter reader, paging and
 //! answer shape.
 
-use disksnap_service::{Origin, SnapshotFilter, VolumeFilter};
+use disksnap_service::{Kind, Origin, SnapshotFilter, VolumeFilter};
 
 use crate::error::QcError;
-use crate::ids::is_instance_id;
+use crate::ids::{check, check_volume_or_instance, checked, is_instance_id};
 use crate::wire;
 
 /// What a list reads from a request, as each surface reads it (query string and form, or query
@@ -34,17 +34,22 @@ impl ListParams for crate::params::Params {
 /// The filter of a snapshot list in `zone` for `account`'s caller, or None when the request
 /// can match nothing (a status word no point has, another owner). Paging is the caller's.
 pub fn snapshot_filter(p: &impl ListParams, zone: &str, account: &str) -> Result<Option<SnapshotFilter>, QcError> {
+    let root_id = p.text("root_id");
+    if let Some(r) = &root_id {
+        check("root_id", Kind::Chain, r)?;
+    }
     let mut q = SnapshotFilter {
-        ids: p.list("snapshots")?,
-        root_id: p.text("root_id"),
+        ids: checked("snapshots", Kind::Snapshot, p.list("snapshots")?)?,
+        root_id,
         is_full: p.flag("snapshot_type")?,
         search: p.text("search_word"),
-        tag_ids: p.list("tags")?,
+        tag_ids: checked("tags", Kind::Tag, p.list("tags")?)?,
         zone: Some(zone.to_string()),
         origin: p.flag("is_manually")?.map(|m| if m { Origin::User } else { Origin::Auto }.into()),
         ..Default::default()
     };
     if let Some(r) = p.text("resource_id") {
+        check_volume_or_instance("resource_id", &r)?;
         if is_instance_id(&r) {
             q.instance_ids = vec![r];
         } else {
@@ -60,11 +65,16 @@ pub fn snapshot_filter(p: &impl ListParams, zone: &str, account: &str) -> Result
 /// The filter of a volume list, as [`snapshot_filter`].
 pub fn volume_filter(p: &impl ListParams, zone: &str, account: &str) -> Result<Option<VolumeFilter>, QcError> {
     let mut q = VolumeFilter {
-        ids: p.list("volumes")?,
-        instance_ids: p.text("instance_id").into_iter().collect(),
+        ids: checked("volumes", Kind::Volume, p.list("volumes")?)?,
+        instance_ids: p
+            .text("instance_id")
+            .map(|i| check("instance_id", Kind::Instance, &i).map(|_| i))
+            .transpose()?
+            .into_iter()
+            .collect(),
         zone: Some(zone.to_string()),
         search: p.text("search_word"),
-        tag_ids: p.list("tags")?,
+        tag_ids: checked("tags", Kind::Tag, p.list("tags")?)?,
         ..Default::default()
     };
     let statuses = statuses(p, wire::volume_statuses_of, "pending, available, in-use, suspended, deleted, ceased")?;
