@@ -1,7 +1,7 @@
 //! QingCloud's id renderings (also 51idc's, and the CLI's: disksnap shows ids the QingCloud way)
 //! and the small helpers both QingCloud-family dialects read requests with.
 
-use disksnap_service::{ids, Kind};
+use disksnap_service::{ids, Kind, ServiceError};
 
 use crate::error::QcError;
 
@@ -30,33 +30,38 @@ pub fn is_instance_id(id: &str) -> bool {
     l.starts_with("ins-") || ids::named_kind(&l, prefix) == Some(Kind::Instance)
 }
 
-/// Check an id parameter of `kind` (`key` names it in the message). Any rendering is read by the
-/// service (dialects.md, the ID rule: a UUID, Aliyun's `d-…`, the bare suffix); QingCloud's own
-/// prefix of another kind (`vol-…` given as a snapshot), or a UUID of another kind, is a
-/// malformed parameter (1100). Text that is no id at all is left to the service, which finds
-/// nothing by it (2100, or an empty list).
-pub fn check(key: &str, kind: Kind, text: &str) -> Result<(), QcError> {
+/// Check an id parameter of `kind`. Any rendering is read by the service (dialects.md, the ID
+/// rule: a UUID, Aliyun's `d-…`, the bare suffix), but QingCloud's own prefix of another kind
+/// (`vol-…` given as a snapshot), or a UUID of another kind, names nothing of this kind: 2100
+/// ResourceNotFound, as QingCloud answers any id that names nothing (and as before every
+/// prefix was read as any kind, when `vol-<a snapshot's suffix>` found that snapshot).
+pub fn check(kind: Kind, text: &str) -> Result<(), QcError> {
     match ids::read_with(kind, text, prefix) {
-        Err(ids::IdError::WrongKind(named)) => Err(QcError::invalid(format!(
-            "parameter [{key}] [{text}] is a {named} id; a {kind} id looks like {}",
-            display(kind, "k3x9a2bq")
-        ))),
+        Err(ids::IdError::WrongKind(_)) => Err(ServiceError::not_found(kind, text).into()),
         _ => Ok(()),
     }
 }
 
-/// [`check`] every id of a list parameter and hand the list back.
-pub fn checked(key: &str, kind: Kind, list: Vec<String>) -> Result<Vec<String>, QcError> {
+/// [`check`] every id of a list and hand the list back.
+pub fn checked(kind: Kind, list: Vec<String>) -> Result<Vec<String>, QcError> {
     for id in &list {
-        check(&format!("{key}.n"), kind, id)?;
+        check(kind, id)?;
     }
     Ok(list)
 }
 
-/// A resource that is a volume or an instance ([`is_instance_id`] says which): anything else
-/// QingCloud's prefixes (or a UUID) name is malformed (1100).
-pub fn check_volume_or_instance(key: &str, text: &str) -> Result<(), QcError> {
-    check(key, if is_instance_id(text) { Kind::Instance } else { Kind::Volume }, text)
+/// A list filter's ids of `kind` without those that name another kind ([`check`]); None when
+/// ids were given and none is left: the filter matches nothing (never everything).
+pub fn filter_ids(kind: Kind, list: Vec<String>) -> Option<Vec<String>> {
+    let given = !list.is_empty();
+    let kept: Vec<String> = list.into_iter().filter(|i| check(kind, i).is_ok()).collect();
+    (!given || !kept.is_empty()).then_some(kept)
+}
+
+/// A resource that is a volume or an instance ([`is_instance_id`] says which), checked as that
+/// kind.
+pub fn check_volume_or_instance(text: &str) -> Result<(), QcError> {
+    check(if is_instance_id(text) { Kind::Instance } else { Kind::Volume }, text)
 }
 
 #[cfg(test)]
@@ -76,20 +81,25 @@ mod tests {
     }
 
     #[test]
-    fn own_prefix_of_another_kind_is_1100() {
+    fn own_prefix_of_another_kind_names_nothing() {
         let id = new_id();
-        let e = check("snapshots.n", Kind::Snapshot, &format!("vol-{id}")).unwrap_err();
-        assert_eq!(e.ret_code(), 1100);
-        assert!(e.message("r").contains("snapshots.n") && e.message("r").contains(&format!("vol-{id}")));
-        assert_eq!(check("volume", Kind::Volume, &ids::uuid(Kind::Snapshot, &id)).unwrap_err().ret_code(), 1100);
+        let e = check(Kind::Snapshot, &format!("vol-{id}")).unwrap_err();
+        assert_eq!(e.ret_code(), 2100);
+        assert!(e.message("r").contains(&format!("snapshot [vol-{id}]")), "{}", e.message("r"));
+        assert_eq!(check(Kind::Volume, &ids::uuid(Kind::Snapshot, &id)).unwrap_err().ret_code(), 2100);
         for ok in
             [format!("ss-{id}"), format!("s-{id}"), format!("snap-{id}"), id.clone(), ids::uuid(Kind::Snapshot, &id)]
         {
-            assert!(check("snapshot", Kind::Snapshot, &ok).is_ok(), "{ok}");
+            assert!(check(Kind::Snapshot, &ok).is_ok(), "{ok}");
         }
-        assert!(check("root_id", Kind::Chain, &format!("ss-{id}")).is_ok());
-        assert!(check("snapshot", Kind::Snapshot, "not an id").is_ok(), "left to the service");
-        assert!(check_volume_or_instance("resources.n", &format!("ins-{id}")).is_ok());
-        assert_eq!(check_volume_or_instance("resources.n", &format!("ss-{id}")).unwrap_err().ret_code(), 1100);
+        assert!(check(Kind::Chain, &format!("ss-{id}")).is_ok());
+        assert!(check(Kind::Snapshot, "not an id").is_ok(), "left to the service");
+        assert!(check_volume_or_instance(&format!("ins-{id}")).is_ok());
+        assert_eq!(check_volume_or_instance(&format!("ss-{id}")).unwrap_err().ret_code(), 2100);
+        let wrong = vec![format!("vol-{id}")];
+        assert_eq!(filter_ids(Kind::Snapshot, wrong), None, "matches nothing, not everything");
+        assert_eq!(filter_ids(Kind::Snapshot, vec![]), Some(vec![]));
+        let mixed = vec![format!("vol-{id}"), format!("ss-{id}")];
+        assert_eq!(filter_ids(Kind::Snapshot, mixed), Some(vec![format!("ss-{id}")]));
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::router::Action;
 use crate::error::QcError;
-use crate::ids::{check, check_volume_or_instance, checked, is_instance_id};
+use crate::ids::{check, check_volume_or_instance, checked, filter_ids, is_instance_id};
 use crate::listing;
 use crate::params::Params;
 use crate::wire;
@@ -74,13 +74,13 @@ fn required_list(p: &Params, key: &str, kind: Kind) -> Result<Vec<String>, QcErr
     if l.is_empty() {
         return Err(QcError::invalid(format!("parameter [{key}.n] is required (at least one)")));
     }
-    checked(key, kind, l)
+    checked(kind, l)
 }
 
 /// One id parameter of `kind`, required (checked: [`check`]).
 fn required_id<'a>(p: &'a Params, key: &str, kind: Kind) -> Result<&'a str, QcError> {
     let id = p.required(key)?;
-    check(key, kind, id)?;
+    check(kind, id)?;
     Ok(id)
 }
 
@@ -142,7 +142,7 @@ impl H<'_> {
             return Err(QcError::invalid("parameter [resources.n] is required (at least one)"));
         }
         for r in &resources {
-            check_volume_or_instance("resources.n", r)?;
+            check_volume_or_instance(r)?;
         }
         let (instances, volumes): (Vec<String>, Vec<String>) =
             resources.iter().cloned().partition(|r| is_instance_id(r));
@@ -342,12 +342,14 @@ impl H<'_> {
         if p.get("provider") == Some("system") || p.get("visibility") == Some("public") || self.other_owner(p) {
             return Ok(listed("image_set", vec![], 0));
         }
-        let ids = checked("images", Kind::Image, p.list("images"))?;
+        let ids = p.list("images");
         let search = p.get("search_word").map(str::to_ascii_lowercase);
         let status = p.get("status");
         // Images are few per account: filter the whole list, then page.
         let (all, _) = self.svc().images(&self.caller, 0, u32::MAX as u64).await?;
-        let wanted: Vec<String> = ids.iter().filter_map(|i| parse(Kind::Image, i)).collect();
+        // An id of another kind ([`check`]) is in `ids` but not in `wanted`: it matches nothing.
+        let wanted: Vec<String> =
+            ids.iter().filter(|i| check(Kind::Image, i).is_ok()).filter_map(|i| parse(Kind::Image, i)).collect();
         let matching: Vec<_> = all
             .into_iter()
             .filter(|i| i.zone == self.zone)
@@ -391,7 +393,9 @@ impl H<'_> {
             },
             None => None,
         };
-        let jobs = checked("jobs", Kind::Job, p.list("jobs"))?;
+        let Some(jobs) = filter_ids(Kind::Job, p.list("jobs")) else {
+            return Ok(listed("job_set", Vec::new(), 0));
+        };
         let (jobs, total) = self.svc().jobs(&self.caller, &jobs, &statuses, action, offset, limit).await?;
         Ok(listed("job_set", jobs.iter().map(|j| wire::job_item(j, &self.account)).collect(), total))
     }
@@ -423,8 +427,11 @@ impl H<'_> {
         if self.other_owner(p) {
             return Ok(listed("tag_set", vec![], 0));
         }
-        let wanted: Vec<String> =
-            checked("tags", Kind::Tag, p.list("tags"))?.iter().filter_map(|t| parse(Kind::Tag, t)).collect();
+        let wanted: Vec<String> = filter_ids(Kind::Tag, p.list("tags"))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| parse(Kind::Tag, t))
+            .collect();
         let given = !p.list("tags").is_empty();
         let search = p.get("search_word").map(str::to_ascii_lowercase);
         let tags: Vec<_> = self
@@ -482,9 +489,8 @@ impl H<'_> {
                     "resource_type [{kind}] cannot be tagged here; use snapshot or volume"
                 )));
             }
-            check(&format!("resource_tag_pairs.{}.tag_id", n + 1), Kind::Tag, &tag)?;
-            let resource_kind = if kind == "snapshot" { Kind::Snapshot } else { Kind::Volume };
-            check(&format!("resource_tag_pairs.{}.resource_id", n + 1), resource_kind, &resource)?;
+            check(Kind::Tag, &tag)?;
+            check(if kind == "snapshot" { Kind::Snapshot } else { Kind::Volume }, &resource)?;
             pairs.push((tag, resource));
         }
         if attach {

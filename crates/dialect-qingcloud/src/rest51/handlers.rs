@@ -166,7 +166,7 @@ pub async fn create_snapshots(st: &Rest51, call: &Call) -> Out {
         return Err(QcError::invalid("parameter [resources] is required (an array of vol-… or i-… ids)"));
     }
     for r in &resources {
-        check_volume_or_instance("resources", r)?;
+        check_volume_or_instance(r)?;
     }
     let (instances, volumes): (Vec<String>, Vec<String>) = resources.into_iter().partition(|r| is_instance_id(r));
     let req = CreateSnapshots {
@@ -191,13 +191,13 @@ pub async fn delete(st: &Rest51, call: &Call, ids: &str) -> Out {
             ids.len()
         )));
     }
-    let ids = checked("snapshots", Kind::Snapshot, ids)?;
+    let ids = checked(Kind::Snapshot, ids)?;
     let job = st.ctx.service.delete_snapshots(&call.caller(), &ids, DeleteScope::PointAndLater).await?;
     Ok(answer(st, call, &job))
 }
 
 pub async fn apply(st: &Rest51, call: &Call) -> Out {
-    let ids = checked("snapshots", Kind::Snapshot, call.list("snapshots")?)?;
+    let ids = checked(Kind::Snapshot, call.list("snapshots")?)?;
     if ids.is_empty() {
         return Err(QcError::invalid("parameter [snapshots] is required (an array of snapshot ids)"));
     }
@@ -217,7 +217,7 @@ pub async fn apply(st: &Rest51, call: &Call) -> Out {
 
 pub async fn capture_instance(st: &Rest51, call: &Call) -> Out {
     let id = call.required("snapshot")?;
-    check("snapshot", Kind::Snapshot, &id)?;
+    check(Kind::Snapshot, &id)?;
     let name = call.text("image_name").unwrap_or_default();
     let (job, _) = st.ctx.service.capture_image(&call.caller(), &id, &name).await?;
     Ok(answer(st, call, &job))
@@ -225,14 +225,14 @@ pub async fn capture_instance(st: &Rest51, call: &Call) -> Out {
 
 pub async fn create_volume(st: &Rest51, call: &Call) -> Out {
     let id = call.required("snapshot")?;
-    check("snapshot", Kind::Snapshot, &id)?;
+    check(Kind::Snapshot, &id)?;
     let name = call.text("volume_name").unwrap_or_default();
     let (job, _) = st.ctx.service.create_volume_from_snapshot(&call.caller(), &id, &name, Some(&call.zone)).await?;
     Ok(answer(st, call, &job))
 }
 
 pub async fn job(st: &Rest51, call: &Call, id: &str) -> Out {
-    check("job_id", Kind::Job, id)?;
+    check(Kind::Job, id)?;
     let job = st.ctx.service.job(&call.caller(), id).await?;
     let rid = st.request_of(&job.id).unwrap_or_else(|| call.request_id.clone());
     Ok(job_object(&job, &call.zone_as_written, &rid))
