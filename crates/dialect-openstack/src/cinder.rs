@@ -251,12 +251,9 @@ fn pushdown(call: &Call, p: &listing::ListParams, ids: &[String], any_override: 
             _ => nothing = true,
         }
     }
-    // Only our UUIDs can equal a shown id; anything else matches nothing (never another
-    // dialect's `vol-…` spelling, which the service would accept).
-    let bare_of = |kind: Kind, text: &str| {
-        let bare = wire::from_wire(kind, text);
-        wire::uuid(kind, &bare).eq_ignore_ascii_case(text).then_some(bare)
-    };
+    // Any rendering of an id filters (a UUID, another dialect's `vol-…`: dialects.md, the ID
+    // rule); text that names nothing of the kind matches nothing.
+    let bare_of = |kind: Kind, text: &str| disksnap_service::ids::read(kind, text).ok();
     if let Some(v) = &p.volume_id {
         match bare_of(Kind::Volume, v) {
             Some(bare) => q.volume_ids = vec![bare],
@@ -319,7 +316,7 @@ async fn scanned_page(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: 
         .iter()
         .enumerate()
         .map(|(i, s)| row_of(&ov, s, call.flavour, i))
-        .filter(|r| ids.is_empty() || ids.contains(&r.id))
+        .filter(|r| ids.is_empty() || ids.iter().any(|i| listing::same_id(&r.id, i)))
         .collect();
     if !p.metadata.is_empty() {
         let caller = call.auth.caller();

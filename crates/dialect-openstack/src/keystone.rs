@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use disksnap_api_common::{ApiContext, OpenStackUser};
+use disksnap_api_common::{ApiContext, ProjectUser};
 use disksnap_service::{ServiceError, StateKind};
 
 use crate::error::{OsError, OsResult};
@@ -35,7 +35,7 @@ pub struct TokenStore {
 }
 
 impl TokenStore {
-    pub async fn issue(&self, user: &OpenStackUser, lifetime: Duration) -> OsResult<(String, Token)> {
+    pub async fn issue(&self, user: &ProjectUser, lifetime: Duration) -> OsResult<(String, Token)> {
         let id = hex::encode(rand::random::<[u8; 32]>());
         let now = Utc::now();
         let life = chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1));
@@ -82,13 +82,13 @@ impl TokenStore {
 }
 
 /// **disksnap choice:** the first 128 bits of BLAKE3(`<account>/<user>`), hex.
-pub fn user_id(u: &OpenStackUser) -> String {
+pub fn user_id(u: &ProjectUser) -> String {
     hex::encode(&blake3::hash(format!("{}/{}", u.account, u.user).as_bytes()).as_bytes()[..16])
 }
 
 /// The user id of an account's (first) OpenStack user, for snapshots made elsewhere.
 pub fn account_user_id(ctx: &ApiContext, account: &str) -> String {
-    ctx.keys.openstack_users().iter().find(|u| u.account == account).map(user_id).unwrap_or_default()
+    ctx.keys.users(crate::USERS).iter().find(|u| u.account == account).map(user_id).unwrap_or_default()
 }
 
 fn domain() -> Value {
@@ -107,7 +107,7 @@ fn domain_ok(d: Option<&Value>) -> bool {
 }
 
 /// Check a token request (§3.2) and return the user it authenticates.
-pub fn authenticate<'a>(users: &'a [OpenStackUser], body: &[u8]) -> OsResult<&'a OpenStackUser> {
+pub fn authenticate<'a>(users: &'a [ProjectUser], body: &[u8]) -> OsResult<&'a ProjectUser> {
     let fail = |m: &str| OsError::Unauthorized(m.to_string());
     let v: Value = serde_json::from_slice(body).map_err(|_| OsError::BadRequest("Malformed JSON body.".into()))?;
     let identity =
@@ -205,8 +205,8 @@ pub fn versions_body(base: &str) -> Value {
 mod tests {
     use super::*;
 
-    fn users() -> Vec<OpenStackUser> {
-        vec![OpenStackUser {
+    fn users() -> Vec<ProjectUser> {
+        vec![ProjectUser {
             account: "dev".into(),
             project_id: "0123456789abcdef0123456789abcdef".into(),
             project_name: "demo".into(),
@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn same_user_name_in_two_accounts() {
         let mut u = users();
-        u.push(OpenStackUser {
+        u.push(ProjectUser {
             account: "other".into(),
             project_id: "fedcba9876543210fedcba9876543210".into(),
             project_name: "demo2".into(),

@@ -166,8 +166,10 @@ pub fn empty(status: StatusCode) -> Response {
 }
 
 /// The account's Huawei AK/SK pair (config section `huawei`); Keystone users are the
-/// [`KeyRing`](disksnap_api_common::KeyRing)'s OpenStack users.
+/// [`KeyRing`](disksnap_api_common::KeyRing)'s users of kind [`USERS`].
 pub const HUAWEI_KEYS: KeyKind = KeyKind("huawei");
+/// Keystone's password users (the config's `openstack` of an account).
+pub const USERS: KeyKind = KeyKind("openstack");
 
 /// Huawei's `X-Sdk-Date` may be this far from the server clock, either way (README: ±15 min).
 pub const HUAWEI_CLOCK_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -364,7 +366,7 @@ async fn handle(
         Endpoint::IdentityVersions => Ok(json_response(StatusCode::MULTIPLE_CHOICES, keystone::versions_body(&base))),
         Endpoint::IdentityV3 => Ok(json_response(StatusCode::OK, json!({"version": wire::identity_version(&base)}))),
         Endpoint::IssueToken => {
-            let user = keystone::authenticate(d.ctx.keys.openstack_users(), &raw.body)?;
+            let user = keystone::authenticate(d.ctx.keys.users(crate::USERS), &raw.body)?;
             let (id, t) = d.tokens.issue(user, d.ctx.token_lifetime).await?;
             let mut resp = json_response(StatusCode::CREATED, keystone::token_body(&d.ctx, &t, &base));
             if let Ok(v) = HeaderValue::from_str(&id) {
@@ -410,7 +412,7 @@ async fn handle(
 fn project_of(d: &OpenStack, account: &str) -> Option<(String, String)> {
     d.ctx
         .keys
-        .openstack_users()
+        .users(crate::USERS)
         .iter()
         .find(|u| u.account == account)
         .map(|u| (u.project_id.clone(), keystone::user_id(u)))

@@ -115,7 +115,7 @@ pub struct Account {
     pub qingcloud: Option<QingCloudKeys>,
     pub aliyun: Option<AliyunKeys>,
     pub tencent: Option<TencentKeys>,
-    pub openstack: Option<OpenStackUser>,
+    pub openstack: Option<ProjectUser>,
     /// Huawei Cloud AK/SK for the EVS `cloudsnapshots` API (SDK-HMAC-SHA256).
     pub huawei: Option<HuaweiKeys>,
 }
@@ -144,7 +144,7 @@ pub struct TencentKeys {
 
 #[derive(Debug, Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct OpenStackUser {
+pub struct ProjectUser {
     pub project_id: String,
     pub project_name: String,
     pub user: String,
@@ -309,7 +309,7 @@ impl Config {
 
     /// Every account's credentials, by each dialect's key kind, for the dialects' signature checks.
     pub fn keyring(&self) -> disksnap_api_common::KeyRing {
-        use disksnap_api_common::OpenStackUser as User;
+        use disksnap_api_common::ProjectUser as User;
         let mut ring = disksnap_api_common::KeyRing::default();
         for a in &self.accounts {
             let name = a.name.get_ref();
@@ -327,13 +327,16 @@ impl Config {
                 let _ = ring.add(disksnap_dialect_openstack::HUAWEI_KEYS, &k.access_key_id, name, &k.secret_access_key);
             }
             if let Some(o) = &a.openstack {
-                let _ = ring.add_openstack(User {
-                    account: name.clone(),
-                    project_id: o.project_id.clone(),
-                    project_name: o.project_name.clone(),
-                    user: o.user.clone(),
-                    password: o.password.clone(),
-                });
+                let _ = ring.add_user(
+                    disksnap_dialect_openstack::USERS,
+                    User {
+                        account: name.clone(),
+                        project_id: o.project_id.clone(),
+                        project_name: o.project_name.clone(),
+                        user: o.user.clone(),
+                        password: o.password.clone(),
+                    },
+                );
             }
         }
         ring
