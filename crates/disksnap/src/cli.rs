@@ -118,7 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             idle_timeout: cfg.idle_timeout,
             max_connections: cfg.max_connections,
         };
-        crate::serve::run(api, &listen, tls, limits).await?;
+        crate::serve::run(api, &listen, tls, limits, cfg.console_trusted_proxies.clone()).await?;
         return Ok(0);
     }
     // A command is also a runner: finish what a crashed process left, before anything else,

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, PackRow};
 pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
-pub use rows::{ChainTotals, ImageRow, InstanceRow, JobRow, Millis, SnapshotRow, TagRow, VolumeRow};
+pub use rows::{ChainTotals, ConsoleSessionRow, ImageRow, InstanceRow, JobRow, Millis, SnapshotRow, TagRow, VolumeRow};
 pub use sqlite::SqliteMeta;
 
 #[derive(Debug, thiserror::Error)]
@@ -157,4 +157,13 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn tags(&self, account: &str) -> Result<Vec<TagRow>>;
     /// Tags bound to each of these resources: (resource id, tag).
     async fn tags_of(&self, resource_ids: &[String]) -> Result<Vec<(String, TagRow)>>;
+
+    /// Web console sessions, keyed by the hash of their cookie (0010_console_sessions.sql).
+    async fn console_session_put(&self, row: &ConsoleSessionRow) -> Result<()>;
+    async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSessionRow>>;
+    /// Set `last_seen` to `at` unless it is already later.
+    async fn console_session_touch(&self, token_hash: &str, at: Millis) -> Result<()>;
+    async fn console_session_delete(&self, token_hash: &str) -> Result<()>;
+    /// Delete the sessions last seen before `seen_before`; returns how many.
+    async fn console_sessions_expire(&self, seen_before: Millis) -> Result<u64>;
 }

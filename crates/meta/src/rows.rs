@@ -130,3 +130,13 @@ pub struct ChainTotals {
     pub total_count: i64,
     pub latest_snapshot_time: Millis,
 }
+
+/// A signed-in web console session (migrations/0010_console_sessions.sql).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ConsoleSessionRow {
+    /// Hex SHA-256 of the cookie's value (the value itself is never stored).
+    pub token_hash: String,
+    pub account: String,
+    pub created_at: Millis,
+    pub last_seen: Millis,
+}

@@ -28,6 +28,7 @@ use crate::{Batch, MetaError, MetaStore, Result, SnapshotListing};
 mod batch;
 mod images;
 mod jobs;
+mod sessions;
 mod snapshots;
 mod sql;
 mod tables;
@@ -182,5 +183,25 @@ impl MetaStore for SqliteMeta {
 
     async fn tags_of(&self, resource_ids: &[String]) -> Result<Vec<(String, TagRow)>> {
         tags::tags_of(&self.pool, resource_ids).await
+    }
+
+    async fn console_session_put(&self, row: &ConsoleSessionRow) -> Result<()> {
+        sessions::put(&self.pool, row).await
+    }
+
+    async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSessionRow>> {
+        sessions::get(&self.pool, token_hash).await
+    }
+
+    async fn console_session_touch(&self, token_hash: &str, at: Millis) -> Result<()> {
+        sessions::touch(&self.pool, token_hash, at).await
+    }
+
+    async fn console_session_delete(&self, token_hash: &str) -> Result<()> {
+        sessions::delete(&self.pool, token_hash).await
+    }
+
+    async fn console_sessions_expire(&self, seen_before: Millis) -> Result<u64> {
+        sessions::expire(&self.pool, seen_before).await
     }
 }
