@@ -492,6 +492,7 @@ fn qingcloud_style(kind: disksnap_service::Kind, bare: &str) -> String {
         Kind::Job => "j-",
         Kind::Tag => "tag-",
         Kind::Chain => "sl-",
+        Kind::Policy => "sp-",
     };
     format!("{prefix}{bare}")
 }

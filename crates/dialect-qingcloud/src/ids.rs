@@ -13,6 +13,7 @@ pub fn prefix(kind: Kind) -> &'static str {
         Kind::Job => "j-",
         Kind::Tag => "tag-",
         Kind::Chain => "sl-",
+        Kind::Policy => "sp-",
     }
 }
 
