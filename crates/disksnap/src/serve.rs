@@ -282,6 +282,19 @@ pub async fn run(
             }
         }
     });
+    // Automatic snapshot policies: each due slot is claimed in the metadata store and fired
+    // once, whichever server on this data dir gets to it first (see scheduler.rs).
+    let scheduler = disksnap_service::Scheduler::new(service.clone(), Arc::new(disksnap_service::SystemClock));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = scheduler.run_due().await {
+                tracing::warn!(error = %e, "the policy scheduler failed a round");
+            }
+        }
+    });
     let app = router(api, console_proxies);
     // One signal stops both listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -73,11 +73,16 @@ pub struct Fired {
 pub struct Scheduler {
     service: Service,
     clock: Arc<dyn Clock>,
+    /// When `run_due` last pruned (clock time): pruning reads every point a policy made, so
+    /// it runs after a slot fired and otherwise once a minute, not every few seconds.
+    last_prune: Mutex<Option<DateTime<Utc>>>,
 }
+
+const PRUNE_EVERY: chrono::Duration = chrono::Duration::seconds(60);
 
 impl Scheduler {
     pub fn new(service: Service, clock: Arc<dyn Clock>) -> Self {
-        Scheduler { service, clock }
+        Scheduler { service, clock, last_prune: Mutex::new(None) }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -102,7 +107,17 @@ impl Scheduler {
                 Err(e) => tracing::warn!(policy = %p.id, slot = %slot, error = %e, "a policy slot failed"),
             }
         }
-        self.prune().await?;
+        let due = {
+            let mut last = self.last_prune.lock().unwrap();
+            let due = !fired.is_empty() || last.is_none_or(|t| now - t >= PRUNE_EVERY || now < t);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if due {
+            self.prune().await?;
+        }
         Ok(fired)
     }
 
