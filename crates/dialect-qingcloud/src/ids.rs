@@ -15,6 +15,7 @@ pub fn prefix(kind: Kind) -> &'static str {
         Kind::Job => "j-",
         Kind::Tag => "tag-",
         Kind::Chain => "sl-",
+        Kind::Policy => "sp-",
     }
 }
 

@@ -49,6 +49,11 @@ pub struct Config {
     /// open-file limit needs it; never more than the limit allows). Beyond it a new connection
     /// closes the longest-idle one.
     pub max_connections: Option<usize>,
+    /// Reverse proxies in front of the server (IP addresses, e.g. ["127.0.0.1"]): only a request
+    /// from one of them has its `X-Forwarded-For` believed when the console limits sign-in
+    /// attempts per client address. Empty (the default): the connection's peer is the client.
+    #[serde(default)]
+    pub console_trusted_proxies: Vec<std::net::IpAddr>,
     /// Chunk size of a new store, in KiB (power of two, 4 to 16384). Fixed once the store exists.
     pub chunk_size_kib: Option<u32>,
     /// Where snapshot bytes live: a local directory (default) or an S3-compatible bucket.

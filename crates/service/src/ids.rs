@@ -21,8 +21,8 @@ pub const SUFFIX_LEN: usize = 8;
 const MAX_PREFIX_LEN: usize = 8;
 
 /// Every kind, for walking a dialect's prefix table.
-pub const KINDS: [Kind; 7] =
-    [Kind::Volume, Kind::Snapshot, Kind::Instance, Kind::Image, Kind::Job, Kind::Tag, Kind::Chain];
+pub const KINDS: [Kind; 8] =
+    [Kind::Volume, Kind::Snapshot, Kind::Instance, Kind::Image, Kind::Job, Kind::Tag, Kind::Chain, Kind::Policy];
 
 /// A fresh random suffix (36^8 ≈ 2.8e12: collisions are checked by the primary key anyway).
 pub fn new_id() -> String {
@@ -55,6 +55,7 @@ fn uuid_tag(kind: Kind) -> &'static str {
         Kind::Job => "d15c0005",
         Kind::Tag => "d15c0006",
         Kind::Chain => "d15c0007",
+        Kind::Policy => "d15c0008",
     }
 }
 
