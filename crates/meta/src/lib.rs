@@ -3,19 +3,23 @@
 //! The service reads through typed queries and writes through [`Batch`]es: every change the
 //! service makes for one step of an operation (a job row, the snapshots it creates, the volume
 //! it locks) commits in one transaction, after checking the batch's expectations, so a crash
-//! or a concurrent caller sees the old state or the new one. SQLite is the embedded backend;
-//! a PostgreSQL backend would implement the same trait with its own statements (the SQLite
-//! ones use SQLite's functions and syntax; `sqlite` lists what differs).
+//! or a concurrent caller sees the old state or the new one. SQLite is the embedded backend
+//! ([`SqliteMeta`]); PostgreSQL ([`PgMeta`], chosen by a `database_url`) serves several nodes
+//! from one database, with its own statements and migrations (`postgres` lists what differs).
 
 pub mod chunk_index;
 pub mod filter;
+mod postgres;
 pub mod rows;
 mod sqlite;
+#[cfg(test)]
+mod testing;
 
 use async_trait::async_trait;
 
 pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, PackRow};
 pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
+pub use postgres::PgMeta;
 pub use rows::{ChainTotals, ImageRow, InstanceRow, JobRow, Millis, SnapshotRow, TagRow, VolumeRow};
 pub use sqlite::SqliteMeta;
 

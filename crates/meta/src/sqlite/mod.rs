@@ -28,9 +28,9 @@ use crate::{Batch, MetaError, MetaStore, Result, SnapshotListing};
 mod batch;
 mod images;
 mod jobs;
-mod snapshots;
-mod sql;
-mod tables;
+pub(crate) mod snapshots;
+pub(crate) mod sql;
+pub(crate) mod tables;
 mod tags;
 #[cfg(test)]
 mod tests;
