@@ -32,6 +32,10 @@ pub enum MetaError {
     /// someone else since it was read: read it again, decide again, and retry.
     #[error("{what} {id} was written by another operation since it was read")]
     Stale { what: &'static str, id: String },
+    /// A value the database cannot store: PostgreSQL's text holds no NUL character (SQLite's
+    /// does). `field` names the row kind and column, as `snapshot.name`.
+    #[error("{field} must not contain the NUL character (U+0000)")]
+    Unstorable { field: String },
     /// The database failed or is unreachable.
     #[error("metadata database: {0}")]
     Db(#[from] sqlx::Error),

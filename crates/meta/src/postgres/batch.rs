@@ -128,8 +128,41 @@ pub(super) async fn begin_locked(pool: &PgPool) -> Result<Transaction<'static, P
     Ok(tx)
 }
 
+/// The first text value of the batch holding a NUL character, as `kind.column`: PostgreSQL
+/// refuses such text, and the caller should hear which value, as a bad parameter, not a
+/// database failure.
+fn nul_in(b: &Batch) -> Option<String> {
+    fn rows<T: Table + serde::Serialize>(rows: &[T]) -> Option<String> {
+        for r in rows {
+            let Ok(serde_json::Value::Object(cols)) = serde_json::to_value(r) else { continue };
+            for (col, v) in cols {
+                if v.as_str().is_some_and(|t| t.contains('\0')) {
+                    return Some(format!("{}.{col}", T::WHAT));
+                }
+            }
+        }
+        None
+    }
+    let nul = |t: &str| t.contains('\0');
+    let tags = b.bind_tags.iter().chain(&b.unbind_tags).any(|(t, r)| nul(t) || nul(r));
+    let keys = b.snapshot_metadata.iter().any(|(id, k, _)| nul(id) || nul(k));
+    let values = b.snapshot_metadata.iter().any(|(_, _, v)| v.as_deref().is_some_and(nul));
+    rows(&b.put_instances)
+        .or_else(|| rows(&b.put_volumes))
+        .or_else(|| rows(&b.put_snapshots))
+        .or_else(|| rows(&b.put_images))
+        .or_else(|| rows(&b.put_jobs))
+        .or_else(|| rows(&b.put_tags))
+        .or_else(|| tags.then(|| "tag.id".to_string()))
+        .or_else(|| keys.then(|| "metadata.key".to_string()))
+        .or_else(|| values.then(|| "metadata.value".to_string()))
+}
+
 impl PgMeta {
     pub(super) async fn commit_batch(&self, b: Batch) -> Result<()> {
+        if let Some(field) = nul_in(&b) {
+            return Err(MetaError::Unstorable { field });
+        }
         let mut tx = begin_locked(&self.pool).await?;
         for e in &b.expect {
             check(&mut tx, e).await?;

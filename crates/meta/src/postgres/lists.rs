@@ -4,7 +4,8 @@
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::sql::{
-    json_rows, keyset_sql, order_sql, page_sql, push_all_tags, push_contains, push_in, push_not_in, push_tag_pairs,
+    json_rows, keyset_sql, order_sql, page_sql, push_all_tags, push_contains, push_eq, push_in, push_not_in,
+    push_tag_pairs, storable, storable_only,
 };
 use super::PgMeta;
 use crate::filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
@@ -97,7 +98,8 @@ const TAGS_OF: &str = "FROM resource_tags rt JOIN tags t ON t.id = rt.tag_id";
 /// The snapshot list's conditions. `trigrams`: let the search word use the trigram index (a
 /// count over `snapshot_counts` has no search word; the flag only keeps the text the same).
 pub(crate) fn snapshot_where(q: &mut QueryBuilder<'_, Postgres>, f: &SnapshotFilter, trigrams: bool) {
-    q.push(" WHERE account = ").push_bind(f.account.clone());
+    q.push(" WHERE TRUE");
+    push_eq(q, "account", &f.account);
     push_in(q, "id", &f.ids);
     push_in(q, "volume_id", &f.volume_ids);
     push_in(q, "instance_id", &f.instance_ids);
@@ -109,16 +111,16 @@ pub(crate) fn snapshot_where(q: &mut QueryBuilder<'_, Postgres>, f: &SnapshotFil
     push_in(q, "transition", &f.transitions);
     push_not_in(q, "transition", &f.not_transitions);
     if let Some(r) = &f.root_id {
-        q.push(" AND root_id = ").push_bind(r.clone());
+        push_eq(q, "root_id", r);
     }
     if let Some(full) = f.is_full {
         q.push(" AND is_full = ").push_bind(full);
     }
     if let Some(z) = &f.zone {
-        q.push(" AND zone = ").push_bind(z.clone());
+        push_eq(q, "zone", z);
     }
     if let Some(n) = &f.name {
-        q.push(" AND name = ").push_bind(n.clone());
+        push_eq(q, "name", n);
     }
     if let Some(w) = &f.search {
         push_contains(q, &["id", "name", "description"], w, trigrams);
@@ -132,10 +134,10 @@ pub(crate) fn snapshot_where(q: &mut QueryBuilder<'_, Postgres>, f: &SnapshotFil
         q.push(" AND create_time <= ").push_bind(t);
     }
     if let Some(o) = &f.origin {
-        q.push(" AND origin = ").push_bind(o.clone());
+        push_eq(q, "origin", o);
     }
     if let Some(k) = &f.volume_kind {
-        q.push(" AND volume_kind = ").push_bind(k.clone());
+        push_eq(q, "volume_kind", k);
     }
     if let Some(e) = f.encrypted {
         q.push(" AND encrypted = ").push_bind(e);
@@ -159,6 +161,9 @@ pub(crate) fn snapshot_where(q: &mut QueryBuilder<'_, Postgres>, f: &SnapshotFil
 }
 
 pub(super) async fn chain(pool: &PgPool, root_id: &str) -> Result<Vec<SnapshotRow>> {
+    if !storable(root_id) {
+        return Ok(Vec::new());
+    }
     Ok(sqlx::query_as(
         "SELECT * FROM snapshots WHERE root_id = $1 AND status <> 'ceased' ORDER BY snapshot_time, create_time, id",
     )
@@ -174,7 +179,7 @@ pub(super) async fn chain_totals(pool: &PgPool, root_ids: &[String]) -> Result<V
     let text: String = sqlx::query_scalar(&format!(
         "SELECT {CHAIN_TOTALS_JSON} FROM ({CHAIN_TOTALS_OF} AND root_id = ANY($1) GROUP BY root_id) c"
     ))
-    .bind(root_ids)
+    .bind(storable_only(root_ids))
     .fetch_one(pool)
     .await?;
     from_json_rows(&text)
@@ -198,6 +203,9 @@ pub(super) async fn snapshots_due(pool: &PgPool, deleted_before: Millis, now: Mi
 }
 
 pub(super) async fn snapshot_metadata(pool: &PgPool, id: &str) -> Result<Vec<(String, String)>> {
+    if !storable(id) {
+        return Ok(Vec::new());
+    }
     Ok(sqlx::query_as("SELECT key, value FROM snapshot_metadata WHERE snapshot_id = $1 ORDER BY key")
         .bind(id)
         .fetch_all(pool)
@@ -218,7 +226,7 @@ pub(super) async fn snapshots_metadata(
          ORDER BY m.snapshot_id, m.key",
     )
     .bind(account)
-    .bind(ids)
+    .bind(storable_only(ids))
     .fetch_all(pool)
     .await?)
 }
@@ -236,7 +244,7 @@ pub(super) async fn instances_by_id(pool: &PgPool, account: &str, ids: &[String]
     }
     Ok(sqlx::query_as("SELECT * FROM instances WHERE account = $1 AND id = ANY($2) ORDER BY id")
         .bind(account)
-        .bind(ids)
+        .bind(storable_only(ids))
         .fetch_all(pool)
         .await?)
 }
@@ -244,7 +252,8 @@ pub(super) async fn instances_by_id(pool: &PgPool, account: &str, ids: &[String]
 pub(super) async fn volumes(pool: &PgPool, f: &VolumeFilter) -> Result<Page<VolumeRow>> {
     let build = |head: &str| {
         let mut q = QueryBuilder::<Postgres>::new(head);
-        q.push(" WHERE account = ").push_bind(f.account.clone());
+        q.push(" WHERE TRUE");
+        push_eq(&mut q, "account", &f.account);
         push_in(&mut q, "id", &f.ids);
         push_in(&mut q, "instance_id", &f.instance_ids);
         if f.statuses.is_empty() {
@@ -253,13 +262,13 @@ pub(super) async fn volumes(pool: &PgPool, f: &VolumeFilter) -> Result<Page<Volu
             push_in(&mut q, "status", &f.statuses);
         }
         if let Some(z) = &f.zone {
-            q.push(" AND zone = ").push_bind(z.clone());
+            push_eq(&mut q, "zone", z);
         }
         if let Some(k) = &f.kind {
-            q.push(" AND kind = ").push_bind(k.clone());
+            push_eq(&mut q, "kind", k);
         }
         if let Some(n) = &f.name {
-            q.push(" AND name = ").push_bind(n.clone());
+            push_eq(&mut q, "name", n);
         }
         if let Some(w) = &f.search {
             push_contains(&mut q, &["id", "name"], w, false);
@@ -286,12 +295,15 @@ pub(super) async fn volumes_by_id(pool: &PgPool, account: &str, ids: &[String]) 
     }
     Ok(sqlx::query_as("SELECT * FROM volumes WHERE account = $1 AND id = ANY($2) ORDER BY id")
         .bind(account)
-        .bind(ids)
+        .bind(storable_only(ids))
         .fetch_all(pool)
         .await?)
 }
 
 pub(super) async fn volumes_of_instance(pool: &PgPool, account: &str, instance_id: &str) -> Result<Vec<VolumeRow>> {
+    if !storable(instance_id) {
+        return Ok(Vec::new());
+    }
     Ok(sqlx::query_as(
         "SELECT * FROM volumes WHERE account = $1 AND instance_id = $2 AND status <> 'deleted' ORDER BY kind DESC, id",
     )
@@ -323,7 +335,7 @@ pub(super) async fn jobs(pool: &PgPool, f: &JobFilter) -> Result<Page<JobRow>> {
         let mut q = QueryBuilder::<Postgres>::new(head);
         q.push(" WHERE TRUE");
         if let Some(a) = &f.account {
-            q.push(" AND account = ").push_bind(a.clone());
+            push_eq(&mut q, "account", a);
         }
         push_in(&mut q, "id", &f.ids);
         push_in(&mut q, "status", &f.statuses);
@@ -351,7 +363,7 @@ pub(super) async fn tags_of(pool: &PgPool, resource_ids: &[String]) -> Result<Ve
     }
     let text: String =
         sqlx::query_scalar(&format!("SELECT {} {TAGS_OF} WHERE rt.resource_id = ANY($1)", json_rows(TAG_JSON)))
-            .bind(resource_ids)
+            .bind(storable_only(resource_ids))
             .fetch_one(pool)
             .await?;
     from_json_rows(&text)

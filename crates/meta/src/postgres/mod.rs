@@ -63,6 +63,9 @@ async fn by_id<T>(pool: &PgPool, account: &str, id: &str) -> Result<Option<T>>
 where
     T: Table + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
 {
+    if !sql::storable(account) || !sql::storable(id) {
+        return Ok(None); // no stored text holds NUL (see `sql::storable`)
+    }
     let sql = format!("SELECT * FROM {} WHERE account = $1 AND id = $2", T::TABLE);
     Ok(sqlx::query_as(&sql).bind(account).bind(id).fetch_optional(pool).await?)
 }

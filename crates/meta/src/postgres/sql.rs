@@ -15,23 +15,50 @@ use crate::sqlite::sql::{json_array, like_pattern};
 /// `snapshots_search`): written exactly as there, so the planner matches the expression.
 pub(super) const SEARCH_TEXT: &str = "(id || chr(10) || name || chr(10) || description)";
 
+/// Whether PostgreSQL's text can hold `s` (it refuses NUL). A caller's filter value that it
+/// cannot hold equals no stored value, so it is left out of the statement (binding it would
+/// fail the whole query) and decides the condition without it.
+pub(super) fn storable(s: &str) -> bool {
+    !s.contains('\0')
+}
+
+/// Appends `AND col = value`.
+pub(super) fn push_eq(q: &mut QueryBuilder<'_, Postgres>, col: &str, value: &str) {
+    if storable(value) {
+        q.push(format!(" AND {col} = ")).push_bind(value.to_string());
+    } else {
+        q.push(" AND FALSE");
+    }
+}
+
 /// Appends `AND col = ANY(…)` when `values` is not empty.
 pub(super) fn push_in(q: &mut QueryBuilder<'_, Postgres>, col: &str, values: &[String]) {
     if !values.is_empty() {
-        q.push(format!(" AND {col} = ANY(")).push_bind(values.to_vec()).push(")");
+        let values: Vec<String> = values.iter().filter(|v| storable(v)).cloned().collect();
+        q.push(format!(" AND {col} = ANY(")).push_bind(values).push(")");
     }
 }
 
 /// Appends `AND NOT (col = ANY(…))` when `values` is not empty.
 pub(super) fn push_not_in(q: &mut QueryBuilder<'_, Postgres>, col: &str, values: &[String]) {
     if !values.is_empty() {
-        q.push(format!(" AND NOT ({col} = ANY(")).push_bind(values.to_vec()).push("))");
+        let values: Vec<String> = values.iter().filter(|v| storable(v)).cloned().collect();
+        q.push(format!(" AND NOT ({col} = ANY(")).push_bind(values).push("))");
     }
+}
+
+/// Only the values PostgreSQL can hold, for lookups by a list of ids.
+pub(super) fn storable_only(values: &[String]) -> Vec<String> {
+    values.iter().filter(|v| storable(v)).cloned().collect()
 }
 
 /// `AND id IN (…)` for resources bound to every one of `tag_ids`.
 pub(super) fn push_all_tags(q: &mut QueryBuilder<'_, Postgres>, tag_ids: &[String]) {
     if tag_ids.is_empty() {
+        return;
+    }
+    if !tag_ids.iter().all(|t| storable(t)) {
+        q.push(" AND FALSE");
         return;
     }
     let distinct: std::collections::BTreeSet<&String> = tag_ids.iter().collect();
@@ -46,6 +73,10 @@ pub(super) fn push_all_tags(q: &mut QueryBuilder<'_, Postgres>, tag_ids: &[Strin
 /// qualifies when its tags meet every pair (counted by the pair's position).
 pub(super) fn push_tag_pairs(q: &mut QueryBuilder<'_, Postgres>, account: &str, pairs: &[(String, Option<String>)]) {
     if pairs.is_empty() {
+        return;
+    }
+    if !pairs.iter().all(|(k, v)| storable(k) && v.as_deref().is_none_or(storable)) {
+        q.push(" AND FALSE");
         return;
     }
     let distinct: std::collections::BTreeSet<&(String, Option<String>)> = pairs.iter().collect();
@@ -105,6 +136,7 @@ pub(super) fn order_sql(o: &Order, prefix: &str) -> String {
 /// Rows strictly after the cursor `(create_time, id)` in `order`: a row comparison, which
 /// PostgreSQL makes one range on the list index's `(create_time, id)` tail.
 pub(super) fn keyset_sql(q: &mut QueryBuilder<'_, Postgres>, order: &Order, after: &Option<(Millis, String)>) {
+    // (The cursor is a row the service found, never a caller's text: no NUL to guard against.)
     if let Some((t, id)) = after {
         let op = if *order == Order::NewestFirst { " AND (create_time, id) < (" } else { " AND (create_time, id) > (" };
         q.push(op).push_bind(*t).push(", ").push_bind(id.clone()).push(")");

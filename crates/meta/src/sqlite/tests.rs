@@ -176,6 +176,13 @@ async fn long_lists_and_any_search_word_work() {
         // PostgreSQL's text cannot hold NUL (the server refuses it): there no name has one, and a
         // word with one matches nothing.
         let nul = m.kind == Kind::Sqlite;
+        if !nul {
+            // refused as a bad value, naming it, not as a database failure
+            let mut bad = b.clone();
+            bad.put_snapshots[1].name = "with\0nul-inside".into();
+            let r = m.commit(bad).await;
+            assert!(matches!(&r, Err(MetaError::Unstorable { field }) if field == "snapshot.name"), "{r:?}");
+        }
         b.put_snapshots[1].name = if nul { "with\0nul-inside" } else { "with-nul-inside" }.into();
         b.put_snapshots[2].name = "Quote\"*(NEAR)-:^".into();
         b.put_tags = (0..40)
@@ -238,6 +245,23 @@ async fn long_lists_and_any_search_word_work() {
             let want = Ok(want.iter().map(|s| s.to_string()).collect());
             assert_eq!(got, want, "{:?} search {:?}", m.kind, &w[..w.len().min(20)]);
         }
+        // NUL in any filter value or looked-up id: no match, on either backend, never an error
+        let nul_filters = [
+            SnapshotFilter { name: Some("n-s1\0".into()), ..Default::default() },
+            SnapshotFilter { ids: vec!["s1\0".into()], ..Default::default() },
+            SnapshotFilter { zone: Some("\0".into()), ..Default::default() },
+            SnapshotFilter { tag_ids: vec!["t0\0".into()], ..Default::default() },
+            SnapshotFilter { tag_pairs: vec![("k0\0".into(), None)], ..Default::default() },
+        ];
+        for l in nul_filters {
+            let got = m.snapshots(&f(l.clone())).await.map(|p| p.total).map_err(|e| e.to_string());
+            assert_eq!(got, Ok(0), "{:?} {l:?}", m.kind);
+        }
+        let got = m.snapshots(&f(SnapshotFilter { not_transitions: vec!["\0".into()], ..Default::default() })).await;
+        assert_eq!(got.map(|p| p.total).map_err(|e| e.to_string()), Ok(3));
+        assert!(m.snapshot("a", "s1\0").await.unwrap().is_none());
+        assert!(m.snapshot_metadata("s1\0").await.unwrap().is_empty());
+        assert!(m.chain("s1\0").await.unwrap().is_empty());
         let vf = |v: VolumeFilter| VolumeFilter { account: "a".into(), limit: 10, ..v };
         for v in [
             VolumeFilter { ids: many(&[]), ..Default::default() },
