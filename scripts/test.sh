@@ -75,5 +75,11 @@ scripts/fuzz-smoke.sh
 # The vendors' own SDKs and CLIs against the real server (one venv per dialect, pinned).
 tests/python/run.sh
 
+# The QingCloud suite again with the server's metadata on PostgreSQL (a database per server on
+# the throwaway one above); every suite can run so: DISKSNAP_PYTEST_META=pg tests/python/run.sh.
+if [ -n "${DISKSNAP_TEST_PG_URL:-}" ] && [ "${DISKSNAP_TEST_PG:-}" != skip ]; then
+    DISKSNAP_PYTEST_META=pg tests/python/run.sh qingcloud
+fi
+
 # The web console in headless Chromium (installs chromium, chromium-driver and selenium).
 tests/browser/run.sh
