@@ -96,7 +96,7 @@ fn word(i: u8) -> String {
     static ALL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let all = ALL.get_or_init(|| {
         let mut w: Vec<String> = WORDS.iter().map(|s| s.to_string()).collect();
-        w.extend(keys().openstack_users().iter().map(keystone::user_id));
+        w.extend(keys().users(disksnap_dialect_openstack::USERS).iter().map(keystone::user_id));
         w
     });
     all[i as usize % all.len()].clone()
@@ -192,7 +192,7 @@ fuzz_target!(|inp: Input| {
     }
     let _ = Endpoint::parse(&raw.method, &raw.path);
     let _ = Endpoint::parse(&Method::POST, &raw.path);
-    match keystone::authenticate(ring.openstack_users(), &raw.body) {
+    match keystone::authenticate(ring.users(disksnap_dialect_openstack::USERS), &raw.body) {
         Ok(u) => disksnap_fuzz::note(|| format!("keystone ok {}", u.account)),
         Err(e) => {
             disksnap_fuzz::note(|| format!("keystone {}", e.name()));

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
-use disksnap_api_common::{ApiContext, KeyRing, NonceCache, OpenStackUser, RawRequest, RequestId};
+use disksnap_api_common::{ApiContext, KeyRing, NonceCache, ProjectUser, RawRequest, RequestId};
 
 pub const KEY: &str = "FUZZKEYID";
 pub const SECRET: &str = "fuzz-secret";
@@ -105,21 +105,27 @@ pub fn keys() -> KeyRing {
     ] {
         k.add(v, KEY, ACCOUNT, SECRET).expect("one key per vendor");
     }
-    k.add_openstack(OpenStackUser {
-        account: ACCOUNT.into(),
-        project_id: "0123456789abcdef0123456789abcdef".into(),
-        project_name: "dev".into(),
-        user: "admin".into(),
-        password: "pw".into(),
-    })
+    k.add_user(
+        disksnap_dialect_openstack::USERS,
+        ProjectUser {
+            account: ACCOUNT.into(),
+            project_id: "0123456789abcdef0123456789abcdef".into(),
+            project_name: "dev".into(),
+            user: "admin".into(),
+            password: "pw".into(),
+        },
+    )
     .expect("one project");
-    k.add_openstack(OpenStackUser {
-        account: "other".into(),
-        project_id: "fedcba9876543210fedcba9876543210".into(),
-        project_name: "other".into(),
-        user: "admin".into(),
-        password: "pw2".into(),
-    })
+    k.add_user(
+        disksnap_dialect_openstack::USERS,
+        ProjectUser {
+            account: "other".into(),
+            project_id: "fedcba9876543210fedcba9876543210".into(),
+            project_name: "other".into(),
+            user: "admin".into(),
+            password: "pw2".into(),
+        },
+    )
     .expect("second project");
     k
 }

@@ -101,9 +101,19 @@ class Server:
         with open(self.config, "w") as f:
             f.write(config_text(f"{self.host}:{self.port}", retention, extra_config,
                                 tls_listen=f"{self.host}:{self.tls_port}" if tls else None))
-        self.log = open(os.path.join(self.dir, "server.log"), "wb")
+        self.serve_args = serve_args
+        self.log = open(os.path.join(self.dir, "server.log"), "ab")
+        self._start()
+
+    def restart(self):
+        """Stop the server (SIGTERM) and start a new process on the same data dir and config."""
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self._start()
+
+    def _start(self):
         self.proc = subprocess.Popen(
-            [BIN, "--data-dir", self.data, "--config", self.config, "serve", *serve_args],
+            [BIN, "--data-dir", self.data, "--config", self.config, "serve", *self.serve_args],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while True:

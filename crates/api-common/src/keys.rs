@@ -36,9 +36,10 @@ pub struct Secret {
     pub secret: String,
 }
 
-/// A Keystone user of one account's project.
+/// A password user of one account's project, for a dialect that issues tokens for a user name
+/// and password (Keystone's). Kept by key kind, as the keys are: the dialect names its kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OpenStackUser {
+pub struct ProjectUser {
     pub account: String,
     pub project_id: String,
     pub project_name: String,
@@ -49,7 +50,7 @@ pub struct OpenStackUser {
 #[derive(Clone, Debug, Default)]
 pub struct KeyRing {
     keys: HashMap<(KeyKind, String), Secret>,
-    openstack: Vec<OpenStackUser>,
+    users: HashMap<KeyKind, Vec<ProjectUser>>,
 }
 
 impl KeyRing {
@@ -66,15 +67,18 @@ impl KeyRing {
         self.keys.get(&(kind, key_id.to_string()))
     }
 
-    pub fn add_openstack(&mut self, user: OpenStackUser) -> Result<(), String> {
-        if self.openstack.iter().any(|u| u.project_id == user.project_id) {
-            return Err(format!("OpenStack project id {} is given to two accounts", user.project_id));
+    /// Register a password user. A project id given twice for one kind is a configuration error.
+    pub fn add_user(&mut self, kind: KeyKind, user: ProjectUser) -> Result<(), String> {
+        let users = self.users.entry(kind).or_default();
+        if users.iter().any(|u| u.project_id == user.project_id) {
+            return Err(format!("{kind} project id {} is given to two accounts", user.project_id));
         }
-        self.openstack.push(user);
+        users.push(user);
         Ok(())
     }
 
-    pub fn openstack_users(&self) -> &[OpenStackUser] {
-        &self.openstack
+    /// The password users of a kind, in the order registered.
+    pub fn users(&self, kind: KeyKind) -> &[ProjectUser] {
+        self.users.get(&kind).map(Vec::as_slice).unwrap_or(&[])
     }
 }

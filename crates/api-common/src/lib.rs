@@ -25,7 +25,7 @@ pub mod time;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use keys::{KeyKind, KeyRing, OpenStackUser, Secret, Verified};
+pub use keys::{KeyKind, KeyRing, ProjectUser, Secret, Verified};
 pub use nonce::NonceCache;
 pub use pipeline::{Call, Dialect, DialectError, EndpointName, Outcome};
 pub use request::{RawRequest, RequestId};

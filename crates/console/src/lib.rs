@@ -9,14 +9,18 @@
 //!   binary's credential tables;
 //! - [`IdRendering`]s: how each dialect spells an id, for the "ids in every API" boxes.
 //!
-//! Security: a session is an in-memory random id in an HttpOnly, SameSite=Strict cookie
-//! (Secure when the request came over TLS, see [`Https`]); every form carries the session's
-//! CSRF token and every POST is refused without it; sign-in attempts are rate-limited per
-//! identity and overall ([`session::RateLimit`]); pages are sent with a strict CSP.
+//! Security: a session is a random id in an HttpOnly, SameSite=Strict cookie (Secure when the
+//! request came over TLS, see [`Https`]), kept in the metadata store only as its hash (so a
+//! restart keeps people signed in, see [`session`]); every form carries the session's CSRF
+//! token and every POST is refused without it; sign-in attempts are rate-limited per identity,
+//! per client address and overall ([`session::RateLimit`]); pages are sent with a strict CSP.
+//! The client address is the connection's peer (axum's `ConnectInfo`, which the binary's
+//! listener sets); `X-Forwarded-For` counts only when that peer is a configured proxy.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -47,6 +51,8 @@ pub struct Console {
     pub renderings: Vec<IdRendering>,
     sessions: session::Sessions,
     limits: session::RateLimit,
+    /// Peers whose `X-Forwarded-For` is believed (reverse proxies in front of the server).
+    trusted_proxies: Vec<IpAddr>,
 }
 
 impl Console {
@@ -57,12 +63,42 @@ impl Console {
             html::set_own_rendering(*own);
         }
         Console {
+            sessions: session::Sessions::new(service.clone()),
             service,
             authenticate,
             renderings,
-            sessions: session::Sessions::default(),
             limits: session::RateLimit::default(),
+            trusted_proxies: Vec::new(),
         }
+    }
+
+    /// Believe `X-Forwarded-For` from these peers (and only from them): the client address the
+    /// sign-in limit counts is then the last address in the header that is not one of them.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<IpAddr>) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// The address a request came from: its peer, or, when the peer is a trusted proxy, the
+    /// nearest address its `X-Forwarded-For` names that is not a trusted proxy. A header from
+    /// any other peer is ignored (anyone can write one).
+    pub fn client_address(&self, parts: &Parts) -> Option<IpAddr> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;
+        if !self.trusted_proxies.contains(&peer) {
+            return Some(peer);
+        }
+        let mut hops: Vec<IpAddr> = Vec::new();
+        for v in parts.headers.get_all("x-forwarded-for") {
+            let Ok(v) = v.to_str() else { return Some(peer) };
+            for item in v.split(',') {
+                match item.trim().parse::<IpAddr>() {
+                    Ok(a) => hops.push(a),
+                    // A hop we cannot read: nothing before it can be trusted either.
+                    Err(_) => return Some(peer),
+                }
+            }
+        }
+        Some(hops.into_iter().rev().find(|a| !self.trusted_proxies.contains(a)).unwrap_or(peer))
     }
 }
 
@@ -136,8 +172,26 @@ impl FromRequestParts<Arc<Console>> for Signed {
 
     async fn from_request_parts(parts: &mut Parts, st: &Arc<Console>) -> Result<Self, Response> {
         let api = parts.uri.path().starts_with("/console/api/");
-        let found = session::cookie(&parts.headers, session::SESSION_COOKIE)
-            .and_then(|t| st.sessions.touch(&t, !api).map(|s| (t, s)));
+        let mut found = None;
+        if let Some(t) = session::cookie(&parts.headers, session::SESSION_COOKIE) {
+            match st.sessions.touch(&t, !api).await {
+                Ok(s) => found = s.map(|s| (t, s)),
+                Err(e) => {
+                    tracing::warn!(target: "disksnap::console", error = %e, "reading a console session failed");
+                    let msg = "The server could not read your session (its metadata database failed). Nothing was done; try again in a moment.";
+                    return Err(if api {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            axum::Json(serde_json::json!({"error": "unavailable", "message": msg})),
+                        )
+                            .into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg)
+                            .into_response()
+                    });
+                }
+            }
+        }
         match found {
             Some((token, session)) => Ok(Signed { token, session }),
             None if api => (
@@ -148,6 +202,17 @@ impl FromRequestParts<Arc<Console>> for Signed {
                 .pipe(Err),
             None => Err(Redirect::to("/console/login").into_response()),
         }
+    }
+}
+
+/// The client's address (see [`Console::client_address`]); None when the listener gave none.
+pub(crate) struct Client(pub Option<IpAddr>);
+
+impl FromRequestParts<Arc<Console>> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<Console>) -> Result<Self, Self::Rejection> {
+        Ok(Client(st.client_address(parts)))
     }
 }
 

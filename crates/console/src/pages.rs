@@ -18,7 +18,7 @@ use disksnap_service::{
 
 use crate::html::{self, bytes, esc, id, link, time, Frame};
 use crate::session::{self, Flash, Throttled};
-use crate::{Console, Signed, Tls};
+use crate::{Client, Console, Signed, Tls};
 
 type St = State<Arc<Console>>;
 type Fields = HashMap<String, String>;
@@ -158,7 +158,10 @@ fn login_page(status: StatusCode, https: bool, error: Option<&str>, note: Option
 }
 
 pub async fn login_form(State(st): St, Tls(https): Tls, headers: HeaderMap, Query(q): Query<Fields>) -> Response {
-    let signed = session::cookie(&headers, session::SESSION_COOKIE).and_then(|t| st.sessions.touch(&t, false));
+    let signed = match session::cookie(&headers, session::SESSION_COOKIE) {
+        Some(t) => st.sessions.touch(&t, false).await.ok().flatten(),
+        None => None,
+    };
     if signed.is_some() {
         return Redirect::to("/console/").into_response();
     }
@@ -166,7 +169,13 @@ pub async fn login_form(State(st): St, Tls(https): Tls, headers: HeaderMap, Quer
     login_page(StatusCode::OK, https, None, note, "")
 }
 
-pub async fn login(State(st): St, Tls(https): Tls, headers: HeaderMap, Form(form): Form<Fields>) -> Response {
+pub async fn login(
+    State(st): St,
+    Tls(https): Tls,
+    Client(address): Client,
+    headers: HeaderMap,
+    Form(form): Form<Fields>,
+) -> Response {
     let user = field(&form, "user").to_string();
     let password = form.get("password").cloned().unwrap_or_default();
     // Double submit: the form's token must be the one this browser got with the form.
@@ -191,9 +200,10 @@ pub async fn login(State(st): St, Tls(https): Tls, headers: HeaderMap, Form(form
         );
     }
     let now = Instant::now();
-    if let Err(t) = st.limits.attempt(&user, now) {
+    if let Err(t) = st.limits.attempt(&user, address, now) {
         let (who, wait) = match t {
             Throttled::Identity(d) => ("for this user", d),
+            Throttled::Address(d) => ("from your address", d),
             Throttled::Everyone(d) => ("on this server", d),
         };
         let msg =
@@ -202,8 +212,8 @@ pub async fn login(State(st): St, Tls(https): Tls, headers: HeaderMap, Form(form
     }
     match (st.authenticate)(&user, &password) {
         None => {
-            st.limits.failed(&user, now);
-            tracing::info!(target: "disksnap::console", user = %user, "console sign-in refused");
+            st.limits.failed(&user, address, now);
+            tracing::info!(target: "disksnap::console", user = %user, address = ?address, "console sign-in refused");
             login_page(
                 StatusCode::UNAUTHORIZED,
                 https,
@@ -217,10 +227,20 @@ pub async fn login(State(st): St, Tls(https): Tls, headers: HeaderMap, Form(form
             tracing::info!(target: "disksnap::console", account = %account, "console sign-in");
             // A new id at every sign-in (a session id planted before it is worth nothing),
             // and the browser's previous session ends.
-            if let Some(old) = session::cookie(&headers, session::SESSION_COOKIE) {
-                st.sessions.remove(&old);
-            }
-            let sid = st.sessions.create(&account);
+            let made = async {
+                if let Some(old) = session::cookie(&headers, session::SESSION_COOKIE) {
+                    st.sessions.remove(&old).await?;
+                }
+                st.sessions.create(&account).await
+            };
+            let sid = match made.await {
+                Ok(sid) => sid,
+                Err(e) => {
+                    tracing::warn!(target: "disksnap::console", error = %e, "recording a console session failed");
+                    let msg = format!("Your password is right, but the session could not be recorded. {}", explain(&e));
+                    return login_page(StatusCode::SERVICE_UNAVAILABLE, https, Some(&msg), None, &user);
+                }
+            };
             let mut r = Redirect::to("/console/").into_response();
             let h = r.headers_mut();
             h.append(
@@ -240,7 +260,9 @@ pub async fn logout(State(st): St, Tls(https): Tls, s: Signed, Form(form): Form<
     if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
-    st.sessions.remove(&s.token);
+    if let Err(e) = st.sessions.remove(&s.token).await {
+        return finish(&st, &s, "/console/", failed(format!("You are still signed in. {}", explain(&e))));
+    }
     let mut r = Redirect::to("/console/login?out=1").into_response();
     r.headers_mut().append(
         header::SET_COOKIE,
@@ -341,6 +363,7 @@ async fn overview_body(st: &Console, s: &Signed) -> Result<String, ServiceError>
     let (running, _) = svc.jobs(&c, &[], &[JobStatus::Pending, JobStatus::Working], None, 0, 20).await?;
     let (failures, _) = svc.jobs(&c, &[], &[JobStatus::Failed], None, 0, 5).await?;
     let ratio = if stored > 0 { format!("{:.1}×", provisioned as f64 / stored as f64) } else { "—".into() };
+    let store = svc.store_stats().await;
     let mut body = String::from("<section class=\"tiles\">");
     let tile = |label: &str, value: String, href: &str, tid: &str| {
         format!("<a class=\"tile\" href=\"{href}\" id=\"{tid}\"><span class=\"v\">{}</span><span class=\"l\">{label}</span></a>", esc(&value))
@@ -355,7 +378,26 @@ async fn overview_body(st: &Console, s: &Signed) -> Result<String, ServiceError>
         ));
     }
     body.push_str(&tile("stored by your chains", bytes(stored), "/console/snapshots?type=full", "stored"));
-    body.push_str(&tile("reduction (dedup, compression, holes)", ratio, "/console/snapshots?type=full", "ratio"));
+    body.push_str(&tile(
+        "overall reduction (dedup, compression, holes)",
+        ratio,
+        "/console/snapshots?type=full",
+        "ratio",
+    ));
+    // The store's own figures (all accounts: chunks are shared between them). A ratio the
+    // store does not measure yet says so; it is never estimated.
+    let measured = |r: Option<f64>| r.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "not measured".into());
+    match &store {
+        Ok(st) => {
+            body.push_str(&tile("store size (all accounts)", bytes(st.pack_bytes), "#store", "store-size"));
+            body.push_str(&tile("dedup ratio", measured(st.dedup_ratio()), "#store", "dedup"));
+            body.push_str(&tile("compression ratio", measured(st.compression_ratio()), "#store", "compression"));
+        }
+        Err(e) => body.push_str(&format!(
+            "<p class=\"flash error\" id=\"store-error\">The store's figures could not be read: {}</p>",
+            esc(&explain(e))
+        )),
+    }
     body.push_str("</section>");
     body.push_str(&format!(
         "<p class=\"hint\">Reduction: the volume bytes your live points stand for ({}) over the bytes their chains store ({}){}.</p>",
@@ -363,6 +405,28 @@ async fn overview_body(st: &Console, s: &Signed) -> Result<String, ServiceError>
         bytes(stored),
         if capped { format!(", over your first {OVERVIEW_CHAINS} chains") } else { String::new() }
     ));
+    if let Ok(st) = &store {
+        let mut missing = Vec::new();
+        if st.dedup_ratio().is_none() {
+            missing.push("dedup (the raw bytes the points reference over the raw bytes of the distinct chunks)");
+        }
+        if st.compression_ratio().is_none() {
+            missing.push("compression (the distinct chunks' raw bytes over their stored bytes)");
+        }
+        body.push_str(&format!(
+            "<p class=\"hint\" id=\"store\">Store: {} in {} pack files.{}</p>",
+            bytes(st.pack_bytes),
+            st.packs,
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " Not measured yet: {}; this version of the store does not record the raw size of each chunk.",
+                    missing.join("; ")
+                )
+            }
+        ));
+    }
     body.push_str("<h2>Running jobs</h2>");
     body.push_str(&job_rows(st, &running));
     body.push_str("<h2>Recent failures</h2>");

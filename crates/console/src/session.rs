@@ -1,11 +1,20 @@
-//! Sessions, CSRF tokens and the sign-in rate limit, all in memory: a restart signs everyone
-//! out, which is the safe direction for a console (nothing secret is ever written to disk).
+//! Sessions, CSRF tokens and the sign-in rate limit.
+//!
+//! A session lives in the metadata store (so a restart keeps people signed in), under the
+//! SHA-256 of its cookie's value: the value itself is never written anywhere, and the
+//! session's CSRF token is derived from it, so a copy of the database signs nobody in and
+//! forges no form. The one-shot messages shown after an action ([`Flash`]) stay in memory: a
+//! restart loses at most a message. The rate limit is in memory too (per process).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
+use disksnap_service::{Service, ServiceError};
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 /// The session cookie's name (the pre-sign-in CSRF cookie is [`LOGIN_COOKIE`]).
 pub const SESSION_COOKIE: &str = "ds_session";
@@ -14,11 +23,16 @@ pub const LOGIN_COOKIE: &str = "ds_login";
 
 /// A session ends after this long without a request.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(8 * 3600);
+/// A session's `last_seen` is written at most this often (not on every request and poll).
+pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// Failed sign-ins allowed per identity (user name or key id) within [`FAIL_WINDOW`].
 pub const FAILS_PER_IDENTITY: usize = 5;
+/// Failed sign-ins allowed per client address within [`FAIL_WINDOW`], whatever names they
+/// try: more than one person's typos behind a shared NAT, far fewer than a guessing run.
+pub const FAILS_PER_ADDRESS: usize = 20;
 pub const FAIL_WINDOW: Duration = Duration::from_secs(300);
-/// Sign-in attempts allowed across all identities within [`GLOBAL_WINDOW`]: bounds guessing
-/// spread over many names (the listener gives no peer address to limit by).
+/// Sign-in attempts allowed across all identities and addresses within [`GLOBAL_WINDOW`]:
+/// bounds guessing spread over many names and addresses.
 pub const GLOBAL_ATTEMPTS: usize = 30;
 pub const GLOBAL_WINDOW: Duration = Duration::from_secs(10);
 
@@ -73,51 +87,81 @@ pub struct Session {
     pub account: String,
     pub csrf: String,
     pub flash: Option<Flash>,
-    last_seen: Instant,
 }
 
-#[derive(Default)]
-pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+/// The key a session is stored under: the SHA-256 of its cookie's value.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
+
+/// A session's CSRF token, derived from its cookie's value (which a cross-site page cannot
+/// read): nothing to store, and the same after a restart.
+pub fn csrf_of(token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"disksnap console csrf\0");
+    h.update(token.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Sessions in the metadata store, messages in memory.
+pub struct Sessions {
+    service: Service,
+    /// Session hash → the message its next page shows, and when it was left.
+    flashes: Mutex<HashMap<String, (Flash, Instant)>>,
+}
+
+/// A message not picked up within this long is dropped (its session went away).
+const FLASH_KEPT: Duration = Duration::from_secs(3600);
 
 impl Sessions {
+    pub fn new(service: Service) -> Self {
+        Sessions { service, flashes: Mutex::new(HashMap::new()) }
+    }
+
     /// A new session for `account`; returns its id (the cookie value).
-    pub fn create(&self, account: &str) -> String {
+    pub async fn create(&self, account: &str) -> Result<String, ServiceError> {
         let id = token();
-        let mut map = self.map.lock().unwrap();
+        self.service.console_session_create(&token_hash(&id), account, Utc::now(), IDLE_LIMIT).await?;
         let now = Instant::now();
-        map.retain(|_, s| now.duration_since(s.last_seen) < IDLE_LIMIT);
-        map.insert(id.clone(), Session { account: account.to_string(), csrf: token(), flash: None, last_seen: now });
-        id
+        self.flashes.lock().unwrap().retain(|_, (_, at)| now.duration_since(*at) < FLASH_KEPT);
+        Ok(id)
     }
 
     /// The live session `id` names, or None when unknown or idle too long. Its flash is taken
     /// out when `take_flash` (a page shows it; the progress poll must not swallow it).
-    pub fn touch(&self, id: &str, take_flash: bool) -> Option<Session> {
-        let mut map = self.map.lock().unwrap();
-        let now = Instant::now();
-        let s = map.get_mut(id)?;
-        if now.duration_since(s.last_seen) >= IDLE_LIMIT {
-            map.remove(id);
-            return None;
+    pub async fn touch(&self, id: &str, take_flash: bool) -> Result<Option<Session>, ServiceError> {
+        let hash = token_hash(id);
+        let Some(row) = self.service.console_session(&hash).await? else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        let idle = (now - row.last_seen).to_std().unwrap_or_default();
+        if idle >= IDLE_LIMIT {
+            self.remove(id).await?;
+            return Ok(None);
         }
-        s.last_seen = now;
-        let out = s.clone();
-        if take_flash {
-            s.flash = None;
+        if idle >= TOUCH_EVERY {
+            self.service.console_session_touch(&hash, now).await?;
         }
-        Some(out)
+        let flash = {
+            let mut f = self.flashes.lock().unwrap();
+            if take_flash {
+                f.remove(&hash).map(|(m, _)| m)
+            } else {
+                f.get(&hash).map(|(m, _)| m.clone())
+            }
+        };
+        Ok(Some(Session { account: row.account, csrf: csrf_of(id), flash }))
     }
 
     pub fn flash(&self, id: &str, flash: Flash) {
-        if let Some(s) = self.map.lock().unwrap().get_mut(id) {
-            s.flash = Some(flash);
-        }
+        self.flashes.lock().unwrap().insert(token_hash(id), (flash, Instant::now()));
     }
 
-    pub fn remove(&self, id: &str) {
-        self.map.lock().unwrap().remove(id);
+    pub async fn remove(&self, id: &str) -> Result<(), ServiceError> {
+        let hash = token_hash(id);
+        self.flashes.lock().unwrap().remove(&hash);
+        self.service.console_session_end(&hash).await
     }
 }
 
@@ -126,6 +170,8 @@ impl Sessions {
 pub enum Throttled {
     /// This identity failed too often; it may try again after this long.
     Identity(Duration),
+    /// The client's address failed too often (whatever names it tried).
+    Address(Duration),
     /// Too many attempts overall.
     Everyone(Duration),
 }
@@ -138,34 +184,51 @@ pub struct RateLimit {
 #[derive(Default)]
 struct Limits {
     failures: HashMap<String, Vec<Instant>>,
+    by_address: HashMap<IpAddr, Vec<Instant>>,
     attempts: Vec<Instant>,
 }
 
+/// How long until the oldest of `times` leaves `window`, when `times` holds `allowed` or more.
+fn over(times: Option<&Vec<Instant>>, allowed: usize, window: Duration, now: Instant) -> Option<Duration> {
+    let t = times?;
+    (t.len() >= allowed).then(|| window.saturating_sub(now.duration_since(t[0])))
+}
+
 impl RateLimit {
-    /// Count an attempt for `identity`, or refuse it.
-    pub fn attempt(&self, identity: &str, now: Instant) -> Result<(), Throttled> {
+    /// Count an attempt for `identity` from `address` (None: the listener did not say), or
+    /// refuse it.
+    pub fn attempt(&self, identity: &str, address: Option<IpAddr>, now: Instant) -> Result<(), Throttled> {
         let mut l = self.inner.lock().unwrap();
         l.attempts.retain(|t| now.duration_since(*t) < GLOBAL_WINDOW);
         if l.attempts.len() >= GLOBAL_ATTEMPTS {
             return Err(Throttled::Everyone(GLOBAL_WINDOW.saturating_sub(now.duration_since(l.attempts[0]))));
         }
-        l.failures.retain(|_, v| {
+        let fresh = |v: &mut Vec<Instant>| {
             v.retain(|t| now.duration_since(*t) < FAIL_WINDOW);
             !v.is_empty()
-        });
-        if let Some(f) = l.failures.get(&key(identity)) {
-            if f.len() >= FAILS_PER_IDENTITY {
-                return Err(Throttled::Identity(FAIL_WINDOW.saturating_sub(now.duration_since(f[0]))));
-            }
+        };
+        l.failures.retain(|_, v| fresh(v));
+        l.by_address.retain(|_, v| fresh(v));
+        if let Some(wait) = address.and_then(|a| over(l.by_address.get(&a), FAILS_PER_ADDRESS, FAIL_WINDOW, now)) {
+            return Err(Throttled::Address(wait));
+        }
+        if let Some(wait) = over(l.failures.get(&key(identity)), FAILS_PER_IDENTITY, FAIL_WINDOW, now) {
+            return Err(Throttled::Identity(wait));
         }
         l.attempts.push(now);
         Ok(())
     }
 
-    pub fn failed(&self, identity: &str, now: Instant) {
-        self.inner.lock().unwrap().failures.entry(key(identity)).or_default().push(now);
+    pub fn failed(&self, identity: &str, address: Option<IpAddr>, now: Instant) {
+        let mut l = self.inner.lock().unwrap();
+        l.failures.entry(key(identity)).or_default().push(now);
+        if let Some(a) = address {
+            l.by_address.entry(a).or_default().push(now);
+        }
     }
 
+    /// The identity's failures are forgotten; its address's are not (one good password must
+    /// not reset a guessing run over other names from the same address).
     pub fn succeeded(&self, identity: &str) {
         self.inner.lock().unwrap().failures.remove(&key(identity));
     }
@@ -185,13 +248,13 @@ mod tests {
         let rl = RateLimit::default();
         let t0 = Instant::now();
         for i in 0..FAILS_PER_IDENTITY {
-            assert_eq!(rl.attempt("Alice", t0 + Duration::from_secs(i as u64)), Ok(()));
-            rl.failed("alice ", t0 + Duration::from_secs(i as u64));
+            assert_eq!(rl.attempt("Alice", None, t0 + Duration::from_secs(i as u64)), Ok(()));
+            rl.failed("alice ", None, t0 + Duration::from_secs(i as u64));
         }
-        assert!(matches!(rl.attempt("alice", t0 + Duration::from_secs(20)), Err(Throttled::Identity(_))));
+        assert!(matches!(rl.attempt("alice", None, t0 + Duration::from_secs(20)), Err(Throttled::Identity(_))));
         // Another identity is not held back by alice's failures.
-        assert_eq!(rl.attempt("bob", t0 + Duration::from_secs(20)), Ok(()));
-        assert_eq!(rl.attempt("alice", t0 + FAIL_WINDOW + Duration::from_secs(1)), Ok(()));
+        assert_eq!(rl.attempt("bob", None, t0 + Duration::from_secs(20)), Ok(()));
+        assert_eq!(rl.attempt("alice", None, t0 + FAIL_WINDOW + Duration::from_secs(1)), Ok(()));
     }
 
     #[test]
@@ -199,10 +262,30 @@ mod tests {
         let rl = RateLimit::default();
         let t0 = Instant::now();
         for i in 0..GLOBAL_ATTEMPTS {
-            assert_eq!(rl.attempt(&format!("user{i}"), t0), Ok(()));
+            assert_eq!(rl.attempt(&format!("user{i}"), None, t0), Ok(()));
         }
-        assert!(matches!(rl.attempt("another", t0), Err(Throttled::Everyone(_))));
-        assert_eq!(rl.attempt("another", t0 + GLOBAL_WINDOW), Ok(()));
+        assert!(matches!(rl.attempt("another", None, t0), Err(Throttled::Everyone(_))));
+        assert_eq!(rl.attempt("another", None, t0 + GLOBAL_WINDOW), Ok(()));
+    }
+
+    #[test]
+    fn an_address_is_refused_after_its_failures_whatever_names_it_tries() {
+        let rl = RateLimit::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        for i in 0..FAILS_PER_ADDRESS {
+            // Spread over time so the overall limit is not what refuses.
+            let t = t0 + Duration::from_secs(i as u64);
+            assert_eq!(rl.attempt(&format!("user{i}"), Some(a), t), Ok(()));
+            rl.failed(&format!("user{i}"), Some(a), t);
+        }
+        let later = t0 + Duration::from_secs(60);
+        assert!(matches!(rl.attempt("fresh-name", Some(a), later), Err(Throttled::Address(_))));
+        // Another address with the same fresh name is not held back; a success does not reset a.
+        assert_eq!(rl.attempt("fresh-name", Some(b), later), Ok(()));
+        rl.succeeded("user0");
+        assert!(matches!(rl.attempt("user0", Some(a), later), Err(Throttled::Address(_))));
+        assert_eq!(rl.attempt("fresh-name", Some(a), t0 + FAIL_WINDOW + Duration::from_secs(20)), Ok(()));
     }
 
     #[test]

@@ -36,6 +36,18 @@ impl Resp {
 }
 
 async fn send(addr: SocketAddr, method: &str, path: &str, cookie: &str, form: Option<&[(&str, &str)]>) -> Resp {
+    send_with(addr, method, path, cookie, "", form).await
+}
+
+/// `extra`: more header lines, each ending in CRLF.
+async fn send_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    extra: &str,
+    form: Option<&[(&str, &str)]>,
+) -> Resp {
     let body = form
         .map(|f| f.iter().map(|(k, v)| format!("{k}={}", disksnap_console::html::url(v))).collect::<Vec<_>>().join("&"))
         .unwrap_or_default();
@@ -43,6 +55,7 @@ async fn send(addr: SocketAddr, method: &str, path: &str, cookie: &str, form: Op
     if !cookie.is_empty() {
         req.push_str(&format!("Cookie: {cookie}\r\n"));
     }
+    req.push_str(extra);
     if form.is_some() {
         req.push_str(&format!("Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n", body.len()));
     }
@@ -65,14 +78,33 @@ struct Env {
     addr: SocketAddr,
     tls_addr: SocketAddr,
     service: Service,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Env {
+    /// Stop serving and drop this server's state (its Service, its Console with whatever it
+    /// keeps in memory), then start a new one on the same data dir.
+    async fn restart(self) -> Env {
+        let Env { dir, servers, service, .. } = self;
+        for s in servers {
+            s.abort();
+            let _ = s.await;
+        }
+        drop(service);
+        start_in(dir, vec![]).await
+    }
+}
+
+async fn start() -> Env {
+    start_in(tempfile::tempdir().unwrap(), vec![]).await
 }
 
 /// Two accounts: alice (key AKALICE / secret alice-secret, OpenStack user alice / alice-pw) and
 /// bob (bob / bob-pw). The second listener marks its requests as HTTPS, as the binary's TLS
-/// listener does.
-async fn start() -> Env {
-    let dir = tempfile::tempdir().unwrap();
+/// listener does. Both give the console the peer's address, as the binary's listener does;
+/// `proxies`: the peers whose X-Forwarded-For is believed.
+async fn start_in(dir: tempfile::TempDir, proxies: Vec<std::net::IpAddr>) -> Env {
     let mut cfg = ServiceConfig::new(dir.path().join("data"));
     cfg.accounts = vec!["alice".into(), "bob".into()];
     let service = Service::open(cfg).await.unwrap();
@@ -83,27 +115,38 @@ async fn start() -> Env {
     ]);
     let auth = Arc::new(move |u: &str, p: &str| creds.get(u).filter(|(pw, _)| *pw == p).map(|(_, a)| a.to_string()));
     let renderings: Vec<disksnap_console::IdRendering> = vec![("QingCloud", qingcloud_style)];
-    let app = disksnap_console::router(Console::new(service.clone(), auth, renderings));
+    let app = disksnap_console::router(Console::new(service.clone(), auth, renderings).with_trusted_proxies(proxies));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let app2 = app.clone();
-    tokio::spawn(async move { axum::serve(l, app2).await });
+    let plain = tokio::spawn(async move {
+        let _ = axum::serve(l, app2.into_make_service_with_connect_info::<SocketAddr>()).await;
+    });
     let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tls_addr = l2.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l2, app.layer(axum::Extension(Https))).await });
-    Env { addr, tls_addr, service, _dir: dir }
+    let tls = tokio::spawn(async move {
+        let app = app.layer(axum::Extension(Https));
+        let _ = axum::serve(l2, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+    });
+    Env { addr, tls_addr, service, dir, servers: vec![plain, tls] }
 }
 
 /// Sign in through the form; returns the session cookie ("ds_session=…").
 async fn sign_in(addr: SocketAddr, user: &str, password: &str) -> Resp {
+    sign_in_with(addr, user, password, "").await
+}
+
+/// The same, with more header lines on the post (`extra`, each ending in CRLF).
+async fn sign_in_with(addr: SocketAddr, user: &str, password: &str, extra: &str) -> Resp {
     let form = send(addr, "GET", "/console/login", "", None).await;
     let login = form.cookie("ds_login").unwrap();
     let csrf = form.csrf();
-    send(
+    send_with(
         addr,
         "POST",
         "/console/login",
         &format!("ds_login={login}"),
+        extra,
         Some(&[("csrf", &csrf), ("user", user), ("password", password)]),
     )
     .await
@@ -198,6 +241,77 @@ async fn sign_in_attempts_are_rate_limited_per_identity() {
     // Another identity (bob, or alice's access key) is not held back.
     assert_eq!(sign_in(env.addr, "bob", "bob-pw").await.status, 303);
     assert_eq!(sign_in(env.addr, "AKALICE", "alice-secret").await.status, 303);
+}
+
+/// Guessing over many names from one address is stopped by the address's limit; another
+/// address is not held back. X-Forwarded-For names the address only when the peer is a
+/// configured proxy: from anyone else it is ignored (else a guesser would write a new one
+/// into every attempt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_attempts_are_rate_limited_per_client_address() {
+    use disksnap_console::session::FAILS_PER_ADDRESS;
+    let xff = |a: &str| format!("X-Forwarded-For: {a}\r\n");
+    // Behind a proxy (the test's own peer address, 127.0.0.1): the header names the client.
+    let env = start_in(tempfile::tempdir().unwrap(), vec!["127.0.0.1".parse().unwrap()]).await;
+    for i in 0..FAILS_PER_ADDRESS {
+        // The proxy's own hop (a trusted address) after the client's is skipped.
+        let r = sign_in_with(env.addr, &format!("guess{i}"), "x", &xff("10.0.0.1, 127.0.0.1")).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    let r = sign_in_with(env.addr, "alice", "alice-pw", &xff("10.0.0.1")).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("Too many sign-in attempts from your address"), "{}", r.body);
+    assert!(r.cookie("ds_session").is_none());
+    assert_eq!(sign_in_with(env.addr, "alice", "alice-pw", &xff("10.0.0.2")).await.status, 303);
+
+    // No proxy configured: the header is the client's own words, and the peer is what counts.
+    let env = start().await;
+    for i in 0..FAILS_PER_ADDRESS {
+        let r = sign_in_with(env.addr, &format!("guess{i}"), "x", &xff(&format!("10.1.0.{i}"))).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    let r = sign_in_with(env.addr, "alice", "alice-pw", &xff("10.9.9.9")).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("from your address"), "{}", r.body);
+}
+
+/// Sessions live in the metadata store: a restart keeps people signed in (and a page's forms
+/// opened before it still work), and the store never holds a session's cookie value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_survives_a_server_restart() {
+    let env = start().await;
+    let cookie = session(env.addr, "alice", "alice-pw").await;
+    let token = cookie.strip_prefix("ds_session=").unwrap().to_string();
+    let csrf = send(env.addr, "GET", "/console/volumes", &cookie, None).await.csrf();
+    let data = env.dir.path().join("data");
+    let env = env.restart().await;
+    let page = send(env.addr, "GET", "/console/", &cookie, None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"account\">alice<"), "{}", page.body);
+    // A form from before the restart: its CSRF token is still the session's.
+    let r = send(
+        env.addr,
+        "POST",
+        "/console/volumes",
+        &cookie,
+        Some(&[("csrf", &csrf), ("name", "after-restart"), ("size_gib", "1")]),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(volume_count(&env.service, "alice").await, 1);
+    // Neither the cookie's value nor the CSRF token is in the database files.
+    for f in std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()) {
+        if f.file_name().unwrap().to_string_lossy().starts_with("meta.db") {
+            let bytes = std::fs::read(&f).unwrap();
+            for secret in [&token, &csrf] {
+                assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds a secret", f.display());
+            }
+        }
+    }
+    // Signing out after the restart ends it for good.
+    assert_eq!(send(env.addr, "POST", "/console/logout", &cookie, Some(&[("csrf", &csrf)])).await.status, 303);
+    let env = env.restart().await;
+    assert_eq!(send(env.addr, "GET", "/console/", &cookie, None).await.status, 303);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,6 +492,42 @@ fn qingcloud_style(kind: disksnap_service::Kind, bare: &str) -> String {
         Kind::Job => "j-",
         Kind::Tag => "tag-",
         Kind::Chain => "sl-",
+        Kind::Policy => "sp-",
     };
     format!("{prefix}{bare}")
+}
+
+/// The overview shows the store's size from its packs, and the dedup and compression ratios
+/// each on its own: "not measured" while the store does not record raw chunk sizes, never a
+/// figure made up from what it does record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_shows_store_size_and_the_ratios_it_can_measure() {
+    use disksnap_service::{CreateSnapshots, CreateVolumes};
+    use std::io::{Seek, Write};
+    let env = start().await;
+    let alice = Caller::new("alice");
+    let (job, made) =
+        env.service.create_volumes(&alice, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
+    env.service.wait_job(&alice, &job.id).await.unwrap();
+    let mut f = std::fs::OpenOptions::new().write(true).open(&made[0].path).unwrap();
+    f.seek(std::io::SeekFrom::Start(1 << 20)).unwrap();
+    let bytes: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    f.write_all(&bytes).unwrap();
+    f.sync_all().unwrap();
+    let req = CreateSnapshots { volumes: vec![made[0].id.clone()], ..Default::default() };
+    let (job, _) = env.service.create_snapshots(&alice, req).await.unwrap();
+    env.service.wait_job(&alice, &job.id).await.unwrap();
+    let stats = env.service.store_stats().await.unwrap();
+    assert!(stats.packs >= 1 && stats.pack_bytes > 0, "{stats:?}");
+    let cookie = session(env.addr, "alice", "alice-pw").await;
+    let page = send(env.addr, "GET", "/console/", &cookie, None).await;
+    let tile = |id: &str| {
+        let at = page.body.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no tile {id}: {}", page.body));
+        let v = page.body[at..].find("class=\"v\">").unwrap() + at + 10;
+        page.body[v..v + page.body[v..].find('<').unwrap()].to_string()
+    };
+    assert_eq!(tile("store-size"), disksnap_console::html::bytes(stats.pack_bytes));
+    assert_eq!(tile("dedup"), "not measured");
+    assert_eq!(tile("compression"), "not measured");
+    assert!(page.body.contains("does not record the raw size of each chunk"), "{}", page.body);
 }

@@ -120,6 +120,7 @@ pub fn service_code(e: &ServiceError) -> (&'static str, u16, String) {
                 Kind::Chain => ("InvalidSnapshotLinkId.NotFound", "SnapshotLinkId"),
                 Kind::Job => ("InvalidTaskId.NotFound", "TaskId"),
                 Kind::Tag => ("InvalidTag.NotFound", "Tag"),
+                Kind::Policy => ("InvalidAutoSnapshotPolicyId.NotFound", "AutoSnapshotPolicyId"),
             };
             (code, 404, format!("The specified {what} \"{id}\" does not exist in this account."))
         }
@@ -131,7 +132,7 @@ pub fn service_code(e: &ServiceError) -> (&'static str, u16, String) {
                 Kind::Snapshot | Kind::Chain => "IncorrectSnapshotStatus",
                 Kind::Instance => "IncorrectInstanceStatus",
                 Kind::Image => "IncorrectImageStatus",
-                Kind::Job | Kind::Tag => "OperationConflict",
+                Kind::Job | Kind::Tag | Kind::Policy => "OperationConflict",
             };
             // the service names resources its own way (`vol-…`): show Aliyun's words and ids
             let shown = ids::parse(*kind, id).map(|bare| show(*kind, &bare)).unwrap_or_else(|| id.clone());

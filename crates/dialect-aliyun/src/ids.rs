@@ -11,6 +11,7 @@ pub fn show(kind: Kind, bare: &str) -> String {
         Kind::Instance => "i-",
         Kind::Image => "m-",
         Kind::Chain => "sl-",
+        Kind::Policy => "sp-",
         // ECS has no jobs or tag ids of its own: QingCloud's words, as every id once was.
         Kind::Job => "j-",
         Kind::Tag => "tag-",

@@ -65,6 +65,21 @@ impl Params {
         Ok(Some(ids))
     }
 
+    /// A repeated list `Name.N` (N from 1), in N order; empty values are skipped.
+    pub fn repeated(&self, name: &str) -> Res<Vec<String>> {
+        let mut items: std::collections::BTreeMap<u32, String> = Default::default();
+        let prefix = format!("{name}.");
+        for (k, v) in &self.0 {
+            let Some(n) = k.strip_prefix(&prefix) else { continue };
+            let n: u32 =
+                n.parse().ok().filter(|n| *n >= 1).ok_or_else(|| invalid(k, "the index must be a number from 1"))?;
+            if !v.is_empty() {
+                items.insert(n, v.clone());
+            }
+        }
+        Ok(items.into_values().collect())
+    }
+
     /// `Tag.N.Key` / `Tag.N.Value` pairs, N from 1 to 20, in N order. A value without its key
     /// is `InvalidTag.Mismatch`; an empty or absent value is None.
     pub fn tags(&self) -> Res<Vec<(String, Option<String>)>> {
@@ -217,6 +232,10 @@ mod tests {
         assert_eq!(q.bool("D").unwrap_err().code(), "InvalidParameter");
         assert_eq!(q.int("N", 1, 5).unwrap_err().code(), "InvalidParameter");
         assert_eq!(q.required("A").unwrap_err().code(), "MissingParameter");
+        let r = p(&[("ResourceId.2", "b"), ("ResourceId.1", "a"), ("ResourceId.3", ""), ("ResourceIdX", "c")]);
+        assert_eq!(r.repeated("ResourceId").unwrap(), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(p(&[("ResourceId.x", "a")]).repeated("ResourceId").unwrap_err().code(), "InvalidParameter");
+        assert_eq!(p(&[("ResourceId.0", "a")]).repeated("ResourceId").unwrap_err().code(), "InvalidParameter");
     }
 
     #[test]

@@ -167,6 +167,14 @@ async fn hostile_input_never_breaks_the_server() {
         ("ZoneId", "mars-1x"),
         ("SnapshotName", "a"),
         ("ClientToken", "x".repeat(100).leak()),
+        ("NewSize", "0"),
+        ("ResourceType", "router"),
+        ("ResourceId.1", "d-\u{0}"),
+        ("ResourceId.x", "d-1"),
+        ("ResourceGroupId", "rg-/../x"),
+        ("ImageId", "m-1,,,m-2"),
+        ("TagKey.1", "acs:x"),
+        ("DiskIds.1", "d-1"),
     ];
     for e in Endpoint::ALL {
         // all at once, and each alone (so each is the first check to fail somewhere)
@@ -312,4 +320,189 @@ async fn a_non_instance_id_as_instance_filter_matches_nothing() {
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["TotalCount"].as_u64(), Some(0), "DescribeSnapshots InstanceId={bad}: {v}");
     }
+}
+
+/// One call of `action` with `extra` (RegionId added), RPC v1 signed.
+async fn act(c: &ApiContext, action: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+    let mut p = vec![("RegionId", "pek3a")];
+    p.extend_from_slice(extra);
+    let (status, _, v) = send(c, rpc("POST", action, &p, "testsecret")).await;
+    (status, v)
+}
+
+fn code(v: &Value) -> &str {
+    v["Code"].as_str().unwrap_or("")
+}
+
+/// A disk's whole life as a Terraform/SDK workflow drives it: create, tag, resize, snapshot,
+/// a disk from the snapshot (SourceSnapshotId, the SnapshotId filter), resource groups, attach
+/// and detach, delete; every refusal with ECS's code; and ClientToken answers that outlive the
+/// service (a second service on the same data directory, as after a restart).
+#[tokio::test]
+async fn a_disk_from_create_to_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ctx(dir.path()).await;
+    let (s, v) = act(
+        &c,
+        "CreateDisk",
+        &[("ZoneId", "pek3a"), ("Size", "1"), ("DiskName", "data1"), ("ClientToken", "t-create")],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let disk = v["DiskId"].as_str().unwrap().to_string();
+    let d = disk.as_str();
+
+    // tags, both APIs
+    let (s, v) = act(
+        &c,
+        "TagResources",
+        &[("ResourceType", "disk"), ("ResourceId.1", d), ("Tag.1.Key", "env"), ("Tag.1.Value", "dev")],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = act(
+        &c,
+        "TagResources",
+        &[("ResourceType", "disk"), ("ResourceId.1", d), ("Tag.1.Key", "env"), ("Tag.1.Value", "prod")],
+    )
+    .await;
+    assert!(v["Code"].is_null(), "{v}");
+    let (_, v) =
+        act(&c, "AddTags", &[("ResourceType", "disk"), ("ResourceId", d), ("Tag.1.Key", "team"), ("Tag.1.Value", "a")])
+            .await;
+    assert!(v["Code"].is_null(), "{v}");
+    let (_, v) = act(&c, "ListTagResources", &[("ResourceType", "disk"), ("ResourceId.1", d)]).await;
+    let rows = v["TagResources"]["TagResource"].as_array().unwrap().clone();
+    let pairs: Vec<(String, String)> =
+        rows.iter().map(|r| (r["TagKey"].as_str().unwrap().into(), r["TagValue"].as_str().unwrap().into())).collect();
+    assert_eq!(pairs, vec![("env".into(), "prod".into()), ("team".into(), "a".into())], "one value per key: {v}");
+    assert_eq!(rows[0]["ResourceId"], d);
+    assert_eq!(rows[0]["ResourceType"], "disk");
+    let (_, v) = act(&c, "DescribeTags", &[("ResourceType", "disk"), ("Tag.1.Key", "env")]).await;
+    assert_eq!(v["Tags"]["Tag"][0]["ResourceTypeCount"]["Disk"], 1, "{v}");
+    let (_, v) = act(&c, "DescribeDisks", &[("Tag.1.Key", "env"), ("Tag.1.Value", "prod")]).await;
+    assert_eq!(v["TotalCount"], 1, "{v}");
+    let (_, v) =
+        act(&c, "UntagResources", &[("ResourceType", "disk"), ("ResourceId.1", d), ("TagKey.1", "team")]).await;
+    assert!(v["Code"].is_null(), "{v}");
+    let (_, v) = act(&c, "RemoveTags", &[("ResourceType", "disk"), ("ResourceId", d), ("Tag.1.Key", "env")]).await;
+    assert!(v["Code"].is_null(), "{v}");
+    let (_, v) = act(&c, "ListTagResources", &[("ResourceType", "disk"), ("ResourceId.1", d)]).await;
+    assert_eq!(v["TagResources"]["TagResource"].as_array().unwrap().len(), 0, "{v}");
+    for (extra, want) in [
+        (vec![("ResourceType", "router"), ("ResourceId.1", d), ("Tag.1.Key", "k")], "InvalidResourceType.NotFound"),
+        (
+            vec![("ResourceType", "disk"), ("ResourceId.1", "d-zzzzzzzz"), ("Tag.1.Key", "k")],
+            "InvalidResourceId.NotFound",
+        ),
+        (vec![("ResourceType", "disk"), ("ResourceId.1", d), ("Tag.1.Key", "acs:k")], "InvalidTagKey.Malformed"),
+        (vec![("ResourceType", "disk"), ("ResourceId.1", d)], "MissingParameter"),
+        (vec![("ResourceId.1", d), ("Tag.1.Key", "k")], "MissingParameter"),
+    ] {
+        let (s, v) = act(&c, "TagResources", &extra).await;
+        assert_eq!((s >= 400, code(&v)), (true, want), "{extra:?}: {v}");
+    }
+
+    // resize: grows only, ECS's code for anything else
+    for bad in ["1", "0", "abc", "99999999"] {
+        let (s, v) = act(&c, "ResizeDisk", &[("DiskId", d), ("NewSize", bad)]).await;
+        assert_eq!((s, code(&v)), (403, "InvalidDiskSize.ValueNotSupported"), "NewSize={bad}: {v}");
+    }
+    let (s, v) = act(&c, "ResizeDisk", &[("DiskId", d), ("NewSize", "2"), ("Type", "sideways")]).await;
+    assert_eq!((s, code(&v)), (400, "InvalidParameter"), "{v}");
+    let (s, v) = act(&c, "ResizeDisk", &[("DiskId", "d-zzzzzzzz"), ("NewSize", "2")]).await;
+    assert_eq!((s, code(&v)), (404, "InvalidDiskId.NotFound"), "{v}");
+    let (s, v) = act(&c, "ResizeDisk", &[("DiskId", d), ("NewSize", "2")]).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = act(&c, "DescribeDisks", &[("DiskIds", &format!("[\"{d}\"]"))]).await;
+    assert_eq!(v["Disks"]["Disk"][0]["Size"], 2, "{v}");
+    let (s, v) =
+        act(&c, "ModifyDiskAttribute", &[("DiskId", d), ("DiskName", "renamed"), ("Description", "about it")]).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = act(&c, "ModifyDiskAttribute", &[("DiskId", d), ("DiskName", "1bad")]).await;
+    assert_eq!((s, code(&v)), (400, "InvalidDiskName.Malformed"), "{v}");
+    let (_, v) = act(&c, "DescribeDisks", &[("DiskName", "renamed")]).await;
+    assert_eq!(v["Disks"]["Disk"][0]["Description"], "about it", "{v}");
+
+    // snapshot, then a disk from it: SourceSnapshotId and the SnapshotId filter
+    let (s, v) =
+        act(&c, "CreateSnapshot", &[("DiskId", d), ("SnapshotName", "first"), ("ResourceGroupId", "rg-aaa1")]).await;
+    assert_eq!(s, 200, "{v}");
+    let snap = v["SnapshotId"].as_str().unwrap().to_string();
+    c.service.wait_idle().await;
+    let (s, v) = act(&c, "CreateDisk", &[("ZoneId", "pek3a"), ("SnapshotId", &snap)]).await;
+    assert_eq!(s, 200, "{v}");
+    let restored = v["DiskId"].as_str().unwrap().to_string();
+    c.service.wait_idle().await;
+    let (_, v) = act(&c, "DescribeDisks", &[("SnapshotId", &snap)]).await;
+    assert_eq!(v["TotalCount"], 1, "{v}");
+    assert_eq!(v["Disks"]["Disk"][0]["DiskId"], restored.as_str());
+    assert_eq!(v["Disks"]["Disk"][0]["SourceSnapshotId"], snap.as_str());
+    let (_, v) = act(&c, "DescribeDisks", &[("SnapshotId", "s-zzzzzzzz")]).await;
+    assert_eq!(v["TotalCount"], 0, "{v}");
+
+    // resource groups: on create and by JoinResourceGroup; the filters follow
+    let (_, v) = act(&c, "DescribeSnapshots", &[("ResourceGroupId", "rg-aaa1")]).await;
+    assert_eq!(v["TotalCount"], 1, "{v}");
+    assert_eq!(v["Snapshots"]["Snapshot"][0]["ResourceGroupId"], "rg-aaa1");
+    let (s, v) = act(
+        &c,
+        "JoinResourceGroup",
+        &[("ResourceType", "disk"), ("ResourceId", &restored), ("ResourceGroupId", "rg-bbb2")],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = act(&c, "DescribeDisks", &[("ResourceGroupId", "rg-bbb2")]).await;
+    assert_eq!(
+        (v["TotalCount"].as_u64(), v["Disks"]["Disk"][0]["ResourceGroupId"].as_str()),
+        (Some(1), Some("rg-bbb2")),
+        "{v}"
+    );
+    let (_, v) = act(&c, "DescribeDisks", &[("ResourceGroupId", "rg-bbb2"), ("DiskIds", &format!("[\"{d}\"]"))]).await;
+    assert_eq!(v["TotalCount"], 0, "{v}");
+    let (s, v) = act(
+        &c,
+        "JoinResourceGroup",
+        &[("ResourceType", "disk"), ("ResourceId", &restored), ("ResourceGroupId", "group one")],
+    )
+    .await;
+    assert_eq!((s, code(&v)), (400, "InvalidResourceGroupId.Malformed"), "{v}");
+
+    // attach to an instance, then DeleteDisk refuses until it is detached
+    let dev = disksnap_service::Caller::new("dev");
+    let inst = c.service.create_instance(&dev, None, "vm").await.unwrap();
+    let inst = format!("i-{}", inst.id);
+    let (s, v) = act(&c, "AttachDisk", &[("InstanceId", &inst), ("DiskId", d)]).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = act(&c, "AttachDisk", &[("InstanceId", &inst), ("DiskId", d)]).await;
+    assert_eq!((s, code(&v)), (403, "IncorrectDiskStatus"), "{v}");
+    let (s, v) = act(&c, "DeleteDisk", &[("DiskId", d)]).await;
+    assert_eq!((s, code(&v)), (403, "IncorrectDiskStatus"), "{v}");
+    let (s, v) = act(&c, "DetachDisk", &[("InstanceId", &inst), ("DiskId", &restored)]).await;
+    assert_eq!((s, code(&v)), (403, "IncorrectDiskStatus"), "{v}");
+    let (s, v) = act(&c, "AttachDisk", &[("InstanceId", "i-zzzzzzzz"), ("DiskId", d)]).await;
+    assert_eq!((s, code(&v)), (404, "InvalidInstanceId.NotFound"), "{v}");
+    let (s, v) = act(&c, "DetachDisk", &[("InstanceId", &inst), ("DiskId", d)]).await;
+    assert_eq!(s, 200, "{v}");
+
+    // ClientToken: the same answer after a restart (a new service on the same directory)
+    drop(c);
+    let c = ctx(dir.path()).await;
+    let (s, v) = act(
+        &c,
+        "CreateDisk",
+        &[("ZoneId", "pek3a"), ("Size", "1"), ("DiskName", "data1"), ("ClientToken", "t-create")],
+    )
+    .await;
+    assert_eq!((s, v["DiskId"].as_str()), (200, Some(d)), "{v}");
+
+    // delete: gone from the list, then not found; the snapshot stays
+    let (s, v) = act(&c, "DeleteDisk", &[("DiskId", d)]).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = act(&c, "DescribeDisks", &[("DiskIds", &format!("[\"{d}\"]"))]).await;
+    assert_eq!(v["TotalCount"], 0, "{v}");
+    let (s, v) = act(&c, "DeleteDisk", &[("DiskId", d)]).await;
+    assert_eq!((s, code(&v)), (404, "InvalidDiskId.NotFound"), "{v}");
+    let (_, v) = act(&c, "DescribeSnapshots", &[("SnapshotIds", &format!("[\"{snap}\"]"))]).await;
+    assert_eq!(v["TotalCount"], 1, "{v}");
 }

@@ -14,7 +14,7 @@ use crate::error::{OsError, OsResult};
 use crate::listing::{self, Row, Target};
 use crate::router::{ItemOp, MetaOp, Op};
 use crate::wire::{self, Flavour, Override, SnapCtx, SnapView};
-use crate::{empty, json_response, Call, OpenStack};
+use crate::{empty, json_response, override_in, Call, OpenStack, Overrides};
 
 /// Every snapshot status word Cinder knows (`os-reset_status` accepts these).
 pub const CINDER_STATUSES: &[&str] = &[
@@ -74,21 +74,24 @@ pub fn snap_ctx<'a>(call: &'a Call) -> SnapCtx<'a> {
 
 pub async fn render(d: &OpenStack, call: &Call, s: &Snapshot, view: SnapView) -> OsResult<Value> {
     let meta = d.ctx.service.snapshot_metadata(&call.auth.caller(), &s.id).await?;
-    Ok(wire::snapshot(s, &meta, d.override_of(s).as_ref(), view, &snap_ctx(call)))
+    let o = d.override_of(&call.auth.account, s).await?;
+    Ok(wire::snapshot(s, &meta, o.as_ref(), view, &snap_ctx(call)))
 }
 
-pub fn shown_status(d: &OpenStack, s: &Snapshot, flavour: Flavour) -> String {
-    d.override_of(s).map(|o| o.status).unwrap_or_else(|| wire::snapshot_status(s, flavour).to_string())
+/// The status a snapshot shows the caller: its override if one is alive, else its own.
+pub async fn shown_status(d: &OpenStack, call: &Call, s: &Snapshot) -> OsResult<String> {
+    let o = d.override_of(&call.auth.account, s).await?;
+    Ok(o.map(|o| o.status).unwrap_or_else(|| wire::snapshot_status(s, call.flavour).to_string()))
 }
 
-pub fn row_of(d: &OpenStack, s: &Snapshot, flavour: Flavour, index: usize) -> Row {
+pub fn row_of(ov: &Overrides, s: &Snapshot, flavour: Flavour, index: usize) -> Row {
     Row {
         id: wire::uuid(Kind::Snapshot, &s.id),
         created: s.create_time,
         updated: s.status_time,
         name: s.name.clone(),
         description: s.description.clone(),
-        status: shown_status(d, s, flavour),
+        status: override_in(ov, s).map(|o| o.status).unwrap_or_else(|| wire::snapshot_status(s, flavour).to_string()),
         volume_id: wire::uuid(Kind::Volume, &s.volume_id),
         size: s.volume_size.div_ceil(1 << 30),
         zone: s.zone.clone(),
@@ -109,7 +112,7 @@ pub async fn handle(d: &OpenStack, call: &Call, op: Op) -> OsResult<Response> {
         Op::Update(id) => update(d, call, &id).await,
         Op::Delete(id) => {
             let s = get_snapshot(d, call, &id).await?;
-            let shown = shown_status(d, &s, call.flavour);
+            let shown = shown_status(d, call, &s).await?;
             if !matches!(shown.as_str(), "available" | "error") {
                 return Err(OsError::BadRequest(format!(
                     "Invalid snapshot: Snapshot status must be available or error, but is {shown}."
@@ -127,7 +130,7 @@ pub async fn handle(d: &OpenStack, call: &Call, op: Op) -> OsResult<Response> {
 
 async fn delete(d: &OpenStack, call: &Call, s: &Snapshot) -> OsResult<()> {
     d.ctx.service.delete_snapshots(&call.auth.caller(), std::slice::from_ref(&s.id), DeleteScope::Points).await?;
-    d.set_override(&s.id, None);
+    d.set_override(&call.auth.account, &s.id, None).await?;
     Ok(())
 }
 
@@ -153,12 +156,13 @@ async fn list(d: &OpenStack, call: &Call, detail: bool) -> OsResult<Response> {
 pub async fn render_page(d: &OpenStack, call: &Call, snaps: &[Snapshot], view: SnapView) -> OsResult<Vec<Value>> {
     let ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
     let metas = d.ctx.service.snapshots_metadata(&call.auth.caller(), &ids).await?;
+    let ov = d.overrides(&call.auth.account).await?;
     let ctx = snap_ctx(call);
     Ok(snaps
         .iter()
         .map(|s| {
             let meta = metas.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
-            wire::snapshot(s, meta, d.override_of(s).as_ref(), view, &ctx)
+            wire::snapshot(s, meta, override_in(&ov, s).as_ref(), view, &ctx)
         })
         .collect())
 }
@@ -181,7 +185,9 @@ pub struct SnapPage {
 /// sort keys and filters (`metadata`, `name~`, zone, …) are rare; they fall back to reading
 /// every live snapshot and paging in memory ([`listing::page`]), which is exact for every key.
 pub async fn list_page(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<SnapPage> {
-    match pushdown(d, call, p, ids) {
+    // Overrides mix into the status shown; with any alive, only the scan filters exactly.
+    let any_override = !d.overrides(&call.auth.account).await?.is_empty();
+    match pushdown(call, p, ids, any_override) {
         Some(pushed) => indexed_page(d, call, p, pushed).await,
         None => scanned_page(d, call, p, ids).await,
     }
@@ -194,7 +200,7 @@ struct Pushed {
     nothing: bool,
 }
 
-fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String]) -> Option<Pushed> {
+fn pushdown(call: &Call, p: &listing::ListParams, ids: &[String], any_override: bool) -> Option<Pushed> {
     // Order: `created_at` in one direction, optionally then `id` in the same one (what
     // `(create_time, id)` on the index gives; Cinder adds the default keys in the first key's
     // direction, see listing::sort).
@@ -221,9 +227,9 @@ fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String])
         ..Default::default()
     };
     if let Some(word) = &p.status {
-        // The status shown mixes status, transition and os-reset_status overrides (kept in
-        // memory here); with any override alive, only the scan shows exactly what matches.
-        if !d.overrides.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+        // The status shown mixes status, transition and os-reset_status overrides; with any
+        // override alive, only the scan shows exactly what matches.
+        if any_override {
             return None;
         }
         // The inverse of wire::snapshot_status over the live statuses.
@@ -245,12 +251,9 @@ fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String])
             _ => nothing = true,
         }
     }
-    // Only our UUIDs can equal a shown id; anything else matches nothing (never another
-    // dialect's `vol-…` spelling, which the service would accept).
-    let bare_of = |kind: Kind, text: &str| {
-        let bare = wire::from_wire(kind, text);
-        wire::uuid(kind, &bare).eq_ignore_ascii_case(text).then_some(bare)
-    };
+    // Any rendering of an id filters (a UUID, another dialect's `vol-…`: dialects.md, the ID
+    // rule); text that names nothing of the kind matches nothing.
+    let bare_of = |kind: Kind, text: &str| disksnap_service::ids::read(kind, text).ok();
     if let Some(v) = &p.volume_id {
         match bare_of(Kind::Volume, v) {
             Some(bare) => q.volume_ids = vec![bare],
@@ -308,11 +311,12 @@ async fn indexed_page(d: &OpenStack, call: &Call, p: &listing::ListParams, pushe
 /// The fallback: every live snapshot, filtered, sorted and paged in memory.
 async fn scanned_page(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<SnapPage> {
     let snaps = all_snapshots(d, call, None).await?;
+    let ov = d.overrides(&call.auth.account).await?;
     let mut rows: Vec<Row> = snaps
         .iter()
         .enumerate()
-        .map(|(i, s)| row_of(d, s, call.flavour, i))
-        .filter(|r| ids.is_empty() || ids.contains(&r.id))
+        .map(|(i, s)| row_of(&ov, s, call.flavour, i))
+        .filter(|r| ids.is_empty() || ids.iter().any(|i| listing::same_id(&r.id, i)))
         .collect();
     if !p.metadata.is_empty() {
         let caller = call.auth.caller();
@@ -576,7 +580,7 @@ async fn action(d: &OpenStack, call: &Call, id: &str) -> OsResult<Response> {
             }
             let real = wire::snapshot_status(&s, call.flavour);
             let o = (status != real).then_some(Override { status, progress: None });
-            d.set_override(&s.id, o);
+            d.set_override(&call.auth.account, &s.id, o).await?;
             Ok(empty(StatusCode::ACCEPTED))
         }
         "os-update_snapshot_status" => {
@@ -586,7 +590,7 @@ async fn action(d: &OpenStack, call: &Call, id: &str) -> OsResult<Response> {
                 Some(Value::String(p)) => Some(p.clone()),
                 Some(_) => return Err(bad("Invalid input for field/attribute progress.")),
             };
-            let current = shown_status(d, &s, call.flavour);
+            let current = shown_status(d, call, &s).await?;
             let allowed: &[&str] = match current.as_str() {
                 "creating" => &["creating", "available", "error"],
                 "deleting" => &["deleting", "error_deleting"],
@@ -599,7 +603,7 @@ async fn action(d: &OpenStack, call: &Call, id: &str) -> OsResult<Response> {
             }
             let real = wire::snapshot_status(&s, call.flavour);
             let o = (status != real || progress.is_some()).then(|| Override { status: status.to_string(), progress });
-            d.set_override(&s.id, o);
+            d.set_override(&call.auth.account, &s.id, o).await?;
             Ok(empty(StatusCode::ACCEPTED))
         }
         "os-force_delete" => {

@@ -53,6 +53,7 @@ fn kind_word(kind: Kind) -> &'static str {
         Kind::Job => "Job",
         Kind::Tag => "Tag",
         Kind::Chain => "Snapshot chain",
+        Kind::Policy => "Snapshot policy",
     }
 }
 

@@ -44,7 +44,7 @@ pub async fn handle(d: &OpenStack, call: &Call, op: EvsOp) -> OsResult<Response>
         }
         EvsOp::Delete(id) => {
             let s = cinder::get_snapshot(d, call, &id).await?;
-            let shown = cinder::shown_status(d, &s, call.flavour);
+            let shown = cinder::shown_status(d, call, &s).await?;
             if !matches!(shown.as_str(), "available" | "error") {
                 return Err(bad(format!(
                     "Invalid snapshot: Snapshot status must be available or error, but is {shown}."
@@ -54,7 +54,7 @@ pub async fn handle(d: &OpenStack, call: &Call, op: EvsOp) -> OsResult<Response>
                 .service
                 .delete_snapshots(&call.auth.caller(), std::slice::from_ref(&s.id), DeleteScope::Points)
                 .await?;
-            d.set_override(&s.id, None);
+            d.set_override(&call.auth.account, &s.id, None).await?;
             Ok(empty(StatusCode::ACCEPTED))
         }
         EvsOp::Rollback(id) => rollback(d, call, &id).await,
@@ -147,7 +147,7 @@ async fn rollback(d: &OpenStack, call: &Call, id: &str) -> OsResult<Response> {
     if vs != "available" {
         return Err(bad(format!("Invalid volume: Volume {vid} status must be available to roll back, but is {vs}.")));
     }
-    let ss = cinder::shown_status(d, &s, call.flavour);
+    let ss = cinder::shown_status(d, call, &s).await?;
     if ss != "available" {
         return Err(bad(format!("Invalid snapshot: Snapshot {id} status must be available, but is {ss}.")));
     }

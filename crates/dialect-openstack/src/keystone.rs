@@ -1,23 +1,22 @@
 //! The minimal Keystone v3 (dialect-openstack.md §3): discovery, password tokens with a
 //! catalog, and token checks for the Block Storage routes.
 //!
-//! **disksnap choice:** tokens live in memory (32 random bytes, hex). A restart invalidates
-//! them; every client then gets a 401 and logs in again (keystoneauth does this by itself).
+//! Tokens are 32 random bytes, hex, kept (as their SHA-256) in the metadata store until they
+//! expire, so they survive a restart as Keystone's own (database-backed or Fernet) tokens do.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use disksnap_api_common::{ApiContext, OpenStackUser};
+use disksnap_api_common::{ApiContext, ProjectUser};
+use disksnap_service::{ServiceError, StateKind};
 
 use crate::error::{OsError, OsResult};
 use crate::wire;
 
 /// What a live token stands for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Token {
     pub account: String,
     pub project_id: String,
@@ -28,15 +27,18 @@ pub struct Token {
     pub expires: DateTime<Utc>,
 }
 
-#[derive(Default)]
+/// Issued tokens, kept (hashed) in the metadata store as service request state until they
+/// expire: a restart, or another node on the same store, still accepts them.
+#[derive(Clone)]
 pub struct TokenStore {
-    tokens: Mutex<HashMap<String, Token>>,
+    pub ctx: ApiContext,
 }
 
 impl TokenStore {
-    pub fn issue(&self, user: &OpenStackUser, lifetime: Duration) -> (String, Token) {
+    pub async fn issue(&self, user: &ProjectUser, lifetime: Duration) -> OsResult<(String, Token)> {
         let id = hex::encode(rand::random::<[u8; 32]>());
         let now = Utc::now();
+        let life = chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1));
         let t = Token {
             account: user.account.clone(),
             project_id: user.project_id.clone(),
@@ -44,21 +46,20 @@ impl TokenStore {
             user: user.user.clone(),
             user_id: user_id(user),
             issued: now,
-            expires: now + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1)),
+            expires: now + life,
         };
-        let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, t| t.expires > now);
-        map.insert(id.clone(), t.clone());
-        (id, t)
+        let value = serde_json::to_string(&t).map_err(|e| ServiceError::Internal(format!("token: {e}")))?;
+        self.ctx.service.remember(StateKind::KeystoneToken, "", &id, &value, Some(lifetime)).await?;
+        Ok((id, t))
     }
 
     /// The live token, or 401.
-    pub fn check(&self, id: Option<&str>) -> OsResult<Token> {
+    pub async fn check(&self, id: Option<&str>) -> OsResult<Token> {
         let unauthorized = || OsError::Unauthorized("The request you have made requires authentication.".into());
         let id = id.map(str::trim).filter(|t| !t.is_empty()).ok_or_else(unauthorized)?;
-        let map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(id) {
-            Some(t) if t.expires > Utc::now() => Ok(t.clone()),
+        let found = self.ctx.service.recall(StateKind::KeystoneToken, "", id).await?;
+        match found.and_then(|(v, _)| serde_json::from_str::<Token>(&v).ok()) {
+            Some(t) if t.expires > Utc::now() => Ok(t),
             _ => Err(unauthorized()),
         }
     }
@@ -67,21 +68,27 @@ impl TokenStore {
     /// or one of its own project (here a project is one account). Any other token, live or not,
     /// answers false, as an unknown one does, so a caller learns nothing about other projects'
     /// tokens.
-    pub fn revoke(&self, caller: &Token, subject: &str) -> bool {
-        let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        let mine = map.get(subject).is_some_and(|t| t.account == caller.account && t.project_id == caller.project_id);
-        mine && map.remove(subject).is_some()
+    pub async fn revoke(&self, caller: &Token, subject: &str) -> OsResult<bool> {
+        let subject = subject.trim();
+        if subject.is_empty() {
+            return Ok(false);
+        }
+        let found = self.ctx.service.recall(StateKind::KeystoneToken, "", subject).await?;
+        let mine = found
+            .and_then(|(v, _)| serde_json::from_str::<Token>(&v).ok())
+            .is_some_and(|t| t.account == caller.account && t.project_id == caller.project_id);
+        Ok(mine && self.ctx.service.forget(StateKind::KeystoneToken, "", subject).await?)
     }
 }
 
 /// **disksnap choice:** the first 128 bits of BLAKE3(`<account>/<user>`), hex.
-pub fn user_id(u: &OpenStackUser) -> String {
+pub fn user_id(u: &ProjectUser) -> String {
     hex::encode(&blake3::hash(format!("{}/{}", u.account, u.user).as_bytes()).as_bytes()[..16])
 }
 
 /// The user id of an account's (first) OpenStack user, for snapshots made elsewhere.
 pub fn account_user_id(ctx: &ApiContext, account: &str) -> String {
-    ctx.keys.openstack_users().iter().find(|u| u.account == account).map(user_id).unwrap_or_default()
+    ctx.keys.users(crate::USERS).iter().find(|u| u.account == account).map(user_id).unwrap_or_default()
 }
 
 fn domain() -> Value {
@@ -100,7 +107,7 @@ fn domain_ok(d: Option<&Value>) -> bool {
 }
 
 /// Check a token request (§3.2) and return the user it authenticates.
-pub fn authenticate<'a>(users: &'a [OpenStackUser], body: &[u8]) -> OsResult<&'a OpenStackUser> {
+pub fn authenticate<'a>(users: &'a [ProjectUser], body: &[u8]) -> OsResult<&'a ProjectUser> {
     let fail = |m: &str| OsError::Unauthorized(m.to_string());
     let v: Value = serde_json::from_slice(body).map_err(|_| OsError::BadRequest("Malformed JSON body.".into()))?;
     let identity =
@@ -198,8 +205,8 @@ pub fn versions_body(base: &str) -> Value {
 mod tests {
     use super::*;
 
-    fn users() -> Vec<OpenStackUser> {
-        vec![OpenStackUser {
+    fn users() -> Vec<ProjectUser> {
+        vec![ProjectUser {
             account: "dev".into(),
             project_id: "0123456789abcdef0123456789abcdef".into(),
             project_name: "demo".into(),
@@ -242,7 +249,7 @@ mod tests {
     #[test]
     fn same_user_name_in_two_accounts() {
         let mut u = users();
-        u.push(OpenStackUser {
+        u.push(ProjectUser {
             account: "other".into(),
             project_id: "fedcba9876543210fedcba9876543210".into(),
             project_name: "demo2".into(),
@@ -257,24 +264,32 @@ mod tests {
         assert!(authenticate(&u, &b).is_err());
     }
 
-    #[test]
-    fn tokens_expire() {
-        let s = TokenStore::default();
-        let (id, _) = s.issue(&users()[0], Duration::from_secs(60));
-        assert_eq!(s.check(Some(&id)).unwrap().account, "dev");
-        assert!(s.check(Some("nope")).is_err());
-        assert!(s.check(None).is_err());
-        let (short, _) = s.issue(&users()[0], Duration::from_millis(1));
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(s.check(Some(&short)).is_err());
-        let me = s.check(Some(&id)).unwrap();
+    #[tokio::test]
+    async fn tokens_expire_and_outlive_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || async {
+            let svc = disksnap_service::Service::open(disksnap_service::ServiceConfig::new(dir.path())).await.unwrap();
+            TokenStore { ctx: ApiContext::new(svc, disksnap_api_common::KeyRing::default()) }
+        };
+        let s = open().await;
+        let (id, _) = s.issue(&users()[0], Duration::from_secs(60)).await.unwrap();
+        assert_eq!(s.check(Some(&id)).await.unwrap().account, "dev");
+        assert!(s.check(Some("nope")).await.is_err());
+        assert!(s.check(None).await.is_err());
+        let (short, _) = s.issue(&users()[0], Duration::from_millis(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(s.check(Some(&short)).await.is_err());
+        // a new service on the same data directory (a restart) still knows the token
+        drop(s);
+        let s = open().await;
+        let me = s.check(Some(&id)).await.unwrap();
         let mut other = users()[0].clone();
         other.account = "other".into();
         other.project_id = "fedcba9876543210fedcba9876543210".into();
-        let (theirs, _) = s.issue(&other, Duration::from_secs(60));
-        assert!(!s.revoke(&me, &theirs), "another project's token");
-        assert!(s.check(Some(&theirs)).is_ok());
-        assert!(s.revoke(&me, &id));
-        assert!(s.check(Some(&id)).is_err());
+        let (theirs, _) = s.issue(&other, Duration::from_secs(60)).await.unwrap();
+        assert!(!s.revoke(&me, &theirs).await.unwrap(), "another project's token");
+        assert!(s.check(Some(&theirs)).await.is_ok());
+        assert!(s.revoke(&me, &id).await.unwrap());
+        assert!(s.check(Some(&id)).await.is_err());
     }
 }

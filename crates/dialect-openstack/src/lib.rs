@@ -10,9 +10,9 @@
 //! filters, sorting, marker/offset paging and next links; [`error`] renders every failure in
 //! the route's envelope.
 //!
-//! State this dialect keeps in memory (lost on restart, by choice): Keystone tokens, status
-//! overrides set by `os-reset_status` / `os-update_snapshot_status`, and which snapshot a
-//! volume was made from.
+//! State this dialect keeps between requests (Keystone tokens, status overrides set by
+//! `os-reset_status` / `os-update_snapshot_status`) is service request state in the metadata
+//! store, and which snapshot a volume was made from is a volume column: a restart loses none.
 
 pub mod cinder;
 pub mod error;
@@ -26,7 +26,7 @@ pub mod volumes;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -38,7 +38,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use disksnap_api_common::{pipeline, ApiContext, Dialect, DialectError, EndpointName, KeyKind, RawRequest, RequestId};
-use disksnap_service::{Caller, Kind, ServiceError};
+use disksnap_service::{Caller, Kind, ServiceError, StateKind};
 
 use crate::error::{Envelope, OsError, OsResult};
 use crate::microversion::{Version, VersionError};
@@ -48,36 +48,65 @@ use crate::wire::{Flavour, Override};
 /// Snapshot (bare id) → the status override and when it was set.
 pub type Overrides = HashMap<String, (Override, chrono::DateTime<chrono::Utc>)>;
 
-/// The dialect's state (axum state; cheap to clone).
+/// An override as the metadata store keeps it (service request state, JSON).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredOverride {
+    #[serde(flatten)]
+    o: Override,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How long an override lasts at most: it shows until the snapshot's next real change, which
+/// for a snapshot left alone may never come; a month bounds what the store keeps.
+const OVERRIDE_LIFE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The dialect's state (axum state; cheap to clone). Tokens and status overrides are service
+/// request state, kept in the metadata store: a restart keeps them.
 #[derive(Clone)]
 pub struct OpenStack {
     pub ctx: ApiContext,
-    pub tokens: Arc<keystone::TokenStore>,
-    /// Snapshot (bare id) → status shown until the next real change (§5.4).
-    pub overrides: Arc<Mutex<Overrides>>,
+    pub tokens: keystone::TokenStore,
+}
+
+/// The override of a snapshot among `ov`, if set since its last real state change.
+pub fn override_in(ov: &Overrides, s: &disksnap_service::Snapshot) -> Option<Override> {
+    ov.get(&s.id).filter(|(_, at)| *at >= s.status_time).map(|(o, _)| o.clone())
 }
 
 impl OpenStack {
     pub fn new(ctx: ApiContext) -> Self {
-        OpenStack { ctx, tokens: Arc::default(), overrides: Arc::default() }
+        OpenStack { tokens: keystone::TokenStore { ctx: ctx.clone() }, ctx }
+    }
+
+    /// Every override the account has set (status shown until the next real change, §5.4).
+    pub async fn overrides(&self, account: &str) -> OsResult<Overrides> {
+        let rows = self.ctx.service.recall_all(StateKind::StatusOverride, account).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, v)| serde_json::from_str::<StoredOverride>(&v).ok().map(|so| (id, (so.o, so.at))))
+            .collect())
     }
 
     /// The override of a snapshot, if set since its last real state change.
-    pub fn override_of(&self, s: &disksnap_service::Snapshot) -> Option<Override> {
-        let map = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&s.id).filter(|(_, at)| *at >= s.status_time).map(|(o, _)| o.clone())
+    pub async fn override_of(&self, account: &str, s: &disksnap_service::Snapshot) -> OsResult<Option<Override>> {
+        let found = self.ctx.service.recall(StateKind::StatusOverride, account, &s.id).await?;
+        let stored = found.and_then(|(v, _)| serde_json::from_str::<StoredOverride>(&v).ok());
+        Ok(stored.filter(|so| so.at >= s.status_time).map(|so| so.o))
     }
 
-    pub fn set_override(&self, id: &str, o: Option<Override>) {
-        let mut map = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
+    pub async fn set_override(&self, account: &str, id: &str, o: Option<Override>) -> OsResult<()> {
+        let svc = &self.ctx.service;
         match o {
             Some(o) => {
-                map.insert(id.to_string(), (o, chrono::Utc::now()));
+                let v = serde_json::to_string(&StoredOverride { o, at: chrono::Utc::now() })
+                    .map_err(|e| ServiceError::Internal(format!("override: {e}")))?;
+                svc.remember(StateKind::StatusOverride, account, id, &v, Some(OVERRIDE_LIFE)).await?;
             }
             None => {
-                map.remove(id);
+                svc.forget(StateKind::StatusOverride, account, id).await?;
             }
         }
+        Ok(())
     }
 }
 
@@ -137,8 +166,10 @@ pub fn empty(status: StatusCode) -> Response {
 }
 
 /// The account's Huawei AK/SK pair (config section `huawei`); Keystone users are the
-/// [`KeyRing`](disksnap_api_common::KeyRing)'s OpenStack users.
+/// [`KeyRing`](disksnap_api_common::KeyRing)'s users of kind [`USERS`].
 pub const HUAWEI_KEYS: KeyKind = KeyKind("huawei");
+/// Keystone's password users (the config's `openstack` of an account).
+pub const USERS: KeyKind = KeyKind("openstack");
 
 /// Huawei's `X-Sdk-Date` may be this far from the server clock, either way (README: ±15 min).
 pub const HUAWEI_CLOCK_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -285,8 +316,8 @@ impl Dialect for OpenStack {
             f.echo = true;
         }
         match &f.endpoint {
-            Endpoint::Cinder { project, .. } => authenticate(self, raw, project.as_deref()).map(Some),
-            Endpoint::Evs { project, .. } => authenticate(self, raw, Some(project)).map(Some),
+            Endpoint::Cinder { project, .. } => authenticate(self, raw, project.as_deref()).await.map(Some),
+            Endpoint::Evs { project, .. } => authenticate(self, raw, Some(project)).await.map(Some),
             _ => Ok(None),
         }
     }
@@ -335,8 +366,8 @@ async fn handle(
         Endpoint::IdentityVersions => Ok(json_response(StatusCode::MULTIPLE_CHOICES, keystone::versions_body(&base))),
         Endpoint::IdentityV3 => Ok(json_response(StatusCode::OK, json!({"version": wire::identity_version(&base)}))),
         Endpoint::IssueToken => {
-            let user = keystone::authenticate(d.ctx.keys.openstack_users(), &raw.body)?;
-            let (id, t) = d.tokens.issue(user, d.ctx.token_lifetime);
+            let user = keystone::authenticate(d.ctx.keys.users(crate::USERS), &raw.body)?;
+            let (id, t) = d.tokens.issue(user, d.ctx.token_lifetime).await?;
             let mut resp = json_response(StatusCode::CREATED, keystone::token_body(&d.ctx, &t, &base));
             if let Ok(v) = HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-subject-token", v);
@@ -344,9 +375,9 @@ async fn handle(
             Ok(resp)
         }
         Endpoint::RevokeToken => {
-            let caller = d.tokens.check(raw.header("x-auth-token"))?;
+            let caller = d.tokens.check(raw.header("x-auth-token")).await?;
             let subject = raw.header("x-subject-token").unwrap_or("").trim();
-            if d.tokens.revoke(&caller, subject) {
+            if d.tokens.revoke(&caller, subject).await? {
                 Ok(empty(StatusCode::NO_CONTENT))
             } else {
                 Err(OsError::NotFound("Could not find token.".into()))
@@ -381,7 +412,7 @@ async fn handle(
 fn project_of(d: &OpenStack, account: &str) -> Option<(String, String)> {
     d.ctx
         .keys
-        .openstack_users()
+        .users(crate::USERS)
         .iter()
         .find(|u| u.account == account)
         .map(|u| (u.project_id.clone(), keystone::user_id(u)))
@@ -389,7 +420,7 @@ fn project_of(d: &OpenStack, account: &str) -> Option<(String, String)> {
 
 /// A Keystone token (`X-Auth-Token`) or a Huawei AK/SK signature; the URL project must be the
 /// caller's (else 403).
-fn authenticate(d: &OpenStack, raw: &RawRequest, url_project: Option<&str>) -> OsResult<Auth> {
+async fn authenticate(d: &OpenStack, raw: &RawRequest, url_project: Option<&str>) -> OsResult<Auth> {
     let signed = raw.header("authorization").is_some_and(|a| a.trim_start().starts_with("SDK-HMAC"));
     let auth = if signed || raw.header("x-sdk-date").is_some() && raw.header("x-auth-token").is_none() {
         let v = signature::verify(raw, &d.ctx.keys, HUAWEI_CLOCK_WINDOW).map_err(OsError::SignatureRefused)?;
@@ -402,7 +433,7 @@ fn authenticate(d: &OpenStack, raw: &RawRequest, url_project: Option<&str>) -> O
         }
         Auth { account: v.account, project_id, user_id, admin: true }
     } else {
-        let t = d.tokens.check(raw.header("x-auth-token"))?;
+        let t = d.tokens.check(raw.header("x-auth-token")).await?;
         Auth { account: t.account, project_id: t.project_id, user_id: t.user_id, admin: true }
     };
     if let Some(p) = url_project {

@@ -11,7 +11,6 @@ use disksnap_service::{Kind, ServiceError};
 
 use crate::error::{OsError, OsResult};
 use crate::microversion::Version;
-use crate::wire;
 
 /// Default and ceiling of a page (`osapi_max_limit`).
 pub const MAX_LIMIT: usize = 1000;
@@ -285,13 +284,23 @@ pub fn matches(r: &Row, p: &ListParams) -> bool {
     !p.match_nothing
         && p.name.as_ref().is_none_or(|n| &r.name == n)
         && p.status.as_ref().is_none_or(|s| r.status.eq_ignore_ascii_case(s))
-        && p.volume_id.as_ref().is_none_or(|v| r.volume_id.eq_ignore_ascii_case(v))
+        && p.volume_id.as_ref().is_none_or(|v| same_id(&r.volume_id, v))
         && p.zone.as_ref().is_none_or(|z| &r.zone == z)
         && p.bootable.is_none_or(|b| r.bootable == b)
         && p.size.is_none_or(|s| r.size == s)
         && p.metadata.iter().all(|(k, v)| r.metadata.iter().any(|(rk, rv)| rk == k && rv == v))
         && p.name_like.as_ref().is_none_or(|n| r.name.contains(n.as_str()))
         && p.description_like.as_ref().is_none_or(|d| r.description.contains(d.as_str()))
+}
+
+/// Does `given` (any rendering: dialects.md, the ID rule) name the item shown as `shown` (our
+/// UUID, which carries its kind)?
+pub fn same_id(shown: &str, given: &str) -> bool {
+    use disksnap_service::ids;
+    match ids::named_kind(shown, |_| "") {
+        Some(kind) => ids::read(kind, shown).is_ok_and(|a| ids::read(kind, given).is_ok_and(|b| a == b)),
+        None => shown.eq_ignore_ascii_case(given.trim()),
+    }
 }
 
 /// A page: the items and whether a next link belongs after it, plus the count of matches.
@@ -305,7 +314,7 @@ pub struct Page {
 pub fn page(mut rows: Vec<Row>, p: &ListParams) -> Result<Page, String> {
     sort(&mut rows, p);
     let start = match &p.marker {
-        Some(m) => rows.iter().position(|r| r.id.eq_ignore_ascii_case(m.trim())).ok_or_else(|| m.clone())? + 1,
+        Some(m) => rows.iter().position(|r| same_id(&r.id, m)).ok_or_else(|| m.clone())? + 1,
         None => 0,
     };
     let count = rows.iter().filter(|r| matches(r, p)).count();
@@ -331,10 +340,8 @@ where
 {
     let Some(m) = marker else { return Ok(None) };
     let unknown = || OsError::NotFound(format!("{word} {m} could not be found."));
-    let bare = wire::from_wire(kind, m.trim());
-    if !wire::uuid(kind, &bare).eq_ignore_ascii_case(m.trim()) {
-        return Err(unknown());
-    }
+    // Any rendering of the id (dialects.md, the ID rule), as the filters read them.
+    let Ok(bare) = disksnap_service::ids::read(kind, m) else { return Err(unknown()) };
     match find(bare).await {
         Ok(item) => live(&item).map(Some).ok_or_else(unknown),
         Err(ServiceError::NotFound { .. }) => Err(unknown()),

@@ -293,7 +293,7 @@ async fn create(d: &OpenStack, call: &Call) -> OsResult<Response> {
                 )));
             }
         }
-        let shown = cinder::shown_status(d, &s, call.flavour);
+        let shown = cinder::shown_status(d, call, &s).await?;
         if shown != "available" {
             return Err(bad(format!(
                 "Invalid snapshot: Originating snapshot status must be one of 'available' values, but is {shown}."
@@ -436,7 +436,7 @@ async fn revert(d: &OpenStack, call: &Call, v: &Volume, arg: &Value) -> OsResult
             "Can't revert volume {vid} to its latest snapshot {sid}. Volume's status must be 'available'."
         )));
     }
-    if cinder::shown_status(d, latest, call.flavour) != "available" {
+    if cinder::shown_status(d, call, latest).await? != "available" {
         return Err(OsError::Conflict(format!(
             "Can't revert volume {vid} to its latest snapshot {sid}. Snapshot's status must be 'available'."
         )));

@@ -4,52 +4,25 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use disksnap_service::{Kind, Snapshot, SnapshotStatus, SnapshotTransition, Volume, VolumeKind, VolumeTransition};
+use disksnap_service::{ids, Kind, Snapshot, SnapshotStatus, SnapshotTransition, Volume, VolumeKind, VolumeTransition};
 
 use crate::microversion::Version;
 
-const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-
-fn tag(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Volume => "d15c0001",
-        Kind::Snapshot => "d15c0002",
-        Kind::Instance => "d15c0003",
-        _ => "d15c00ff",
-    }
-}
-
-/// `k3x9a0b2` → `d15c0002-0000-4000-8000-016ee6771d0e` (the suffix as a base-36 number).
+/// `k3x9a0b2` → `d15c0002-0000-4000-8000-016ee6771d0e`: the service's UUID rendering (the
+/// suffix as a base-36 number), which every dialect reads back.
 pub fn uuid(kind: Kind, suffix: &str) -> String {
-    let n = suffix
-        .bytes()
-        .try_fold(0u64, |acc, b| ALPHABET.iter().position(|&a| a == b).map(|d| acc * 36 + d as u64))
-        .unwrap_or(0);
-    format!("{}-0000-4000-8000-{n:012x}", tag(kind))
+    ids::uuid(kind, suffix)
 }
 
-/// The id a client sent, made ready for the service: our UUIDs decode to the bare suffix (a
-/// UUID of another type or not ours stays as given, so the service answers "not found");
-/// other dialects' renderings (`ss-…`, `vol-…`) pass through unchanged.
+/// The id a client sent, made ready for the service: any rendering (our UUIDs, other dialects'
+/// `ss-…`, `vol-…`, the bare suffix) becomes the bare suffix; text that names nothing of this
+/// kind (a UUID of another kind or not ours, no id at all) is marked `!text`, which the service
+/// answers "not found" and error messages show as sent.
 pub fn from_wire(kind: Kind, text: &str) -> String {
-    let t = text.trim().to_ascii_lowercase();
-    let parts: Vec<&str> = t.split('-').collect();
-    if parts.len() == 5 && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12]) {
-        if parts[0] == tag(kind) && parts[1..4] == ["0000", "4000", "8000"] {
-            if let Ok(mut n) = u64::from_str_radix(parts[4], 16) {
-                let mut out = [b'0'; 8];
-                for slot in out.iter_mut().rev() {
-                    *slot = ALPHABET[(n % 36) as usize];
-                    n /= 36;
-                }
-                if n == 0 {
-                    return String::from_utf8_lossy(&out).into_owned();
-                }
-            }
-        }
-        return format!("!{t}"); // a UUID that names nothing of this kind
+    match ids::read(kind, text) {
+        Ok(bare) => bare,
+        Err(_) => format!("!{}", text.trim()),
     }
-    t
 }
 
 /// `%Y-%m-%dT%H:%M:%S.%6f`, UTC, no zone (§5.3).
@@ -94,7 +67,7 @@ pub enum Flavour {
 }
 
 /// A status override set by `os-reset_status` / `os-update_snapshot_status` (§5.4).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Override {
     pub status: String,
     pub progress: Option<String>,
@@ -280,7 +253,10 @@ mod tests {
         assert!(from_wire(Kind::Snapshot, "d15c0001-0000-4000-8000-016ee6771d0e").starts_with('!'));
         assert!(from_wire(Kind::Volume, "6d0b8a3e-8c1f-4bd2-9a1c-1b2c3d4e5f60").starts_with('!'));
         assert!(from_wire(Kind::Snapshot, "d15c0002-0000-4000-8000-ffffffffffff").starts_with('!'));
-        assert_eq!(from_wire(Kind::Snapshot, "ss-k3x9a0b2"), "ss-k3x9a0b2");
+        // Any dialect's rendering names the same snapshot (dialects.md, the ID rule).
+        assert_eq!(from_wire(Kind::Snapshot, "ss-k3x9a0b2"), "k3x9a0b2");
+        assert_eq!(from_wire(Kind::Snapshot, "snap-K3X9A0B2"), "k3x9a0b2");
+        assert!(from_wire(Kind::Snapshot, "not an id").starts_with('!'));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use disksnap_api_common::{ApiContext, KeyRing, OpenStackUser};
+use disksnap_api_common::{ApiContext, KeyRing, ProjectUser};
 use disksnap_service::{Service, ServiceConfig, ZoneConfig};
 
 const PID: &str = "0123456789abcdef0123456789abcdef";
@@ -24,13 +24,16 @@ async fn app(dir: &std::path::Path) -> (Router, ApiContext) {
     let svc = Service::open(cfg).await.unwrap();
     let mut keys = KeyRing::default();
     for (account, pid, user) in [("dev", PID, "demo"), ("other", "fedcba9876543210fedcba9876543210", "other")] {
-        keys.add_openstack(OpenStackUser {
-            account: account.into(),
-            project_id: pid.into(),
-            project_name: user.into(),
-            user: user.into(),
-            password: "secret".into(),
-        })
+        keys.add_user(
+            disksnap_dialect_openstack::USERS,
+            ProjectUser {
+                account: account.into(),
+                project_id: pid.into(),
+                project_name: user.into(),
+                user: user.into(),
+                password: "secret".into(),
+            },
+        )
         .unwrap();
     }
     keys.add(disksnap_dialect_openstack::HUAWEI_KEYS, HUAWEI_AK, "dev", HUAWEI_SK).unwrap();

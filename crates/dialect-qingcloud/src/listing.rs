@@ -4,10 +4,10 @@
 //! lacked `is_manually` and `owner`). Each surface keeps its own parameter reader, paging and
 //! answer shape.
 
-use disksnap_service::{Origin, SnapshotFilter, VolumeFilter};
+use disksnap_service::{Kind, Origin, SnapshotFilter, VolumeFilter};
 
 use crate::error::QcError;
-use crate::ids::is_instance_id;
+use crate::ids::{check_volume_or_instance, filter_ids, is_instance_id};
 use crate::wire;
 
 /// What a list reads from a request, as each surface reads it (query string and form, or query
@@ -32,19 +32,27 @@ impl ListParams for crate::params::Params {
 }
 
 /// The filter of a snapshot list in `zone` for `account`'s caller, or None when the request
-/// can match nothing (a status word no point has, another owner). Paging is the caller's.
+/// can match nothing (a status word no point has, another owner, ids that all name another
+/// kind: [`filter_ids`]). Paging is the caller's.
 pub fn snapshot_filter(p: &impl ListParams, zone: &str, account: &str) -> Result<Option<SnapshotFilter>, QcError> {
+    let (ids, root_id, tag_ids) = (
+        filter_ids(Kind::Snapshot, p.list("snapshots")?),
+        filter_ids(Kind::Chain, p.text("root_id").into_iter().collect()),
+        filter_ids(Kind::Tag, p.list("tags")?),
+    );
+    let mut nothing = ids.is_none() || root_id.is_none() || tag_ids.is_none();
     let mut q = SnapshotFilter {
-        ids: p.list("snapshots")?,
-        root_id: p.text("root_id"),
+        ids: ids.unwrap_or_default(),
+        root_id: root_id.unwrap_or_default().pop(),
         is_full: p.flag("snapshot_type")?,
         search: p.text("search_word"),
-        tag_ids: p.list("tags")?,
+        tag_ids: tag_ids.unwrap_or_default(),
         zone: Some(zone.to_string()),
         origin: p.flag("is_manually")?.map(|m| if m { Origin::User } else { Origin::Auto }.into()),
         ..Default::default()
     };
     if let Some(r) = p.text("resource_id") {
+        nothing |= check_volume_or_instance(&r).is_err();
         if is_instance_id(&r) {
             q.instance_ids = vec![r];
         } else {
@@ -52,23 +60,29 @@ pub fn snapshot_filter(p: &impl ListParams, zone: &str, account: &str) -> Result
         }
     }
     let statuses = statuses(p, wire::snapshot_statuses_of, "pending, available, suspended, deleted, ceased")?;
-    let nothing = statuses.is_none() || other_owner(p, account);
+    nothing |= statuses.is_none() || other_owner(p, account);
     q.statuses = statuses.unwrap_or_default();
     Ok((!nothing).then_some(q))
 }
 
 /// The filter of a volume list, as [`snapshot_filter`].
 pub fn volume_filter(p: &impl ListParams, zone: &str, account: &str) -> Result<Option<VolumeFilter>, QcError> {
+    let (ids, instance_ids, tag_ids) = (
+        filter_ids(Kind::Volume, p.list("volumes")?),
+        filter_ids(Kind::Instance, p.text("instance_id").into_iter().collect()),
+        filter_ids(Kind::Tag, p.list("tags")?),
+    );
+    let mut nothing = ids.is_none() || instance_ids.is_none() || tag_ids.is_none();
     let mut q = VolumeFilter {
-        ids: p.list("volumes")?,
-        instance_ids: p.text("instance_id").into_iter().collect(),
+        ids: ids.unwrap_or_default(),
+        instance_ids: instance_ids.unwrap_or_default(),
         zone: Some(zone.to_string()),
         search: p.text("search_word"),
-        tag_ids: p.list("tags")?,
+        tag_ids: tag_ids.unwrap_or_default(),
         ..Default::default()
     };
     let statuses = statuses(p, wire::volume_statuses_of, "pending, available, in-use, suspended, deleted, ceased")?;
-    let nothing = statuses.is_none() || other_owner(p, account);
+    nothing |= statuses.is_none() || other_owner(p, account);
     q.statuses = statuses.unwrap_or_default();
     Ok((!nothing).then_some(q))
 }

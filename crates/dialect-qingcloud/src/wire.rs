@@ -5,8 +5,8 @@
 use crate::ids::display;
 use disksnap_api_common::time::iso_z;
 use disksnap_service::{
-    Image, ImageStatus, Job, JobAction, JobFailure, Kind, Snapshot, SnapshotStatus, SnapshotTransition, Tag, Volume,
-    VolumeKind, VolumeStatus, VolumeTransition,
+    Image, ImageStatus, Job, JobAction, JobFailure, Kind, Origin, Snapshot, SnapshotStatus, SnapshotTransition, Tag,
+    Volume, VolumeKind, VolumeStatus, VolumeTransition,
 };
 use serde_json::{json, Value};
 
@@ -123,6 +123,7 @@ pub fn write_snapshot_item(out: &mut Vec<u8>, s: &Snapshot, resource: &ResourceR
         description: Option<&'a str>,
         head_chain: u8,
         is_head: u8,
+        is_manually: u8,
         is_taken: u8,
         #[serde(skip_serializing_if = "Option::is_none")]
         lastest_snapshot_time: Option<String>,
@@ -151,6 +152,7 @@ pub fn write_snapshot_item(out: &mut Vec<u8>, s: &Snapshot, resource: &ResourceR
         description: (!s.description.is_empty()).then_some(s.description.as_str()),
         head_chain: s.head_chain as u8,
         is_head: s.is_head as u8,
+        is_manually: is_manually(s),
         is_taken: s.is_taken as u8,
         lastest_snapshot_time: s.chain.as_ref().map(|c| iso_z(c.latest_snapshot_time)),
         parent_id: s.parent_id.as_ref().map_or("self".to_string(), |p| display(Kind::Snapshot, p)),
@@ -173,6 +175,11 @@ pub fn write_snapshot_item(out: &mut Vec<u8>, s: &Snapshot, resource: &ResourceR
     serde_json::to_writer(out, &item).expect("serializing to memory cannot fail");
 }
 
+/// 0 for a point an automatic snapshot policy took, 1 for one a user asked for.
+fn is_manually(s: &Snapshot) -> u8 {
+    (s.origin != Origin::Auto) as u8
+}
+
 pub fn snapshot_item(s: &Snapshot, resource: &ResourceRef, verbose: bool) -> Value {
     let (status, transition) = snapshot_status(s);
     let mut v = json!({
@@ -187,6 +194,7 @@ pub fn snapshot_item(s: &Snapshot, resource: &ResourceRef, verbose: bool) -> Val
         "snapshot_time": iso_z(s.snapshot_time),
         "is_taken": s.is_taken as u8,
         "is_head": s.is_head as u8,
+        "is_manually": is_manually(s),
         "head_chain": s.head_chain as u8,
         "root_id": display(Kind::Snapshot, &s.root_id),
         "parent_id": s.parent_id.as_ref().map_or("self".to_string(), |p| display(Kind::Snapshot, p)),
@@ -379,6 +387,21 @@ mod tests {
                     assert_eq!(String::from_utf8(out).unwrap(), want);
                 }
             }
+        }
+    }
+
+    /// A policy's point shows is_manually 0, a user's 1, in both renderings.
+    #[test]
+    fn is_manually_tells_automatic_points_from_a_users() {
+        for (origin, want) in [(Origin::Auto, 0), (Origin::User, 1)] {
+            let mut s = point(false, "p", "");
+            s.origin = origin;
+            let r = resource_of(&s, &s.volume_name, None);
+            assert_eq!(snapshot_item(&s, &r, false)["is_manually"], want);
+            let mut out = Vec::new();
+            write_snapshot_item(&mut out, &s, &r, false);
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["is_manually"], want);
         }
     }
 

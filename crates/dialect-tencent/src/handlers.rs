@@ -220,15 +220,20 @@ impl<'a> Args<'a> {
     }
 }
 
-/// An id parameter that must name a resource of `kind` (any vendor's rendering is accepted).
+/// An id parameter that must name a resource of `kind`: any vendor's rendering is accepted
+/// (dialects.md, the ID rule), but not Tencent's own prefix of another kind (`disk-…` given as
+/// a snapshot), which is malformed here as it is at Tencent (9003).
 fn id_param(key: &str, kind: Kind, text: &str) -> Result<String> {
-    if ids::parse(kind, text).is_none() {
-        return Err(TencentError::invalid(
+    match ids::read_with(kind, text, wire::prefix) {
+        Ok(_) => Ok(text.to_string()),
+        Err(ids::IdError::WrongKind(named)) => Err(TencentError::invalid(
             key,
-            format!("{text:?} is not a {} id like {}k3x9a2bq", kind, wire::prefix(kind)),
-        ));
+            format!("{text:?} is a {named} id; a {kind} id is like {}k3x9a2bq", wire::prefix(kind)),
+        )),
+        Err(ids::IdError::Malformed) => {
+            Err(TencentError::invalid(key, format!("{text:?} is not a {kind} id like {}k3x9a2bq", wire::prefix(kind))))
+        }
     }
-    Ok(text.to_string())
 }
 
 fn id_list(p: &Args, key: &str, kind: Kind) -> Result<Vec<String>> {
@@ -318,9 +323,10 @@ impl Call<'_> {
             if detail.contains_key(&id) {
                 continue;
             }
-            let outcome = match ids::parse(Kind::Snapshot, &id) {
-                None => Err(ServiceError::not_found(Kind::Snapshot, &id)),
-                Some(_) => match self.visible_snapshot(&id).await {
+            // An id that cannot be a snapshot's (Tencent's `disk-…` too) is this item's "snap not exist".
+            let outcome = match ids::read_with(Kind::Snapshot, &id, wire::prefix) {
+                Err(_) => Err(ServiceError::not_found(Kind::Snapshot, &id)),
+                Ok(_) => match self.visible_snapshot(&id).await {
                     Ok(_) => {
                         self.svc.delete_snapshots(self.caller, std::slice::from_ref(&id), DeleteScope::Points).await
                     }

@@ -23,6 +23,7 @@ pub fn prefix(kind: Kind) -> &'static str {
         Kind::Image => "img-",
         Kind::Job => "",
         Kind::Tag => "tag-",
+        Kind::Policy => "asp-",
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use disksnap_api_common::{ApiContext, KeyRing, OpenStackUser};
+use disksnap_api_common::{ApiContext, KeyRing, ProjectUser};
 use disksnap_meta::{Batch, MetaStore, SnapshotRow, SqliteMeta};
 use disksnap_service::{Service, ServiceConfig, ZoneConfig};
 
@@ -98,13 +98,16 @@ async fn main() -> anyhow::Result<()> {
     cfg.accounts = vec!["dev".into()];
     let svc = Service::open(cfg).await?;
     let mut keys = KeyRing::default();
-    keys.add_openstack(OpenStackUser {
-        account: "dev".into(),
-        project_id: PID.into(),
-        project_name: "demo".into(),
-        user: "demo".into(),
-        password: "secret".into(),
-    })
+    keys.add_user(
+        disksnap_dialect_openstack::USERS,
+        ProjectUser {
+            account: "dev".into(),
+            project_id: PID.into(),
+            project_name: "demo".into(),
+            user: "demo".into(),
+            password: "secret".into(),
+        },
+    )
     .map_err(anyhow::Error::msg)?;
     let mut ctx = ApiContext::new(svc, keys);
     ctx.token_lifetime = Duration::from_secs(3600);

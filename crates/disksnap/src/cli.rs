@@ -119,7 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             idle_timeout: cfg.idle_timeout,
             max_connections: cfg.max_connections,
         };
-        crate::serve::run(api, &listen, tls, limits).await?;
+        crate::serve::run(api, &listen, tls, limits, cfg.console_trusted_proxies.clone()).await?;
         return Ok(0);
     }
     // A command is also a runner: finish what a crashed process left, before anything else,
@@ -185,6 +185,54 @@ fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+fn policy_spec(a: &PolicyArgs) -> PolicySpec {
+    PolicySpec {
+        name: None,
+        hours: (!a.hours.is_empty()).then(|| a.hours.clone()),
+        schedule: match (a.every_days, a.weekdays.is_empty()) {
+            (Some(n), _) => Some(Schedule::EveryDays(n)),
+            (None, false) => Some(Schedule::Weekdays(a.weekdays.clone())),
+            (None, true) => None,
+        },
+        retention: match (a.keep_days, a.keep_count, a.keep_forever) {
+            (Some(d), _, _) => Some(Retention::Days(d)),
+            (_, Some(c), _) => Some(Retention::Count(c)),
+            (_, _, true) => Some(Retention::Forever),
+            _ => None,
+        },
+        enabled: None,
+    }
+}
+
+fn policy_json(p: &Policy) -> Value {
+    let days = match &p.schedule {
+        Schedule::Weekdays(d) if d.len() == 7 => "every day".to_string(),
+        Schedule::Weekdays(d) => {
+            let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+            d.iter().map(|n| names[(*n as usize - 1).min(6)]).collect::<Vec<_>>().join(",")
+        }
+        Schedule::EveryDays(1) => "every day".to_string(),
+        Schedule::EveryDays(n) => format!("every {n} days"),
+    };
+    let retention = match p.retention {
+        Retention::Forever => "forever".to_string(),
+        Retention::Days(d) => format!("{d} days"),
+        Retention::Count(c) => format!("last {c}"),
+    };
+    json!({
+        "id": display(Kind::Policy, &p.id),
+        "name": p.name,
+        "hours": p.hours,
+        "schedule": p.schedule,
+        "days": days,
+        "retention": retention,
+        "retention_rule": p.retention,
+        "enabled": p.enabled,
+        "create_time": time(&p.create_time),
+        "volumes": p.volumes.iter().map(|v| display(Kind::Volume, v)).collect::<Vec<_>>(),
+    })
+}
+
 fn kind_of(k: KindArg) -> VolumeKind {
     match k {
         KindArg::System => VolumeKind::System,
@@ -216,6 +264,7 @@ impl Cmd {
             Command::Image(c) => self.image(c).await,
             Command::Job(c) => self.job(c).await,
             Command::Tag(c) => self.tag(c).await,
+            Command::Policy(c) => self.policy(c).await,
             Command::Verify { sample } => self.verify(sample).await,
             Command::Repair { rebuild_index: _ } => {
                 let bar = Arc::new(Bar::new("reading packs", false));
@@ -724,6 +773,99 @@ impl Cmd {
                 svc.detach_tags(who, &pairs).await.map_err(se)?;
             }
             TagCmd::Delete { ids } => svc.delete_tags(who, &ids).await.map_err(se)?,
+        }
+        Ok(0)
+    }
+
+    async fn policy(&self, c: PolicyCmd) -> anyhow::Result<i32> {
+        let (svc, who) = (&self.svc, &self.caller);
+        let listing = matches!(c, PolicyCmd::List);
+        let shown = match c {
+            PolicyCmd::Create { name, args, disabled } => {
+                let mut spec = policy_spec(&args);
+                spec.name = Some(name);
+                spec.schedule.get_or_insert(Schedule::EveryDays(1));
+                spec.enabled = Some(!disabled);
+                vec![svc.create_policy(who, spec).await.map_err(se)?]
+            }
+            PolicyCmd::List => svc.policies(who).await.map_err(se)?,
+            PolicyCmd::Show { id } => vec![svc.policy(who, &id).await.map_err(se)?],
+            PolicyCmd::Modify { id, name, args, enable, disable } => {
+                let mut spec = policy_spec(&args);
+                spec.name = name;
+                spec.enabled = if enable {
+                    Some(true)
+                } else if disable {
+                    Some(false)
+                } else {
+                    None
+                };
+                vec![svc.modify_policy(who, &id, spec).await.map_err(se)?]
+            }
+            PolicyCmd::Delete { id } => {
+                svc.delete_policy(who, &id).await.map_err(se)?;
+                return Ok(0);
+            }
+            PolicyCmd::Bind { id, volumes } => vec![svc.bind_policy(who, &id, &volumes).await.map_err(se)?],
+            PolicyCmd::Unbind { id, volumes } => vec![svc.unbind_policy(who, &id, &volumes).await.map_err(se)?],
+            PolicyCmd::Run { id } => {
+                let now = chrono::Utc::now();
+                let f = svc.run_policy(who, &id, now).await.map_err(se)?;
+                // Its points are taken before any pruning counts them.
+                for j in &f.jobs {
+                    svc.wait_job(who, j).await.map_err(se)?;
+                }
+                let pruned = Scheduler::new(svc.clone(), Arc::new(SystemClock)).prune().await.map_err(se)?;
+                let snaps: Vec<String> = f.snapshots.iter().map(|s| display(Kind::Snapshot, s)).collect();
+                let pruned: Vec<String> = pruned.iter().map(|s| display(Kind::Snapshot, s)).collect();
+                if self.json {
+                    let skipped: Vec<Value> = f
+                        .skipped
+                        .iter()
+                        .map(|(v, why)| json!({"volume": display(Kind::Volume, v), "reason": why}))
+                        .collect();
+                    print_json(&json!({
+                        "policy": display(Kind::Policy, &f.policy_id),
+                        "slot": time(&f.slot),
+                        "jobs": f.jobs.iter().map(|j| display(Kind::Job, j)).collect::<Vec<_>>(),
+                        "snapshots": snaps,
+                        "skipped": skipped,
+                        "pruned": pruned,
+                    }));
+                } else {
+                    println!(
+                        "took {} ({})",
+                        if snaps.is_empty() { "nothing".into() } else { snaps.join(" ") },
+                        time(&f.slot)
+                    );
+                    for (v, why) in &f.skipped {
+                        println!("left out {}: {why}", display(Kind::Volume, v));
+                    }
+                    if !pruned.is_empty() {
+                        println!("pruned {}", pruned.join(" "));
+                    }
+                }
+                return Ok(0);
+            }
+        };
+        if self.json {
+            let out: Vec<Value> = shown.iter().map(policy_json).collect();
+            print_json(&if listing { Value::Array(out) } else { out[0].clone() });
+        } else {
+            let mut t = Table::new(&["ID", "NAME", "HOURS (UTC)", "DAYS", "RETENTION", "ENABLED", "VOLUMES"]);
+            for p in &shown {
+                let j = policy_json(p);
+                t.row(vec![
+                    display(Kind::Policy, &p.id),
+                    p.name.clone(),
+                    p.hours.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(","),
+                    j["days"].as_str().unwrap_or("").to_string(),
+                    j["retention"].as_str().unwrap_or("").to_string(),
+                    p.enabled.to_string(),
+                    p.volumes.iter().map(|v| display(Kind::Volume, v)).collect::<Vec<_>>().join(" "),
+                ]);
+            }
+            t.print();
         }
         Ok(0)
     }

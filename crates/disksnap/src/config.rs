@@ -49,6 +49,11 @@ pub struct Config {
     /// open-file limit needs it; never more than the limit allows). Beyond it a new connection
     /// closes the longest-idle one.
     pub max_connections: Option<usize>,
+    /// Reverse proxies in front of the server (IP addresses, e.g. ["127.0.0.1"]): only a request
+    /// from one of them has its `X-Forwarded-For` believed when the console limits sign-in
+    /// attempts per client address. Empty (the default): the connection's peer is the client.
+    #[serde(default)]
+    pub console_trusted_proxies: Vec<std::net::IpAddr>,
     /// Chunk size of a new store, in KiB (power of two, 4 to 16384). Fixed once the store exists.
     pub chunk_size_kib: Option<u32>,
     /// The metadata database: `postgres://user[:password]@host[:port]/dbname` puts it on
@@ -118,7 +123,7 @@ pub struct Account {
     pub qingcloud: Option<QingCloudKeys>,
     pub aliyun: Option<AliyunKeys>,
     pub tencent: Option<TencentKeys>,
-    pub openstack: Option<OpenStackUser>,
+    pub openstack: Option<ProjectUser>,
     /// Huawei Cloud AK/SK for the EVS `cloudsnapshots` API (SDK-HMAC-SHA256).
     pub huawei: Option<HuaweiKeys>,
 }
@@ -147,7 +152,7 @@ pub struct TencentKeys {
 
 #[derive(Debug, Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct OpenStackUser {
+pub struct ProjectUser {
     pub project_id: String,
     pub project_name: String,
     pub user: String,
@@ -318,7 +323,7 @@ impl Config {
 
     /// Every account's credentials, by each dialect's key kind, for the dialects' signature checks.
     pub fn keyring(&self) -> disksnap_api_common::KeyRing {
-        use disksnap_api_common::OpenStackUser as User;
+        use disksnap_api_common::ProjectUser as User;
         let mut ring = disksnap_api_common::KeyRing::default();
         for a in &self.accounts {
             let name = a.name.get_ref();
@@ -336,13 +341,16 @@ impl Config {
                 let _ = ring.add(disksnap_dialect_openstack::HUAWEI_KEYS, &k.access_key_id, name, &k.secret_access_key);
             }
             if let Some(o) = &a.openstack {
-                let _ = ring.add_openstack(User {
-                    account: name.clone(),
-                    project_id: o.project_id.clone(),
-                    project_name: o.project_name.clone(),
-                    user: o.user.clone(),
-                    password: o.password.clone(),
-                });
+                let _ = ring.add_user(
+                    disksnap_dialect_openstack::USERS,
+                    User {
+                        account: name.clone(),
+                        project_id: o.project_id.clone(),
+                        project_name: o.project_name.clone(),
+                        user: o.user.clone(),
+                        password: o.password.clone(),
+                    },
+                );
             }
         }
         ring

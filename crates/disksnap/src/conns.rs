@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
 use axum::Router;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -188,9 +190,9 @@ impl Conns {
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
-            let tcp = tokio::select! {
+            let (tcp, peer) = tokio::select! {
                 r = listener.accept() => match r {
-                    Ok((tcp, _)) => tcp,
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of descriptors (EMFILE) despite the cap: free one and retry.
                         tracing::warn!(error = %e, "accept failed");
@@ -214,7 +216,7 @@ impl Conns {
                 },
             };
             let _ = tcp.set_nodelay(true);
-            tokio::spawn(self.clone().connection(tcp, tls.clone(), app.clone(), permit, stop.clone()));
+            tokio::spawn(self.clone().connection(tcp, peer, tls.clone(), app.clone(), permit, stop.clone()));
         }
     }
 
@@ -229,6 +231,7 @@ impl Conns {
     async fn connection(
         self: Arc<Self>,
         tcp: TcpStream,
+        peer: SocketAddr,
         tls: Option<tokio_rustls::TlsAcceptor>,
         app: Router,
         _permit: OwnedSemaphorePermit,
@@ -246,7 +249,7 @@ impl Conns {
         let _registered = Registered { conns: &self, id };
         let io = Tracked { inner: tcp, st: st.clone(), conns: self.clone() };
         match tls {
-            None => self.drive(TokioIo::new(io), &st, app, stop).await,
+            None => self.drive(TokioIo::new(io), peer, &st, app, stop).await,
             Some(acceptor) => {
                 // The handshake is the start of the first request: the header deadline bounds it.
                 let handshake = tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(io));
@@ -261,7 +264,7 @@ impl Conns {
                     },
                     _ = st.shed.notified() => return,
                 };
-                self.drive(TokioIo::new(stream), &st, app, stop).await
+                self.drive(TokioIo::new(stream), peer, &st, app, stop).await
             }
         }
     }
@@ -270,6 +273,7 @@ impl Conns {
     async fn drive<I>(
         self: &Arc<Self>,
         io: TokioIo<I>,
+        peer: SocketAddr,
         st: &Arc<ConnState>,
         app: Router,
         mut stop: watch::Receiver<bool>,
@@ -283,7 +287,9 @@ impl Conns {
             let busy = Busy::start(&state, &conns);
             let app = app.clone();
             async move {
-                let req = req.map(|b| DeadlineBody::new(b, body_limit));
+                let mut req = req.map(|b| DeadlineBody::new(b, body_limit));
+                // The peer's address, as axum's `ConnectInfo` (the console limits sign-ins by it).
+                req.extensions_mut().insert(ConnectInfo(peer));
                 let resp = app.oneshot(req).await.unwrap_or_else(|e: Infallible| match e {});
                 Ok::<_, Infallible>(resp.map(|inner| InFlightBody { inner, _busy: busy }))
             }

@@ -32,7 +32,7 @@ pub fn console(api: &ApiContext) -> Console {
         }
         // …or an OpenStack user (a user name two accounts share signs in only with the
         // password of one of them; the first configured wins, as Keystone's own lookup).
-        keys.openstack_users()
+        keys.users(disksnap_dialect_openstack::USERS)
             .iter()
             .find(|u| u.user == user && disksnap_console::session::same(&u.password, password))
             .map(|u| u.account.clone())

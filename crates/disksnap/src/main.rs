@@ -16,7 +16,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// A list page allocates thousands of small strings (rows in, JSON out) on every request;
 /// glibc's allocator spent a third of the server's CPU on them under the API benchmark
 /// (malloc, free, malloc_consolidate across worker threads). mimalloc's thread-local pages
-/// make that a fraction.
+/// make that a fraction. (Feature `system-alloc` turns this off for heaptrack.)
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -108,6 +109,10 @@ pub enum Command {
     /// Tags for volumes and snapshots
     #[command(subcommand)]
     Tag(TagCmd),
+    /// Automatic snapshot policies: hours (UTC) on weekdays or every N days, a retention, the
+    /// volumes bound; `disksnap serve` fires each slot once
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Re-read every pack, check every chunk's hash, name the snapshots a bad chunk breaks (exit 1 if any)
     Verify {
         /// Check about this share of the packs, chosen at random (a cheap daily check; repeated runs cover the store)
@@ -371,6 +376,86 @@ pub enum JobCmd {
     },
     /// Wait until a job ends
     Wait {
+        id: String,
+    },
+}
+
+/// A policy's schedule and retention.
+#[derive(Args, Debug, Default)]
+pub struct PolicyArgs {
+    /// Hours of the day (UTC, 0-23), comma-separated, e.g. 2,14
+    #[arg(long, value_delimiter = ',')]
+    pub hours: Vec<u8>,
+    /// Days of the week, comma-separated: 1-7 (1 = Monday) or mon..sun [default on create: every day]
+    #[arg(long, value_delimiter = ',', value_parser = parse_weekday, conflicts_with = "every_days")]
+    pub weekdays: Vec<u8>,
+    /// Every N days, counted from the day the policy was created
+    #[arg(long)]
+    pub every_days: Option<u32>,
+    /// Keep automatic points this many days
+    #[arg(long, conflicts_with_all = ["keep_count", "keep_forever"])]
+    pub keep_days: Option<u32>,
+    /// Keep the last N automatic points of each volume
+    #[arg(long, conflicts_with_all = ["keep_days", "keep_forever"])]
+    pub keep_count: Option<u32>,
+    /// Never delete automatic points [default on create]
+    #[arg(long)]
+    pub keep_forever: bool,
+}
+
+fn parse_weekday(s: &str) -> Result<u8, String> {
+    const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let t = s.trim().to_ascii_lowercase();
+    if let Some(i) = NAMES.iter().position(|n| t.starts_with(n)) {
+        return Ok(i as u8 + 1);
+    }
+    t.parse::<u8>().map_err(|_| format!("{s:?} is not a weekday: use 1-7 (1 = Monday) or mon..sun"))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    Create {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        args: PolicyArgs,
+        /// Create it disabled
+        #[arg(long)]
+        disabled: bool,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    /// Change what is given; a new schedule applies from now
+    Modify {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        args: PolicyArgs,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Delete a policy (its automatic points stay)
+    Delete {
+        id: String,
+    },
+    /// Bind volumes (each leaves any policy it followed)
+    Bind {
+        id: String,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    Unbind {
+        id: String,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Take the policy's automatic points now (a slot of its own) and prune past retention
+    Run {
         id: String,
     },
 }

@@ -73,15 +73,16 @@ struct AppState {
     started: Instant,
 }
 
-/// Every dialect's routes (dialects.md §1.1 routes them by path) plus our own endpoints.
-pub fn router(api: ApiContext) -> Router {
+/// Every dialect's routes (dialects.md §1.1 routes them by path), the console (believing
+/// `X-Forwarded-For` from `proxies` only), plus our own endpoints.
+pub fn router(api: ApiContext, proxies: Vec<std::net::IpAddr>) -> Router {
     let state = AppState { service: api.service.clone(), metrics: Arc::new(Metrics::new()), started: Instant::now() };
     let own: Router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state.clone());
-    // `/` is shared: Aliyun ECS when the request names an action (dialects.md §1.1), else
+    // `/` is shared: Tencent API 3.0, then Aliyun ECS when the request names an action (dialects.md §1.1), else
     // Cinder's version list (dialect-openstack.md §4.1).
     let root_ctx = api.clone();
     let root = Router::new().route(
@@ -89,8 +90,11 @@ pub fn router(api: ApiContext) -> Router {
         any(move |req: Request| {
             let ctx = root_ctx.clone();
             let cinder = ctx.clone();
-            disksnap_dialect_aliyun::serve_root(ctx, req, move |req| {
-                disksnap_dialect_openstack::version_root(cinder, req)
+            // Tencent API 3.0 first: it names itself by `X-TC-Action` or `SecretId`.
+            disksnap_dialect_tencent3::serve_root(ctx.clone(), req, move |req| {
+                disksnap_dialect_aliyun::serve_root(ctx, req, move |req| {
+                    disksnap_dialect_openstack::version_root(cinder, req)
+                })
             })
         }),
     );
@@ -99,7 +103,7 @@ pub fn router(api: ApiContext) -> Router {
         .merge(disksnap_dialect_openstack::routes(api.clone()))
         .merge(disksnap_dialect_tencent::routes(api.clone()))
         .merge(root)
-        .merge(disksnap_console::router(crate::console::console(&api)))
+        .merge(disksnap_console::router(crate::console::console(&api).with_trusted_proxies(proxies)))
         .merge(own)
         .layer(middleware::from_fn_with_state(state, observe))
 }
@@ -214,7 +218,13 @@ fn tls_config(tls: &TlsListen, data_dir: &std::path::Path) -> anyhow::Result<Arc
 /// Serve until SIGINT/SIGTERM, on `listen` (HTTP) and on `tls` when given; both stop gracefully
 /// together. Interrupted jobs are recovered first; expired snapshots are ceased every few seconds.
 /// Connections live under `limits` (see conns.rs); the open-file limit is raised first.
-pub async fn run(api: ApiContext, listen: &str, tls: Option<TlsListen>, limits: ConnLimits) -> anyhow::Result<()> {
+pub async fn run(
+    api: ApiContext,
+    listen: &str,
+    tls: Option<TlsListen>,
+    limits: ConnLimits,
+    console_proxies: Vec<std::net::IpAddr>,
+) -> anyhow::Result<()> {
     let service = api.service.clone();
     let nofile = crate::conns::raise_open_file_limit();
     let limits = crate::conns::Limits {
@@ -275,7 +285,20 @@ pub async fn run(api: ApiContext, listen: &str, tls: Option<TlsListen>, limits: 
             }
         }
     });
-    let app = router(api);
+    // Automatic snapshot policies: each due slot is claimed in the metadata store and fired
+    // once, whichever server on this data dir gets to it first (see scheduler.rs).
+    let scheduler = disksnap_service::Scheduler::new(service.clone(), Arc::new(disksnap_service::SystemClock));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = scheduler.run_due().await {
+                tracing::warn!(error = %e, "the policy scheduler failed a round");
+            }
+        }
+    });
+    let app = router(api, console_proxies);
     // One signal stops both listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

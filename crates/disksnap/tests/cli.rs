@@ -799,3 +799,56 @@ fn idle_connections_beyond_the_cap_never_starve_a_normal_request() {
     drop(idle);
     stop(server);
 }
+
+/// `disksnap policy …` on real bytes: a policy's run takes automatic points of its volumes,
+/// its count retention prunes the oldest automatic point and never a manual one, and the
+/// points kept restore exactly; bad input is one clear line.
+#[test]
+fn a_policy_takes_automatic_points_and_prunes_only_them() {
+    let env = Env::new();
+    let (vol, path) = env.volume(1, "data");
+    write_at(&path, 0, &noise(41, 2 << 20));
+    let p = env.json(&[
+        "policy",
+        "create",
+        "--name",
+        "nightly",
+        "--hours",
+        "2,14",
+        "--weekdays",
+        "mon,3",
+        "--keep-count",
+        "1",
+    ]);
+    let id = p["id"].as_str().unwrap().to_string();
+    assert_eq!((p["days"].as_str(), p["retention"].as_str()), (Some("Mon,Wed"), Some("last 1")));
+    assert_eq!(env.json(&["policy", "bind", &id, &vol])["volumes"][0], vol.as_str());
+    let first = env.json(&["policy", "run", &id]);
+    let first = first["snapshots"][0].as_str().unwrap().to_string();
+    let manual = env.snapshot(&vol)["id"].as_str().unwrap().to_string();
+    write_at(&path, 1 << 20, &noise(42, 1 << 20));
+    let want = sha(&path);
+    let second = env.json(&["policy", "run", &id]);
+    assert_eq!(second["pruned"][0], first.as_str(), "{second}");
+    let second = second["snapshots"][0].as_str().unwrap().to_string();
+    let list = env.json(&["snapshot", "list", "--volume", &vol, "--status", "available"]);
+    let mut kept: Vec<(String, String)> = list["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap().to_string(), s["origin"].as_str().unwrap().to_string()))
+        .collect();
+    kept.sort();
+    let mut expected = vec![(second.clone(), "auto".to_string()), (manual.clone(), "user".to_string())];
+    expected.sort();
+    assert_eq!(kept, expected);
+    let v = env.json(&["snapshot", "to-volume", &second]);
+    assert_eq!(sha(&PathBuf::from(v["path"].as_str().unwrap())), want);
+    assert!(env.fails(&["policy", "create", "--name", "x", "--hours", "24"]).contains("hours are 0 to 23"));
+    assert!(env
+        .fails(&["policy", "create", "--name", "nightly", "--hours", "1"])
+        .contains("already has a policy named"));
+    assert!(env.fails(&["policy", "bind", &id, "vol-zzzzzzzz"]).contains("not found"));
+    env.run(&["policy", "delete", &id]);
+    assert!(env.fails(&["policy", "show", &id]).contains("not found"));
+}

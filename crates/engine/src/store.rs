@@ -45,6 +45,7 @@ pub struct Store {
     /// migrate-store` moves them into packs.
     pub(crate) legacy: Option<ChunkStore>,
     chunk_size: usize,
+    read_pool: std::sync::OnceLock<rayon::ThreadPool>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -172,7 +173,7 @@ impl Store {
         };
         let legacy_dir = dir.join("chunks");
         let legacy = if legacy_dir.join("fff").is_dir() { Some(ChunkStore::open(&legacy_dir)?) } else { None };
-        Ok(Store { dir: dir.to_path_buf(), backend, index, legacy, chunk_size })
+        Ok(Store { dir: dir.to_path_buf(), backend, index, legacy, chunk_size, read_pool: Default::default() })
     }
 
     pub fn chunk_size(&self) -> usize {
@@ -447,6 +448,19 @@ impl Store {
         Ok(())
     }
 
+    /// The threads a restore reads, decodes and writes on: [`Backend::read_concurrency`] of
+    /// them, made on first use and kept (a restore is not the only caller, rollbacks are too).
+    fn read_pool(&self) -> &rayon::ThreadPool {
+        self.read_pool.get_or_init(|| {
+            let n = self.backend.read_concurrency().max(1);
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .thread_name(|i| format!("disksnap-read-{i}"))
+                .build()
+                .expect("a thread pool of a few threads")
+        })
+    }
+
     fn restore_into(
         &self,
         index: &FixedIndex,
@@ -549,25 +563,30 @@ impl Store {
                 }
                 Ok(n)
             };
-            let from_packs: Vec<Result<u64>> = reads
-                .par_iter()
-                .map_init(Vec::new, |raw, read| {
-                    let bytes =
-                        self.backend.get_ranges(&pack_key(&read.pack), std::slice::from_ref(&read.range))?.remove(0);
-                    let mut n = 0;
-                    for (d, loc) in &read.chunks {
-                        let at = (loc.offset - read.range.start) as usize;
-                        let frame = bytes.get(at..at + loc.len as usize).ok_or_else(|| EngineError::CorruptPack {
-                            pack: read.pack.clone(),
-                            why: format!("chunk {} lies past the end of the pack", hex::encode(d)),
-                        })?;
-                        crate::chunk::decode(frame, d, raw)
-                            .map_err(|why| EngineError::CorruptChunk { digest: hex::encode(d), why })?;
-                        n += write_chunk(d, raw)?;
-                    }
-                    Ok(n)
-                })
-                .collect();
+            let from_packs: Vec<Result<u64>> = self.read_pool().install(|| {
+                reads
+                    .par_iter()
+                    .map_init(
+                        || (Vec::new(), Vec::new()),
+                        |(bytes, raw), read| {
+                            self.backend.read_range_into(&pack_key(&read.pack), read.range.clone(), bytes)?;
+                            let mut n = 0;
+                            for (d, loc) in &read.chunks {
+                                let at = (loc.offset - read.range.start) as usize;
+                                let frame =
+                                    bytes.get(at..at + loc.len as usize).ok_or_else(|| EngineError::CorruptPack {
+                                        pack: read.pack.clone(),
+                                        why: format!("chunk {} lies past the end of the pack", hex::encode(d)),
+                                    })?;
+                                let chunk = crate::chunk::decode_ref(frame, d, raw)
+                                    .map_err(|why| EngineError::CorruptChunk { digest: hex::encode(d), why })?;
+                                n += write_chunk(d, chunk)?;
+                            }
+                            Ok(n)
+                        },
+                    )
+                    .collect()
+            });
             let from_legacy: Vec<Result<u64>> = legacy
                 .par_iter()
                 .map_init(

@@ -86,6 +86,8 @@ pub struct VolumeFilter {
     pub statuses: Vec<String>,
     pub search: Option<String>,
     pub tag_ids: Vec<String>,
+    /// Made from any of these snapshots (`volumes.source_snapshot`, bare ids; empty: any).
+    pub source_snapshots: Vec<String>,
     pub order: Order,
     /// Keyset cursor, as [`SnapshotFilter::after`].
     pub after: Option<(Millis, String)>,

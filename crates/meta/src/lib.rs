@@ -20,7 +20,10 @@ use async_trait::async_trait;
 pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, PackRow};
 pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
 pub use postgres::PgMeta;
-pub use rows::{ChainTotals, ImageRow, InstanceRow, JobRow, Millis, SnapshotRow, TagRow, VolumeRow};
+pub use rows::{
+    ChainTotals, ConsoleSessionRow, ImageRow, InstanceRow, JobRow, Millis, PolicyRow, PolicySnapshotRow, SnapshotRow,
+    StateRow, TagRow, VolumeRow,
+};
 pub use sqlite::SqliteMeta;
 
 #[derive(Debug, thiserror::Error)]
@@ -165,4 +168,58 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn tags(&self, account: &str) -> Result<Vec<TagRow>>;
     /// Tags bound to each of these resources: (resource id, tag).
     async fn tags_of(&self, resource_ids: &[String]) -> Result<Vec<(String, TagRow)>>;
+
+    /// Request state (migration 0009, table `request_state`). Every read ignores rows whose
+    /// `expires_at` is at or before `now`.
+    async fn state_get(&self, kind: &str, account: &str, key: &str, now: Millis) -> Result<Option<StateRow>>;
+    /// Every live row of one kind and account (bounded by the `keep` of [`MetaStore::state_put`]).
+    async fn state_list(&self, kind: &str, account: &str, now: Millis) -> Result<Vec<StateRow>>;
+    /// The keys of the live rows of one kind and account holding exactly `value`.
+    async fn state_keys(&self, kind: &str, account: &str, value: &str, now: Millis) -> Result<Vec<String>>;
+    /// Insert or replace the row of (kind, account, key), in one transaction with: deleting the
+    /// expired rows of that kind and account, then, past `keep` rows of it, the ones that expire
+    /// first (rows that never expire go last).
+    async fn state_put(&self, row: &StateRow, keep: u64, now: Millis) -> Result<()>;
+    /// Delete one row; whether it existed (live or not).
+    async fn state_delete(&self, kind: &str, account: &str, key: &str) -> Result<bool>;
+    /// Delete every expired row of every kind; how many.
+    async fn state_purge(&self, now: Millis) -> Result<u64>;
+
+    /// Web console sessions, keyed by the hash of their cookie (0010_console_sessions.sql).
+    async fn console_session_put(&self, row: &ConsoleSessionRow) -> Result<()>;
+    async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSessionRow>>;
+    /// Set `last_seen` to `at` unless it is already later.
+    async fn console_session_touch(&self, token_hash: &str, at: Millis) -> Result<()>;
+    async fn console_session_delete(&self, token_hash: &str) -> Result<()>;
+    /// Delete the sessions last seen before `seen_before`; returns how many.
+    async fn console_sessions_expire(&self, seen_before: Millis) -> Result<u64>;
+
+    /// Automatic snapshot policies (0011_policies.sql). `policy_put` inserts or updates (its
+    /// account and create_time never change); a name the account already uses is a
+    /// [`MetaError::Conflict`] with `what` "policy name".
+    async fn policy_put(&self, row: &PolicyRow) -> Result<()>;
+    async fn policy(&self, account: &str, id: &str) -> Result<Option<PolicyRow>>;
+    /// One account's policies, or every account's (None: the scheduler's view).
+    async fn policies(&self, account: Option<&str>) -> Result<Vec<PolicyRow>>;
+    /// Deletes its bindings, slots and records of points too (the points themselves stay).
+    async fn policy_delete(&self, account: &str, id: &str) -> Result<bool>;
+    /// Bind volumes (moved from any policy they followed).
+    async fn policy_bind(&self, policy_id: &str, volume_ids: &[String]) -> Result<()>;
+    async fn policy_unbind(&self, policy_id: &str, volume_ids: &[String]) -> Result<()>;
+    async fn policy_volumes(&self, policy_id: &str) -> Result<Vec<String>>;
+    async fn policy_of_volume(&self, volume_id: &str) -> Result<Option<String>>;
+    /// Claim a slot: true for exactly one caller of all that ever ask for it.
+    async fn policy_slot_claim(&self, policy_id: &str, slot: Millis, runner: &str, at: Millis) -> Result<bool>;
+    /// A claimed slot's job and the points it is making, in one transaction.
+    async fn policy_slot_started(
+        &self,
+        policy_id: &str,
+        slot: Millis,
+        job_id: &str,
+        made: &[PolicySnapshotRow],
+    ) -> Result<()>;
+    /// Claimed slots, oldest first: (slot, job id once started).
+    async fn policy_slots(&self, policy_id: &str) -> Result<Vec<(Millis, Option<String>)>>;
+    async fn policy_snapshots(&self, policy_id: &str) -> Result<Vec<PolicySnapshotRow>>;
+    async fn policy_forget_snapshots(&self, snapshot_ids: &[String]) -> Result<()>;
 }

@@ -130,3 +130,55 @@ pub struct ChainTotals {
     pub total_count: i64,
     pub latest_snapshot_time: Millis,
 }
+
+/// One fact of request state (migration 0009): what a dialect must remember between requests
+/// that is not a resource (an issued token, a ClientToken's answer, a status override…).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct StateRow {
+    /// What the fact is (`oauth2-token`, `client-token`…): the service's word.
+    pub kind: String,
+    /// The account it belongs to; `""` for kinds looked up by a secret alone.
+    pub account: String,
+    pub key: String,
+    pub value: String,
+    /// When it stops counting; None: until deleted.
+    pub expires_at: Option<Millis>,
+}
+
+/// A signed-in web console session (migrations/0010_console_sessions.sql).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ConsoleSessionRow {
+    /// Hex SHA-256 of the cookie's value (the value itself is never stored).
+    pub token_hash: String,
+    pub account: String,
+    pub created_at: Millis,
+    pub last_seen: Millis,
+}
+
+/// An automatic snapshot policy (migrations/0011_policies.sql).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct PolicyRow {
+    pub id: String,
+    pub account: String,
+    pub name: String,
+    /// JSON array of hours.
+    pub time_points: String,
+    /// JSON array of ISO weekdays.
+    pub weekdays: String,
+    pub every_days: Option<i64>,
+    pub retention_days: Option<i64>,
+    pub retention_count: Option<i64>,
+    pub enabled: bool,
+    pub create_time: Millis,
+    /// No slot before this fires (set at creation and when the schedule changes).
+    pub schedule_from: Millis,
+}
+
+/// An automatic point a policy's slot made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct PolicySnapshotRow {
+    pub snapshot_id: String,
+    pub policy_id: String,
+    pub volume_id: String,
+    pub slot: Millis,
+}

@@ -20,8 +20,8 @@ pub(crate) enum Kind {
 }
 
 enum Concrete {
-    Sqlite(Arc<SqliteMeta>, #[allow(dead_code)] tempfile::TempDir),
-    Pg(Arc<PgMeta>),
+    Sqlite(Arc<SqliteMeta>, Arc<tempfile::TempDir>),
+    Pg(Arc<PgMeta>, PgConnectOptions),
 }
 
 pub(crate) struct TestMeta {
@@ -34,7 +34,7 @@ impl std::ops::Deref for TestMeta {
     fn deref(&self) -> &Self::Target {
         match &self.concrete {
             Concrete::Sqlite(m, _) => m.as_ref(),
-            Concrete::Pg(m) => m.as_ref(),
+            Concrete::Pg(m, _) => m.as_ref(),
         }
     }
 }
@@ -43,14 +43,29 @@ impl TestMeta {
     pub fn arc(&self) -> Arc<dyn MetaStore> {
         match &self.concrete {
             Concrete::Sqlite(m, _) => m.clone(),
-            Concrete::Pg(m) => m.clone(),
+            Concrete::Pg(m, _) => m.clone(),
         }
     }
 
     pub fn chunks(&self) -> Arc<dyn ChunkIndexRows> {
         match &self.concrete {
             Concrete::Sqlite(m, _) => m.clone(),
-            Concrete::Pg(m) => m.clone(),
+            Concrete::Pg(m, _) => m.clone(),
+        }
+    }
+
+    /// The same database opened again, as a restarted server opens it (a new pool; SQLite's
+    /// file, PostgreSQL's database, both already migrated).
+    pub async fn reopen(&self) -> TestMeta {
+        match &self.concrete {
+            Concrete::Sqlite(_, dir) => {
+                let m = SqliteMeta::open(&dir.path().join("m.db")).await.unwrap();
+                TestMeta { kind: Kind::Sqlite, concrete: Concrete::Sqlite(Arc::new(m), dir.clone()) }
+            }
+            Concrete::Pg(_, opts) => {
+                let m = PgMeta::connect_with(opts.clone()).await.unwrap();
+                TestMeta { kind: Kind::Pg, concrete: Concrete::Pg(Arc::new(m), opts.clone()) }
+            }
         }
     }
 
@@ -62,7 +77,7 @@ impl TestMeta {
                 crate::sqlite::snapshots::snapshot_where(&mut q, f);
                 q.build_query_scalar().fetch_one(&m.pool).await.unwrap()
             }
-            Concrete::Pg(m) => {
+            Concrete::Pg(m, _) => {
                 let mut q = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM snapshots");
                 crate::postgres::snapshot_where(&mut q, f, false);
                 q.build_query_scalar().fetch_one(&m.pool).await.unwrap()
@@ -79,8 +94,8 @@ pub(crate) fn pg_url() -> Option<String> {
     std::env::var("DISKSNAP_TEST_PG_URL").ok().filter(|u| !u.is_empty())
 }
 
-/// A new, empty database on the test server, its schema migrated.
-pub(crate) async fn fresh_pg(url: &str) -> PgMeta {
+/// A new, empty database on the test server, its schema migrated, and how to reach it.
+pub(crate) async fn fresh_pg(url: &str) -> (PgMeta, PgConnectOptions) {
     static N: AtomicU64 = AtomicU64::new(0);
     let name = format!(
         "dsmeta_{}_{}_{}",
@@ -93,16 +108,20 @@ pub(crate) async fn fresh_pg(url: &str) -> PgMeta {
         sqlx::Connection::connect_with(&admin).await.expect("connect to DISKSNAP_TEST_PG_URL");
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
     sqlx::Connection::close(conn).await.ok();
-    PgMeta::connect_with(admin.database(&name)).await.expect("migrate a fresh PostgreSQL database")
+    let opts = admin.database(&name);
+    (PgMeta::connect_with(opts.clone()).await.expect("migrate a fresh PostgreSQL database"), opts)
 }
 
 /// SQLite, then PostgreSQL when a server is configured (else a SKIP line).
 pub(crate) async fn backends() -> Vec<TestMeta> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Arc::new(SqliteMeta::open(&dir.path().join("m.db")).await.unwrap());
-    let mut all = vec![TestMeta { kind: Kind::Sqlite, concrete: Concrete::Sqlite(sqlite, dir) }];
+    let mut all = vec![TestMeta { kind: Kind::Sqlite, concrete: Concrete::Sqlite(sqlite, Arc::new(dir)) }];
     match pg_url() {
-        Some(url) => all.push(TestMeta { kind: Kind::Pg, concrete: Concrete::Pg(Arc::new(fresh_pg(&url).await)) }),
+        Some(url) => {
+            let (m, opts) = fresh_pg(&url).await;
+            all.push(TestMeta { kind: Kind::Pg, concrete: Concrete::Pg(Arc::new(m), opts) })
+        }
         None => eprintln!(
             "SKIP PostgreSQL: DISKSNAP_TEST_PG_URL is not set (scripts/pg.sh start; eval \"$(scripts/pg.sh env)\")"
         ),

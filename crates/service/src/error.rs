@@ -92,6 +92,7 @@ fn kind_of(what: &str) -> Kind {
         "volume" => Kind::Volume,
         "job" => Kind::Job,
         "image" => Kind::Image,
+        "policy" | "policy name" => Kind::Policy,
         _ => Kind::Snapshot,
     }
 }

@@ -239,11 +239,15 @@ impl Service {
         limit: u64,
     ) -> Result<(Vec<Job>, u64)> {
         self.check_account(caller)?;
+        // Ids none of which can name a job match nothing, not every job.
+        let Some(wanted) = crate::snapshots::parse_all(Kind::Job, ids_) else {
+            return Ok((Vec::new(), 0));
+        };
         let page = self
             .meta()
             .jobs(&JobFilter {
                 account: Some(caller.account.clone()),
-                ids: ids_.iter().filter_map(|i| ids::parse(Kind::Job, i)).collect(),
+                ids: wanted,
                 statuses: statuses.iter().map(|s| s.as_str().to_string()).collect(),
                 // Rows from before the neutral names carry the former one.
                 actions: action

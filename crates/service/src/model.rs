@@ -18,6 +18,8 @@ pub enum Kind {
     Job,
     Tag,
     Chain,
+    /// An automatic snapshot policy.
+    Policy,
 }
 
 impl std::fmt::Display for Kind {
@@ -30,6 +32,7 @@ impl std::fmt::Display for Kind {
             Kind::Job => "job",
             Kind::Tag => "tag",
             Kind::Chain => "snapshot chain",
+            Kind::Policy => "snapshot policy",
         })
     }
 }

@@ -360,6 +360,22 @@ impl Service {
             Ok(out)
         })
     }
+
+    /// Rename an image (a metadata write; the image's bytes do not change).
+    pub async fn rename_image(&self, caller: &Caller, id: &str, name: &str) -> Result<Image> {
+        retrying!(async {
+            self.check_account(caller)?;
+            let bare = self.parse_id(Kind::Image, id)?;
+            let mut row = self
+                .meta()
+                .image(&caller.account, &bare)
+                .await?
+                .ok_or_else(|| ServiceError::not_found(Kind::Image, id))?;
+            row.name = name.to_string();
+            self.meta().commit(Batch { put_images: vec![row.clone()], ..Default::default() }).await?;
+            Image::try_from(row)
+        })
+    }
 }
 
 #[cfg(test)]

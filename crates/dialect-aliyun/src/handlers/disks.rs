@@ -7,6 +7,7 @@ use disksnap_service::{
 };
 use serde_json::{json, Value};
 
+use super::tagging;
 use super::{
     answer_page, check_description, check_name, check_tag_keys, dry_run, ensure_tags, live_snapshot, required_region,
     Idempotency,
@@ -35,6 +36,7 @@ pub(super) async fn create_disk(ctx: &ApiContext, caller: &Caller, p: &Params) -
     }
     let tags = p.tags()?;
     check_tag_keys(&tags)?;
+    let group = tagging::check_group_param(p)?;
     let token = Idempotency::new(caller, "CreateDisk", p)?;
     if let Some(i) = instance {
         ctx.service.instance_volumes(caller, i).await?;
@@ -65,7 +67,7 @@ pub(super) async fn create_disk(ctx: &ApiContext, caller: &Caller, p: &Params) -
         None => None,
     };
     dry_run(p)?;
-    if let Some(v) = token.earlier() {
+    if let Some(v) = token.earlier(ctx).await? {
         return Ok(v);
     }
     let name = name.unwrap_or_default();
@@ -101,8 +103,9 @@ pub(super) async fn create_disk(ctx: &ApiContext, caller: &Caller, p: &Params) -
         let pairs = ensure_tags(ctx, caller, &tags).await?.into_iter().map(|t| (t, vol.id.clone())).collect::<Vec<_>>();
         ctx.service.attach_tags(caller, &pairs).await?;
     }
+    tagging::join_on_create(ctx, caller, tagging::ResourceType::Disk, &vol.id, group).await?;
     let v = json!({ "DiskId": show(Kind::Volume, &vol.id), "OrderId": "" });
-    token.remember(&v);
+    token.remember(ctx, &v).await?;
     Ok(v)
 }
 
@@ -137,12 +140,12 @@ pub(super) async fn create_image(ctx: &ApiContext, caller: &Caller, p: &Params) 
     let token = Idempotency::new(caller, "CreateImage", p)?;
     let s = live_snapshot(ctx, caller, snap_id).await?;
     dry_run(p)?;
-    if let Some(v) = token.earlier() {
+    if let Some(v) = token.earlier(ctx).await? {
         return Ok(v);
     }
     let (_job, img) = ctx.service.capture_image(caller, &s.id, name.unwrap_or_default()).await?;
     let v = json!({ "ImageId": show(Kind::Image, &img.id) });
-    token.remember(&v);
+    token.remember(ctx, &v).await?;
     Ok(v)
 }
 
@@ -186,8 +189,20 @@ pub(super) async fn describe_disks(ctx: &ApiContext, caller: &Caller, p: &Params
             ))
         }
     }
-    if p.get("SnapshotId").is_some() {
-        return Err(invalid("SnapshotId", "this server does not record which snapshot a disk was made from"));
+    // the snapshot a disk was made from (volumes.source_snapshot, kept since migration 0007);
+    // an id that names no snapshot of the account matches no disk
+    if let Some(s) = p.get("SnapshotId") {
+        match ctx.service.snapshot(caller, s).await {
+            Ok(snap) => q.source_snapshots = vec![snap.id],
+            Err(_) => nothing = true,
+        }
+    }
+    if let Some(g) = p.get("ResourceGroupId") {
+        let members = tagging::resources_in_group(ctx, caller, tagging::ResourceType::Disk, g).await?;
+        match tagging::narrow_to_group(Kind::Volume, &q.ids, members) {
+            Some(ids) => q.ids = ids,
+            None => nothing = true,
+        }
     }
     nothing |= p.bool("Encrypted")? == Some(true);
     nothing |= p.get("Category").is_some_and(|c| !c.eq_ignore_ascii_case("cloud_essd") && c != "all");
@@ -211,8 +226,13 @@ pub(super) async fn describe_disks(ctx: &ApiContext, caller: &Caller, p: &Params
     }
     dry_run(p)?;
     let (vols, total) = if nothing { (vec![], 0) } else { ctx.service.volumes(caller, &q).await? };
-    let items: Vec<Value> =
-        vols.iter().map(|v| value(&DiskItem::from_volume(v, &region_of(ctx, Some(&r), &v.zone)))).collect();
+    let mut items = Vec::with_capacity(vols.len());
+    for v in &vols {
+        let mut item = DiskItem::from_volume(v, &region_of(ctx, Some(&r), &v.zone));
+        item.resource_group_id =
+            tagging::group_of(ctx, caller, tagging::ResourceType::Disk, &v.id).await?.unwrap_or_default();
+        items.push(value(&item));
+    }
     Ok(answer_page(&paging, total, items.len(), "Disks", "Disk", items))
 }
 

@@ -1,18 +1,19 @@
 //! One function per action: read the parameters, call the service, shape the answer. The
 //! rules of snapshots live in the service; only Aliyun's own rules (Force, DryRun, name
 //! formats, ClientToken, the disk a snapshot belongs to) are decided here. Snapshot actions are
-//! here; disks, images, links and usage in [`disks`].
+//! here; disk creation and listing, links and usage in [`disks`]; the rest of a disk's and an
+//! image's life in [`lifecycle`]; tags and resource groups in [`tagging`].
 
 mod disks;
+mod lifecycle;
+mod tagging;
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use disksnap_api_common::ApiContext;
 use disksnap_service::{
     Caller, CreateSnapshots, DeleteScope, JobStatus, Kind, Origin, ServiceError, Snapshot, SnapshotFilter,
-    SnapshotStatus, VolumeKind,
+    SnapshotStatus, StateKind, VolumeKind,
 };
 use serde_json::{json, Value};
 
@@ -36,6 +37,21 @@ pub async fn call(ctx: &ApiContext, caller: &Caller, e: Endpoint, p: &Params, ho
         Endpoint::DescribeDisks => disks::describe_disks(ctx, caller, p).await,
         Endpoint::DescribeSnapshotLinks => disks::describe_links(ctx, caller, p).await,
         Endpoint::DescribeSnapshotsUsage => disks::snapshots_usage(ctx, caller, p).await,
+        Endpoint::DeleteDisk => lifecycle::delete_disk(ctx, caller, p).await,
+        Endpoint::ResizeDisk => lifecycle::resize_disk(ctx, caller, p).await,
+        Endpoint::ModifyDiskAttribute => lifecycle::modify_disk(ctx, caller, p).await,
+        Endpoint::AttachDisk => lifecycle::attach_disk(ctx, caller, p).await,
+        Endpoint::DetachDisk => lifecycle::detach_disk(ctx, caller, p).await,
+        Endpoint::TagResources => tagging::tag_resources(ctx, caller, p).await,
+        Endpoint::UntagResources => tagging::untag_resources(ctx, caller, p).await,
+        Endpoint::ListTagResources => tagging::list_tag_resources(ctx, caller, p).await,
+        Endpoint::AddTags => tagging::add_tags(ctx, caller, p).await,
+        Endpoint::RemoveTags => tagging::remove_tags(ctx, caller, p).await,
+        Endpoint::DescribeTags => tagging::describe_tags(ctx, caller, p).await,
+        Endpoint::DescribeImages => lifecycle::describe_images(ctx, caller, p).await,
+        Endpoint::DeleteImage => lifecycle::delete_image(ctx, caller, p).await,
+        Endpoint::ModifyImageAttribute => lifecycle::modify_image(ctx, caller, p).await,
+        Endpoint::JoinResourceGroup => tagging::join_resource_group(ctx, caller, p).await,
         Endpoint::DescribeRegions => {
             region(ctx, p, false)?;
             Ok(describe_regions(ctx, host))
@@ -135,17 +151,11 @@ async fn ensure_tags(ctx: &ApiContext, caller: &Caller, pairs: &[(String, Option
     Ok(out)
 }
 
-/// ClientToken: the same token within 24 h returns the first answer (kept in this process).
+/// ClientToken: the same token within 24 h returns the first answer. Kept in the metadata
+/// store (service request state), so a restart or another node gives the same answer.
 struct Idempotency {
-    key: Option<(String, &'static str, String)>,
-}
-
-/// (account, action, token) → when, and the answer given.
-type TokenMap = HashMap<(String, &'static str, String), (Instant, Value)>;
-
-fn tokens() -> &'static Mutex<TokenMap> {
-    static T: OnceLock<Mutex<TokenMap>> = OnceLock::new();
-    T.get_or_init(Default::default)
+    /// (account, `Action/token`)
+    key: Option<(String, String)>,
 }
 
 const TOKEN_LIFE: Duration = Duration::from_secs(24 * 3600);
@@ -156,21 +166,21 @@ impl Idempotency {
         if t.len() > 64 || !t.is_ascii() {
             return Err(invalid("ClientToken", "at most 64 ASCII characters"));
         }
-        Ok(Idempotency { key: Some((caller.account.clone(), action, t.to_string())) })
+        Ok(Idempotency { key: Some((caller.account.clone(), format!("{action}/{t}"))) })
     }
 
-    fn earlier(&self) -> Option<Value> {
-        let key = self.key.as_ref()?;
-        let map = tokens().lock().unwrap_or_else(|e| e.into_inner());
-        map.get(key).filter(|(t, _)| t.elapsed() < TOKEN_LIFE).map(|(_, v)| v.clone())
+    async fn earlier(&self, ctx: &ApiContext) -> Res<Option<Value>> {
+        let Some((account, key)) = &self.key else { return Ok(None) };
+        let found = ctx.service.recall(StateKind::ClientToken, account, key).await?;
+        // a row this server wrote is JSON; anything else is treated as never answered
+        Ok(found.and_then(|(v, _)| serde_json::from_str(&v).ok()))
     }
 
-    fn remember(&self, v: &Value) {
-        if let Some(key) = &self.key {
-            let mut map = tokens().lock().unwrap_or_else(|e| e.into_inner());
-            map.retain(|_, (t, _)| t.elapsed() < TOKEN_LIFE);
-            map.insert(key.clone(), (Instant::now(), v.clone()));
+    async fn remember(&self, ctx: &ApiContext, v: &Value) -> Res<()> {
+        if let Some((account, key)) = &self.key {
+            ctx.service.remember(StateKind::ClientToken, account, key, &v.to_string(), Some(TOKEN_LIFE)).await?;
         }
+        Ok(())
     }
 }
 
@@ -262,15 +272,27 @@ async fn describe_snapshots(ctx: &ApiContext, caller: &Caller, p: &Params) -> Re
         q.encrypted = Some(true);
     }
     nothing |= p.get("Category").is_some_and(|c| !c.eq_ignore_ascii_case("standard"));
-    nothing |= p.get("KMSKeyId").is_some() || p.get("ResourceGroupId").is_some();
+    nothing |= p.get("KMSKeyId").is_some();
+    if let Some(g) = p.get("ResourceGroupId") {
+        let members = tagging::resources_in_group(ctx, caller, tagging::ResourceType::Snapshot, g).await?;
+        match tagging::narrow_to_group(Kind::Snapshot, &q.ids, members) {
+            Some(ids) => q.ids = ids,
+            None => nothing = true,
+        }
+    }
     q.tag_pairs = p.tags()?;
     let (from, to) = p.creation_filters()?;
     (q.created_from, q.created_to) = (from.map(|t| t.timestamp_millis()), to.map(|t| t.timestamp_millis()));
     dry_run(p)?;
     let (snaps, total) = if nothing { (vec![], 0) } else { ctx.service.snapshots(caller, &q).await? };
     let now = chrono::Utc::now();
-    let items: Vec<Value> =
-        snaps.iter().map(|s| value(&SnapshotItem::from_snapshot(s, &region_of(ctx, Some(&r), &s.zone), now))).collect();
+    let mut items = Vec::with_capacity(snaps.len());
+    for s in &snaps {
+        let mut item = SnapshotItem::from_snapshot(s, &region_of(ctx, Some(&r), &s.zone), now);
+        item.resource_group_id =
+            tagging::group_of(ctx, caller, tagging::ResourceType::Snapshot, &s.id).await?.unwrap_or_default();
+        items.push(value(&item));
+    }
     Ok(answer_page(&paging, total, items.len(), "Snapshots", "Snapshot", items))
 }
 
@@ -284,12 +306,13 @@ async fn create_snapshot(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<V
     let retention = p.int("RetentionDays", 1, 65536)?.map(|d| d as u32);
     let tags = p.tags()?;
     check_tag_keys(&tags)?;
+    let group = tagging::check_group_param(p)?;
     let token = Idempotency::new(caller, "CreateSnapshot", p)?;
     if p.bool("DryRun")? == Some(true) {
         ctx.service.volume(caller, disk).await?;
         dry_run(p)?;
     }
-    if let Some(v) = token.earlier() {
+    if let Some(v) = token.earlier(ctx).await? {
         return Ok(v);
     }
     // ECS keeps at most 256 manual snapshots per disk (help.aliyun.com/document_detail/25524.htm)
@@ -319,8 +342,9 @@ async fn create_snapshot(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<V
     };
     let (_job, snaps) = ctx.service.create_snapshots(caller, req).await?;
     let id = snaps.first().map(|s| s.id.clone()).ok_or_else(|| ServiceError::Internal("no snapshot made".into()))?;
+    tagging::join_on_create(ctx, caller, tagging::ResourceType::Snapshot, &id, group).await?;
     let v = json!({ "SnapshotId": show(Kind::Snapshot, &id) });
-    token.remember(&v);
+    token.remember(ctx, &v).await?;
     Ok(v)
 }
 
@@ -417,20 +441,5 @@ mod tests {
         assert_eq!((e.code(), e.http_status()), ("InvalidDescription.Malformed", 404));
         assert!(check_tag_keys(&[("acs:x".into(), None)]).is_err());
         assert!(check_tag_keys(&[("team".into(), None)]).is_ok());
-    }
-
-    #[test]
-    fn client_tokens_replay_the_first_answer() {
-        let caller = Caller::new("a");
-        let p = Params(vec![("ClientToken".into(), "tok-1".into())]);
-        let t = Idempotency::new(&caller, "CreateSnapshot", &p).unwrap();
-        assert_eq!(t.earlier(), None);
-        t.remember(&json!({"SnapshotId": "s-1"}));
-        let again = Idempotency::new(&caller, "CreateSnapshot", &p).unwrap();
-        assert_eq!(again.earlier(), Some(json!({"SnapshotId": "s-1"})));
-        let other = Idempotency::new(&Caller::new("b"), "CreateSnapshot", &p).unwrap();
-        assert_eq!(other.earlier(), None);
-        let long = Params(vec![("ClientToken".into(), "x".repeat(65))]);
-        assert!(Idempotency::new(&caller, "CreateSnapshot", &long).is_err());
     }
 }

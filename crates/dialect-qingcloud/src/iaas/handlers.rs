@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::router::Action;
 use crate::error::QcError;
-use crate::ids::is_instance_id;
+use crate::ids::{check, check_volume_or_instance, checked, filter_ids, is_instance_id};
 use crate::listing;
 use crate::params::Params;
 use crate::wire;
@@ -68,12 +68,20 @@ pub async fn handle(ctx: &ApiContext, who: &Verified, action: Action, p: &Params
     }
 }
 
-fn required_list(p: &Params, key: &str) -> Result<Vec<String>, QcError> {
+/// A list of ids of `kind`, at least one (each checked: [`check`]).
+fn required_list(p: &Params, key: &str, kind: Kind) -> Result<Vec<String>, QcError> {
     let l = p.list(key);
     if l.is_empty() {
         return Err(QcError::invalid(format!("parameter [{key}.n] is required (at least one)")));
     }
-    Ok(l)
+    checked(kind, l)
+}
+
+/// One id parameter of `kind`, required (checked: [`check`]).
+fn required_id<'a>(p: &'a Params, key: &str, kind: Kind) -> Result<&'a str, QcError> {
+    let id = p.required(key)?;
+    check(kind, id)?;
+    Ok(id)
 }
 
 fn paging(p: &Params) -> Result<(u64, u64), QcError> {
@@ -129,7 +137,13 @@ impl H<'_> {
     }
 
     async fn create_snapshots(&self, p: &Params) -> Out {
-        let resources = required_list(p, "resources")?;
+        let resources = p.list("resources");
+        if resources.is_empty() {
+            return Err(QcError::invalid("parameter [resources.n] is required (at least one)"));
+        }
+        for r in &resources {
+            check_volume_or_instance(r)?;
+        }
         let (instances, volumes): (Vec<String>, Vec<String>) =
             resources.iter().cloned().partition(|r| is_instance_id(r));
         let req = CreateSnapshots {
@@ -159,7 +173,7 @@ impl H<'_> {
     }
 
     async fn delete_snapshots(&self, p: &Params) -> Out {
-        let ids = required_list(p, "snapshots")?;
+        let ids = required_list(p, "snapshots", Kind::Snapshot)?;
         // QingCloud's rule: a point takes its later points with it. `merge_action=commit` (SDK
         // only) keeps them: the engine's native single-point delete.
         let scope = match p.get("merge_action") {
@@ -174,7 +188,7 @@ impl H<'_> {
     }
 
     async fn apply_snapshots(&self, p: &Params) -> Out {
-        let ids = required_list(p, "snapshots")?;
+        let ids = required_list(p, "snapshots", Kind::Snapshot)?;
         // Check every point first so a bad id in the list starts nothing.
         for id in &ids {
             self.svc().snapshot(&self.caller, id).await?;
@@ -188,19 +202,19 @@ impl H<'_> {
     }
 
     async fn modify_snapshot(&self, p: &Params) -> Out {
-        let id = p.required("snapshot")?;
+        let id = required_id(p, "snapshot", Kind::Snapshot)?;
         self.svc().modify_snapshot(&self.caller, id, p.get("snapshot_name"), p.get("description")).await?;
         Ok(json!({}))
     }
 
     async fn capture_instance(&self, p: &Params) -> Out {
-        let id = p.required("snapshot")?;
+        let id = required_id(p, "snapshot", Kind::Snapshot)?;
         let (job, image) = self.svc().capture_image(&self.caller, id, p.get("image_name").unwrap_or("")).await?;
         Ok(json!({"image_id": display(Kind::Image, &image.id), "job_id": display(Kind::Job, &job.id)}))
     }
 
     async fn volume_from_snapshot(&self, p: &Params) -> Out {
-        let id = p.required("snapshot")?;
+        let id = required_id(p, "snapshot", Kind::Snapshot)?;
         let name = p.get("volume_name").unwrap_or("");
         let (job, vol) = self.svc().create_volume_from_snapshot(&self.caller, id, name, Some(&self.zone)).await?;
         Ok(json!({"volume_id": display(Kind::Volume, &vol.id), "job_id": display(Kind::Job, &job.id)}))
@@ -255,14 +269,14 @@ impl H<'_> {
     }
 
     async fn delete_volumes(&self, p: &Params) -> Out {
-        let ids = required_list(p, "volumes")?;
+        let ids = required_list(p, "volumes", Kind::Volume)?;
         let job = self.svc().delete_volumes(&self.caller, &ids).await?;
         Ok(json!({"job_id": display(Kind::Job, &job.id)}))
     }
 
     async fn attach_volumes(&self, p: &Params) -> Out {
-        let ids = required_list(p, "volumes")?;
-        let instance = p.required("instance")?;
+        let ids = required_list(p, "volumes", Kind::Volume)?;
+        let instance = required_id(p, "instance", Kind::Instance)?;
         let vols = self.svc().attach_volumes(&self.caller, &ids, instance).await?;
         let job = self
             .svc()
@@ -272,9 +286,9 @@ impl H<'_> {
     }
 
     async fn detach_volumes(&self, p: &Params) -> Out {
-        let ids = required_list(p, "volumes")?;
+        let ids = required_list(p, "volumes", Kind::Volume)?;
         // `instance` is required by QingCloud; disksnap checks it names the volumes' instance.
-        let instance = p.required("instance")?;
+        let instance = required_id(p, "instance", Kind::Instance)?;
         let bare = parse(Kind::Instance, instance).ok_or_else(|| ServiceError::not_found(Kind::Instance, instance))?;
         for id in &ids {
             let v = self.svc().volume(&self.caller, id).await?;
@@ -300,7 +314,7 @@ impl H<'_> {
     }
 
     async fn resize_volumes(&self, p: &Params) -> Out {
-        let ids = required_list(p, "volumes")?;
+        let ids = required_list(p, "volumes", Kind::Volume)?;
         let size = p.int("size")?.ok_or_else(|| QcError::invalid("parameter [size] is required (GB)"))?;
         if size <= 0 {
             return Err(QcError::invalid(format!("parameter [size] should be a positive number of GB, not [{size}]")));
@@ -317,7 +331,7 @@ impl H<'_> {
     }
 
     async fn modify_volume(&self, p: &Params) -> Out {
-        let id = p.required("volume")?;
+        let id = required_id(p, "volume", Kind::Volume)?;
         self.svc().modify_volume(&self.caller, id, p.get("volume_name"), p.get("description")).await?;
         Ok(json!({}))
     }
@@ -333,7 +347,9 @@ impl H<'_> {
         let status = p.get("status");
         // Images are few per account: filter the whole list, then page.
         let (all, _) = self.svc().images(&self.caller, 0, u32::MAX as u64).await?;
-        let wanted: Vec<String> = ids.iter().filter_map(|i| parse(Kind::Image, i)).collect();
+        // An id of another kind ([`check`]) is in `ids` but not in `wanted`: it matches nothing.
+        let wanted: Vec<String> =
+            ids.iter().filter(|i| check(Kind::Image, i).is_ok()).filter_map(|i| parse(Kind::Image, i)).collect();
         let matching: Vec<_> = all
             .into_iter()
             .filter(|i| i.zone == self.zone)
@@ -352,7 +368,7 @@ impl H<'_> {
     }
 
     async fn delete_images(&self, p: &Params) -> Out {
-        let ids = required_list(p, "images")?;
+        let ids = required_list(p, "images", Kind::Image)?;
         let gone = self.svc().delete_images(&self.caller, &ids).await?;
         let job = self
             .svc()
@@ -377,7 +393,10 @@ impl H<'_> {
             },
             None => None,
         };
-        let (jobs, total) = self.svc().jobs(&self.caller, &p.list("jobs"), &statuses, action, offset, limit).await?;
+        let Some(jobs) = filter_ids(Kind::Job, p.list("jobs")) else {
+            return Ok(listed("job_set", Vec::new(), 0));
+        };
+        let (jobs, total) = self.svc().jobs(&self.caller, &jobs, &statuses, action, offset, limit).await?;
         Ok(listed("job_set", jobs.iter().map(|j| wire::job_item(j, &self.account)).collect(), total))
     }
 
@@ -408,7 +427,11 @@ impl H<'_> {
         if self.other_owner(p) {
             return Ok(listed("tag_set", vec![], 0));
         }
-        let wanted: Vec<String> = p.list("tags").iter().filter_map(|t| parse(Kind::Tag, t)).collect();
+        let wanted: Vec<String> = filter_ids(Kind::Tag, p.list("tags"))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| parse(Kind::Tag, t))
+            .collect();
         let given = !p.list("tags").is_empty();
         let search = p.get("search_word").map(str::to_ascii_lowercase);
         let tags: Vec<_> = self
@@ -466,6 +489,8 @@ impl H<'_> {
                     "resource_type [{kind}] cannot be tagged here; use snapshot or volume"
                 )));
             }
+            check(Kind::Tag, &tag)?;
+            check(if kind == "snapshot" { Kind::Snapshot } else { Kind::Volume }, &resource)?;
             pairs.push((tag, resource));
         }
         if attach {
@@ -477,7 +502,7 @@ impl H<'_> {
     }
 
     async fn delete_tags(&self, p: &Params) -> Out {
-        let ids = required_list(p, "tags")?;
+        let ids = required_list(p, "tags", Kind::Tag)?;
         self.svc().delete_tags(&self.caller, &ids).await?;
         Ok(json!({}))
     }

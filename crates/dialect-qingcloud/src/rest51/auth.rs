@@ -1,58 +1,47 @@
 //! OAuth2 client credentials (RFC 6749 §4.4) as the 51idc SDK speaks it: `POST /v2/oauth2/token`
 //! with HTTP Basic `apiKey:secretKey` (the account's QingCloud pair), then `Authorization:
-//! Bearer <token>` on every call. Tokens are random, held in memory, and expire.
+//! Bearer <token>` on every call. Tokens are random, kept (hashed) in the metadata store, and
+//! expire.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use disksnap_api_common::{encode, sign, RawRequest};
+use disksnap_api_common::{encode, sign, ApiContext, RawRequest};
+use disksnap_service::StateKind;
 use serde_json::json;
 
 use super::Rest51;
 use crate::error::QcError;
 
-#[derive(Default)]
-pub struct Tokens {
-    live: Mutex<HashMap<String, (String, Instant)>>,
+/// Issue a token for `account`, kept (hashed) in the metadata store until it expires, so it
+/// stays valid across a restart.
+async fn issue(ctx: &ApiContext, account: &str, lifetime: Duration) -> Result<String, QcError> {
+    let token = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+    ctx.service.remember(StateKind::OAuth2Token, "", &token, account, Some(lifetime)).await?;
+    Ok(token)
 }
 
-impl Tokens {
-    fn issue(&self, account: &str, lifetime: Duration) -> String {
-        let token = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        live.retain(|_, (_, exp)| *exp > now);
-        live.insert(token.clone(), (account.to_string(), now + lifetime));
-        token
-    }
-
-    /// The account of the request's bearer token. The SDK re-sends a request after a 401 with a
-    /// second Authorization header added, so the last one counts (dialects.md §3.3).
-    pub fn account_of(&self, headers: &HeaderMap) -> Result<String, QcError> {
-        let value =
-            headers.get_all(header::AUTHORIZATION).iter().next_back().and_then(|v| v.to_str().ok()).ok_or_else(
-                || {
-                    QcError::Auth(
-                        "an Authorization: Bearer <token> header is required; get a token from POST /v2/oauth2/token"
-                            .into(),
-                    )
-                },
-            )?;
-        let token = value
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .ok_or_else(|| QcError::Auth("the Authorization header must be Bearer <token>".into()))?;
-        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        match live.get(token) {
-            Some((account, exp)) if *exp > Instant::now() => Ok(account.clone()),
-            Some(_) => Err(QcError::Auth("the access token has expired; request a new one".into())),
-            None => Err(QcError::Auth("the access token is not valid; request a new one".into())),
-        }
+/// The account of the request's bearer token. The SDK re-sends a request after a 401 with a
+/// second Authorization header added, so the last one counts (dialects.md §3.3).
+pub async fn account_of(ctx: &ApiContext, headers: &HeaderMap) -> Result<String, QcError> {
+    let value =
+        headers.get_all(header::AUTHORIZATION).iter().next_back().and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            QcError::Auth(
+                "an Authorization: Bearer <token> header is required; get a token from POST /v2/oauth2/token".into(),
+            )
+        })?;
+    let token = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| QcError::Auth("the Authorization header must be Bearer <token>".into()))?;
+    // an expired token is not read back: the store keeps none past its expiry
+    match ctx.service.recall(StateKind::OAuth2Token, "", token).await? {
+        Some((account, _)) => Ok(account),
+        None => Err(QcError::Auth("the access token is not valid or has expired; request a new one".into())),
     }
 }
 
@@ -110,7 +99,17 @@ pub async fn token(State(st): State<Arc<Rest51>>, req: Request) -> Response {
         }
     }
     let lifetime = st.ctx.token_lifetime;
-    let token = st.tokens.issue(&account, lifetime);
+    let token = match issue(&st.ctx, &account, lifetime).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = ?e, "issuing an OAuth2 token failed");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the token could not be stored; retry",
+            );
+        }
+    };
     let body = json!({"access_token": token, "token_type": "Bearer", "expires_in": lifetime.as_secs()});
     (
         StatusCode::OK,

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{Call, Rest51};
 use crate::error::QcError;
-use crate::ids::is_instance_id;
+use crate::ids::{check, check_volume_or_instance, checked, is_instance_id};
 use crate::listing::{self, ListParams};
 use crate::wire;
 
@@ -137,9 +137,9 @@ fn job_resources(j: &Job) -> Vec<String> {
         .collect()
 }
 
-fn answer(st: &Rest51, call: &Call, job: &Job) -> Value {
-    st.remember_job(&job.id, &call.request_id);
-    job_object(job, &call.zone_as_written, &call.request_id)
+async fn answer(st: &Rest51, call: &Call, job: &Job) -> Out {
+    st.remember_job(&call.caller(), &job.id, &call.request_id).await?;
+    Ok(job_object(job, &call.zone_as_written, &call.request_id))
 }
 
 pub async fn list_snapshots(st: &Rest51, call: &Call) -> Out {
@@ -165,6 +165,9 @@ pub async fn create_snapshots(st: &Rest51, call: &Call) -> Out {
     if resources.is_empty() {
         return Err(QcError::invalid("parameter [resources] is required (an array of vol-… or i-… ids)"));
     }
+    for r in &resources {
+        check_volume_or_instance(r)?;
+    }
     let (instances, volumes): (Vec<String>, Vec<String>) = resources.into_iter().partition(|r| is_instance_id(r));
     let req = CreateSnapshots {
         volumes,
@@ -174,7 +177,7 @@ pub async fn create_snapshots(st: &Rest51, call: &Call) -> Out {
         ..Default::default()
     };
     let (job, _) = st.ctx.service.create_snapshots(&call.caller(), req).await?;
-    Ok(answer(st, call, &job))
+    answer(st, call, &job).await
 }
 
 pub async fn delete(st: &Rest51, call: &Call, ids: &str) -> Out {
@@ -188,12 +191,13 @@ pub async fn delete(st: &Rest51, call: &Call, ids: &str) -> Out {
             ids.len()
         )));
     }
+    let ids = checked(Kind::Snapshot, ids)?;
     let job = st.ctx.service.delete_snapshots(&call.caller(), &ids, DeleteScope::PointAndLater).await?;
-    Ok(answer(st, call, &job))
+    answer(st, call, &job).await
 }
 
 pub async fn apply(st: &Rest51, call: &Call) -> Out {
-    let ids = call.list("snapshots")?;
+    let ids = checked(Kind::Snapshot, call.list("snapshots")?)?;
     if ids.is_empty() {
         return Err(QcError::invalid("parameter [snapshots] is required (an array of snapshot ids)"));
     }
@@ -208,26 +212,29 @@ pub async fn apply(st: &Rest51, call: &Call) -> Out {
         first.get_or_insert(job);
     }
     let job = first.expect("at least one id");
-    Ok(answer(st, call, &job))
+    answer(st, call, &job).await
 }
 
 pub async fn capture_instance(st: &Rest51, call: &Call) -> Out {
     let id = call.required("snapshot")?;
+    check(Kind::Snapshot, &id)?;
     let name = call.text("image_name").unwrap_or_default();
     let (job, _) = st.ctx.service.capture_image(&call.caller(), &id, &name).await?;
-    Ok(answer(st, call, &job))
+    answer(st, call, &job).await
 }
 
 pub async fn create_volume(st: &Rest51, call: &Call) -> Out {
     let id = call.required("snapshot")?;
+    check(Kind::Snapshot, &id)?;
     let name = call.text("volume_name").unwrap_or_default();
     let (job, _) = st.ctx.service.create_volume_from_snapshot(&call.caller(), &id, &name, Some(&call.zone)).await?;
-    Ok(answer(st, call, &job))
+    answer(st, call, &job).await
 }
 
 pub async fn job(st: &Rest51, call: &Call, id: &str) -> Out {
+    check(Kind::Job, id)?;
     let job = st.ctx.service.job(&call.caller(), id).await?;
-    let rid = st.request_of(&job.id).unwrap_or_else(|| call.request_id.clone());
+    let rid = st.request_of(&call.caller(), &job.id).await?.unwrap_or_else(|| call.request_id.clone());
     Ok(job_object(&job, &call.zone_as_written, &rid))
 }
 

@@ -5,8 +5,7 @@
 mod auth;
 mod handlers;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, Method, StatusCode};
@@ -14,18 +13,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use disksnap_api_common::{encode, pipeline, ApiContext, Dialect, EndpointName, KeyKind, RawRequest, RequestId};
-use disksnap_service::Kind;
+use disksnap_service::{Caller, Kind, StateKind};
 use serde_json::{json, Value};
 
 use crate::error::QcError;
 use crate::params::Params;
 
-/// Per-process state: issued tokens and the request that made each job (the Job object shows
-/// `request_id`; kept in memory, so after a restart a job shows the id of the request reading it).
+/// The dialect's state. Issued tokens and the request that made each job (the Job object
+/// shows `request_id`) are service request state, kept in the metadata store, so a restart
+/// keeps them.
 pub struct Rest51 {
     pub ctx: ApiContext,
-    pub tokens: auth::Tokens,
-    job_requests: Mutex<HashMap<String, String>>,
 }
 
 /// Everything under `/v2/zone` is this dialect's, whatever its segments hold (empty ones, bytes
@@ -33,7 +31,7 @@ pub struct Rest51 {
 /// such request falls through to the OpenStack `/v2/{project}/…` routes or to axum's
 /// plain-text rejections.
 pub fn routes(ctx: ApiContext) -> Router {
-    let st = Arc::new(Rest51 { ctx, tokens: auth::Tokens::default(), job_requests: Mutex::new(HashMap::new()) });
+    let st = Arc::new(Rest51 { ctx });
     Router::new()
         .route("/v2/oauth2/token", any(auth::token))
         .route("/v2/zone", any(pipeline::handler::<Rest51>))
@@ -207,7 +205,7 @@ impl Dialect for Rest51 {
                 | Route::Volumes { zone },
             ) => zone.clone(),
         };
-        let account = self.tokens.account_of(&raw.headers)?;
+        let account = auth::account_of(&self.ctx, &raw.headers).await?;
         let zone_c = self.ctx.service.resolve_zone(&zone)?;
         // `+` is literal in this dialect: the SDK does not form-encode values (dialects.md §3.4).
         let params = Params(encode::parse_pairs(&raw.query, |_| true));
@@ -295,12 +293,18 @@ impl Dialect for Rest51 {
     }
 }
 
+/// How long a job's request id is kept (a job older than this shows the id of the request
+/// reading it, as every job did before the ids were kept).
+const JOB_REQUEST_LIFE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl Rest51 {
-    pub fn remember_job(&self, job: &str, request_id: &str) {
-        self.job_requests.lock().unwrap_or_else(|p| p.into_inner()).insert(job.to_string(), request_id.to_string());
+    /// Record the request that made a job (service request state: kept across restarts).
+    pub async fn remember_job(&self, caller: &Caller, job: &str, request_id: &str) -> Result<(), QcError> {
+        let svc = &self.ctx.service;
+        Ok(svc.remember(StateKind::JobRequest, &caller.account, job, request_id, Some(JOB_REQUEST_LIFE)).await?)
     }
 
-    pub fn request_of(&self, job: &str) -> Option<String> {
-        self.job_requests.lock().unwrap_or_else(|p| p.into_inner()).get(job).cloned()
+    pub async fn request_of(&self, caller: &Caller, job: &str) -> Result<Option<String>, QcError> {
+        Ok(self.ctx.service.recall(StateKind::JobRequest, &caller.account, job).await?.map(|(r, _)| r))
     }
 }

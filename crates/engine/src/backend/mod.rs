@@ -46,6 +46,13 @@ pub trait Backend: Send + Sync + 'static {
     /// chunks first, so each range is one read or one ranged GET).
     fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Vec<Vec<u8>>>;
 
+    /// One byte range of one object into `buf` (replacing its contents), so a reader can
+    /// reuse one buffer for all its reads instead of allocating (and zeroing) one per read.
+    fn read_range_into(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.get_ranges(key, std::slice::from_ref(&range))?.remove(0);
+        Ok(())
+    }
+
     /// Whether `key` exists (a remote backend may answer with a HEAD instead of a GET).
     fn exists(&self, key: &str) -> Result<bool> {
         match self.get(key) {
@@ -84,5 +91,12 @@ pub trait Backend: Send + Sync + 'static {
     /// object store over the network several).
     fn upload_concurrency(&self) -> usize {
         2
+    }
+
+    /// How many reads a restore should keep in flight. Reads block (a cold page cache, a GET
+    /// over the network), so a restore runs them on this many threads, more than the cores,
+    /// to keep the disk's queue or the connection pool busy while others decode.
+    fn read_concurrency(&self) -> usize {
+        8
     }
 }

@@ -256,6 +256,7 @@ pub(super) async fn volumes(pool: &PgPool, f: &VolumeFilter) -> Result<Page<Volu
         push_eq(&mut q, "account", &f.account);
         push_in(&mut q, "id", &f.ids);
         push_in(&mut q, "instance_id", &f.instance_ids);
+        push_in(&mut q, "source_snapshot", &f.source_snapshots);
         if f.statuses.is_empty() {
             q.push(" AND status <> 'deleted'");
         } else {

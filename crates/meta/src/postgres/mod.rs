@@ -1,16 +1,17 @@
 //! The PostgreSQL backend: the same rows, filters, batches and chunk index as the SQLite one
 //! (crate::sqlite), for several disksnap nodes sharing one database.
 //!
-//! Its schema is migrations-pg/ (SQLite's 0001-0008 as one step). Backend-neutral parts are
-//! shared with the SQLite backend: the row kinds' column lists (`sqlite::tables::Table`), the
-//! count cache and its key (`sqlite::snapshots`), LIKE escaping and JSON row decoding
-//! (`sqlite::sql`). What is PostgreSQL's own: `$n` placeholders, lists bound as one array
+//! Its schema is migrations-pg/ (SQLite's 0001-0008 as one step, 0009 as 0002, 0010-0011 as
+//! 0003). Backend-neutral parts are shared with the SQLite backend: the row kinds' column lists
+//! (`sqlite::tables::Table`), the count cache and its key (`sqlite::snapshots`), LIKE escaping
+//! and JSON row decoding (`sqlite::sql`). What is PostgreSQL's own: `$n` placeholders, lists bound as one array
 //! (`= ANY($n)`), rows handed over with `json_agg`, search words through a `pg_trgm` index,
 //! booleans as BOOLEAN, every text column `COLLATE "C"` (SQLite's byte order), and batch commits
 //! that take turns on an advisory lock ([`batch`]).
 //!
 //! By concern: [`batch`] (a batch's commit), [`sql`] (shared conditions, order and paging),
-//! [`lists`] (lookups and lists), [`chunk_index`] (the engine's chunk index rows).
+//! [`lists`] (lookups and lists), [`chunk_index`] (the engine's chunk index rows), [`state`]
+//! (request state), [`sessions`] (console sessions), [`policies`] (automatic snapshot policies).
 
 use std::time::Duration;
 
@@ -27,7 +28,10 @@ use crate::{Batch, MetaStore, Result, SnapshotListing};
 mod batch;
 mod chunk_index;
 mod lists;
+mod policies;
+mod sessions;
 mod sql;
+mod state;
 
 #[cfg(test)]
 pub(crate) use lists::snapshot_where;
@@ -72,8 +76,10 @@ where
 
 #[async_trait]
 impl MetaStore for PgMeta {
-    /// Nothing to do: PostgreSQL's autovacuum keeps the planner's statistics.
+    /// Expired request state goes (writes purge only their own kind and account); nothing
+    /// else to do: PostgreSQL's autovacuum keeps the planner's statistics.
     async fn maintain(&self) -> Result<()> {
+        state::purge(&self.pool, crate::sqlite::chrono_now_ms()).await?;
         Ok(())
     }
 
@@ -171,5 +177,107 @@ impl MetaStore for PgMeta {
 
     async fn tags_of(&self, resource_ids: &[String]) -> Result<Vec<(String, TagRow)>> {
         lists::tags_of(&self.pool, resource_ids).await
+    }
+
+    async fn state_get(&self, kind: &str, account: &str, key: &str, now: Millis) -> Result<Option<StateRow>> {
+        state::get(&self.pool, kind, account, key, now).await
+    }
+
+    async fn state_list(&self, kind: &str, account: &str, now: Millis) -> Result<Vec<StateRow>> {
+        state::list(&self.pool, kind, account, now).await
+    }
+
+    async fn state_keys(&self, kind: &str, account: &str, value: &str, now: Millis) -> Result<Vec<String>> {
+        state::keys(&self.pool, kind, account, value, now).await
+    }
+
+    async fn state_put(&self, row: &StateRow, keep: u64, now: Millis) -> Result<()> {
+        state::put(&self.pool, row, keep, now).await
+    }
+
+    async fn state_delete(&self, kind: &str, account: &str, key: &str) -> Result<bool> {
+        state::delete(&self.pool, kind, account, key).await
+    }
+
+    async fn state_purge(&self, now: Millis) -> Result<u64> {
+        state::purge(&self.pool, now).await
+    }
+
+    async fn console_session_put(&self, row: &ConsoleSessionRow) -> Result<()> {
+        sessions::put(&self.pool, row).await
+    }
+
+    async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSessionRow>> {
+        sessions::get(&self.pool, token_hash).await
+    }
+
+    async fn console_session_touch(&self, token_hash: &str, at: Millis) -> Result<()> {
+        sessions::touch(&self.pool, token_hash, at).await
+    }
+
+    async fn console_session_delete(&self, token_hash: &str) -> Result<()> {
+        sessions::delete(&self.pool, token_hash).await
+    }
+
+    async fn console_sessions_expire(&self, seen_before: Millis) -> Result<u64> {
+        sessions::expire(&self.pool, seen_before).await
+    }
+
+    async fn policy_put(&self, row: &PolicyRow) -> Result<()> {
+        policies::put(&self.pool, row).await
+    }
+
+    async fn policy(&self, account: &str, id: &str) -> Result<Option<PolicyRow>> {
+        policies::get(&self.pool, account, id).await
+    }
+
+    async fn policies(&self, account: Option<&str>) -> Result<Vec<PolicyRow>> {
+        policies::list(&self.pool, account).await
+    }
+
+    async fn policy_delete(&self, account: &str, id: &str) -> Result<bool> {
+        policies::delete(&self.pool, account, id).await
+    }
+
+    async fn policy_bind(&self, policy_id: &str, volume_ids: &[String]) -> Result<()> {
+        policies::bind(&self.pool, policy_id, volume_ids).await
+    }
+
+    async fn policy_unbind(&self, policy_id: &str, volume_ids: &[String]) -> Result<()> {
+        policies::unbind(&self.pool, policy_id, volume_ids).await
+    }
+
+    async fn policy_volumes(&self, policy_id: &str) -> Result<Vec<String>> {
+        policies::volumes(&self.pool, policy_id).await
+    }
+
+    async fn policy_of_volume(&self, volume_id: &str) -> Result<Option<String>> {
+        policies::of_volume(&self.pool, volume_id).await
+    }
+
+    async fn policy_slot_claim(&self, policy_id: &str, slot: Millis, runner: &str, at: Millis) -> Result<bool> {
+        policies::claim(&self.pool, policy_id, slot, runner, at).await
+    }
+
+    async fn policy_slot_started(
+        &self,
+        policy_id: &str,
+        slot: Millis,
+        job_id: &str,
+        made: &[PolicySnapshotRow],
+    ) -> Result<()> {
+        policies::slot_started(&self.pool, policy_id, slot, job_id, made).await
+    }
+
+    async fn policy_slots(&self, policy_id: &str) -> Result<Vec<(Millis, Option<String>)>> {
+        policies::slots(&self.pool, policy_id).await
+    }
+
+    async fn policy_snapshots(&self, policy_id: &str) -> Result<Vec<PolicySnapshotRow>> {
+        policies::snapshots(&self.pool, policy_id).await
+    }
+
+    async fn policy_forget_snapshots(&self, snapshot_ids: &[String]) -> Result<()> {
+        policies::forget_snapshots(&self.pool, snapshot_ids).await
     }
 }

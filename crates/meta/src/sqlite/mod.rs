@@ -28,8 +28,11 @@ use crate::{Batch, MetaError, MetaStore, Result, SnapshotListing};
 mod batch;
 mod images;
 mod jobs;
+mod policies;
+mod sessions;
 pub(crate) mod snapshots;
 pub(crate) mod sql;
+mod state;
 pub(crate) mod tables;
 mod tags;
 #[cfg(test)]
@@ -85,6 +88,8 @@ impl SqliteMeta {
 #[async_trait]
 impl MetaStore for SqliteMeta {
     async fn maintain(&self) -> Result<()> {
+        // expired request state goes too (writes purge only their own kind and account)
+        state::purge(&self.pool, chrono_now_ms()).await?;
         self.optimize().await
     }
 
@@ -183,4 +188,111 @@ impl MetaStore for SqliteMeta {
     async fn tags_of(&self, resource_ids: &[String]) -> Result<Vec<(String, TagRow)>> {
         tags::tags_of(&self.pool, resource_ids).await
     }
+
+    async fn state_get(&self, kind: &str, account: &str, key: &str, now: Millis) -> Result<Option<StateRow>> {
+        state::get(&self.pool, kind, account, key, now).await
+    }
+
+    async fn state_list(&self, kind: &str, account: &str, now: Millis) -> Result<Vec<StateRow>> {
+        state::list(&self.pool, kind, account, now).await
+    }
+
+    async fn state_keys(&self, kind: &str, account: &str, value: &str, now: Millis) -> Result<Vec<String>> {
+        state::keys(&self.pool, kind, account, value, now).await
+    }
+
+    async fn state_put(&self, row: &StateRow, keep: u64, now: Millis) -> Result<()> {
+        state::put(&self.pool, row, keep, now).await
+    }
+
+    async fn state_delete(&self, kind: &str, account: &str, key: &str) -> Result<bool> {
+        state::delete(&self.pool, kind, account, key).await
+    }
+
+    async fn state_purge(&self, now: Millis) -> Result<u64> {
+        state::purge(&self.pool, now).await
+    }
+
+    async fn console_session_put(&self, row: &ConsoleSessionRow) -> Result<()> {
+        sessions::put(&self.pool, row).await
+    }
+
+    async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSessionRow>> {
+        sessions::get(&self.pool, token_hash).await
+    }
+
+    async fn console_session_touch(&self, token_hash: &str, at: Millis) -> Result<()> {
+        sessions::touch(&self.pool, token_hash, at).await
+    }
+
+    async fn console_session_delete(&self, token_hash: &str) -> Result<()> {
+        sessions::delete(&self.pool, token_hash).await
+    }
+
+    async fn console_sessions_expire(&self, seen_before: Millis) -> Result<u64> {
+        sessions::expire(&self.pool, seen_before).await
+    }
+
+    async fn policy_put(&self, row: &PolicyRow) -> Result<()> {
+        policies::put(&self.pool, row).await
+    }
+
+    async fn policy(&self, account: &str, id: &str) -> Result<Option<PolicyRow>> {
+        policies::get(&self.pool, account, id).await
+    }
+
+    async fn policies(&self, account: Option<&str>) -> Result<Vec<PolicyRow>> {
+        policies::list(&self.pool, account).await
+    }
+
+    async fn policy_delete(&self, account: &str, id: &str) -> Result<bool> {
+        policies::delete(&self.pool, account, id).await
+    }
+
+    async fn policy_bind(&self, policy_id: &str, volume_ids: &[String]) -> Result<()> {
+        policies::bind(&self.pool, policy_id, volume_ids).await
+    }
+
+    async fn policy_unbind(&self, policy_id: &str, volume_ids: &[String]) -> Result<()> {
+        policies::unbind(&self.pool, policy_id, volume_ids).await
+    }
+
+    async fn policy_volumes(&self, policy_id: &str) -> Result<Vec<String>> {
+        policies::volumes(&self.pool, policy_id).await
+    }
+
+    async fn policy_of_volume(&self, volume_id: &str) -> Result<Option<String>> {
+        policies::of_volume(&self.pool, volume_id).await
+    }
+
+    async fn policy_slot_claim(&self, policy_id: &str, slot: Millis, runner: &str, at: Millis) -> Result<bool> {
+        policies::claim(&self.pool, policy_id, slot, runner, at).await
+    }
+
+    async fn policy_slot_started(
+        &self,
+        policy_id: &str,
+        slot: Millis,
+        job_id: &str,
+        made: &[PolicySnapshotRow],
+    ) -> Result<()> {
+        policies::slot_started(&self.pool, policy_id, slot, job_id, made).await
+    }
+
+    async fn policy_slots(&self, policy_id: &str) -> Result<Vec<(Millis, Option<String>)>> {
+        policies::slots(&self.pool, policy_id).await
+    }
+
+    async fn policy_snapshots(&self, policy_id: &str) -> Result<Vec<PolicySnapshotRow>> {
+        policies::snapshots(&self.pool, policy_id).await
+    }
+
+    async fn policy_forget_snapshots(&self, snapshot_ids: &[String]) -> Result<()> {
+        policies::forget_snapshots(&self.pool, snapshot_ids).await
+    }
+}
+
+/// Now, in Unix milliseconds (the store's clock for its own upkeep).
+pub(crate) fn chrono_now_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
 }

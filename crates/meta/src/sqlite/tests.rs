@@ -532,3 +532,275 @@ async fn filters_order_paging_totals_and_accounts() {
         assert_eq!((totals[0].total_count, totals[0].total_size, totals[0].latest_snapshot_time), (5, 150, 5));
     }
 }
+
+fn state(kind: &str, account: &str, key: &str, value: &str, expires_at: Option<i64>) -> StateRow {
+    StateRow { kind: kind.into(), account: account.into(), key: key.into(), value: value.into(), expires_at }
+}
+
+#[tokio::test]
+async fn request_state_expires_is_bounded_and_survives_a_reopen() {
+    for first in backends().await {
+        eprintln!("backend: {:?}", first.kind);
+        first.state_put(&state("tok", "", "k1", "a", Some(100)), 10, 0).await.unwrap();
+        first.state_put(&state("tok", "", "k2", "b", None), 10, 0).await.unwrap();
+        // the same key again replaces its value and expiry
+        first.state_put(&state("tok", "", "k1", "a2", Some(200)), 10, 0).await.unwrap();
+        // another account's row with the same kind and key is its own
+        first.state_put(&state("tok", "x", "k1", "other", Some(200)), 10, 0).await.unwrap();
+        let m = &first.reopen().await;
+        assert_eq!(m.state_get("tok", "", "k1", 150).await.unwrap().unwrap().value, "a2");
+        assert_eq!(m.state_get("tok", "x", "k1", 150).await.unwrap().unwrap().value, "other");
+        // expired: not read, then purged by the next write of its kind and account
+        assert_eq!(m.state_get("tok", "", "k1", 200).await.unwrap(), None);
+        assert_eq!(m.state_list("tok", "", 150).await.unwrap().len(), 2);
+        m.state_put(&state("tok", "", "k3", "b", Some(900)), 10, 300).await.unwrap();
+        assert_eq!(m.state_get("tok", "", "k1", 0).await.unwrap(), None, "purged");
+        assert_eq!(m.state_keys("tok", "", "b", 300).await.unwrap(), vec!["k2".to_string(), "k3".to_string()]);
+        // bounded: past `keep`, the rows that expire first go; a row without expiry stays
+        for i in 0..5 {
+            m.state_put(&state("tok", "", &format!("n{i}"), "v", Some(1000 + i)), 3, 300).await.unwrap();
+        }
+        let left: Vec<String> = m.state_list("tok", "", 300).await.unwrap().into_iter().map(|r| r.key).collect();
+        assert_eq!(left, vec!["k2", "n3", "n4"]);
+        assert!(m.state_delete("tok", "", "n3").await.unwrap());
+        assert!(!m.state_delete("tok", "", "n3").await.unwrap());
+        // keys order byte-wise on both backends (PostgreSQL's columns are COLLATE "C")
+        for k in ["b", "B", "_", "a"] {
+            m.state_put(&state("ord", "", k, "same", None), 10, 300).await.unwrap();
+        }
+        assert_eq!(m.state_keys("ord", "", "same", 300).await.unwrap(), ["B", "_", "a", "b"]);
+        // a key holding NUL (a client's ClientToken, say): PostgreSQL refuses to store it as a
+        // bad value naming it and finds nothing under it; never a database failure
+        let nul = state("tok", "", "with\0nul", "v", None);
+        match m.kind {
+            Kind::Sqlite => m.state_put(&nul, 10, 300).await.unwrap(),
+            Kind::Pg => {
+                let r = m.state_put(&nul, 10, 300).await;
+                assert!(matches!(&r, Err(MetaError::Unstorable { field }) if field == "state.key"), "{r:?}");
+                assert_eq!(m.state_get("tok", "", "with\0nul", 300).await.unwrap(), None);
+                assert!(m.state_keys("tok", "\0", "v", 300).await.unwrap().is_empty());
+                assert!(!m.state_delete("tok", "", "with\0nul").await.unwrap());
+            }
+        }
+        m.state_delete("tok", "", "with\0nul").await.unwrap();
+        // every kind and account: n4 (at 1004) and account x's k1 (at 200)
+        assert_eq!(m.state_list("tok", "x", 0).await.unwrap().len(), 1);
+        assert_eq!(m.state_purge(1004).await.unwrap(), 2);
+        assert_eq!(m.state_list("tok", "x", 0).await.unwrap().len(), 0);
+        // maintenance purges what expired by the real clock
+        m.state_put(&state("old", "", "k", "v", Some(1)), 10, 0).await.unwrap();
+        m.maintain().await.unwrap();
+        assert_eq!(m.state_get("old", "", "k", 0).await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn request_state_writes_of_one_account_at_once_keep_the_bound() {
+    for m in backends().await {
+        eprintln!("backend: {:?}", m.kind);
+        let store = m.arc();
+        let writers: Vec<_> = (0..16)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for j in 0..5 {
+                        let key = format!("k{i:02}-{j}");
+                        store.state_put(&state("ct", "acc", &key, "v", Some(10_000 + i * 10 + j)), 20, 0).await?;
+                    }
+                    Ok::<_, MetaError>(())
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap().unwrap();
+        }
+        let left = m.state_list("ct", "acc", 0).await.unwrap();
+        assert_eq!(left.len(), 20, "{left:?}");
+    }
+}
+
+fn vol(id: &str, source: Option<&str>, t: i64) -> VolumeRow {
+    VolumeRow {
+        id: id.into(),
+        account: "a".into(),
+        zone: "z".into(),
+        name: format!("n-{id}"),
+        description: String::new(),
+        size: 1,
+        kind: "data".into(),
+        status: "available".into(),
+        transition: String::new(),
+        instance_id: None,
+        path: format!("/v/{id}"),
+        head_root: None,
+        create_time: t,
+        status_time: t,
+        source_snapshot: source.map(Into::into),
+        version: 0,
+    }
+}
+
+#[tokio::test]
+async fn volumes_filter_by_source_snapshot() {
+    for m in backends().await {
+        eprintln!("backend: {:?}", m.kind);
+        let b = Batch {
+            put_volumes: vec![
+                vol("v1", Some("s1"), 1),
+                vol("v2", Some("s2"), 2),
+                vol("v3", None, 3),
+                vol("v4", Some("s1"), 4),
+            ],
+            ..Default::default()
+        };
+        m.commit(b).await.unwrap();
+        let of = |sources: &[&str]| VolumeFilter {
+            account: "a".into(),
+            source_snapshots: sources.iter().map(|s| s.to_string()).collect(),
+            limit: 10,
+            ..Default::default()
+        };
+        let ids = |p: Page<VolumeRow>| (p.total, p.items.into_iter().map(|r| r.id).collect::<Vec<_>>());
+        assert_eq!(ids(m.volumes(&of(&["s1"])).await.unwrap()), (2, vec!["v4".into(), "v1".into()]));
+        assert_eq!(ids(m.volumes(&of(&["s1", "s2"])).await.unwrap()).0, 3);
+        assert_eq!(ids(m.volumes(&of(&[])).await.unwrap()).0, 4, "empty: any");
+        assert_eq!(ids(m.volumes(&of(&["nope", "s\0"])).await.unwrap()).0, 0);
+    }
+}
+
+#[tokio::test]
+async fn console_sessions_are_kept_touched_forward_and_expired() {
+    for first in backends().await {
+        eprintln!("backend: {:?}", first.kind);
+        let row = |h: &str, seen: i64| ConsoleSessionRow {
+            token_hash: h.into(),
+            account: "acc".into(),
+            created_at: 1,
+            last_seen: seen,
+        };
+        first.console_session_put(&row("h1", 10)).await.unwrap();
+        first.console_session_put(&row("h2", 20)).await.unwrap();
+        // one hash, one session: a second put of it fails (the console makes a new cookie)
+        assert!(first.console_session_put(&row("h1", 30)).await.is_err());
+        let m = &first.reopen().await;
+        assert_eq!(m.console_session("h1").await.unwrap(), Some(row("h1", 10)));
+        m.console_session_touch("h1", 50).await.unwrap();
+        // never back
+        m.console_session_touch("h1", 40).await.unwrap();
+        assert_eq!(m.console_session("h1").await.unwrap().unwrap().last_seen, 50);
+        assert_eq!(m.console_session("missing").await.unwrap(), None);
+        assert_eq!(m.console_session("h\0").await.unwrap(), None);
+        // last seen before 30: h2 only
+        assert_eq!(m.console_sessions_expire(30).await.unwrap(), 1);
+        assert_eq!(m.console_session("h2").await.unwrap(), None);
+        m.console_session_delete("h1").await.unwrap();
+        assert_eq!(m.console_session("h1").await.unwrap(), None);
+        m.console_session_delete("h1").await.unwrap();
+    }
+}
+
+fn policy(id: &str, account: &str, name: &str, t: i64) -> PolicyRow {
+    PolicyRow {
+        id: id.into(),
+        account: account.into(),
+        name: name.into(),
+        time_points: "[1,13]".into(),
+        weekdays: "[1,2,3]".into(),
+        every_days: None,
+        retention_days: Some(7),
+        retention_count: None,
+        enabled: true,
+        create_time: t,
+        schedule_from: t,
+    }
+}
+
+#[tokio::test]
+async fn policies_names_bindings_slots_and_points() {
+    for m in backends().await {
+        eprintln!("backend: {:?}", m.kind);
+        let m = &m;
+        m.policy_put(&policy("p1", "a", "nightly", 1)).await.unwrap();
+        m.policy_put(&policy("p2", "a", "weekly", 2)).await.unwrap();
+        m.policy_put(&policy("p3", "b", "nightly", 3)).await.unwrap(); // another account's name
+                                                                       // a name the account uses already, by a new policy or by renaming one
+        for (id, t) in [("p4", 4), ("p2", 2)] {
+            let r = m.policy_put(&policy(id, "a", "nightly", t)).await;
+            assert!(matches!(&r, Err(MetaError::Conflict { what: "policy name", id, .. }) if id == "nightly"), "{r:?}");
+        }
+        // an update keeps account and create_time, changes the rest
+        let mut p1 = policy("p1", "a", "renamed", 1);
+        (p1.enabled, p1.every_days, p1.weekdays, p1.retention_days, p1.retention_count) =
+            (false, Some(3), "[]".into(), None, Some(5));
+        m.policy_put(&PolicyRow { account: "ignored".into(), create_time: 99, ..p1.clone() }).await.unwrap();
+        assert_eq!(m.policy("a", "p1").await.unwrap(), Some(p1.clone()));
+        assert_eq!(m.policy("b", "p1").await.unwrap(), None, "another account's");
+        let ids = |v: Vec<PolicyRow>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+        assert_eq!(ids(m.policies(Some("a")).await.unwrap()), ["p1", "p2"]);
+        assert_eq!(ids(m.policies(None).await.unwrap()), ["p1", "p2", "p3"]);
+        assert!(m.policies(Some("a\0")).await.unwrap().is_empty());
+
+        // bindings: a volume follows one policy; binding elsewhere moves it
+        let v = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        m.policy_bind("p1", &v(&["v2", "v1", "v1"])).await.unwrap();
+        m.policy_bind("p2", &v(&["v3", "v2"])).await.unwrap();
+        assert_eq!(m.policy_volumes("p1").await.unwrap(), ["v1"]);
+        assert_eq!(m.policy_volumes("p2").await.unwrap(), ["v2", "v3"]);
+        assert_eq!(m.policy_of_volume("v2").await.unwrap().as_deref(), Some("p2"));
+        // unbinding from a policy it does not follow changes nothing
+        m.policy_unbind("p1", &v(&["v2"])).await.unwrap();
+        m.policy_unbind("p2", &v(&["v3"])).await.unwrap();
+        assert_eq!(m.policy_of_volume("v2").await.unwrap().as_deref(), Some("p2"));
+        assert_eq!(m.policy_of_volume("v3").await.unwrap(), None);
+
+        // a slot is claimed once, whoever asks and however many ask at once
+        let store = m.arc();
+        let claims: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.policy_slot_claim("p2", 3_600_000, &format!("r{i}"), 5).await })
+            })
+            .collect();
+        let mut won = 0;
+        for c in claims {
+            won += c.await.unwrap().unwrap() as usize;
+        }
+        assert_eq!(won, 1);
+        assert!(!m.policy_slot_claim("p2", 3_600_000, "late", 6).await.unwrap());
+        assert!(m.policy_slot_claim("p2", 7_200_000, "r0", 6).await.unwrap());
+        let made = |id: &str, vol: &str, slot: i64| PolicySnapshotRow {
+            snapshot_id: id.into(),
+            policy_id: "p2".into(),
+            volume_id: vol.into(),
+            slot,
+        };
+        m.policy_slot_started("p2", 3_600_000, "j1", &[made("s2", "v2", 3_600_000), made("s1", "v2", 3_600_000)])
+            .await
+            .unwrap();
+        m.policy_slot_started("p2", 7_200_000, "j2", &[made("s3", "v2", 7_200_000)]).await.unwrap();
+        assert_eq!(
+            m.policy_slots("p2").await.unwrap(),
+            [(3_600_000, Some("j1".to_string())), (7_200_000, Some("j2".to_string()))]
+        );
+        let points = |v: Vec<PolicySnapshotRow>| v.into_iter().map(|r| r.snapshot_id).collect::<Vec<_>>();
+        assert_eq!(points(m.policy_snapshots("p2").await.unwrap()), ["s1", "s2", "s3"]);
+        m.policy_forget_snapshots(&v(&["s1", "s3", "nope"])).await.unwrap();
+        assert_eq!(points(m.policy_snapshots("p2").await.unwrap()), ["s2"]);
+
+        // deleting a policy takes its bindings, slots and records of points (another account
+        // cannot delete it)
+        assert!(!m.policy_delete("b", "p2").await.unwrap());
+        assert!(m.policy_delete("a", "p2").await.unwrap());
+        assert!(!m.policy_delete("a", "p2").await.unwrap());
+        assert_eq!(m.policy_of_volume("v2").await.unwrap(), None);
+        assert!(m.policy_slots("p2").await.unwrap().is_empty());
+        assert!(m.policy_snapshots("p2").await.unwrap().is_empty());
+        // and its name is free again
+        m.policy_put(&policy("p5", "a", "weekly", 5)).await.unwrap();
+        // a name holding NUL: a bad value on PostgreSQL, naming it
+        if m.kind == Kind::Pg {
+            let r = m.policy_put(&policy("p6", "a", "bad\0name", 6)).await;
+            assert!(matches!(&r, Err(MetaError::Unstorable { field }) if field == "policy.name"), "{r:?}");
+        }
+    }
+}

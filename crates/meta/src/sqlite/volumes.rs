@@ -35,6 +35,7 @@ pub(super) async fn list(pool: &SqlitePool, f: &VolumeFilter) -> Result<Page<Vol
         q.push(" WHERE account = ").push_bind(f.account.clone());
         push_in(&mut q, "id", &f.ids);
         push_in(&mut q, "instance_id", &f.instance_ids);
+        push_in(&mut q, "source_snapshot", &f.source_snapshots);
         if f.statuses.is_empty() {
             q.push(" AND status <> 'deleted'");
         } else {

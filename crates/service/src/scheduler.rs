@@ -1,0 +1,267 @@
+//! The policy scheduler: `disksnap serve` calls [`Scheduler::run_due`] every few seconds.
+//!
+//! Each enabled policy's latest slot at or before the clock's now fires once: the slot is
+//! claimed in the metadata store first (an insert on its primary key, so of several servers on
+//! one data dir, or a server before and after a restart, exactly one claims it), then one job
+//! takes one automatic point of every bound volume. Only the latest slot is looked at, so a
+//! server that was down takes the slot it missed once at start-up (it is then less than one
+//! period late: the next slot has not come) and never the ones before it. Then the policy's
+//! automatic points past its retention are deleted; manual points are never looked at.
+//!
+//! The clock is injected ([`Clock`]): tests (and the test-control API of issue 15) move a
+//! [`ManualClock`] instead of waiting for the wall clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use disksnap_meta::PolicySnapshotRow;
+use serde::Serialize;
+
+use crate::error::{Result, ServiceError};
+use crate::model::{to_time, Origin, SnapshotStatus};
+use crate::policies::{days, Policy, Retention};
+use crate::service::{Caller, Service};
+use crate::snapshots::{CreateSnapshots, DeleteScope};
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that moves only when told.
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        ManualClock(Mutex::new(at))
+    }
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap() = at;
+    }
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// A slot this process fired.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fired {
+    pub policy_id: String,
+    pub slot: DateTime<Utc>,
+    /// The snapshot job(s); none when no bound volume could be snapshotted.
+    pub jobs: Vec<String>,
+    pub snapshots: Vec<String>,
+    /// Volumes left out, and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+pub struct Scheduler {
+    service: Service,
+    clock: Arc<dyn Clock>,
+    /// When `run_due` last pruned (clock time): pruning reads every point a policy made, so
+    /// it runs after a slot fired and otherwise once a minute, not every few seconds.
+    last_prune: Mutex<Option<DateTime<Utc>>>,
+}
+
+const PRUNE_EVERY: chrono::Duration = chrono::Duration::seconds(60);
+
+impl Scheduler {
+    pub fn new(service: Service, clock: Arc<dyn Clock>) -> Self {
+        Scheduler { service, clock, last_prune: Mutex::new(None) }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Fire every due slot not claimed yet, then prune past retention. Returns the slots this
+    /// call fired.
+    pub async fn run_due(&self) -> Result<Vec<Fired>> {
+        let now = self.clock.now();
+        let mut fired = Vec::new();
+        for row in self.service.meta().policies(None).await? {
+            if !row.enabled {
+                continue;
+            }
+            let account = row.account.clone();
+            let p = Policy::from_row_without_volumes(row)?;
+            let Some(slot) = p.last_slot(now) else { continue };
+            match self.service.fire_slot(&Caller::new(account), &p, slot).await {
+                Ok(Some(f)) => fired.push(f),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(policy = %p.id, slot = %slot, error = %e, "a policy slot failed"),
+            }
+        }
+        let due = {
+            let mut last = self.last_prune.lock().unwrap();
+            let due = !fired.is_empty() || last.is_none_or(|t| now - t >= PRUNE_EVERY || now < t);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if due {
+            self.prune().await?;
+        }
+        Ok(fired)
+    }
+
+    /// Delete every policy's automatic points past its retention (by the scheduler's clock);
+    /// returns the points deleted.
+    pub async fn prune(&self) -> Result<Vec<String>> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for row in self.service.meta().policies(None).await? {
+            let account = row.account.clone();
+            let p = Policy::from_row_without_volumes(row)?;
+            out.extend(self.service.prune_policy(&Caller::new(account), &p, now).await?);
+        }
+        Ok(out)
+    }
+}
+
+impl Service {
+    /// Fire `p`'s slot `slot` now, unless it was claimed already (None then).
+    pub(crate) async fn fire_slot(&self, caller: &Caller, p: &Policy, slot: DateTime<Utc>) -> Result<Option<Fired>> {
+        let ms = slot.timestamp_millis();
+        if !self.meta().policy_slot_claim(&p.id, ms, &self.inner.runner, crate::model::now_ms()).await? {
+            return Ok(None);
+        }
+        let mut f = Fired { policy_id: p.id.clone(), slot, jobs: vec![], snapshots: vec![], skipped: vec![] };
+        let mut volumes = Vec::new();
+        for v in self.meta().policy_volumes(&p.id).await? {
+            match self.volume_row(caller, &v).await {
+                Ok(_) => volumes.push(v),
+                Err(e) => f.skipped.push((v, e.to_string())),
+            }
+        }
+        if volumes.is_empty() {
+            return Ok(Some(f));
+        }
+        let req = |vols: Vec<String>| CreateSnapshots {
+            volumes: vols,
+            name: format!("auto-{}-{}", p.name, slot.format("%Y%m%dT%H%MZ")),
+            description: format!("automatic snapshot of policy {} for the slot {}", p.id, slot.to_rfc3339()),
+            origin: Some(Origin::Auto),
+            ..Default::default()
+        };
+        // One job, one snapshot time for the slot; if that is refused (a volume busy with
+        // another job), each volume that can be is snapshotted on its own.
+        let mut made = Vec::new();
+        match self.create_snapshots(caller, req(volumes.clone())).await {
+            Ok((job, snaps)) => made.push((job, snaps)),
+            Err(_) if volumes.len() > 1 => {
+                for v in volumes {
+                    match self.create_snapshots(caller, req(vec![v.clone()])).await {
+                        Ok(m) => made.push(m),
+                        Err(e) => f.skipped.push((v, e.to_string())),
+                    }
+                }
+            }
+            Err(e) => f.skipped.push((volumes[0].clone(), e.to_string())),
+        }
+        for (job, snaps) in made {
+            let rows: Vec<PolicySnapshotRow> = snaps
+                .iter()
+                .map(|s| PolicySnapshotRow {
+                    snapshot_id: s.id.clone(),
+                    policy_id: p.id.clone(),
+                    volume_id: s.volume_id.clone(),
+                    slot: ms,
+                })
+                .collect();
+            self.meta().policy_slot_started(&p.id, ms, &job.id, &rows).await?;
+            f.jobs.push(job.id);
+            f.snapshots.extend(snaps.into_iter().map(|s| s.id));
+        }
+        for (v, why) in &f.skipped {
+            tracing::warn!(policy = %p.id, volume = %v, reason = %why, "a policy slot left a volume out");
+        }
+        tracing::info!(policy = %p.id, slot = %slot, snapshots = f.snapshots.len(), "fired a policy slot");
+        Ok(Some(f))
+    }
+
+    /// Fire a slot of the caller's policy at `at` now (`disksnap policy run`), claimed like a
+    /// scheduled one, so it is never taken twice.
+    pub async fn run_policy(&self, caller: &Caller, id: &str, at: DateTime<Utc>) -> Result<Fired> {
+        let p = self.policy(caller, id).await?;
+        self.fire_slot(caller, &p, at).await?.ok_or_else(|| {
+            ServiceError::wrong_state(crate::model::Kind::Policy, id, "fired", "this slot was fired already")
+        })
+    }
+
+    /// Delete `p`'s automatic points past its retention at `now`; forget the ones gone.
+    pub(crate) async fn prune_policy(&self, caller: &Caller, p: &Policy, now: DateTime<Utc>) -> Result<Vec<String>> {
+        if p.retention == Retention::Forever {
+            return Ok(vec![]);
+        }
+        let rows = self.meta().policy_snapshots(&p.id).await?;
+        let mut gone = Vec::new();
+        let mut live: HashMap<String, Vec<(PolicySnapshotRow, SnapshotStatus)>> = HashMap::new();
+        for r in rows {
+            match self.meta().snapshot(&caller.account, &r.snapshot_id).await? {
+                Some(s) => match SnapshotStatus::parse(&s.status) {
+                    Some(st @ (SnapshotStatus::Available | SnapshotStatus::Creating)) => {
+                        live.entry(r.volume_id.clone()).or_default().push((r, st))
+                    }
+                    _ => gone.push(r.snapshot_id),
+                },
+                None => gone.push(r.snapshot_id),
+            }
+        }
+        let mut doomed = Vec::new();
+        for (_, mut points) in live {
+            points.sort_by_key(|(r, _)| std::cmp::Reverse(r.slot));
+            for (i, (r, st)) in points.iter().enumerate() {
+                let past = match p.retention {
+                    Retention::Count(n) => i >= n as usize,
+                    Retention::Days(d) => to_time(r.slot) + days(d) <= now,
+                    Retention::Forever => false,
+                };
+                // A point still being taken is left for the next round.
+                if past && *st == SnapshotStatus::Available {
+                    doomed.push(r.snapshot_id.clone());
+                }
+            }
+        }
+        let mut deleted = Vec::new();
+        if !doomed.is_empty() {
+            match self.delete_snapshots(caller, &doomed, DeleteScope::Points).await {
+                Ok(_) => deleted = doomed,
+                Err(_) => {
+                    for id in doomed {
+                        match self.delete_snapshots(caller, std::slice::from_ref(&id), DeleteScope::Points).await {
+                            Ok(_) => deleted.push(id),
+                            Err(e) => {
+                                tracing::warn!(policy = %p.id, snapshot = %id, error = %e, "pruning a point failed")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        gone.extend(deleted.iter().cloned());
+        if !gone.is_empty() {
+            self.meta().policy_forget_snapshots(&gone).await?;
+        }
+        if !deleted.is_empty() {
+            tracing::info!(policy = %p.id, deleted = deleted.len(), "pruned automatic points past retention");
+        }
+        Ok(deleted)
+    }
+}
