@@ -206,6 +206,7 @@ mod tests {
             Kind::Image => "img-",
             Kind::Job => "",
             Kind::Tag => "tag-",
+            Kind::Policy => "asp-",
         };
         let qingcloud = |k: Kind| match k {
             Kind::Volume => "vol-",
