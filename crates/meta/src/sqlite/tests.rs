@@ -594,6 +594,9 @@ async fn request_state_expires_is_bounded_and_survives_a_reopen() {
     }
 }
 
+/// Many writers of one kind and account at once, replacing shared keys that are the first to be
+/// trimmed: every write lands and the bound holds. (On PostgreSQL without the per-account lock
+/// of `postgres::state::put` two trims deadlock here, one failing with 40P01.)
 #[tokio::test]
 async fn request_state_writes_of_one_account_at_once_keep_the_bound() {
     for m in backends().await {
@@ -606,6 +609,9 @@ async fn request_state_writes_of_one_account_at_once_keep_the_bound() {
                     for j in 0..5 {
                         let key = format!("k{i:02}-{j}");
                         store.state_put(&state("ct", "acc", &key, "v", Some(10_000 + i * 10 + j)), 20, 0).await?;
+                        // and keys every writer replaces, among the first to be trimmed
+                        let shared = format!("shared-{}", (i + j) % 6);
+                        store.state_put(&state("ct", "acc", &shared, "v", Some(1 + i * 10 + j)), 20, 0).await?;
                     }
                     Ok::<_, MetaError>(())
                 })
