@@ -36,6 +36,23 @@ ACCOUNTS = {
 }
 
 
+# DISKSNAP_PYTEST_META=pg: every server keeps its metadata on PostgreSQL, in a database of its
+# own on the server DISKSNAP_TEST_PG_URL names (scripts/pg.sh start; eval "$(scripts/pg.sh env)").
+# Unset: SQLite in the data dir, the default.
+META_ON_PG = os.environ.get("DISKSNAP_PYTEST_META") == "pg"
+
+
+def fresh_pg_database():
+    """A new empty database on the test server; its URL for `database_url`."""
+    base = os.environ.get("DISKSNAP_TEST_PG_URL")
+    if not base:
+        raise RuntimeError("DISKSNAP_PYTEST_META=pg needs DISKSNAP_TEST_PG_URL (scripts/pg.sh env)")
+    name = f"pytest_{os.getpid()}_{time.time_ns() % 10**12}"
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", base, "-c", f"CREATE DATABASE {name}"],
+                   check=True, capture_output=True)
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,6 +96,8 @@ class Server:
         self.tls_url = f"https://{self.host}:{self.tls_port}" if tls else None
         self.ca_file = os.path.join(self.data, "tls", "ca.pem") if tls else None
         self.config = os.path.join(self.dir, "disksnap.toml")
+        if META_ON_PG:
+            extra_config = f'database_url = "{fresh_pg_database()}"\n{extra_config}'
         with open(self.config, "w") as f:
             f.write(config_text(f"{self.host}:{self.port}", retention, extra_config,
                                 tls_listen=f"{self.host}:{self.tls_port}" if tls else None))

@@ -530,6 +530,8 @@ def test_retention_days_release_the_point(server):
     stored is checked, then moved into the past in the database."""
     import os
     import sqlite3
+    if os.environ.get("DISKSNAP_PYTEST_META") == "pg":
+        pytest.skip("moves the expiry in meta.db itself: SQLite only")
     did = new_volume(server)
     keep = snapshot(server, did, snapshot_name="kept")
     short = snapshot(server, did, snapshot_name="short", retention_days=2)

@@ -81,6 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         scfg.zones = cfg.zone_configs();
     }
     scfg.accounts = cfg.account_names();
+    scfg.database_url = cfg.database_url.clone();
     if scfg.accounts.is_empty() {
         bail!("the config names no [[accounts]]; add one (see README.md)");
     }
@@ -95,7 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(a) => bail!("account {a:?} is not in the config (accounts: {})", scfg.accounts.join(", ")),
         None => scfg.accounts[0].clone(),
     };
-    // The binary chooses the backends — SQLite, and the pack store's objects in a local
+    // The binary chooses the backends — SQLite (or PostgreSQL: database_url), and the pack store's objects in a local
     // directory or an S3 bucket ([store]) — and hands them to the service. A server proves its
     // S3 settings at start-up, so a wrong one stops it with what to fix.
     let objects = cfg.store.open_backend(&scfg.data_dir, matches!(cli.command, Command::Serve { .. }))?;

@@ -56,6 +56,9 @@ pub struct Config {
     pub console_trusted_proxies: Vec<std::net::IpAddr>,
     /// Chunk size of a new store, in KiB (power of two, 4 to 16384). Fixed once the store exists.
     pub chunk_size_kib: Option<u32>,
+    /// The metadata database: `postgres://user[:password]@host[:port]/dbname` puts it on
+    /// PostgreSQL (several nodes may share it); unset, it is SQLite at `DATA/meta.db`.
+    pub database_url: Option<String>,
     /// Where snapshot bytes live: a local directory (default) or an S3-compatible bucket.
     #[serde(default)]
     pub store: StoreSection,
@@ -295,6 +298,12 @@ impl Config {
         if let Some(cs) = self.chunk_size_kib {
             if !cs.is_power_of_two() || !(4..=16384).contains(&cs) {
                 bail!("chunk_size_kib = {cs}: must be a power of two from 4 to 16384");
+            }
+        }
+        if let Some(url) = &self.database_url {
+            // The URL is not echoed: it may hold a password.
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("database_url must be a PostgreSQL URL like \"postgres://user:password@host:5432/disksnap\" (leave it out for SQLite in the data dir)");
             }
         }
         self.store.validate()?;

@@ -2,7 +2,7 @@
 //! interface and its rules (crates/engine/src/chunk_index.rs); this file only stores rows, in
 //! statements that keep those rules: a dedup lookup touches what it finds in the same
 //! transaction, and GC's delete is conditional on `used_at`, so SQLite's single writer orders
-//! the two.
+//! the two. The PostgreSQL backend's statements are in crate::postgres::chunk_index.
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -237,33 +237,35 @@ mod tests {
 
     #[tokio::test]
     async fn touch_add_find_conditional_remove_move() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap();
-        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
-        m.chunk_add_pack("p1", 100, &[(a, 0, 10), (b, 10, 20)], 1000).await.unwrap();
-        // a second copy of b in another pack: the first one wins
-        m.chunk_add_pack("p2", 50, &[(b, 0, 20), (c, 20, 5)], 1000).await.unwrap();
-        let got = m.chunk_find(&[a, b, c, [9; 32]], None).await.unwrap();
-        assert_eq!(got[1], Some(ChunkLocation { pack: "p1".into(), offset: 10, len: 20 }));
-        assert_eq!(got[2].as_ref().unwrap().pack, "p2");
-        assert_eq!(got[3], None);
-        // a touched entry survives a delete whose cutoff is older than the touch
-        m.chunk_find(&[a], Some(5000)).await.unwrap();
-        let gone = m.chunk_remove_unused(&[a, b], 2000).await.unwrap();
-        assert_eq!(gone, vec![b]);
-        assert_eq!(m.chunk_find(&[b], None).await.unwrap()[0], None);
-        m.chunk_move("p1", "p2", &[(a, 40, 10)]).await.unwrap();
-        assert_eq!(m.chunk_find(&[a], None).await.unwrap()[0].as_ref().unwrap().pack, "p2");
-        m.pack_doom("p1", 7).await.unwrap();
-        m.pack_doom("p1", 9).await.unwrap();
-        assert!(!m.chunk_no_packs().await.unwrap());
-        let packs = m.chunk_packs().await.unwrap();
-        assert_eq!(packs.iter().find(|p| p.name == "p1").unwrap().doomed_at, Some(7));
-        m.pack_forget("p1").await.unwrap();
-        assert_eq!(m.chunk_packs().await.unwrap().len(), 1);
-        assert_eq!(m.chunk_all().await.unwrap().len(), 2);
-        m.chunk_clear().await.unwrap();
-        assert!(m.chunk_all().await.unwrap().is_empty());
-        assert!(m.chunk_no_packs().await.unwrap());
+        for tm in crate::testing::backends().await {
+            eprintln!("backend: {:?}", tm.kind);
+            let m = tm.chunks();
+            let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+            m.chunk_add_pack("p1", 100, &[(a, 0, 10), (b, 10, 20)], 1000).await.unwrap();
+            // a second copy of b in another pack: the first one wins
+            m.chunk_add_pack("p2", 50, &[(b, 0, 20), (c, 20, 5)], 1000).await.unwrap();
+            let got = m.chunk_find(&[a, b, c, [9; 32]], None).await.unwrap();
+            assert_eq!(got[1], Some(ChunkLocation { pack: "p1".into(), offset: 10, len: 20 }));
+            assert_eq!(got[2].as_ref().unwrap().pack, "p2");
+            assert_eq!(got[3], None);
+            // a touched entry survives a delete whose cutoff is older than the touch
+            m.chunk_find(&[a], Some(5000)).await.unwrap();
+            let gone = m.chunk_remove_unused(&[a, b], 2000).await.unwrap();
+            assert_eq!(gone, vec![b]);
+            assert_eq!(m.chunk_find(&[b], None).await.unwrap()[0], None);
+            m.chunk_move("p1", "p2", &[(a, 40, 10)]).await.unwrap();
+            assert_eq!(m.chunk_find(&[a], None).await.unwrap()[0].as_ref().unwrap().pack, "p2");
+            m.pack_doom("p1", 7).await.unwrap();
+            m.pack_doom("p1", 9).await.unwrap();
+            assert!(!m.chunk_no_packs().await.unwrap());
+            let packs = m.chunk_packs().await.unwrap();
+            assert_eq!(packs.iter().find(|p| p.name == "p1").unwrap().doomed_at, Some(7));
+            m.pack_forget("p1").await.unwrap();
+            assert_eq!(m.chunk_packs().await.unwrap().len(), 1);
+            assert_eq!(m.chunk_all().await.unwrap().len(), 2);
+            m.chunk_clear().await.unwrap();
+            assert!(m.chunk_all().await.unwrap().is_empty());
+            assert!(m.chunk_no_packs().await.unwrap());
+        }
     }
 }

@@ -3,19 +3,23 @@
 //! The service reads through typed queries and writes through [`Batch`]es: every change the
 //! service makes for one step of an operation (a job row, the snapshots it creates, the volume
 //! it locks) commits in one transaction, after checking the batch's expectations, so a crash
-//! or a concurrent caller sees the old state or the new one. SQLite is the embedded backend;
-//! a PostgreSQL backend would implement the same trait with its own statements (the SQLite
-//! ones use SQLite's functions and syntax; `sqlite` lists what differs).
+//! or a concurrent caller sees the old state or the new one. SQLite is the embedded backend
+//! ([`SqliteMeta`]); PostgreSQL ([`PgMeta`], chosen by a `database_url`) serves several nodes
+//! from one database, with its own statements and migrations (`postgres` lists what differs).
 
 pub mod chunk_index;
 pub mod filter;
+mod postgres;
 pub mod rows;
 mod sqlite;
+#[cfg(test)]
+mod testing;
 
 use async_trait::async_trait;
 
 pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, PackRow};
 pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
+pub use postgres::PgMeta;
 pub use rows::{
     ChainTotals, ConsoleSessionRow, ImageRow, InstanceRow, JobRow, Millis, PolicyRow, PolicySnapshotRow, SnapshotRow,
     StateRow, TagRow, VolumeRow,
@@ -31,6 +35,10 @@ pub enum MetaError {
     /// someone else since it was read: read it again, decide again, and retry.
     #[error("{what} {id} was written by another operation since it was read")]
     Stale { what: &'static str, id: String },
+    /// A value the database cannot store: PostgreSQL's text holds no NUL character (SQLite's
+    /// does). `field` names the row kind and column, as `snapshot.name`.
+    #[error("{field} must not contain the NUL character (U+0000)")]
+    Unstorable { field: String },
     /// The database failed or is unreachable.
     #[error("metadata database: {0}")]
     Db(#[from] sqlx::Error),

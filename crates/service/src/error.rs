@@ -72,6 +72,11 @@ impl From<disksnap_meta::MetaError> for ServiceError {
                 reason: "another operation changed it first; retry when it is done".into(),
             },
             disksnap_meta::MetaError::Stale { what, id } => ServiceError::Conflict { kind: kind_of(what), id },
+            // A name or value holding NUL, refused by PostgreSQL's text: the caller's bad input.
+            disksnap_meta::MetaError::Unstorable { field } => {
+                let reason = format!("{field} must not contain the NUL character (U+0000)");
+                ServiceError::invalid(field.rsplit('.').next().unwrap_or(&field), reason)
+            }
             other => ServiceError::Internal(other.to_string()),
         }
     }

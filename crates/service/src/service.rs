@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use disksnap_engine::backend::local::LocalBackend;
 use disksnap_engine::{private, Backend, Store};
-use disksnap_meta::{MetaStore, SnapshotRow, SqliteMeta, VolumeRow};
+use disksnap_meta::{ChunkIndexRows, MetaStore, PgMeta, SnapshotRow, SqliteMeta, VolumeRow};
 
 use crate::chunk_index::MetaChunkIndex;
 use crate::error::{Result, ServiceError};
@@ -41,6 +41,8 @@ pub struct ServiceConfig {
     /// snapshot and volume marked rolling back, before it moves any byte, so a test can observe
     /// the "rolling back" state through an API. Set by the config key `test_rollback_delay`.
     pub test_rollback_delay: Duration,
+    /// The metadata database on PostgreSQL (`postgres://…`); None: SQLite at `DATA/meta.db`.
+    pub database_url: Option<String>,
 }
 
 impl ServiceConfig {
@@ -53,6 +55,7 @@ impl ServiceConfig {
             zones: vec![ZoneConfig { name: "pek3a".into(), aliases: vec![] }],
             accounts: vec!["dev".into()],
             test_rollback_delay: Duration::ZERO,
+            database_url: None,
         }
     }
 }
@@ -88,15 +91,25 @@ impl Backends {
         Self::with_object_store(cfg, Arc::new(local)).await
     }
 
-    /// SQLite at `DATA/meta.db` (which also keeps the chunk index) and packs in `objects` (a
-    /// local directory or an S3 bucket the binary built from its configuration). A chunk
+    /// The metadata database — SQLite at `DATA/meta.db`, or PostgreSQL when
+    /// `cfg.database_url` names one — which also keeps the chunk index, and packs in `objects`
+    /// (a local directory or an S3 bucket the binary built from its configuration). A chunk
     /// index found empty while the backend has packs (a new database over an existing store)
     /// is rebuilt from the packs first.
     pub async fn with_object_store(cfg: &ServiceConfig, objects: Arc<dyn Backend>) -> Result<Self> {
         let dir = cfg.data_dir.clone();
         private::create_dir_all(&dir).map_err(|e| ServiceError::Internal(format!("create {}: {e}", dir.display())))?;
-        let meta = Arc::new(SqliteMeta::open(&dir.join("meta.db")).await?);
-        let index = Arc::new(MetaChunkIndex::new(meta.clone(), tokio::runtime::Handle::current()));
+        let (meta, rows): (Arc<dyn MetaStore>, Arc<dyn ChunkIndexRows>) = match &cfg.database_url {
+            Some(url) => {
+                let pg = Arc::new(PgMeta::connect(url).await?);
+                (pg.clone(), pg)
+            }
+            None => {
+                let sqlite = Arc::new(SqliteMeta::open(&dir.join("meta.db")).await?);
+                (sqlite.clone(), sqlite)
+            }
+        };
+        let index = Arc::new(MetaChunkIndex::new(rows, tokio::runtime::Handle::current()));
         let chunk_size = cfg.chunk_size;
         let store = tokio::task::spawn_blocking(move || -> Result<Store> {
             let store = Store::open_with(&dir.join("store"), objects, index, chunk_size)?;

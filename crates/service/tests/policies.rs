@@ -2,6 +2,8 @@
 //! across a restart and with two servers on one data dir; a missed slot is taken once; the
 //! points are automatic; retention prunes the oldest automatic points and never a manual one.
 //! The scheduler's clock is a ManualClock, so nothing waits for the wall clock.
+//! Each test runs with the metadata on SQLite and, when DISKSNAP_TEST_PG_URL names a server, on
+//! PostgreSQL (a database of its own; else a SKIP line).
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -28,8 +30,34 @@ fn digest(path: &str) -> String {
     format!("{}:{:x}", f.metadata().unwrap().len(), Sha256::digest(&buf))
 }
 
+/// A data dir for a test's servers, its metadata on SQLite or (`pg`) in a new database on the
+/// test server, which every server opened on the dir shares; None: no server to test on.
+async fn data_dir(pg: bool, test: &str) -> Option<tempfile::TempDir> {
+    let dir = tempfile::tempdir().unwrap();
+    if !pg {
+        return Some(dir);
+    }
+    let url = std::env::var("DISKSNAP_TEST_PG_URL").ok().filter(|v| !v.is_empty());
+    let Some(url) = url.filter(|_| std::env::var("DISKSNAP_TEST_PG").as_deref() != Ok("skip")) else {
+        eprintln!("SKIP {test} on PostgreSQL: DISKSNAP_TEST_PG_URL is not set");
+        return None;
+    };
+    let admin: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("policies_{}_{nanos}", std::process::id());
+    let mut c: sqlx::PgConnection = sqlx::Connection::connect_with(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
+    std::fs::write(dir.path().join(PG_MARK), sqlx::ConnectOptions::to_url_lossy(&admin.database(&name)).as_str())
+        .unwrap();
+    Some(dir)
+}
+
+/// In a data dir on PostgreSQL: the database's URL.
+const PG_MARK: &str = "test-database-url";
+
 async fn open(dir: &std::path::Path) -> Service {
     let mut cfg = ServiceConfig::new(dir);
+    cfg.database_url = std::fs::read_to_string(dir.join(PG_MARK)).ok();
     cfg.chunk_size = Some(64 * 1024);
     cfg.accounts = vec!["dev".into(), "other".into()];
     Service::open(cfg).await.unwrap()
@@ -64,7 +92,19 @@ async fn restored(svc: &Service, me: &Caller, snapshot: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_fire_once_across_a_restart_and_retention_prunes_only_automatic_points() {
-    let dir = tempfile::tempdir().unwrap();
+    slots_fire_once_across_a_restart_and_retention_prunes_only_automatic_points_on(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_fire_once_across_a_restart_and_retention_prunes_only_automatic_points_on_postgres() {
+    slots_fire_once_across_a_restart_and_retention_prunes_only_automatic_points_on(true).await
+}
+
+async fn slots_fire_once_across_a_restart_and_retention_prunes_only_automatic_points_on(pg: bool) {
+    let Some(dir) = data_dir(pg, "slots_fire_once_across_a_restart_and_retention_prunes_only_automatic_points").await
+    else {
+        return;
+    };
     let me = Caller::new("dev");
     let svc = open(dir.path()).await;
     let (job, vols) =
@@ -158,7 +198,16 @@ async fn slots_fire_once_across_a_restart_and_retention_prunes_only_automatic_po
 /// Two servers on one data dir, both due at the same slot: one fires it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_data_dir_fire_a_slot_once() {
-    let dir = tempfile::tempdir().unwrap();
+    two_servers_on_one_data_dir_fire_a_slot_once_on(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_data_dir_fire_a_slot_once_on_postgres() {
+    two_servers_on_one_data_dir_fire_a_slot_once_on(true).await
+}
+
+async fn two_servers_on_one_data_dir_fire_a_slot_once_on(pg: bool) {
+    let Some(dir) = data_dir(pg, "two_servers_on_one_data_dir_fire_a_slot_once").await else { return };
     let me = Caller::new("dev");
     let (a, b) = (open(dir.path()).await, open(dir.path()).await);
     let (job, vols) = a.create_volumes(&me, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
@@ -183,7 +232,16 @@ async fn two_servers_on_one_data_dir_fire_a_slot_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_policies_and_foreign_volumes_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    bad_policies_and_foreign_volumes_are_refused_on(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_policies_and_foreign_volumes_are_refused_on_postgres() {
+    bad_policies_and_foreign_volumes_are_refused_on(true).await
+}
+
+async fn bad_policies_and_foreign_volumes_are_refused_on(pg: bool) {
+    let Some(dir) = data_dir(pg, "bad_policies_and_foreign_volumes_are_refused").await else { return };
     let (me, other) = (Caller::new("dev"), Caller::new("other"));
     let svc = open(dir.path()).await;
     let spec = |name: &str, hours: Vec<u8>, days: Vec<u8>| PolicySpec {

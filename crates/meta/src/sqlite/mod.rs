@@ -30,10 +30,10 @@ mod images;
 mod jobs;
 mod policies;
 mod sessions;
-mod snapshots;
-mod sql;
+pub(crate) mod snapshots;
+pub(crate) mod sql;
 mod state;
-mod tables;
+pub(crate) mod tables;
 mod tags;
 #[cfg(test)]
 mod tests;
@@ -293,6 +293,6 @@ impl MetaStore for SqliteMeta {
 }
 
 /// Now, in Unix milliseconds (the store's clock for its own upkeep).
-fn chrono_now_ms() -> Millis {
+pub(crate) fn chrono_now_ms() -> Millis {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
 }

@@ -26,15 +26,15 @@ const SEARCH_BY_TRIGRAMS_MAX: u64 = 4000;
 /// `list_generation` it was counted at: exact while the generation stands (see
 /// migrations/0004_list_counts.sql). Bounded: cleared when it reaches [`COUNT_CACHE_MAX`].
 #[derive(Default)]
-pub(super) struct CountCache(Mutex<HashMap<String, (i64, u64)>>);
+pub(crate) struct CountCache(Mutex<HashMap<String, (i64, u64)>>);
 
 impl CountCache {
-    fn get(&self, key: &str, gen: i64) -> Option<u64> {
+    pub(crate) fn get(&self, key: &str, gen: i64) -> Option<u64> {
         let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
         cache.get(key).filter(|(at, _)| *at == gen).map(|(_, total)| *total)
     }
 
-    fn remember(&self, key: String, gen: i64, total: u64) {
+    pub(crate) fn remember(&self, key: String, gen: i64, total: u64) {
         if key.is_empty() {
             return;
         }
@@ -162,7 +162,7 @@ impl SqliteMeta {
     }
 }
 
-pub(super) fn snapshot_where(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter) {
+pub(crate) fn snapshot_where(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter) {
     snapshot_where_with(q, f, false)
 }
 
@@ -246,7 +246,7 @@ fn snapshot_where_with(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter, by_
 }
 
 /// A filter on nothing but the columns `snapshot_counts` groups by can be counted there.
-fn counted_by_groups(f: &SnapshotFilter) -> bool {
+pub(crate) fn counted_by_groups(f: &SnapshotFilter) -> bool {
     f.ids.is_empty()
         && f.volume_ids.is_empty()
         && f.instance_ids.is_empty()
@@ -267,7 +267,7 @@ fn counted_by_groups(f: &SnapshotFilter) -> bool {
 /// The count cache's key: everything but the page. Transition filters are never cached: the
 /// list generation does not move when a transition changes (progress-like churn), so such a
 /// count is always taken fresh (the empty key, which the cache never stores or finds).
-pub(super) fn count_key(f: &SnapshotFilter) -> String {
+pub(crate) fn count_key(f: &SnapshotFilter) -> String {
     if !f.transitions.is_empty() || !f.not_transitions.is_empty() {
         return String::new();
     }

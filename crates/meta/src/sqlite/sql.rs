@@ -28,7 +28,7 @@ pub(super) fn json_object_sql(cols: &[&str], bools: &[&str]) -> String {
 /// page of 100 rows (plus the 100 volume rows that name them) became hundreds of thread
 /// wake-ups per request, ~30 µs a row, most of the request's time. SQLite builds the array
 /// in C at a fraction of that; serde reads it back.
-pub(super) fn from_json_rows<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>> {
+pub(crate) fn from_json_rows<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>> {
     serde_json::from_str(text).map_err(|e| MetaError::Db(sqlx::Error::Decode(Box::new(e))))
 }
 
@@ -66,7 +66,7 @@ pub(super) fn push_list(q: &mut QueryBuilder<'_, Sqlite>, col: &str, op: &str, v
     sep.push_unseparated(")");
 }
 
-pub(super) fn json_array<T: serde::Serialize>(values: &[T]) -> String {
+pub(crate) fn json_array<T: serde::Serialize>(values: &[T]) -> String {
     serde_json::to_string(values).expect("strings serialize")
 }
 
@@ -118,7 +118,7 @@ pub(super) fn push_tag_pairs(q: &mut QueryBuilder<'_, Sqlite>, account: &str, pa
     q.push_bind(distinct.len() as i64).push(")");
 }
 
-pub(super) fn like_pattern(word: &str) -> String {
+pub(crate) fn like_pattern(word: &str) -> String {
     let escaped = word.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
 }

@@ -1,17 +1,20 @@
 //! Each row kind's table and columns, listed once: the column names a statement writes or reads
 //! and the values a write binds for them come from the same list, so they cannot drift apart.
 
+use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
-use sqlx::Sqlite;
+use sqlx::{Postgres, Sqlite};
 
 use crate::rows::*;
 
 pub(super) type Bound<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
+/// The same for the PostgreSQL backend (`crate::postgres`), which shares these column lists.
+pub(crate) type PgBound<'q> = Query<'q, Postgres, PgArguments>;
 
 /// A row kind as stored: its table, its columns in the order `bind` binds them (id first), and
 /// how a write of it is guarded.
-pub(super) trait Table {
+pub(crate) trait Table {
     const TABLE: &'static str;
     /// What a conflict calls a row of it (`MetaError::Stale::what`).
     const WHAT: &'static str;
@@ -29,6 +32,8 @@ pub(super) trait Table {
     }
     /// Bind the row's values for `COLS` (without `version`).
     fn bind<'q>(&'q self, q: Bound<'q>) -> Bound<'q>;
+    /// The same values, bound for PostgreSQL.
+    fn bind_pg<'q>(&'q self, q: PgBound<'q>) -> PgBound<'q>;
 }
 
 /// `impl Table` from one list of fields: the column names are the field names.
@@ -49,6 +54,9 @@ macro_rules! table {
             fn bind<'q>(&'q self, q: Bound<'q>) -> Bound<'q> {
                 q$(.bind(&self.$col))+
             }
+            fn bind_pg<'q>(&'q self, q: PgBound<'q>) -> PgBound<'q> {
+                q$(.bind(&self.$col))+
+            }
         }
     };
     ($row:ty, $table:literal, $what:literal, [$($col:ident),+]) => {
@@ -61,6 +69,9 @@ macro_rules! table {
                 &self.id
             }
             fn bind<'q>(&'q self, q: Bound<'q>) -> Bound<'q> {
+                q$(.bind(&self.$col))+
+            }
+            fn bind_pg<'q>(&'q self, q: PgBound<'q>) -> PgBound<'q> {
                 q$(.bind(&self.$col))+
             }
         }
