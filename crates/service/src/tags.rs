@@ -61,6 +61,20 @@ impl Service {
         Ok(self.meta().commit(batch).await?)
     }
 
+    /// Detach some (tag, resource) pairs and attach others in one commit: replacing a key's
+    /// value on several resources is all done or not at all, whatever instant a crash hits.
+    pub async fn retag(&self, caller: &Caller, detach: &[(String, String)], attach: &[(String, String)]) -> Result<()> {
+        self.check_account(caller)?;
+        let mut batch = Batch::default();
+        for (t, r) in detach {
+            batch.unbind_tags.push((self.tag_row(caller, t).await?.id, self.taggable(caller, r).await?));
+        }
+        for (t, r) in attach {
+            batch.bind_tags.push((self.tag_row(caller, t).await?.id, self.taggable(caller, r).await?));
+        }
+        Ok(self.meta().commit(batch).await?)
+    }
+
     pub async fn delete_tags(&self, caller: &Caller, ids_: &[String]) -> Result<()> {
         self.check_account(caller)?;
         let mut batch = Batch::default();

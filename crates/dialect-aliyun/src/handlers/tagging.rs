@@ -161,23 +161,21 @@ async fn tag(
         targets.push((bare, have));
     }
     let tag_ids = ensure_tags(ctx, caller, tags).await?;
+    // Every resource's replaced values go and new ones come in one commit (a crash never
+    // leaves a key without its value, nor some resources retagged and others not).
+    let (mut detach, mut attach) = (Vec::new(), Vec::new());
     for (bare, have) in targets {
-        let replaced: Vec<(String, String)> = have
-            .iter()
-            .filter(|h| tags.iter().any(|(k, v)| &h.key == k && h.value != v.clone().unwrap_or_default()))
-            .map(|h| (h.id.clone(), bare.clone()))
-            .collect();
-        if !replaced.is_empty() {
-            ctx.service.detach_tags(caller, &replaced).await?;
-        }
-        let pairs: Vec<(String, String)> = tag_ids
-            .iter()
-            .filter(|id| !have.iter().any(|h| &h.id == *id))
-            .map(|id| (id.clone(), bare.clone()))
-            .collect();
-        if !pairs.is_empty() {
-            ctx.service.attach_tags(caller, &pairs).await?;
-        }
+        detach.extend(
+            have.iter()
+                .filter(|h| tags.iter().any(|(k, v)| &h.key == k && h.value != v.clone().unwrap_or_default()))
+                .map(|h| (h.id.clone(), bare.clone())),
+        );
+        attach.extend(
+            tag_ids.iter().filter(|id| !have.iter().any(|h| &h.id == *id)).map(|id| (id.clone(), bare.clone())),
+        );
+    }
+    if !detach.is_empty() || !attach.is_empty() {
+        ctx.service.retag(caller, &detach, &attach).await?;
     }
     Ok(())
 }
