@@ -44,21 +44,11 @@ impl Service {
 
     /// Bind (tag id, resource id) pairs.
     pub async fn attach_tags(&self, caller: &Caller, pairs: &[(String, String)]) -> Result<()> {
-        self.check_account(caller)?;
-        let mut batch = Batch::default();
-        for (t, r) in pairs {
-            batch.bind_tags.push((self.tag_row(caller, t).await?.id, self.taggable(caller, r).await?));
-        }
-        Ok(self.meta().commit(batch).await?)
+        self.retag(caller, &[], pairs).await
     }
 
     pub async fn detach_tags(&self, caller: &Caller, pairs: &[(String, String)]) -> Result<()> {
-        self.check_account(caller)?;
-        let mut batch = Batch::default();
-        for (t, r) in pairs {
-            batch.unbind_tags.push((self.tag_row(caller, t).await?.id, self.taggable(caller, r).await?));
-        }
-        Ok(self.meta().commit(batch).await?)
+        self.retag(caller, pairs, &[]).await
     }
 
     /// Detach some (tag, resource) pairs and attach others in one commit: replacing a key's

@@ -22,6 +22,16 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
+    /// An object's file for reading; a missing one is [`EngineError::MissingObject`].
+    fn open_object(&self, key: &str) -> Result<(File, PathBuf)> {
+        let path = self.path(key)?;
+        match File::open(&path) {
+            Ok(f) => Ok((f, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(EngineError::MissingObject { key: key.into() }),
+            Err(e) => Err(EngineError::Io { op: "open", path, source: e }),
+        }
+    }
+
     pub fn open(root: &Path) -> Result<Self> {
         crate::private::create_dir_all(root).ctx("create", root)?;
         Ok(LocalBackend { root: root.to_path_buf() })
@@ -139,14 +149,7 @@ impl Backend for LocalBackend {
     }
 
     fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Vec<Vec<u8>>> {
-        let path = self.path(key)?;
-        let f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(EngineError::MissingObject { key: key.into() })
-            }
-            Err(e) => return Err(EngineError::Io { op: "open", path, source: e }),
-        };
+        let (f, path) = self.open_object(key)?;
         ranges
             .iter()
             .map(|r| {
@@ -158,14 +161,7 @@ impl Backend for LocalBackend {
     }
 
     fn read_range_into(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
-        let path = self.path(key)?;
-        let f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(EngineError::MissingObject { key: key.into() })
-            }
-            Err(e) => return Err(EngineError::Io { op: "open", path, source: e }),
-        };
+        let (f, path) = self.open_object(key)?;
         // Only the growth of a reused buffer is zeroed; the read overwrites the rest.
         buf.resize((range.end - range.start) as usize, 0);
         f.read_exact_at(buf, range.start).ctx("read", &path)
