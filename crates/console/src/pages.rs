@@ -406,25 +406,20 @@ async fn overview_body(st: &Console, s: &Signed) -> Result<String, ServiceError>
         if capped { format!(", over your first {OVERVIEW_CHAINS} chains") } else { String::new() }
     ));
     if let Ok(st) = &store {
+        // Dedup: the raw bytes the live points reference over the raw bytes of the distinct
+        // chunks; compression: those raw bytes over their stored bytes.
         let mut missing = Vec::new();
         if st.dedup_ratio().is_none() {
-            missing.push("dedup (the raw bytes the points reference over the raw bytes of the distinct chunks)");
+            missing.push("dedup (some points were captured before their logical size was recorded)");
         }
         if st.compression_ratio().is_none() {
-            missing.push("compression (the distinct chunks' raw bytes over their stored bytes)");
+            missing.push("compression (some chunks are in packs written before raw sizes were recorded; GC's repack records them)");
         }
         body.push_str(&format!(
             "<p class=\"hint\" id=\"store\">Store: {} in {} pack files.{}</p>",
             bytes(st.pack_bytes),
             st.packs,
-            if missing.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " Not measured yet: {}; this version of the store does not record the raw size of each chunk.",
-                    missing.join("; ")
-                )
-            }
+            if missing.is_empty() { String::new() } else { format!(" Not measured yet: {}.", missing.join("; ")) }
         ));
     }
     body.push_str("<h2>Running jobs</h2>");

@@ -297,6 +297,34 @@ impl Cmd {
                 Ok(if r.bad_chunks.is_empty() { 0 } else { 1 })
             }
             Command::Gc { grace } => self.gc(grace).await,
+            Command::Stats => {
+                let st = self.svc.store_stats().await.map_err(se)?;
+                if self.json {
+                    print_json(&json!({
+                        "packs": st.packs,
+                        "pack_bytes": st.pack_bytes,
+                        "logical_bytes": st.logical_bytes,
+                        "unique_raw_bytes": st.unique_raw_bytes,
+                        "unique_stored_bytes": st.unique_stored_bytes,
+                        "dedup_ratio": st.dedup_ratio(),
+                        "compression_ratio": st.compression_ratio(),
+                    }));
+                } else {
+                    let size =
+                        |b: Option<u64>| b.map(crate::output::human_bytes).unwrap_or_else(|| "not measured".into());
+                    let ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "not measured".into());
+                    println!("packs               {} ({})", st.packs, crate::output::human_bytes(st.pack_bytes));
+                    println!("points stand for    {}", size(st.logical_bytes));
+                    println!(
+                        "distinct chunks     {} raw, {} stored",
+                        size(st.unique_raw_bytes),
+                        size(st.unique_stored_bytes)
+                    );
+                    println!("dedup ratio         {}", ratio(st.dedup_ratio()));
+                    println!("compression ratio   {}", ratio(st.compression_ratio()));
+                }
+                Ok(0)
+            }
             Command::Maintain => {
                 let n = self.svc.cease_due().await.map_err(se)?;
                 if self.json {

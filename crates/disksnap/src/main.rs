@@ -135,6 +135,8 @@ pub enum Command {
     },
     /// Release snapshots whose recovery window or retention has passed (the server does this every 5 s)
     Maintain,
+    /// The store's figures: pack files and bytes, the dedup and compression ratios
+    Stats,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -172,6 +172,12 @@ fn every_point_restores_exactly_by_rollback_new_volume_and_image() {
         .expect("qemu-img is installed (scripts/test.sh installs qemu-utils)");
     assert!(cmp.status.success(), "qemu-img compare: {}", String::from_utf8_lossy(&cmp.stdout));
     assert!(env.json(&["verify"])["ok"].as_bool().unwrap());
+    // Several points of one volume share most chunks: the store measures both ratios.
+    let st = env.json(&["stats"]);
+    let (logical, raw) = (st["logical_bytes"].as_u64().unwrap(), st["unique_raw_bytes"].as_u64().unwrap());
+    assert!(logical > raw && raw > 0, "{st}");
+    assert!(st["dedup_ratio"].as_f64().unwrap() > 1.0, "{st}");
+    assert!(st["compression_ratio"].as_f64().is_some() && st["unique_stored_bytes"].as_u64().unwrap() > 0, "{st}");
 }
 
 #[test]

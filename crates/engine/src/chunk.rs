@@ -107,6 +107,12 @@ fn finish_crc(out: &mut [u8]) {
     out[16..20].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// The raw (uncompressed) length a frame's header claims, without checking the payload: for
+/// the store's figures (compression ratio), not for reading. `None` if it has no chunk header.
+pub fn raw_len_of(frame: &[u8]) -> Option<u32> {
+    (frame.len() >= HEADER_LEN && &frame[..8] == MAGIC).then(|| u32::from_le_bytes(frame[12..16].try_into().unwrap()))
+}
+
 /// Decode a chunk file's bytes into `raw`, checking magic, CRC, length and the BLAKE3 name.
 pub fn decode(file: &[u8], digest: &Digest, raw: &mut Vec<u8>) -> Result<(), String> {
     decode_ref(file, digest, raw)?;

@@ -37,6 +37,21 @@ pub struct PackEntry {
     pub digest: Digest,
     pub offset: u64,
     pub len: u32,
+    /// The chunk's uncompressed size, for the store's compression and dedup figures. `None`
+    /// for chunks of packs written before it was recorded.
+    pub raw_len: Option<u32>,
+}
+
+/// What the index holds, summed: the distinct chunks and their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkTotals {
+    pub chunks: u64,
+    /// Their stored (framed, compressed) bytes.
+    pub stored_bytes: u64,
+    /// Their uncompressed bytes, over the chunks whose raw length is known.
+    pub raw_bytes: u64,
+    /// Chunks whose raw length is not known (from packs older than the v2 trailer).
+    pub raw_unknown: u64,
 }
 
 /// A pack as the index knows it.
@@ -89,6 +104,9 @@ pub trait ChunkIndex: Send + Sync {
     /// Every entry. GC and verify scan it once per run.
     fn chunks(&self) -> Result<Vec<IndexedChunk>>;
 
+    /// The entries summed (one aggregate query on a database-backed index).
+    fn totals(&self) -> Result<ChunkTotals>;
+
     /// Remove the entries of `digests` not used since `cutoff` (milliseconds); returns the digests
     /// removed. Must be one atomic conditional delete per digest (see the module doc).
     fn remove_unused(&self, digests: &[Digest], cutoff: i64) -> Result<Vec<Digest>>;
@@ -121,6 +139,7 @@ pub struct MemoryIndex {
 #[derive(Default)]
 struct Mem {
     chunks: HashMap<Digest, (Location, i64)>,
+    raw_lens: HashMap<Digest, u32>,
     packs: HashMap<String, PackRecord>,
 }
 
@@ -149,9 +168,13 @@ impl ChunkIndex for MemoryIndex {
         let mut m = self.inner.lock().unwrap();
         m.packs.insert(pack.to_string(), PackRecord { name: pack.to_string(), size, doomed_at: None });
         for e in entries {
-            m.chunks
-                .entry(e.digest)
-                .or_insert_with(|| (Location { pack: pack.to_string(), offset: e.offset, len: e.len }, now));
+            if m.chunks.contains_key(&e.digest) {
+                continue;
+            }
+            m.chunks.insert(e.digest, (Location { pack: pack.to_string(), offset: e.offset, len: e.len }, now));
+            if let Some(r) = e.raw_len {
+                m.raw_lens.insert(e.digest, r);
+            }
         }
         Ok(())
     }
@@ -165,12 +188,26 @@ impl ChunkIndex for MemoryIndex {
         Ok(m.chunks.iter().map(|(d, (l, u))| IndexedChunk { digest: *d, location: l.clone(), used_at: *u }).collect())
     }
 
+    fn totals(&self) -> Result<ChunkTotals> {
+        let m = self.inner.lock().unwrap();
+        let mut t = ChunkTotals { chunks: m.chunks.len() as u64, ..Default::default() };
+        for (d, (l, _)) in &m.chunks {
+            t.stored_bytes += l.len as u64;
+            match m.raw_lens.get(d) {
+                Some(&r) => t.raw_bytes += r as u64,
+                None => t.raw_unknown += 1,
+            }
+        }
+        Ok(t)
+    }
+
     fn remove_unused(&self, digests: &[Digest], cutoff: i64) -> Result<Vec<Digest>> {
         let mut m = self.inner.lock().unwrap();
         let mut out = Vec::new();
         for d in digests {
             if m.chunks.get(d).is_some_and(|(_, used)| *used < cutoff) {
                 m.chunks.remove(d);
+                m.raw_lens.remove(d);
                 out.push(*d);
             }
         }
@@ -181,16 +218,21 @@ impl ChunkIndex for MemoryIndex {
         let mut m = self.inner.lock().unwrap();
         for d in digests {
             m.chunks.remove(d);
+            m.raw_lens.remove(d);
         }
         Ok(())
     }
 
     fn move_entries(&self, from: &str, to: &str, entries: &[PackEntry]) -> Result<()> {
-        let mut m = self.inner.lock().unwrap();
+        let mut guard = self.inner.lock().unwrap();
+        let m = &mut *guard;
         for e in entries {
             if let Some((loc, _)) = m.chunks.get_mut(&e.digest) {
                 if loc.pack == from {
                     *loc = Location { pack: to.to_string(), offset: e.offset, len: e.len };
+                    if let Some(r) = e.raw_len {
+                        m.raw_lens.insert(e.digest, r);
+                    }
                 }
             }
         }
@@ -212,6 +254,7 @@ impl ChunkIndex for MemoryIndex {
     fn clear(&self) -> Result<()> {
         let mut m = self.inner.lock().unwrap();
         m.chunks.clear();
+        m.raw_lens.clear();
         m.packs.clear();
         Ok(())
     }

@@ -141,7 +141,8 @@ impl Store {
         for e in entries.iter().filter(|e| !removed.contains(&e.digest)) {
             let slot = live_in.entry(e.location.pack.clone()).or_default();
             slot.0 += e.location.len as u64;
-            slot.1.push(PackEntry { digest: e.digest, offset: e.location.offset, len: e.location.len });
+            // The raw length is read again from the frame if this pack is repacked.
+            slot.1.push(PackEntry { digest: e.digest, offset: e.location.offset, len: e.location.len, raw_len: None });
         }
         let objects: HashMap<String, (u64, SystemTime)> = self
             .backend
@@ -211,7 +212,13 @@ impl Store {
                 let frame = bytes.get(e.offset as usize..(e.offset + e.len as u64) as usize).ok_or_else(|| {
                     EngineError::CorruptPack { pack: name.clone(), why: "an entry lies past its end".into() }
                 })?;
-                let n = PackEntry { digest: e.digest, offset: buf.len() as u64, len: e.len };
+                // The frame's header has the raw length even when the old (v1) trailer did not.
+                let n = PackEntry {
+                    digest: e.digest,
+                    offset: buf.len() as u64,
+                    len: e.len,
+                    raw_len: crate::chunk::raw_len_of(frame),
+                };
                 buf.extend_from_slice(frame);
                 entries.push(n);
                 moved.push(n);

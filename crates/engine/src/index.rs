@@ -61,6 +61,11 @@ impl FixedIndex {
         (self.size - start).min(self.chunk_size as u64) as usize
     }
 
+    /// Raw bytes of the non-zero slots: what the point holds, holes left out.
+    pub fn logical_bytes(&self) -> u64 {
+        self.digests.iter().enumerate().filter(|(_, d)| **d != ZERO_DIGEST).map(|(i, _)| self.slot_len(i) as u64).sum()
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + 32 * (self.digests.len() + 1));
         out.extend_from_slice(MAGIC);

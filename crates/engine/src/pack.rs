@@ -2,11 +2,15 @@
 //!
 //! ```text
 //! frame 0, frame 1, …            chunk frames exactly as chunk.rs writes them (header, CRC, payload)
-//! n × 44 bytes                   trailer: digest (32) | offset u64 LE | length u32 LE, one per frame
+//! n × 48 bytes                   trailer, one entry per frame: digest (32) | offset u64 LE |
+//!                                length u32 LE | raw length u32 LE (the chunk's uncompressed size)
 //! 4                              n (u32 LE)
 //! 4                              CRC-32 of the trailer entries (u32 LE)
-//! 8                              magic b"DSNPPAK1"     (never change: old stores must stay readable)
+//! 8                              magic b"DSNPPAK2"
 //! ```
+//! Packs written before the raw length was recorded end in b"DSNPPAK1" and have 44-byte entries
+//! without it; they stay readable (never change either magic), and their chunks' raw lengths
+//! are unknown until GC repacks them (the frames' headers carry it).
 //! The trailer makes a pack self-describing: the chunk index can be rebuilt from the packs
 //! alone. Packs are named by 128 random bits and never rewritten, so two writers (two jobs, two
 //! nodes) never collide and no backend needs conditional writes.
@@ -35,8 +39,10 @@ const MAX_IN_FLIGHT: usize = 4;
 /// RGW on loopback busy (one stream ~150 MiB/s measured), four cost 64 MiB of RSS.
 const MAX_BUFFERED_UPLOADS: usize = 2;
 
-const MAGIC: &[u8; 8] = b"DSNPPAK1";
-const ENTRY_LEN: usize = 44;
+const MAGIC: &[u8; 8] = b"DSNPPAK2";
+const ENTRY_LEN: usize = 48;
+const MAGIC_V1: &[u8; 8] = b"DSNPPAK1";
+const ENTRY_LEN_V1: usize = 44;
 const FOOTER_LEN: usize = 16;
 
 /// The object key of a pack.
@@ -61,6 +67,7 @@ pub fn seal(buf: &mut Vec<u8>, entries: &[PackEntry]) {
         buf.extend_from_slice(&e.digest);
         buf.extend_from_slice(&e.offset.to_le_bytes());
         buf.extend_from_slice(&e.len.to_le_bytes());
+        buf.extend_from_slice(&e.raw_len.unwrap_or(0).to_le_bytes());
     }
     let crc = crc32fast::hash(&buf[start..]);
     buf.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -75,16 +82,22 @@ pub fn footer_range(size: u64) -> std::ops::Range<u64> {
 
 /// From a footer: the range of the trailer entries, or why the pack is not readable.
 pub fn trailer_range(size: u64, footer: &[u8]) -> std::result::Result<std::ops::Range<u64>, String> {
-    if footer.len() != FOOTER_LEN || &footer[8..] != MAGIC {
-        return Err("no pack footer (truncated or not a pack)".into());
-    }
-    let n = u32::from_le_bytes(footer[..4].try_into().unwrap()) as u64;
-    let len = n * ENTRY_LEN as u64;
+    let n = u32::from_le_bytes(footer.get(..4).ok_or("no pack footer (truncated)")?.try_into().unwrap()) as u64;
+    let len = n * entry_len(footer)? as u64;
     if len + FOOTER_LEN as u64 > size {
         return Err(format!("footer lists {n} chunks, more than the pack can hold"));
     }
     let end = size - FOOTER_LEN as u64;
     Ok(end - len..end)
+}
+
+/// The trailer entry size the footer's magic says, or why it is not a pack.
+fn entry_len(footer: &[u8]) -> std::result::Result<usize, String> {
+    match footer.get(8..) {
+        Some(m) if footer.len() == FOOTER_LEN && m == MAGIC => Ok(ENTRY_LEN),
+        Some(m) if footer.len() == FOOTER_LEN && m == MAGIC_V1 => Ok(ENTRY_LEN_V1),
+        _ => Err("no pack footer (truncated or not a pack)".into()),
+    }
 }
 
 /// Parse trailer entries (checked against the footer's CRC and the pack's size).
@@ -98,11 +111,13 @@ pub fn parse_trailer(size: u64, footer: &[u8], trailer: &[u8]) -> std::result::R
         return Err("trailer CRC mismatch".into());
     }
     let entries: Vec<PackEntry> = trailer
-        .chunks_exact(ENTRY_LEN)
+        .chunks_exact(entry_len(footer)?)
         .map(|e| PackEntry {
             digest: e[..32].try_into().unwrap(),
             offset: u64::from_le_bytes(e[32..40].try_into().unwrap()),
             len: u32::from_le_bytes(e[40..44].try_into().unwrap()),
+            // 0 is what a v2 entry holds when the raw length was not known; a v1 entry has none.
+            raw_len: e.get(44..48).map(|r| u32::from_le_bytes(r.try_into().unwrap())).filter(|&r| r > 0),
         })
         .collect();
     if entries.iter().any(|e| e.offset + e.len as u64 > range.start) {
@@ -270,7 +285,12 @@ impl PackWriter {
                 Sink::Stream(w) => w.write(frame)?,
                 Sink::Buffer(b, _) => b.extend_from_slice(frame),
             }
-            open.entries.push(PackEntry { digest: *digest, offset: open.len, len: frame.len() as u32 });
+            open.entries.push(PackEntry {
+                digest: *digest,
+                offset: open.len,
+                len: frame.len() as u32,
+                raw_len: crate::chunk::raw_len_of(frame),
+            });
             open.len += frame.len() as u64;
             if open.len >= TARGET_PACK as u64 {
                 slot.take()
@@ -372,8 +392,10 @@ mod tests {
     #[test]
     fn trailer_roundtrip_and_damage() {
         let mut buf = b"frame-one!frame-two".to_vec();
-        let entries =
-            vec![PackEntry { digest: [1; 32], offset: 0, len: 10 }, PackEntry { digest: [2; 32], offset: 10, len: 9 }];
+        let entries = vec![
+            PackEntry { digest: [1; 32], offset: 0, len: 10, raw_len: Some(4096) },
+            PackEntry { digest: [2; 32], offset: 10, len: 9, raw_len: None },
+        ];
         seal(&mut buf, &entries);
         assert_eq!(parse_whole("p", &buf).unwrap(), entries);
         for pos in [20, buf.len() - 1, buf.len() - 9] {
@@ -386,5 +408,24 @@ mod tests {
         let name = new_pack_name();
         assert_eq!(pack_name(&pack_key(&name)), Some(name.as_str()));
         assert_eq!(pack_name("packs/ab/zz.pack"), None);
+    }
+
+    /// A pack written before raw lengths were recorded (44-byte entries, magic DSNPPAK1) still
+    /// reads, its raw lengths unknown.
+    #[test]
+    fn v1_packs_still_read() {
+        let mut buf = b"frame-one!frame-two".to_vec();
+        let start = buf.len();
+        for (d, off, len) in [([1u8; 32], 0u64, 10u32), ([2; 32], 10, 9)] {
+            buf.extend_from_slice(&d);
+            buf.extend_from_slice(&off.to_le_bytes());
+            buf.extend_from_slice(&len.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&buf[start..]);
+        buf.extend_from_slice(&2u32.to_le_bytes());
+        buf.extend_from_slice(&crc.to_le_bytes());
+        buf.extend_from_slice(b"DSNPPAK1");
+        let got = parse_whole("old", &buf).unwrap();
+        assert_eq!(got[1], PackEntry { digest: [2; 32], offset: 10, len: 9, raw_len: None });
     }
 }

@@ -66,6 +66,8 @@ pub struct CaptureStats {
     pub added_bytes: u64,
     /// Bytes actually read from the source (holes are not read).
     pub read_bytes: u64,
+    /// Raw bytes of the point's non-zero slots (what a restore of it writes).
+    pub logical_bytes: u64,
     /// Pack files written.
     pub packs: u64,
     pub elapsed: Duration,
@@ -269,6 +271,7 @@ impl Store {
             on_taken();
             stats.packs = writer.finish()?.len() as u64;
             self.backend.put(&key, index.encode())?;
+            stats.logical_bytes = index.logical_bytes();
             Ok(stats)
         });
         drop(pin);

@@ -128,6 +128,9 @@ impl ChunkIndex for SlowAfterLookup {
     fn chunks(&self) -> disksnap_engine::Result<Vec<IndexedChunk>> {
         self.0.chunks()
     }
+    fn totals(&self) -> disksnap_engine::Result<disksnap_engine::chunk_index::ChunkTotals> {
+        self.0.totals()
+    }
     fn remove_unused(&self, d: &[Digest], cutoff: i64) -> disksnap_engine::Result<Vec<Digest>> {
         self.0.remove_unused(d, cutoff)
     }

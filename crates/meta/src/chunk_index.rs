@@ -33,8 +33,17 @@ pub struct ChunkRow {
     pub used_at: i64,
 }
 
-/// (digest, offset, len) of one chunk in a pack.
-pub type PackChunk = (Digest, u64, u32);
+/// (digest, offset, len, raw len if known) of one chunk in a pack.
+pub type PackChunk = (Digest, u64, u32, Option<u32>);
+
+/// The index summed (see the engine's `ChunkTotals`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkSums {
+    pub chunks: u64,
+    pub stored_bytes: u64,
+    pub raw_bytes: u64,
+    pub raw_unknown: u64,
+}
 
 /// Statements per IN list: far below SQLite's 32 766 bound variables, and small enough that
 /// one statement never holds the write lock for long.
@@ -47,6 +56,7 @@ pub trait ChunkIndexRows: Send + Sync {
     async fn chunk_packs(&self) -> Result<Vec<PackRow>>;
     async fn chunk_no_packs(&self) -> Result<bool>;
     async fn chunk_all(&self) -> Result<Vec<ChunkRow>>;
+    async fn chunk_sums(&self) -> Result<ChunkSums>;
     async fn chunk_remove_unused(&self, digests: &[Digest], cutoff: i64) -> Result<Vec<Digest>>;
     async fn chunk_remove(&self, digests: &[Digest]) -> Result<()>;
     async fn chunk_move(&self, from: &str, to: &str, chunks: &[PackChunk]) -> Result<()>;
@@ -111,12 +121,17 @@ impl ChunkIndexRows for SqliteMeta {
             .bind(size as i64)
             .fetch_one(&mut *tx)
             .await?;
-        for part in chunks.chunks(PART / 5) {
+        for part in chunks.chunks(PART / 6) {
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO chunk_index (digest, pack_id, offset, len, used_at) ",
+                "INSERT OR IGNORE INTO chunk_index (digest, pack_id, offset, len, used_at, raw_len) ",
             );
-            qb.push_values(part, |mut b, (d, offset, len)| {
-                b.push_bind(&d[..]).push_bind(id).push_bind(*offset as i64).push_bind(*len as i64).push_bind(now);
+            qb.push_values(part, |mut b, (d, offset, len, raw)| {
+                b.push_bind(&d[..])
+                    .push_bind(id)
+                    .push_bind(*offset as i64)
+                    .push_bind(*len as i64)
+                    .push_bind(now)
+                    .push_bind(raw.map(|r| r as i64));
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -157,6 +172,16 @@ impl ChunkIndexRows for SqliteMeta {
             .collect())
     }
 
+    async fn chunk_sums(&self) -> Result<ChunkSums> {
+        let r = sqlx::query("SELECT COUNT(*), COALESCE(SUM(len), 0), COALESCE(SUM(raw_len), 0), COUNT(*) - COUNT(raw_len) FROM chunk_index").fetch_one(&self.pool).await?;
+        Ok(ChunkSums {
+            chunks: r.get::<i64, _>(0) as u64,
+            stored_bytes: r.get::<i64, _>(1) as u64,
+            raw_bytes: r.get::<i64, _>(2) as u64,
+            raw_unknown: r.get::<i64, _>(3) as u64,
+        })
+    }
+
     async fn chunk_remove_unused(&self, digests: &[Digest], cutoff: i64) -> Result<Vec<Digest>> {
         let mut out = Vec::new();
         for part in digests.chunks(PART) {
@@ -183,16 +208,17 @@ impl ChunkIndexRows for SqliteMeta {
 
     async fn chunk_move(&self, from: &str, to: &str, chunks: &[PackChunk]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for (d, offset, len) in chunks {
+        for (d, offset, len, raw) in chunks {
             sqlx::query(
-                "UPDATE chunk_index SET pack_id = (SELECT id FROM packs WHERE name = ?1), offset = ?2, len = ?3 \
-                 WHERE digest = ?4 AND pack_id = (SELECT id FROM packs WHERE name = ?5)",
+                "UPDATE chunk_index SET pack_id = (SELECT id FROM packs WHERE name = ?1), offset = ?2, len = ?3, \
+                 raw_len = COALESCE(?6, raw_len) WHERE digest = ?4 AND pack_id = (SELECT id FROM packs WHERE name = ?5)",
             )
             .bind(to)
             .bind(*offset as i64)
             .bind(*len as i64)
             .bind(&d[..])
             .bind(from)
+            .bind(raw.map(|r| r as i64))
             .execute(&mut *tx)
             .await?;
         }
@@ -241,9 +267,12 @@ mod tests {
             eprintln!("backend: {:?}", tm.kind);
             let m = tm.chunks();
             let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
-            m.chunk_add_pack("p1", 100, &[(a, 0, 10), (b, 10, 20)], 1000).await.unwrap();
+            // a's raw length unknown (a chunk of an old v1 pack)
+            m.chunk_add_pack("p1", 100, &[(a, 0, 10, None), (b, 10, 20, Some(4096))], 1000).await.unwrap();
             // a second copy of b in another pack: the first one wins
-            m.chunk_add_pack("p2", 50, &[(b, 0, 20), (c, 20, 5)], 1000).await.unwrap();
+            m.chunk_add_pack("p2", 50, &[(b, 0, 20, Some(4096)), (c, 20, 5, Some(100))], 1000).await.unwrap();
+            let sums = m.chunk_sums().await.unwrap();
+            assert_eq!(sums, ChunkSums { chunks: 3, stored_bytes: 35, raw_bytes: 4196, raw_unknown: 1 });
             let got = m.chunk_find(&[a, b, c, [9; 32]], None).await.unwrap();
             assert_eq!(got[1], Some(ChunkLocation { pack: "p1".into(), offset: 10, len: 20 }));
             assert_eq!(got[2].as_ref().unwrap().pack, "p2");
@@ -253,8 +282,11 @@ mod tests {
             let gone = m.chunk_remove_unused(&[a, b], 2000).await.unwrap();
             assert_eq!(gone, vec![b]);
             assert_eq!(m.chunk_find(&[b], None).await.unwrap()[0], None);
-            m.chunk_move("p1", "p2", &[(a, 40, 10)]).await.unwrap();
+            // a repack learns a's raw length from its frame header
+            m.chunk_move("p1", "p2", &[(a, 40, 10, Some(50))]).await.unwrap();
             assert_eq!(m.chunk_find(&[a], None).await.unwrap()[0].as_ref().unwrap().pack, "p2");
+            let sums = m.chunk_sums().await.unwrap();
+            assert_eq!(sums, ChunkSums { chunks: 2, stored_bytes: 15, raw_bytes: 150, raw_unknown: 0 });
             m.pack_doom("p1", 7).await.unwrap();
             m.pack_doom("p1", 9).await.unwrap();
             assert!(!m.chunk_no_packs().await.unwrap());

@@ -17,7 +17,7 @@ mod testing;
 
 use async_trait::async_trait;
 
-pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, PackRow};
+pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, ChunkSums, PackRow};
 pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
 pub use postgres::PgMeta;
 pub use rows::{
@@ -151,6 +151,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn chain_totals(&self, root_ids: &[String]) -> Result<Vec<ChainTotals>>;
     /// Ids of every snapshot whose data must be kept (any status but ceased), for GC and verify.
     async fn snapshots_holding_data(&self) -> Result<Vec<String>>;
+    /// Over the same points: the sum of their known `logical_size`s, and how many have none.
+    async fn snapshots_logical_bytes(&self) -> Result<(u64, u64)>;
     /// Deleted points whose recovery window has closed, and points whose retention expired.
     async fn snapshots_due(&self, deleted_before: Millis, now: Millis) -> Result<Vec<SnapshotRow>>;
     async fn snapshot_metadata(&self, id: &str) -> Result<Vec<(String, String)>>;

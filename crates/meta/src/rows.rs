@@ -71,6 +71,10 @@ pub struct SnapshotRow {
     pub encrypted: bool,
     pub used_by_images: i64,
     pub used_by_volumes: i64,
+    /// Raw bytes of the point's non-zero slots (what a restore writes): the store's dedup
+    /// figure sums it. None on points captured before it was recorded.
+    #[serde(default)]
+    pub logical_size: Option<i64>,
     /// Optimistic-concurrency guard: 0 on a row the caller builds (the commit inserts it, and
     /// fails if the id exists), else the version the row was read at (the commit updates it only
     /// if nobody wrote it since, and bumps it). Every whole-row write is therefore guarded.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use disksnap_engine::chunk_index::{ChunkIndex, IndexedChunk, Location, PackEntry, PackRecord};
+use disksnap_engine::chunk_index::{ChunkIndex, ChunkTotals, IndexedChunk, Location, PackEntry, PackRecord};
 use disksnap_engine::{Digest, EngineError};
 use disksnap_meta::{ChunkIndexRows, ChunkLocation};
 use tokio::runtime::Handle;
@@ -29,8 +29,8 @@ fn loc(l: ChunkLocation) -> Location {
     Location { pack: l.pack, offset: l.offset, len: l.len }
 }
 
-fn rows(entries: &[PackEntry]) -> Vec<(Digest, u64, u32)> {
-    entries.iter().map(|e| (e.digest, e.offset, e.len)).collect()
+fn rows(entries: &[PackEntry]) -> Vec<(Digest, u64, u32, Option<u32>)> {
+    entries.iter().map(|e| (e.digest, e.offset, e.len, e.raw_len)).collect()
 }
 
 impl ChunkIndex for MetaChunkIndex {
@@ -66,6 +66,16 @@ impl ChunkIndex for MetaChunkIndex {
             .into_iter()
             .map(|c| IndexedChunk { digest: c.digest, location: loc(c.location), used_at: c.used_at })
             .collect())
+    }
+
+    fn totals(&self) -> disksnap_engine::Result<ChunkTotals> {
+        let s = self.run(self.rows.chunk_sums())?;
+        Ok(ChunkTotals {
+            chunks: s.chunks,
+            stored_bytes: s.stored_bytes,
+            raw_bytes: s.raw_bytes,
+            raw_unknown: s.raw_unknown,
+        })
     }
 
     fn remove_unused(&self, digests: &[Digest], cutoff: i64) -> disksnap_engine::Result<Vec<Digest>> {

@@ -179,6 +179,7 @@ impl Service {
                     encrypted: false,
                     used_by_images: 0,
                     used_by_volumes: 0,
+                    logical_size: None,
                     version: 0,
                 };
                 let lock = self.lock_volume(&vol, VolumeTransition::Snapshotting);
@@ -246,6 +247,7 @@ impl Service {
             s.progress = 100;
             s.size = stats.added_bytes as i64;
             s.volume_size = stats.size as i64;
+            s.logical_size = Some(stats.logical_bytes as i64);
             s.status_time = now;
             let mut chain_rows: Vec<SnapshotRow> =
                 self.meta().chain(&s.root_id).await?.into_iter().filter(|r| r.id != s.id).collect();

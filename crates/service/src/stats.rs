@@ -3,10 +3,11 @@
 //! estimated).
 //!
 //! A dedup ratio is (raw bytes the live points reference) / (raw bytes of the distinct chunks);
-//! a compression ratio is (raw bytes of the distinct chunks) / (their stored bytes). Both need
-//! raw sizes the engine does not keep: the chunk index holds each chunk's stored (compressed)
-//! length only (`chunk_index.len`; `PackEntry` has no raw length), and a capture's slot counts
-//! (`CaptureStats::changed_slots`/`zero_slots`) are not kept on the snapshot row.
+//! a compression ratio is (raw bytes of the distinct chunks) / (their stored bytes). The raw
+//! sizes come from the chunk index (`raw_len`, from the v2 pack trailer) and the snapshot rows
+//! (`logical_size`, from the capture). A store with chunks or points from before they were
+//! recorded shows the ratio that needs them as not measured: a ratio over part of the store
+//! would be a guess.
 
 use crate::error::{Result, ServiceError};
 use crate::service::Service;
@@ -49,16 +50,20 @@ impl Service {
     pub async fn store_stats(&self) -> Result<StoreStats> {
         let store = self.inner.store.clone();
         // The chunk index blocks on the runtime (see chunk_index.rs): off the async task.
-        let packs = tokio::task::spawn_blocking(move || store.chunk_index().packs())
-            .await
-            .map_err(|e| ServiceError::Internal(format!("reading the pack list: {e}")))??;
+        let (packs, totals) = tokio::task::spawn_blocking(move || {
+            let index = store.chunk_index();
+            Ok::<_, disksnap_engine::EngineError>((index.packs()?, index.totals()?))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("reading the pack list: {e}")))??;
+        let (logical, logical_unknown) = self.meta().snapshots_logical_bytes().await?;
         let live = packs.iter().filter(|p| p.doomed_at.is_none());
         Ok(StoreStats {
             packs: live.clone().count() as u64,
             pack_bytes: live.map(|p| p.size).sum(),
-            logical_bytes: None,
-            unique_raw_bytes: None,
-            unique_stored_bytes: None,
+            logical_bytes: (logical_unknown == 0).then_some(logical),
+            unique_raw_bytes: (totals.raw_unknown == 0).then_some(totals.raw_bytes),
+            unique_stored_bytes: Some(totals.stored_bytes),
         })
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::PgMeta;
-use crate::chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, Digest, PackChunk, PackRow};
+use crate::chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, ChunkSums, Digest, PackChunk, PackRow};
 use crate::Result;
 
 /// Digests per statement: one array parameter each, so only the statement's size bounds it.
@@ -77,16 +77,18 @@ impl ChunkIndexRows for PgMeta {
             let digests: Vec<Vec<u8>> = part.iter().map(|c| c.0.to_vec()).collect();
             let offsets: Vec<i64> = part.iter().map(|c| c.1 as i64).collect();
             let lens: Vec<i64> = part.iter().map(|c| c.2 as i64).collect();
+            let raws: Vec<Option<i64>> = part.iter().map(|c| c.3.map(|r| r as i64)).collect();
             sqlx::query(
-                "INSERT INTO chunk_index (digest, pack_id, \"offset\", len, used_at) \
-                 SELECT d, $1, o, l, $2 FROM unnest($3::bytea[], $4::bigint[], $5::bigint[]) WITH ORDINALITY AS u(d, o, l, i) \
-                 ORDER BY i ON CONFLICT (digest) DO NOTHING",
+                "INSERT INTO chunk_index (digest, pack_id, \"offset\", len, used_at, raw_len) \
+                 SELECT d, $1, o, l, $2, r FROM unnest($3::bytea[], $4::bigint[], $5::bigint[], $6::bigint[]) \
+                 WITH ORDINALITY AS u(d, o, l, r, i) ORDER BY i ON CONFLICT (digest) DO NOTHING",
             )
             .bind(id)
             .bind(now)
             .bind(digests)
             .bind(offsets)
             .bind(lens)
+            .bind(raws)
             .execute(&mut *tx)
             .await?;
         }
@@ -127,6 +129,16 @@ impl ChunkIndexRows for PgMeta {
             .collect())
     }
 
+    async fn chunk_sums(&self) -> Result<ChunkSums> {
+        let r = sqlx::query("SELECT COUNT(*), COALESCE(SUM(len), 0)::BIGINT, COALESCE(SUM(raw_len), 0)::BIGINT, COUNT(*) - COUNT(raw_len) FROM chunk_index").fetch_one(&self.pool).await?;
+        Ok(ChunkSums {
+            chunks: r.get::<i64, _>(0) as u64,
+            stored_bytes: r.get::<i64, _>(1) as u64,
+            raw_bytes: r.get::<i64, _>(2) as u64,
+            raw_unknown: r.get::<i64, _>(3) as u64,
+        })
+    }
+
     async fn chunk_remove_unused(&self, digests: &[Digest], cutoff: i64) -> Result<Vec<Digest>> {
         let mut out = Vec::new();
         for part in digests.chunks(PART) {
@@ -150,16 +162,17 @@ impl ChunkIndexRows for PgMeta {
 
     async fn chunk_move(&self, from: &str, to: &str, chunks: &[PackChunk]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for (d, offset, len) in chunks {
+        for (d, offset, len, raw) in chunks {
             sqlx::query(
-                "UPDATE chunk_index SET pack_id = (SELECT id FROM packs WHERE name = $1), \"offset\" = $2, len = $3 \
-                 WHERE digest = $4 AND pack_id = (SELECT id FROM packs WHERE name = $5)",
+                "UPDATE chunk_index SET pack_id = (SELECT id FROM packs WHERE name = $1), \"offset\" = $2, len = $3, \
+                 raw_len = COALESCE($6, raw_len) WHERE digest = $4 AND pack_id = (SELECT id FROM packs WHERE name = $5)",
             )
             .bind(to)
             .bind(*offset as i64)
             .bind(*len as i64)
             .bind(&d[..])
             .bind(from)
+            .bind(raw.map(|r| r as i64))
             .execute(&mut *tx)
             .await?;
         }

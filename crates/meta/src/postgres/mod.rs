@@ -139,6 +139,10 @@ impl MetaStore for PgMeta {
         lists::snapshots_holding_data(&self.pool).await
     }
 
+    async fn snapshots_logical_bytes(&self) -> Result<(u64, u64)> {
+        lists::snapshots_logical_bytes(&self.pool).await
+    }
+
     async fn snapshots_due(&self, deleted_before: Millis, now: Millis) -> Result<Vec<SnapshotRow>> {
         lists::snapshots_due(&self.pool, deleted_before, now).await
     }

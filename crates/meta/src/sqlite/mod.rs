@@ -149,6 +149,10 @@ impl MetaStore for SqliteMeta {
         snapshots::snapshots_holding_data(&self.pool).await
     }
 
+    async fn snapshots_logical_bytes(&self) -> Result<(u64, u64)> {
+        snapshots::snapshots_logical_bytes(&self.pool).await
+    }
+
     async fn snapshots_due(&self, deleted_before: Millis, now: Millis) -> Result<Vec<SnapshotRow>> {
         snapshots::snapshots_due(&self.pool, deleted_before, now).await
     }

@@ -309,6 +309,16 @@ pub(super) async fn snapshots_holding_data(pool: &SqlitePool) -> Result<Vec<Stri
         .await?)
 }
 
+pub(super) async fn snapshots_logical_bytes(pool: &SqlitePool) -> Result<(u64, u64)> {
+    let (sum, unknown): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(logical_size), 0), COUNT(*) - COUNT(logical_size) FROM snapshots \
+         WHERE status <> 'ceased' AND status <> 'creating'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((sum as u64, unknown as u64))
+}
+
 pub(super) async fn snapshots_due(pool: &SqlitePool, deleted_before: Millis, now: Millis) -> Result<Vec<SnapshotRow>> {
     Ok(sqlx::query_as(
         "SELECT * FROM snapshots WHERE (status = 'deleted' AND deleted_time < ?) \
