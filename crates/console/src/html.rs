@@ -157,6 +157,7 @@ pub fn page(f: &Frame, body: &str) -> String {
             ("/console/snapshots", "snapshots", "Snapshots"),
             ("/console/jobs", "jobs", "Jobs"),
             ("/console/images", "images", "Images"),
+            ("/console/policies", "policies", "Policies"),
         ] {
             let cur = if key == f.nav { " class=\"current\"" } else { "" };
             nav.push_str(&format!("<a href=\"{href}\"{cur}>{label}</a>"));

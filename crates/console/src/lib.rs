@@ -30,6 +30,7 @@ use disksnap_service::{Caller, Kind, Service};
 
 pub mod html;
 mod pages;
+mod policies;
 pub mod session;
 pub mod svg;
 
@@ -132,6 +133,8 @@ pub fn router(console: Console) -> Router {
         .route("/console/images", get(pages::images))
         .route("/console/images/{id}/delete", post(pages::delete_image))
         .route("/console/api/jobs", get(pages::jobs_json))
+        .route("/console/policies", get(policies::policies).post(policies::create_policy))
+        .route("/console/policies/{id}/{action}", post(policies::policy_action))
         // Not a fallback: the binary's router has its own, and axum merges only one.
         .route("/console/{*rest}", get(pages::not_found))
         .layer(axum::middleware::map_response(harden))

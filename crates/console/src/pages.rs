@@ -20,8 +20,8 @@ use crate::html::{self, bytes, esc, id, link, time, Frame};
 use crate::session::{self, Flash, Throttled};
 use crate::{Client, Console, Signed, Tls};
 
-type St = State<Arc<Console>>;
-type Fields = HashMap<String, String>;
+pub(crate) type St = State<Arc<Console>>;
+pub(crate) type Fields = HashMap<String, String>;
 
 const PAGE: u64 = 50;
 /// The most rows one service call returns: a page asking for more would get fewer than its
@@ -34,7 +34,7 @@ fn html_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-fn render(s: &Signed, title: &str, nav: &str, body: &str) -> Response {
+pub(crate) fn render(s: &Signed, title: &str, nav: &str, body: &str) -> Response {
     let f = Frame {
         title,
         account: Some(&s.session.account),
@@ -78,22 +78,22 @@ pub fn explain(e: &ServiceError) -> String {
 }
 
 /// Show `flash` on the next page and go there.
-fn finish(st: &Console, s: &Signed, to: &str, flash: Flash) -> Response {
+pub(crate) fn finish(st: &Console, s: &Signed, to: &str, flash: Flash) -> Response {
     st.sessions.flash(&s.token, flash);
     Redirect::to(to).into_response()
 }
 
-fn ok(text: impl Into<String>, job: Option<String>) -> Flash {
+pub(crate) fn ok(text: impl Into<String>, job: Option<String>) -> Flash {
     Flash { error: false, text: text.into(), job }
 }
 
-fn failed(text: impl Into<String>) -> Flash {
+pub(crate) fn failed(text: impl Into<String>) -> Flash {
     Flash { error: true, text: text.into(), job: None }
 }
 
 /// Every POST must carry the session's CSRF token; a form from anywhere else is refused (the
 /// page returned) and nothing is done.
-fn check_csrf(s: &Signed, form: &Fields) -> Option<Response> {
+pub(crate) fn check_csrf(s: &Signed, form: &Fields) -> Option<Response> {
     match form.get("csrf") {
         Some(t) if session::same(t, &s.session.csrf) => None,
         _ => Some(html_response(
@@ -106,7 +106,7 @@ fn check_csrf(s: &Signed, form: &Fields) -> Option<Response> {
     }
 }
 
-fn field<'a>(form: &'a Fields, name: &str) -> &'a str {
+pub(crate) fn field<'a>(form: &'a Fields, name: &str) -> &'a str {
     form.get(name).map(|s| s.trim()).unwrap_or("")
 }
 

@@ -552,3 +552,74 @@ async fn the_overview_shows_store_size_and_the_ratios_it_can_measure() {
     assert_eq!(tile("compression"), format!("{compression:.2}×"));
     assert!(!page.body.contains("Not measured yet"), "{}", page.body);
 }
+
+/// The policies page: create a policy from the form, bind a volume, run it now (an automatic
+/// point appears), and bad input or another account's policy is refused in words, nothing done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_are_created_bound_and_run_from_the_console() {
+    use disksnap_service::{CreateVolumes, Origin, SnapshotFilter};
+    let env = start().await;
+    let alice = Caller::new("alice");
+    let (job, made) =
+        env.service.create_volumes(&alice, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
+    env.service.wait_job(&alice, &job.id).await.unwrap();
+    let cookie = session(env.addr, "alice", "alice-pw").await;
+    let csrf = send(env.addr, "GET", "/console/policies", &cookie, None).await.csrf();
+    let post = |path: String, form: Vec<(&'static str, String)>| post_and_follow(env.addr, &cookie, &csrf, path, form);
+    // An hour out of range: the service's own words, no policy made.
+    let page = post("/console/policies".into(), vec![("name", "nightly".into()), ("hours", "25".into())]).await;
+    assert!(page.body.contains("hour 25 is out of range"), "{}", page.body);
+    assert!(env.service.policies(&alice).await.unwrap().is_empty());
+    let form = vec![
+        ("name", "nightly".to_string()),
+        ("hours", "2, 14".into()),
+        ("day_mon", "on".into()),
+        ("day_fri", "on".into()),
+        ("keep", "count".into()),
+        ("keep_n", "3".into()),
+    ];
+    let page = post("/console/policies".into(), form).await;
+    assert!(page.body.contains("Created policy"), "{}", page.body);
+    assert!(
+        page.body.contains("Mon, Fri at 02:00, 14:00 UTC") && page.body.contains("last 3 per volume"),
+        "{}",
+        page.body
+    );
+    let p = env.service.policies(&alice).await.unwrap().remove(0);
+    let pid = disksnap_console::html::id(disksnap_service::Kind::Policy, &p.id);
+    let vid = disksnap_console::html::id(disksnap_service::Kind::Volume, &made[0].id);
+    let page = post(format!("/console/policies/{pid}/bind"), vec![("volume", vid.clone())]).await;
+    assert!(page.body.contains(&format!("Bound {vid}")), "{}", page.body);
+    assert_eq!(env.service.policy(&alice, &p.id).await.unwrap().volumes, vec![made[0].id.clone()]);
+    let page = post(format!("/console/policies/{pid}/run"), vec![]).await;
+    assert!(page.body.contains("started 1 automatic point"), "{}", page.body);
+    let q = SnapshotFilter { volume_ids: vec![made[0].id.clone()], ..Default::default() };
+    let snaps = env.service.snapshots(&alice, &q).await.unwrap().0;
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0].origin, Origin::Auto);
+    // Bob sees none of it, and his own form aimed at alice's policy changes nothing.
+    let bob = session(env.addr, "bob", "bob-pw").await;
+    let r = send(env.addr, "GET", "/console/policies", &bob, None).await;
+    assert!(!r.body.contains(&pid) && !r.body.contains("nightly"), "{}", r.body);
+    let bob_csrf = r.csrf();
+    let r =
+        send(env.addr, "POST", &format!("/console/policies/{pid}/delete"), &bob, Some(&[("csrf", &bob_csrf)])).await;
+    let next = send(env.addr, "GET", r.header("location").unwrap(), &bob, None).await;
+    assert!(next.body.contains("There is no snapshot policy"), "{}", next.body);
+    assert_eq!(env.service.policies(&alice).await.unwrap().len(), 1);
+}
+
+/// POST a form with the session's CSRF token and return the page the redirect leads to.
+async fn post_and_follow(
+    addr: SocketAddr,
+    cookie: &str,
+    csrf: &str,
+    path: String,
+    form: Vec<(&'static str, String)>,
+) -> Resp {
+    let mut f: Vec<(&str, &str)> = vec![("csrf", csrf)];
+    f.extend(form.iter().map(|(k, v)| (*k, v.as_str())));
+    let r = send(addr, "POST", &path, cookie, Some(&f)).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    send(addr, "GET", r.header("location").unwrap(), cookie, None).await
+}
