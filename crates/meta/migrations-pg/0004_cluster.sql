@@ -14,3 +14,9 @@ CREATE TABLE nodes (
     heartbeat BIGINT NOT NULL,
     running_jobs BIGINT NOT NULL
 );
+
+CREATE TABLE runners (
+    runner TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    node TEXT COLLATE "C" NOT NULL,
+    lease_until BIGINT NOT NULL
+);

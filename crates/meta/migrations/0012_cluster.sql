@@ -3,7 +3,10 @@
 -- several processes on one database refuse each other's replays. Expired rows are ignored by
 -- the insert and purged with expired request state. `nodes`: each `disksnap serve` of the
 -- cluster, its zone and its latest heartbeat (Unix ms), which `disksnap cluster status` and
--- /metrics show.
+-- /metrics show. `runners`: on PostgreSQL, the lease of each process that runs jobs (the
+-- `jobs.runner` it stamps), renewed every few seconds; a job whose runner's lease ran out
+-- belongs to a dead process and is taken over (SQLite's processes share one machine and
+-- use lock files under DATA/runners/ instead).
 CREATE TABLE nonces (
     digest TEXT NOT NULL PRIMARY KEY,
     expires_at INTEGER NOT NULL
@@ -18,4 +21,10 @@ CREATE TABLE nodes (
     started INTEGER NOT NULL,
     heartbeat INTEGER NOT NULL,
     running_jobs INTEGER NOT NULL
+);
+
+CREATE TABLE runners (
+    runner TEXT NOT NULL PRIMARY KEY,
+    node TEXT NOT NULL,
+    lease_until INTEGER NOT NULL
 );

@@ -81,3 +81,16 @@ async fn one_process_leads_maintenance_and_the_lead_moves_when_it_goes() {
         }
     }
 }
+
+#[tokio::test]
+async fn runner_leases_are_extended_listed_and_purged() {
+    for m in backends().await {
+        m.runner_lease("1-a", "node-a", 100).await.unwrap();
+        m.runner_lease("2-b", "node-b", 100).await.unwrap();
+        m.runner_lease("1-a", "node-a", 300).await.unwrap();
+        let all = m.runner_leases().await.unwrap();
+        assert_eq!(all, vec![("1-a".into(), "node-a".into(), 300), ("2-b".into(), "node-b".into(), 100)]);
+        assert_eq!(m.runner_leases_purge(200).await.unwrap(), 1);
+        assert_eq!(m.runner_leases().await.unwrap().len(), 1);
+    }
+}

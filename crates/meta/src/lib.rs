@@ -238,4 +238,10 @@ pub trait MetaStore: Send + Sync + 'static {
     /// it. PostgreSQL: a session advisory lock on a connection of its own, released by the
     /// database when the process or its connection dies. SQLite: always (one machine).
     async fn maintenance_lead(&self) -> Result<bool>;
+    /// A job runner's lease (a process stamping `jobs.runner`): insert or extend it to `until`.
+    async fn runner_lease(&self, runner: &str, node: &str, until: Millis) -> Result<()>;
+    /// Every runner's lease: (runner, node, lease_until), by runner.
+    async fn runner_leases(&self) -> Result<Vec<(String, String, Millis)>>;
+    /// Forget the leases that ran out before `before`; how many.
+    async fn runner_leases_purge(&self, before: Millis) -> Result<u64>;
 }

@@ -66,6 +66,30 @@ pub(super) async fn nodes(pool: &PgPool) -> Result<Vec<NodeRow>> {
     .await?)
 }
 
+pub(super) async fn runner_lease(pool: &PgPool, runner: &str, node: &str, until: Millis) -> Result<()> {
+    if !storable(runner) || !storable(node) {
+        return Err(MetaError::Unstorable { field: "runner.runner".into() });
+    }
+    sqlx::query(
+        "INSERT INTO runners (runner, node, lease_until) VALUES ($1, $2, $3) \
+         ON CONFLICT (runner) DO UPDATE SET node = excluded.node, lease_until = excluded.lease_until",
+    )
+    .bind(runner)
+    .bind(node)
+    .bind(until)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn runner_leases(pool: &PgPool) -> Result<Vec<(String, String, Millis)>> {
+    Ok(sqlx::query_as("SELECT runner, node, lease_until FROM runners ORDER BY runner").fetch_all(pool).await?)
+}
+
+pub(super) async fn purge_runners(pool: &PgPool, before: Millis) -> Result<u64> {
+    Ok(sqlx::query("DELETE FROM runners WHERE lease_until < $1").bind(before).execute(pool).await?.rows_affected())
+}
+
 /// The maintenance leadership of one process: a connection of its own (outside the pool, so
 /// the pool never hands it to a query or closes it) holding the session advisory lock. When
 /// the process dies, or its connection does, PostgreSQL releases the lock and the next node

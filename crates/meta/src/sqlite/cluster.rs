@@ -52,3 +52,24 @@ pub(super) async fn nodes(pool: &SqlitePool) -> Result<Vec<NodeRow>> {
     .fetch_all(pool)
     .await?)
 }
+
+pub(super) async fn runner_lease(pool: &SqlitePool, runner: &str, node: &str, until: Millis) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO runners (runner, node, lease_until) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (runner) DO UPDATE SET node = excluded.node, lease_until = excluded.lease_until",
+    )
+    .bind(runner)
+    .bind(node)
+    .bind(until)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn runner_leases(pool: &SqlitePool) -> Result<Vec<(String, String, Millis)>> {
+    Ok(sqlx::query_as("SELECT runner, node, lease_until FROM runners ORDER BY runner").fetch_all(pool).await?)
+}
+
+pub(super) async fn purge_runners(pool: &SqlitePool, before: Millis) -> Result<u64> {
+    Ok(sqlx::query("DELETE FROM runners WHERE lease_until < ?").bind(before).execute(pool).await?.rows_affected())
+}

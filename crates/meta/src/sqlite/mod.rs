@@ -93,6 +93,8 @@ impl MetaStore for SqliteMeta {
         let now = chrono_now_ms();
         state::purge(&self.pool, now).await?;
         cluster::purge_nonces(&self.pool, now).await?;
+        // a day past its end a runner's lease is no one's: its jobs were taken over long since
+        cluster::purge_runners(&self.pool, now - 86_400_000).await?;
         self.optimize().await
     }
 
@@ -226,6 +228,18 @@ impl MetaStore for SqliteMeta {
 
     async fn nodes(&self) -> Result<Vec<NodeRow>> {
         cluster::nodes(&self.pool).await
+    }
+
+    async fn runner_lease(&self, runner: &str, node: &str, until: Millis) -> Result<()> {
+        cluster::runner_lease(&self.pool, runner, node, until).await
+    }
+
+    async fn runner_leases(&self) -> Result<Vec<(String, String, Millis)>> {
+        cluster::runner_leases(&self.pool).await
+    }
+
+    async fn runner_leases_purge(&self, before: Millis) -> Result<u64> {
+        cluster::purge_runners(&self.pool, before).await
     }
 
     async fn maintenance_lead(&self) -> Result<bool> {
