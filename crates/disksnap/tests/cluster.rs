@@ -107,7 +107,7 @@ impl Cluster {
             &config,
             format!(
                 r#"database_url = "{}"
-test_rollback_delay = "3s"
+test_rollback_delay = "6s"
 
 [[zones]]
 name = "pek3a"
@@ -192,6 +192,15 @@ aliyun = {{ access_key_id = "{}", access_key_secret = "{}" }}
             status,
             serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())),
         )
+    }
+
+    /// The runners of the open jobs, read from the database.
+    async fn open_job_runners(&self) -> Vec<String> {
+        let mut c = PgConnection::connect_with(&self.admin.clone().database(&self.db_name)).await.unwrap();
+        sqlx::query_scalar("SELECT COALESCE(runner, '') FROM jobs WHERE status IN ('pending', 'working')")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
     }
 
     async fn drop_database(&self) {
@@ -322,6 +331,11 @@ async fn a_killed_runners_job_is_taken_over_by_a_node_within_its_lease() {
     let Some(cl) = Cluster::new("a_killed_runners_job_is_taken_over_by_a_node_within_its_lease").await else {
         return;
     };
+    if !cl.shared_store {
+        // a node taking over another's job reads the points from the store they share
+        eprintln!("SKIP a_killed_runners_job_is_taken_over_by_a_node_within_its_lease: DISKSNAP_TEST_S3_ENDPOINT is not set (a cluster needs a shared store)");
+        return;
+    }
     let _a = cl.start("node-a").await;
     let _b = cl.start("node-b").await;
     let worker = cl.data("worker");
@@ -347,12 +361,23 @@ async fn a_killed_runners_job_is_taken_over_by_a_node_within_its_lease() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Its job appears, stamped with the command's runner (`<pid>-<id>`); the nodes' recovery
+    // rounds (every 2 s) must leave it to the live command, whose lock file they cannot see
+    // (before runner leases they took it over at once, and two processes ran one job).
+    let own = format!("{}-", rollback.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cl.open_job_runners().await.is_empty() {
+        assert!(Instant::now() < deadline, "the roll back's job did not appear");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let runners = cl.open_job_runners().await;
+    assert!(runners.len() == 1 && runners[0].starts_with(&own), "the live command's job was taken: {runners:?}");
     rollback.kill().unwrap();
     rollback.wait().unwrap();
     let killed = Instant::now();
 
-    // a node resumes it once the lease (10 s) is out; it waits its 3 s, then rolls back
+    // a node resumes it once the lease (10 s) is out; it waits its 6 s, then rolls back
     let deadline = killed + Duration::from_secs(40);
     loop {
         let v = cl.cli(&cl.data("cli"), &["volume", "show", &vol]);
@@ -376,10 +401,6 @@ async fn a_killed_runners_job_is_taken_over_by_a_node_within_its_lease() {
         .collect();
     assert!(open.is_empty(), "jobs left open: {jobs}");
 
-    if !cl.shared_store {
-        eprintln!("SKIP the cross-node restore: DISKSNAP_TEST_S3_ENDPOINT is not set (no shared store)");
-        return;
-    }
     // the point's bytes are in the shared store: a volume from it on another node's data dir
     let nv = cl.cli(&cl.data("node-b"), &["snapshot", "to-volume", &snap]);
     assert_eq!(sha(Path::new(nv["path"].as_str().unwrap())), want, "volume from a snapshot on another node");
