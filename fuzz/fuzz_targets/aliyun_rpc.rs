@@ -9,7 +9,7 @@ use disksnap_api_common::time;
 use disksnap_dialect_aliyun::params::{decode_token, parse_minute_time, Paging, Params};
 use disksnap_dialect_aliyun::signature::{rpc_signature, rpc_string_to_sign, verify};
 use disksnap_dialect_aliyun::{params_of, Endpoint};
-use disksnap_fuzz::{with_ctx, Fix, Req, KEY, SECRET};
+use disksnap_fuzz::{block_on, with_ctx, Fix, Req, KEY, SECRET};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -72,7 +72,7 @@ fuzz_target!(init: disksnap_fuzz::init(), |inp: Input| {
         let sig = rpc_signature(SECRET, &rpc_string_to_sign(raw.method.as_str(), &p.0));
         p.0.push(("Signature".into(), sig));
     }
-    let result = with_ctx(|ctx| verify(ctx, &raw, &p.0, &query));
+    let result = with_ctx(|ctx| block_on(verify(ctx, &raw, &p.0, &query)));
     match result {
         Ok(v) => disksnap_fuzz::note(|| format!("ok {}", v.account)),
         Err(e) => {

@@ -10,7 +10,7 @@ use disksnap_dialect_aliyun::params_of;
 use disksnap_dialect_aliyun::signature::{
     parse_v3_authorization, v3_canonical_request, v3_signature, v3_string_to_sign, verify,
 };
-use disksnap_fuzz::{set_header, with_ctx, Fix, Req, KEY, SECRET};
+use disksnap_fuzz::{block_on, set_header, with_ctx, Fix, Req, KEY, SECRET};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -60,7 +60,7 @@ fuzz_target!(init: disksnap_fuzz::init(), |inp: Input| {
         format!("ACS3-{}", inp.authorization)
     };
     set_header(&mut raw, "authorization", &auth);
-    let result = with_ctx(|ctx| verify(ctx, &raw, &p.0, &query));
+    let result = with_ctx(|ctx| block_on(verify(ctx, &raw, &p.0, &query)));
     match result {
         Ok(v) => disksnap_fuzz::note(|| format!("ok {}", v.account)),
         Err(e) => {

@@ -8,7 +8,7 @@ use disksnap_api_common::{encode, time};
 use disksnap_dialect_qingcloud::iaas::{params_of, router::Action, signature};
 use disksnap_dialect_qingcloud::params::Params;
 use disksnap_dialect_qingcloud::wire;
-use disksnap_fuzz::{with_ctx, Fix, Req, KEY, SECRET};
+use disksnap_fuzz::{block_on, with_ctx, Fix, Req, KEY, SECRET};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -73,7 +73,7 @@ fuzz_target!(init: disksnap_fuzz::init(), |inp: Input| {
             p.0.push(("signature".into(), sig));
         }
     }
-    let result = with_ctx(|ctx| signature::verify(ctx, raw.method.as_str(), &raw.path, &p));
+    let result = with_ctx(|ctx| block_on(signature::verify(ctx, raw.method.as_str(), &raw.path, &p)));
     match result {
         Ok(v) => disksnap_fuzz::note(|| format!("ok {}", v.account)),
         Err(e) => {

@@ -8,7 +8,7 @@ use arbitrary::Arbitrary;
 use disksnap_api_common::RequestId;
 use disksnap_dialect_tencent::handlers::fuzzing::{parameters, read_args};
 use disksnap_dialect_tencent::signature::{signature, string_to_sign, verify, SignatureMethod};
-use disksnap_fuzz::{with_ctx, Fix, Req, KEY, SECRET};
+use disksnap_fuzz::{block_on, with_ctx, Fix, Req, KEY, SECRET};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -45,7 +45,7 @@ fuzz_target!(init: disksnap_fuzz::init(), |inp: Input| {
         p.0.insert("Signature".into(), signature(SECRET, method, &src));
     }
     let rid = RequestId("fuzz".into());
-    let result = with_ctx(|ctx| verify(ctx, raw.method.as_str(), &inp.host, &raw.path, &p));
+    let result = with_ctx(|ctx| block_on(verify(ctx, raw.method.as_str(), &inp.host, &raw.path, &p)));
     match result {
         Ok(v) => {
             read_args(&p);

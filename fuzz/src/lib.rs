@@ -161,6 +161,16 @@ pub fn base_ctx() -> &'static ApiContext {
     })
 }
 
+/// Run a verifier to its end. They are async (a cluster checks nonces in its database), but
+/// the fuzzed service is a single server whose nonce check never waits: any executor will do.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    thread_local! {
+        static RT: tokio::runtime::Runtime =
+            tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    }
+    RT.with(|rt| rt.block_on(f))
+}
+
 /// Open the service (fuzz_target!'s `init`): a first open may take seconds on a busy disk
 /// (schema migration, fsyncs), which libFuzzer would otherwise count against the first input.
 pub fn init() {

@@ -57,4 +57,22 @@ impl ApiContext {
             token_lifetime: Duration::from_secs(7200),
         }
     }
+
+    /// Record a signature nonce of `key` (the dialect and access key, as `aliyun:LTAI…`):
+    /// false when it was already used within twice `window`. In a cluster (metadata on
+    /// PostgreSQL) every node records it in the database, so a replay sent to another node is
+    /// refused too; a single server keeps them in this process ([`NonceCache`]). Callers check
+    /// it last, after the signature and the clock, so a forged request never uses one up.
+    pub async fn first_use_nonce(
+        &self,
+        key: &str,
+        nonce: &str,
+        window: Duration,
+    ) -> Result<bool, disksnap_service::ServiceError> {
+        if self.service.shares_nonces() {
+            self.service.nonce_first_use(key, nonce, window).await
+        } else {
+            Ok(self.nonces.first_use(key, nonce, window))
+        }
+    }
 }

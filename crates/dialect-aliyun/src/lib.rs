@@ -136,7 +136,7 @@ impl Dialect for Aliyun {
     }
 
     async fn verify(&self, raw: &RawRequest, f: &mut Frame) -> Result<Verified, AliyunError> {
-        signature::verify(&self.ctx, raw, &f.params.0, &f.query)
+        signature::verify(&self.ctx, raw, &f.params.0, &f.query).await
     }
 
     fn endpoint(&self, raw: &RawRequest, f: &mut Frame, _who: &Verified) -> Result<Endpoint, AliyunError> {

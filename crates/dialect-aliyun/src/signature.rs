@@ -156,13 +156,13 @@ fn check_time(name: &str, value: Option<&str>) -> Result<DateTime<Utc>, AliyunEr
     Ok(t)
 }
 
-fn check_nonce(ctx: &ApiContext, key: &str, name: &str, nonce: Option<&str>) -> Result<(), AliyunError> {
+async fn check_nonce(ctx: &ApiContext, key: &str, name: &str, nonce: Option<&str>) -> Result<(), AliyunError> {
     let Some(nonce) = nonce.filter(|n| !n.is_empty()) else {
         return Err(incomplete(format!(
             "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
         )));
     };
-    if !ctx.nonces.first_use(&format!("aliyun:{key}"), nonce, crate::CLOCK_WINDOW) {
+    if !ctx.first_use_nonce(&format!("aliyun:{key}"), nonce, crate::CLOCK_WINDOW).await? {
         return Err(vendor(
             "SignatureNonceUsed",
             400,
@@ -176,7 +176,7 @@ fn check_nonce(ctx: &ApiContext, key: &str, name: &str, nonce: Option<&str>) -> 
 
 /// Authenticate a request. `params` are every decoded parameter (query then form body);
 /// `query` only the query's.
-pub fn verify(
+pub async fn verify(
     ctx: &ApiContext,
     raw: &RawRequest,
     params: &[(String, String)],
@@ -184,7 +184,7 @@ pub fn verify(
 ) -> Result<Verified, AliyunError> {
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     if let Some(auth) = raw.header("authorization").filter(|a| a.trim_start().starts_with("ACS3-")) {
-        return verify_v3(ctx, raw, auth, query);
+        return verify_v3(ctx, raw, auth, query).await;
     }
     if raw.header("x-acs-security-token").is_some() || get("SecurityToken").is_some_and(|t| !t.is_empty()) {
         return Err(unknown_key("(STS token)"));
@@ -220,11 +220,11 @@ pub fn verify(
         return Err(AliyunError::SignatureDoesNotMatch { string_to_sign: sts });
     }
     check_time("Timestamp", get("Timestamp"))?;
-    check_nonce(ctx, key_id, "SignatureNonce", get("SignatureNonce"))?;
+    check_nonce(ctx, key_id, "SignatureNonce", get("SignatureNonce")).await?;
     Ok(Verified { account: secret.account.clone(), key_id: key_id.to_string() })
 }
 
-fn verify_v3(
+async fn verify_v3(
     ctx: &ApiContext,
     raw: &RawRequest,
     auth: &str,
@@ -255,7 +255,7 @@ fn verify_v3(
         return Err(AliyunError::SignatureDoesNotMatch { string_to_sign: sts });
     }
     check_time("x-acs-date", raw.header("x-acs-date"))?;
-    check_nonce(ctx, &a.access_key_id, "x-acs-signature-nonce", raw.header("x-acs-signature-nonce"))?;
+    check_nonce(ctx, &a.access_key_id, "x-acs-signature-nonce", raw.header("x-acs-signature-nonce")).await?;
     Ok(Verified { account: secret.account.clone(), key_id: a.access_key_id })
 }
 

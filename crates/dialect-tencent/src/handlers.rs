@@ -83,7 +83,7 @@ impl Dialect for Tencent {
                 "the request has no Host header; it is part of the signature".into(),
             ));
         }
-        verify(&self.ctx, raw.method.as_str(), &f.host, &raw.path, &f.params)
+        verify(&self.ctx, raw.method.as_str(), &f.host, &raw.path, &f.params).await
     }
 
     fn endpoint(&self, _raw: &RawRequest, f: &mut Frame, _who: &Verified) -> Result<Endpoint> {

@@ -85,7 +85,7 @@ fn present<'a>(params: &'a Params, key: &str) -> Option<&'a str> {
 }
 
 /// Check a request's credentials (see the module doc for the order).
-pub fn verify(
+pub async fn verify(
     ctx: &ApiContext,
     method: &str,
     host: &str,
@@ -140,7 +140,7 @@ pub fn verify(
             )))
         }
     }
-    if !ctx.nonces.first_use(&format!("tencent:{secret_id}"), nonce, window) {
+    if !ctx.first_use_nonce(&format!("tencent:{secret_id}"), nonce, window).await? {
         return Err(TencentError::NonceUsed(nonce.to_string()));
     }
     Ok(Verified { account: secret.account.clone(), key_id: secret_id })

@@ -118,7 +118,7 @@ impl Dialect for Tencent3 {
             f.version = raw.header("x-tc-version").map(str::to_string);
             f.region = raw.header("x-tc-region").filter(|r| !r.is_empty()).map(str::to_string);
             let mutates = Endpoint::from_action(action).is_some_and(Endpoint::mutates);
-            let who = verify_tc3(&self.ctx, raw, mutates)?;
+            let who = verify_tc3(&self.ctx, raw, mutates).await?;
             f.params = if raw.method == Method::GET {
                 Params::from_pairs(&parse_pairs(&raw.query, |_| false), &[])?
             } else if raw.body_is_form() {
@@ -134,7 +134,7 @@ impl Dialect for Tencent3 {
         f.action = get("Action");
         f.version = get("Version");
         f.region = get("Region");
-        let who = verify_v1(&self.ctx, raw.method.as_str(), &host, &raw.path, &pairs)?;
+        let who = verify_v1(&self.ctx, raw.method.as_str(), &host, &raw.path, &pairs).await?;
         f.params = Params::from_pairs(&pairs, V1_COMMON)?;
         Ok(who)
     }

@@ -141,7 +141,7 @@ fn parse_ts(name: &str, ts: &str) -> Result<DateTime<Utc>> {
 }
 
 /// Check a TC3-signed request. `mutating`: the action changes something (replays refused).
-pub fn verify_tc3(ctx: &ApiContext, raw: &RawRequest, mutating: bool) -> Result<Verified> {
+pub async fn verify_tc3(ctx: &ApiContext, raw: &RawRequest, mutating: bool) -> Result<Verified> {
     if raw.header("x-tc-token").is_some_and(|t| !t.is_empty()) {
         return Err(Tc3Error::TokenFailure);
     }
@@ -191,7 +191,8 @@ pub fn verify_tc3(ctx: &ApiContext, raw: &RawRequest, mutating: bool) -> Result<
         )));
     }
     check_window(ts, t)?;
-    if mutating && !ctx.nonces.first_use(&format!("tencent3:{}", auth.secret_id), &auth.signature, crate::CLOCK_WINDOW)
+    if mutating
+        && !ctx.first_use_nonce(&format!("tencent3:{}", auth.secret_id), &auth.signature, crate::CLOCK_WINDOW).await?
     {
         return Err(Tc3Error::Replay(
             "a request with this signature was already received (the same body and X-TC-Timestamp; X-TC-Action is \
@@ -230,7 +231,7 @@ fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 /// Check a v1-signed request (parameters already decoded from the query or form).
-pub fn verify_v1(
+pub async fn verify_v1(
     ctx: &ApiContext,
     method: &str,
     host: &str,
@@ -270,7 +271,7 @@ pub fn verify_v1(
     if !nonce.parse::<u64>().is_ok_and(|n| n > 0) {
         return Err(Tc3Error::value("Nonce", format!("{nonce:?} is not a positive integer")));
     }
-    if !ctx.nonces.first_use(&format!("tencent3-v1:{secret_id}"), nonce, crate::CLOCK_WINDOW) {
+    if !ctx.first_use_nonce(&format!("tencent3-v1:{secret_id}"), nonce, crate::CLOCK_WINDOW).await? {
         return Err(Tc3Error::Replay(format!(
             "Nonce {nonce} was already used with this SecretId; send a fresh random Nonce with every request"
         )));

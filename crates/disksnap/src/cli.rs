@@ -82,6 +82,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     scfg.accounts = cfg.account_names();
     scfg.database_url = cfg.database_url.clone();
+    if let Command::Serve { node, .. } = &cli.command {
+        scfg.node = cfg.node_config(node.as_deref())?;
+    }
     if scfg.accounts.is_empty() {
         bail!("the config names no [[accounts]]; add one (see README.md)");
     }
@@ -103,7 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let backends = disksnap_service::Backends::with_object_store(&scfg, objects).await.map_err(|e| anyhow!("{e}"))?;
     let svc = Service::with_backends(scfg, backends).map_err(|e| anyhow!("{e}"))?;
     let caller = Caller::new(account);
-    if let Command::Serve { listen, tls_listen, tls_cert, tls_key } = &cli.command {
+    if let Command::Serve { listen, tls_listen, tls_cert, tls_key, .. } = &cli.command {
         let listen = listen.clone().unwrap_or_else(|| cfg.listen.clone());
         let cert_and_key = tls_cert.clone().zip(tls_key.clone());
         let tls_addr = tls_listen
@@ -334,7 +337,42 @@ impl Cmd {
                 }
                 Ok(0)
             }
+            Command::Cluster(crate::ClusterCmd::Status) => self.cluster_status().await,
         }
+    }
+
+    /// `disksnap cluster status`: what the nodes' heartbeats left in the database.
+    async fn cluster_status(&self) -> anyhow::Result<i32> {
+        let st = self.svc.cluster_status().await.map_err(se)?;
+        if self.json {
+            print_json(&serde_json::to_value(&st)?);
+            return Ok(0);
+        }
+        if st.nodes.is_empty() {
+            println!("no node has sent a heartbeat (a server joins with [node] in its config or --node NAME)");
+        } else {
+            println!(
+                "{:<16} {:<12} {:<5} {:>10} {:>12} {:>6}  {}",
+                "NODE", "ZONE", "STATE", "HEARTBEAT", "FREE", "JOBS", "ADDRESS"
+            );
+            for n in &st.nodes {
+                println!(
+                    "{:<16} {:<12} {:<5} {:>9.1}s {:>12} {:>6}  {}",
+                    n.name,
+                    n.zone,
+                    if n.up { "up" } else { "DOWN" },
+                    n.heartbeat_age_ms as f64 / 1000.0,
+                    human_bytes(n.free_bytes.max(0) as u64),
+                    n.running_jobs,
+                    n.address
+                );
+            }
+        }
+        for (zone, up) in &st.zones {
+            println!("zone {zone}: {up} node(s) up");
+        }
+        println!("open jobs (pending or working): {}", st.open_jobs);
+        Ok(0)
     }
 
     /// Print in JSON (a page with its total, or one resource), or one resource as fields.

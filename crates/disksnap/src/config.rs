@@ -62,6 +62,9 @@ pub struct Config {
     /// Where snapshot bytes live: a local directory (default) or an S3-compatible bucket.
     #[serde(default)]
     pub store: StoreSection,
+    /// This server's node of a cluster (README "Cluster"); `disksnap serve --node` overrides
+    /// its name.
+    pub node: Option<NodeSection>,
     #[serde(default)]
     pub zones: Vec<Zone>,
     #[serde(default)]
@@ -106,6 +109,16 @@ pub struct StoreSection {
     pub cache_dir: Option<PathBuf>,
     /// Size bound of the read cache in MiB (default 1024; 0 turns it off).
     pub cache_max_mib: Option<u64>,
+}
+
+/// `[node]`: a node of a cluster (several servers on one `database_url` and one `[store]`).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Unique in the cluster: letters, digits, `.`, `_`, `-` (shown by `disksnap cluster status`).
+    pub name: Option<String>,
+    /// A configured zone (name or alias); default: the first zone.
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -222,6 +235,17 @@ pub mod duration_text {
     }
 }
 
+/// A node's name is shown and compared as given: keep it to a plain, printable word.
+fn check_node_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        bail!("node name {name:?}: use 1 to 63 letters, digits, '.', '_' or '-'");
+    }
+    Ok(())
+}
+
 /// 1-based line of a byte offset in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
@@ -307,7 +331,45 @@ impl Config {
             }
         }
         self.store.validate()?;
+        if let Some(n) = &self.node {
+            if let Some(name) = &n.name {
+                check_node_name(name)?;
+            }
+            if let Some(z) = &n.zone {
+                self.node_zone(Some(z))?;
+            }
+        }
         Ok(())
+    }
+
+    /// This server's node: `[node]` with `--node NAME` over its name; None without either.
+    pub fn node_config(&self, name_arg: Option<&str>) -> anyhow::Result<Option<disksnap_service::NodeConfig>> {
+        let section = self.node.as_ref();
+        let Some(name) = name_arg.or(section.and_then(|n| n.name.as_deref())) else {
+            if section.is_some() {
+                bail!("[node] needs a name (or start the server with --node NAME)");
+            }
+            return Ok(None);
+        };
+        check_node_name(name)?;
+        let zone = self.node_zone(section.and_then(|n| n.zone.as_deref()))?;
+        Ok(Some(disksnap_service::NodeConfig { name: name.to_string(), zone }))
+    }
+
+    /// The canonical name of the node's zone (given by name or alias), else the first zone.
+    fn node_zone(&self, given: Option<&str>) -> anyhow::Result<String> {
+        let zones = self.zone_configs();
+        let Some(z) = given else {
+            return Ok(zones.first().map(|z| z.name.clone()).unwrap_or_else(|| "pek3a".into()));
+        };
+        zones
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(z) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(z)))
+            .map(|c| c.name.clone())
+            .ok_or_else(|| {
+                let names: Vec<&str> = zones.iter().map(|c| c.name.as_str()).collect();
+                anyhow::anyhow!("node.zone {z:?} is not a configured zone (zones: {})", names.join(", "))
+            })
     }
 
     pub fn zone_configs(&self) -> Vec<disksnap_service::ZoneConfig> {

@@ -84,6 +84,9 @@ pub enum Command {
         /// PEM private key of --tls-cert
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Join the cluster of the config's database_url and [store] as this node [default: [node] name of the config]
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Create the data dir (and its config) now, choosing the chunk size of its store
     Init {
@@ -137,6 +140,15 @@ pub enum Command {
     Maintain,
     /// The store's figures: pack files and bytes, the dedup and compression ratios
     Stats,
+    /// A cluster of servers on one database: its nodes, zones, heartbeats and jobs
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Nodes (zone, heartbeat, up or down, free space, running jobs), nodes up per zone, open jobs
+    Status,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

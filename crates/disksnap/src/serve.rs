@@ -45,6 +45,18 @@ struct Metrics {
     calls: Family<CallLabels, Counter>,
     latency: Histogram,
     jobs_running: Gauge,
+    /// The cluster as the nodes' heartbeats show it (README "Cluster").
+    node_up: Family<NodeLabels, Gauge>,
+    node_heartbeat_age: Family<NodeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    node_jobs: Family<NodeLabels, Gauge>,
+    node_free: Family<NodeLabels, Gauge>,
+    open_jobs: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    node: String,
+    zone: String,
 }
 
 impl Metrics {
@@ -62,7 +74,32 @@ impl Metrics {
         );
         registry.register("http_request_duration_seconds", "Time to answer an HTTP request", latency.clone());
         registry.register("jobs_running", "Jobs running in this process", jobs_running.clone());
-        Metrics { registry, requests, calls, latency, jobs_running }
+        let node_up = Family::<NodeLabels, Gauge>::default();
+        let node_heartbeat_age = Family::<NodeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let node_jobs = Family::<NodeLabels, Gauge>::default();
+        let node_free = Family::<NodeLabels, Gauge>::default();
+        let open_jobs = Gauge::default();
+        registry.register("cluster_node_up", "1 when the node's heartbeat is recent, else 0", node_up.clone());
+        registry.register(
+            "cluster_node_heartbeat_age_seconds",
+            "Seconds since the node's latest heartbeat",
+            node_heartbeat_age.clone(),
+        );
+        registry.register("cluster_node_jobs_running", "Jobs the node ran at its latest heartbeat", node_jobs.clone());
+        registry.register("cluster_node_free_bytes", "Free bytes of the node's data dir", node_free.clone());
+        registry.register("cluster_open_jobs", "Jobs pending or working, over every node", open_jobs.clone());
+        Metrics {
+            registry,
+            requests,
+            calls,
+            latency,
+            jobs_running,
+            node_up,
+            node_heartbeat_age,
+            node_jobs,
+            node_free,
+            open_jobs,
+        }
     }
 }
 
@@ -150,18 +187,45 @@ async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -> Re
     resp
 }
 
-/// Unauthenticated: says only that the server answers, and which build. Nothing about the host
-/// (the data dir's path is in the operator's own config and start-up line).
-async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
-    Json(serde_json::json!({
-        "status": "ok",
+/// Unauthenticated: whether the server is ready (its metadata database and snapshot store both
+/// answer: 200 `"status": "ok"`, else 503 `"unavailable"` with the part that does not), and
+/// which build. Nothing about the host (the data dir's path is in the operator's own config
+/// and start-up line), and a failure's text is logged, not shown.
+async fn healthz(State(st): State<AppState>) -> Response {
+    let r = st.service.readiness().await;
+    let word = |p: &Result<(), String>| if p.is_ok() { "ok" } else { "unavailable" };
+    for (part, p) in [("database", &r.database), ("store", &r.store)] {
+        if let Err(e) = p {
+            tracing::warn!(part, error = %e, "not ready");
+        }
+    }
+    let body = Json(serde_json::json!({
+        "status": if r.ready() { "ok" } else { "unavailable" },
+        "database": word(&r.database),
+        "store": word(&r.store),
+        "node": st.service.node().map(|n| n.name.clone()),
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": st.started.elapsed().as_secs(),
-    }))
+    }));
+    let code = if r.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, body).into_response()
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
     st.metrics.jobs_running.set(st.service.running_jobs() as i64);
+    // The cluster's figures, as `disksnap cluster status` shows them; a database that does not
+    // answer leaves the last ones (and /healthz says so).
+    if let Ok(c) = st.service.cluster_status().await {
+        let m = &st.metrics;
+        for n in &c.nodes {
+            let l = NodeLabels { node: n.name.clone(), zone: n.zone.clone() };
+            m.node_up.get_or_create(&l).set(n.up as i64);
+            m.node_heartbeat_age.get_or_create(&l).set(n.heartbeat_age_ms as f64 / 1000.0);
+            m.node_jobs.get_or_create(&l).set(n.running_jobs);
+            m.node_free.get_or_create(&l).set(n.free_bytes);
+        }
+        m.open_jobs.set(c.open_jobs.min(i64::MAX as u64) as i64);
+    }
     let mut body = String::new();
     if encode(&mut body, &st.metrics.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -268,11 +332,32 @@ pub async fn run(
             }
         }
     });
+    // A node of a cluster says it lives (its zone, free space, jobs) every few seconds.
+    if service.node().is_some() {
+        let beater = service.clone();
+        let address = listen.to_string();
+        let started = disksnap_service::now_ms();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(disksnap_service::cluster::HEARTBEAT_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = beater.heartbeat(&address, started).await {
+                    tracing::warn!(error = %e, "could not write this node's heartbeat");
+                }
+            }
+        });
+    }
+    // Ceasing, retention and the policy scheduler run on one node of a cluster at a time: the
+    // one holding the maintenance lead (on SQLite, every server of the data dir, as before).
     let ticker = service.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));
         for round in 0u64.. {
             every.tick().await;
+            if !leads(&ticker).await {
+                continue;
+            }
             if round % 120 == 119 {
                 if let Err(e) = ticker.maintain_metadata().await {
                     tracing::warn!(error = %e, "metadata upkeep failed");
@@ -288,11 +373,15 @@ pub async fn run(
     // Automatic snapshot policies: each due slot is claimed in the metadata store and fired
     // once, whichever server on this data dir gets to it first (see scheduler.rs).
     let scheduler = disksnap_service::Scheduler::new(service.clone(), Arc::new(disksnap_service::SystemClock));
+    let lead = service.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
+            if !leads(&lead).await {
+                continue;
+            }
             if let Err(e) = scheduler.run_due().await {
                 tracing::warn!(error = %e, "the policy scheduler failed a round");
             }
@@ -332,6 +421,18 @@ pub struct ConnLimits {
     pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: Option<usize>,
+}
+
+/// Whether this server does the cluster's maintenance now; a database that does not answer
+/// means no (the node that can reach it does the work).
+async fn leads(service: &Service) -> bool {
+    match service.leads_maintenance().await {
+        Ok(lead) => lead,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot learn whether this node leads maintenance");
+            false
+        }
+    }
 }
 
 async fn shutdown() {

@@ -8,6 +8,8 @@
 //! from one database, with its own statements and migrations (`postgres` lists what differs).
 
 pub mod chunk_index;
+#[cfg(test)]
+mod cluster_tests;
 pub mod filter;
 mod postgres;
 pub mod rows;
@@ -21,8 +23,8 @@ pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, ChunkSums, PackRo
 pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
 pub use postgres::PgMeta;
 pub use rows::{
-    ChainTotals, ConsoleSessionRow, ImageRow, InstanceRow, JobRow, Millis, PolicyRow, PolicySnapshotRow, SnapshotRow,
-    StateRow, TagRow, VolumeRow,
+    ChainTotals, ConsoleSessionRow, ImageRow, InstanceRow, JobRow, Millis, NodeRow, PolicyRow, PolicySnapshotRow,
+    SnapshotRow, StateRow, TagRow, VolumeRow,
 };
 pub use sqlite::SqliteMeta;
 
@@ -224,4 +226,24 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn policy_slots(&self, policy_id: &str) -> Result<Vec<(Millis, Option<String>)>>;
     async fn policy_snapshots(&self, policy_id: &str) -> Result<Vec<PolicySnapshotRow>>;
     async fn policy_forget_snapshots(&self, snapshot_ids: &[String]) -> Result<()>;
+
+    /// Cluster state (0012_cluster.sql). Record a replay nonce (the service's digest of the
+    /// dialect, key and nonce) until `expires_at`: true when it was not recorded and live at
+    /// `now` — for exactly one caller of all processes on the database. Expired ones are
+    /// deleted by [`MetaStore::state_purge`].
+    async fn nonce_first_use(&self, digest: &str, now: Millis, expires_at: Millis) -> Result<bool>;
+    /// Insert or replace a node's row (its heartbeat).
+    async fn node_heartbeat(&self, row: &NodeRow) -> Result<()>;
+    /// Every node that ever sent a heartbeat, by name.
+    async fn nodes(&self) -> Result<Vec<NodeRow>>;
+    /// Whether this process leads the cluster's maintenance, taking the lead when nobody holds
+    /// it. PostgreSQL: a session advisory lock on a connection of its own, released by the
+    /// database when the process or its connection dies. SQLite: always (one machine).
+    async fn maintenance_lead(&self) -> Result<bool>;
+    /// A job runner's lease (a process stamping `jobs.runner`): insert or extend it to `until`.
+    async fn runner_lease(&self, runner: &str, node: &str, until: Millis) -> Result<()>;
+    /// Every runner's lease: (runner, node, lease_until), by runner.
+    async fn runner_leases(&self) -> Result<Vec<(String, String, Millis)>>;
+    /// Forget the leases that ran out before `before`; how many.
+    async fn runner_leases_purge(&self, before: Millis) -> Result<u64>;
 }

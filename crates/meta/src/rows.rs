@@ -186,3 +186,18 @@ pub struct PolicySnapshotRow {
     pub volume_id: String,
     pub slot: Millis,
 }
+
+/// One `disksnap serve` of a cluster as its latest heartbeat left it (0012_cluster.sql).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct NodeRow {
+    pub name: String,
+    pub zone: String,
+    /// Where its API listens (as configured), for an operator to reach it.
+    pub address: String,
+    /// Free bytes of the file system of its data dir (where its volumes live).
+    pub free_bytes: i64,
+    pub started: Millis,
+    pub heartbeat: Millis,
+    /// Jobs it was running at its heartbeat.
+    pub running_jobs: i64,
+}

@@ -12,6 +12,12 @@
 //! runner column, so two recovering processes never both do) and either resumes it (the work
 //! is idempotent: roll back, restore, capture image, delete) or fails it and undoes its
 //! reservation (a snapshot's point in time cannot be taken again later).
+//!
+//! With the metadata on PostgreSQL the runners of one database may be on several machines
+//! (a cluster's nodes), and a lock file proves nothing to another machine: each process also
+//! holds a lease in the database (`runners`, renewed every 2 s; see [`crate::cluster`]), and a
+//! job whose runner's lease ran out ([`crate::cluster::RUNNER_LEASE`]) is taken over in the
+//! same way by the next `recover` of any live process.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::io::AsRawFd;
@@ -260,12 +266,30 @@ impl Service {
         Ok((page.items.into_iter().map(Job::try_from).collect::<Result<_>>()?, page.total))
     }
 
-    /// Whether the process that owns `runner` is gone (its lock file can be locked).
-    fn runner_is_dead(&self, runner: &str) -> bool {
+    /// Whether the process that owns `runner` is gone: its lock file can be locked, or, with
+    /// runner leases (`leases`: runner → lease end, PostgreSQL), a process of another machine
+    /// let its lease run out. A runner with neither lock file here nor lease may have stamped
+    /// `status_time`'s job just before its first lease was written: it is given a lease's
+    /// time from then.
+    fn runner_is_dead(
+        &self,
+        runner: &str,
+        status_time: i64,
+        leases: Option<&std::collections::HashMap<String, i64>>,
+    ) -> bool {
         if runner == self.inner.runner {
             return false;
         }
         let path = self.inner.runners_dir.join(format!("{runner}.lock"));
+        if let Some(leases) = leases {
+            if !path.exists() {
+                let now = now_ms();
+                return match leases.get(runner) {
+                    Some(until) => *until < now,
+                    None => status_time < now - crate::cluster::RUNNER_LEASE.as_millis() as i64,
+                };
+            }
+        }
         let Ok(f) = OpenOptions::new().write(true).open(&path) else { return true };
         // SAFETY: flock on an fd we own.
         let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
@@ -294,10 +318,15 @@ impl Service {
                 ..Default::default()
             })
             .await?;
+        let leases = if self.uses_runner_leases() {
+            Some(self.meta().runner_leases().await?.into_iter().map(|(r, _, until)| (r, until)).collect())
+        } else {
+            None
+        };
         let mut handled = Vec::new();
         for mut row in open.items {
             let old = row.runner.clone().unwrap_or_default();
-            if !self.runner_is_dead(&old) {
+            if !self.runner_is_dead(&old, row.status_time, leases.as_ref()) {
                 continue;
             }
             let work: Work = match serde_json::from_str(&row.params) {

@@ -14,6 +14,7 @@
 mod retry; // first: the retrying! macro is used by the modules below
 pub mod chain;
 pub mod chunk_index;
+pub mod cluster;
 pub mod error;
 pub mod ids;
 pub mod jobs;
@@ -32,6 +33,7 @@ pub mod tags;
 pub mod volumes;
 mod work;
 
+pub use cluster::{ClusterStatus, NodeConfig, NodeStatus, Readiness};
 /// List filters, the same from a dialect to SQL (see `disksnap_meta::filter`).
 pub use disksnap_meta::{Order, SnapshotFilter, VolumeFilter};
 pub use error::{Result, ServiceError};

@@ -43,6 +43,8 @@ pub struct ServiceConfig {
     pub test_rollback_delay: Duration,
     /// The metadata database on PostgreSQL (`postgres://…`); None: SQLite at `DATA/meta.db`.
     pub database_url: Option<String>,
+    /// This process's node of a cluster (`[node]`); None: a single server.
+    pub node: Option<crate::cluster::NodeConfig>,
 }
 
 impl ServiceConfig {
@@ -56,6 +58,7 @@ impl ServiceConfig {
             accounts: vec!["dev".into()],
             test_rollback_delay: Duration::ZERO,
             database_url: None,
+            node: None,
         }
     }
 }
@@ -210,7 +213,7 @@ impl Service {
         let runner = format!("{}-{}", std::process::id(), ids::new_id());
         let lock_path = runners_dir.join(format!("{runner}.lock"));
         let lock = lock_runner_file(&lock_path)?;
-        Ok(Service {
+        let svc = Service {
             inner: Arc::new(Inner {
                 meta: backends.meta,
                 store: backends.store,
@@ -223,7 +226,9 @@ impl Service {
                 progress: Mutex::new(HashMap::new()),
                 job_done: tokio::sync::Notify::new(),
             }),
-        })
+        };
+        svc.start_runner_lease();
+        Ok(svc)
     }
 
     pub fn config(&self) -> &ServiceConfig {

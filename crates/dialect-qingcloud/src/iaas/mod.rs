@@ -82,7 +82,7 @@ impl Dialect for Iaas {
     }
 
     async fn verify(&self, raw: &RawRequest, frame: &mut Frame) -> Result<Verified, QcError> {
-        let who = signature::verify(&self.ctx, raw.method.as_str(), &raw.path, &frame.params)?;
+        let who = signature::verify(&self.ctx, raw.method.as_str(), &raw.path, &frame.params).await?;
         frame.params.check_list_sizes()?;
         Ok(who)
     }

@@ -30,7 +30,7 @@ pub fn compute(method_name: &str, secret: &str, to_sign: &str) -> Option<String>
     }
 }
 
-pub fn verify(ctx: &ApiContext, method: &str, path: &str, p: &Params) -> Result<Verified, QcError> {
+pub async fn verify(ctx: &ApiContext, method: &str, path: &str, p: &Params) -> Result<Verified, QcError> {
     let key = p.get("access_key_id").ok_or_else(|| QcError::Auth("parameter [access_key_id] is required".into()))?;
     let secret =
         ctx.keys.lookup(crate::KEYS, key).ok_or_else(|| QcError::Auth(format!("access key [{key}] does not exist")))?;
@@ -80,7 +80,7 @@ pub fn verify(ctx: &ApiContext, method: &str, path: &str, p: &Params) -> Result<
         }
     };
     if let Some(req_id) = p.get("req_id") {
-        if !ctx.nonces.first_use(&format!("qingcloud:{key}"), req_id, replay_window) {
+        if !ctx.first_use_nonce(&format!("qingcloud:{key}"), req_id, replay_window).await? {
             return Err(QcError::Expired(format!("req_id [{req_id}] was already used")));
         }
     }

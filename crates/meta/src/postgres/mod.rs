@@ -27,6 +27,7 @@ use crate::{Batch, MetaStore, Result, SnapshotListing};
 
 mod batch;
 mod chunk_index;
+mod cluster;
 mod lists;
 mod policies;
 mod sessions;
@@ -39,6 +40,9 @@ pub(crate) use lists::snapshot_where;
 pub struct PgMeta {
     pub(crate) pool: PgPool,
     counts: CountCache,
+    /// How to open the maintenance leader's own connection ([`cluster::Leader`]).
+    opts: PgConnectOptions,
+    leader: cluster::Leader,
 }
 
 impl PgMeta {
@@ -55,10 +59,10 @@ impl PgMeta {
             .max_connections(16)
             // A database that does not answer fails the request that waits for it, not forever.
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations-pg").run(&pool).await?;
-        Ok(PgMeta { pool, counts: Default::default() })
+        Ok(PgMeta { pool, counts: Default::default(), opts, leader: Default::default() })
     }
 }
 
@@ -79,7 +83,11 @@ impl MetaStore for PgMeta {
     /// Expired request state goes (writes purge only their own kind and account); nothing
     /// else to do: PostgreSQL's autovacuum keeps the planner's statistics.
     async fn maintain(&self) -> Result<()> {
-        state::purge(&self.pool, crate::sqlite::chrono_now_ms()).await?;
+        let now = crate::sqlite::chrono_now_ms();
+        state::purge(&self.pool, now).await?;
+        cluster::purge_nonces(&self.pool, now).await?;
+        // a day past its end a runner's lease is no one's: its jobs were taken over long since
+        cluster::purge_runners(&self.pool, now - 86_400_000).await?;
         Ok(())
     }
 
@@ -204,7 +212,35 @@ impl MetaStore for PgMeta {
     }
 
     async fn state_purge(&self, now: Millis) -> Result<u64> {
-        state::purge(&self.pool, now).await
+        Ok(state::purge(&self.pool, now).await? + cluster::purge_nonces(&self.pool, now).await?)
+    }
+
+    async fn nonce_first_use(&self, digest: &str, now: Millis, expires_at: Millis) -> Result<bool> {
+        cluster::nonce_first_use(&self.pool, digest, now, expires_at).await
+    }
+
+    async fn node_heartbeat(&self, row: &NodeRow) -> Result<()> {
+        cluster::heartbeat(&self.pool, row).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRow>> {
+        cluster::nodes(&self.pool).await
+    }
+
+    async fn runner_lease(&self, runner: &str, node: &str, until: Millis) -> Result<()> {
+        cluster::runner_lease(&self.pool, runner, node, until).await
+    }
+
+    async fn runner_leases(&self) -> Result<Vec<(String, String, Millis)>> {
+        cluster::runner_leases(&self.pool).await
+    }
+
+    async fn runner_leases_purge(&self, before: Millis) -> Result<u64> {
+        cluster::purge_runners(&self.pool, before).await
+    }
+
+    async fn maintenance_lead(&self) -> Result<bool> {
+        self.leader.hold(&self.opts).await
     }
 
     async fn console_session_put(&self, row: &ConsoleSessionRow) -> Result<()> {

@@ -26,6 +26,7 @@ use crate::rows::*;
 use crate::{Batch, MetaError, MetaStore, Result, SnapshotListing};
 
 mod batch;
+mod cluster;
 mod images;
 mod jobs;
 mod policies;
@@ -89,7 +90,11 @@ impl SqliteMeta {
 impl MetaStore for SqliteMeta {
     async fn maintain(&self) -> Result<()> {
         // expired request state goes too (writes purge only their own kind and account)
-        state::purge(&self.pool, chrono_now_ms()).await?;
+        let now = chrono_now_ms();
+        state::purge(&self.pool, now).await?;
+        cluster::purge_nonces(&self.pool, now).await?;
+        // a day past its end a runner's lease is no one's: its jobs were taken over long since
+        cluster::purge_runners(&self.pool, now - 86_400_000).await?;
         self.optimize().await
     }
 
@@ -214,7 +219,35 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn state_purge(&self, now: Millis) -> Result<u64> {
-        state::purge(&self.pool, now).await
+        Ok(state::purge(&self.pool, now).await? + cluster::purge_nonces(&self.pool, now).await?)
+    }
+
+    async fn nonce_first_use(&self, digest: &str, now: Millis, expires_at: Millis) -> Result<bool> {
+        cluster::nonce_first_use(&self.pool, digest, now, expires_at).await
+    }
+
+    async fn node_heartbeat(&self, row: &NodeRow) -> Result<()> {
+        cluster::heartbeat(&self.pool, row).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRow>> {
+        cluster::nodes(&self.pool).await
+    }
+
+    async fn runner_lease(&self, runner: &str, node: &str, until: Millis) -> Result<()> {
+        cluster::runner_lease(&self.pool, runner, node, until).await
+    }
+
+    async fn runner_leases(&self) -> Result<Vec<(String, String, Millis)>> {
+        cluster::runner_leases(&self.pool).await
+    }
+
+    async fn runner_leases_purge(&self, before: Millis) -> Result<u64> {
+        cluster::purge_runners(&self.pool, before).await
+    }
+
+    async fn maintenance_lead(&self) -> Result<bool> {
+        Ok(true)
     }
 
     async fn console_session_put(&self, row: &ConsoleSessionRow) -> Result<()> {
