@@ -121,6 +121,7 @@ pub fn service_code(e: &ServiceError) -> (&'static str, u16, String) {
                 Kind::Job => ("InvalidTaskId.NotFound", "TaskId"),
                 Kind::Tag => ("InvalidTag.NotFound", "Tag"),
                 Kind::Policy => ("InvalidAutoSnapshotPolicyId.NotFound", "AutoSnapshotPolicyId"),
+                Kind::SnapshotGroup => ("InvalidSnapshotGroupId.NotFound", "SnapshotGroupId"),
             };
             (code, 404, format!("The specified {what} \"{id}\" does not exist in this account."))
         }
@@ -132,6 +133,7 @@ pub fn service_code(e: &ServiceError) -> (&'static str, u16, String) {
                 Kind::Snapshot | Kind::Chain => "IncorrectSnapshotStatus",
                 Kind::Instance => "IncorrectInstanceStatus",
                 Kind::Image => "IncorrectImageStatus",
+                Kind::SnapshotGroup => "IncorrectSnapshotGroupStatus",
                 Kind::Job | Kind::Tag | Kind::Policy => "OperationConflict",
             };
             // the service names resources its own way (`vol-…`): show Aliyun's words and ids

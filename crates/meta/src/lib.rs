@@ -21,8 +21,8 @@ pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, PackRow};
 pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
 pub use postgres::PgMeta;
 pub use rows::{
-    ChainTotals, ConsoleSessionRow, ImageRow, InstanceRow, JobRow, Millis, PolicyRow, PolicySnapshotRow, SnapshotRow,
-    StateRow, TagRow, VolumeRow,
+    ChainTotals, ConsoleSessionRow, ImageRow, InstanceRow, JobRow, Millis, PolicyRow, PolicySnapshotRow,
+    SnapshotGroupRow, SnapshotRow, StateRow, TagRow, VolumeRow,
 };
 pub use sqlite::SqliteMeta;
 
@@ -97,6 +97,9 @@ pub struct Batch {
     pub snapshot_progress: Vec<(String, i64, bool)>,
     /// (snapshot id, key, Some(value) to set or None to remove)
     pub snapshot_metadata: Vec<(String, String, Option<String>)>,
+    /// Snapshot groups (migrations/0013), written guarded by their version like the rows above.
+    pub put_snapshot_groups: Vec<SnapshotGroupRow>,
+    pub delete_snapshot_groups: Vec<String>,
 }
 
 impl Batch {
@@ -117,6 +120,8 @@ impl Batch {
             && self.unbind_tags.is_empty()
             && self.snapshot_progress.is_empty()
             && self.snapshot_metadata.is_empty()
+            && self.put_snapshot_groups.is_empty()
+            && self.delete_snapshot_groups.is_empty()
     }
 }
 
@@ -222,4 +227,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn policy_slots(&self, policy_id: &str) -> Result<Vec<(Millis, Option<String>)>>;
     async fn policy_snapshots(&self, policy_id: &str) -> Result<Vec<PolicySnapshotRow>>;
     async fn policy_forget_snapshots(&self, snapshot_ids: &[String]) -> Result<()>;
+
+    /// Snapshot groups (migrations/0013); written through [`Batch::put_snapshot_groups`].
+    async fn snapshot_group(&self, account: &str, id: &str) -> Result<Option<SnapshotGroupRow>>;
+    /// One account's groups, oldest first.
+    async fn snapshot_groups(&self, account: &str) -> Result<Vec<SnapshotGroupRow>>;
 }

@@ -15,6 +15,7 @@ mod retry; // first: the retrying! macro is used by the modules below
 pub mod chain;
 pub mod chunk_index;
 pub mod error;
+pub mod groups;
 pub mod ids;
 pub mod jobs;
 pub mod maintenance;
@@ -35,6 +36,7 @@ mod work;
 /// List filters, the same from a dialect to SQL (see `disksnap_meta::filter`).
 pub use disksnap_meta::{Order, SnapshotFilter, VolumeFilter};
 pub use error::{Result, ServiceError};
+pub use groups::{CreateSnapshotGroup, GroupStatus, SnapshotGroup};
 pub use maintenance::{GcReport, VerifyOutcome};
 pub use model::*;
 pub use policies::{Policy, PolicySpec, Retention, Schedule};
