@@ -493,6 +493,7 @@ fn qingcloud_style(kind: disksnap_service::Kind, bare: &str) -> String {
         Kind::Tag => "tag-",
         Kind::Chain => "sl-",
         Kind::Policy => "sp-",
+        Kind::SnapshotGroup => "ssg-",
     };
     format!("{prefix}{bare}")
 }

@@ -121,6 +121,7 @@ pub fn service_code(e: &ServiceError) -> (&'static str, u16, String) {
                 Kind::Job => ("InvalidTaskId.NotFound", "TaskId"),
                 Kind::Tag => ("InvalidTag.NotFound", "Tag"),
                 Kind::Policy => ("InvalidAutoSnapshotPolicyId.NotFound", "AutoSnapshotPolicyId"),
+                Kind::SnapshotGroup => ("InvalidSnapshotGroupId.NotFound", "SnapshotGroupId"),
             };
             (code, 404, format!("The specified {what} \"{id}\" does not exist in this account."))
         }
@@ -129,9 +130,9 @@ pub fn service_code(e: &ServiceError) -> (&'static str, u16, String) {
                 Kind::Volume if state == "snapshotting" => "IncorrectDiskStatus.CreatingSnapshot",
                 Kind::Volume => "IncorrectDiskStatus",
                 Kind::Snapshot if state == "creating" => "InvalidSnapshotId.NotReady",
-                Kind::Snapshot | Kind::Chain => "IncorrectSnapshotStatus",
                 Kind::Instance => "IncorrectInstanceStatus",
                 Kind::Image => "IncorrectImageStatus",
+                Kind::Snapshot | Kind::Chain | Kind::SnapshotGroup => "IncorrectSnapshotStatus",
                 Kind::Job | Kind::Tag | Kind::Policy => "OperationConflict",
             };
             // the service names resources its own way (`vol-…`): show Aliyun's words and ids
@@ -199,6 +200,8 @@ mod tests {
             (ServiceError::not_found(Kind::Chain, "sl-x"), "InvalidSnapshotLinkId.NotFound", 404),
             (ServiceError::not_found(Kind::Job, "j-x"), "InvalidTaskId.NotFound", 404),
             (ServiceError::not_found(Kind::Tag, "t"), "InvalidTag.NotFound", 404),
+            (ServiceError::not_found(Kind::SnapshotGroup, "ssg-x"), "InvalidSnapshotGroupId.NotFound", 404),
+            (ServiceError::wrong_state(Kind::SnapshotGroup, "ssg-x", "deleting", "no"), "IncorrectSnapshotStatus", 403),
             (
                 ServiceError::wrong_state(Kind::Volume, "d-x", "snapshotting", "busy"),
                 "IncorrectDiskStatus.CreatingSnapshot",

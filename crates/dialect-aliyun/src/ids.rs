@@ -12,6 +12,7 @@ pub fn show(kind: Kind, bare: &str) -> String {
         Kind::Image => "m-",
         Kind::Chain => "sl-",
         Kind::Policy => "sp-",
+        Kind::SnapshotGroup => "ssg-",
         // ECS has no jobs or tag ids of its own: QingCloud's words, as every id once was.
         Kind::Job => "j-",
         Kind::Tag => "tag-",

@@ -42,6 +42,11 @@ pub enum Endpoint {
     DeleteImage,
     ModifyImageAttribute,
     JoinResourceGroup,
+    CreateSnapshotGroup,
+    DescribeSnapshotGroups,
+    ModifySnapshotGroup,
+    DeleteSnapshotGroup,
+    ResetDisks,
 }
 
 impl Endpoint {
@@ -73,6 +78,11 @@ impl Endpoint {
         Endpoint::DeleteImage,
         Endpoint::ModifyImageAttribute,
         Endpoint::JoinResourceGroup,
+        Endpoint::CreateSnapshotGroup,
+        Endpoint::DescribeSnapshotGroups,
+        Endpoint::ModifySnapshotGroup,
+        Endpoint::DeleteSnapshotGroup,
+        Endpoint::ResetDisks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -104,6 +114,11 @@ impl Endpoint {
             Endpoint::DeleteImage => "DeleteImage",
             Endpoint::ModifyImageAttribute => "ModifyImageAttribute",
             Endpoint::JoinResourceGroup => "JoinResourceGroup",
+            Endpoint::CreateSnapshotGroup => "CreateSnapshotGroup",
+            Endpoint::DescribeSnapshotGroups => "DescribeSnapshotGroups",
+            Endpoint::ModifySnapshotGroup => "ModifySnapshotGroup",
+            Endpoint::DeleteSnapshotGroup => "DeleteSnapshotGroup",
+            Endpoint::ResetDisks => "ResetDisks",
         }
     }
 
@@ -196,6 +211,11 @@ mod tests {
             ("DeleteImage", Endpoint::DeleteImage),
             ("ModifyImageAttribute", Endpoint::ModifyImageAttribute),
             ("JoinResourceGroup", Endpoint::JoinResourceGroup),
+            ("CreateSnapshotGroup", Endpoint::CreateSnapshotGroup),
+            ("DescribeSnapshotGroups", Endpoint::DescribeSnapshotGroups),
+            ("ModifySnapshotGroup", Endpoint::ModifySnapshotGroup),
+            ("DeleteSnapshotGroup", Endpoint::DeleteSnapshotGroup),
+            ("ResetDisks", Endpoint::ResetDisks),
         ];
         assert_eq!(cases.len(), Endpoint::ALL.len());
         for (name, e) in cases {

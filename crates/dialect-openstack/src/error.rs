@@ -54,6 +54,7 @@ fn kind_word(kind: Kind) -> &'static str {
         Kind::Tag => "Tag",
         Kind::Chain => "Snapshot chain",
         Kind::Policy => "Snapshot policy",
+        Kind::SnapshotGroup => "GroupSnapshot",
     }
 }
 

@@ -16,6 +16,7 @@ pub fn prefix(kind: Kind) -> &'static str {
         Kind::Tag => "tag-",
         Kind::Chain => "sl-",
         Kind::Policy => "sp-",
+        Kind::SnapshotGroup => "ssg-",
     }
 }
 

@@ -24,6 +24,7 @@ pub fn prefix(kind: Kind) -> &'static str {
         Kind::Job => "",
         Kind::Tag => "tag-",
         Kind::Policy => "asp-",
+        Kind::SnapshotGroup => "ssg-",
     }
 }
 

@@ -20,6 +20,7 @@ pub fn prefix(kind: Kind) -> &'static str {
         Kind::Job => "",
         Kind::Tag => "tag-",
         Kind::Policy => "asp-",
+        Kind::SnapshotGroup => "ssg-",
     }
 }
 

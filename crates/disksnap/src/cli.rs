@@ -16,6 +16,8 @@ use crate::config::{Config, CONFIG_NAME};
 use crate::output::{action_word, human_bytes, job_json, json_of, print_fields, print_json, Table};
 use crate::*;
 
+mod groups;
+
 const DEFAULT_DATA_DIR: &str = "./disksnap-data";
 
 /// Find or create the config, and settle the data dir.
@@ -268,6 +270,7 @@ impl Cmd {
             Command::Job(c) => self.job(c).await,
             Command::Tag(c) => self.tag(c).await,
             Command::Policy(c) => self.policy(c).await,
+            Command::Group(c) => self.group(c).await,
             Command::Verify { sample } => self.verify(sample).await,
             Command::Repair { rebuild_index: _ } => {
                 let bar = Arc::new(Bar::new("reading packs", false));

@@ -116,6 +116,10 @@ pub enum Command {
     /// volumes bound; `disksnap serve` fires each slot once
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Snapshot groups: several volumes at one snapshot time, as one object; deleted and
+    /// rolled back as a whole (all or nothing)
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Re-read every pack, check every chunk's hash, name the snapshots a bad chunk breaks (exit 1 if any)
     Verify {
         /// Check about this share of the packs, chosen at random (a cheap daily check; repeated runs cover the store)
@@ -470,6 +474,44 @@ pub enum PolicyCmd {
     },
     /// Take the policy's automatic points now (a slot of its own) and prune past retention
     Run {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCmd {
+    /// Take one point of each volume at one snapshot time, as one group
+    Create {
+        /// Volumes to take (with --instance: only that instance's)
+        volumes: Vec<String>,
+        /// Every volume attached to this instance (less --exclude), or the named ones of it
+        #[arg(long)]
+        instance: Option<String>,
+        /// With --instance: volumes of it to leave out
+        #[arg(long, requires = "instance", conflicts_with = "volumes")]
+        exclude: Vec<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    Modify {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete the group and its snapshots (those an image was made from stay)
+    Delete {
+        id: String,
+    },
+    /// Roll every member volume back to its point: all or nothing
+    Rollback {
         id: String,
     },
 }

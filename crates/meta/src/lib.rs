@@ -24,7 +24,7 @@ pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
 pub use postgres::PgMeta;
 pub use rows::{
     ChainTotals, ConsoleSessionRow, ImageRow, InstanceRow, JobRow, Millis, NodeRow, PolicyRow, PolicySnapshotRow,
-    SnapshotRow, StateRow, TagRow, VolumeRow,
+    SnapshotGroupRow, SnapshotRow, StateRow, TagRow, VolumeRow,
 };
 pub use sqlite::SqliteMeta;
 
@@ -99,6 +99,9 @@ pub struct Batch {
     pub snapshot_progress: Vec<(String, i64, bool)>,
     /// (snapshot id, key, Some(value) to set or None to remove)
     pub snapshot_metadata: Vec<(String, String, Option<String>)>,
+    /// Snapshot groups (migrations/0013), written guarded by their version like the rows above.
+    pub put_snapshot_groups: Vec<SnapshotGroupRow>,
+    pub delete_snapshot_groups: Vec<String>,
 }
 
 impl Batch {
@@ -119,6 +122,8 @@ impl Batch {
             && self.unbind_tags.is_empty()
             && self.snapshot_progress.is_empty()
             && self.snapshot_metadata.is_empty()
+            && self.put_snapshot_groups.is_empty()
+            && self.delete_snapshot_groups.is_empty()
     }
 }
 
@@ -246,4 +251,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn runner_leases(&self) -> Result<Vec<(String, String, Millis)>>;
     /// Forget the leases that ran out before `before`; how many.
     async fn runner_leases_purge(&self, before: Millis) -> Result<u64>;
+
+    /// Snapshot groups (migrations/0013); written through [`Batch::put_snapshot_groups`].
+    async fn snapshot_group(&self, account: &str, id: &str) -> Result<Option<SnapshotGroupRow>>;
+    /// One account's groups, oldest first.
+    async fn snapshot_groups(&self, account: &str) -> Result<Vec<SnapshotGroupRow>>;
 }

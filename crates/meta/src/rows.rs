@@ -82,6 +82,26 @@ pub struct SnapshotRow {
     pub version: i64,
 }
 
+/// A snapshot group (migrations/0013): points of several volumes taken at one snapshot time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SnapshotGroupRow {
+    pub id: String,
+    pub account: String,
+    pub zone: String,
+    pub name: String,
+    pub description: String,
+    pub instance_id: Option<String>,
+    /// JSON array of `{"snapshot": id, "volume": id}`, in the order the volumes were named.
+    pub members: String,
+    /// Empty, or what a running job does to the whole group (`deleting`, `rolling-back`).
+    pub transition: String,
+    pub create_time: Millis,
+    pub status_time: Millis,
+    /// The optimistic-concurrency guard every versioned row has (see [`ImageRow::version`]).
+    #[serde(default)]
+    pub version: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ImageRow {
     pub id: String,

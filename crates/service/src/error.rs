@@ -93,6 +93,7 @@ fn kind_of(what: &str) -> Kind {
         "job" => Kind::Job,
         "image" => Kind::Image,
         "policy" | "policy name" => Kind::Policy,
+        "snapshot group" => Kind::SnapshotGroup,
         _ => Kind::Snapshot,
     }
 }

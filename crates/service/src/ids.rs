@@ -21,8 +21,17 @@ pub const SUFFIX_LEN: usize = 8;
 const MAX_PREFIX_LEN: usize = 8;
 
 /// Every kind, for walking a dialect's prefix table.
-pub const KINDS: [Kind; 8] =
-    [Kind::Volume, Kind::Snapshot, Kind::Instance, Kind::Image, Kind::Job, Kind::Tag, Kind::Chain, Kind::Policy];
+pub const KINDS: [Kind; 9] = [
+    Kind::Volume,
+    Kind::Snapshot,
+    Kind::Instance,
+    Kind::Image,
+    Kind::Job,
+    Kind::Tag,
+    Kind::Chain,
+    Kind::Policy,
+    Kind::SnapshotGroup,
+];
 
 /// A fresh random suffix (36^8 ≈ 2.8e12: collisions are checked by the primary key anyway).
 pub fn new_id() -> String {
@@ -56,6 +65,7 @@ fn uuid_tag(kind: Kind) -> &'static str {
         Kind::Tag => "d15c0006",
         Kind::Chain => "d15c0007",
         Kind::Policy => "d15c0008",
+        Kind::SnapshotGroup => "d15c0009",
     }
 }
 
@@ -207,6 +217,7 @@ mod tests {
             Kind::Job => "",
             Kind::Tag => "tag-",
             Kind::Policy => "asp-",
+            Kind::SnapshotGroup => "ssg-",
         };
         let qingcloud = |k: Kind| match k {
             Kind::Volume => "vol-",

@@ -16,6 +16,7 @@ pub mod chain;
 pub mod chunk_index;
 pub mod cluster;
 pub mod error;
+pub mod groups;
 pub mod ids;
 pub mod jobs;
 pub mod maintenance;
@@ -37,6 +38,7 @@ pub use cluster::{ClusterStatus, NodeConfig, NodeStatus, Readiness};
 /// List filters, the same from a dialect to SQL (see `disksnap_meta::filter`).
 pub use disksnap_meta::{Order, SnapshotFilter, VolumeFilter};
 pub use error::{Result, ServiceError};
+pub use groups::{CreateSnapshotGroup, GroupStatus, SnapshotGroup};
 pub use maintenance::{GcReport, VerifyOutcome};
 pub use model::*;
 pub use policies::{Policy, PolicySpec, Retention, Schedule};

@@ -20,6 +20,8 @@ pub enum Kind {
     Chain,
     /// An automatic snapshot policy.
     Policy,
+    /// A snapshot group: points of several volumes taken at one snapshot time.
+    SnapshotGroup,
 }
 
 impl std::fmt::Display for Kind {
@@ -33,6 +35,7 @@ impl std::fmt::Display for Kind {
             Kind::Tag => "tag",
             Kind::Chain => "snapshot chain",
             Kind::Policy => "snapshot policy",
+            Kind::SnapshotGroup => "snapshot group",
         })
     }
 }
@@ -427,7 +430,11 @@ impl Job {
                 (0..r.len()).map(|i| if i < half { Kind::Snapshot } else { Kind::Volume }).collect()
             }
             JobAction::DeleteSnapshots => vec![Kind::Snapshot; r.len()],
-            JobAction::RollBack | JobAction::RestoreVolume => vec![Kind::Snapshot, Kind::Volume],
+            // A roll back of several volumes at once (a snapshot group's) lists each pair.
+            JobAction::RollBack => {
+                (0..r.len()).map(|i| if i % 2 == 0 { Kind::Snapshot } else { Kind::Volume }).collect()
+            }
+            JobAction::RestoreVolume => vec![Kind::Snapshot, Kind::Volume],
             JobAction::CaptureImage => vec![Kind::Snapshot, Kind::Image],
             JobAction::DeleteImages => vec![Kind::Image; r.len()],
             JobAction::CreateVolumes

@@ -91,6 +91,17 @@ impl Service {
     /// snapshot_time. Each point is incremental on its volume's head chain unless `full` is
     /// asked or the volume has no live chain.
     pub async fn create_snapshots(&self, caller: &Caller, req: CreateSnapshots) -> Result<(Job, Vec<Snapshot>)> {
+        self.create_snapshots_grouped(caller, req, None).await
+    }
+
+    /// [`Service::create_snapshots`], and with `group` that snapshot group's row, its members
+    /// filled in, committed in the same batch as the points (crate::groups).
+    pub(crate) async fn create_snapshots_grouped(
+        &self,
+        caller: &Caller,
+        req: CreateSnapshots,
+        group: Option<&disksnap_meta::SnapshotGroupRow>,
+    ) -> Result<(Job, Vec<Snapshot>)> {
         retrying!(async {
             self.check_account(caller)?;
             let mut vols: Vec<(VolumeRow, Option<String>)> = Vec::new();
@@ -191,6 +202,9 @@ impl Service {
                 snaps.push(row);
             }
             batch.put_snapshots.extend(snaps.iter().cloned());
+            if let Some(g) = group {
+                batch.put_snapshot_groups.push(crate::groups::with_members(g, &snaps, now));
+            }
             let snap_ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
             let mut resources = snap_ids.clone();
             resources.extend(snaps.iter().map(|s| s.volume_id.clone()));

@@ -66,6 +66,8 @@ pub(crate) enum Work {
     ApplySnapshot(ApplySnapshot),
     RestoreVolume(RestoreVolume),
     CaptureImage(CaptureImage),
+    DeleteSnapshotGroup(DeleteSnapshotGroup),
+    RollbackVolumes(RollbackVolumes),
 }
 
 impl Work {
@@ -80,6 +82,8 @@ impl Work {
             Work::ApplySnapshot(k) => k,
             Work::RestoreVolume(k) => k,
             Work::CaptureImage(k) => k,
+            Work::DeleteSnapshotGroup(k) => k,
+            Work::RollbackVolumes(k) => k,
         }
     }
 }
@@ -314,6 +318,71 @@ impl JobKind for CaptureImage {
     }
     async fn undo(&self, svc: &Service, account: &str) -> Result<Batch> {
         svc.undo_capture_image(account, &self.snapshot, &self.image).await
+    }
+}
+
+/// A snapshot group deleted with its points (those an image was made from stay, as on ECS).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct DeleteSnapshotGroup {
+    pub group: String,
+    pub snapshots: Vec<String>,
+}
+
+#[async_trait]
+impl JobKind for DeleteSnapshotGroup {
+    fn action(&self) -> JobAction {
+        JobAction::DeleteSnapshots
+    }
+    async fn execute(&self, _: &Service, _: &str, _: &Arc<JobProgress>) -> Result<Done> {
+        Ok(Done::Nothing)
+    }
+    async fn settle(&self, svc: &Service, account: &str, _: &Done) -> Result<Batch> {
+        let mut batch = svc.settle_delete_snapshots(account, &self.snapshots).await?;
+        batch.delete_snapshot_groups.push(self.group.clone());
+        Ok(batch)
+    }
+    async fn undo(&self, svc: &Service, account: &str) -> Result<Batch> {
+        let mut batch = svc.undo_delete_snapshots(account, &self.snapshots).await?;
+        batch.put_snapshot_groups.extend(svc.group_released(account, &self.group).await?);
+        Ok(batch)
+    }
+    fn ceased(&self) -> &[String] {
+        &self.snapshots
+    }
+}
+
+/// One volume of a [`RollbackVolumes`]: the point it goes back to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Member {
+    pub snapshot: String,
+    pub volume: String,
+}
+
+/// Several volumes rolled back all or nothing (a snapshot group's roll back, Aliyun's
+/// ResetDisks): every point is restored to a staged file first, then all staged files replace
+/// the volumes' (see crate::groups for how a restart finishes or forgets it). `stage` names
+/// the staged files and the commit marker of this job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RollbackVolumes {
+    pub members: Vec<Member>,
+    pub stage: String,
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+#[async_trait]
+impl JobKind for RollbackVolumes {
+    fn action(&self) -> JobAction {
+        JobAction::RollBack
+    }
+    async fn execute(&self, svc: &Service, account: &str, progress: &Arc<JobProgress>) -> Result<Done> {
+        svc.exec_rollback_volumes(account, &self.members, &self.stage, progress).await
+    }
+    async fn settle(&self, svc: &Service, account: &str, _: &Done) -> Result<Batch> {
+        svc.settle_rollback_volumes(account, &self.members, self.group.as_deref()).await
+    }
+    async fn undo(&self, svc: &Service, account: &str) -> Result<Batch> {
+        svc.undo_rollback_volumes(account, &self.members, &self.stage, self.group.as_deref()).await
     }
 }
 

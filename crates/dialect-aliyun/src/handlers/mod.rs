@@ -5,6 +5,7 @@
 //! image's life in [`lifecycle`]; tags and resource groups in [`tagging`].
 
 mod disks;
+mod groups;
 mod lifecycle;
 mod tagging;
 
@@ -52,6 +53,11 @@ pub async fn call(ctx: &ApiContext, caller: &Caller, e: Endpoint, p: &Params, ho
         Endpoint::DeleteImage => lifecycle::delete_image(ctx, caller, p).await,
         Endpoint::ModifyImageAttribute => lifecycle::modify_image(ctx, caller, p).await,
         Endpoint::JoinResourceGroup => tagging::join_resource_group(ctx, caller, p).await,
+        Endpoint::CreateSnapshotGroup => groups::create_snapshot_group(ctx, caller, p).await,
+        Endpoint::DescribeSnapshotGroups => groups::describe_snapshot_groups(ctx, caller, p).await,
+        Endpoint::ModifySnapshotGroup => groups::modify_snapshot_group(ctx, caller, p).await,
+        Endpoint::DeleteSnapshotGroup => groups::delete_snapshot_group(ctx, caller, p).await,
+        Endpoint::ResetDisks => groups::reset_disks(ctx, caller, p).await,
         Endpoint::DescribeRegions => {
             region(ctx, p, false)?;
             Ok(describe_regions(ctx, host))

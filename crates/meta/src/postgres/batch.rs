@@ -153,6 +153,7 @@ fn nul_in(b: &Batch) -> Option<String> {
         .or_else(|| rows(&b.put_images))
         .or_else(|| rows(&b.put_jobs))
         .or_else(|| rows(&b.put_tags))
+        .or_else(|| rows(&b.put_snapshot_groups))
         .or_else(|| tags.then(|| "tag.id".to_string()))
         .or_else(|| keys.then(|| "metadata.key".to_string()))
         .or_else(|| values.then(|| "metadata.value".to_string()))
@@ -240,6 +241,8 @@ impl PgMeta {
                 }
             };
         }
+        put(&mut tx, &b.put_snapshot_groups).await?;
+        delete_by_id(&mut tx, "snapshot_groups", &b.delete_snapshot_groups).await?;
         tx.commit().await?;
         Ok(())
     }

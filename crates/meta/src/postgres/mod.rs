@@ -320,4 +320,18 @@ impl MetaStore for PgMeta {
     async fn policy_forget_snapshots(&self, snapshot_ids: &[String]) -> Result<()> {
         policies::forget_snapshots(&self.pool, snapshot_ids).await
     }
+
+    async fn snapshot_group(&self, account: &str, id: &str) -> Result<Option<SnapshotGroupRow>> {
+        by_id::<SnapshotGroupRow>(&self.pool, account, id).await
+    }
+
+    async fn snapshot_groups(&self, account: &str) -> Result<Vec<SnapshotGroupRow>> {
+        if !sql::storable(account) {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as("SELECT * FROM snapshot_groups WHERE account = $1 ORDER BY create_time, id")
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await?)
+    }
 }

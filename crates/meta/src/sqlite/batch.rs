@@ -194,6 +194,8 @@ impl SqliteMeta {
                 }
             };
         }
+        put(&mut tx, &b.put_snapshot_groups).await?;
+        delete_by_id(&mut tx, "snapshot_groups", &b.delete_snapshot_groups).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -327,6 +327,17 @@ impl MetaStore for SqliteMeta {
     async fn policy_forget_snapshots(&self, snapshot_ids: &[String]) -> Result<()> {
         policies::forget_snapshots(&self.pool, snapshot_ids).await
     }
+
+    async fn snapshot_group(&self, account: &str, id: &str) -> Result<Option<SnapshotGroupRow>> {
+        tables::by_id::<SnapshotGroupRow>(&self.pool, account, id).await
+    }
+
+    async fn snapshot_groups(&self, account: &str) -> Result<Vec<SnapshotGroupRow>> {
+        Ok(sqlx::query_as("SELECT * FROM snapshot_groups WHERE account = ? ORDER BY create_time, id")
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await?)
+    }
 }
 
 /// Now, in Unix milliseconds (the store's clock for its own upkeep).

@@ -150,6 +150,14 @@ table!(
     versioned
 );
 table!(
+    SnapshotGroupRow,
+    "snapshot_groups",
+    "snapshot group",
+    [id, account, zone, name, description, instance_id, members, transition, create_time, status_time],
+    bools: [],
+    versioned
+);
+table!(
     JobRow,
     "jobs",
     "job",

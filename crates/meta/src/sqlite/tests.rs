@@ -811,3 +811,71 @@ async fn policies_names_bindings_slots_and_points() {
         }
     }
 }
+
+/// Snapshot groups (migrations 0013 / pg 0005): written in a batch with their points, guarded
+/// by their version, listed per account oldest first, deleted with the batch that deletes them.
+#[tokio::test]
+async fn snapshot_groups_commit_with_their_points_and_are_guarded() {
+    for m in backends().await {
+        eprintln!("backend: {:?}", m.kind);
+        let m = &m;
+        let group = |id: &str, account: &str, t: i64| SnapshotGroupRow {
+            id: id.into(),
+            account: account.into(),
+            zone: "z".into(),
+            name: format!("g-{id}"),
+            description: String::new(),
+            instance_id: None,
+            members: r#"[{"snapshot":"s1","volume":"v1"},{"snapshot":"s2","volume":"v2"}]"#.into(),
+            transition: String::new(),
+            create_time: t,
+            status_time: t,
+            version: 0,
+        };
+        let batch = Batch {
+            put_snapshots: vec![snap("s1", "a", "v1", 1, "creating"), snap("s2", "a", "v2", 1, "creating")],
+            put_snapshot_groups: vec![group("g2", "a", 2), group("g1", "a", 1), group("g3", "b", 1)],
+            ..Default::default()
+        };
+        m.commit(batch).await.unwrap();
+        let ids: Vec<String> = m.snapshot_groups("a").await.unwrap().into_iter().map(|g| g.id).collect();
+        assert_eq!(ids, ["g1", "g2"]);
+        assert!(m.snapshot_group("b", "g1").await.unwrap().is_none(), "another account's group is not found");
+        let read = m.snapshot_group("a", "g1").await.unwrap().unwrap();
+        assert_eq!((read.version, read.members.contains("\"v2\"")), (1, true));
+        let mut renamed = read.clone();
+        renamed.name = "renamed".into();
+        m.commit(Batch { put_snapshot_groups: vec![renamed], ..Default::default() }).await.unwrap();
+        // a write from the first read is stale, and its batch (a point too) writes nothing
+        let mut stale = read;
+        stale.transition = "deleting".into();
+        let r = m
+            .commit(Batch {
+                delete_snapshots: vec!["s1".into()],
+                put_snapshot_groups: vec![stale],
+                ..Default::default()
+            })
+            .await;
+        assert!(matches!(r, Err(MetaError::Stale { what: "snapshot group", .. })), "{r:?}");
+        assert!(m.snapshot("a", "s1").await.unwrap().is_some());
+        let now = m.snapshot_group("a", "g1").await.unwrap().unwrap();
+        assert_eq!((now.name.as_str(), now.transition.as_str(), now.version), ("renamed", "", 2));
+        // a group and its points go in one batch
+        let gone = Batch {
+            delete_snapshots: vec!["s1".into(), "s2".into()],
+            delete_snapshot_groups: vec!["g1".into()],
+            ..Default::default()
+        };
+        assert!(!gone.is_empty());
+        m.commit(gone).await.unwrap();
+        assert!(m.snapshot_group("a", "g1").await.unwrap().is_none());
+        assert!(m.snapshot("a", "s2").await.unwrap().is_none());
+        // PostgreSQL text holds no NUL: a bad name is the caller's error, not the database's
+        if m.kind == Kind::Pg {
+            let mut bad = group("g9", "a", 9);
+            bad.name = "a\0b".into();
+            let r = m.commit(Batch { put_snapshot_groups: vec![bad], ..Default::default() }).await;
+            assert!(matches!(r, Err(MetaError::Unstorable { .. })), "{r:?}");
+        }
+    }
+}
