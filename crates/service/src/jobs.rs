@@ -93,13 +93,23 @@ impl Service {
             .commit(Batch { expect: vec![self.runs(&row)], put_jobs: vec![row.clone()], ..Default::default() })
             .await;
         let outcome = match started {
-            Ok(()) => self.execute(&row, &work, &progress).await,
-            Err(e) => Err(e.into()),
+            Ok(()) => {
+                // Test control (control.rs): a held kind waits here, `working`, its resources
+                // reserved; an armed failure ends the job as a failed one, undone.
+                let action = work.kind().action();
+                self.inner.control.gate(action, &row.id).await;
+                match self.inner.control.take_failure(action) {
+                    // The job's error is the text asked for, verbatim.
+                    Some(error) => Err(error),
+                    None => self.execute(&row, &work, &progress).await.map_err(|e| e.to_string()),
+                }
+            }
+            Err(e) => Err(ServiceError::from(e).to_string()),
         };
         if let Err(e) = &outcome {
             tracing::warn!(job = %row.id, action = %row.action, error = %e, "job failed");
         }
-        match self.finish(&mut row, &work, outcome.map_err(|e| e.to_string())).await {
+        match self.finish(&mut row, &work, outcome).await {
             Ok(()) => {
                 if row.error.is_none() && !work.kind().ceased().is_empty() {
                     self.release_ceased(&row.account, work.kind().ceased()).await;
@@ -261,7 +271,7 @@ impl Service {
     }
 
     /// Whether the process that owns `runner` is gone (its lock file can be locked).
-    fn runner_is_dead(&self, runner: &str) -> bool {
+    pub(crate) fn runner_is_dead(&self, runner: &str) -> bool {
         if runner == self.inner.runner {
             return false;
         }

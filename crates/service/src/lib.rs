@@ -14,6 +14,7 @@
 mod retry; // first: the retrying! macro is used by the modules below
 pub mod chain;
 pub mod chunk_index;
+pub mod control;
 pub mod error;
 pub mod ids;
 pub mod jobs;
@@ -38,7 +39,7 @@ pub use error::{Result, ServiceError};
 pub use maintenance::{GcReport, VerifyOutcome};
 pub use model::*;
 pub use policies::{Policy, PolicySpec, Retention, Schedule};
-pub use scheduler::{Clock, Fired, ManualClock, Scheduler, SystemClock};
+pub use scheduler::{Clock, Fired, ManualClock, OffsetClock, Scheduler, SystemClock};
 pub use service::{Backends, Caller, Service, ServiceConfig, ZoneConfig};
 pub use sessions::ConsoleSession;
 pub use snapshots::{CreateSnapshots, DeleteScope};
