@@ -42,6 +42,12 @@ pub enum Endpoint {
     DeleteImage,
     ModifyImageAttribute,
     JoinResourceGroup,
+    CreateAutoSnapshotPolicy,
+    DescribeAutoSnapshotPolicyEx,
+    ModifyAutoSnapshotPolicyEx,
+    DeleteAutoSnapshotPolicy,
+    ApplyAutoSnapshotPolicy,
+    CancelAutoSnapshotPolicy,
 }
 
 impl Endpoint {
@@ -73,6 +79,12 @@ impl Endpoint {
         Endpoint::DeleteImage,
         Endpoint::ModifyImageAttribute,
         Endpoint::JoinResourceGroup,
+        Endpoint::CreateAutoSnapshotPolicy,
+        Endpoint::DescribeAutoSnapshotPolicyEx,
+        Endpoint::ModifyAutoSnapshotPolicyEx,
+        Endpoint::DeleteAutoSnapshotPolicy,
+        Endpoint::ApplyAutoSnapshotPolicy,
+        Endpoint::CancelAutoSnapshotPolicy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -104,6 +116,12 @@ impl Endpoint {
             Endpoint::DeleteImage => "DeleteImage",
             Endpoint::ModifyImageAttribute => "ModifyImageAttribute",
             Endpoint::JoinResourceGroup => "JoinResourceGroup",
+            Endpoint::CreateAutoSnapshotPolicy => "CreateAutoSnapshotPolicy",
+            Endpoint::DescribeAutoSnapshotPolicyEx => "DescribeAutoSnapshotPolicyEx",
+            Endpoint::ModifyAutoSnapshotPolicyEx => "ModifyAutoSnapshotPolicyEx",
+            Endpoint::DeleteAutoSnapshotPolicy => "DeleteAutoSnapshotPolicy",
+            Endpoint::ApplyAutoSnapshotPolicy => "ApplyAutoSnapshotPolicy",
+            Endpoint::CancelAutoSnapshotPolicy => "CancelAutoSnapshotPolicy",
         }
     }
 
@@ -196,6 +214,12 @@ mod tests {
             ("DeleteImage", Endpoint::DeleteImage),
             ("ModifyImageAttribute", Endpoint::ModifyImageAttribute),
             ("JoinResourceGroup", Endpoint::JoinResourceGroup),
+            ("CreateAutoSnapshotPolicy", Endpoint::CreateAutoSnapshotPolicy),
+            ("DescribeAutoSnapshotPolicyEx", Endpoint::DescribeAutoSnapshotPolicyEx),
+            ("ModifyAutoSnapshotPolicyEx", Endpoint::ModifyAutoSnapshotPolicyEx),
+            ("DeleteAutoSnapshotPolicy", Endpoint::DeleteAutoSnapshotPolicy),
+            ("ApplyAutoSnapshotPolicy", Endpoint::ApplyAutoSnapshotPolicy),
+            ("CancelAutoSnapshotPolicy", Endpoint::CancelAutoSnapshotPolicy),
         ];
         assert_eq!(cases.len(), Endpoint::ALL.len());
         for (name, e) in cases {

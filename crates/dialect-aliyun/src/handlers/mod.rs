@@ -6,6 +6,7 @@
 
 mod disks;
 mod lifecycle;
+mod policies;
 mod tagging;
 
 use std::time::Duration;
@@ -52,6 +53,12 @@ pub async fn call(ctx: &ApiContext, caller: &Caller, e: Endpoint, p: &Params, ho
         Endpoint::DeleteImage => lifecycle::delete_image(ctx, caller, p).await,
         Endpoint::ModifyImageAttribute => lifecycle::modify_image(ctx, caller, p).await,
         Endpoint::JoinResourceGroup => tagging::join_resource_group(ctx, caller, p).await,
+        Endpoint::CreateAutoSnapshotPolicy => policies::create_policy(ctx, caller, p).await,
+        Endpoint::DescribeAutoSnapshotPolicyEx => policies::describe_policies(ctx, caller, p).await,
+        Endpoint::ModifyAutoSnapshotPolicyEx => policies::modify_policy(ctx, caller, p).await,
+        Endpoint::DeleteAutoSnapshotPolicy => policies::delete_policy(ctx, caller, p).await,
+        Endpoint::ApplyAutoSnapshotPolicy => policies::apply_policy(ctx, caller, p).await,
+        Endpoint::CancelAutoSnapshotPolicy => policies::cancel_policy(ctx, caller, p).await,
         Endpoint::DescribeRegions => {
             region(ctx, p, false)?;
             Ok(describe_regions(ctx, host))
