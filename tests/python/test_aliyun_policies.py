@@ -130,7 +130,7 @@ def test_a_policy_through_both_sdks_with_real_bytes_a_restart_and_retention():
         by_id = {r.get("snapshot_id"): r for r in rows}
         assert by_id["ss-" + suffix(s1["SnapshotId"])]["is_manually"] == 0, rows
         assert by_id["ss-" + suffix(manual)]["is_manually"] == 1
-        listed = server.cli("snapshot", "list", "--volume", "vol-" + suffix(d1))
+        listed = server.cli("snapshot", "list", "--volume", "vol-" + suffix(d1))["snapshots"]
         origins = {s["id"]: s["origin"] for s in listed}
         assert origins["ss-" + suffix(s1["SnapshotId"])] == "auto" and origins["ss-" + suffix(manual)] == "user"
 
@@ -209,7 +209,7 @@ def test_admin_controls_fail_hold_and_reset_as_ecs_shows_them():
         while describe(server, snapshot_ids=json.dumps([gone]))["Snapshots"]["Snapshot"]:
             assert time.time() < deadline
             time.sleep(0.1)
-        jobs = server.cli("job", "list", "--status", "failed")
+        jobs = server.cli("job", "list", "--status", "failed")["jobs"]
         assert any(j.get("error") == "injected" for j in jobs), jobs
         # the next one works again
         snapshot(server, d)

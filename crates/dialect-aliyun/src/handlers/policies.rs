@@ -320,7 +320,8 @@ mod tests {
 
     #[test]
     fn time_points_weekdays_and_retention_as_ecs_writes_them() {
-        let p = params(&[("timePoints", r#"["14", "2", 3]"#), ("repeatWeekdays", r#"["1","7"]"#), ("retentionDays", "-1")]);
+        let p =
+            params(&[("timePoints", r#"["14", "2", 3]"#), ("repeatWeekdays", r#"["1","7"]"#), ("retentionDays", "-1")]);
         assert_eq!(time_points(&p).unwrap(), Some(vec![14, 2, 3]));
         assert_eq!(weekdays(&p).unwrap(), Some(vec![1, 7]));
         assert_eq!(retention(&p).unwrap(), Some(Retention::Forever));

@@ -330,7 +330,10 @@ mod tests {
             (json!({"Policy": [{"Hour": [1], "IntervalDays": 0}]}), "InvalidParameterValue"),
             (json!({"Policy": [{"Hour": [1], "DayOfMonth": [1]}]}), "UnsupportedOperation"),
             (json!({"Policy": [{"Hour": [1]}]}), "MissingParameter"),
-            (json!({"Policy": [{"Hour": [1], "DayOfWeek": [1]}, {"Hour": [2], "DayOfWeek": [2]}]}), "InvalidParameterValue"),
+            (
+                json!({"Policy": [{"Hour": [1], "DayOfWeek": [1]}, {"Hour": [2], "DayOfWeek": [2]}]}),
+                "InvalidParameterValue",
+            ),
         ] {
             let m = args(bad.clone());
             assert_eq!(schedule(&Args(&m)).unwrap_err().code(), code, "{bad}");
