@@ -336,7 +336,7 @@ mod tests {
             ("retentionDays", "65537", "InvalidRetentionDays.Malformed"),
         ] {
             let p = params(&[(k, v)]);
-            let e = time_points(&p).and(weekdays(&p)).and(retention(&p).map(|_| None)).unwrap_err();
+            let e = time_points(&p).and(weekdays(&p)).and(retention(&p).map(|_| None::<Vec<u8>>)).unwrap_err();
             assert_eq!((e.code(), e.http_status()), (code, 400), "{k}={v}");
         }
     }
