@@ -18,6 +18,7 @@ from aliyunsdkecs.request.v20140526 import (ApplyAutoSnapshotPolicyRequest, Canc
 from alibabacloud_ecs20140526 import models as m
 
 from conftest import ACCOUNTS, BIN, Server, pattern, read_all, write_at
+from test_aliyun_restart import cinder, keystone_token
 from test_aliyun import REGION, describe, new_volume, old_call, old_error, snapshot, suffix, tea, wait_snapshot
 
 MIB = 1 << 20
@@ -130,6 +131,9 @@ def test_a_policy_through_both_sdks_with_real_bytes_a_restart_and_retention():
         by_id = {r.get("snapshot_id"): r for r in rows}
         assert by_id["ss-" + suffix(s1["SnapshotId"])]["is_manually"] == 0, rows
         assert by_id["ss-" + suffix(manual)]["is_manually"] == 1
+        ks = keystone_token(server)
+        cinder_names = {x["name"] for x in cinder(server, ks, "GET", "/snapshots/detail").json()["snapshots"]}
+        assert {s1["SnapshotName"], s2["SnapshotName"], "manual-point"} <= cinder_names, cinder_names
         listed = server.cli("snapshot", "list", "--volume", "vol-" + suffix(d1))["snapshots"]
         origins = {s["id"]: s["origin"] for s in listed}
         assert origins["ss-" + suffix(s1["SnapshotId"])] == "auto" and origins["ss-" + suffix(manual)] == "user"
