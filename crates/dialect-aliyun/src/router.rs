@@ -47,6 +47,12 @@ pub enum Endpoint {
     ModifySnapshotGroup,
     DeleteSnapshotGroup,
     ResetDisks,
+    CreateAutoSnapshotPolicy,
+    DescribeAutoSnapshotPolicyEx,
+    ModifyAutoSnapshotPolicyEx,
+    DeleteAutoSnapshotPolicy,
+    ApplyAutoSnapshotPolicy,
+    CancelAutoSnapshotPolicy,
 }
 
 impl Endpoint {
@@ -83,6 +89,12 @@ impl Endpoint {
         Endpoint::ModifySnapshotGroup,
         Endpoint::DeleteSnapshotGroup,
         Endpoint::ResetDisks,
+        Endpoint::CreateAutoSnapshotPolicy,
+        Endpoint::DescribeAutoSnapshotPolicyEx,
+        Endpoint::ModifyAutoSnapshotPolicyEx,
+        Endpoint::DeleteAutoSnapshotPolicy,
+        Endpoint::ApplyAutoSnapshotPolicy,
+        Endpoint::CancelAutoSnapshotPolicy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -119,6 +131,12 @@ impl Endpoint {
             Endpoint::ModifySnapshotGroup => "ModifySnapshotGroup",
             Endpoint::DeleteSnapshotGroup => "DeleteSnapshotGroup",
             Endpoint::ResetDisks => "ResetDisks",
+            Endpoint::CreateAutoSnapshotPolicy => "CreateAutoSnapshotPolicy",
+            Endpoint::DescribeAutoSnapshotPolicyEx => "DescribeAutoSnapshotPolicyEx",
+            Endpoint::ModifyAutoSnapshotPolicyEx => "ModifyAutoSnapshotPolicyEx",
+            Endpoint::DeleteAutoSnapshotPolicy => "DeleteAutoSnapshotPolicy",
+            Endpoint::ApplyAutoSnapshotPolicy => "ApplyAutoSnapshotPolicy",
+            Endpoint::CancelAutoSnapshotPolicy => "CancelAutoSnapshotPolicy",
         }
     }
 
@@ -216,6 +234,12 @@ mod tests {
             ("ModifySnapshotGroup", Endpoint::ModifySnapshotGroup),
             ("DeleteSnapshotGroup", Endpoint::DeleteSnapshotGroup),
             ("ResetDisks", Endpoint::ResetDisks),
+            ("CreateAutoSnapshotPolicy", Endpoint::CreateAutoSnapshotPolicy),
+            ("DescribeAutoSnapshotPolicyEx", Endpoint::DescribeAutoSnapshotPolicyEx),
+            ("ModifyAutoSnapshotPolicyEx", Endpoint::ModifyAutoSnapshotPolicyEx),
+            ("DeleteAutoSnapshotPolicy", Endpoint::DeleteAutoSnapshotPolicy),
+            ("ApplyAutoSnapshotPolicy", Endpoint::ApplyAutoSnapshotPolicy),
+            ("CancelAutoSnapshotPolicy", Endpoint::CancelAutoSnapshotPolicy),
         ];
         assert_eq!(cases.len(), Endpoint::ALL.len());
         for (name, e) in cases {

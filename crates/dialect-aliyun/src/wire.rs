@@ -192,6 +192,9 @@ pub struct DiskItem {
     pub device: String,
     pub source_snapshot_id: String,
     pub resource_group_id: String,
+    /// The automatic snapshot policy the disk follows ("" for none).
+    pub auto_snapshot_policy_id: String,
+    pub enable_auto_snapshot: bool,
     pub portable: bool,
     pub encrypted: bool,
     pub creation_time: String,
@@ -228,6 +231,8 @@ impl DiskItem {
             device: String::new(),
             source_snapshot_id: v.source_snapshot.as_deref().map(|s| show(Kind::Snapshot, s)).unwrap_or_default(),
             resource_group_id: String::new(),
+            auto_snapshot_policy_id: String::new(),
+            enable_auto_snapshot: false,
             portable: v.kind == disksnap_service::VolumeKind::Data,
             encrypted: false,
             creation_time: iso_z(v.create_time),

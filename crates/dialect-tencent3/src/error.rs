@@ -42,6 +42,8 @@ pub enum Tc3Error {
     /// An operation disksnap does not offer (encrypted disks, other disk types, a prepaid
     /// disk, instances that do not exist…).
     Unsupported(String),
+    /// The account has this many automatic snapshot policies already.
+    PolicyQuota(usize),
     /// What the service refused.
     Service(ServiceError),
 }
@@ -76,6 +78,7 @@ impl Tc3Error {
             Tc3Error::LimitExceeded { .. } => "InvalidParameterValue.LimitExceeded",
             Tc3Error::InvalidFilter(_) => "InvalidFilter",
             Tc3Error::Unsupported(_) => "UnsupportedOperation",
+            Tc3Error::PolicyQuota(_) => "LimitExceeded.AutoSnapshotPolicyOutOfQuota",
             Tc3Error::Service(e) => service_code(e),
         }
     }
@@ -110,6 +113,9 @@ impl Tc3Error {
                 format!("invalid value of `{name}`: {reason}")
             }
             Tc3Error::InvalidFilter(m) => m.clone(),
+            Tc3Error::PolicyQuota(n) => {
+                format!("the account has {n} automatic snapshot policies, the most it may have; delete one first")
+            }
             Tc3Error::Service(e) => service_message(e, request_id),
         }
     }
@@ -148,6 +154,7 @@ fn service_code(e: &ServiceError) -> &'static str {
         ServiceError::NotFound { kind: Kind::Snapshot | Kind::Chain, .. } => "InvalidSnapshotId.NotFound",
         ServiceError::NotFound { kind: Kind::Volume, .. } => "InvalidDiskId.NotFound",
         ServiceError::NotFound { kind: Kind::Instance, .. } => "InvalidInstanceId.NotFound",
+        ServiceError::NotFound { kind: Kind::Policy, .. } => "InvalidAutoSnapshotPolicyId.NotFound",
         ServiceError::NotFound { .. } => "ResourceNotFound.NotFound",
         // A disk busy with another operation; an attached disk for what needs it detached.
         ServiceError::WrongState { kind: Kind::Volume, state, .. } if state == "in-use" => "ResourceInUse",

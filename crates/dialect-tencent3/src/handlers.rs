@@ -23,6 +23,8 @@ use crate::Tencent3;
 
 type Result<T> = std::result::Result<T, Tc3Error>;
 
+mod policies;
+
 /// Parameters of the v1 form that are the signature's, not the action's.
 const V1_COMMON: &[&str] = &[
     "Action",
@@ -171,6 +173,15 @@ impl Dialect for Tencent3 {
             Endpoint::ModifyDiskAttributes => call.modify_disk_attributes().await?,
             Endpoint::AttachDisks => call.attach_disks().await?,
             Endpoint::DetachDisks => call.detach_disks().await?,
+            Endpoint::CreateAutoSnapshotPolicy => call.create_auto_snapshot_policy().await?,
+            Endpoint::DescribeAutoSnapshotPolicies => call.describe_auto_snapshot_policies().await?,
+            Endpoint::ModifyAutoSnapshotPolicyAttribute => call.modify_auto_snapshot_policy_attribute().await?,
+            Endpoint::DeleteAutoSnapshotPolicies => call.delete_auto_snapshot_policies().await?,
+            Endpoint::BindAutoSnapshotPolicy => call.bind_auto_snapshot_policy().await?,
+            Endpoint::UnbindAutoSnapshotPolicy => call.unbind_auto_snapshot_policy().await?,
+            Endpoint::DescribeDiskAssociatedAutoSnapshotPolicy => {
+                call.describe_disk_associated_auto_snapshot_policy().await?
+            }
         };
         Ok(success(body, &c.request_id))
     }
@@ -628,7 +639,11 @@ impl Call<'_> {
             let counted =
                 SnapshotFilter { volume_ids: vec![v.id.clone()], statuses: live(), limit: 1, ..Default::default() };
             let (_, count) = self.svc.snapshots(self.caller, &counted).await?;
-            set.push(to_value(&wire::DiskItem::new(v, state, count)));
+            let mut item = wire::DiskItem::new(v, state, count);
+            if let Some(pid) = self.svc.policy_of_volume(self.caller, &v.id).await? {
+                item.auto_snapshot_policy_ids = vec![wire::show(Kind::Policy, &pid)];
+            }
+            set.push(to_value(&item));
         }
         Ok(fields(json!({ "TotalCount": total, "DiskSet": set })))
     }

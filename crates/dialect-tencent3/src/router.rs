@@ -42,6 +42,13 @@ endpoints! {
     ModifyDiskAttributes: true,
     AttachDisks: true,
     DetachDisks: true,
+    CreateAutoSnapshotPolicy: true,
+    DescribeAutoSnapshotPolicies: false,
+    ModifyAutoSnapshotPolicyAttribute: true,
+    DeleteAutoSnapshotPolicies: true,
+    BindAutoSnapshotPolicy: true,
+    UnbindAutoSnapshotPolicy: true,
+    DescribeDiskAssociatedAutoSnapshotPolicy: false,
 }
 
 impl Endpoint {

@@ -101,6 +101,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(a) => bail!("account {a:?} is not in the config (accounts: {})", scfg.accounts.join(", ")),
         None => scfg.accounts[0].clone(),
     };
+    if let Command::Admin { url, cmd } = &cli.command {
+        return admin_command(&cfg, url.clone(), cmd, &account).await;
+    }
     // The binary chooses the backends — SQLite (or PostgreSQL: database_url), and the pack store's objects in a local
     // directory or an S3 bucket ([store]) — and hands them to the service. A server proves its
     // S3 settings at start-up, so a wrong one stops it with what to fix.
@@ -124,7 +127,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             idle_timeout: cfg.idle_timeout,
             max_connections: cfg.max_connections,
         };
-        crate::serve::run(api, &listen, tls, limits, cfg.console_trusted_proxies.clone()).await?;
+        let admin_token = if cfg.admin.enabled { cfg.admin.token.clone() } else { None };
+        crate::serve::run(api, &listen, tls, limits, cfg.console_trusted_proxies.clone(), admin_token).await?;
         return Ok(0);
     }
     // A command is also a runner: finish what a crashed process left, before anything else,
@@ -145,6 +149,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     svc.cease_due().await.map_err(|e| anyhow!("{e}"))?;
     let cmd = Cmd { svc, caller, json: cli.json };
     cmd.dispatch(cli.command).await.map_err(|e| anyhow!("{e:#}"))
+}
+
+/// `disksnap admin …`: one call to the running server's admin API; prints its JSON answer.
+async fn admin_command(
+    cfg: &crate::config::Config,
+    url: Option<String>,
+    cmd: &crate::AdminCmd,
+    account: &str,
+) -> anyhow::Result<i32> {
+    use crate::AdminCmd as A;
+    let Some(token) = cfg.admin.token.clone().filter(|_| cfg.admin.enabled) else {
+        bail!("the config has no [admin] section with enabled = true and a token: the server's admin API is off");
+    };
+    let url = url.unwrap_or_else(|| format!("http://{}", cfg.listen));
+    let (method, path, body) = match cmd {
+        A::State => ("GET", "/admin/v1/state".to_string(), None),
+        A::Advance { by } => ("POST", "/admin/v1/clock".into(), Some(json!({ "advance": by }))),
+        A::SetTime { at } => ("POST", "/admin/v1/clock".into(), Some(json!({ "set": at }))),
+        A::Fire { policy } => {
+            ("POST", format!("/admin/v1/policies/{policy}/fire"), Some(json!({ "account": account })))
+        }
+        A::Reset { account: a } => {
+            ("POST", format!("/admin/v1/accounts/{}/reset", a.as_deref().unwrap_or(account)), None)
+        }
+        A::Fail { kind, count, error } => {
+            ("POST", "/admin/v1/jobs/fail".into(), Some(json!({ "kind": kind, "count": count, "error": error })))
+        }
+        A::Hold { kind } => ("POST", "/admin/v1/jobs/hold".into(), Some(json!({ "kind": kind }))),
+        A::Release { kind } => ("POST", "/admin/v1/jobs/release".into(), Some(json!({ "kind": kind }))),
+    };
+    let v = crate::admin::call(&url, &token, method, &path, body).await?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(0)
 }
 
 struct Cmd {
@@ -248,7 +285,7 @@ fn kind_of(k: KindArg) -> VolumeKind {
 impl Cmd {
     async fn dispatch(&self, command: Command) -> anyhow::Result<i32> {
         match command {
-            Command::Serve { .. } => unreachable!("handled before"),
+            Command::Serve { .. } | Command::Admin { .. } => unreachable!("handled before"),
             Command::Init { .. } => {
                 let out =
                     json!({"data_dir": self.svc.data_dir().display().to_string(), "chunk_size": self.svc.chunk_size()});

@@ -69,6 +69,20 @@ pub struct Config {
     pub zones: Vec<Zone>,
     #[serde(default)]
     pub accounts: Vec<Account>,
+    /// The test-control admin API (`/admin/v1/…`, `disksnap admin …`): off unless enabled.
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: the test-control API (move the scheduler's clock, reset an account, make jobs
+/// fail or wait). For test rigs only: whoever has the token can empty any account.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The bearer token every admin call sends (at least 16 characters).
+    pub token: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -265,6 +279,9 @@ impl Config {
     }
 
     fn validate(&self, text: &str) -> anyhow::Result<()> {
+        if self.admin.enabled && self.admin.token.as_deref().is_none_or(|t| t.trim().chars().count() < 16) {
+            bail!("[admin] enabled = true needs a token of at least 16 characters (every admin call sends it)");
+        }
         let mut names = std::collections::HashMap::new();
         for z in &self.zones {
             let at = line_of(text, z.name.span().start);

@@ -1,6 +1,7 @@
 //! The `disksnap` binary: reads the config, wires the engine, metadata store and service
 //! together, and either serves the APIs or runs one command against the data dir.
 
+mod admin;
 mod cli;
 mod config;
 mod conns;
@@ -120,6 +121,15 @@ pub enum Command {
     /// rolled back as a whole (all or nothing)
     #[command(subcommand)]
     Group(GroupCmd),
+    /// Test control of a running server (its config's [admin] enabled = true and token): move
+    /// the scheduler's clock, fire a policy's next slot, reset an account, make jobs fail or wait
+    Admin {
+        /// The server [default: http:// + the config's listen]
+        #[arg(long)]
+        url: Option<String>,
+        #[command(subcommand)]
+        cmd: AdminCmd,
+    },
     /// Re-read every pack, check every chunk's hash, name the snapshots a bad chunk breaks (exit 1 if any)
     Verify {
         /// Check about this share of the packs, chosen at random (a cheap daily check; repeated runs cover the store)
@@ -514,6 +524,33 @@ pub enum GroupCmd {
     Rollback {
         id: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// The scheduler's clock, armed failures and holds
+    State,
+    /// Move the scheduler's clock forward (e.g. 2h, 3d, 90m); every slot on the way fires, in order
+    Advance { by: String },
+    /// Set the scheduler's clock (RFC 3339, e.g. 2026-12-07T02:00:00Z) and run a round there
+    SetTime { at: String },
+    /// Take a policy's next slot now (of --account's policy)
+    Fire { policy: String },
+    /// Empty an account: volumes, snapshots, images, jobs, tags, policies [default: --account]
+    Reset { account: Option<String> },
+    /// Make the next COUNT jobs of KIND fail with ERROR (COUNT 0 disarms). Kinds: create-snapshots,
+    /// delete-snapshots, roll-back, restore-volume, capture-image, create-volumes, delete-volumes, resize-volume…
+    Fail {
+        kind: String,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long)]
+        error: Option<String>,
+    },
+    /// Hold every job of KIND that starts from now on in `working` until released
+    Hold { kind: String },
+    /// Release held jobs of KIND [default: of every kind] and stop holding it
+    Release { kind: Option<String> },
 }
 
 #[derive(Subcommand, Debug)]

@@ -288,6 +288,7 @@ pub async fn run(
     tls: Option<TlsListen>,
     limits: ConnLimits,
     console_proxies: Vec<std::net::IpAddr>,
+    admin_token: Option<String>,
 ) -> anyhow::Result<()> {
     let service = api.service.clone();
     let nofile = crate::conns::raise_open_file_limit();
@@ -372,7 +373,19 @@ pub async fn run(
     });
     // Automatic snapshot policies: each due slot is claimed in the metadata store and fired
     // once, whichever server on this data dir gets to it first (see scheduler.rs).
-    let scheduler = disksnap_service::Scheduler::new(service.clone(), Arc::new(disksnap_service::SystemClock));
+    // With the admin API on, its clock is the wall clock moved by test control (a move is kept
+    // in the metadata store, so a restart keeps it); off, the wall clock as it is.
+    let clock: Arc<dyn disksnap_service::Clock> = match admin_token {
+        Some(_) => Arc::new(disksnap_service::OffsetClock::default()),
+        None => Arc::new(disksnap_service::SystemClock),
+    };
+    let scheduler = Arc::new(disksnap_service::Scheduler::new(service.clone(), clock));
+    if admin_token.is_some() {
+        scheduler.restore_clock().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::warn!(now = %scheduler.now(), "the test-control admin API is on (/admin/v1/); never in production");
+    }
+    let admin =
+        admin_token.map(|token| crate::admin::Admin { service: service.clone(), scheduler: scheduler.clone(), token });
     let lead = service.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));
@@ -387,7 +400,10 @@ pub async fn run(
             }
         }
     });
-    let app = router(api, console_proxies);
+    let mut app = router(api, console_proxies);
+    if let Some(a) = admin {
+        app = app.merge(crate::admin::routes(a));
+    }
     // One signal stops both listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

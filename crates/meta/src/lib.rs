@@ -256,4 +256,23 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn snapshot_group(&self, account: &str, id: &str) -> Result<Option<SnapshotGroupRow>>;
     /// One account's groups, oldest first.
     async fn snapshot_groups(&self, account: &str) -> Result<Vec<SnapshotGroupRow>>;
+
+    /// Claimed slots whose job never started (job id NULL): (policy id, slot, runner). A slot
+    /// left so by a runner that died between its claim and its job is retried from these.
+    async fn policy_slots_unstarted(&self) -> Result<Vec<(String, Millis, String)>>;
+    /// Move an unstarted slot's claim from `old_runner` to `new_runner`: true for exactly one
+    /// caller (a compare-and-set on the runner, as a job's claim is).
+    async fn policy_slot_reclaim(
+        &self,
+        policy_id: &str,
+        slot: Millis,
+        old_runner: &str,
+        new_runner: &str,
+        at: Millis,
+    ) -> Result<bool>;
+
+    /// Delete every row of one account (test control's reset): instances, volumes,
+    /// snapshots and their metadata, images, jobs, tags and their bindings, request state,
+    /// console sessions, policies and snapshot groups, in one transaction. Snapshot bytes are left to GC.
+    async fn account_purge(&self, account: &str) -> Result<()>;
 }

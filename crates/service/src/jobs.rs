@@ -99,13 +99,23 @@ impl Service {
             .commit(Batch { expect: vec![self.runs(&row)], put_jobs: vec![row.clone()], ..Default::default() })
             .await;
         let outcome = match started {
-            Ok(()) => self.execute(&row, &work, &progress).await,
-            Err(e) => Err(e.into()),
+            Ok(()) => {
+                // Test control (control.rs): a held kind waits here, `working`, its resources
+                // reserved; an armed failure ends the job as a failed one, undone.
+                let action = work.kind().action();
+                self.inner.control.gate(action, &row.id).await;
+                match self.inner.control.take_failure(action) {
+                    // The job's error is the text asked for, verbatim.
+                    Some(error) => Err(error),
+                    None => self.execute(&row, &work, &progress).await.map_err(|e| e.to_string()),
+                }
+            }
+            Err(e) => Err(ServiceError::from(e).to_string()),
         };
         if let Err(e) = &outcome {
             tracing::warn!(job = %row.id, action = %row.action, error = %e, "job failed");
         }
-        match self.finish(&mut row, &work, outcome.map_err(|e| e.to_string())).await {
+        match self.finish(&mut row, &work, outcome).await {
             Ok(()) => {
                 if row.error.is_none() && !work.kind().ceased().is_empty() {
                     self.release_ceased(&row.account, work.kind().ceased()).await;
@@ -271,7 +281,7 @@ impl Service {
     /// let its lease run out. A runner with neither lock file here nor lease may have stamped
     /// `status_time`'s job just before its first lease was written: it is given a lease's
     /// time from then.
-    fn runner_is_dead(
+    pub(crate) fn runner_is_dead(
         &self,
         runner: &str,
         status_time: i64,
@@ -299,6 +309,14 @@ impl Service {
         free
     }
 
+    /// With runner leases (see [`Service::uses_runner_leases`]): each runner's lease end.
+    pub(crate) async fn runner_lease_ends(&self) -> Result<Option<std::collections::HashMap<String, i64>>> {
+        if !self.uses_runner_leases() {
+            return Ok(None);
+        }
+        Ok(Some(self.meta().runner_leases().await?.into_iter().map(|(r, _, until)| (r, until)).collect()))
+    }
+
     /// Find jobs left pending or working by a process that died, claim them, and resume or
     /// fail each. Returns the jobs it handled; resumed ones are running when this returns
     /// (use [`Service::wait_job`]).
@@ -318,11 +336,7 @@ impl Service {
                 ..Default::default()
             })
             .await?;
-        let leases = if self.uses_runner_leases() {
-            Some(self.meta().runner_leases().await?.into_iter().map(|(r, _, until)| (r, until)).collect())
-        } else {
-            None
-        };
+        let leases = self.runner_lease_ends().await?;
         let mut handled = Vec::new();
         for mut row in open.items {
             let old = row.runner.clone().unwrap_or_default();

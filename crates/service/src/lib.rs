@@ -15,6 +15,7 @@ mod retry; // first: the retrying! macro is used by the modules below
 pub mod chain;
 pub mod chunk_index;
 pub mod cluster;
+pub mod control;
 pub mod error;
 pub mod groups;
 pub mod ids;
@@ -42,7 +43,7 @@ pub use groups::{CreateSnapshotGroup, GroupStatus, SnapshotGroup};
 pub use maintenance::{GcReport, VerifyOutcome};
 pub use model::*;
 pub use policies::{Policy, PolicySpec, Retention, Schedule};
-pub use scheduler::{Clock, Fired, ManualClock, Scheduler, SystemClock};
+pub use scheduler::{Clock, Fired, ManualClock, OffsetClock, Scheduler, SystemClock};
 pub use service::{Backends, Caller, Service, ServiceConfig, ZoneConfig};
 pub use sessions::ConsoleSession;
 pub use snapshots::{CreateSnapshots, DeleteScope};

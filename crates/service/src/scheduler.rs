@@ -19,13 +19,48 @@ use disksnap_meta::PolicySnapshotRow;
 use serde::Serialize;
 
 use crate::error::{Result, ServiceError};
-use crate::model::{to_time, Origin, SnapshotStatus};
+use crate::model::{now_ms, to_time, Origin, SnapshotStatus};
 use crate::policies::{days, Policy, Retention};
 use crate::service::{Caller, Service};
 use crate::snapshots::{CreateSnapshots, DeleteScope};
+use crate::state::StateKind;
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
+
+    /// Move the clock to `at` (test control); false for a clock that cannot be moved.
+    fn set(&self, _at: DateTime<Utc>) -> bool {
+        false
+    }
+
+    /// How far this clock is from the wall clock, in ms (what test control persists).
+    fn offset_ms(&self) -> i64 {
+        (self.now() - Utc::now()).num_milliseconds()
+    }
+}
+
+/// The wall clock moved by an offset that test control sets: time goes on at its pace from
+/// wherever it was moved to, as a server's clock does.
+#[derive(Default)]
+pub struct OffsetClock(Mutex<chrono::Duration>);
+
+impl OffsetClock {
+    pub fn with_offset_ms(ms: i64) -> Self {
+        OffsetClock(Mutex::new(chrono::Duration::milliseconds(ms)))
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.0.lock().unwrap()
+    }
+    fn set(&self, at: DateTime<Utc>) -> bool {
+        *self.0.lock().unwrap() = at - Utc::now();
+        true
+    }
+    fn offset_ms(&self) -> i64 {
+        self.0.lock().unwrap().num_milliseconds()
+    }
 }
 
 /// The wall clock.
@@ -56,11 +91,17 @@ impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap()
     }
+    fn set(&self, at: DateTime<Utc>) -> bool {
+        ManualClock::set(self, at);
+        true
+    }
 }
 
 /// A slot this process fired.
 #[derive(Clone, Debug, Serialize)]
 pub struct Fired {
+    /// The policy's account.
+    pub account: String,
     pub policy_id: String,
     pub slot: DateTime<Utc>,
     /// The snapshot job(s); none when no bound volume could be snapshotted.
@@ -76,24 +117,143 @@ pub struct Scheduler {
     /// When `run_due` last pruned (clock time): pruning reads every point a policy made, so
     /// it runs after a slot fired and otherwise once a minute, not every few seconds.
     last_prune: Mutex<Option<DateTime<Utc>>>,
+    /// One round at a time: a clock move and the round it triggers are never interleaved
+    /// with the periodic round (which would fire the moved-to slot without the mover
+    /// seeing it).
+    round: tokio::sync::Mutex<()>,
 }
+
+/// Most slots one clock move steps through (a year of hourly slots of a few policies).
+const MAX_STEPS: usize = 100_000;
+
+/// How long a clock move waits for the jobs of each slot it fires before the next (a held
+/// kind of job is not waited for beyond it).
+const STEP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const PRUNE_EVERY: chrono::Duration = chrono::Duration::seconds(60);
 
 impl Scheduler {
     pub fn new(service: Service, clock: Arc<dyn Clock>) -> Self {
-        Scheduler { service, clock, last_prune: Mutex::new(None) }
+        Scheduler { service, clock, last_prune: Mutex::new(None), round: tokio::sync::Mutex::new(()) }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
 
+    /// Move the clock from the wall clock by what an earlier test-control move left in the
+    /// metadata store (so a restart keeps the moved time).
+    pub async fn restore_clock(&self) -> Result<()> {
+        if let Some((v, _)) = self.service.recall(StateKind::SchedulerClock, "", "offset").await? {
+            if let Ok(ms) = v.parse::<i64>() {
+                self.clock.set(Utc::now() + chrono::Duration::milliseconds(ms));
+            }
+        }
+        Ok(())
+    }
+
+    fn set_clock(&self, at: DateTime<Utc>) -> Result<()> {
+        if !self.clock.set(at) {
+            return Err(ServiceError::invalid("clock", "this scheduler's clock cannot be moved"));
+        }
+        Ok(())
+    }
+
+    async fn persist_clock(&self) -> Result<()> {
+        let ms = self.clock.offset_ms().to_string();
+        self.service.remember(StateKind::SchedulerClock, "", "offset", &ms, None).await
+    }
+
+    /// Set the clock to `at` (earlier or later) and run a round there; slots already fired
+    /// never fire again.
+    pub async fn set_time(&self, at: DateTime<Utc>) -> Result<Vec<Fired>> {
+        let _round = self.round.lock().await;
+        self.set_clock(at)?;
+        self.persist_clock().await?;
+        let fired = self.run_due_locked().await?;
+        self.settle(&fired).await;
+        Ok(fired)
+    }
+
+    /// Move the clock forward by `by`, stopping at every slot of every enabled policy on the
+    /// way, in order, as time passing with the server up would: each fires once, its jobs are
+    /// waited for (up to 30 s), and retention is applied at its time. Returns every slot fired.
+    pub async fn advance(&self, by: chrono::Duration) -> Result<Vec<Fired>> {
+        if by < chrono::Duration::zero() {
+            return Err(ServiceError::invalid(
+                "advance",
+                "the clock only moves forward by advance; set a time instead",
+            ));
+        }
+        let _round = self.round.lock().await;
+        let target = self.clock.now() + by;
+        let mut fired = Vec::new();
+        for _ in 0..MAX_STEPS {
+            let now = self.clock.now();
+            let mut next: Option<DateTime<Utc>> = None;
+            for row in self.service.meta().policies(None).await? {
+                if !row.enabled {
+                    continue;
+                }
+                if let Some(t) = Policy::from_row_without_volumes(row)?.next_slot(now) {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+            }
+            let Some(t) = next.filter(|t| *t <= target) else { break };
+            self.set_clock(t)?;
+            let step = self.run_due_locked().await?;
+            self.settle(&step).await;
+            fired.extend(step);
+        }
+        self.set_clock(target)?;
+        self.persist_clock().await?;
+        let last = self.run_due_locked().await?;
+        self.settle(&last).await;
+        fired.extend(last);
+        // Points the last steps made are available now: retention counts them.
+        self.prune().await?;
+        Ok(fired)
+    }
+
+    /// Fire the caller's policy's next slot now (its points carry that slot; when the clock
+    /// reaches it, it is not taken again).
+    pub async fn fire_next(&self, caller: &Caller, id: &str) -> Result<Fired> {
+        let _round = self.round.lock().await;
+        let p = self.service.policy(caller, id).await?;
+        let slot = p.next_slot(self.clock.now()).ok_or_else(|| {
+            ServiceError::wrong_state(crate::model::Kind::Policy, id, "unscheduled", "it has no next slot")
+        })?;
+        let f = self.service.fire_slot(caller, &p, slot).await?.ok_or_else(|| {
+            ServiceError::wrong_state(crate::model::Kind::Policy, id, "fired", "its next slot was fired already")
+        })?;
+        self.settle(std::slice::from_ref(&f)).await;
+        self.prune().await?;
+        Ok(f)
+    }
+
+    /// Wait (bounded) for the jobs of fired slots.
+    async fn settle(&self, fired: &[Fired]) {
+        for f in fired {
+            let caller = Caller::new(f.account.clone());
+            for j in &f.jobs {
+                if tokio::time::timeout(STEP_WAIT, self.service.wait_job(&caller, j)).await.is_err() {
+                    tracing::warn!(job = %j, "a policy slot's job did not end within 30 s (held?); moving on");
+                }
+            }
+        }
+    }
+
     /// Fire every due slot not claimed yet, then prune past retention. Returns the slots this
     /// call fired.
     pub async fn run_due(&self) -> Result<Vec<Fired>> {
+        let _round = self.round.lock().await;
+        self.run_due_locked().await
+    }
+
+    async fn run_due_locked(&self) -> Result<Vec<Fired>> {
         let now = self.clock.now();
-        let mut fired = Vec::new();
+        // First the slots a dead runner claimed and never started (step 4 of issue 15).
+        let mut fired = self.service.retry_orphan_slots().await?;
         for row in self.service.meta().policies(None).await? {
             if !row.enabled {
                 continue;
@@ -139,10 +299,58 @@ impl Service {
     /// Fire `p`'s slot `slot` now, unless it was claimed already (None then).
     pub(crate) async fn fire_slot(&self, caller: &Caller, p: &Policy, slot: DateTime<Utc>) -> Result<Option<Fired>> {
         let ms = slot.timestamp_millis();
-        if !self.meta().policy_slot_claim(&p.id, ms, &self.inner.runner, crate::model::now_ms()).await? {
+        if !self.meta().policy_slot_claim(&p.id, ms, &self.inner.runner, now_ms()).await? {
             return Ok(None);
         }
-        let mut f = Fired { policy_id: p.id.clone(), slot, jobs: vec![], snapshots: vec![], skipped: vec![] };
+        self.take_slot(caller, p, slot).await.map(Some)
+    }
+
+    /// Slots a runner claimed and died before starting their job (the window between the
+    /// claim and `policy_slot_started`): claimed again (a compare-and-set on the runner, so
+    /// one process of several takes each) and taken now. The dead runner's jobs are
+    /// recovered first, so a snapshot job it had started (and that recovery undoes) no longer
+    /// holds the volumes.
+    pub(crate) async fn retry_orphan_slots(&self) -> Result<Vec<Fired>> {
+        let leases = self.runner_lease_ends().await?;
+        // A slot is claimed when it falls due: its time stands for the claim's when a runner
+        // of another machine has no lease yet.
+        let orphans: Vec<_> = self
+            .meta()
+            .policy_slots_unstarted()
+            .await?
+            .into_iter()
+            .filter(|(_, ms, runner)| self.runner_is_dead(runner, *ms, leases.as_ref()))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(vec![]);
+        }
+        self.recover().await?;
+        let policies = self.meta().policies(None).await?;
+        let mut out = Vec::new();
+        for (policy_id, ms, runner) in orphans {
+            let Some(row) = policies.iter().find(|r| r.id == policy_id) else { continue };
+            if !self.meta().policy_slot_reclaim(&policy_id, ms, &runner, &self.inner.runner, now_ms()).await? {
+                continue; // another process took it over first
+            }
+            let account = row.account.clone();
+            let p = Policy::from_row_without_volumes(row.clone())?;
+            tracing::warn!(policy = %p.id, slot = %to_time(ms), dead_runner = %runner, "retrying a slot whose runner died before starting it");
+            out.push(self.take_slot(&Caller::new(account), &p, to_time(ms)).await?);
+        }
+        Ok(out)
+    }
+
+    /// Take a claimed slot: one job, one snapshot time for every bound volume.
+    async fn take_slot(&self, caller: &Caller, p: &Policy, slot: DateTime<Utc>) -> Result<Fired> {
+        let ms = slot.timestamp_millis();
+        let mut f = Fired {
+            account: caller.account.clone(),
+            policy_id: p.id.clone(),
+            slot,
+            jobs: vec![],
+            snapshots: vec![],
+            skipped: vec![],
+        };
         let mut volumes = Vec::new();
         for v in self.meta().policy_volumes(&p.id).await? {
             match self.volume_row(caller, &v).await {
@@ -151,7 +359,9 @@ impl Service {
             }
         }
         if volumes.is_empty() {
-            return Ok(Some(f));
+            // Started with nothing to take: no retry may take it later with other volumes.
+            self.meta().policy_slot_started(&p.id, ms, "", &[]).await?;
+            return Ok(f);
         }
         let req = |vols: Vec<String>| CreateSnapshots {
             volumes: vols,
@@ -189,11 +399,14 @@ impl Service {
             f.jobs.push(job.id);
             f.snapshots.extend(snaps.into_iter().map(|s| s.id));
         }
+        if f.jobs.is_empty() {
+            self.meta().policy_slot_started(&p.id, ms, "", &[]).await?;
+        }
         for (v, why) in &f.skipped {
             tracing::warn!(policy = %p.id, volume = %v, reason = %why, "a policy slot left a volume out");
         }
         tracing::info!(policy = %p.id, slot = %slot, snapshots = f.snapshots.len(), "fired a policy slot");
-        Ok(Some(f))
+        Ok(f)
     }
 
     /// Fire a slot of the caller's policy at `at` now (`disksnap policy run`), claimed like a

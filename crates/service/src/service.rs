@@ -146,6 +146,8 @@ pub(crate) struct Inner {
     _runner_lock: File,
     pub progress: Mutex<HashMap<String, Arc<JobProgress>>>,
     pub job_done: tokio::sync::Notify,
+    /// Test control's armed failures and holds (control.rs); empty unless the admin API arms them.
+    pub control: crate::control::TestControl,
 }
 
 /// A data dir other users can read or enter (made by hand, or by a version that followed the
@@ -225,6 +227,7 @@ impl Service {
                 _runner_lock: lock,
                 progress: Mutex::new(HashMap::new()),
                 job_done: tokio::sync::Notify::new(),
+                control: Default::default(),
             }),
         };
         svc.start_runner_lease();

@@ -32,6 +32,9 @@ pub enum StateKind {
     JobRequest,
     /// An Aliyun resource (bare id) → the resource group it joined.
     ResourceGroup,
+    /// Test control: how far the scheduler's clock is moved from the wall clock (ms), under
+    /// account "" (one row), so a restart or another server on the data dir keeps it.
+    SchedulerClock,
 }
 
 impl StateKind {
@@ -44,6 +47,7 @@ impl StateKind {
             StateKind::StatusOverride => "status-override",
             StateKind::JobRequest => "job-request",
             StateKind::ResourceGroup => "resource-group",
+            StateKind::SchedulerClock => "scheduler-clock",
         }
     }
 
@@ -54,6 +58,7 @@ impl StateKind {
             StateKind::OAuth2Token | StateKind::KeystoneToken => 100_000,
             StateKind::ClientToken | StateKind::StatusOverride | StateKind::JobRequest => 10_000,
             StateKind::ResourceGroup => 100_000,
+            StateKind::SchedulerClock => 1,
         }
     }
 

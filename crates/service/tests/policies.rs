@@ -268,3 +268,53 @@ async fn bad_policies_and_foreign_volumes_are_refused_on(pg: bool) {
     svc.delete_policy(&me, &p.id).await.unwrap();
     assert!(matches!(svc.policy(&me, &p.id).await, Err(ServiceError::NotFound { .. })));
 }
+
+/// A runner killed between claiming a slot and starting its job left the claim and no job:
+/// the next round (here, of another process) claims it again and takes it, once. Before the
+/// recovery step the claim alone kept the slot from ever firing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_claimed_by_a_runner_that_died_before_its_job_is_taken_once() {
+    a_slot_claimed_by_a_runner_that_died_before_its_job_is_taken_once_on(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_claimed_by_a_runner_that_died_before_its_job_is_taken_once_on_postgres() {
+    a_slot_claimed_by_a_runner_that_died_before_its_job_is_taken_once_on(true).await
+}
+
+async fn a_slot_claimed_by_a_runner_that_died_before_its_job_is_taken_once_on(pg: bool) {
+    let Some(dir) = data_dir(pg, "a_slot_claimed_by_a_runner_that_died_before_its_job_is_taken_once").await else {
+        return;
+    };
+    let me = Caller::new("dev");
+    let svc = open(dir.path()).await;
+    let (job, vols) = svc.create_volumes(&me, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
+    wait(&svc, &me, &[job.id]).await;
+    let bytes = write(&vols[0].path, 9);
+    let spec = PolicySpec {
+        name: Some("daily".into()),
+        hours: Some(vec![3]),
+        schedule: Some(Schedule::EveryDays(1)),
+        ..Default::default()
+    };
+    let p = svc.create_policy(&me, spec).await.unwrap();
+    svc.bind_policy(&me, &p.id, &[vols[0].id.clone()]).await.unwrap();
+    let slot = p.next_slot(p.schedule_from).unwrap();
+    // What the dead runner left: its claim (its lock file is gone with it), no job.
+    let mut cfg = ServiceConfig::new(dir.path());
+    cfg.database_url = std::fs::read_to_string(dir.path().join(PG_MARK)).ok();
+    let meta = Backends::embedded(&cfg).await.unwrap().meta;
+    assert!(meta.policy_slot_claim(&p.id, slot.timestamp_millis(), "1-deadrunner", 0).await.unwrap());
+
+    let clock = Arc::new(ManualClock::new(slot + Duration::minutes(1)));
+    let sched = Scheduler::new(svc.clone(), clock.clone());
+    let fired = sched.run_due().await.unwrap();
+    assert_eq!(fired.iter().map(|f| f.slot).collect::<Vec<_>>(), vec![slot], "the orphaned slot is taken");
+    wait(&svc, &me, &fired[0].jobs).await;
+    assert!(sched.run_due().await.unwrap().is_empty(), "and only once");
+    let auto = points(&svc, &me, &vols[0].id, Origin::Auto).await;
+    assert_eq!(auto.len(), 1, "{auto:?}");
+    assert_eq!(restored(&svc, &me, &auto[0].0).await, bytes);
+    let slots = svc.policy_slots(&me, &p.id).await.unwrap();
+    assert_eq!(slots, vec![(slot, Some(fired[0].jobs[0].clone()))]);
+}

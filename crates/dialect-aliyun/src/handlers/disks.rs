@@ -204,6 +204,15 @@ pub(super) async fn describe_disks(ctx: &ApiContext, caller: &Caller, p: &Params
             None => nothing = true,
         }
     }
+    if let Some(pid) = p.get("AutoSnapshotPolicyId") {
+        match super::policies::disks_of_policy(ctx, caller, pid).await? {
+            Some(disks) => match tagging::narrow_to_group(Kind::Volume, &q.ids, disks) {
+                Some(ids) => q.ids = ids,
+                None => nothing = true,
+            },
+            None => nothing = true,
+        }
+    }
     nothing |= p.bool("Encrypted")? == Some(true);
     nothing |= p.get("Category").is_some_and(|c| !c.eq_ignore_ascii_case("cloud_essd") && c != "all");
     let tags = p.tags()?;
@@ -231,6 +240,9 @@ pub(super) async fn describe_disks(ctx: &ApiContext, caller: &Caller, p: &Params
         let mut item = DiskItem::from_volume(v, &region_of(ctx, Some(&r), &v.zone));
         item.resource_group_id =
             tagging::group_of(ctx, caller, tagging::ResourceType::Disk, &v.id).await?.unwrap_or_default();
+        let policy = ctx.service.policy_of_volume(caller, &v.id).await?;
+        item.enable_auto_snapshot = policy.is_some();
+        item.auto_snapshot_policy_id = policy.map(|id| show(Kind::Policy, &id)).unwrap_or_default();
         items.push(value(&item));
     }
     Ok(answer_page(&paging, total, items.len(), "Disks", "Disk", items))

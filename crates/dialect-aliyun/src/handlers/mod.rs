@@ -7,6 +7,7 @@
 mod disks;
 mod groups;
 mod lifecycle;
+mod policies;
 mod tagging;
 
 use std::time::Duration;
@@ -58,6 +59,12 @@ pub async fn call(ctx: &ApiContext, caller: &Caller, e: Endpoint, p: &Params, ho
         Endpoint::ModifySnapshotGroup => groups::modify_snapshot_group(ctx, caller, p).await,
         Endpoint::DeleteSnapshotGroup => groups::delete_snapshot_group(ctx, caller, p).await,
         Endpoint::ResetDisks => groups::reset_disks(ctx, caller, p).await,
+        Endpoint::CreateAutoSnapshotPolicy => policies::create_policy(ctx, caller, p).await,
+        Endpoint::DescribeAutoSnapshotPolicyEx => policies::describe_policies(ctx, caller, p).await,
+        Endpoint::ModifyAutoSnapshotPolicyEx => policies::modify_policy(ctx, caller, p).await,
+        Endpoint::DeleteAutoSnapshotPolicy => policies::delete_policy(ctx, caller, p).await,
+        Endpoint::ApplyAutoSnapshotPolicy => policies::apply_policy(ctx, caller, p).await,
+        Endpoint::CancelAutoSnapshotPolicy => policies::cancel_policy(ctx, caller, p).await,
         Endpoint::DescribeRegions => {
             region(ctx, p, false)?;
             Ok(describe_regions(ctx, host))

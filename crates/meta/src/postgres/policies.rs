@@ -222,3 +222,63 @@ pub(super) async fn forget_snapshots(pool: &PgPool, snapshot_ids: &[String]) -> 
         .await?;
     Ok(())
 }
+
+pub(super) async fn slots_unstarted(pool: &PgPool) -> Result<Vec<(String, Millis, String)>> {
+    Ok(sqlx::query_as("SELECT policy_id, slot, runner FROM policy_slots WHERE job_id IS NULL ORDER BY slot")
+        .fetch_all(pool)
+        .await?)
+}
+
+pub(super) async fn slot_reclaim(
+    pool: &PgPool,
+    policy_id: &str,
+    slot: Millis,
+    old_runner: &str,
+    new_runner: &str,
+    at: Millis,
+) -> Result<bool> {
+    if ![policy_id, old_runner, new_runner].iter().all(|s| storable(s)) {
+        return Ok(false);
+    }
+    let r = sqlx::query(
+        "UPDATE policy_slots SET runner = $1, claimed_at = $2
+         WHERE policy_id = $3 AND slot = $4 AND runner = $5 AND job_id IS NULL",
+    )
+    .bind(new_runner)
+    .bind(at)
+    .bind(policy_id)
+    .bind(slot)
+    .bind(old_runner)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The account's rows, every table, one transaction (see the SQLite twin for the order).
+pub(super) async fn account_purge(pool: &PgPool, account: &str) -> Result<()> {
+    if !storable(account) {
+        return Ok(());
+    }
+    const STEPS: &[&str] = &[
+        "DELETE FROM resource_tags WHERE tag_id IN (SELECT id FROM tags WHERE account = $1)
+            OR resource_id IN (SELECT id FROM volumes WHERE account = $1)
+            OR resource_id IN (SELECT id FROM snapshots WHERE account = $1)",
+        "DELETE FROM snapshot_metadata WHERE snapshot_id IN (SELECT id FROM snapshots WHERE account = $1)",
+        "DELETE FROM policies WHERE account = $1",
+        "DELETE FROM snapshot_groups WHERE account = $1",
+        "DELETE FROM snapshots WHERE account = $1",
+        "DELETE FROM volumes WHERE account = $1",
+        "DELETE FROM instances WHERE account = $1",
+        "DELETE FROM images WHERE account = $1",
+        "DELETE FROM jobs WHERE account = $1",
+        "DELETE FROM tags WHERE account = $1",
+        "DELETE FROM request_state WHERE account = $1",
+        "DELETE FROM console_sessions WHERE account = $1",
+    ];
+    let mut tx = pool.begin().await?;
+    for step in STEPS {
+        sqlx::query(step).bind(account).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -338,6 +338,25 @@ impl MetaStore for SqliteMeta {
             .fetch_all(&self.pool)
             .await?)
     }
+
+    async fn policy_slots_unstarted(&self) -> Result<Vec<(String, Millis, String)>> {
+        policies::slots_unstarted(&self.pool).await
+    }
+
+    async fn policy_slot_reclaim(
+        &self,
+        policy_id: &str,
+        slot: Millis,
+        old_runner: &str,
+        new_runner: &str,
+        at: Millis,
+    ) -> Result<bool> {
+        policies::slot_reclaim(&self.pool, policy_id, slot, old_runner, new_runner, at).await
+    }
+
+    async fn account_purge(&self, account: &str) -> Result<()> {
+        policies::account_purge(&self.pool, account).await
+    }
 }
 
 /// Now, in Unix milliseconds (the store's clock for its own upkeep).

@@ -169,3 +169,61 @@ pub(super) async fn forget_snapshots(pool: &SqlitePool, snapshot_ids: &[String])
     tx.commit().await?;
     Ok(())
 }
+
+pub(super) async fn slots_unstarted(pool: &SqlitePool) -> Result<Vec<(String, Millis, String)>> {
+    Ok(sqlx::query_as("SELECT policy_id, slot, runner FROM policy_slots WHERE job_id IS NULL ORDER BY slot")
+        .fetch_all(pool)
+        .await?)
+}
+
+pub(super) async fn slot_reclaim(
+    pool: &SqlitePool,
+    policy_id: &str,
+    slot: Millis,
+    old_runner: &str,
+    new_runner: &str,
+    at: Millis,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE policy_slots SET runner = ?, claimed_at = ?
+         WHERE policy_id = ? AND slot = ? AND runner = ? AND job_id IS NULL",
+    )
+    .bind(new_runner)
+    .bind(at)
+    .bind(policy_id)
+    .bind(slot)
+    .bind(old_runner)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The account's rows, every table, one transaction. Dependent rows (tag bindings, snapshot
+/// metadata) first, while the rows naming them still say whose they are; policies cascade to
+/// their bindings, slots and point records.
+pub(super) async fn account_purge(pool: &SqlitePool, account: &str) -> Result<()> {
+    const STEPS: &[&str] = &[
+        "DELETE FROM resource_tags WHERE tag_id IN (SELECT id FROM tags WHERE account = ?1)
+            OR resource_id IN (SELECT id FROM volumes WHERE account = ?1)
+            OR resource_id IN (SELECT id FROM snapshots WHERE account = ?1)",
+        "DELETE FROM snapshot_metadata WHERE snapshot_id IN (SELECT id FROM snapshots WHERE account = ?1)",
+        // the search index is kept by the batch code, not by triggers (0005)
+        "DELETE FROM snapshots_search WHERE rowid IN (SELECT rowid FROM snapshots WHERE account = ?1)",
+        "DELETE FROM policies WHERE account = ?1",
+        "DELETE FROM snapshot_groups WHERE account = ?1",
+        "DELETE FROM snapshots WHERE account = ?1",
+        "DELETE FROM volumes WHERE account = ?1",
+        "DELETE FROM instances WHERE account = ?1",
+        "DELETE FROM images WHERE account = ?1",
+        "DELETE FROM jobs WHERE account = ?1",
+        "DELETE FROM tags WHERE account = ?1",
+        "DELETE FROM request_state WHERE account = ?1",
+        "DELETE FROM console_sessions WHERE account = ?1",
+    ];
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for step in STEPS {
+        sqlx::query(step).bind(account).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
