@@ -111,6 +111,7 @@ fn generate(a: &Account, data: &Path, tag_letter: char) -> Seeded {
             encrypted: false,
             used_by_images: 0,
             used_by_volumes: 0,
+            consistency: String::new(),
             version: 0,
         });
     }

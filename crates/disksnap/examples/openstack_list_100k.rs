@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
                     encrypted: false,
                     used_by_images: 0,
                     used_by_volumes: 0,
+                    consistency: String::new(),
                     version: 0,
                 });
                 if i % 3 == 0 {

@@ -91,6 +91,43 @@ pub fn write_nonzero_blocks(file: &File, path: &Path, buf: &[u8], offset: u64) -
     Ok(())
 }
 
+/// Make `file` at `offset` hold `want`, given that it holds `cur` there now, touching only the
+/// 4 KiB blocks that differ: runs of differing non-zero blocks are written, blocks that must
+/// become zero are punched (they read as zeros and free their space, so holes stay holes).
+/// Returns the bytes written or punched.
+pub fn write_differing_blocks(file: &File, path: &Path, want: &[u8], cur: &[u8], offset: u64) -> Result<u64> {
+    const BLOCK: usize = 4096;
+    debug_assert_eq!(want.len(), cur.len());
+    let mut touched = 0u64;
+    let mut run_start: Option<usize> = None;
+    let mut pos = 0;
+    let flush = |s: usize, e: usize| write_all_at(file, path, &want[s..e], offset + s as u64);
+    while pos < want.len() {
+        let end = (pos + BLOCK).min(want.len());
+        let (w, c) = (&want[pos..end], &cur[pos..end]);
+        let write = w != c && !is_zero(w);
+        if w != c && is_zero(w) {
+            punch_hole(file, path, offset + pos as u64, end - pos)?;
+            touched += (end - pos) as u64;
+        }
+        match (write, run_start) {
+            (true, None) => run_start = Some(pos),
+            (false, Some(s)) => {
+                flush(s, pos)?;
+                touched += (pos - s) as u64;
+                run_start = None;
+            }
+            _ => {}
+        }
+        pos = end;
+    }
+    if let Some(s) = run_start {
+        flush(s, want.len())?;
+        touched += (want.len() - s) as u64;
+    }
+    Ok(touched)
+}
+
 /// Turn `[offset, offset+len)` into a hole (reads as zeros, frees the blocks). Falls back to
 /// writing zeros where the filesystem cannot punch holes.
 pub fn punch_hole(file: &File, path: &Path, offset: u64, len: usize) -> Result<()> {

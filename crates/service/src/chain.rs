@@ -85,6 +85,7 @@ mod tests {
             encrypted: false,
             used_by_images: 0,
             used_by_volumes: 0,
+            consistency: String::new(),
             version: 1,
         }
     }

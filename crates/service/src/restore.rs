@@ -83,8 +83,18 @@ impl Service {
         let vol = self.volume_row_of(account, vol_id).await?;
         let (store, name, path, p) =
             (self.inner.store.clone(), snap_id.to_string(), PathBuf::from(&vol.path), progress.clone());
-        let stats = self.blocking(move || store.restore_in_place(&name, &path, p.as_ref())).await?;
-        tracing::info!(snapshot = %snap_id, volume = %vol_id, written = stats.written_slots, unchanged = stats.unchanged_slots, "rolled back");
+        let svc = self.clone();
+        let stats = self
+            .blocking(move || {
+                // Slots tracking vouches for (the kept point clone, points.rs) are not read.
+                let changed = svc.rollback_changes(&path, &name);
+                store.restore_in_place_tracked(&name, &path, changed.as_deref(), p.as_ref())
+            })
+            .await?;
+        tracing::info!(
+            snapshot = %snap_id, volume = %vol_id, written = stats.written_slots, unchanged = stats.unchanged_slots,
+            tracked = stats.tracked_slots, compared_bytes = stats.compared_bytes, "rolled back"
+        );
         Ok(Done::Bytes(stats.size))
     }
 

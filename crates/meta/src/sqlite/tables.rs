@@ -135,7 +135,8 @@ table!(
         retention_days,
         encrypted,
         used_by_images,
-        used_by_volumes
+        used_by_volumes,
+        consistency
     ],
     bools: ["is_full", "is_head", "is_taken", "encrypted"],
     versioned

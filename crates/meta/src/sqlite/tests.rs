@@ -37,6 +37,7 @@ fn snap(id: &str, account: &str, volume: &str, t: i64, status: &str) -> Snapshot
         encrypted: false,
         used_by_images: 0,
         used_by_volumes: 0,
+        consistency: String::new(),
         version: 0,
     }
 }
