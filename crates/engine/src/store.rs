@@ -523,6 +523,9 @@ impl Store {
     ) -> Result<RestoreStats> {
         let started = Instant::now();
         let compared = AtomicU64::new(0);
+        // In place: bytes actually written (the 4 KiB blocks that differed; punching is not
+        // writing).
+        let touched = AtomicU64::new(0);
         let extents = if compare { data_extents(file, index.size) } else { Vec::new() };
         let cs = self.chunk_size as u64;
         let mut stats = RestoreStats { size: index.size, ..Default::default() };
@@ -619,7 +622,7 @@ impl Store {
                         // in one block of 32 (a scattered write).
                         let mut cur = vec![0u8; len];
                         read_full_at(file, path, &mut cur, start)?;
-                        write_differing_blocks(file, path, raw, &cur, start)?;
+                        touched.fetch_add(write_differing_blocks(file, path, raw, &cur, start)?, Ordering::Relaxed);
                     } else {
                         // A new file is all holes: leave zero blocks inside the chunk unwritten
                         // (a 4 KiB write into a hole must not allocate the whole chunk).
@@ -678,6 +681,9 @@ impl Store {
         }
         file.sync_all().ctx("fsync", path)?;
         stats.compared_bytes = compared.into_inner();
+        if compare {
+            stats.written_bytes = touched.into_inner();
+        }
         stats.elapsed = started.elapsed();
         Ok(stats)
     }

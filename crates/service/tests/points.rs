@@ -333,6 +333,8 @@ fn tracked_capture_equals_a_full_reread_and_reads_only_the_change() {
     assert!(std::fs::read(&vol).unwrap() == std::fs::read(&p).unwrap(), "the volume holds point a");
     assert!(rb.compared_bytes <= (flagged * cs) as u64, "compared {} bytes", rb.compared_bytes);
     assert_eq!(rb.tracked_slots as usize, changed.len() - flagged);
+    // 67 changed 4 KiB blocks and a punched 128 KiB range put back: nothing else is written.
+    assert!(rb.written_bytes <= (67 * BLOCK + (128 << 10)), "wrote {} bytes", rb.written_bytes);
     // An untracked roll back of the same change agrees.
     f.write_all_at(&stamp(6), 3 << 20).unwrap();
     store.restore_in_place("a", &vol, &NoProgress).unwrap();
