@@ -258,6 +258,88 @@ pub fn changed_between(old: &Path, new: &Path, chunk_size: usize) -> Option<Vec<
     Some(changed_slots(&ma, &mb, sa, chunk_size))
 }
 
+/// What one byte of a file maps to: a hole, a physical byte (and whether unwritten), or
+/// something tracking does not trust.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum At {
+    Hole,
+    Phys(u64, bool),
+    Untrusted,
+}
+
+fn at(map: &[Extent], pos: u64) -> At {
+    let i = map.partition_point(|e| e.logical + e.len <= pos);
+    match map.get(i) {
+        Some(e) if e.logical <= pos => {
+            if e.flags & UNTRUSTED != 0 || e.physical == 0 {
+                At::Untrusted
+            } else {
+                At::Phys(e.physical + (pos - e.logical), e.flags & FIEMAP_EXTENT_UNWRITTEN != 0)
+            }
+        }
+        _ => At::Hole,
+    }
+}
+
+/// The byte ranges of `[0, size)` where two files' maps may hold different bytes, at the
+/// file system's block granularity (every extent boundary of either map cuts the file into
+/// pieces; a piece is the same when both map it to the same physical bytes, or both have a
+/// hole there). Adjacent ranges are merged.
+pub fn differing_ranges(old: &[Extent], new: &[Extent], size: u64) -> Vec<(u64, u64)> {
+    let mut cuts: Vec<u64> = vec![0, size];
+    for e in old.iter().chain(new) {
+        cuts.extend([e.logical, e.logical + e.len].into_iter().filter(|&c| c < size));
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for w in cuts.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let (x, y) = (at(old, a), at(new, a));
+        if x == y && x != At::Untrusted {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.1 == a => last.1 = b,
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// Make `target` hold `clone`'s bytes, given that `clone` is a reflink clone taken of it
+/// earlier (the two still share every block neither wrote since): only the ranges whose
+/// blocks differ are read, on both sides, and within them only the 4 KiB blocks that differ
+/// are written (zero blocks punched, so holes stay holes). Returns (bytes compared, bytes
+/// written), or None when the sizes differ (the caller restores from the store instead).
+pub fn restore_from_clone(clone: &Path, target: &Path) -> Result<Option<(u64, u64)>> {
+    use std::fs::OpenOptions;
+    let src = File::open(clone).ctx("open", clone)?;
+    let dst = OpenOptions::new().read(true).write(true).open(target).ctx("open", target)?;
+    let size = src.metadata().ctx("stat", clone)?.len();
+    if dst.metadata().ctx("stat", target)?.len() != size {
+        return Ok(None);
+    }
+    let ranges = differing_ranges(&extent_map(&src, clone)?, &extent_map(&dst, target)?, size);
+    let (mut compared, mut written) = (0u64, 0u64);
+    let (mut want, mut cur) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    for (a, b) in ranges {
+        // whole 4 KiB blocks, so a punched block is a whole block
+        let (a, b) = (a / 4096 * 4096, b.div_ceil(4096).saturating_mul(4096).min(size));
+        let mut pos = a;
+        while pos < b {
+            let n = ((b - pos) as usize).min(want.len());
+            crate::volume_io::read_full_at(&src, clone, &mut want[..n], pos)?;
+            crate::volume_io::read_full_at(&dst, target, &mut cur[..n], pos)?;
+            written += crate::volume_io::write_differing_blocks(&dst, target, &want[..n], &cur[..n], pos)?;
+            compared += n as u64;
+            pos += n as u64;
+        }
+    }
+    dst.sync_all().ctx("fsync", target)?;
+    Ok(Some((compared, written)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +375,22 @@ mod tests {
         let mut unwritten = old.clone();
         unwritten[0].flags |= FIEMAP_EXTENT_UNWRITTEN;
         assert_eq!(changed_slots(&unwritten, &old, 128 << 10, 128 << 10), vec![true]);
+    }
+
+    #[test]
+    fn differing_ranges_follow_blocks_not_slots() {
+        let old = vec![ext(0, 1 << 20, 384 << 10)];
+        let new = vec![
+            ext(0, 1 << 20, 132 << 10),
+            ext(132 << 10, 9 << 20, 4 << 10),
+            ext(136 << 10, (1 << 20) + (136 << 10), 248 << 10),
+            ext(512 << 10, 5 << 20, 4 << 10),
+        ];
+        // one 4 KiB block copied elsewhere; one written into the old clone's hole
+        assert_eq!(differing_ranges(&old, &new, 640 << 10), vec![(132 << 10, 136 << 10), (512 << 10, 516 << 10)]);
+        let mut delalloc = new.clone();
+        delalloc[0].flags |= FIEMAP_EXTENT_DELALLOC;
+        assert_eq!(differing_ranges(&old, &delalloc, 640 << 10)[0], (0, 136 << 10));
     }
 
     #[test]
