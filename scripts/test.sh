@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+# mkfs.xfs: crates/service/tests/points.rs loop-mounts an XFS (reflink) for instant points
+command -v mkfs.xfs >/dev/null || need_apt+=(xfsprogs)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

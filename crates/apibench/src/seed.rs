@@ -112,6 +112,7 @@ fn generate(a: &Account, data: &Path, tag_letter: char) -> Seeded {
             used_by_images: 0,
             used_by_volumes: 0,
             logical_size: None,
+            consistency: String::new(),
             version: 0,
         });
     }

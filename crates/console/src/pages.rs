@@ -907,7 +907,7 @@ pub async fn snapshot(State(st): St, s: Signed, Path(sid): Path<String>) -> Resp
 <tr><th>Type</th><td>{}</td></tr><tr><th>Chain</th><td>{}{}</td></tr>\
 <tr><th>Status</th><td id=\"snapshot-status\">{}{}</td></tr>\
 <tr><th>Stored size</th><td>{}</td></tr><tr><th>Volume size then</th><td>{}</td></tr>\
-<tr><th>Taken</th><td>{}</td></tr><tr><th>Tags</th><td id=\"tags\">{}</td></tr></table>{}</section>",
+<tr><th>Taken</th><td>{}</td></tr><tr><th>Consistency</th><td id=\"snapshot-consistency\">{}</td></tr><tr><th>Tags</th><td id=\"tags\">{}</td></tr></table>{}</section>",
         esc(&shown),
         esc(&p.name),
         link(Kind::Volume, &p.volume_id),
@@ -920,6 +920,11 @@ pub async fn snapshot(State(st): St, s: Signed, Path(sid): Path<String>) -> Resp
         bytes(p.size),
         bytes(p.volume_size),
         esc(&time(p.snapshot_time)),
+        match p.consistency.as_str() {
+            "instant" => "instant (a clone of the volume at one instant)",
+            "read-pass" => "read pass (no reflink where the volume lives: writes during the capture may show)",
+            _ => "—",
+        },
         if tags.is_empty() { "—".into() } else { tags.join(" ") },
         html::renderings(&st.renderings, Kind::Snapshot, &p.id),
     );

@@ -355,6 +355,7 @@ mod tests {
             status: SnapshotStatus::Available,
             transition: SnapshotTransition::Deleting,
             is_taken: true,
+            consistency: "instant".into(),
             progress: 100,
             snapshot_time: t,
             create_time: t,

@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
                     used_by_images: 0,
                     used_by_volumes: 0,
                     logical_size: None,
+                    consistency: String::new(),
                     version: 0,
                 });
                 if i % 3 == 0 {

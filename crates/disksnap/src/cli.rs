@@ -81,6 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     scfg.chunk_size = cfg.chunk_size_kib.map(|k| k as usize * 1024);
     if !cfg.zones.is_empty() {
         scfg.zones = cfg.zone_configs();
+        scfg.volume_homes = cfg.volume_homes();
     }
     scfg.accounts = cfg.account_names();
     scfg.database_url = cfg.database_url.clone();
@@ -577,7 +578,8 @@ impl Cmd {
         if self.list_or_one(snaps, total, Kind::Snapshot, "snapshots") {
             return;
         }
-        let mut t = Table::new(&["ID", "NAME", "VOLUME", "TYPE", "PARENT", "HEAD", "STATUS", "SIZE", "SNAPSHOT TIME"]);
+        let mut t =
+            Table::new(&["ID", "NAME", "VOLUME", "TYPE", "POINT", "PARENT", "HEAD", "STATUS", "SIZE", "SNAPSHOT TIME"]);
         for s in snaps {
             let status = if s.transition == SnapshotTransition::None {
                 s.status.to_string()
@@ -589,6 +591,8 @@ impl Cmd {
                 s.name.clone(),
                 display(Kind::Volume, &s.volume_id),
                 if s.full { "full".into() } else { "incremental".into() },
+                // instant (a reflink clone) or read-pass (no reflink where the volume lives)
+                if s.consistency.is_empty() { "-".into() } else { s.consistency.clone() },
                 s.parent_id.as_deref().map(|p| display(Kind::Snapshot, p)).unwrap_or_else(|| "self".into()),
                 if s.is_head { "*".into() } else { String::new() },
                 status,

@@ -141,6 +141,10 @@ pub struct Zone {
     pub name: Spanned<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Where the zone's new volume files go (default `DATA/volumes/`): put it on XFS or btrfs
+    /// for instant points and changed-block tracking (reflink clones; see README "Points").
+    #[serde(default)]
+    pub volumes_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -288,6 +292,9 @@ impl Config {
             if z.name.get_ref().trim().is_empty() {
                 bail!("line {at}: zones.name must not be empty");
             }
+            if z.volumes_dir.as_ref().is_some_and(|d| !d.is_absolute()) {
+                bail!("line {at}: zones.volumes_dir must be an absolute path (a directory on XFS or btrfs for instant points)");
+            }
             for n in std::iter::once(z.name.get_ref()).chain(z.aliases.iter()) {
                 if let Some(prev) = names.insert(n.to_ascii_lowercase(), at) {
                     bail!("line {at}: zone name or alias {n:?} is already used on line {prev}");
@@ -394,6 +401,11 @@ impl Config {
             .iter()
             .map(|z| disksnap_service::ZoneConfig { name: z.name.get_ref().clone(), aliases: z.aliases.clone() })
             .collect()
+    }
+
+    /// Zone name → the directory its volumes live in, for the zones that name one.
+    pub fn volume_homes(&self) -> std::collections::HashMap<String, std::path::PathBuf> {
+        self.zones.iter().filter_map(|z| Some((z.name.get_ref().clone(), z.volumes_dir.clone()?))).collect()
     }
 
     pub fn account_names(&self) -> Vec<String> {

@@ -40,6 +40,7 @@ mod gc;
 pub mod index;
 pub mod pack;
 mod pin;
+pub mod points;
 pub mod private;
 pub mod progress;
 pub mod store;

@@ -21,7 +21,7 @@ use crate::pack::{pack_key, PackWriter};
 use crate::pin::Pin;
 use crate::progress::Progress;
 use crate::volume_io::{
-    data_extents, is_zero, overlaps_data, punch_hole, read_full_at, write_all_at, write_nonzero_blocks,
+    data_extents, is_zero, overlaps_data, punch_hole, read_full_at, write_differing_blocks, write_nonzero_blocks,
 };
 
 /// Slots a capture hashes before asking the index about them in one query: 8 MiB of reads
@@ -68,6 +68,8 @@ pub struct CaptureStats {
     pub read_bytes: u64,
     /// Raw bytes of the point's non-zero slots (what a restore of it writes).
     pub logical_bytes: u64,
+    /// Slots changed-block tracking vouched for as the parent's: neither read nor hashed.
+    pub tracked_slots: u64,
     /// Pack files written.
     pub packs: u64,
     pub elapsed: Duration,
@@ -82,6 +84,10 @@ pub struct RestoreStats {
     pub zero_slots: u64,
     /// Slots that already held the right bytes (in-place restore only).
     pub unchanged_slots: u64,
+    /// Of those, slots tracking vouched for without reading them.
+    pub tracked_slots: u64,
+    /// Bytes of the target read to compare (in-place restore only).
+    pub compared_bytes: u64,
     /// Reads issued to the backend (neighbouring chunks coalesced).
     pub reads: u64,
     pub elapsed: Duration,
@@ -124,6 +130,8 @@ pub struct VerifyReport {
 enum Slot {
     Zero,
     Same,
+    /// Vouched for by tracking as the parent's: not read.
+    Tracked,
     Data(Digest),
 }
 
@@ -245,6 +253,22 @@ impl Store {
         progress: &dyn Progress,
         on_taken: &mut dyn FnMut(),
     ) -> Result<CaptureStats> {
+        self.capture_tracked(name, source, parent, None, progress, on_taken)
+    }
+
+    /// [`Store::capture`] with changed-block tracking: `changed[i] == false` vouches that slot
+    /// `i` of `source` holds the parent's bytes, so it is neither read nor hashed (see
+    /// points.rs for how a caller knows). The hint is ignored (everything is hashed) unless
+    /// there is a parent of the same size with one flag per slot.
+    pub fn capture_tracked(
+        &self,
+        name: &str,
+        source: &Path,
+        parent: Option<&str>,
+        changed: Option<&[bool]>,
+        progress: &dyn Progress,
+        on_taken: &mut dyn FnMut(),
+    ) -> Result<CaptureStats> {
         let started = Instant::now();
         let key = Self::index_key(name)?;
         let file = File::open(source).ctx("open", source)?;
@@ -266,7 +290,12 @@ impl Store {
         // bounds GC's cutoff below this capture's start (see chunk_index.rs).
         let pin = Pin::create(&self.pin_path(name)?, &index)?;
         let writer = PackWriter::new(self.backend.clone(), self.index.clone());
-        let captured = self.capture_slots(&file, source, &mut index, parent.as_ref(), &writer, progress);
+        let changed = changed.filter(|c| {
+            parent
+                .as_ref()
+                .is_some_and(|p| p.size == size && p.digests.len() == c.len() && c.len() == index.digests.len())
+        });
+        let captured = self.capture_slots(&file, source, &mut index, parent.as_ref(), changed, &writer, progress);
         let outcome = captured.and_then(|mut stats| {
             on_taken();
             stats.packs = writer.finish()?.len() as u64;
@@ -286,6 +315,7 @@ impl Store {
         source: &Path,
         index: &mut FixedIndex,
         parent: Option<&FixedIndex>,
+        changed: Option<&[bool]>,
         writer: &PackWriter,
         progress: &dyn Progress,
     ) -> Result<CaptureStats> {
@@ -308,6 +338,9 @@ impl Store {
                 .map(|(buf, i)| {
                     let start = i as u64 * cs as u64;
                     let len = index.slot_len(i);
+                    if changed.is_some_and(|c| !c[i]) {
+                        return Ok(Slot::Tracked);
+                    }
                     if !overlaps_data(&extents, start, start + len as u64) {
                         return Ok(Slot::Zero);
                     }
@@ -373,6 +406,7 @@ impl Store {
                         index.digests[i] = ZERO_DIGEST;
                     }
                     (Slot::Same, _) => {}
+                    (Slot::Tracked, _) => stats.tracked_slots += 1,
                     (Slot::Data(d), Some(g)) => {
                         stats.changed_slots += 1;
                         let stored = match g {
@@ -416,7 +450,7 @@ impl Store {
             crate::private::options().write(true).read(true).create_new(true).open(target).ctx("create", target)?;
         let result = (|| {
             file.set_len(index.size).ctx("resize", target)?;
-            self.restore_into(&index, &file, target, false, progress)
+            self.restore_into(&index, &file, target, false, None, progress)
         })();
         if result.is_err() {
             let _ = fs::remove_file(target);
@@ -428,12 +462,29 @@ impl Store {
     /// slots that differ (a roll back after a small change writes little). Slots that should be
     /// zero become holes. The file is fsynced before this returns.
     pub fn restore_in_place(&self, name: &str, target: &Path, progress: &dyn Progress) -> Result<RestoreStats> {
+        self.restore_in_place_tracked(name, target, None, progress)
+    }
+
+    /// [`Store::restore_in_place`] with changed-block tracking: `changed[i] == false` vouches
+    /// that slot `i` of `target` already holds the point's bytes, so it is not even read. The
+    /// hint is ignored unless it has one flag per slot and `target` is the point's size.
+    /// Inside a slot that differs, only the 4 KiB blocks that differ are written (a block that
+    /// should be zero is punched), so a roll back after a small change writes little.
+    pub fn restore_in_place_tracked(
+        &self,
+        name: &str,
+        target: &Path,
+        changed: Option<&[bool]>,
+        progress: &dyn Progress,
+    ) -> Result<RestoreStats> {
         let index = self.read_index(name)?;
         let _pin = self.pin(name, &index)?;
         self.check_present(&index)?;
         let file = OpenOptions::new().write(true).read(true).open(target).ctx("open", target)?;
+        let old_size = file.metadata().ctx("stat", target)?.len();
+        let changed = changed.filter(|c| old_size == index.size && c.len() == index.digests.len());
         file.set_len(index.size).ctx("resize", target)?;
-        self.restore_into(&index, &file, target, true, progress)
+        self.restore_into(&index, &file, target, true, changed, progress)
     }
 
     /// Fail before writing anything if a chunk the index needs is missing, so an in-place
@@ -470,9 +521,14 @@ impl Store {
         file: &File,
         path: &Path,
         compare: bool,
+        changed: Option<&[bool]>,
         progress: &dyn Progress,
     ) -> Result<RestoreStats> {
         let started = Instant::now();
+        let compared = AtomicU64::new(0);
+        // In place: bytes actually written (the 4 KiB blocks that differed; punching is not
+        // writing).
+        let touched = AtomicU64::new(0);
         let extents = if compare { data_extents(file, index.size) } else { Vec::new() };
         let cs = self.chunk_size as u64;
         let mut stats = RestoreStats { size: index.size, ..Default::default() };
@@ -484,6 +540,7 @@ impl Store {
             #[derive(Clone, Copy, PartialEq)]
             enum Need {
                 Zero,
+                Tracked,
                 Unchanged,
                 Punched,
                 Write,
@@ -496,9 +553,13 @@ impl Store {
                         let start = i as u64 * cs;
                         let len = index.slot_len(i);
                         let want = &index.digests[i];
+                        if compare && changed.is_some_and(|c| !c[i]) {
+                            return Ok(Need::Tracked);
+                        }
                         if compare && overlaps_data(&extents, start, start + len as u64) {
                             let cur = &mut cur[..len];
                             read_full_at(file, path, cur, start)?;
+                            compared.fetch_add(len as u64, Ordering::Relaxed);
                             if *want == ZERO_DIGEST {
                                 if is_zero(cur) {
                                     return Ok(Need::Zero);
@@ -523,6 +584,10 @@ impl Store {
                 match n {
                     Need::Zero => stats.zero_slots += 1,
                     Need::Unchanged => stats.unchanged_slots += 1,
+                    Need::Tracked => {
+                        stats.unchanged_slots += 1;
+                        stats.tracked_slots += 1;
+                    }
                     Need::Punched => stats.written_slots += 1,
                     Need::Write => slots_of.entry(index.digests[i]).or_default().push(i),
                 }
@@ -556,7 +621,11 @@ impl Store {
                     }
                     let start = i as u64 * cs;
                     if compare {
-                        write_all_at(file, path, raw, start)?;
+                        // Only the 4 KiB blocks that differ: the slot differs somewhere, often
+                        // in one block of 32 (a scattered write).
+                        let mut cur = vec![0u8; len];
+                        read_full_at(file, path, &mut cur, start)?;
+                        touched.fetch_add(write_differing_blocks(file, path, raw, &cur, start)?, Ordering::Relaxed);
                     } else {
                         // A new file is all holes: leave zero blocks inside the chunk unwritten
                         // (a 4 KiB write into a hole must not allocate the whole chunk).
@@ -614,6 +683,10 @@ impl Store {
             progress.advance((batch_end as u64 * cs).min(index.size));
         }
         file.sync_all().ctx("fsync", path)?;
+        stats.compared_bytes = compared.into_inner();
+        if compare {
+            stats.written_bytes = touched.into_inner();
+        }
         stats.elapsed = started.elapsed();
         Ok(stats)
     }

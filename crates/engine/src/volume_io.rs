@@ -91,6 +91,42 @@ pub fn write_nonzero_blocks(file: &File, path: &Path, buf: &[u8], offset: u64) -
     Ok(())
 }
 
+/// Make `file` at `offset` hold `want`, given that it holds `cur` there now, touching only the
+/// 4 KiB blocks that differ: runs of differing non-zero blocks are written, blocks that must
+/// become zero are punched (they read as zeros and free their space, so holes stay holes).
+/// Returns the bytes written (punched blocks are not counted).
+pub fn write_differing_blocks(file: &File, path: &Path, want: &[u8], cur: &[u8], offset: u64) -> Result<u64> {
+    const BLOCK: usize = 4096;
+    debug_assert_eq!(want.len(), cur.len());
+    let mut written = 0u64;
+    let mut run_start: Option<usize> = None;
+    let mut pos = 0;
+    let flush = |s: usize, e: usize| write_all_at(file, path, &want[s..e], offset + s as u64);
+    while pos < want.len() {
+        let end = (pos + BLOCK).min(want.len());
+        let (w, c) = (&want[pos..end], &cur[pos..end]);
+        let write = w != c && !is_zero(w);
+        if w != c && is_zero(w) {
+            punch_hole(file, path, offset + pos as u64, end - pos)?;
+        }
+        match (write, run_start) {
+            (true, None) => run_start = Some(pos),
+            (false, Some(s)) => {
+                flush(s, pos)?;
+                written += (pos - s) as u64;
+                run_start = None;
+            }
+            _ => {}
+        }
+        pos = end;
+    }
+    if let Some(s) = run_start {
+        flush(s, want.len())?;
+        written += (want.len() - s) as u64;
+    }
+    Ok(written)
+}
+
 /// Turn `[offset, offset+len)` into a hole (reads as zeros, frees the blocks). Falls back to
 /// writing zeros where the filesystem cannot punch holes.
 pub fn punch_hole(file: &File, path: &Path, offset: u64, len: usize) -> Result<()> {
@@ -166,6 +202,25 @@ mod tests {
         if ext.len() == 1 && ext[0] != (0, 64 << 20) {
             assert!(!overlaps_data(&ext, 40 << 20, 41 << 20));
         }
+    }
+
+    /// A roll back inside a slot writes only the 4 KiB blocks that differ and punches the ones
+    /// that must become zero.
+    #[test]
+    fn only_differing_blocks_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        let f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&p).unwrap();
+        let cur: Vec<u8> = (0..8 * 4096).map(|i| (i / 4096 + 1) as u8).collect();
+        f.write_all_at(&cur, 0).unwrap();
+        let mut want = cur.clone();
+        want[4096 + 10] = 0xee; // block 1 differs
+        want[3 * 4096..4 * 4096].fill(0); // block 3 must become zero
+        assert_eq!(write_differing_blocks(&f, &p, &want, &cur, 0).unwrap(), 4096);
+        let mut got = vec![0u8; want.len()];
+        read_full_at(&f, &p, &mut got, 0).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(write_differing_blocks(&f, &p, &want, &want, 0).unwrap(), 0, "nothing differs, nothing written");
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub struct SnapshotRow {
     /// figure sums it. None on points captured before it was recorded.
     #[serde(default)]
     pub logical_size: Option<i64>,
+    /// How the point's bytes were frozen: "instant" (a reflink clone), "read-pass" (the live
+    /// volume read start to end), "" (taken before this was recorded). migrations/0015.
+    #[serde(default)]
+    pub consistency: String,
     /// Optimistic-concurrency guard: 0 on a row the caller builds (the commit inserts it, and
     /// fails if the id exists), else the version the row was read at (the commit updates it only
     /// if nobody wrote it since, and bumps it). Every whole-row write is therefore guarded.

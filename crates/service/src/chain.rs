@@ -86,6 +86,7 @@ mod tests {
             used_by_images: 0,
             used_by_volumes: 0,
             logical_size: None,
+            consistency: String::new(),
             version: 1,
         }
     }

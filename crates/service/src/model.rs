@@ -272,6 +272,10 @@ pub struct Snapshot {
     pub status: SnapshotStatus,
     pub transition: SnapshotTransition,
     pub is_taken: bool,
+    /// How the point's bytes were frozen: "instant" (a reflink clone at one instant, on
+    /// XFS/btrfs), "read-pass" (the live volume read start to end, on a file system without
+    /// reflink), "" for points taken before this was recorded or still being taken.
+    pub consistency: String,
     /// 0..=100.
     pub progress: u8,
     pub snapshot_time: DateTime<Utc>,
@@ -323,6 +327,7 @@ impl Snapshot {
             status,
             transition,
             is_taken: r.is_taken,
+            consistency: r.consistency,
             progress: r.progress.clamp(0, 100) as u8,
             snapshot_time: to_time(r.snapshot_time),
             create_time: to_time(r.create_time),

@@ -83,8 +83,32 @@ impl Service {
         let vol = self.volume_row_of(account, vol_id).await?;
         let (store, name, path, p) =
             (self.inner.store.clone(), snap_id.to_string(), PathBuf::from(&vol.path), progress.clone());
-        let stats = self.blocking(move || store.restore_in_place(&name, &path, p.as_ref())).await?;
-        tracing::info!(snapshot = %snap_id, volume = %vol_id, written = stats.written_slots, unchanged = stats.unchanged_slots, "rolled back");
+        let svc = self.clone();
+        let stats = self
+            .blocking(move || {
+                // Back to the point whose clone is kept (the usual roll back: to the newest
+                // point): copy back only the blocks that differ from the clone.
+                if crate::points::last_point(&path).as_deref() == Some(name.as_str()) {
+                    let clone = crate::points::clone_path(&path, &name);
+                    if let Some((compared, written)) = disksnap_engine::points::restore_from_clone(&clone, &path)? {
+                        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or_default();
+                        return Ok(disksnap_engine::RestoreStats {
+                            size,
+                            compared_bytes: compared,
+                            written_bytes: written,
+                            ..Default::default()
+                        });
+                    }
+                }
+                // Slots tracking vouches for (the kept point clone, points.rs) are not read.
+                let changed = svc.rollback_changes(&path, &name);
+                store.restore_in_place_tracked(&name, &path, changed.as_deref(), p.as_ref())
+            })
+            .await?;
+        tracing::info!(
+            snapshot = %snap_id, volume = %vol_id, written = stats.written_slots, unchanged = stats.unchanged_slots,
+            tracked = stats.tracked_slots, compared_bytes = stats.compared_bytes, "rolled back"
+        );
         Ok(Done::Bytes(stats.size))
     }
 

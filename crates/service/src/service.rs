@@ -45,6 +45,13 @@ pub struct ServiceConfig {
     pub database_url: Option<String>,
     /// This process's node of a cluster (`[node]`); None: a single server.
     pub node: Option<crate::cluster::NodeConfig>,
+    /// Where each zone's new volume files go (zone name → directory), e.g. a directory on XFS
+    /// or btrfs, where points are instant clones and changes are tracked. A zone not named
+    /// here keeps `DATA/volumes/`.
+    pub volume_homes: HashMap<String, PathBuf>,
+    /// For tests only: every snapshot capture fails right after its clones are made, before
+    /// anything is committed (the crash window between clone and commit).
+    pub test_fail_capture_after_clone: bool,
 }
 
 impl ServiceConfig {
@@ -59,6 +66,8 @@ impl ServiceConfig {
             test_rollback_delay: Duration::ZERO,
             database_url: None,
             node: None,
+            volume_homes: HashMap::new(),
+            test_fail_capture_after_clone: false,
         }
     }
 }
@@ -208,7 +217,7 @@ impl Service {
         let volumes_dir = dir.join("volumes");
         let images_dir = dir.join("images");
         let runners_dir = dir.join("runners");
-        for d in [dir, &volumes_dir, &images_dir, &runners_dir] {
+        for d in [dir, &volumes_dir, &images_dir, &runners_dir].into_iter().chain(cfg.volume_homes.values()) {
             private::create_dir_all(d).map_err(|e| ServiceError::Internal(format!("create {}: {e}", d.display())))?;
         }
         close_to_others(dir)?;
@@ -304,8 +313,9 @@ impl Service {
         self.meta().snapshot(&caller.account, &bare).await?.ok_or_else(|| ServiceError::not_found(Kind::Snapshot, id))
     }
 
-    pub(crate) fn volume_path(&self, id: &str) -> PathBuf {
-        self.inner.volumes_dir.join(format!("{id}.img"))
+    /// A new volume's file: in its zone's home if one is configured.
+    pub(crate) fn volume_path(&self, id: &str, zone: &str) -> PathBuf {
+        self.inner.cfg.volume_homes.get(zone).unwrap_or(&self.inner.volumes_dir).join(format!("{id}.img"))
     }
 
     pub(crate) fn image_path(&self, id: &str) -> PathBuf {

@@ -11,6 +11,7 @@ use crate::error::{Result, ServiceError};
 use crate::ids;
 use crate::jobs::JobProgress;
 use crate::model::*;
+use crate::points::{self, Consistency};
 use crate::service::{Caller, Service};
 use crate::work::{self, Done, Work};
 
@@ -191,6 +192,7 @@ impl Service {
                     used_by_images: 0,
                     used_by_volumes: 0,
                     logical_size: None,
+                    consistency: String::new(),
                     version: 0,
                 };
                 let lock = self.lock_volume(&vol, VolumeTransition::Snapshotting);
@@ -235,11 +237,36 @@ impl Service {
         snap_ids: &[String],
         progress: &Arc<JobProgress>,
     ) -> Result<Done> {
-        let mut done = Vec::new();
+        let mut todo = Vec::new();
         for id in snap_ids {
             let snap = self.snapshot_row_of(account, id).await?;
             let vol = self.volume_row_of(account, &snap.volume_id).await?;
-            let stats = self.capture_one(&snap, &vol, progress).await?;
+            todo.push((snap, vol));
+        }
+        // Every volume of the request is frozen (cloned) before any is read, so the points
+        // of an instance's volumes are one instant apart only by the clones' own few ms.
+        let mut frozen = Vec::new();
+        for (snap, vol) in &todo {
+            let (s, v) = (snap.clone(), vol.clone());
+            frozen.push(self.blocking(move || points::freeze(&s, &v)).await?);
+        }
+        let instant: Vec<(String, i64, bool)> = todo
+            .iter()
+            .zip(&frozen)
+            .filter(|(_, f)| f.consistency == Consistency::Instant)
+            .map(|((s, _), _)| (s.id.clone(), 0, true))
+            .collect();
+        if !instant.is_empty() {
+            self.meta().commit(Batch { snapshot_progress: instant, ..Default::default() }).await?;
+        }
+        if self.config().test_fail_capture_after_clone {
+            return Err(ServiceError::Internal(
+                "test_fail_capture_after_clone: failing between clone and commit".into(),
+            ));
+        }
+        let mut done = Vec::new();
+        for ((snap, vol), frozen) in todo.into_iter().zip(frozen) {
+            let stats = self.capture_one(&snap, &vol, frozen, progress).await?;
             done.push((snap.id, stats));
         }
         Ok(Done::Captured(done))
@@ -263,12 +290,21 @@ impl Service {
             s.volume_size = stats.size as i64;
             s.logical_size = Some(stats.logical_bytes as i64);
             s.status_time = now;
+            let mut vol = self.volume_row_of(account, &s.volume_id).await?;
+            // The capture read a clone exactly when the point is instant (freeze made it, and
+            // only undo removes it before this).
+            let vol_path = std::path::Path::new(&vol.path);
+            let instant = points::clone_path(vol_path, &s.id).exists();
+            s.consistency = if instant { Consistency::Instant } else { Consistency::ReadPass }.as_str().into();
             let mut chain_rows: Vec<SnapshotRow> =
                 self.meta().chain(&s.root_id).await?.into_iter().filter(|r| r.id != s.id).collect();
             chain_rows.push(s.clone());
             batch.put_snapshots.push(s.clone());
             batch.put_snapshots.extend(chain::rebuild(chain_rows).changed);
-            let mut vol = self.volume_row_of(account, &s.volume_id).await?;
+            // The new point's clone is the one kept; older ones go now. Should the commit fail,
+            // undo removes the new clone too and the next capture hashes everything: slower,
+            // never wrong.
+            points::prune(vol_path, instant.then_some(s.id.as_str()));
             vol.head_root = Some(s.root_id.clone());
             batch.put_volumes.push(self.settled(vol));
         }
@@ -282,19 +318,23 @@ impl Service {
         &self,
         snap: &SnapshotRow,
         vol: &VolumeRow,
+        frozen: points::Frozen,
         progress: &Arc<JobProgress>,
     ) -> Result<disksnap_engine::CaptureStats> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let store = self.inner.store.clone();
-        let (name, source, parent, p) =
+        let (name, vol_path, parent, p) =
             (snap.id.clone(), std::path::PathBuf::from(&vol.path), snap.parent_id.clone(), progress.clone());
+        // An instant point was taken when its clone was made (see exec_create_snapshots).
+        let mut taken = frozen.consistency == Consistency::Instant;
+        let consistency = frozen.consistency;
         let mut work = tokio::task::spawn_blocking(move || {
-            store.capture(&name, &source, parent.as_deref(), p.as_ref(), &mut || {
+            let changed = points::tracked_changes(&vol_path, &frozen, parent.as_deref(), store.chunk_size());
+            store.capture_tracked(&name, &frozen.source, parent.as_deref(), changed.as_deref(), p.as_ref(), &mut || {
                 let _ = tx.send(());
             })
         });
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut taken = false;
         let result = loop {
             tokio::select! {
                 r = &mut work => break r,
@@ -313,6 +353,7 @@ impl Service {
         let stats = result.map_err(|e| ServiceError::Internal(format!("capture worker panicked: {e}")))??;
         tracing::info!(
             snapshot = %snap.id, volume = %vol.id, full = snap.parent_id.is_none(),
+            consistency = consistency.as_str(), tracked = stats.tracked_slots, read_bytes = stats.read_bytes,
             changed = stats.changed_slots, written = stats.written_chunks, added_bytes = stats.added_bytes,
             secs = stats.elapsed.as_secs_f64(), "captured"
         );
@@ -325,6 +366,7 @@ impl Service {
             let _ = self.inner.store.remove_index(id);
             if let Some(s) = self.meta().snapshot(account, id).await? {
                 if let Some(v) = self.meta().volume(account, &s.volume_id).await? {
+                    self.drop_clone(std::path::Path::new(&v.path), id)?;
                     if v.transition == VolumeTransition::Snapshotting.as_str() {
                         batch.put_volumes.push(self.settled(v));
                     }

@@ -67,7 +67,7 @@ impl Service {
         let id = ids::new_id();
         let now = now_ms();
         VolumeRow {
-            path: self.volume_path(&id).to_string_lossy().into_owned(),
+            path: self.volume_path(&id, zone).to_string_lossy().into_owned(),
             id,
             account: caller.account.clone(),
             zone: zone.to_string(),
@@ -449,6 +449,13 @@ impl Service {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(ServiceError::Internal(format!("remove {}: {e}", row.path))),
+            }
+            // Its point clones (points.rs) go with it.
+            let clones = crate::points::points_dir(std::path::Path::new(&row.path));
+            match fs::remove_dir_all(&clones) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ServiceError::Internal(format!("remove {}: {e}", clones.display()))),
             }
         }
         Ok(Done::Nothing)

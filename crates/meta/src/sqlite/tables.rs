@@ -136,7 +136,8 @@ table!(
         encrypted,
         used_by_images,
         used_by_volumes,
-        logical_size
+        logical_size,
+        consistency
     ],
     bools: ["is_full", "is_head", "is_taken", "encrypted"],
     versioned

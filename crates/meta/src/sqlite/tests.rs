@@ -38,6 +38,7 @@ fn snap(id: &str, account: &str, volume: &str, t: i64, status: &str) -> Snapshot
         used_by_images: 0,
         used_by_volumes: 0,
         logical_size: None,
+        consistency: String::new(),
         version: 0,
     }
 }
