@@ -3,7 +3,7 @@
 //!
 //!     disksnap-apibench seed DATA [--snapshots 100000] [--volumes 1000]
 //!     disksnap-apibench load DATA --addr 127.0.0.1:PORT [--concurrency 1,4,16,64] [--secs 5]
-//!         [--warmup 1] [--runs 1] [--server-pid PID] [--out results.json]
+//!         [--warmup 1] [--runs 1] [--server-pid PID] [--out results.json] [--dialect qingcloud]
 //!
 //! `bench/api.sh` builds, seeds, starts `disksnap serve` and runs both; see bench/README.md.
 
@@ -19,7 +19,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: disksnap-apibench seed DATA [--snapshots N] [--volumes N]\n       \
          disksnap-apibench load DATA --addr HOST:PORT [--concurrency 1,4,16,64] [--secs 5] [--warmup 1] \
-         [--runs 1] [--server-pid PID] [--out FILE] [--p99-ms 5] [--rps 5000]"
+         [--runs 1] [--server-pid PID] [--out FILE] [--p99-ms 5] [--rps 5000] \
+         [--dialect qingcloud|aliyun|tencent|tencent3|cinder|evs]"
     );
     std::process::exit(2)
 }
@@ -53,7 +54,12 @@ fn main() -> anyhow::Result<()> {
                 .split(',')
                 .map(|c| c.trim().parse::<usize>().map_err(|_| anyhow!("--concurrency {c:?}")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let dialect = flags.get("dialect").map_or("qingcloud", String::as_str);
             let o = load::Opts {
+                dialect: load::Dialect::parse(dialect).ok_or_else(|| {
+                    let all: Vec<&str> = load::Dialect::ALL.iter().map(|d| d.name()).collect();
+                    anyhow!("--dialect {dialect:?}: one of {}", all.join(", "))
+                })?,
                 addr: flags.get("addr").cloned().ok_or_else(|| anyhow!("--addr is required"))?,
                 data,
                 concurrency,

@@ -18,6 +18,14 @@ use serde_json::{json, Value};
 pub const ZONE: &str = "pek3a";
 pub const ACCESS_KEY: &str = "QYBENCHALICE00000001";
 pub const SECRET_KEY: &str = "benchsecretalice0000000000000000000000000";
+/// alice's keys in the other dialects (public: a benchmark data dir is not for real use).
+const ALIYUN: (&str, &str) = ("LTAIbenchalice000001", "benchaliyunsecretalice000000001");
+const TENCENT: (&str, &str) = ("AKIDbenchalice0000000000000000000001", "benchtencentsecretalice000000001");
+const HUAWEI: (&str, &str) = ("HWBENCHALICE00000001", "benchhuaweisecretalice0000000000000000001");
+const PROJECT: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+const OS_PASSWORD: &str = "bench-alice-password";
+/// The region each dialect names the zone by (the zone's aliases in the config).
+const REGIONS: [&str; 3] = ["cn-hangzhou", "ap-guangzhou", "RegionOne"];
 
 const ROLES: [&str; 4] = ["web", "db", "cache", "log"];
 /// What a point's name says it was taken for; one in eight is a manual point.
@@ -197,6 +205,48 @@ fn queries(s: &Seeded, a: &Account) -> Vec<Value> {
     out
 }
 
+/// A volume's id as Cinder and EVS show it (`d15c0001-0000-4000-8000-` and the base-36 suffix
+/// as a 12-digit hex number; service/src/ids.rs, written here on its own as the signers are).
+fn volume_uuid(bare: &str) -> String {
+    let n = bare.bytes().fold(0u64, |acc, b| acc * 36 + (b as char).to_digit(36).unwrap_or(0) as u64);
+    format!("d15c0001-0000-4000-8000-{n:012x}")
+}
+
+/// The mix of every other dialect: each shows only live points (`creating`, `available`), so its
+/// totals are counted here apart. An unfiltered page, a volume's points, and the filter each
+/// dialect is most asked for.
+fn dialect_queries(s: &Seeded, a: &Account) -> Value {
+    let shown: Vec<&SnapshotRow> = s.snapshots.iter().filter(|r| r.status == "available").collect();
+    let count = |f: &dyn Fn(&SnapshotRow) -> bool| shown.iter().filter(|r| f(r)).count();
+    let mut out = serde_json::Map::new();
+    let mut add = |dialect: &str, kind: &str, params: Vec<(&str, String)>, total: usize| {
+        let params: Vec<Value> = params.into_iter().map(|(k, v)| json!([k, v])).collect();
+        let list = out.entry(dialect.to_string()).or_insert_with(|| json!([]));
+        list.as_array_mut().expect("a list").push(json!({"kind": kind, "params": params, "total": total}));
+    };
+    for d in ["aliyun", "tencent", "tencent3", "cinder", "evs"] {
+        add(d, "no filter", vec![], shown.len());
+    }
+    add("cinder", "status=available", vec![("status", "available".into())], shown.len());
+    add("evs", "status=available", vec![("status", "available".into())], shown.len());
+    for i in 0..50 {
+        let v = (i * 37 + 11) % a.volumes;
+        let vid = id(a.letters.0, v);
+        let n = count(&|r| r.volume_id == vid);
+        add("aliyun", "DiskId", vec![("DiskId", format!("d-{vid}"))], n);
+        add("tencent", "storageIds", vec![("storageIds.0", format!("disk-{vid}"))], n);
+        add("tencent3", "Filters disk-id", vec![("Filters.disk-id", format!("disk-{vid}"))], n);
+        add("cinder", "volume_id", vec![("volume_id", volume_uuid(&vid))], n);
+        add("evs", "volume_id", vec![("volume_id", volume_uuid(&vid))], n);
+        let inst = &s.instances[(i * 13 + 5) % s.instances.len()].id;
+        let n = count(&|r| r.instance_id.as_deref() == Some(inst.as_str()));
+        add("aliyun", "InstanceId", vec![("InstanceId", format!("i-{inst}"))], n);
+        let root = &s.snapshots[(i * 7919 + 3) % s.snapshots.len()].root_id;
+        add("aliyun", "SnapshotLinkId", vec![("SnapshotLinkId", format!("sl-{root}"))], count(&|r| &r.root_id == root));
+    }
+    Value::Object(out)
+}
+
 pub async fn run(data: &Path, snapshots: usize, volumes: usize) -> anyhow::Result<()> {
     anyhow::ensure!(!data.join("meta.db").exists(), "{} already holds a meta.db; seed a new dir", data.display());
     anyhow::ensure!(volumes >= 4 && snapshots >= volumes, "need at least 4 volumes and a snapshot per volume");
@@ -206,10 +256,12 @@ pub async fn run(data: &Path, snapshots: usize, volumes: usize) -> anyhow::Resul
     let bob = Account { name: "bob", letters: ('w', 'j', 't'), snapshots: snapshots / 10, volumes: volumes / 10 };
     let meta = SqliteMeta::open(&data.join("meta.db")).await?;
     let mut mix = Vec::new();
+    let mut others = Value::Null;
     for (a, tag_letter) in [(&alice, 'g'), (&bob, 'h')] {
         let s = generate(a, data, tag_letter);
         if a.name == "alice" {
             mix = queries(&s, a);
+            others = dialect_queries(&s, a);
         }
         meta.commit(Batch {
             put_instances: s.instances.clone(),
@@ -232,9 +284,14 @@ pub async fn run(data: &Path, snapshots: usize, volumes: usize) -> anyhow::Resul
          listen = \"127.0.0.1:7480\"\n\
          # the seeded deleted points are older than the default 2 h window: keep them deleted, not\n\
          # ceased by the server's tick while the benchmark counts them\n\
-         deleted_retention = \"100000h\"\n\n[[zones]]\nname = \"{ZONE}\"\n\n\
-         [[accounts]]\nname = \"alice\"\nqingcloud = {{ access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"{SECRET_KEY}\" }}\n\n\
-         [[accounts]]\nname = \"bob\"\nqingcloud = {{ access_key_id = \"QYBENCHBOB0000000001\", secret_access_key = \"benchsecretbob\" }}\n"
+         deleted_retention = \"100000h\"\n\n[[zones]]\nname = \"{ZONE}\"\naliases = {REGIONS:?}\n\n\
+         [[accounts]]\nname = \"alice\"\nqingcloud = {{ access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"{SECRET_KEY}\" }}\n\
+         aliyun = {{ access_key_id = \"{}\", access_key_secret = \"{}\" }}\n\
+         tencent = {{ secret_id = \"{}\", secret_key = \"{}\" }}\n\
+         openstack = {{ project_id = \"{PROJECT}\", project_name = \"alice\", user = \"alice\", password = \"{OS_PASSWORD}\" }}\n\
+         huawei = {{ access_key_id = \"{}\", secret_access_key = \"{}\" }}\n\n\
+         [[accounts]]\nname = \"bob\"\nqingcloud = {{ access_key_id = \"QYBENCHBOB0000000001\", secret_access_key = \"benchsecretbob\" }}\n",
+        ALIYUN.0, ALIYUN.1, TENCENT.0, TENCENT.1, HUAWEI.0, HUAWEI.1
     );
     std::fs::write(data.join("disksnap.toml"), config)?;
     let doc = json!({
@@ -244,6 +301,14 @@ pub async fn run(data: &Path, snapshots: usize, volumes: usize) -> anyhow::Resul
         "snapshots": snapshots,
         "volumes": volumes,
         "queries": mix,
+        "regions": {"aliyun": REGIONS[0], "tencent": REGIONS[1], "openstack": REGIONS[2]},
+        "keys": {
+            "aliyun": [ALIYUN.0, ALIYUN.1],
+            "tencent": [TENCENT.0, TENCENT.1],
+            "huawei": [HUAWEI.0, HUAWEI.1],
+            "openstack": {"project_id": PROJECT, "user": "alice", "password": OS_PASSWORD},
+        },
+        "dialects": others,
     });
     std::fs::write(data.join("queries.json"), serde_json::to_string_pretty(&doc)?)?;
     eprintln!(

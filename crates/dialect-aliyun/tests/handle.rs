@@ -506,3 +506,55 @@ async fn a_disk_from_create_to_delete() {
     let (_, v) = act(&c, "DescribeSnapshots", &[("SnapshotIds", &format!("[\"{snap}\"]"))]).await;
     assert_eq!(v["TotalCount"], 1, "{v}");
 }
+
+/// Issue 11: Aliyun's own prefix of another kind names nothing, as ECS answers any id it does
+/// not hold. Read as any prefix, `s-<a disk's suffix>` as a DiskId found that disk (and a
+/// snapshot was taken of it), `d-<a snapshot's suffix>` found the snapshot.
+#[tokio::test]
+async fn own_prefix_of_another_kind_names_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ctx(dir.path()).await;
+    let dev = disksnap_service::Caller::new("dev");
+    let (job, v) = c
+        .service
+        .create_volumes(
+            &dev,
+            disksnap_service::CreateVolumes { name: "d".into(), size_gib: 1, count: 1, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    c.service.wait_job(&dev, &job.id).await.unwrap();
+    let vol = v[0].id.clone();
+    let (job, snaps) = c
+        .service
+        .create_snapshots(&dev, disksnap_service::CreateSnapshots { volumes: vec![vol.clone()], ..Default::default() })
+        .await
+        .unwrap();
+    c.service.wait_job(&dev, &job.id).await.unwrap();
+    let snap = snaps[0].id.clone();
+    let (s_vol, d_snap) = (format!("s-{vol}"), format!("d-{snap}"));
+    for (action, extra, want) in [
+        ("CreateSnapshot", vec![("DiskId", s_vol.as_str())], "InvalidDiskId.NotFound"),
+        (
+            "ModifySnapshotAttribute",
+            vec![("SnapshotId", d_snap.as_str()), ("Description", "x")],
+            "InvalidSnapshotId.NotFound",
+        ),
+        ("DeleteSnapshot", vec![("SnapshotId", d_snap.as_str())], "InvalidSnapshotId.NotFound"),
+    ] {
+        let (status, v) = act(&c, action, &extra).await;
+        assert_eq!((status, code(&v)), (404, want), "{action} {extra:?}: {v}");
+    }
+    let ids = serde_json::json!([d_snap]).to_string();
+    for (action, extra) in [
+        ("DescribeSnapshots", vec![("DiskId", s_vol.as_str())]),
+        ("DescribeSnapshots", vec![("SnapshotIds", ids.as_str())]),
+        ("DescribeDisks", vec![("DiskIds", &*serde_json::json!([s_vol]).to_string().leak())]),
+    ] {
+        let (status, v) = act(&c, action, &extra).await;
+        assert_eq!((status, v["TotalCount"].as_u64()), (200, Some(0)), "{action} {extra:?}: {v}");
+    }
+    // nothing was taken of the disk; its own id still works
+    let (_, v) = act(&c, "DescribeSnapshots", &[("DiskId", format!("d-{vol}").as_str())]).await;
+    assert_eq!(v["TotalCount"].as_u64(), Some(1), "{v}");
+}

@@ -181,13 +181,14 @@ pub struct SnapPage {
 /// The page `p` asks for among the caller's live snapshots (and, when `ids` is not empty, only
 /// those UUIDs, lower-case). The common shapes (default or `created_at` order, filters on
 /// status/name/volume_id, marker, offset, limit) run as keyset queries on the metadata store's
-/// list index: a page costs about what its items do, at any depth and any account size. Other
-/// sort keys and filters (`metadata`, `name~`, zone, …) are rare; they fall back to reading
+/// list index: a page costs about what its items do, at any depth and any account size; so do
+/// the `name~`, `description~`, `metadata` and zone filters (SQL conditions). Other sort keys,
+/// and a status filter while an `os-reset_status` override is alive, still fall back to reading
 /// every live snapshot and paging in memory ([`listing::page`]), which is exact for every key.
 pub async fn list_page(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<SnapPage> {
     // Overrides mix into the status shown; with any alive, only the scan filters exactly.
     let any_override = !d.overrides(&call.auth.account).await?.is_empty();
-    match pushdown(call, p, ids, any_override) {
+    match pushdown(d, call, p, ids, any_override) {
         Some(pushed) => indexed_page(d, call, p, pushed).await,
         None => scanned_page(d, call, p, ids).await,
     }
@@ -200,7 +201,7 @@ struct Pushed {
     nothing: bool,
 }
 
-fn pushdown(call: &Call, p: &listing::ListParams, ids: &[String], any_override: bool) -> Option<Pushed> {
+fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String], any_override: bool) -> Option<Pushed> {
     // Order: `created_at` in one direction, optionally then `id` in the same one (what
     // `(create_time, id)` on the index gives; Cinder adds the default keys in the first key's
     // direction, see listing::sort).
@@ -210,22 +211,26 @@ fn pushdown(call: &Call, p: &listing::ListParams, ids: &[String], any_override: 
         [(k, asc), (k2, asc2)] if k == "created_at" && k2 == "id" && asc == asc2 => *asc,
         _ => return None,
     };
-    if !p.metadata.is_empty()
-        || p.name_like.is_some()
-        || p.description_like.is_some()
-        || p.zone.is_some()
-        || p.bootable.is_some()
-        || p.size.is_some()
-    {
+    // (`bootable` and `size` are volume filters: never set for snapshots.)
+    if p.bootable.is_some() || p.size.is_some() {
         return None;
     }
     let mut nothing = p.match_nothing;
     let mut q = SnapshotFilter {
         statuses: vec![SnapshotStatus::Creating.into(), SnapshotStatus::Available.into()],
         name: p.name.clone(),
+        name_contains: p.name_like.clone(),
+        description_contains: p.description_like.clone(),
+        metadata: p.metadata.clone(),
         order: Order::oldest_first(oldest_first),
         ..Default::default()
     };
+    if let Some(z) = &p.zone {
+        match crate::volumes::exact_zone(d, z) {
+            Some(z) => q.zone = Some(z),
+            None => nothing = true,
+        }
+    }
     if let Some(word) = &p.status {
         // The status shown mixes status, transition and os-reset_status overrides; with any
         // override alive, only the scan shows exactly what matches.

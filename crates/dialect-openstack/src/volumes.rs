@@ -117,7 +117,7 @@ fn row_of(v: &Volume, status: &str, index: usize) -> Row {
 async fn list(d: &OpenStack, call: &Call, detail: bool) -> OsResult<Response> {
     let strict = call.flavour == Flavour::Cinder && call.version.at_least(3, 31);
     let params = listing::parse(&call.query(), Target::Volumes, call.version, strict)?;
-    let (vols, next_marker, count) = match pushdown(&params) {
+    let (vols, next_marker, count) = match pushdown(d, &params) {
         Some(q) => indexed_page(d, call, &params, q).await?,
         None => {
             let vols = all_volumes(d, call).await?;
@@ -141,34 +141,46 @@ async fn list(d: &OpenStack, call: &Call, detail: bool) -> OsResult<Response> {
     Ok(json_response(StatusCode::OK, Value::Object(body)))
 }
 
+/// The zone named exactly `name` (the zone a volume or snapshot shows), None when no zone is:
+/// the in-memory filter compared the shown zone, so an alias the service would resolve must
+/// not match more here.
+pub(crate) fn exact_zone(d: &OpenStack, name: &str) -> Option<String> {
+    d.ctx.service.zones().iter().any(|z| z.name == name).then(|| name.to_string())
+}
+
 /// The service query for a volume list in `created_at` order (optionally then `id`, same
-/// direction) filtered by name / bootable only: one keyset query on the list index. Anything
-/// else — the status filter (the shown status mixes transitions and this dialect's notes),
-/// zone, size, `name~`, metadata, other sort keys — falls back to the in-memory scan.
-fn pushdown(p: &listing::ListParams) -> Option<(VolumeFilter, bool)> {
+/// direction) filtered by name, bootable, zone, size, `name~`, `description~`: one keyset query
+/// on the list index. The status filter (the shown status mixes transitions and this dialect's
+/// notes) and other sort keys still fall back to the in-memory scan.
+fn pushdown(d: &OpenStack, p: &listing::ListParams) -> Option<(VolumeFilter, bool)> {
     let oldest_first = match p.sort.as_slice() {
         [] => false,
         [(k, asc)] if k == "created_at" => *asc,
         [(k, asc), (k2, asc2)] if k == "created_at" && k2 == "id" && asc == asc2 => *asc,
         _ => return None,
     };
-    if p.status.is_some()
-        || p.zone.is_some()
-        || p.size.is_some()
-        || !p.metadata.is_empty()
-        || p.name_like.is_some()
-        || p.description_like.is_some()
-    {
+    if p.status.is_some() {
         return None;
     }
-    let q = VolumeFilter {
+    // Volumes carry no metadata here: a metadata filter matches none of them.
+    let mut nothing = p.match_nothing || !p.metadata.is_empty();
+    let mut q = VolumeFilter {
         statuses: vec![VolumeStatus::Creating.into(), VolumeStatus::Available.into(), VolumeStatus::InUse.into()],
         name: p.name.clone(),
+        name_contains: p.name_like.clone(),
+        description_contains: p.description_like.clone(),
+        size_gib: p.size,
         kind: p.bootable.map(|b| if b { VolumeKind::System } else { VolumeKind::Data }.into()),
         order: Order::oldest_first(oldest_first),
         ..Default::default()
     };
-    Some((q, p.match_nothing))
+    if let Some(z) = &p.zone {
+        match exact_zone(d, z) {
+            Some(z) => q.zone = Some(z),
+            None => nothing = true,
+        }
+    }
+    Some((q, nothing))
 }
 
 async fn indexed_page(

@@ -147,6 +147,31 @@ async fn tc3_requests_and_their_refusals() {
     assert_eq!(code(&change), "InvalidDiskId.NotFound");
 }
 
+/// Issue 11: Tencent's own prefix of another kind (`disk-…` as a snapshot) is a malformed id, as
+/// in API v2 (9003), not "not found" (read as any prefix, it named the resource of its suffix).
+#[tokio::test]
+async fn own_prefix_of_another_kind_is_malformed() {
+    let f = fixture().await;
+    for (action, body, key) in [
+        ("ModifySnapshotAttribute", r#"{"SnapshotId":"disk-zzzzzzzz","SnapshotName":"x"}"#, "SnapshotId"),
+        ("DeleteSnapshots", r#"{"SnapshotIds":["disk-zzzzzzzz"]}"#, "SnapshotIds.0"),
+        ("DescribeSnapshots", r#"{"SnapshotIds":["disk-zzzzzzzz"]}"#, "SnapshotIds.0"),
+        ("DescribeDisks", r#"{"DiskIds":["snap-zzzzzzzz"]}"#, "DiskIds.0"),
+        ("CreateSnapshot", r#"{"DiskId":"snap-zzzzzzzz"}"#, "DiskId"),
+    ] {
+        let (_, v) = send(&f.ctx, tc3(action, body, "AKIDalice", "alice-secret", now())).await;
+        assert_eq!(code(&v), "InvalidParameterValue", "{action} {body}: {v}");
+        assert!(v["Response"]["Error"]["Message"].as_str().unwrap().contains(key), "{v}");
+    }
+    // Another vendor's rendering of the right kind is no error (dialects.md, the ID rule).
+    let (_, v) = send(
+        &f.ctx,
+        tc3("DescribeSnapshots", r#"{"SnapshotIds":["ss-zzzzzzzz"]}"#, "AKIDalice", "alice-secret", now()),
+    )
+    .await;
+    assert_eq!(v["Response"]["TotalCount"], 0, "{v}");
+}
+
 fn v1(method: &str, secret: &str, given: &[(&str, &str)]) -> Request {
     let mut pairs: Vec<(String, String)> = given.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     for (k, v) in [

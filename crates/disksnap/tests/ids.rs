@@ -580,6 +580,59 @@ async fn a_dialects_own_prefix_of_another_kind_names_nothing() {
     assert_eq!((st, v["total_count"].clone()), (200, json!(0)), "{v}");
     let (st, v) = s.idc51(&format!("/job/ss-{}", f.job)).await;
     assert_eq!((st, v["error"]["code"].clone()), (404, json!("2100")), "{v}");
+    // Aliyun: its own prefix of another kind names nothing, as ECS answers any id it does not
+    // hold: an action is InvalidXxxId.NotFound (and changes nothing), a Describe filter matches
+    // nothing. Read as any prefix, `s-<a disk's suffix>` as a DiskId found that disk.
+    let before = s.aliyun("DescribeSnapshots", &[]).await["TotalCount"].clone();
+    for (action, params, code) in [
+        ("CreateSnapshot", vec![("DiskId", format!("s-{vol}"))], "InvalidDiskId.NotFound"),
+        (
+            "ModifySnapshotAttribute",
+            vec![("SnapshotId", format!("d-{snap}")), ("Description", "x".into())],
+            "InvalidSnapshotId.NotFound",
+        ),
+        ("DeleteSnapshot", vec![("SnapshotId", format!("d-{snap}"))], "InvalidSnapshotId.NotFound"),
+        (
+            "ResetDisk",
+            vec![("DiskId", format!("s-{vol}")), ("SnapshotId", format!("s-{snap}"))],
+            "InvalidDiskId.NotFound",
+        ),
+        (
+            "ModifyDiskAttribute",
+            vec![("DiskIds.1", format!("s-{vol}")), ("Description", "x".into())],
+            "InvalidDiskId.NotFound",
+        ),
+        (
+            "CreateDisk",
+            vec![("SnapshotId", format!("d-{snap}")), ("ZoneId", "cn-hangzhou-a".into())],
+            "InvalidSnapshotId.NotFound",
+        ),
+        ("DeleteImage", vec![("ImageId", format!("s-{}", f.image))], "InvalidImageId.NotFound"),
+    ] {
+        let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let v = s.aliyun(action, &p).await;
+        assert_eq!(v["Code"], code, "{action} {params:?}: {v}");
+        assert!(v["Message"].as_str().unwrap().contains(&params[0].1), "{v}");
+    }
+    assert_eq!(s.aliyun("DescribeSnapshots", &[]).await["TotalCount"], before, "nothing was created");
+    for (action, key, id) in [
+        ("DescribeSnapshots", "SnapshotIds", json!([format!("d-{snap}")]).to_string()),
+        ("DescribeSnapshots", "DiskId", format!("s-{vol}")),
+        ("DescribeSnapshots", "InstanceId", format!("d-{}", f.instance)),
+        ("DescribeSnapshots", "SnapshotLinkId", format!("d-{snap}")),
+        ("DescribeDisks", "DiskIds", json!([format!("s-{vol}")]).to_string()),
+        ("DescribeDisks", "InstanceId", format!("d-{}", f.instance)),
+        ("DescribeSnapshotLinks", "DiskIds", json!([format!("s-{vol}")]).to_string()),
+        ("DescribeSnapshotLinks", "SnapshotLinkIds", json!([format!("d-{snap}")]).to_string()),
+        ("DescribeImages", "ImageId", format!("s-{}", f.image)),
+    ] {
+        let v = s.aliyun(action, &[(key, &id)]).await;
+        assert_eq!(v["TotalCount"], 0, "{action} {key}={id}: {v}");
+    }
+    let mixed = json!([format!("d-{snap}"), format!("s-{snap}")]).to_string();
+    let v = s.aliyun("DescribeSnapshots", &[("SnapshotIds", &mixed)]).await;
+    assert_eq!(v["TotalCount"], 1, "the right id of a mixed list still matches: {v}");
+
     // The right kind in another vendor's rendering is no error (dialects.md, the ID rule).
     let v = s.tencent("DescribeSnapshots", &[("snapshotIds.0", &format!("ss-{snap}"))]).await;
     assert_eq!((v["code"].clone(), v["totalCount"].clone()), (json!(0), json!(1)), "{v}");

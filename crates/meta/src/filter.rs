@@ -46,6 +46,12 @@ pub struct SnapshotFilter {
     pub name: Option<String>,
     /// Substring of id, name or description (empty: none).
     pub search: Option<String>,
+    /// The name holds this text, case-sensitively (Cinder's `name~`).
+    pub name_contains: Option<String>,
+    /// The description holds this text, case-sensitively (Cinder's `description~`).
+    pub description_contains: Option<String>,
+    /// The point's metadata holds every one of these key/value pairs (Cinder's `metadata`).
+    pub metadata: Vec<(String, String)>,
     /// Bound to every one of these tag ids.
     pub tag_ids: Vec<String>,
     /// Bound to a tag with this key (and value, when given), for each pair.
@@ -85,6 +91,12 @@ pub struct VolumeFilter {
     /// Any of these; empty means every status except `deleted`.
     pub statuses: Vec<String>,
     pub search: Option<String>,
+    /// The name holds this text, case-sensitively (Cinder's `name~`).
+    pub name_contains: Option<String>,
+    /// The description holds this text, case-sensitively (Cinder's `description~`).
+    pub description_contains: Option<String>,
+    /// The size in GiB, rounded up, is this (Cinder's `size`).
+    pub size_gib: Option<u64>,
     pub tag_ids: Vec<String>,
     /// Made from any of these snapshots (`volumes.source_snapshot`, bare ids; empty: any).
     pub source_snapshots: Vec<String>,

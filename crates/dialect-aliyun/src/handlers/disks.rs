@@ -2,7 +2,7 @@
 
 use disksnap_api_common::ApiContext;
 use disksnap_service::{
-    ids, Caller, CreateVolumes, Kind, ServiceError, SnapshotFilter, SnapshotStatus, VolumeFilter, VolumeFromSnapshot,
+    Caller, CreateVolumes, Kind, ServiceError, SnapshotFilter, SnapshotStatus, VolumeFilter, VolumeFromSnapshot,
     VolumeKind, VolumeStatus, GIB,
 };
 use serde_json::{json, Value};
@@ -160,9 +160,13 @@ pub(super) async fn describe_disks(ctx: &ApiContext, caller: &Caller, p: &Params
         VolumeFilter { zone: Some(r.zone.clone()), offset: paging.offset, limit: paging.limit, ..Default::default() };
     if let Some(list) = p.id_list("DiskIds", "InvalidDiskIds.Malformed", 400)? {
         nothing |= list.is_empty();
-        q.ids = list;
+        q.ids = crate::ids::kept(Kind::Volume, list).unwrap_or_else(|| {
+            nothing = true;
+            Vec::new()
+        });
     }
     q.instance_ids = p.get("InstanceId").map(String::from).into_iter().collect();
+    nothing |= crate::ids::wrong_kind_param(&p.0).is_some();
     q.name = p.get("DiskName").map(String::from);
     let mut kind = match p.get("DiskType").map(str::to_ascii_lowercase).as_deref() {
         None | Some("all") => None,
@@ -267,13 +271,17 @@ pub(super) async fn describe_links(ctx: &ApiContext, caller: &Caller, p: &Params
         ..Default::default()
     };
     q.instance_ids = p.get("InstanceId").map(String::from).into_iter().collect();
+    nothing |= crate::ids::wrong_kind_param(&p.0).is_some();
     if let Some(list) = p.id_list("DiskIds", "InvalidDiskIds.Malformed", 400)? {
         nothing |= list.is_empty();
-        q.volume_ids = list;
+        q.volume_ids = crate::ids::kept(Kind::Volume, list).unwrap_or_else(|| {
+            nothing = true;
+            Vec::new()
+        });
     }
     if let Some(list) = p.id_list("SnapshotLinkIds", "InvalidParameter", 400)? {
         // a link is named by its full point: sl-<root>
-        q.ids = list.iter().filter_map(|l| ids::parse(Kind::Chain, l)).collect();
+        q.ids = list.iter().filter_map(|l| crate::ids::parse(Kind::Chain, l)).collect();
         nothing |= q.ids.is_empty();
     }
     let (mut roots, mut total) = if nothing { (vec![], 0) } else { ctx.service.snapshots(caller, &q).await? };

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use disksnap_api_common::ApiContext;
-use disksnap_service::{ids, Caller, Image, ImageStatus, Job, JobStatus, Kind, ServiceError, Volume, GIB};
+use disksnap_service::{Caller, Image, ImageStatus, Job, JobStatus, Kind, ServiceError, Volume, GIB};
 use serde_json::{json, Value};
 
 use super::tagging::{group_of, resources_in_group, ResourceType};
@@ -168,7 +168,7 @@ pub(super) async fn detach_disk(ctx: &ApiContext, caller: &Caller, p: &Params) -
     p.bool("DeleteWithInstance")?;
     ctx.service.instance_volumes(caller, instance).await?;
     let v = disk(ctx, caller, id).await?;
-    let on_it = v.instance_id.as_deref().zip(ids::parse(Kind::Instance, instance)).is_some_and(|(a, b)| a == b);
+    let on_it = v.instance_id.as_deref().zip(crate::ids::parse(Kind::Instance, instance)).is_some_and(|(a, b)| a == b);
     if !on_it {
         return Err(incorrect_disk_status(&v, &format!("it is not attached to instance {instance}")));
     }
@@ -258,7 +258,7 @@ pub(super) async fn describe_images(ctx: &ApiContext, caller: &Caller, p: &Param
             return Err(invalid("ImageOwnerAlias", format!("\"{other}\" is not system, self, others or marketplace")))
         }
     };
-    let snapshot = p.get("SnapshotId").map(|s| ids::parse(Kind::Snapshot, s));
+    let snapshot = p.get("SnapshotId").map(|s| crate::ids::parse(Kind::Snapshot, s));
     let group = match p.get("ResourceGroupId") {
         Some(g) => Some(resources_in_group(ctx, caller, ResourceType::Image, g).await?),
         None => None,
@@ -284,7 +284,7 @@ pub(super) async fn describe_images(ctx: &ApiContext, caller: &Caller, p: &Param
             && status_words.iter().any(|w| w == image_status(img.status))
             && wanted
                 .as_ref()
-                .is_none_or(|w| w.iter().any(|id| ids::parse(Kind::Image, id).as_deref() == Some(&img.id)))
+                .is_none_or(|w| w.iter().any(|id| crate::ids::parse(Kind::Image, id).as_deref() == Some(&img.id)))
             && p.get("ImageName").is_none_or(|n| n == img.name)
             && snapshot.as_ref().is_none_or(|s| s.as_deref() == Some(&img.snapshot_id))
             && group.as_ref().is_none_or(|g| g.contains(&img.id))

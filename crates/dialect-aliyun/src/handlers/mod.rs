@@ -28,6 +28,12 @@ use crate::wire::{snapshot_status, value, SnapshotItem};
 
 /// Answer one authenticated request.
 pub async fn call(ctx: &ApiContext, caller: &Caller, e: Endpoint, p: &Params, host: &str) -> Res<Value> {
+    // Aliyun's own prefix of another kind names nothing (crate::ids): an action answers it not
+    // found before it reads or changes anything; a Describe filter matches nothing instead.
+    let read = e.name().starts_with("Describe") || e.name().starts_with("List");
+    if let Some((kind, id)) = crate::ids::wrong_kind_param(&p.0).filter(|_| !read) {
+        return Err(ServiceError::not_found(kind, &id).into());
+    }
     match e {
         Endpoint::DescribeSnapshots => describe_snapshots(ctx, caller, p).await,
         Endpoint::CreateSnapshot => create_snapshot(ctx, caller, p).await,
@@ -220,9 +226,13 @@ async fn describe_snapshots(ctx: &ApiContext, caller: &Caller, p: &Params) -> Re
     };
     q.instance_ids = p.get("InstanceId").map(String::from).into_iter().collect();
     q.volume_ids = p.get("DiskId").map(String::from).into_iter().collect();
+    nothing |= crate::ids::wrong_kind_param(&p.0).is_some();
     if let Some(list) = p.id_list("SnapshotIds", "InvalidSnapshotIds.Malformed", 403)? {
         nothing |= list.is_empty();
-        q.ids = list;
+        q.ids = crate::ids::kept(Kind::Snapshot, list).unwrap_or_else(|| {
+            nothing = true;
+            Vec::new()
+        });
     }
     q.root_id = p.get("SnapshotLinkId").map(String::from);
     q.name = p.get("SnapshotName").map(String::from);

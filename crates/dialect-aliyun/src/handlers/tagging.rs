@@ -7,7 +7,7 @@
 //! removed and the new one added.
 
 use disksnap_api_common::ApiContext;
-use disksnap_service::{ids, Caller, Kind, SnapshotFilter, SnapshotStatus, StateKind, Tag, VolumeFilter};
+use disksnap_service::{Caller, Kind, SnapshotFilter, SnapshotStatus, StateKind, Tag, VolumeFilter};
 use serde_json::{json, Value};
 
 use super::{check_tag_keys, ensure_tags, live_snapshot, Res};
@@ -460,7 +460,7 @@ pub(super) fn narrow_to_group(kind: Kind, asked: &[String], members: Vec<String>
     let out: Vec<String> = if asked.is_empty() {
         members
     } else {
-        asked.iter().filter_map(|a| ids::parse(kind, a)).filter(|b| members.contains(b)).collect()
+        asked.iter().filter_map(|a| crate::ids::parse(kind, a)).filter(|b| members.contains(b)).collect()
     };
     (!out.is_empty()).then_some(out)
 }

@@ -4,14 +4,15 @@
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::sql::{
-    json_rows, keyset_sql, order_sql, page_sql, push_all_tags, push_contains, push_eq, push_in, push_not_in,
-    push_tag_pairs, storable, storable_only,
+    json_rows, keyset_sql, order_sql, page_sql, push_all_tags, push_contains, push_eq, push_holds, push_in,
+    push_metadata, push_not_in, push_tag_pairs, storable, storable_only,
 };
 use super::PgMeta;
 use crate::filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
 use crate::rows::*;
 use crate::sqlite::snapshots::{count_key, counted_by_groups};
 use crate::sqlite::sql::from_json_rows;
+use crate::sqlite::sql::gib_range;
 use crate::{Result, SnapshotListing};
 
 /// Chain totals as JSON objects, by root (the same order [`chain_totals`] gives).
@@ -125,6 +126,13 @@ pub(crate) fn snapshot_where(q: &mut QueryBuilder<'_, Postgres>, f: &SnapshotFil
     if let Some(w) = &f.search {
         push_contains(q, &["id", "name", "description"], w, trigrams);
     }
+    if let Some(t) = &f.name_contains {
+        push_holds(q, "name", t);
+    }
+    if let Some(t) = &f.description_contains {
+        push_holds(q, "description", t);
+    }
+    push_metadata(q, &f.metadata);
     push_all_tags(q, &f.tag_ids);
     push_tag_pairs(q, &f.account, &f.tag_pairs);
     if let Some(t) = f.created_from {
@@ -283,6 +291,21 @@ pub(super) async fn volumes(pool: &PgPool, f: &VolumeFilter) -> Result<Page<Volu
         }
         if let Some(w) = &f.search {
             push_contains(&mut q, &["id", "name"], w, false);
+        }
+        if let Some(t) = &f.name_contains {
+            push_holds(&mut q, "name", t);
+        }
+        if let Some(t) = &f.description_contains {
+            push_holds(&mut q, "description", t);
+        }
+        match f.size_gib.map(gib_range) {
+            Some(Some((low, high))) => {
+                q.push(" AND size > ").push_bind(low).push(" AND size <= ").push_bind(high);
+            }
+            Some(None) => {
+                q.push(" AND FALSE"); // more GiB than any size a row can hold
+            }
+            None => {}
         }
         push_all_tags(&mut q, &f.tag_ids);
         q

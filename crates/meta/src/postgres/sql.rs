@@ -126,6 +126,28 @@ pub(super) fn push_contains(q: &mut QueryBuilder<'_, Postgres>, cols: &[&str], w
     q.push(")");
 }
 
+/// `AND col` holds `text`, case-sensitively (as Rust's `str::contains`; the empty text is in
+/// every value). Text holding NUL is in no stored value.
+pub(super) fn push_holds(q: &mut QueryBuilder<'_, Postgres>, col: &str, text: &str) {
+    if storable(text) {
+        q.push(format!(" AND strpos({col}, ")).push_bind(text.to_string()).push(") > 0");
+    } else {
+        q.push(" AND FALSE");
+    }
+}
+
+/// `AND` the snapshot's metadata holds every `(key, value)`.
+pub(super) fn push_metadata(q: &mut QueryBuilder<'_, Postgres>, pairs: &[(String, String)]) {
+    for (k, v) in pairs {
+        if !storable(k) || !storable(v) {
+            q.push(" AND FALSE");
+            return;
+        }
+        q.push(" AND EXISTS (SELECT 1 FROM snapshot_metadata m WHERE m.snapshot_id = snapshots.id AND m.key = ");
+        q.push_bind(k.clone()).push(" AND m.value = ").push_bind(v.clone()).push(")");
+    }
+}
+
 pub(super) fn order_sql(o: &Order, prefix: &str) -> String {
     match o {
         Order::NewestFirst => format!(" ORDER BY {prefix}create_time DESC, {prefix}id DESC"),

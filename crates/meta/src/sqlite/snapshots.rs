@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::sql::{
-    from_json_rows, keyset_sql, like_can_match, order_sql, page_sql, push_all_tags, push_contains, push_in, push_list,
-    push_tag_pairs,
+    from_json_rows, keyset_sql, like_can_match, order_sql, page_sql, push_all_tags, push_contains, push_holds, push_in,
+    push_list, push_metadata, push_tag_pairs,
 };
 use super::tables::json_object_of;
 use super::SqliteMeta;
@@ -210,6 +210,13 @@ fn snapshot_where_with(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter, by_
         }
         push_contains(q, &["id", "name", "description"], w);
     }
+    if let Some(t) = &f.name_contains {
+        push_holds(q, "name", t);
+    }
+    if let Some(t) = &f.description_contains {
+        push_holds(q, "description", t);
+    }
+    push_metadata(q, &f.metadata);
     push_all_tags(q, &f.tag_ids);
     push_tag_pairs(q, &f.account, &f.tag_pairs);
     if let Some(t) = f.created_from {
@@ -253,6 +260,9 @@ pub(crate) fn counted_by_groups(f: &SnapshotFilter) -> bool {
         && f.root_id.is_none()
         && f.name.is_none()
         && f.search.is_none()
+        && f.name_contains.is_none()
+        && f.description_contains.is_none()
+        && f.metadata.is_empty()
         && f.tag_ids.is_empty()
         && f.tag_pairs.is_empty()
         && f.created_from.is_none()
@@ -266,9 +276,10 @@ pub(crate) fn counted_by_groups(f: &SnapshotFilter) -> bool {
 
 /// The count cache's key: everything but the page. Transition filters are never cached: the
 /// list generation does not move when a transition changes (progress-like churn), so such a
-/// count is always taken fresh (the empty key, which the cache never stores or finds).
+/// count is always taken fresh (the empty key, which the cache never stores or finds). Nor
+/// are metadata filters: a metadata change does not move the generation either.
 pub(crate) fn count_key(f: &SnapshotFilter) -> String {
-    if !f.transitions.is_empty() || !f.not_transitions.is_empty() {
+    if !f.transitions.is_empty() || !f.not_transitions.is_empty() || !f.metadata.is_empty() {
         return String::new();
     }
     // The cursor and skip_count choose rows of the page, never the total.

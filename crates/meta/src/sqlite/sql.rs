@@ -153,6 +153,30 @@ pub(super) fn push_contains(q: &mut QueryBuilder<'_, Sqlite>, cols: &[&str], wor
     q.push(")");
 }
 
+/// `AND col` holds `text`, case-sensitively (as Rust's `str::contains`; the empty text is in
+/// every value).
+pub(super) fn push_holds(q: &mut QueryBuilder<'_, Sqlite>, col: &str, text: &str) {
+    q.push(format!(" AND instr({col}, ")).push_bind(text.to_string()).push(") > 0");
+}
+
+/// `AND` the snapshot's metadata holds every `(key, value)`.
+pub(super) fn push_metadata(q: &mut QueryBuilder<'_, Sqlite>, pairs: &[(String, String)]) {
+    for (k, v) in pairs {
+        q.push(" AND EXISTS (SELECT 1 FROM snapshot_metadata m WHERE m.snapshot_id = snapshots.id AND m.key = ");
+        q.push_bind(k.clone()).push(" AND m.value = ").push_bind(v.clone()).push(")");
+    }
+}
+
+/// The `(low, high]` byte range of sizes whose GiB count, rounded up, is `gib` (None: no size).
+pub(crate) fn gib_range(gib: u64) -> Option<(i64, i64)> {
+    const GIB: i64 = 1 << 30;
+    let gib = i64::try_from(gib).ok()?;
+    if gib == 0 {
+        return Some((-1, 0));
+    }
+    Some(((gib - 1).checked_mul(GIB)?, gib.checked_mul(GIB)?))
+}
+
 pub(super) fn order_sql(o: &Order) -> &'static str {
     match o {
         Order::NewestFirst => " ORDER BY create_time DESC, id DESC",

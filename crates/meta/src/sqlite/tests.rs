@@ -880,3 +880,89 @@ async fn snapshot_groups_commit_with_their_points_and_are_guarded() {
         }
     }
 }
+
+/// Issue 11: Cinder's `name~`, `description~`, `metadata` and volume `size` filters are SQL
+/// conditions (they were an in-memory scan of every row in the OpenStack dialect): the same
+/// answers on both backends, case-sensitive substrings as Rust's `contains`, NUL matching
+/// nothing, and a metadata change seen by the next count (no cached total survives it).
+#[tokio::test]
+async fn substring_metadata_and_size_filters() {
+    for m in backends().await {
+        eprintln!("backend: {:?}", m.kind);
+        let mut rows: Vec<SnapshotRow> = (1..=4).map(|t| snap(&format!("s{t}"), "a", "v", t, "available")).collect();
+        rows[1].name = "Web-prod".into();
+        rows[2].name = "web-dev".into();
+        rows[3].description = "before UPGRADE".into();
+        let mut b = Batch { put_snapshots: rows, ..Default::default() };
+        b.snapshot_metadata = vec![
+            ("s1".into(), "env".into(), Some("prod".into())),
+            ("s1".into(), "team".into(), Some("db".into())),
+            ("s2".into(), "env".into(), Some("prod".into())),
+        ];
+        m.commit(b).await.unwrap();
+        let ids = |p: Page<SnapshotRow>| {
+            let mut v: Vec<String> = p.items.into_iter().map(|r| r.id).collect();
+            v.sort();
+            v
+        };
+        let f = |g: SnapshotFilter| SnapshotFilter { account: "a".into(), limit: 10, ..g };
+        let list = |g: SnapshotFilter| {
+            let m = &m;
+            async move {
+                let p = m.snapshots(&f(g)).await.unwrap();
+                assert_eq!(p.total as usize, p.items.len());
+                ids(p)
+            }
+        };
+        assert_eq!(list(SnapshotFilter { name_contains: Some("web".into()), ..Default::default() }).await, ["s3"]);
+        assert_eq!(
+            list(SnapshotFilter { name_contains: Some("eb-".into()), ..Default::default() }).await,
+            ["s2", "s3"]
+        );
+        assert_eq!(list(SnapshotFilter { name_contains: Some(String::new()), ..Default::default() }).await.len(), 4);
+        assert!(list(SnapshotFilter { name_contains: Some("w\0".into()), ..Default::default() }).await.is_empty());
+        let d = |t: &str| SnapshotFilter { description_contains: Some(t.into()), ..Default::default() };
+        assert_eq!(list(d("UPGRADE")).await, ["s4"]);
+        assert!(list(d("upgrade")).await.is_empty());
+        assert_eq!(list(d("100%")).await, ["s1", "s2", "s3"], "no LIKE wildcard");
+        let md = |pairs: &[(&str, &str)]| SnapshotFilter {
+            metadata: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        };
+        assert_eq!(list(md(&[("env", "prod")])).await, ["s1", "s2"]);
+        assert_eq!(list(md(&[("env", "prod"), ("team", "db")])).await, ["s1"]);
+        assert!(list(md(&[("env", "Prod")])).await.is_empty());
+        assert!(list(md(&[("env\0", "prod")])).await.is_empty());
+        // A metadata change moves no list generation: the next count must still see it.
+        let mut b = Batch::default();
+        b.snapshot_metadata = vec![("s2".into(), "env".into(), None)];
+        m.commit(b).await.unwrap();
+        assert_eq!(list(md(&[("env", "prod")])).await, ["s1"]);
+
+        let mut vols = vec![vol("v1", None, 1), vol("v2", None, 2), vol("v3", None, 3), vol("v4", None, 4)];
+        vols[0].size = 1 << 30;
+        vols[1].size = (1 << 30) + 1;
+        vols[2].size = 2 << 30;
+        vols[3].size = 0;
+        vols[1].name = "Data-1".into();
+        vols[2].description = "scratch".into();
+        m.commit(Batch { put_volumes: vols, ..Default::default() }).await.unwrap();
+        let vl = |g: VolumeFilter| {
+            let m = &m;
+            async move {
+                let p = m.volumes(&VolumeFilter { account: "a".into(), limit: 10, ..g }).await.unwrap();
+                assert_eq!(p.total as usize, p.items.len());
+                let mut v: Vec<String> = p.items.into_iter().map(|r| r.id).collect();
+                v.sort();
+                v
+            }
+        };
+        let size = |g: u64| VolumeFilter { size_gib: Some(g), ..Default::default() };
+        assert_eq!(vl(size(1)).await, ["v1"]);
+        assert_eq!(vl(size(2)).await, ["v2", "v3"]);
+        assert_eq!(vl(size(0)).await, ["v4"]);
+        assert!(vl(size(u64::MAX)).await.is_empty());
+        assert_eq!(vl(VolumeFilter { name_contains: Some("Data".into()), ..Default::default() }).await, ["v2"]);
+        assert_eq!(vl(VolumeFilter { description_contains: Some("cratc".into()), ..Default::default() }).await, ["v3"]);
+    }
+}

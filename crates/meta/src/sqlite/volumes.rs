@@ -2,7 +2,9 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::sql::{from_json_rows, keyset_sql, order_sql, page_sql, push_all_tags, push_contains, push_in};
+use super::sql::{
+    from_json_rows, gib_range, keyset_sql, order_sql, page_sql, push_all_tags, push_contains, push_holds, push_in,
+};
 use super::tables::json_object_of;
 use crate::filter::{Page, VolumeFilter};
 use crate::rows::{InstanceRow, VolumeRow};
@@ -52,6 +54,21 @@ pub(super) async fn list(pool: &SqlitePool, f: &VolumeFilter) -> Result<Page<Vol
         }
         if let Some(w) = &f.search {
             push_contains(&mut q, &["id", "name"], w);
+        }
+        if let Some(t) = &f.name_contains {
+            push_holds(&mut q, "name", t);
+        }
+        if let Some(t) = &f.description_contains {
+            push_holds(&mut q, "description", t);
+        }
+        match f.size_gib.map(gib_range) {
+            Some(Some((low, high))) => {
+                q.push(" AND size > ").push_bind(low).push(" AND size <= ").push_bind(high);
+            }
+            Some(None) => {
+                q.push(" AND FALSE"); // more GiB than any size a row can hold
+            }
+            None => {}
         }
         push_all_tags(&mut q, &f.tag_ids);
         q
