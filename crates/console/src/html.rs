@@ -158,6 +158,7 @@ pub fn page(f: &Frame, body: &str) -> String {
             ("/console/jobs", "jobs", "Jobs"),
             ("/console/images", "images", "Images"),
             ("/console/policies", "policies", "Policies"),
+            ("/console/groups", "groups", "Groups"),
         ] {
             let cur = if key == f.nav { " class=\"current\"" } else { "" };
             nav.push_str(&format!("<a href=\"{href}\"{cur}>{label}</a>"));

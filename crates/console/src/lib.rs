@@ -28,6 +28,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use disksnap_service::{Caller, Kind, Service};
 
+mod groups;
 pub mod html;
 mod pages;
 mod policies;
@@ -135,6 +136,9 @@ pub fn router(console: Console) -> Router {
         .route("/console/api/jobs", get(pages::jobs_json))
         .route("/console/policies", get(policies::policies).post(policies::create_policy))
         .route("/console/policies/{id}/{action}", post(policies::policy_action))
+        .route("/console/groups", get(groups::groups).post(groups::create_group))
+        .route("/console/groups/{id}/rollback", get(groups::confirm_rollback).post(groups::rollback))
+        .route("/console/groups/{id}/{action}", post(groups::group_action))
         // Not a fallback: the binary's router has its own, and axum merges only one.
         .route("/console/{*rest}", get(pages::not_found))
         .layer(axum::middleware::map_response(harden))

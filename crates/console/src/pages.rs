@@ -678,7 +678,15 @@ pub async fn rename_volume(State(st): St, s: Signed, Path(vid): Path<String>, Fo
     }
 }
 
-fn confirm(s: &Signed, title: &str, question: &str, action: &str, extra: &str, button: &str, back: &str) -> Response {
+pub(crate) fn confirm(
+    s: &Signed,
+    title: &str,
+    question: &str,
+    action: &str,
+    extra: &str,
+    button: &str,
+    back: &str,
+) -> Response {
     let body = format!(
         "<form method=\"post\" action=\"{}\" class=\"card confirm\">{}<p id=\"question\">{}</p>{extra}\
 <button type=\"submit\" class=\"danger\" id=\"confirm\">{}</button> <a href=\"{}\" id=\"cancel\">Cancel</a></form>",

@@ -624,3 +624,89 @@ async fn post_and_follow(
     assert_eq!(r.status, 303, "{}", r.body);
     send(addr, "GET", r.header("location").unwrap(), cookie, None).await
 }
+
+/// A group taken, rolled back (every volume's bytes come back) and deleted from the Groups
+/// page; another account sees none of it and its form aimed at the group changes nothing.
+#[tokio::test]
+async fn snapshot_groups_are_taken_rolled_back_and_deleted_from_the_console() {
+    use disksnap_service::{CreateVolumes, GroupStatus, Kind};
+    use std::os::unix::fs::FileExt;
+    let env = start().await;
+    let alice = Caller::new("alice");
+    let (job, made) = env
+        .service
+        .create_volumes(&alice, CreateVolumes { size_gib: 1, count: 2, ..Default::default() })
+        .await
+        .unwrap();
+    env.service.wait_job(&alice, &job.id).await.unwrap();
+    let write = |text: &str| {
+        for (i, v) in made.iter().enumerate() {
+            let f = std::fs::OpenOptions::new().write(true).open(&v.path).unwrap();
+            f.write_all_at(format!("{text}-{i}").as_bytes(), 8192).unwrap();
+            f.sync_all().unwrap();
+        }
+    };
+    let read = |i: usize| {
+        let mut b = vec![0u8; 8];
+        std::fs::File::open(&made[i].path).unwrap().read_exact_at(&mut b, 8192).unwrap();
+        String::from_utf8_lossy(&b).into_owned()
+    };
+    // Waits until the group is settled (no transition, nothing creating); None once it is gone.
+    let settled = || async {
+        for _ in 0..300 {
+            let gs = env.service.snapshot_groups(&alice).await.unwrap();
+            match gs.first() {
+                None => return None,
+                Some(g) if g.transition.is_empty() && g.status != GroupStatus::Creating => return Some(g.clone()),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+        panic!("the group did not settle");
+    };
+    write("before");
+    let cookie = session(env.addr, "alice", "alice-pw").await;
+    let csrf = send(env.addr, "GET", "/console/groups", &cookie, None).await.csrf();
+    let post = |path: String, form: Vec<(&'static str, String)>| post_and_follow(env.addr, &cookie, &csrf, path, form);
+    let vids: Vec<String> = made.iter().map(|v| disksnap_console::html::id(Kind::Volume, &v.id)).collect();
+    // A volume that does not exist: the service's words, no group.
+    let page = post("/console/groups".into(), vec![("volumes", format!("{} nope", vids[0]))]).await;
+    assert!(page.body.contains("flash error"), "{}", page.body);
+    assert!(env.service.snapshot_groups(&alice).await.unwrap().is_empty());
+    let page = post("/console/groups".into(), vec![("volumes", vids.join(", ")), ("name", "pair".into())]).await;
+    assert!(page.body.contains("Taking group") && page.body.contains("of 2 volume(s)"), "{}", page.body);
+    let g = settled().await.unwrap();
+    assert_eq!((g.status, g.snapshots.len()), (GroupStatus::Available, 2));
+    let gid = disksnap_console::html::id(Kind::SnapshotGroup, &g.id);
+    let page = send(env.addr, "GET", "/console/groups", &cookie, None).await;
+    assert!(page.body.contains(&gid) && page.body.contains("pair"), "{}", page.body);
+    for p in &g.snapshots {
+        assert!(page.body.contains(&disksnap_console::html::id(Kind::Snapshot, &p.id)), "{}", page.body);
+    }
+    write("after!");
+    // The confirmation names every volume; bob's form aimed at the group is refused.
+    let ask = send(env.addr, "GET", &format!("/console/groups/{gid}/rollback"), &cookie, None).await;
+    assert!(vids.iter().all(|v| ask.body.contains(v.as_str())), "{}", ask.body);
+    let bob = session(env.addr, "bob", "bob-pw").await;
+    let r = send(env.addr, "GET", "/console/groups", &bob, None).await;
+    assert!(!r.body.contains(&gid) && !r.body.contains("pair"), "{}", r.body);
+    let bob_csrf = r.csrf();
+    let r =
+        send(env.addr, "POST", &format!("/console/groups/{gid}/rollback"), &bob, Some(&[("csrf", &bob_csrf)])).await;
+    let next = send(env.addr, "GET", r.header("location").unwrap(), &bob, None).await;
+    assert!(next.body.contains("flash error"), "{}", next.body);
+    assert_eq!((read(0), read(1)), ("after!-0".to_string(), "after!-1".to_string()));
+    let page = post(format!("/console/groups/{gid}/rollback"), vec![]).await;
+    assert!(page.body.contains("Rolling back every volume"), "{}", page.body);
+    settled().await.unwrap();
+    assert_eq!((read(0), read(1)), ("before-0".to_string(), "before-1".to_string()));
+    let page = post(format!("/console/groups/{gid}/delete"), vec![]).await;
+    assert!(page.body.contains(&format!("Deleting group {gid}")), "{}", page.body);
+    assert!(settled().await.is_none(), "the group is gone");
+    for p in &g.snapshots {
+        let now = env.service.snapshot(&alice, &p.id).await;
+        assert!(
+            now.as_ref().map(|p| p.status != disksnap_service::SnapshotStatus::Available).unwrap_or(true),
+            "{now:?}"
+        );
+    }
+}

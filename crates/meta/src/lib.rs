@@ -257,9 +257,10 @@ pub trait MetaStore: Send + Sync + 'static {
     /// One account's groups, oldest first.
     async fn snapshot_groups(&self, account: &str) -> Result<Vec<SnapshotGroupRow>>;
 
-    /// Claimed slots whose job never started (job id NULL): (policy id, slot, runner). A slot
-    /// left so by a runner that died between its claim and its job is retried from these.
-    async fn policy_slots_unstarted(&self) -> Result<Vec<(String, Millis, String)>>;
+    /// Claimed slots whose job never started (job id NULL): (policy id, slot, runner, claim
+    /// time by the wall clock). A slot left so by a runner that died between its claim and its
+    /// job is retried from these.
+    async fn policy_slots_unstarted(&self) -> Result<Vec<(String, Millis, String, Millis)>>;
     /// Move an unstarted slot's claim from `old_runner` to `new_runner`: true for exactly one
     /// caller (a compare-and-set on the runner, as a job's claim is).
     async fn policy_slot_reclaim(

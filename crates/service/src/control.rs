@@ -172,7 +172,8 @@ impl Service {
         };
         self.meta().account_purge(&caller.account).await?;
         for v in volumes {
-            let _ = std::fs::remove_file(self.volume_path(&v.id));
+            let _ = std::fs::remove_file(&v.path);
+            let _ = std::fs::remove_dir_all(crate::points::points_dir(std::path::Path::new(&v.path)));
         }
         for i in images {
             let _ = std::fs::remove_file(self.image_path(&i.id));

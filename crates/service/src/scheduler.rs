@@ -312,14 +312,13 @@ impl Service {
     /// holds the volumes.
     pub(crate) async fn retry_orphan_slots(&self) -> Result<Vec<Fired>> {
         let leases = self.runner_lease_ends().await?;
-        // A slot is claimed when it falls due: its time stands for the claim's when a runner
-        // of another machine has no lease yet.
+        // A runner of another machine without a lease yet is given one from its claim.
         let orphans: Vec<_> = self
             .meta()
             .policy_slots_unstarted()
             .await?
             .into_iter()
-            .filter(|(_, ms, runner)| self.runner_is_dead(runner, *ms, leases.as_ref()))
+            .filter(|(_, _, runner, claimed)| self.runner_is_dead(runner, *claimed, leases.as_ref()))
             .collect();
         if orphans.is_empty() {
             return Ok(vec![]);
@@ -327,7 +326,7 @@ impl Service {
         self.recover().await?;
         let policies = self.meta().policies(None).await?;
         let mut out = Vec::new();
-        for (policy_id, ms, runner) in orphans {
+        for (policy_id, ms, runner, _) in orphans {
             let Some(row) = policies.iter().find(|r| r.id == policy_id) else { continue };
             if !self.meta().policy_slot_reclaim(&policy_id, ms, &runner, &self.inner.runner, now_ms()).await? {
                 continue; // another process took it over first

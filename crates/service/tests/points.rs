@@ -335,12 +335,14 @@ fn tracked_capture_equals_a_full_reread_and_reads_only_the_change() {
     assert_eq!(rb.tracked_slots as usize, changed.len() - flagged);
     // 67 changed 4 KiB blocks and a punched 128 KiB range put back: nothing else is written.
     assert!(rb.written_bytes <= (67 * BLOCK + (128 << 10)), "wrote {} bytes", rb.written_bytes);
-    // Back to the kept clone's own bytes: only the differing blocks are read and written.
+    // Back to the kept clone's own bytes: only the blocks written since the clone (by the roll
+    // back above, and these two) are read, and only those whose bytes differ are written.
     f.write_all_at(&stamp(9), (6 << 20) + BLOCK).unwrap();
     f.write_all_at(&stamp(10), 250 << 20).unwrap();
     let (compared, written) = disksnap_engine::points::restore_from_clone(&p, &vol).unwrap().unwrap();
     assert!(std::fs::read(&vol).unwrap() == std::fs::read(&p).unwrap(), "the volume holds point a again");
-    assert!(compared <= 32 * BLOCK && written == BLOCK, "compared {compared}, wrote {written}");
+    assert!(compared <= (67 + 2) * BLOCK + (128 << 10), "compared {compared}");
+    assert!((BLOCK..=2 * BLOCK).contains(&written), "wrote {written}");
     // An untracked roll back of the same change agrees.
     f.write_all_at(&stamp(6), 3 << 20).unwrap();
     store.restore_in_place("a", &vol, &NoProgress).unwrap();

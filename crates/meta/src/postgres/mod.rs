@@ -335,7 +335,7 @@ impl MetaStore for PgMeta {
             .await?)
     }
 
-    async fn policy_slots_unstarted(&self) -> Result<Vec<(String, Millis, String)>> {
+    async fn policy_slots_unstarted(&self) -> Result<Vec<(String, Millis, String, Millis)>> {
         policies::slots_unstarted(&self.pool).await
     }
 

@@ -339,7 +339,7 @@ impl MetaStore for SqliteMeta {
             .await?)
     }
 
-    async fn policy_slots_unstarted(&self) -> Result<Vec<(String, Millis, String)>> {
+    async fn policy_slots_unstarted(&self) -> Result<Vec<(String, Millis, String, Millis)>> {
         policies::slots_unstarted(&self.pool).await
     }
 

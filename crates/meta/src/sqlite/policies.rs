@@ -170,10 +170,12 @@ pub(super) async fn forget_snapshots(pool: &SqlitePool, snapshot_ids: &[String])
     Ok(())
 }
 
-pub(super) async fn slots_unstarted(pool: &SqlitePool) -> Result<Vec<(String, Millis, String)>> {
-    Ok(sqlx::query_as("SELECT policy_id, slot, runner FROM policy_slots WHERE job_id IS NULL ORDER BY slot")
-        .fetch_all(pool)
-        .await?)
+pub(super) async fn slots_unstarted(pool: &SqlitePool) -> Result<Vec<(String, Millis, String, Millis)>> {
+    Ok(sqlx::query_as(
+        "SELECT policy_id, slot, runner, claimed_at FROM policy_slots WHERE job_id IS NULL ORDER BY slot",
+    )
+    .fetch_all(pool)
+    .await?)
 }
 
 pub(super) async fn slot_reclaim(
