@@ -94,6 +94,9 @@ pub(crate) fn freeze(snap: &SnapshotRow, vol: &VolumeRow) -> disksnap_engine::Re
     match points::clone_file(&vol_path, &target)? {
         CloneOutcome::Cloned => Ok(Frozen { source: target, consistency: Consistency::Instant }),
         CloneOutcome::Unsupported(why) => {
+            // No clone will ever be kept here: leave no empty points directory behind either
+            // (remove_dir removes only an empty one).
+            let _ = std::fs::remove_dir(&dir);
             tracing::info!(volume = %vol.id, error = %why, "no reflink on the volume's file system: a read-pass point");
             Ok(Frozen { source: vol_path, consistency: Consistency::ReadPass })
         }
