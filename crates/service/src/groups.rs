@@ -438,19 +438,7 @@ impl Service {
                     ),
                 ));
             }
-            let vol = self
-                .meta()
-                .volume(&caller.account, &snap.volume_id)
-                .await?
-                .filter(|v| v.status != "deleted")
-                .ok_or_else(|| {
-                    ServiceError::wrong_state(
-                        Kind::Snapshot,
-                        id,
-                        "orphaned",
-                        format!("its volume {} no longer exists; create a new volume from it instead", snap.volume_id),
-                    )
-                })?;
+            let vol = self.volume_to_roll_back(caller, &snap, id).await?;
             self.ensure_idle(&vol)?;
             let lock = self.lock_volume(&vol, VolumeTransition::RollingBack);
             batch.expect.extend(lock.expect);

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use disksnap_meta::{Batch, Expect, ImageRow, SnapshotRow};
+use disksnap_meta::{Batch, Expect, ImageRow, SnapshotRow, VolumeRow};
 
 use crate::error::{Result, ServiceError};
 use crate::ids;
@@ -30,6 +30,19 @@ impl Service {
         Ok(())
     }
 
+    /// The live volume a roll back to `snap` (named `id` by the caller) writes: a point whose
+    /// volume was deleted can only become a new volume.
+    pub(crate) async fn volume_to_roll_back(&self, caller: &Caller, snap: &SnapshotRow, id: &str) -> Result<VolumeRow> {
+        self.meta().volume(&caller.account, &snap.volume_id).await?.filter(|v| v.status != "deleted").ok_or_else(|| {
+            ServiceError::wrong_state(
+                Kind::Snapshot,
+                id,
+                "orphaned",
+                format!("its volume {} no longer exists; create a new volume from it instead", snap.volume_id),
+            )
+        })
+    }
+
     /// Roll the snapshot's volume back: its bytes become exactly the point's bytes (and its
     /// size the point's size). Only the slots that differ are written.
     pub async fn apply_snapshot(&self, caller: &Caller, id: &str) -> Result<Job> {
@@ -44,19 +57,7 @@ impl Service {
                     "it is busy with another operation",
                 ));
             }
-            let vol = self
-                .meta()
-                .volume(&caller.account, &snap.volume_id)
-                .await?
-                .filter(|v| v.status != "deleted")
-                .ok_or_else(|| {
-                    ServiceError::wrong_state(
-                        Kind::Snapshot,
-                        id,
-                        "orphaned",
-                        format!("its volume {} no longer exists; create a new volume from it instead", snap.volume_id),
-                    )
-                })?;
+            let vol = self.volume_to_roll_back(caller, &snap, id).await?;
             self.ensure_idle(&vol)?;
             let mut batch = self.lock_volume(&vol, VolumeTransition::RollingBack);
             batch.expect.push(Expect::SnapshotTransition { id: snap.id.clone(), expected: String::new() });
