@@ -142,6 +142,7 @@ fn generate(a: &Account, data: &Path, tag_letter: char) -> Seeded {
                 path: data.join("volumes").join(format!("{}.img", id(vl, v))).display().to_string(),
                 head_root: (a.snapshots > v).then(|| id(sl, snap_n(v, last_k - last_k % CHAIN))),
                 source_snapshot: None,
+                home_node: None,
                 create_time: BASE_MS - 86_400_000,
                 status_time: BASE_MS - 86_400_000,
                 version: 0,

@@ -415,6 +415,7 @@ mod tests {
             status,
             resources: vec!["qhnolmyt".into(), "v0000001".into()],
             error: error.map(str::to_string),
+            node: None,
             create_time: t,
             status_time: t,
         };

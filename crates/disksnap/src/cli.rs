@@ -393,18 +393,19 @@ impl Cmd {
             println!("no node has sent a heartbeat (a server joins with [node] in its config or --node NAME)");
         } else {
             println!(
-                "{:<16} {:<12} {:<5} {:>10} {:>12} {:>6}  {}",
-                "NODE", "ZONE", "STATE", "HEARTBEAT", "FREE", "JOBS", "ADDRESS"
+                "{:<16} {:<12} {:<5} {:>10} {:>12} {:>6} {:>8}  {}",
+                "NODE", "ZONE", "STATE", "HEARTBEAT", "FREE", "JOBS", "VOLUMES", "ADDRESS"
             );
             for n in &st.nodes {
                 println!(
-                    "{:<16} {:<12} {:<5} {:>9.1}s {:>12} {:>6}  {}",
+                    "{:<16} {:<12} {:<5} {:>9.1}s {:>12} {:>6} {:>8}  {}",
                     n.name,
                     n.zone,
                     if n.up { "up" } else { "DOWN" },
                     n.heartbeat_age_ms as f64 / 1000.0,
                     human_bytes(n.free_bytes.max(0) as u64),
                     n.running_jobs,
+                    n.volumes,
                     n.address
                 );
             }
@@ -500,7 +501,32 @@ impl Cmd {
                 let (vols, total) = svc.volumes(who, &q).await.map_err(se)?;
                 self.show_volumes(&vols, Some(total));
             }
-            VolumeCmd::Show { id } => self.show_volumes(&[svc.volume(who, &id).await.map_err(se)?], None),
+            VolumeCmd::Show { id } => {
+                let v = svc.volume(who, &id).await.map_err(se)?;
+                // In a cluster: whether the node holding its file is up, and what waits for it.
+                let home = svc.home_status(who, &id).await.map_err(se)?;
+                let mut out = json_of(&v, Kind::Volume);
+                if let Some(h) = &home {
+                    out["home"] = json!({
+                        "node": h.node,
+                        "up": h.up,
+                        "heartbeat_age_ms": h.heartbeat_age_ms,
+                        "waiting_jobs": h.waiting_jobs.iter().map(|j| display(Kind::Job, j)).collect::<Vec<_>>(),
+                    });
+                    if !h.up {
+                        out["home"]["note"] = json!(format!(
+                            "node {} is down; {} job(s) of this volume wait for it to come back",
+                            h.node,
+                            h.waiting_jobs.len()
+                        ));
+                    }
+                }
+                if self.json {
+                    print_json(&out);
+                } else {
+                    print_fields(&out);
+                }
+            }
             VolumeCmd::Path { id } => {
                 let v = svc.volume(who, &id).await.map_err(se)?;
                 if self.json {

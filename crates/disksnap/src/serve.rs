@@ -50,6 +50,7 @@ struct Metrics {
     node_heartbeat_age: Family<NodeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     node_jobs: Family<NodeLabels, Gauge>,
     node_free: Family<NodeLabels, Gauge>,
+    node_volumes: Family<NodeLabels, Gauge>,
     open_jobs: Gauge,
 }
 
@@ -78,6 +79,7 @@ impl Metrics {
         let node_heartbeat_age = Family::<NodeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let node_jobs = Family::<NodeLabels, Gauge>::default();
         let node_free = Family::<NodeLabels, Gauge>::default();
+        let node_volumes = Family::<NodeLabels, Gauge>::default();
         let open_jobs = Gauge::default();
         registry.register("cluster_node_up", "1 when the node's heartbeat is recent, else 0", node_up.clone());
         registry.register(
@@ -86,7 +88,12 @@ impl Metrics {
             node_heartbeat_age.clone(),
         );
         registry.register("cluster_node_jobs_running", "Jobs the node ran at its latest heartbeat", node_jobs.clone());
-        registry.register("cluster_node_free_bytes", "Free bytes of the node's data dir", node_free.clone());
+        registry.register(
+            "cluster_node_free_bytes",
+            "Free bytes where the node puts its zone's new volumes",
+            node_free.clone(),
+        );
+        registry.register("cluster_node_volumes", "Live volumes whose home is the node", node_volumes.clone());
         registry.register("cluster_open_jobs", "Jobs pending or working, over every node", open_jobs.clone());
         Metrics {
             registry,
@@ -98,6 +105,7 @@ impl Metrics {
             node_heartbeat_age,
             node_jobs,
             node_free,
+            node_volumes,
             open_jobs,
         }
     }
@@ -223,6 +231,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
             m.node_heartbeat_age.get_or_create(&l).set(n.heartbeat_age_ms as f64 / 1000.0);
             m.node_jobs.get_or_create(&l).set(n.running_jobs);
             m.node_free.get_or_create(&l).set(n.free_bytes);
+            m.node_volumes.get_or_create(&l).set(n.volumes);
         }
         m.open_jobs.set(c.open_jobs.min(i64::MAX as u64) as i64);
     }
@@ -333,8 +342,20 @@ pub async fn run(
             }
         }
     });
-    // A node of a cluster says it lives (its zone, free space, jobs) every few seconds.
+    // A node of a cluster says it lives (its zone, free space, jobs) every few seconds, and
+    // starts within a moment the jobs other nodes submit for its volumes.
     if service.node().is_some() {
+        let starter = service.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(200));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = starter.start_handed_jobs().await {
+                    tracing::warn!(error = %e, "could not start the jobs submitted for this node");
+                }
+            }
+        });
         let beater = service.clone();
         let address = listen.to_string();
         let started = disksnap_service::now_ms();

@@ -16,6 +16,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 
 const BIN: &str = env!("CARGO_BIN_EXE_disksnap");
 const QC: (&str, &str) = ("QYALICEACCESSKEY0001", "alice-qingcloud-secret-key-0000000000001");
+const ADMIN: &str = "cluster-test-admin-token";
 const ALIYUN: (&str, &str) = ("LTAIalice00000000001", "alice-aliyun-secret-000000000001");
 
 fn free_port() -> u16 {
@@ -116,12 +117,17 @@ aliases = ["cn-hangzhou"]
 [[zones]]
 name = "sh1a"
 
+[admin]
+enabled = true
+token = "{}"
+
 [[accounts]]
 name = "alice"
 qingcloud = {{ access_key_id = "{}", secret_access_key = "{}" }}
 aliyun = {{ access_key_id = "{}", access_key_secret = "{}" }}
 {store}"#,
                 db.to_url_lossy(),
+                ADMIN,
                 QC.0,
                 QC.1,
                 ALIYUN.0,
@@ -206,6 +212,68 @@ aliyun = {{ access_key_id = "{}", access_key_secret = "{}" }}
     async fn drop_database(&self) {
         let mut c = PgConnection::connect_with(&self.admin).await.unwrap();
         sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.db_name)).execute(&mut c).await.unwrap();
+    }
+}
+
+impl Cluster {
+    /// A signed QingCloud call to `node`; its JSON answer (ret_code checked to be 0).
+    async fn qingcloud(&self, node: &Node, action: &str, params: &[(&str, &str)]) -> Value {
+        use disksnap_dialect_qingcloud::iaas::signature::{compute, string_to_sign};
+        let mut p: Vec<(String, String)> = [
+            ("action", action),
+            ("zone", "pek3a"),
+            ("access_key_id", QC.0),
+            ("signature_method", "HmacSHA256"),
+            ("signature_version", "1"),
+            ("version", "1"),
+        ]
+        .iter()
+        .chain(params)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        p.push(("time_stamp".into(), now_iso()));
+        let sig = compute("HmacSHA256", QC.1, &string_to_sign("GET", "/iaas/", &p)).unwrap();
+        p.push(("signature".into(), sig));
+        let (status, v) = self.get(&format!("http://{}/iaas/?{}", node.host, query(&p))).await;
+        assert_eq!((status, v["ret_code"].as_i64()), (200, Some(0)), "{action} on {}: {v}", node.name);
+        v
+    }
+
+    /// A call to `node`'s admin API (test control).
+    async fn admin(&self, node: &Node, path: &str, body: Value) {
+        let r = self
+            .http
+            .post(format!("http://{}/admin/v1/{path}", node.host))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "admin {path} on {}: {}", node.name, r.text().await.unwrap());
+    }
+
+    /// `disksnap <kind> show <id>` through the database (a command that is not a node).
+    fn show(&self, kind: &str, id: &str) -> Value {
+        self.cli(&self.data("cli"), &[kind, "show", id])
+    }
+
+    /// Wait (up to `secs`) until `done` holds for `<kind> show <id>`; the last answer.
+    async fn wait_for(&self, kind: &str, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.show(kind, id);
+            if done(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{kind} {id} after {secs} s: {v}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The job's row as the CLI shows it once it is `working` (held on its node).
+    async fn wait_working(&self, job: &str) -> Value {
+        self.wait_for("job", job, 30, |j| j["status"] == "working").await
     }
 }
 
@@ -404,4 +472,114 @@ async fn a_killed_runners_job_is_taken_over_by_a_node_within_its_lease() {
     // the point's bytes are in the shared store: a volume from it on another node's data dir
     let nv = cl.cli(&cl.data("node-b"), &["snapshot", "to-volume", &snap]);
     assert_eq!(sha(Path::new(nv["path"].as_str().unwrap())), want, "volume from a snapshot on another node");
+}
+
+/// Three nodes of one zone on PostgreSQL and the shared RGW (issue 13): each volume lives on
+/// one node (its home) and only that node moves its bytes, whichever node was asked; a node
+/// killed with -9 in the middle of a snapshot has it failed and undone by a survivor, one
+/// killed in the middle of a restore has it moved to a survivor and finished there, both
+/// within the lease and heartbeat times; a roll back of a dead node's volume waits for that
+/// node (and the volume says so) and runs when it is back; every point restores byte-exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_live_on_home_nodes_and_survive_nodes_killed_mid_job() {
+    let test = "volumes_live_on_home_nodes_and_survive_nodes_killed_mid_job";
+    let Some(cl) = Cluster::new(test).await else { return };
+    if !cl.shared_store {
+        eprintln!("SKIP {test}: DISKSNAP_TEST_S3_ENDPOINT is not set (a cluster needs a shared store)");
+        return;
+    }
+    let mut nodes = vec![cl.start("node-a").await, cl.start("node-b").await, cl.start("node-c").await];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cl.cli(&cl.data("cli"), &["cluster", "status"])["zones"][0] != serde_json::json!(["pek3a", 3]) {
+        assert!(Instant::now() < deadline, "three nodes up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let idx = |nodes: &[Node], name: &str| nodes.iter().position(|n| n.name == name).unwrap();
+
+    // A volume asked of node-a: its home is one of the three; its file is in that node's dir.
+    let v = cl.qingcloud(&nodes[0], "CreateVolumes", &[("size", "1")]).await;
+    let vol = v["volumes"][0].as_str().unwrap().to_string();
+    let shown = cl.wait_for("volume", &vol, 30, |v| v["status"] == "available").await;
+    let home = shown["home"]["node"].as_str().unwrap().to_string();
+    let path = PathBuf::from(shown["path"].as_str().unwrap());
+    assert!(path.starts_with(cl.data(&home)), "{vol} of {home} is at {}", path.display());
+    write_at(&path, 0, &noise(11, 3 << 20));
+    write_at(&path, 700 << 20, &noise(12, 1 << 20));
+    let want = sha(&path);
+
+    // A point asked of another node runs on the home node.
+    let other = &nodes[(idx(&nodes, &home) + 1) % 3];
+    let s = cl.qingcloud(other, "CreateSnapshots", &[("resources.1", &vol)]).await;
+    let snap = s["snapshots"][0].as_str().unwrap().to_string();
+    let job = cl.wait_for("job", s["job_id"].as_str().unwrap(), 60, |j| j["status"] == "successful").await;
+    assert_eq!(job["node"], home.as_str(), "{job}");
+    write_at(&path, 0, &noise(13, 1 << 20)); // the volume moves on from the point
+
+    // Killed mid-snapshot: the home holds the capture in `working`; kill -9 it.
+    let h = idx(&nodes, &home);
+    cl.admin(&nodes[h], "jobs/hold", serde_json::json!({"kind": "create-snapshots"})).await;
+    let survivor = &nodes[(h + 1) % 3];
+    let s = cl.qingcloud(survivor, "CreateSnapshots", &[("resources.1", &vol)]).await;
+    let (lost, capture) = (s["snapshots"][0].as_str().unwrap().to_string(), s["job_id"].as_str().unwrap().to_string());
+    cl.wait_working(&capture).await;
+    let mut dead = nodes.remove(h);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let killed = Instant::now();
+    let failed = cl.wait_for("job", &capture, 45, |j| j["status"] == "failed").await;
+    assert!(failed["error"].as_str().unwrap_or("").contains(&format!("node {home}")), "{failed}");
+    eprintln!("{test}: the capture of a killed node failed cleanly after {:?}", killed.elapsed());
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(cl.data("cli"))
+        .arg("--config")
+        .arg(&cl.config)
+        .args(["--json", "snapshot", "show", &lost])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the failed capture's point is still there: {}", String::from_utf8_lossy(&out.stdout));
+    let v = cl.show("volume", &vol);
+    assert_eq!((v["status"].as_str(), v["transition"].as_str()), (Some("available"), Some("")), "{v}");
+    assert_eq!(v["home"]["up"], false, "{v}");
+
+    // Killed mid-restore: hold restores on both survivors, release on the one that is not the
+    // new volume's home, kill the home once its restore is working.
+    for n in &nodes {
+        cl.admin(n, "jobs/hold", serde_json::json!({"kind": "restore-volume"})).await;
+    }
+    let r = cl.qingcloud(&nodes[1], "CreateVolumeFromSnapshot", &[("snapshot", &snap)]).await;
+    let (copy, restore) = (r["volume_id"].as_str().unwrap().to_string(), r["job_id"].as_str().unwrap().to_string());
+    let copy_home = cl.show("volume", &copy)["home"]["node"].as_str().unwrap().to_string();
+    let k = idx(&nodes, &copy_home);
+    cl.admin(&nodes[1 - k], "jobs/release", serde_json::json!({"kind": "restore-volume"})).await;
+    let working = cl.wait_working(&restore).await;
+    assert_eq!(working["node"], copy_home.as_str(), "{working}");
+    let mut dead2 = nodes.remove(k);
+    dead2.child.kill().unwrap();
+    dead2.child.wait().unwrap();
+    let killed = Instant::now();
+    let last = nodes[0].name.clone();
+    let done = cl.wait_for("job", &restore, 60, |j| j["status"] == "successful" || j["status"] == "failed").await;
+    assert_eq!(done["status"], "successful", "{done}");
+    eprintln!("{test}: the restore of a killed node finished on {last} after {:?}", killed.elapsed());
+    let c = cl.show("volume", &copy);
+    assert_eq!(c["home"]["node"], last.as_str(), "{c}");
+    assert_eq!(sha(Path::new(c["path"].as_str().unwrap())), want, "the moved restore's bytes");
+
+    // A roll back of the dead node's volume waits for it, and the volume says so.
+    let r = cl.qingcloud(&nodes[0], "ApplySnapshots", &[("snapshots.1", &snap)]).await;
+    let rollback = r["job_id"].as_str().unwrap().to_string();
+    let v = cl.wait_for("volume", &vol, 10, |v| !v["home"]["waiting_jobs"].as_array().unwrap().is_empty()).await;
+    let bare = |id: &str| id.rsplit('-').next().unwrap().to_string();
+    let waiting: Vec<String> =
+        v["home"]["waiting_jobs"].as_array().unwrap().iter().map(|j| bare(j.as_str().unwrap())).collect();
+    assert_eq!(waiting, [bare(&rollback)], "{v}");
+    assert!(v["home"]["note"].as_str().unwrap_or("").contains("down"), "{v}");
+
+    // The first node comes back (same name, same data dir): it runs the roll back that waited.
+    let back = cl.start(&dead.name).await;
+    drop(dead);
+    cl.wait_for("job", &rollback, 60, |j| j["status"] == "successful").await;
+    assert_eq!(sha(&path), want, "the roll back run by the returned home node");
+    drop((back, dead2));
 }

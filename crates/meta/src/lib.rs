@@ -241,6 +241,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn node_heartbeat(&self, row: &NodeRow) -> Result<()>;
     /// Every node that ever sent a heartbeat, by name.
     async fn nodes(&self) -> Result<Vec<NodeRow>>;
+    /// Live volumes per home node (volumes without a home are not counted).
+    async fn volumes_per_node(&self) -> Result<Vec<(String, i64)>>;
     /// Whether this process leads the cluster's maintenance, taking the lead when nobody holds
     /// it. PostgreSQL: a session advisory lock on a connection of its own, released by the
     /// database when the process or its connection dies. SQLite: always (one machine).

@@ -34,6 +34,10 @@ pub struct VolumeRow {
     /// The snapshot the volume was restored from, if any (Cinder's `snapshot_id`).
     #[serde(default)]
     pub source_snapshot: Option<String>,
+    /// The node whose disk holds the volume's file, in a cluster (None: no home; any process
+    /// on the data dir moves its bytes).
+    #[serde(default)]
+    pub home_node: Option<String>,
     /// Optimistic-concurrency guard: 0 on a row the caller builds (the commit inserts it, and
     /// fails if the id exists), else the version the row was read at (the commit updates it only
     /// if nobody wrote it since, and bumps it). Every whole-row write is therefore guarded.
@@ -139,6 +143,10 @@ pub struct JobRow {
     pub runner: Option<String>,
     pub create_time: Millis,
     pub status_time: Millis,
+    /// The node that must run it (the home node of the volumes whose bytes it moves); None:
+    /// any process.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -218,7 +226,7 @@ pub struct NodeRow {
     pub zone: String,
     /// Where its API listens (as configured), for an operator to reach it.
     pub address: String,
-    /// Free bytes of the file system of its data dir (where its volumes live).
+    /// Free bytes of the file system its zone's new volumes go to (what placing a volume compares).
     pub free_bytes: i64,
     pub started: Millis,
     pub heartbeat: Millis,

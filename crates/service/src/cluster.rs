@@ -50,6 +50,8 @@ pub struct NodeStatus {
     pub started: i64,
     pub free_bytes: i64,
     pub running_jobs: i64,
+    /// Live volumes whose home it is.
+    pub volumes: i64,
 }
 
 /// The whole cluster's view.
@@ -144,7 +146,7 @@ impl Service {
         self.inner.cfg.node.as_ref()
     }
 
-    /// Write this node's heartbeat (its zone, where it listens, free space of its data dir,
+    /// Write this node's heartbeat (its zone, where it listens, free space where its volumes go,
     /// the jobs it runs). Nothing without a `[node]`.
     pub async fn heartbeat(&self, address: &str, started: i64) -> Result<()> {
         let Some(node) = self.node() else { return Ok(()) };
@@ -152,7 +154,8 @@ impl Service {
             name: node.name.clone(),
             zone: node.zone.clone(),
             address: address.to_string(),
-            free_bytes: free_bytes(self.data_dir()).unwrap_or(0),
+            // Where this node's new volumes of its zone go: what placing a volume compares.
+            free_bytes: free_bytes(self.volume_path("x", &node.zone).parent().unwrap_or(self.data_dir())).unwrap_or(0),
             started,
             heartbeat: now_ms(),
             running_jobs: self.running_jobs() as i64,
@@ -190,6 +193,7 @@ impl Service {
     pub async fn cluster_status(&self) -> Result<ClusterStatus> {
         let now = now_ms();
         let down_after = NODE_DOWN_AFTER.as_millis() as i64;
+        let homes: std::collections::HashMap<String, i64> = self.meta().volumes_per_node().await?.into_iter().collect();
         let nodes: Vec<NodeStatus> = self
             .meta()
             .nodes()
@@ -198,6 +202,7 @@ impl Service {
             .map(|n| NodeStatus {
                 up: now - n.heartbeat <= down_after,
                 heartbeat_age_ms: (now - n.heartbeat).max(0),
+                volumes: homes.get(&n.name).copied().unwrap_or(0),
                 name: n.name,
                 zone: n.zone,
                 address: n.address,

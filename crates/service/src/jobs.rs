@@ -28,6 +28,7 @@ use std::time::Duration;
 use disksnap_meta::{Batch, Expect, JobFilter, JobRow, MetaError};
 
 use crate::error::{Result, ServiceError};
+use crate::homes::HomeDown;
 use crate::ids;
 use crate::model::{now_ms, Job, JobAction, JobStatus, Kind};
 pub use crate::progress::JobProgress;
@@ -44,6 +45,10 @@ impl Service {
         mut batch: Batch,
     ) -> Result<Job> {
         let now = now_ms();
+        // In a cluster only the home node of the job's volumes runs it (crate::homes): another
+        // node's job is committed unclaimed, and that node's next recovery round claims it.
+        let node = Self::job_node(&batch)?;
+        let ours = self.is_home(node.as_deref());
         let row = JobRow {
             id: ids::new_id(),
             account: caller.account.clone(),
@@ -52,13 +57,16 @@ impl Service {
             resources: serde_json::to_string(&resources).unwrap(),
             params: serde_json::to_string(&work).unwrap(),
             error: None,
-            runner: Some(self.inner.runner.clone()),
+            runner: ours.then(|| self.inner.runner.clone()),
             create_time: now,
             status_time: now,
+            node,
         };
         batch.put_jobs.push(row.clone());
         self.meta().commit(batch).await?;
-        self.spawn(row.clone(), work);
+        if ours {
+            self.spawn(row.clone(), work);
+        }
         Job::try_from(row)
     }
 
@@ -79,6 +87,7 @@ impl Service {
             runner: None,
             create_time: now,
             status_time: now,
+            node: None,
         };
         self.meta().commit(Batch { put_jobs: vec![row.clone()], ..Default::default() }).await?;
         Job::try_from(row)
@@ -337,10 +346,19 @@ impl Service {
             })
             .await?;
         let leases = self.runner_lease_ends().await?;
+        let mut beats = None;
         let mut handled = Vec::new();
         for mut row in open.items {
             let old = row.runner.clone().unwrap_or_default();
-            if !self.runner_is_dead(&old, row.status_time, leases.as_ref()) {
+            // Another node's job (crate::homes), or one submitted unclaimed for this node.
+            let foreign = !self.is_home(row.node.as_deref());
+            if old.is_empty() && !foreign {
+                if let Some(job) = self.claim_handed_job(row).await? {
+                    handled.push(job);
+                }
+                continue;
+            }
+            if !old.is_empty() && !self.runner_is_dead(&old, row.status_time, leases.as_ref()) {
                 continue;
             }
             let work: Work = match serde_json::from_str(&row.params) {
@@ -362,6 +380,21 @@ impl Service {
                     continue;
                 }
             };
+            if foreign {
+                // Its runner is gone and it must run on its volumes' home: while that node is
+                // up (or back within NODE_DOWN_AFTER) it takes the job itself.
+                let home = row.node.clone().unwrap_or_default();
+                if beats.is_none() {
+                    beats = Some(self.node_beats().await?);
+                }
+                if beats.as_ref().is_some_and(|b| Self::node_up(b, &home)) {
+                    continue;
+                }
+                if let Some(job) = self.home_is_down(row, work, &old, &home).await? {
+                    handled.push(job);
+                }
+                continue;
+            }
             row.runner = Some(self.inner.runner.clone());
             let claim = Batch {
                 expect: vec![Expect::JobRunner { id: row.id.clone(), expected: old }],
@@ -383,6 +416,82 @@ impl Service {
             }
         }
         Ok(handled)
+    }
+
+    /// Start the jobs other processes submitted for this node (a cluster's nodes poll this
+    /// often: it is what a request to another node waits on). Returns how many it started.
+    pub async fn start_handed_jobs(&self) -> Result<usize> {
+        let Some(me) = self.node().map(|n| n.name.clone()) else { return Ok(0) };
+        let open = self
+            .meta()
+            .jobs(&JobFilter { statuses: vec!["pending".into()], limit: u64::MAX >> 1, ..Default::default() })
+            .await?;
+        let mut started = 0;
+        for row in open.items {
+            if row.runner.is_none() && row.node.as_deref() == Some(me.as_str()) && self.claim_handed_job(row).await?.is_some() {
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    /// Claim a pending job another process submitted for this node (its volumes' home) and
+    /// start it; None when another process of this node claimed it first.
+    async fn claim_handed_job(&self, mut row: JobRow) -> Result<Option<Job>> {
+        let work: Work = match serde_json::from_str(&row.params) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(job = %row.id, error = %e, "unreadable job parameters; leaving it");
+                return Ok(None);
+            }
+        };
+        row.runner = Some(self.inner.runner.clone());
+        let claim = Batch {
+            expect: vec![Expect::JobRunner { id: row.id.clone(), expected: String::new() }],
+            put_jobs: vec![row.clone()],
+            ..Default::default()
+        };
+        if self.meta().commit(claim).await.is_err() {
+            return Ok(None);
+        }
+        tracing::info!(job = %row.id, action = %row.action, "starting a job submitted for this node");
+        let job = Job::try_from(row.clone())?;
+        self.spawn(row, work);
+        Ok(Some(job))
+    }
+
+    /// A job whose home node is down and whose runner is gone: wait, fail it, or move its new
+    /// volumes here and run it (crate::homes::HomeDown). Some when this process acted.
+    async fn home_is_down(&self, mut row: JobRow, work: Work, old: &str, home: &str) -> Result<Option<Job>> {
+        match work.kind().when_home_is_down() {
+            HomeDown::Wait => Ok(None),
+            HomeDown::Fail => {
+                row.runner = Some(self.inner.runner.clone());
+                let claim = Batch {
+                    expect: vec![Expect::JobRunner { id: row.id.clone(), expected: old.to_string() }],
+                    put_jobs: vec![row.clone()],
+                    ..Default::default()
+                };
+                if self.meta().commit(claim).await.is_err() {
+                    return Ok(None);
+                }
+                tracing::info!(job = %row.id, action = %row.action, node = home, "failing a job whose home node is down");
+                let why = format!(
+                    "node {home}, which holds the volume, stopped before the job finished; nothing it started was kept"
+                );
+                self.finish(&mut row, &work, Err(why)).await?;
+                Ok(Some(Job::try_from(row)?))
+            }
+            HomeDown::Rehome(vols) => {
+                if !self.rehome(&mut row, &vols, old).await? {
+                    return Ok(None);
+                }
+                tracing::info!(job = %row.id, action = %row.action, from = home, "moved new volumes off a node that is down; running the job here");
+                let job = Job::try_from(row.clone())?;
+                self.spawn(row, work);
+                Ok(Some(job))
+            }
+        }
     }
 
     /// Run a blocking engine call on the blocking pool.

@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod control;
 pub mod error;
 pub mod groups;
+pub mod homes;
 pub mod ids;
 pub mod jobs;
 pub mod maintenance;

@@ -194,6 +194,8 @@ pub struct Volume {
     pub head_root: Option<String>,
     /// The snapshot the volume was made from, if any.
     pub source_snapshot: Option<String>,
+    /// The node whose disk holds its file, in a cluster (README "Cluster"); None: no home.
+    pub home_node: Option<String>,
     pub create_time: DateTime<Utc>,
     pub status_time: DateTime<Utc>,
     pub tags: Vec<Tag>,
@@ -217,6 +219,7 @@ impl Volume {
             path: r.path,
             head_root: r.head_root,
             source_snapshot: r.source_snapshot,
+            home_node: r.home_node,
             create_time: to_time(r.create_time),
             status_time: to_time(r.status_time),
             tags: Vec::new(),
@@ -395,6 +398,8 @@ pub struct Job {
     pub status: JobStatus,
     pub resources: Vec<String>,
     pub error: Option<String>,
+    /// The node that must run it (its volumes' home), in a cluster; None: any.
+    pub node: Option<String>,
     pub create_time: DateTime<Utc>,
     pub status_time: DateTime<Utc>,
 }
@@ -416,6 +421,7 @@ impl TryFrom<JobRow> for Job {
             status,
             resources,
             error: r.error,
+            node: r.node,
             create_time: to_time(r.create_time),
             status_time: to_time(r.status_time),
         })
@@ -491,6 +497,7 @@ mod tests {
             create_time: 0,
             status_time: 0,
             source_snapshot: None,
+            home_node: None,
             version: 1,
         };
         let e = Volume::from_row(row.clone()).unwrap_err();
@@ -511,6 +518,7 @@ mod tests {
             runner: None,
             create_time: 0,
             status_time: 0,
+            node: None,
         };
         let e = Job::try_from(job.clone()).unwrap_err();
         assert!(matches!(&e, ServiceError::Internal(m) if m.contains("job j1")), "{e}");

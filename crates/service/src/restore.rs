@@ -178,7 +178,8 @@ impl Service {
                 size = gib * GIB;
             }
             let kind = stored(VolumeKind::parse, Kind::Snapshot, &snap.id, "volume_kind", &snap.volume_kind)?;
-            let mut row = self.new_volume_row(caller, &snap.zone, &req.name, size, kind);
+            let home = self.place_volume(&snap.zone).await?;
+            let mut row = self.new_volume_row(caller, &snap.zone, &req.name, size, kind, home);
             row.description = req.description.clone();
             row.source_snapshot = Some(snap.id.clone());
             if let Some(i) = &req.instance_id {
@@ -206,7 +207,7 @@ impl Service {
         vol_id: &str,
         progress: &Arc<JobProgress>,
     ) -> Result<Done> {
-        let vol = self.volume_row_of(account, vol_id).await?;
+        let vol = self.own_volume_file(self.volume_row_of(account, vol_id).await?).await?;
         let path = PathBuf::from(&vol.path);
         let _ = std::fs::remove_file(&path); // a resumed job starts over
         self.restore_file(snap_id, path.clone(), progress).await?;

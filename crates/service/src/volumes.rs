@@ -63,11 +63,13 @@ impl Service {
         name: &str,
         size: u64,
         kind: VolumeKind,
+        home: Option<String>,
     ) -> VolumeRow {
         let id = ids::new_id();
         let now = now_ms();
         VolumeRow {
-            path: self.volume_path(&id, zone).to_string_lossy().into_owned(),
+            path: self.new_volume_path(&id, zone, home.as_deref()),
+            home_node: home,
             id,
             account: caller.account.clone(),
             zone: zone.to_string(),
@@ -112,9 +114,10 @@ impl Service {
             Some(i) => Some(self.instance_row_for_attach(caller, i, &zone, kind, count).await?),
             None => None,
         };
+        let home = self.place_volume(&zone).await?;
         let mut batch = Batch::default();
         for _ in 0..count {
-            let mut row = self.new_volume_row(caller, &zone, &req.name, req.size_gib * GIB, kind);
+            let mut row = self.new_volume_row(caller, &zone, &req.name, req.size_gib * GIB, kind, home.clone());
             row.description = req.description.clone();
             row.instance_id = instance.as_ref().map(|i| i.id.clone());
             batch.put_volumes.push(row);
@@ -152,7 +155,9 @@ impl Service {
             return Err(ServiceError::invalid("source", format!("larger than {MAX_VOLUME_GIB} GiB")));
         }
         let source = source.canonicalize().map_err(|e| ServiceError::invalid("source", e.to_string()))?;
-        let row = self.new_volume_row(caller, &zone, name, size, kind);
+        // The source file is on this machine: so is the volume.
+        let home = self.node().map(|n| n.name.clone());
+        let row = self.new_volume_row(caller, &zone, name, size, kind, home);
         let id = row.id.clone();
         let batch = Batch { put_volumes: vec![row.clone()], ..Default::default() };
         let job = self
@@ -163,7 +168,7 @@ impl Service {
 
     pub(crate) async fn exec_create_volumes(&self, account: &str, ids_: &[String]) -> Result<Done> {
         for id in ids_ {
-            let row = self.volume_row_of(account, id).await?;
+            let row = self.own_volume_file(self.volume_row_of(account, id).await?).await?;
             let path = PathBuf::from(&row.path);
             let size = row.size as u64;
             tokio::task::spawn_blocking(move || match create_sparse(&path, size) {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use disksnap_meta::Batch;
 
 use crate::error::{Result, ServiceError};
+use crate::homes::HomeDown;
 use crate::model::JobAction;
 use crate::progress::JobProgress;
 use crate::service::Service;
@@ -50,6 +51,12 @@ pub(crate) trait JobKind: std::fmt::Debug + Send + Sync {
     /// Points the job ceased, whose data is released once it succeeded.
     fn ceased(&self) -> &[String] {
         &[]
+    }
+
+    /// What to do when the home node of its volumes is down and its runner gone (in a
+    /// cluster; see crate::homes): most wait, for the bytes are on that node's disk.
+    fn when_home_is_down(&self) -> HomeDown {
+        HomeDown::Wait
     }
 }
 
@@ -111,6 +118,10 @@ impl JobKind for CreateVolumes {
     }
     async fn undo(&self, svc: &Service, account: &str) -> Result<Batch> {
         svc.undo_create_volumes(account, &self.volumes).await
+    }
+    /// Nothing is on a volume being created: another node of the zone makes it.
+    fn when_home_is_down(&self) -> HomeDown {
+        HomeDown::Rehome(self.volumes.clone())
     }
 }
 
@@ -207,6 +218,10 @@ impl JobKind for CreateSnapshots {
     fn resumable(&self) -> bool {
         false
     }
+    /// Its instant (the clone) is on the node that is down.
+    fn when_home_is_down(&self) -> HomeDown {
+        HomeDown::Fail
+    }
     async fn execute(&self, svc: &Service, account: &str, progress: &Arc<JobProgress>) -> Result<Done> {
         svc.exec_create_snapshots(account, &self.snapshots, progress).await
     }
@@ -292,6 +307,11 @@ impl JobKind for RestoreVolume {
     }
     async fn undo(&self, svc: &Service, account: &str) -> Result<Batch> {
         svc.undo_restore_volume(account, &self.snapshot, &self.volume).await
+    }
+    /// The point is in the shared store and the new volume holds nothing yet: another node of
+    /// the zone restores it from the start.
+    fn when_home_is_down(&self) -> HomeDown {
+        HomeDown::Rehome(vec![self.volume.clone()])
     }
 }
 

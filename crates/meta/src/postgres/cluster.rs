@@ -66,6 +66,11 @@ pub(super) async fn nodes(pool: &PgPool) -> Result<Vec<NodeRow>> {
     .await?)
 }
 
+/// Live volumes per home node (`disksnap cluster status`).
+pub(super) async fn volumes_per_node(pool: &PgPool) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as("SELECT home_node, COUNT(*) FROM volumes WHERE home_node IS NOT NULL AND status <> 'deleted' GROUP BY home_node ORDER BY home_node").fetch_all(pool).await?)
+}
+
 pub(super) async fn runner_lease(pool: &PgPool, runner: &str, node: &str, until: Millis) -> Result<()> {
     if !storable(runner) || !storable(node) {
         return Err(MetaError::Unstorable { field: "runner.runner".into() });

@@ -53,6 +53,11 @@ pub(super) async fn nodes(pool: &SqlitePool) -> Result<Vec<NodeRow>> {
     .await?)
 }
 
+/// Live volumes per home node (`disksnap cluster status`).
+pub(super) async fn volumes_per_node(pool: &SqlitePool) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as("SELECT home_node, COUNT(*) FROM volumes WHERE home_node IS NOT NULL AND status <> 'deleted' GROUP BY home_node ORDER BY home_node").fetch_all(pool).await?)
+}
+
 pub(super) async fn runner_lease(pool: &SqlitePool, runner: &str, node: &str, until: Millis) -> Result<()> {
     sqlx::query(
         "INSERT INTO runners (runner, node, lease_until) VALUES (?1, ?2, ?3) \

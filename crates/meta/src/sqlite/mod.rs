@@ -234,6 +234,10 @@ impl MetaStore for SqliteMeta {
         cluster::nodes(&self.pool).await
     }
 
+    async fn volumes_per_node(&self) -> Result<Vec<(String, i64)>> {
+        cluster::volumes_per_node(&self.pool).await
+    }
+
     async fn runner_lease(&self, runner: &str, node: &str, until: Millis) -> Result<()> {
         cluster::runner_lease(&self.pool, runner, node, until).await
     }

@@ -98,7 +98,8 @@ table!(
         head_root,
         create_time,
         status_time,
-        source_snapshot
+        source_snapshot,
+        home_node
     ],
     bools: [],
     versioned
@@ -162,7 +163,7 @@ table!(
     JobRow,
     "jobs",
     "job",
-    [id, account, action, status, resources, params, error, runner, create_time, status_time]
+    [id, account, action, status, resources, params, error, runner, create_time, status_time, node]
 );
 table!(TagRow, "tags", "tag", [id, account, key, value, create_time]);
 

@@ -422,6 +422,7 @@ async fn totals_follow_inserts_updates_deletes_and_tag_bindings() {
             path: "/x".into(),
             head_root: Some("s1".into()),
             source_snapshot: None,
+            home_node: None,
             create_time: 1,
             status_time: 1,
             version: 0,
@@ -644,6 +645,7 @@ fn vol(id: &str, source: Option<&str>, t: i64) -> VolumeRow {
         create_time: t,
         status_time: t,
         source_snapshot: source.map(Into::into),
+        home_node: None,
         version: 0,
     }
 }
