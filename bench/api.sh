@@ -8,12 +8,16 @@
 #   bench/api.sh [--runs 3] [--concurrency 1,4,16,64] [--secs 5] [--warmup 1]
 #                [--dialects qingcloud,aliyun,tencent,tencent3,cinder,evs]
 #                [--snapshots 100000] [--volumes 1000] [--work DIR] [--no-build] [--reseed]
+#                [--meta sqlite|pg]
+# --meta pg keeps the metadata on PostgreSQL (issue 13: the same targets as on SQLite): a
+# throwaway server (scripts/pg.sh, its own directory and port under the work dir) is started,
+# seeded afresh, and stopped at the end.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 
-build=1 reseed=0 runs=3 conc=1,4,16,64 secs=5 warmup=1 snapshots=100000 volumes=1000
+build=1 reseed=0 meta=sqlite runs=3 conc=1,4,16,64 secs=5 warmup=1 snapshots=100000 volumes=1000
 dialects=qingcloud,aliyun,tencent,tencent3,cinder,evs
 work="$ROOT/bench-work/api"
 while [ $# -gt 0 ]; do
@@ -28,7 +32,8 @@ while [ $# -gt 0 ]; do
     --volumes) volumes=$2; shift ;;
     --dialects) dialects=$2; shift ;;
     --work) work=$2; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --meta) meta=$2; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "api.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -41,6 +46,23 @@ fi
 bin="$ROOT/target/release"
 mkdir -p "$work"
 data="$work/data-${snapshots}x${volumes}"
+stop_pg=:
+case "$meta" in
+  sqlite) ;;
+  pg)
+    export DISKSNAP_PG_DIR="$work/pg" DISKSNAP_PG_PORT=${DISKSNAP_PG_PORT:-$((27000 + RANDOM % 1000))}
+    "$ROOT/scripts/pg.sh" start
+    stop_pg='"$ROOT/scripts/pg.sh" stop'
+    trap 'eval "$stop_pg"' EXIT
+    url=$("$ROOT/scripts/pg.sh" env | sed -n 's/^export DISKSNAP_TEST_PG_URL=//p')
+    data="$work/data-pg-${snapshots}x${volumes}"
+    # every pg.sh start is an empty cluster: seed it (the data dir holds only the config and the
+    # request mix)
+    rm -rf "$data"
+    "$bin/disksnap-apibench" seed "$data" --snapshots "$snapshots" --volumes "$volumes" --database-url "$url"
+    ;;
+  *) echo "api.sh: --meta is sqlite or pg, not $meta" >&2; exit 2 ;;
+esac
 # The seed is deterministic: reuse it unless asked, or unless an older schema made it (the
 # server migrates it on open, which is what an upgraded installation would do too). A seed made
 # before the other dialects were measured lacks their keys and queries: seeded again.
@@ -54,10 +76,10 @@ log="$work/server.log"
 # Production settings: the default log level (one info line per request), to a file.
 "$bin/disksnap" --data-dir "$data" serve --listen "127.0.0.1:$port" 2>"$log" &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; eval "$stop_pg"' EXIT
 
 {
-  echo "disksnap API bench: DescribeSnapshots (signed), $snapshots snapshots over $volumes volumes, dialects $dialects,"
+  echo "disksnap API bench: DescribeSnapshots (signed), $snapshots snapshots over $volumes volumes, metadata on $meta, dialects $dialects,"
   echo "  $runs run(s) x concurrency $conc, ${secs} s per step after ${warmup} s warm-up, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "  $(nproc) cores shared by client (1 thread) and server; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "  disksnap $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo '+dirty')"

@@ -1,7 +1,7 @@
 //! disksnap's API-level benchmark (performance.md, last row: DescribeSnapshots on 100 000
 //! snapshots, filter + page of 100: p99 <= 5 ms, >= 5 000 signed requests/s on 2 cores).
 //!
-//!     disksnap-apibench seed DATA [--snapshots 100000] [--volumes 1000]
+//!     disksnap-apibench seed DATA [--snapshots 100000] [--volumes 1000] [--database-url postgres://…]
 //!     disksnap-apibench load DATA --addr 127.0.0.1:PORT [--concurrency 1,4,16,64] [--secs 5]
 //!         [--warmup 1] [--runs 1] [--server-pid PID] [--out results.json] [--dialect qingcloud]
 //!
@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: disksnap-apibench seed DATA [--snapshots N] [--volumes N]\n       \
+        "usage: disksnap-apibench seed DATA [--snapshots N] [--volumes N] [--database-url URL]\n       \
          disksnap-apibench load DATA --addr HOST:PORT [--concurrency 1,4,16,64] [--secs 5] [--warmup 1] \
          [--runs 1] [--server-pid PID] [--out FILE] [--p99-ms 5] [--rps 5000] \
          [--dialect qingcloud|aliyun|tencent|tencent3|cinder|evs]"
@@ -45,7 +45,8 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match cmd {
         "seed" => {
-            rt.block_on(seed::run(&data, num("snapshots", 100_000.0)? as usize, num("volumes", 1000.0)? as usize))
+            let db = flags.get("database-url").map(String::as_str);
+            rt.block_on(seed::run(&data, num("snapshots", 100_000.0)? as usize, num("volumes", 1000.0)? as usize, db))
         }
         "load" => {
             let concurrency = flags

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use disksnap_meta::{Batch, InstanceRow, MetaStore, SnapshotRow, SqliteMeta, TagRow, VolumeRow};
+use disksnap_meta::{Batch, InstanceRow, MetaStore, PgMeta, SnapshotRow, SqliteMeta, TagRow, VolumeRow};
 use serde_json::{json, Value};
 
 pub const ZONE: &str = "pek3a";
@@ -248,14 +248,19 @@ fn dialect_queries(s: &Seeded, a: &Account) -> Value {
     Value::Object(out)
 }
 
-pub async fn run(data: &Path, snapshots: usize, volumes: usize) -> anyhow::Result<()> {
+/// Seed `data` (its metadata in `data/meta.db`, or in the empty PostgreSQL database
+/// `database_url` names, which the written config then points the server at).
+pub async fn run(data: &Path, snapshots: usize, volumes: usize, database_url: Option<&str>) -> anyhow::Result<()> {
     anyhow::ensure!(!data.join("meta.db").exists(), "{} already holds a meta.db; seed a new dir", data.display());
     anyhow::ensure!(volumes >= 4 && snapshots >= volumes, "need at least 4 volumes and a snapshot per volume");
     std::fs::create_dir_all(data.join("volumes"))?;
     let t0 = Instant::now();
     let alice = Account { name: "alice", letters: ('v', 'i', 's'), snapshots, volumes };
     let bob = Account { name: "bob", letters: ('w', 'j', 't'), snapshots: snapshots / 10, volumes: volumes / 10 };
-    let meta = SqliteMeta::open(&data.join("meta.db")).await?;
+    let meta: Box<dyn MetaStore> = match database_url {
+        Some(url) => Box::new(PgMeta::connect(url).await?),
+        None => Box::new(SqliteMeta::open(&data.join("meta.db")).await?),
+    };
     let mut mix = Vec::new();
     let mut others = Value::Null;
     for (a, tag_letter) in [(&alice, 'g'), (&bob, 'h')] {
@@ -282,7 +287,7 @@ pub async fn run(data: &Path, snapshots: usize, volumes: usize) -> anyhow::Resul
     drop(meta);
     let config = format!(
         "# disksnap API benchmark data dir (crates/apibench seed). Not for real use: the keys are public.\n\
-         listen = \"127.0.0.1:7480\"\n\
+         listen = \"127.0.0.1:7480\"\n{}\
          # the seeded deleted points are older than the default 2 h window: keep them deleted, not\n\
          # ceased by the server's tick while the benchmark counts them\n\
          deleted_retention = \"100000h\"\n\n[[zones]]\nname = \"{ZONE}\"\naliases = {REGIONS:?}\n\n\
@@ -292,6 +297,7 @@ pub async fn run(data: &Path, snapshots: usize, volumes: usize) -> anyhow::Resul
          openstack = {{ project_id = \"{PROJECT}\", project_name = \"alice\", user = \"alice\", password = \"{OS_PASSWORD}\" }}\n\
          huawei = {{ access_key_id = \"{}\", secret_access_key = \"{}\" }}\n\n\
          [[accounts]]\nname = \"bob\"\nqingcloud = {{ access_key_id = \"QYBENCHBOB0000000001\", secret_access_key = \"benchsecretbob\" }}\n",
+        database_url.map(|u| format!("database_url = {u:?}\n")).unwrap_or_default(),
         ALIYUN.0, ALIYUN.1, TENCENT.0, TENCENT.1, HUAWEI.0, HUAWEI.1
     );
     std::fs::write(data.join("disksnap.toml"), config)?;
