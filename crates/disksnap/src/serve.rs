@@ -320,6 +320,11 @@ pub async fn run(
         Some(t) => Some((bind_std(&t.addr, "TLS listen")?, tls_config(t, service.data_dir())?)),
         None => None,
     };
+    match service.sweep_moved_volumes().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed the files of volumes that moved to other nodes while this one was down"),
+        Err(e) => tracing::warn!(error = %e, "could not look for the files of volumes that moved to other nodes"),
+    }
     let recovered = service.recover().await?;
     for j in &recovered {
         tracing::info!(job = %j.id, action = %j.action, status = %j.status, "recovered job");

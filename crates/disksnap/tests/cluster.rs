@@ -586,5 +586,16 @@ async fn volumes_live_on_home_nodes_and_survive_nodes_killed_mid_job() {
     drop(dead);
     cl.wait_for("job", &rollback, 60, |j| j["status"] == "successful").await;
     assert_eq!(sha(&path), want, "the roll back run by the returned home node");
-    drop((back, dead2));
+
+    // The restore's first home comes back too: what its killed restore would have left of the
+    // volume that moved (a partial file) is removed before it serves.
+    let copy_id = c["id"].as_str().unwrap().rsplit('-').next().unwrap().to_string();
+    let left = cl.data(&dead2.name).join("volumes").join(format!("{copy_id}.img"));
+    std::fs::create_dir_all(left.parent().unwrap()).unwrap();
+    std::fs::write(&left, b"part of a restore").unwrap();
+    let back2 = cl.start(&dead2.name).await;
+    drop(dead2);
+    assert!(!left.exists(), "the moved volume's partial file is still on its first home");
+    assert!(Path::new(c["path"].as_str().unwrap()).exists(), "the moved volume's own file");
+    drop((back, back2));
 }

@@ -165,6 +165,56 @@ impl Service {
         Ok(self.meta().commit(batch).await.is_ok())
     }
 
+    /// Remove this node's files of volumes that moved to another node while it was down (a
+    /// creation or restore started again elsewhere): no job will use them again. Run by a node
+    /// as it starts, before it serves. Returns how many it removed.
+    pub async fn sweep_moved_volumes(&self) -> Result<usize> {
+        let Some(me) = self.node().map(|n| n.name.clone()) else { return Ok(0) };
+        let mut dirs: Vec<std::path::PathBuf> =
+            self.zones().iter().filter_map(|z| Some(self.volume_path("x", &z.name).parent()?.to_path_buf())).collect();
+        dirs.sort();
+        dirs.dedup();
+        let mut files = HashMap::new();
+        for d in dirs {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(id) = name.strip_suffix(".img").filter(|id| crate::ids::parse(Kind::Volume, id).is_some()) {
+                    files.insert(id.to_string(), e.path());
+                }
+            }
+        }
+        if files.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = files.keys().cloned().collect();
+        let mut removed = 0;
+        for account in &self.inner.cfg.accounts {
+            let filter = disksnap_meta::VolumeFilter {
+                account: account.clone(),
+                ids: ids.clone(),
+                limit: ids.len() as u64,
+                ..Default::default()
+            };
+            for v in self.meta().volumes(&filter).await?.items {
+                let file = &files[&v.id];
+                let moved = v.home_node.as_deref().is_some_and(|h| h != me) && std::path::Path::new(&v.path) != file;
+                if moved {
+                    match std::fs::remove_file(file) {
+                        Ok(()) => {
+                            removed += 1;
+                            let clones = crate::points::points_dir(file);
+                            let _ = std::fs::remove_dir_all(&clones);
+                            tracing::info!(volume = %v.id, file = %file.display(), home = ?v.home_node, "removed the file of a volume that moved to another node");
+                        }
+                        Err(e) => tracing::warn!(file = %file.display(), error = %e, "could not remove the file of a volume that moved"),
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// How volume `vol`'s home node stands, with the open jobs that wait for it (None: no home).
     pub async fn home_status(&self, caller: &crate::service::Caller, vol: &str) -> Result<Option<HomeStatus>> {
         let row = self.volume_row(caller, vol).await?;
