@@ -55,7 +55,7 @@ META_ON_PG = os.environ.get("DISKSNAP_PYTEST_META") == "pg" or CLUSTER > 1
 STORE_ON_S3 = os.environ.get("DISKSNAP_PYTEST_STORE") == "s3" or CLUSTER > 1
 
 
-def cluster_only_skip(reason):
+def single_server_only(reason):
     """For the few tests that are single-server by nature: a skip mark in cluster mode."""
     return pytest.mark.skipif(CLUSTER > 1, reason=f"single server only: {reason}")
 
