@@ -77,10 +77,19 @@ scripts/fuzz-smoke.sh
 # The vendors' own SDKs and CLIs against the real server (one venv per dialect, pinned).
 tests/python/run.sh
 
-# The QingCloud suite again with the server's metadata on PostgreSQL (a database per server on
-# the throwaway one above); every suite can run so: DISKSNAP_PYTEST_META=pg tests/python/run.sh.
-if [ -n "${DISKSNAP_TEST_PG_URL:-}" ] && [ "${DISKSNAP_TEST_PG:-}" != skip ]; then
-    DISKSNAP_PYTEST_META=pg tests/python/run.sh qingcloud
+# Every suite again with the server's metadata on PostgreSQL (a database per server on the
+# throwaway one above) and its store in the test RGW (a key prefix per server), then every suite
+# once more on a cluster of three nodes on them, behind a proxy that sends each request to a
+# node chosen at random (tests/python/conftest.py, cluster_proxy.py). About 4 minutes each.
+if [ -n "${DISKSNAP_TEST_PG_URL:-}" ] && [ "${DISKSNAP_TEST_PG:-}" != skip ] \
+    && [ -n "${DISKSNAP_TEST_S3_ENDPOINT:-}" ] && [ "${DISKSNAP_TEST_S3:-}" != skip ]; then
+    DISKSNAP_PYTEST_META=pg DISKSNAP_PYTEST_STORE=s3 tests/python/run.sh
+    DISKSNAP_PYTEST_CLUSTER=3 tests/python/run.sh
+elif [ -n "${DISKSNAP_TEST_PG_URL:-}" ] && [ "${DISKSNAP_TEST_PG:-}" != skip ]; then
+    echo "SKIP the Python suites on PostgreSQL + S3 and in a cluster: no test RGW (DISKSNAP_TEST_S3=skip); metadata on PostgreSQL only" >&2
+    DISKSNAP_PYTEST_META=pg tests/python/run.sh
+else
+    echo "SKIP the Python suites on PostgreSQL + S3 and in a cluster: no test PostgreSQL (DISKSNAP_TEST_PG=skip)" >&2
 fi
 
 # The web console in headless Chromium (installs chromium, chromium-driver and selenium).

@@ -6,6 +6,16 @@
 #   tests/python/run.sh                 # every suite
 #   tests/python/run.sh qingcloud -k tag   # one suite, pytest arguments after it
 #   DISKSNAP_BIN=target/debug/disksnap tests/python/run.sh qingcloud
+#
+# The back ends the servers run on (conftest.py; scripts/test.sh runs each of these passes):
+#   DISKSNAP_PYTEST_META=pg      metadata in a fresh PostgreSQL database per server, on the
+#                                server of DISKSNAP_TEST_PG_URL (scripts/pg.sh start; eval "$(scripts/pg.sh env)")
+#   DISKSNAP_PYTEST_STORE=s3     packs and indexes in the bucket of DISKSNAP_TEST_S3_* under a
+#                                prefix per server (scripts/rgw.sh start; eval "$(scripts/rgw.sh env)")
+#   DISKSNAP_PYTEST_CLUSTER=3    each server is three `disksnap serve` nodes on PostgreSQL + S3
+#                                (implies both) behind cluster_proxy.py, which sends each request
+#                                to a node chosen at random; single-server tests are skipped there
+#   DISKSNAP_KEEP_TEST_DIRS=1    keep each server's dir (logs, proxy.log), S3 prefix and database
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

@@ -64,10 +64,10 @@ def test_group_of_two_disks_resets_both_byte_exact_or_neither(server):
         write_at(p, 512 * MIB, b[:MIB])
 
     # One member's stored index is damaged: ResetDisks fails as a whole and changes neither disk.
-    idx = os.path.join(server.data, "store", "indexes", suffix(snaps[1]) + ".fidx")
-    good = open(idx, "rb").read()
-    with open(idx, "wb") as f:
-        f.write(b"damaged")
+    # (in DATA/store, or in the S3 bucket under the server's prefix: conftest.py)
+    idx = "indexes/" + suffix(snaps[1]) + ".fidx"
+    good = server.store_object(idx)
+    server.put_store_object(idx, b"damaged")
     status, _, body = raw_call(server, "ResetDisks", {"Disk.1.DiskId": disks[0], "Disk.1.SnapshotId": snaps[0],
                                                       "Disk.2.DiskId": disks[1], "Disk.2.SnapshotId": snaps[1]})
     assert status == 500 and json.loads(body)["Code"] == "InternalError", body
@@ -78,8 +78,7 @@ def test_group_of_two_disks_resets_both_byte_exact_or_neither(server):
     assert not [n for n in os.listdir(os.path.dirname(paths[0])) if ".stage-" in n or n.startswith("rollback-")]
 
     # Repaired: ResetDisks (Tea V3) rolls both back, byte-exact.
-    with open(idx, "wb") as f:
-        f.write(good)
+    server.put_store_object(idx, good)
     out = reset(server, list(zip(disks, snaps)))
     progress = out["OperationProgressSet"]["OperationProgress"]
     assert [(p["OperationStatus"], p["RelatedItemSet"]["RelatedItem"][0]["Value"]) for p in progress] == \

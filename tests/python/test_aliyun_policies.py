@@ -17,7 +17,7 @@ from aliyunsdkecs.request.v20140526 import (ApplyAutoSnapshotPolicyRequest, Canc
                                             ModifyAutoSnapshotPolicyExRequest)
 from alibabacloud_ecs20140526 import models as m
 
-from conftest import ACCOUNTS, BIN, Server, pattern, read_all, write_at
+from conftest import ACCOUNTS, BIN, Server, single_server_only, pattern, read_all, write_at
 from test_aliyun_restart import cinder, keystone_token
 from test_aliyun import REGION, describe, new_volume, old_call, old_error, snapshot, suffix, tea, wait_snapshot
 
@@ -192,6 +192,8 @@ def test_bad_policy_input_gets_ecs_codes():
         server.stop()
 
 
+@single_server_only("holds and injected failures are per server process and in memory (README, test control): "
+                   "the node that takes the hold is not the one that runs the job")
 def test_admin_controls_fail_hold_and_reset_as_ecs_shows_them():
     server = Server(extra_config=ADMIN, tls=False)
     try:

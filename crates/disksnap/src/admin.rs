@@ -131,6 +131,8 @@ fn clock_json(s: &Scheduler) -> Value {
 
 async fn state(State(a): State<Admin>, headers: HeaderMap) -> Res {
     authorize(&a, &headers)?;
+    // the clock as the cluster has it: another node may have moved it
+    a.scheduler.refresh_clock().await?;
     Ok(Json(json!({"clock": clock_json(&a.scheduler), "control": a.service.control_state()})))
 }
 

@@ -37,6 +37,13 @@ pub trait Clock: Send + Sync {
     fn offset_ms(&self) -> i64 {
         (self.now() - Utc::now()).num_milliseconds()
     }
+
+    /// A clock every server on one metadata store keeps there: test control's moved wall
+    /// clock, re-read before each round, so a move through one node of a cluster moves every
+    /// node's scheduler (the leader's periodic round included), not only the node it reached.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// The wall clock moved by an offset that test control sets: time goes on at its pace from
@@ -60,6 +67,9 @@ impl Clock for OffsetClock {
     }
     fn offset_ms(&self) -> i64 {
         self.0.lock().unwrap().num_milliseconds()
+    }
+    fn shared(&self) -> bool {
+        true
     }
 }
 
@@ -152,6 +162,15 @@ impl Scheduler {
         Ok(())
     }
 
+    /// A shared clock ([`Clock::shared`]) as the metadata store last recorded it: another
+    /// server may have moved it since this one did.
+    pub async fn refresh_clock(&self) -> Result<()> {
+        if self.clock.shared() {
+            self.restore_clock().await?;
+        }
+        Ok(())
+    }
+
     fn set_clock(&self, at: DateTime<Utc>) -> Result<()> {
         if !self.clock.set(at) {
             return Err(ServiceError::invalid("clock", "this scheduler's clock cannot be moved"));
@@ -169,8 +188,12 @@ impl Scheduler {
     pub async fn set_time(&self, at: DateTime<Utc>) -> Result<Vec<Fired>> {
         let _round = self.round.lock().await;
         self.set_clock(at)?;
+        // The round before the move is recorded: another server sees the moved clock only
+        // once this one has claimed the slots it makes due (else another node's periodic round
+        // could take them, and this answer would not list them).
+        let fired = self.run_due_locked().await;
         self.persist_clock().await?;
-        let fired = self.run_due_locked().await?;
+        let fired = fired?;
         self.settle(&fired).await;
         Ok(fired)
     }
@@ -186,6 +209,7 @@ impl Scheduler {
             ));
         }
         let _round = self.round.lock().await;
+        self.refresh_clock().await?;
         let target = self.clock.now() + by;
         let mut fired = Vec::new();
         for _ in 0..MAX_STEPS {
@@ -206,8 +230,10 @@ impl Scheduler {
             fired.extend(step);
         }
         self.set_clock(target)?;
+        // recorded after the round, as in set_time
+        let last = self.run_due_locked().await;
         self.persist_clock().await?;
-        let last = self.run_due_locked().await?;
+        let last = last?;
         self.settle(&last).await;
         fired.extend(last);
         // Points the last steps made are available now: retention counts them.
@@ -219,6 +245,7 @@ impl Scheduler {
     /// reaches it, it is not taken again).
     pub async fn fire_next(&self, caller: &Caller, id: &str) -> Result<Fired> {
         let _round = self.round.lock().await;
+        self.refresh_clock().await?;
         let p = self.service.policy(caller, id).await?;
         let slot = p.next_slot(self.clock.now()).ok_or_else(|| {
             ServiceError::wrong_state(crate::model::Kind::Policy, id, "unscheduled", "it has no next slot")
@@ -247,6 +274,7 @@ impl Scheduler {
     /// call fired.
     pub async fn run_due(&self) -> Result<Vec<Fired>> {
         let _round = self.round.lock().await;
+        self.refresh_clock().await?;
         self.run_due_locked().await
     }
 

@@ -230,6 +230,56 @@ async fn two_servers_on_one_data_dir_fire_a_slot_once_on(pg: bool) {
     assert_eq!(points(&a, &me, &vols[0].id, Origin::Auto).await.len(), 1);
 }
 
+/// Test control's moved clock (an OffsetClock, what `disksnap serve` runs with the admin API
+/// on) is one clock for every server on the metadata store: a move through one is the time of
+/// the other's next round and the start of its next move (in a cluster the admin calls reach
+/// any node, and the periodic round runs on the leader). Before, each server moved only its
+/// own clock: the second server's advance started from the wall clock and fired nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_clock_is_every_servers_clock() {
+    a_moved_clock_is_every_servers_clock_on(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_clock_is_every_servers_clock_on_postgres() {
+    a_moved_clock_is_every_servers_clock_on(true).await
+}
+
+async fn a_moved_clock_is_every_servers_clock_on(pg: bool) {
+    let Some(dir) = data_dir(pg, "a_moved_clock_is_every_servers_clock").await else { return };
+    let me = Caller::new("dev");
+    let (a, b) = (open(dir.path()).await, open(dir.path()).await);
+    let (job, vols) = a.create_volumes(&me, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
+    wait(&a, &me, &[job.id]).await;
+    write(&vols[0].path, 9);
+    let spec = PolicySpec {
+        name: Some("daily".into()),
+        hours: Some(vec![3]),
+        schedule: Some(Schedule::EveryDays(1)),
+        ..Default::default()
+    };
+    let p = a.create_policy(&me, spec).await.unwrap();
+    a.bind_policy(&me, &p.id, &[vols[0].id.clone()]).await.unwrap();
+    let sa = Scheduler::new(a.clone(), Arc::new(OffsetClock::default()));
+    let sb = Scheduler::new(b.clone(), Arc::new(OffsetClock::default()));
+    let close = |x: DateTime<Utc>, want: DateTime<Utc>| (x - want).num_seconds().abs() < 30;
+
+    // moved through a: a fires the slot (its answer lists it), b's round is at the moved time
+    let slot = p.next_slot(Utc::now() + Duration::days(3)).unwrap();
+    let fired = sa.set_time(slot + Duration::minutes(1)).await.unwrap();
+    assert_eq!(fired.iter().map(|f| f.slot).collect::<Vec<_>>(), [slot], "{fired:?}");
+    assert!(sb.run_due().await.unwrap().is_empty(), "b fired a slot a had taken");
+    assert!(close(sb.now(), slot + Duration::minutes(1)), "b's clock {} after a moved it to {slot} + 1m", sb.now());
+
+    // advanced through b from there: the next day's slot fires, and a sees b's time
+    let fired = sb.advance(Duration::days(1)).await.unwrap();
+    assert_eq!(fired.iter().map(|f| f.slot).collect::<Vec<_>>(), [slot + Duration::days(1)], "{fired:?}");
+    sa.refresh_clock().await.unwrap();
+    assert!(close(sa.now(), slot + Duration::days(1) + Duration::minutes(1)), "a's clock {}", sa.now());
+    assert!(sa.run_due().await.unwrap().is_empty(), "a fired a slot b had taken");
+    assert_eq!(points(&a, &me, &vols[0].id, Origin::Auto).await.len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_policies_and_foreign_volumes_are_refused() {
     bad_policies_and_foreign_volumes_are_refused_on(false).await
