@@ -28,46 +28,6 @@ use crate::volume_io::{
 /// at 128 KiB chunks, held in memory between hashing and encoding (peak RSS is a budgeted
 /// figure; a larger batch bought nothing measurable).
 const CAPTURE_BATCH: usize = 64;
-
-/// How many slots past the current batch a tracked capture asks the kernel to read ahead.
-const READ_AHEAD_SLOTS: usize = 4 * CAPTURE_BATCH;
-
-/// `POSIX_FADV_WILLNEED` for the changed slots of a tracked capture, a window ahead of the
-/// reads (a hint: a kernel that ignores it changes nothing but the speed).
-struct ReadAhead<'a> {
-    file: &'a File,
-    changed: &'a [bool],
-    chunk_size: usize,
-    /// The next slot not yet advised.
-    next: usize,
-}
-
-impl<'a> ReadAhead<'a> {
-    fn new(file: &'a File, changed: &'a [bool], chunk_size: usize) -> Self {
-        ReadAhead { file, changed, chunk_size, next: 0 }
-    }
-
-    /// Advise every changed slot below `end` not advised yet (runs of them as one range).
-    fn advise_until(&mut self, end: usize) {
-        use std::os::unix::io::AsRawFd;
-        let end = end.min(self.changed.len());
-        let mut i = self.next;
-        while i < end {
-            if !self.changed[i] {
-                i += 1;
-                continue;
-            }
-            let run = i;
-            while i < end && self.changed[i] {
-                i += 1;
-            }
-            let (off, len) = ((run * self.chunk_size) as i64, ((i - run) * self.chunk_size) as i64);
-            // SAFETY: a hint on an fd we own; the result only says whether it was taken.
-            unsafe { libc::posix_fadvise(self.file.as_raw_fd(), off, len, libc::POSIX_FADV_WILLNEED) };
-        }
-        self.next = self.next.max(end);
-    }
-}
 /// Slots a restore handles per batch: the unit of index lookups and of progress.
 const RESTORE_BATCH: usize = 512;
 /// Neighbouring chunks of one pack are read together when the gap between them is at most this
@@ -369,15 +329,8 @@ impl Store {
         let cs = self.chunk_size;
         let slots = index.digests.len();
         let mut bufs = vec![0u8; CAPTURE_BATCH * cs];
-        // With tracking the slots to read are scattered: the reads of a batch are few and
-        // random, two at a time, and a cold page cache makes each wait for the disk. Telling the
-        // kernel a window of them ahead lets it queue those reads together.
-        let mut ahead = changed.map(|c| ReadAhead::new(file, c, cs));
         for batch_start in (0..slots).step_by(CAPTURE_BATCH) {
             let batch_end = (batch_start + CAPTURE_BATCH).min(slots);
-            if let Some(a) = ahead.as_mut() {
-                a.advise_until(batch_start + READ_AHEAD_SLOTS);
-            }
             // 1. read and hash every slot of the batch, in parallel
             let kinds: Vec<Result<Slot>> = bufs
                 .par_chunks_mut(cs)
