@@ -13,6 +13,9 @@ mod cluster_tests;
 pub mod filter;
 mod postgres;
 pub mod rows;
+mod sort;
+#[cfg(test)]
+mod sort_tests;
 mod sqlite;
 #[cfg(test)]
 mod testing;
@@ -20,7 +23,7 @@ mod testing;
 use async_trait::async_trait;
 
 pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, ChunkSums, PackRow};
-pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
+pub use filter::{JobFilter, Order, Page, Shown, SnapshotFilter, Sort, SortKey, VolumeFilter};
 pub use postgres::PgMeta;
 pub use rows::{
     ChainTotals, ConsoleSessionRow, ImageRow, InstanceRow, JobRow, Millis, NodeRow, PolicyRow, PolicySnapshotRow,
