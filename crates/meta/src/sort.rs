@@ -129,7 +129,9 @@ fn keys(table: Table, order: &Order, sort: &[Sort]) -> Vec<Sort> {
     let mut keys: Vec<Sort> = sort
         .iter()
         .copied()
-        .filter(|s| !matches!((s.key, table), (SortKey::VolumeId, Table::Volumes) | (SortKey::System, Table::Snapshots)))
+        .filter(|s| {
+            !matches!((s.key, table), (SortKey::VolumeId, Table::Volumes) | (SortKey::System, Table::Snapshots))
+        })
         .collect();
     if !keys.iter().any(|s| s.key == SortKey::Id) {
         keys.push(Sort { key: SortKey::Id, ascending: true });

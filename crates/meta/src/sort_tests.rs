@@ -244,17 +244,16 @@ async fn shown_status_filter_follows_overrides() {
         ];
         for (overrides, words) in cases {
             let shown = Shown { words: snapshot_words(), overrides };
-            let want: Vec<String> = expected(&rows, &[desc(SortKey::Shown)], |r, k| snap_value(r, k, &shown), |r| {
-                r.id.clone()
-            })
-            .into_iter()
-            .filter(|id| {
-                let r = rows.iter().find(|r| &r.id == id).unwrap();
-                let w = word_of(&shown, &r.id, &r.status, &r.transition, r.status_time);
-                // (NUL: PostgreSQL cannot hold it; no word a dialect shows has one.)
-                words.contains(&w.as_str()) && !w.contains('\0')
-            })
-            .collect();
+            let want: Vec<String> =
+                expected(&rows, &[desc(SortKey::Shown)], |r, k| snap_value(r, k, &shown), |r| r.id.clone())
+                    .into_iter()
+                    .filter(|id| {
+                        let r = rows.iter().find(|r| &r.id == id).unwrap();
+                        let w = word_of(&shown, &r.id, &r.status, &r.transition, r.status_time);
+                        // (NUL: PostgreSQL cannot hold it; no word a dialect shows has one.)
+                        words.contains(&w.as_str()) && !w.contains('\0')
+                    })
+                    .collect();
             let f = SnapshotFilter {
                 account: "a".into(),
                 shown: shown.clone(),

@@ -38,7 +38,7 @@ mod work;
 
 pub use cluster::{ClusterStatus, NodeConfig, NodeStatus, Readiness};
 /// List filters, the same from a dialect to SQL (see `disksnap_meta::filter`).
-pub use disksnap_meta::{Order, SnapshotFilter, VolumeFilter};
+pub use disksnap_meta::{Order, Shown, SnapshotFilter, Sort, SortKey, VolumeFilter};
 pub use error::{Result, ServiceError};
 pub use groups::{CreateSnapshotGroup, GroupStatus, SnapshotGroup};
 pub use maintenance::{GcReport, VerifyOutcome};
