@@ -184,6 +184,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Request state (migration 0009, table `request_state`). Every read ignores rows whose
     /// `expires_at` is at or before `now`.
     async fn state_get(&self, kind: &str, account: &str, key: &str, now: Millis) -> Result<Option<StateRow>>;
+    /// The live rows of one kind and account among `keys` (one read for a page of items).
+    async fn state_get_many(&self, kind: &str, account: &str, keys: &[String], now: Millis) -> Result<Vec<StateRow>>;
     /// Every live row of one kind and account (bounded by the `keep` of [`MetaStore::state_put`]).
     async fn state_list(&self, kind: &str, account: &str, now: Millis) -> Result<Vec<StateRow>>;
     /// The keys of the live rows of one kind and account holding exactly `value`.

@@ -195,6 +195,10 @@ impl MetaStore for PgMeta {
         state::get(&self.pool, kind, account, key, now).await
     }
 
+    async fn state_get_many(&self, kind: &str, account: &str, keys: &[String], now: Millis) -> Result<Vec<StateRow>> {
+        state::get_many(&self.pool, kind, account, keys, now).await
+    }
+
     async fn state_list(&self, kind: &str, account: &str, now: Millis) -> Result<Vec<StateRow>> {
         state::list(&self.pool, kind, account, now).await
     }
