@@ -83,6 +83,8 @@ pub struct SnapshotFilter {
     pub not_transitions: Vec<String>,
     pub zone: Option<String>,
     pub name: Option<String>,
+    /// Any of these names (empty: any; Tencent's `snapshot-name` values).
+    pub names: Vec<String>,
     /// Substring of id, name or description (empty: none).
     pub search: Option<String>,
     /// The name holds this text, case-sensitively (Cinder's `name~`).
@@ -95,6 +97,9 @@ pub struct SnapshotFilter {
     pub tag_ids: Vec<String>,
     /// Bound to a tag with this key (and value, when given), for each pair.
     pub tag_pairs: Vec<(String, Option<String>)>,
+    /// For each set, bound to at least one of its tag ids (an empty set: nothing matches).
+    /// Tencent's `tag-key`, `tag-value` and `tag:<key>` filters, whose values are alternatives.
+    pub tag_any: Vec<Vec<String>>,
     pub created_from: Option<Millis>,
     pub created_to: Option<Millis>,
     pub origin: Option<String>,

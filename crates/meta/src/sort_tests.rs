@@ -376,3 +376,54 @@ async fn a_transition_change_moves_a_cached_count() {
         assert_eq!((before - 1) as i64, m.fresh_count(&f).await);
     }
 }
+
+/// Tencent's multi-valued filters: any of several names; for each tag set, bound to at least
+/// one of its tags (an empty set matches nothing); the count cached per filter stays exact.
+#[tokio::test]
+async fn any_of_names_and_tag_sets() {
+    use crate::rows::TagRow;
+    let rows = snapshots();
+    for m in backends().await {
+        eprintln!("backend: {:?}", m.kind);
+        let tag = |id: &str| TagRow {
+            id: id.into(),
+            account: "a".into(),
+            key: id.into(),
+            value: String::new(),
+            create_time: 1,
+        };
+        let b = Batch {
+            put_snapshots: rows.clone(),
+            put_tags: vec![tag("t1"), tag("t2"), tag("t3")],
+            bind_tags: [("t1", "s00"), ("t1", "s01"), ("t2", "s01"), ("t2", "s02"), ("t3", "s05")]
+                .map(|(t, s)| (t.to_string(), s.to_string()))
+                .to_vec(),
+            ..Default::default()
+        };
+        m.commit(b).await.unwrap();
+        let m = &m;
+        let ids = |f: SnapshotFilter| async move {
+            let f = SnapshotFilter { account: "a".into(), order: Order::OldestFirst, limit: 100, ..f };
+            let page = m.snapshots(&f).await.unwrap();
+            assert_eq!(page.total as i64, m.fresh_count(&f).await);
+            page.items.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let want: Vec<String> =
+            rows.iter().filter(|r| ["a", "c"].contains(&r.name.as_str())).map(|r| r.id.clone()).collect();
+        assert_eq!(ids(SnapshotFilter { names: names(&["a", "c", "zz"]), ..Default::default() }).await, want);
+        let sets = |s: &[&[&str]]| s.iter().map(|set| names(set)).collect::<Vec<_>>();
+        assert_eq!(
+            ids(SnapshotFilter { tag_any: sets(&[&["t1", "t3"]]), ..Default::default() }).await,
+            ["s00", "s01", "s05"]
+        );
+        assert_eq!(
+            ids(SnapshotFilter { tag_any: sets(&[&["t1", "t3"], &["t2"]]), ..Default::default() }).await,
+            ["s01"]
+        );
+        assert!(ids(SnapshotFilter { tag_any: sets(&[&["t1"], &[]]), ..Default::default() }).await.is_empty());
+        let unbind = Batch { unbind_tags: vec![("t3".into(), "s05".into())], ..Default::default() };
+        m.commit(unbind).await.unwrap();
+        assert_eq!(ids(SnapshotFilter { tag_any: sets(&[&["t1", "t3"]]), ..Default::default() }).await, ["s00", "s01"]);
+    }
+}

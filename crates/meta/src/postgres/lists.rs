@@ -4,8 +4,8 @@
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::sql::{
-    json_rows, page_sql, push_all_tags, push_contains, push_eq, push_holds, push_in, push_metadata, push_not_in,
-    push_tag_pairs, storable, storable_only,
+    json_rows, page_sql, push_all_tags, push_any_tags, push_contains, push_eq, push_holds, push_in, push_metadata,
+    push_not_in, push_tag_pairs, storable, storable_only,
 };
 use super::PgMeta;
 use crate::filter::{JobFilter, Page, SnapshotFilter, VolumeFilter};
@@ -126,6 +126,7 @@ pub(crate) fn snapshot_where(q: &mut QueryBuilder<'_, Postgres>, f: &SnapshotFil
     if let Some(n) = &f.name {
         push_eq(q, "name", n);
     }
+    push_in(q, "name", &f.names);
     if let Some(w) = &f.search {
         push_contains(q, &["id", "name", "description"], w, trigrams);
     }
@@ -138,6 +139,7 @@ pub(crate) fn snapshot_where(q: &mut QueryBuilder<'_, Postgres>, f: &SnapshotFil
     push_metadata(q, &f.metadata);
     push_all_tags(q, &f.tag_ids);
     push_tag_pairs(q, &f.account, &f.tag_pairs);
+    push_any_tags(q, &f.tag_any);
     if let Some(t) = f.created_from {
         q.push(" AND create_time >= ").push_bind(t);
     }

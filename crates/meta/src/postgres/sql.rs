@@ -66,6 +66,20 @@ pub(super) fn push_all_tags(q: &mut QueryBuilder<'_, Postgres>, tag_ids: &[Strin
     q.push(") GROUP BY resource_id HAVING COUNT(DISTINCT tag_id) = ").push_bind(n).push(")");
 }
 
+/// `AND id IN (…)` for resources bound to at least one tag of each set (none when a set is
+/// empty).
+pub(super) fn push_any_tags(q: &mut QueryBuilder<'_, Postgres>, sets: &[Vec<String>]) {
+    for set in sets {
+        if set.is_empty() {
+            q.push(" AND FALSE");
+            continue;
+        }
+        q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE TRUE");
+        push_in(q, "tag_id", set);
+        q.push(")");
+    }
+}
+
 /// `AND id IN (…)` for resources bound, for every pair, to a tag of `account` with that key
 /// (and value, when given). Each pair is `[key, value or null]` of one JSON array; a resource
 /// qualifies when its tags meet every pair (counted by the pair's position).

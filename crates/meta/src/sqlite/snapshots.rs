@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::sql::{
-    from_json_rows, like_can_match, page_sql, push_all_tags, push_contains, push_holds, push_in, push_list,
-    push_metadata, push_tag_pairs,
+    from_json_rows, like_can_match, page_sql, push_all_tags, push_any_tags, push_contains, push_holds, push_in,
+    push_list, push_metadata, push_tag_pairs,
 };
 use super::tables::json_object_of;
 use super::SqliteMeta;
@@ -204,6 +204,7 @@ fn snapshot_where_with(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter, by_
     if let Some(n) = &f.name {
         q.push(" AND name = ").push_bind(n.clone());
     }
+    push_in(q, "name", &f.names);
     if let Some(w) = &f.search {
         if let Some(word) = indexed_word(f).filter(|_| by_trigrams) {
             // One quoted phrase: the word as a substring, whatever characters it holds.
@@ -222,6 +223,7 @@ fn snapshot_where_with(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter, by_
     push_metadata(q, &f.metadata);
     push_all_tags(q, &f.tag_ids);
     push_tag_pairs(q, &f.account, &f.tag_pairs);
+    push_any_tags(q, &f.tag_any);
     if let Some(t) = f.created_from {
         q.push(" AND create_time >= ").push_bind(t);
     }
@@ -262,6 +264,8 @@ pub(crate) fn counted_by_groups(f: &SnapshotFilter) -> bool {
         && f.instance_ids.is_empty()
         && f.root_id.is_none()
         && f.name.is_none()
+        && f.names.is_empty()
+        && f.tag_any.is_empty()
         && f.search.is_none()
         && f.name_contains.is_none()
         && f.description_contains.is_none()

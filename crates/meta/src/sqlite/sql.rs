@@ -83,6 +83,20 @@ pub(super) fn push_all_tags(q: &mut QueryBuilder<'_, Sqlite>, tag_ids: &[String]
     q.push_bind(distinct.len() as i64).push(")");
 }
 
+/// `AND id IN (…)` for resources bound to at least one tag of each set (none when a set is
+/// empty).
+pub(super) fn push_any_tags(q: &mut QueryBuilder<'_, Sqlite>, sets: &[Vec<String>]) {
+    for set in sets {
+        if set.is_empty() {
+            q.push(" AND FALSE");
+            continue;
+        }
+        q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE TRUE");
+        push_in(q, "tag_id", set);
+        q.push(")");
+    }
+}
+
 /// `AND id IN (…)` for resources bound, for every pair, to a tag of `account` with that key
 /// (and value, when given).
 pub(super) fn push_tag_pairs(q: &mut QueryBuilder<'_, Sqlite>, account: &str, pairs: &[(String, Option<String>)]) {
