@@ -34,6 +34,8 @@ pub(crate) trait ListSql: sqlx::Database + Sized {
     const BYTE_ORDER: &'static str;
     fn bind_text(q: &mut QueryBuilder<'_, Self>, v: String);
     fn bind_int(q: &mut QueryBuilder<'_, Self>, v: i64);
+    /// `AND col IN (…)` as the backend binds a list (`sqlite::sql::push_in`, `postgres::sql::push_in`).
+    fn push_in(q: &mut QueryBuilder<'_, Self>, col: &str, values: &[String]);
     /// `(SELECT word …)` of the alive override of the row `row` qualifies, NULL when none:
     /// `overrides` bound as one JSON array of `[id, word, set at]`.
     fn push_override(q: &mut QueryBuilder<'_, Self>, row: &str, overrides: &[(String, String, Millis)]);
@@ -46,6 +48,9 @@ impl ListSql for Sqlite {
     }
     fn bind_int(q: &mut QueryBuilder<'_, Self>, v: i64) {
         q.push_bind(v);
+    }
+    fn push_in(q: &mut QueryBuilder<'_, Self>, col: &str, values: &[String]) {
+        crate::sqlite::sql::push_in(q, col, values)
     }
     fn push_override(q: &mut QueryBuilder<'_, Self>, row: &str, overrides: &[(String, String, Millis)]) {
         // (json_each has an `id` column of its own: the row's is always qualified.)
@@ -61,6 +66,9 @@ impl ListSql for Postgres {
     }
     fn bind_int(q: &mut QueryBuilder<'_, Self>, v: i64) {
         q.push_bind(v);
+    }
+    fn push_in(q: &mut QueryBuilder<'_, Self>, col: &str, values: &[String]) {
+        crate::postgres::sql::push_in(q, col, values)
     }
     fn push_override(q: &mut QueryBuilder<'_, Self>, row: &str, overrides: &[(String, String, Millis)]) {
         q.push("(SELECT o.e ->> 1 FROM jsonb_array_elements(").push_bind(crate::sqlite::sql::json_array(overrides));
@@ -117,6 +125,20 @@ pub(crate) fn push_shown_in<DB: ListSql>(q: &mut QueryBuilder<'_, DB>, table: Ta
         DB::bind_text(q, w.clone());
     }
     q.push(")");
+}
+
+/// `AND id IN (…)` for resources bound to at least one tag of each set (none when a set is
+/// empty: [`crate::filter::SnapshotFilter::tag_any`]).
+pub(crate) fn push_any_tags<DB: ListSql>(q: &mut QueryBuilder<'_, DB>, sets: &[Vec<String>]) {
+    for set in sets {
+        if set.is_empty() {
+            q.push(" AND FALSE");
+            continue;
+        }
+        q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE TRUE");
+        DB::push_in(q, "tag_id", set);
+        q.push(")");
+    }
 }
 
 /// The keys of a list's order in turn, always ending in `id` (a total order). A key the

@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 
 use crate::filter::{Order, Shown, SnapshotFilter, Sort, SortKey, VolumeFilter};
 use crate::rows::{SnapshotRow, VolumeRow};
+use crate::sqlite::tests::snap;
 use crate::testing::backends;
 use crate::Batch;
 
@@ -43,34 +44,70 @@ enum V {
     S(Vec<u8>),
 }
 
-fn snap_value(r: &SnapshotRow, key: SortKey, shown: &Shown) -> V {
+/// What a sort key reads of a row of either table (None: the table has no such value, which
+/// sorts as equal).
+struct Keyed<'a> {
+    id: &'a str,
+    create_time: i64,
+    status_time: i64,
+    name: &'a str,
+    description: &'a str,
+    status: &'a str,
+    transition: &'a str,
+    volume_id: Option<&'a str>,
+    size: i64,
+    zone: &'a str,
+    system: Option<bool>,
+}
+
+fn value(r: &Keyed, key: SortKey, shown: &Shown) -> V {
+    let text = |t: &str| V::S(t.as_bytes().to_vec());
     match key {
-        SortKey::Id => V::S(r.id.clone().into_bytes()),
+        SortKey::Id => text(r.id),
         SortKey::CreateTime => V::I(r.create_time),
         SortKey::StatusTime => V::I(r.status_time),
-        SortKey::Name => V::S(r.name.clone().into_bytes()),
-        SortKey::Description => V::S(r.description.clone().into_bytes()),
-        SortKey::Shown => V::S(word_of(shown, &r.id, &r.status, &r.transition, r.status_time).into_bytes()),
-        SortKey::VolumeId => V::S(r.volume_id.clone().into_bytes()),
-        SortKey::SizeGib => V::I((r.volume_size + GIB - 1) / GIB),
-        SortKey::Zone => V::S(r.zone.clone().into_bytes()),
-        SortKey::System => V::I(0),
+        SortKey::Name => text(r.name),
+        SortKey::Description => text(r.description),
+        SortKey::Shown => text(&word_of(shown, r.id, r.status, r.transition, r.status_time)),
+        SortKey::VolumeId => r.volume_id.map(text).unwrap_or(V::I(0)),
+        SortKey::SizeGib => V::I((r.size + GIB - 1) / GIB),
+        SortKey::Zone => text(r.zone),
+        SortKey::System => V::I(r.system.map(i64::from).unwrap_or(0)),
     }
 }
 
+fn snap_value(r: &SnapshotRow, key: SortKey, shown: &Shown) -> V {
+    let k = Keyed {
+        id: &r.id,
+        create_time: r.create_time,
+        status_time: r.status_time,
+        name: &r.name,
+        description: &r.description,
+        status: &r.status,
+        transition: &r.transition,
+        volume_id: Some(&r.volume_id),
+        size: r.volume_size,
+        zone: &r.zone,
+        system: None,
+    };
+    value(&k, key, shown)
+}
+
 fn vol_value(r: &VolumeRow, key: SortKey, shown: &Shown) -> V {
-    match key {
-        SortKey::Id => V::S(r.id.clone().into_bytes()),
-        SortKey::CreateTime => V::I(r.create_time),
-        SortKey::StatusTime => V::I(r.status_time),
-        SortKey::Name => V::S(r.name.clone().into_bytes()),
-        SortKey::Description => V::S(r.description.clone().into_bytes()),
-        SortKey::Shown => V::S(word_of(shown, &r.id, &r.status, &r.transition, r.status_time).into_bytes()),
-        SortKey::VolumeId => V::I(0),
-        SortKey::SizeGib => V::I((r.size + GIB - 1) / GIB),
-        SortKey::Zone => V::S(r.zone.clone().into_bytes()),
-        SortKey::System => V::I((r.kind == "system") as i64),
-    }
+    let k = Keyed {
+        id: &r.id,
+        create_time: r.create_time,
+        status_time: r.status_time,
+        name: &r.name,
+        description: &r.description,
+        status: &r.status,
+        transition: &r.transition,
+        volume_id: None,
+        size: r.size,
+        zone: &r.zone,
+        system: Some(r.kind == "system"),
+    };
+    value(&k, key, shown)
 }
 
 /// `keys` in turn, then id ascending (the order the filter documents).
@@ -113,39 +150,18 @@ fn snapshots() -> Vec<SnapshotRow> {
     (0..14)
         .map(|i| {
             let (status, transition) = states[i % states.len()];
+            let id = format!("s{i:02}");
             SnapshotRow {
-                id: format!("s{i:02}"),
-                account: "a".into(),
                 zone: ["z1", "z2"][i % 2].into(),
                 name: names[i % names.len()].into(),
                 description: format!("d{}", (i * 5) % 7),
-                volume_id: ["v2", "v1", "v3"][i % 3].into(),
                 volume_size: sizes[i % sizes.len()],
-                volume_kind: "data".into(),
-                instance_id: None,
-                is_full: true,
-                root_id: format!("s{i:02}"),
-                parent_id: None,
-                is_head: true,
-                status: status.into(),
+                root_id: id.clone(),
                 transition: transition.into(),
-                is_taken: true,
-                progress: 100,
-                snapshot_time: 1,
                 // Ties in create_time (three to a time), so `id` decides among them.
                 create_time: 100 + (i as i64) / 3,
                 status_time: 10 + ((i * 7) % 5) as i64,
-                deleted_time: None,
-                expire_time: None,
-                size: 1,
-                origin: "user".into(),
-                retention_days: None,
-                encrypted: false,
-                used_by_images: 0,
-                used_by_volumes: 0,
-                logical_size: None,
-                consistency: String::new(),
-                version: 0,
+                ..snap(&id, "a", ["v2", "v1", "v3"][i % 3], 1, status)
             }
         })
         .collect()

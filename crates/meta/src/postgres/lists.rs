@@ -4,13 +4,13 @@
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::sql::{
-    json_rows, page_sql, push_all_tags, push_any_tags, push_contains, push_eq, push_holds, push_in, push_metadata,
-    push_not_in, push_tag_pairs, storable, storable_only,
+    json_rows, page_sql, push_all_tags, push_contains, push_eq, push_holds, push_in, push_metadata, push_not_in,
+    push_tag_pairs, storable, storable_only,
 };
 use super::PgMeta;
 use crate::filter::{JobFilter, Page, SnapshotFilter, VolumeFilter};
 use crate::rows::*;
-use crate::sort::{push_after, push_order, push_shown_in, Table};
+use crate::sort::{push_after, push_any_tags, push_order, push_shown_in, Table};
 use crate::sqlite::snapshots::{count_key, counted_by_groups};
 use crate::sqlite::sql::from_json_rows;
 use crate::sqlite::sql::gib_range;

@@ -31,7 +31,7 @@ mod cluster;
 mod lists;
 mod policies;
 mod sessions;
-mod sql;
+pub(crate) mod sql;
 mod state;
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub(super) fn push_eq(q: &mut QueryBuilder<'_, Postgres>, col: &str, value: &str
 }
 
 /// Appends `AND col = ANY(…)` when `values` is not empty.
-pub(super) fn push_in(q: &mut QueryBuilder<'_, Postgres>, col: &str, values: &[String]) {
+pub(crate) fn push_in(q: &mut QueryBuilder<'_, Postgres>, col: &str, values: &[String]) {
     if !values.is_empty() {
         let values: Vec<String> = values.iter().filter(|v| storable(v)).cloned().collect();
         q.push(format!(" AND {col} = ANY(")).push_bind(values).push(")");
@@ -64,20 +64,6 @@ pub(super) fn push_all_tags(q: &mut QueryBuilder<'_, Postgres>, tag_ids: &[Strin
     let n = distinct.len() as i64;
     q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE tag_id = ANY(").push_bind(distinct);
     q.push(") GROUP BY resource_id HAVING COUNT(DISTINCT tag_id) = ").push_bind(n).push(")");
-}
-
-/// `AND id IN (…)` for resources bound to at least one tag of each set (none when a set is
-/// empty).
-pub(super) fn push_any_tags(q: &mut QueryBuilder<'_, Postgres>, sets: &[Vec<String>]) {
-    for set in sets {
-        if set.is_empty() {
-            q.push(" AND FALSE");
-            continue;
-        }
-        q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE TRUE");
-        push_in(q, "tag_id", set);
-        q.push(")");
-    }
 }
 
 /// `AND id IN (…)` for resources bound, for every pair, to a tag of `account` with that key

@@ -37,7 +37,7 @@ mod state;
 pub(crate) mod tables;
 mod tags;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod volumes;
 
 pub struct SqliteMeta {

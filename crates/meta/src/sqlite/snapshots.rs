@@ -6,14 +6,14 @@ use std::sync::Mutex;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::sql::{
-    from_json_rows, like_can_match, page_sql, push_all_tags, push_any_tags, push_contains, push_holds, push_in,
-    push_list, push_metadata, push_tag_pairs,
+    from_json_rows, like_can_match, page_sql, push_all_tags, push_contains, push_holds, push_in, push_list,
+    push_metadata, push_tag_pairs,
 };
 use super::tables::json_object_of;
 use super::SqliteMeta;
 use crate::filter::{Order, Page, SnapshotFilter};
 use crate::rows::{ChainTotals, InstanceRow, Millis, SnapshotRow, VolumeRow};
-use crate::sort::{push_after, push_order, push_shown_in, Table};
+use crate::sort::{push_after, push_any_tags, push_order, push_shown_in, Table};
 use crate::{Result, SnapshotListing};
 
 const COUNT_CACHE_MAX: usize = 4096;

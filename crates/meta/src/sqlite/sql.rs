@@ -42,7 +42,7 @@ pub(super) const INLINE_LIST_MAX: usize = 200;
 pub(super) const INLINE_TAGS_MAX: usize = 32;
 
 /// Appends `AND col IN (…)` when `values` is not empty.
-pub(super) fn push_in(q: &mut QueryBuilder<'_, Sqlite>, col: &str, values: &[String]) {
+pub(crate) fn push_in(q: &mut QueryBuilder<'_, Sqlite>, col: &str, values: &[String]) {
     push_list(q, col, "IN", values)
 }
 
@@ -81,20 +81,6 @@ pub(super) fn push_all_tags(q: &mut QueryBuilder<'_, Sqlite>, tag_ids: &[String]
     q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE tag_id IN (SELECT value FROM json_each(");
     q.push_bind(json_array(&distinct)).push(")) GROUP BY resource_id HAVING COUNT(DISTINCT tag_id) = ");
     q.push_bind(distinct.len() as i64).push(")");
-}
-
-/// `AND id IN (…)` for resources bound to at least one tag of each set (none when a set is
-/// empty).
-pub(super) fn push_any_tags(q: &mut QueryBuilder<'_, Sqlite>, sets: &[Vec<String>]) {
-    for set in sets {
-        if set.is_empty() {
-            q.push(" AND FALSE");
-            continue;
-        }
-        q.push(" AND id IN (SELECT resource_id FROM resource_tags WHERE TRUE");
-        push_in(q, "tag_id", set);
-        q.push(")");
-    }
 }
 
 /// `AND id IN (…)` for resources bound, for every pair, to a tag of `account` with that key

@@ -7,7 +7,7 @@ use crate::rows::*;
 use crate::testing::{backends, Kind, TestMeta};
 use crate::{Batch, Expect, MetaError};
 
-fn snap(id: &str, account: &str, volume: &str, t: i64, status: &str) -> SnapshotRow {
+pub(crate) fn snap(id: &str, account: &str, volume: &str, t: i64, status: &str) -> SnapshotRow {
     SnapshotRow {
         id: id.into(),
         account: account.into(),
