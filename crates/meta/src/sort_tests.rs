@@ -249,7 +249,8 @@ async fn shown_status_filter_follows_overrides() {
         m.commit(Batch { put_snapshots: rows.clone(), ..Default::default() }).await.unwrap();
         let alive = |i: usize, w: &str| (rows[i].id.clone(), w.to_string(), rows[i].status_time);
         let stale = |i: usize, w: &str| (rows[i].id.clone(), w.to_string(), rows[i].status_time - 1);
-        let cases: Vec<(Vec<(String, String, i64)>, Vec<&str>)> = vec![
+        type Overrides = Vec<(String, String, i64)>;
+        let cases: Vec<(Overrides, Vec<&str>)> = vec![
             (vec![], vec!["available"]),
             (vec![alive(0, "error")], vec!["available"]),
             (vec![alive(0, "error"), stale(5, "error")], vec!["error"]),
