@@ -21,22 +21,6 @@ async fn app(dir: &std::path::Path) -> (Router, ApiContext) {
     app_on(dir, None).await
 }
 
-/// A new database on the PostgreSQL test server (`DISKSNAP_TEST_PG_URL`, started by
-/// scripts/pg.sh), its URL; None (and a SKIP line) when no server is configured.
-async fn fresh_pg(test: &str) -> Option<String> {
-    let url = std::env::var("DISKSNAP_TEST_PG_URL").ok().filter(|v| !v.is_empty());
-    let Some(url) = url.filter(|_| std::env::var("DISKSNAP_TEST_PG").as_deref() != Ok("skip")) else {
-        eprintln!("SKIP {test} on PostgreSQL: DISKSNAP_TEST_PG_URL is not set");
-        return None;
-    };
-    let admin: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let name = format!("openstack_{}_{nanos}", std::process::id());
-    let mut c: sqlx::PgConnection = sqlx::Connection::connect_with(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
-    Some(sqlx::ConnectOptions::to_url_lossy(&admin.database(&name)).to_string())
-}
-
 /// The dialect over a service whose metadata is in `database_url` (None: SQLite in `dir`).
 async fn app_on(dir: &std::path::Path, database_url: Option<String>) -> (Router, ApiContext) {
     let mut cfg = ServiceConfig::new(dir);
@@ -548,7 +532,7 @@ async fn lists_sort_filter_and_page_in_the_store() {
 /// The same on PostgreSQL: both backends sort, filter and page alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_sort_filter_and_page_in_the_store_on_postgres() {
-    if let Some(url) = fresh_pg("lists_sort_filter_and_page_in_the_store").await {
+    if let Some(url) = disksnap_service::testing::fresh_pg_database("lists_sort_filter_and_page_in_the_store").await {
         lists_in_the_store(Some(url)).await;
     }
 }

@@ -17,6 +17,7 @@ mod sort;
 #[cfg(test)]
 mod sort_tests;
 mod sqlite;
+pub mod test_db;
 #[cfg(test)]
 mod testing;
 

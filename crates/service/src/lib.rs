@@ -33,6 +33,10 @@ pub mod snapshots;
 pub mod state;
 pub mod stats;
 pub mod tags;
+/// Test support: a fresh PostgreSQL database for a test (disksnap_meta::test_db).
+pub mod testing {
+    pub use disksnap_meta::test_db::fresh_pg_database;
+}
 pub mod volumes;
 mod work;
 
