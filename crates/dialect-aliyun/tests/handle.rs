@@ -460,6 +460,20 @@ async fn a_disk_from_create_to_delete() {
     );
     let (_, v) = act(&c, "DescribeDisks", &[("ResourceGroupId", "rg-bbb2"), ("DiskIds", &format!("[\"{d}\"]"))]).await;
     assert_eq!(v["TotalCount"], 0, "{v}");
+    // A page's groups are read in one batch: each item shows its own (or none).
+    let (_, v) = act(&c, "DescribeDisks", &[("DiskIds", &format!("[\"{d}\", \"{restored}\"]"))]).await;
+    let shown: std::collections::BTreeMap<&str, &str> = v["Disks"]["Disk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["DiskId"].as_str().unwrap(), x["ResourceGroupId"].as_str().unwrap()))
+        .collect();
+    assert_eq!(shown, [(d, ""), (restored.as_str(), "rg-bbb2")].into_iter().collect(), "{v}");
+    let (_, v) = act(&c, "DescribeSnapshots", &[]).await;
+    for x in v["Snapshots"]["Snapshot"].as_array().unwrap() {
+        let want = if x["SnapshotId"] == snap.as_str() { "rg-aaa1" } else { "" };
+        assert_eq!(x["ResourceGroupId"], want, "{v}");
+    }
     let (s, v) = act(
         &c,
         "JoinResourceGroup",

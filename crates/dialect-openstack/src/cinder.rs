@@ -6,15 +6,15 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use disksnap_service::{
-    CreateSnapshots, DeleteScope, Kind, Order, ServiceError, Snapshot, SnapshotFilter, SnapshotStatus,
-    SnapshotTransition,
+    CreateSnapshots, DeleteScope, Kind, ServiceError, Shown, Snapshot, SnapshotFilter, SnapshotStatus,
+    SnapshotTransition, SortKey,
 };
 
 use crate::error::{OsError, OsResult};
-use crate::listing::{self, Row, Target};
+use crate::listing::{self, Target};
 use crate::router::{ItemOp, MetaOp, Op};
 use crate::wire::{self, Flavour, Override, SnapCtx, SnapView};
-use crate::{empty, json_response, override_in, Call, OpenStack, Overrides};
+use crate::{empty, json_response, override_in, Call, OpenStack};
 
 /// Every snapshot status word Cinder knows (`os-reset_status` accepts these).
 pub const CINDER_STATUSES: &[&str] = &[
@@ -82,23 +82,6 @@ pub async fn render(d: &OpenStack, call: &Call, s: &Snapshot, view: SnapView) ->
 pub async fn shown_status(d: &OpenStack, call: &Call, s: &Snapshot) -> OsResult<String> {
     let o = d.override_of(&call.auth.account, s).await?;
     Ok(o.map(|o| o.status).unwrap_or_else(|| wire::snapshot_status(s, call.flavour).to_string()))
-}
-
-pub fn row_of(ov: &Overrides, s: &Snapshot, flavour: Flavour, index: usize) -> Row {
-    Row {
-        id: wire::uuid(Kind::Snapshot, &s.id),
-        created: s.create_time,
-        updated: s.status_time,
-        name: s.name.clone(),
-        description: s.description.clone(),
-        status: override_in(ov, s).map(|o| o.status).unwrap_or_else(|| wire::snapshot_status(s, flavour).to_string()),
-        volume_id: wire::uuid(Kind::Volume, &s.volume_id),
-        size: s.volume_size.div_ceil(1 << 30),
-        zone: s.zone.clone(),
-        bootable: false,
-        metadata: Vec::new(),
-        index,
-    }
 }
 
 pub async fn handle(d: &OpenStack, call: &Call, op: Op) -> OsResult<Response> {
@@ -173,56 +156,45 @@ pub struct SnapPage {
     /// The id (UUID) a next link continues after: set when the page is full, as Cinder's
     /// `_get_collection_links` does (a full last page still gets a link; the next one is empty).
     pub next_marker: Option<String>,
-    /// Matches of the filters, ignoring marker/offset/limit; 0 when `want_count` was false on
-    /// the indexed path.
+    /// Matches of the filters, ignoring marker/offset/limit; 0 unless `with_count`.
     pub count: usize,
 }
 
 /// The page `p` asks for among the caller's live snapshots (and, when `ids` is not empty, only
-/// those UUIDs, lower-case). The common shapes (default or `created_at` order, filters on
-/// status/name/volume_id, marker, offset, limit) run as keyset queries on the metadata store's
-/// list index: a page costs about what its items do, at any depth and any account size; so do
-/// the `name~`, `description~`, `metadata` and zone filters (SQL conditions). Other sort keys,
-/// and a status filter while an `os-reset_status` override is alive, still fall back to reading
-/// every live snapshot and paging in memory ([`listing::page`]), which is exact for every key.
+/// those UUIDs, lower-case): keyset queries on the metadata store's list index, the filters,
+/// every Cinder sort key and the status shown (`os-reset_status` overrides included) as SQL, so
+/// a page costs about what its items do, at any depth and any account size. The default order
+/// (`created_at`, then `id`) reads the index in order; other keys are sorted by the store.
 pub async fn list_page(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<SnapPage> {
-    // Overrides mix into the status shown; with any alive, only the scan filters exactly.
-    let any_override = !d.overrides(&call.auth.account).await?.is_empty();
-    match pushdown(d, call, p, ids, any_override) {
-        Some(pushed) => indexed_page(d, call, p, pushed).await,
-        None => scanned_page(d, call, p, ids).await,
-    }
+    let pushed = pushdown(d, call, p, ids).await?;
+    indexed_page(d, call, p, pushed).await
 }
 
-/// The service query for `p`, or None when it needs the in-memory fallback.
+/// The store query for `p`.
 struct Pushed {
     query: SnapshotFilter,
     /// A filter that no live snapshot can match (the marker is still checked).
     nothing: bool,
 }
 
-fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String], any_override: bool) -> Option<Pushed> {
-    // Order: `created_at` in one direction, optionally then `id` in the same one (what
-    // `(create_time, id)` on the index gives; Cinder adds the default keys in the first key's
-    // direction, see listing::sort).
-    let oldest_first = match p.sort.as_slice() {
-        [] => false,
-        [(k, asc)] if k == "created_at" => *asc,
-        [(k, asc), (k2, asc2)] if k == "created_at" && k2 == "id" && asc == asc2 => *asc,
-        _ => return None,
-    };
-    // (`bootable` and `size` are volume filters: never set for snapshots.)
-    if p.bootable.is_some() || p.size.is_some() {
-        return None;
-    }
+/// The account's overrides as the store reads them: `(bare id, status, set at ms)`.
+async fn stored_overrides(d: &OpenStack, call: &Call) -> OsResult<Vec<(String, String, i64)>> {
+    let ov = d.overrides(&call.auth.account).await?;
+    Ok(ov.into_iter().map(|(id, (o, at))| (id, o.status, at.timestamp_millis())).collect())
+}
+
+async fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<Pushed> {
+    let (order, sort) = listing::sort_keys(p);
     let mut nothing = p.match_nothing;
+    // (`bootable` and `size` are volume filters: never set for snapshots.)
     let mut q = SnapshotFilter {
         statuses: vec![SnapshotStatus::Creating.into(), SnapshotStatus::Available.into()],
         name: p.name.clone(),
         name_contains: p.name_like.clone(),
         description_contains: p.description_like.clone(),
         metadata: p.metadata.clone(),
-        order: Order::oldest_first(oldest_first),
+        order,
+        sort,
         ..Default::default()
     };
     if let Some(z) = &p.zone {
@@ -231,29 +203,37 @@ fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String],
             None => nothing = true,
         }
     }
+    let by_status = q.sort.iter().any(|s| s.key == SortKey::Shown);
+    if by_status || p.status.is_some() {
+        // The status shown mixes status, transition and overrides: the store computes it.
+        // An override lives until the snapshot's next real change (set at ≥ its status
+        // time), which the store checks per row.
+        q.shown = Shown { overrides: stored_overrides(d, call).await?, ..wire::snapshot_words(call.flavour) };
+    }
     if let Some(word) = &p.status {
-        // The status shown mixes status, transition and os-reset_status overrides; with any
-        // override alive, only the scan shows exactly what matches.
-        if any_override {
-            return None;
-        }
-        // The inverse of wire::snapshot_status over the live statuses.
-        use SnapshotTransition as T;
-        match (word.to_ascii_lowercase().as_str(), call.flavour) {
-            ("creating", _) => q.statuses = vec![SnapshotStatus::Creating.into()],
-            ("available", _) => {
-                q.statuses = vec![SnapshotStatus::Available.into()];
-                q.not_transitions = vec![T::Deleting.into(), T::RollingBack.into()];
+        let word = word.to_ascii_lowercase();
+        if q.shown.overrides.is_empty() {
+            // No override: the inverse of wire::snapshot_status over the live statuses, which
+            // the list indexes and the count cache serve.
+            use SnapshotTransition as T;
+            match (word.as_str(), call.flavour) {
+                ("creating", _) => q.statuses = vec![SnapshotStatus::Creating.into()],
+                ("available", _) => {
+                    q.statuses = vec![SnapshotStatus::Available.into()];
+                    q.not_transitions = vec![T::Deleting.into(), T::RollingBack.into()];
+                }
+                ("deleting", _) => {
+                    q.statuses = vec![SnapshotStatus::Available.into()];
+                    q.transitions = vec![T::Deleting.into()];
+                }
+                ("restoring", Flavour::Cinder) | ("rollbacking", Flavour::Evs) => {
+                    q.statuses = vec![SnapshotStatus::Available.into()];
+                    q.transitions = vec![T::RollingBack.into()];
+                }
+                _ => nothing = true,
             }
-            ("deleting", _) => {
-                q.statuses = vec![SnapshotStatus::Available.into()];
-                q.transitions = vec![T::Deleting.into()];
-            }
-            ("restoring", Flavour::Cinder) | ("rollbacking", Flavour::Evs) => {
-                q.statuses = vec![SnapshotStatus::Available.into()];
-                q.transitions = vec![T::RollingBack.into()];
-            }
-            _ => nothing = true,
+        } else {
+            q.shown_in = vec![word];
         }
     }
     // Any rendering of an id filters (a UUID, another dialect's `vol-…`: dialects.md, the ID
@@ -269,7 +249,7 @@ fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String],
         q.ids = ids.iter().filter_map(|i| bare_of(Kind::Snapshot, i)).collect();
         nothing |= q.ids.is_empty();
     }
-    Some(Pushed { query: q, nothing })
+    Ok(Pushed { query: q, nothing })
 }
 
 async fn indexed_page(d: &OpenStack, call: &Call, p: &listing::ListParams, pushed: Pushed) -> OsResult<SnapPage> {
@@ -311,35 +291,6 @@ async fn indexed_page(d: &OpenStack, call: &Call, p: &listing::ListParams, pushe
     )
     .await?;
     Ok(SnapPage { snaps, next_marker, count })
-}
-
-/// The fallback: every live snapshot, filtered, sorted and paged in memory.
-async fn scanned_page(d: &OpenStack, call: &Call, p: &listing::ListParams, ids: &[String]) -> OsResult<SnapPage> {
-    let snaps = all_snapshots(d, call, None).await?;
-    let ov = d.overrides(&call.auth.account).await?;
-    let mut rows: Vec<Row> = snaps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| row_of(&ov, s, call.flavour, i))
-        .filter(|r| ids.is_empty() || ids.iter().any(|i| listing::same_id(&r.id, i)))
-        .collect();
-    if !p.metadata.is_empty() {
-        let caller = call.auth.caller();
-        // Batched: a bound list of a few hundred ids per query, not one query per snapshot.
-        for chunk in rows.chunks_mut(500) {
-            let chunk_ids: Vec<String> = chunk.iter().map(|r| snaps[r.index].id.clone()).collect();
-            let mut metas = d.ctx.service.snapshots_metadata(&caller, &chunk_ids).await?;
-            for r in chunk.iter_mut() {
-                r.metadata = metas.remove(&snaps[r.index].id).unwrap_or_default();
-            }
-        }
-    }
-    let page = listing::page(rows, p).map_err(|m| OsError::NotFound(format!("Snapshot {m} could not be found.")))?;
-    Ok(SnapPage {
-        snaps: page.rows.iter().map(|r| snaps[r.index].clone()).collect(),
-        next_marker: page.next_marker,
-        count: page.count,
-    })
 }
 
 fn bad(m: impl Into<String>) -> OsError {

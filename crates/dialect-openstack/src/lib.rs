@@ -6,9 +6,10 @@
 //! microversion, authenticates (a Keystone token
 //! from [`keystone`], or a Huawei AK/SK signature checked by [`signature`]), calls the handler
 //! module ([`keystone`], [`cinder`], [`volumes`], [`evs`]) and adds the request-id and version
-//! headers. [`wire`] renders ids (reversible UUIDs), times and views; [`listing`] does Cinder's
-//! filters, sorting, marker/offset paging and next links; [`error`] renders every failure in
-//! the route's envelope.
+//! headers. [`wire`] renders ids (reversible UUIDs), times, views and the status words the
+//! store computes for lists; [`listing`] reads Cinder's list parameters (filters, sort keys,
+//! marker/offset paging) into store queries and builds next links; [`error`] renders every
+//! failure in the route's envelope.
 //!
 //! State this dialect keeps between requests (Keystone tokens, status overrides set by
 //! `os-reset_status` / `os-update_snapshot_status`) is service request state in the metadata

@@ -1,38 +1,15 @@
 //! Cinder's list parameters (dialect-openstack.md §5.5, §6.3): filters, `sort` / `sort_key` +
-//! `sort_dir`, `marker`, `offset`, `limit` and the next link. The common shapes run as indexed
-//! keyset queries (cinder::list_page); [`page`] is the exact in-memory fallback that makes every
-//! other Cinder sort key and filter work.
+//! `sort_dir`, `marker`, `offset`, `limit` and the next link. Every list is keyset queries on
+//! the metadata store (cinder::list_page, volumes' list): the filters, the sort keys (see
+//! [`sort_keys`]) and the status shown, overrides included, are SQL.
 
-use std::cmp::Ordering;
-
-use chrono::{DateTime, Utc};
-
-use disksnap_service::{Kind, ServiceError};
+use disksnap_service::{Kind, Order, ServiceError, Sort, SortKey};
 
 use crate::error::{OsError, OsResult};
 use crate::microversion::Version;
 
 /// Default and ceiling of a page (`osapi_max_limit`).
 pub const MAX_LIMIT: usize = 1000;
-
-/// One listable item with everything a filter or sort key reads.
-#[derive(Clone, Debug)]
-pub struct Row {
-    /// The UUID shown.
-    pub id: String,
-    pub created: DateTime<Utc>,
-    pub updated: DateTime<Utc>,
-    pub name: String,
-    pub description: String,
-    pub status: String,
-    pub volume_id: String,
-    pub size: u64,
-    pub zone: String,
-    pub bootable: bool,
-    pub metadata: Vec<(String, String)>,
-    /// Index into the caller's own item list.
-    pub index: usize,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -242,86 +219,44 @@ pub fn parse(pairs: &[(String, String)], target: Target, version: Version, stric
     Ok(p)
 }
 
-fn compare(a: &Row, b: &Row, key: &str) -> Ordering {
-    match key {
-        "created_at" => a.created.cmp(&b.created),
-        "updated_at" => a.updated.cmp(&b.updated),
-        "name" | "display_name" => a.name.cmp(&b.name),
-        "display_description" => a.description.cmp(&b.description),
-        "status" => a.status.cmp(&b.status),
-        "volume_id" => a.volume_id.cmp(&b.volume_id),
-        "volume_size" | "size" => a.size.cmp(&b.size),
-        "availability_zone" => a.zone.cmp(&b.zone),
-        "bootable" => a.bootable.cmp(&b.bootable),
-        // One project and one user per account: equal.
-        "project_id" | "user_id" | "volume_type_id" => Ordering::Equal,
-        _ => a.id.cmp(&b.id),
-    }
+/// The store's key for a Cinder sort key; None for the keys every item shares (one project,
+/// one user and no volume types per account), which sort as equal.
+fn store_key(key: &str) -> Option<SortKey> {
+    Some(match key {
+        "created_at" => SortKey::CreateTime,
+        "updated_at" => SortKey::StatusTime,
+        "name" | "display_name" => SortKey::Name,
+        "display_description" => SortKey::Description,
+        "status" => SortKey::Shown,
+        "volume_id" => SortKey::VolumeId,
+        "volume_size" | "size" => SortKey::SizeGib,
+        "availability_zone" => SortKey::Zone,
+        "bootable" => SortKey::System,
+        "id" => SortKey::Id,
+        _ => return None, // project_id, user_id, volume_type_id ([`parse`] refuses the rest)
+    })
 }
 
-/// Sort by the requested keys, then `created_at` and `id` as Cinder does
+/// The order of a list: the requested keys, then `created_at` and `id` as Cinder adds them
 /// (`db/sqlalchemy/api.py::process_sort_params`): the default keys take the first requested
-/// key's direction, descending when none was asked. So `created_at:asc` is
-/// `(created_at, id)` ascending, the order the indexed path reads (cinder::list_page).
-pub fn sort(rows: &mut [Row], p: &ListParams) {
-    let mut keys = p.sort.clone();
-    let default_asc = keys.first().is_some_and(|(_, asc)| *asc);
-    if !keys.iter().any(|(k, _)| k == "created_at") {
-        keys.push(("created_at".into(), default_asc));
+/// key's direction, descending when none was asked. `created_at` (then `id`) one way is the
+/// list index's own order (`Order`, no sort); any other is a [`Sort`] the store computes.
+pub fn sort_keys(p: &ListParams) -> (Order, Vec<Sort>) {
+    let default_asc = p.sort.first().is_some_and(|(_, asc)| *asc);
+    let mut keys: Vec<Sort> =
+        p.sort.iter().filter_map(|(k, asc)| store_key(k).map(|key| Sort { key, ascending: *asc })).collect();
+    for key in [SortKey::CreateTime, SortKey::Id] {
+        if !keys.iter().any(|s| s.key == key) {
+            keys.push(Sort { key, ascending: default_asc });
+        }
     }
-    if !keys.iter().any(|(k, _)| k == "id") {
-        keys.push(("id".into(), default_asc));
+    match keys.as_slice() {
+        [Sort { key: SortKey::CreateTime, ascending: a }, Sort { key: SortKey::Id, ascending: b }, ..] if a == b => {
+            // (Keys after a unique `id` never decide: the index order is the same order.)
+            (Order::oldest_first(*a), Vec::new())
+        }
+        _ => (Order::NewestFirst, keys),
     }
-    rows.sort_by(|a, b| {
-        keys.iter()
-            .map(|(k, asc)| if *asc { compare(a, b, k) } else { compare(b, a, k) })
-            .find(|o| *o != Ordering::Equal)
-            .unwrap_or(Ordering::Equal)
-    });
-}
-
-pub fn matches(r: &Row, p: &ListParams) -> bool {
-    !p.match_nothing
-        && p.name.as_ref().is_none_or(|n| &r.name == n)
-        && p.status.as_ref().is_none_or(|s| r.status.eq_ignore_ascii_case(s))
-        && p.volume_id.as_ref().is_none_or(|v| same_id(&r.volume_id, v))
-        && p.zone.as_ref().is_none_or(|z| &r.zone == z)
-        && p.bootable.is_none_or(|b| r.bootable == b)
-        && p.size.is_none_or(|s| r.size == s)
-        && p.metadata.iter().all(|(k, v)| r.metadata.iter().any(|(rk, rv)| rk == k && rv == v))
-        && p.name_like.as_ref().is_none_or(|n| r.name.contains(n.as_str()))
-        && p.description_like.as_ref().is_none_or(|d| r.description.contains(d.as_str()))
-}
-
-/// Does `given` (any rendering: dialects.md, the ID rule) name the item shown as `shown` (our
-/// UUID, which carries its kind)?
-pub fn same_id(shown: &str, given: &str) -> bool {
-    use disksnap_service::ids;
-    match ids::named_kind(shown, |_| "") {
-        Some(kind) => ids::read(kind, shown).is_ok_and(|a| ids::read(kind, given).is_ok_and(|b| a == b)),
-        None => shown.eq_ignore_ascii_case(given.trim()),
-    }
-}
-
-/// A page: the items and whether a next link belongs after it, plus the count of matches.
-pub struct Page {
-    pub rows: Vec<Row>,
-    pub next_marker: Option<String>,
-    pub count: usize,
-}
-
-/// Sort, find the marker (unknown → `Err(marker)`), filter, offset, limit.
-pub fn page(mut rows: Vec<Row>, p: &ListParams) -> Result<Page, String> {
-    sort(&mut rows, p);
-    let start = match &p.marker {
-        Some(m) => rows.iter().position(|r| same_id(&r.id, m)).ok_or_else(|| m.clone())? + 1,
-        None => 0,
-    };
-    let count = rows.iter().filter(|r| matches(r, p)).count();
-    let limit = p.limit.unwrap_or(MAX_LIMIT);
-    let picked: Vec<Row> = rows.drain(start..).filter(|r| matches(r, p)).skip(p.offset).take(limit).collect();
-    let next_marker = (limit > 0 && picked.len() == limit).then(|| picked.last().map(|r| r.id.clone())).flatten();
-    Ok(Page { rows: picked, next_marker, count })
 }
 
 /// The keyset cursor `(create_time ms, bare id)` a list continues after, from its `marker`: the
@@ -426,23 +361,6 @@ mod tests {
     use super::*;
     use crate::microversion::{MAX, MIN};
 
-    fn row(i: usize, name: &str, secs: i64) -> Row {
-        Row {
-            id: format!("id-{i}"),
-            created: DateTime::from_timestamp(secs, 0).unwrap(),
-            updated: DateTime::from_timestamp(secs, 0).unwrap(),
-            name: name.into(),
-            description: String::new(),
-            status: "available".into(),
-            volume_id: "v".into(),
-            size: 1,
-            zone: "pek3a".into(),
-            bootable: false,
-            metadata: vec![("k".into(), "v".into())],
-            index: i,
-        }
-    }
-
     fn q(s: &str) -> Vec<(String, String)> {
         disksnap_api_common::encode::parse_pairs(s, |_| false)
     }
@@ -466,27 +384,37 @@ mod tests {
     }
 
     #[test]
-    fn paging_with_marker_offset_and_links() {
-        let rows: Vec<Row> = (0..5).map(|i| row(i, &format!("n{i}"), 100 + i as i64)).collect();
-        let p = parse(&q("limit=2"), Target::Snapshots, MIN, false).unwrap();
-        let first = page(rows.clone(), &p).unwrap();
-        assert_eq!(first.rows.iter().map(|r| r.index).collect::<Vec<_>>(), vec![4, 3]);
-        assert_eq!(first.next_marker.as_deref(), Some("id-3"));
-        let p = parse(&q("limit=2&marker=id-3"), Target::Snapshots, MIN, false).unwrap();
-        assert_eq!(page(rows.clone(), &p).unwrap().rows.iter().map(|r| r.index).collect::<Vec<_>>(), vec![2, 1]);
-        let p = parse(&q("marker=id-0"), Target::Snapshots, MIN, false).unwrap();
-        let last = page(rows.clone(), &p).unwrap();
-        assert!(last.rows.is_empty() && last.next_marker.is_none());
-        let p = parse(&q("marker=nope"), Target::Snapshots, MIN, false).unwrap();
-        assert!(page(rows.clone(), &p).is_err());
-        let p = parse(&q("offset=3&limit=3"), Target::Snapshots, MIN, false).unwrap();
-        let off = page(rows.clone(), &p).unwrap();
-        assert_eq!(off.rows.len(), 2);
-        assert!(off.next_marker.is_none());
-        let p = parse(&q("limit=0"), Target::Snapshots, MIN, false).unwrap();
-        assert!(page(rows.clone(), &p).unwrap().rows.is_empty());
-        let p = parse(&q("name=n1"), Target::Snapshots, MIN, false).unwrap();
-        assert_eq!(page(rows, &p).unwrap().count, 1);
+    fn cinder_sort_order() {
+        let keys = |query: &str, target| sort_keys(&parse(&q(query), target, MAX, true).unwrap());
+        let s = |key, ascending| Sort { key, ascending };
+        assert_eq!(keys("", Target::Snapshots), (Order::NewestFirst, vec![]));
+        assert_eq!(keys("sort=created_at:asc", Target::Snapshots), (Order::OldestFirst, vec![]));
+        assert_eq!(keys("sort_dir=asc", Target::Snapshots), (Order::OldestFirst, vec![]));
+        assert_eq!(keys("sort=created_at:desc,id:desc,name", Target::Snapshots), (Order::NewestFirst, vec![]));
+        assert_eq!(
+            keys("sort=created_at:desc,id:asc", Target::Snapshots).1,
+            vec![s(SortKey::CreateTime, false), s(SortKey::Id, true)]
+        );
+        // The default keys follow the first key's direction; shared keys sort as equal.
+        assert_eq!(
+            keys("sort=project_id:asc,volume_size:desc,status", Target::Snapshots).1,
+            vec![
+                s(SortKey::SizeGib, false),
+                s(SortKey::Shown, false),
+                s(SortKey::CreateTime, true),
+                s(SortKey::Id, true)
+            ]
+        );
+        assert_eq!(
+            keys("sort_key=bootable,size&sort_dir=desc,asc", Target::Volumes).1,
+            vec![
+                s(SortKey::System, false),
+                s(SortKey::SizeGib, true),
+                s(SortKey::CreateTime, false),
+                s(SortKey::Id, false)
+            ]
+        );
+        assert_eq!(keys("sort=id:asc", Target::Snapshots).1, vec![s(SortKey::Id, true), s(SortKey::CreateTime, true)]);
         assert_eq!(
             next_href("http://h", "/v3/p/snapshots/detail", "limit=2&marker=a&status=available", "b"),
             "http://h/v3/p/snapshots/detail?limit=2&status=available&marker=b"

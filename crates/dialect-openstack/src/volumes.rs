@@ -5,13 +5,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use disksnap_service::{
-    CreateVolumes, Kind, Order, Volume, VolumeFilter, VolumeFromSnapshot, VolumeKind, VolumeStatus,
-};
+use disksnap_service::{CreateVolumes, Kind, Volume, VolumeFilter, VolumeFromSnapshot, VolumeKind, VolumeStatus};
 
 use crate::cinder::{self, envelope, not_found_as, opt_text};
 use crate::error::{OsError, OsResult};
-use crate::listing::{self, Row, Target};
+use crate::listing::{self, Target};
 use crate::router::{ItemOp, MetaOp, Op};
 use crate::wire::{self, Flavour, VolCtx, VolView};
 use crate::{empty, json_response, Call, OpenStack};
@@ -97,36 +95,10 @@ pub async fn handle(d: &OpenStack, call: &Call, op: Op) -> OsResult<Response> {
     }
 }
 
-fn row_of(v: &Volume, status: &str, index: usize) -> Row {
-    Row {
-        id: wire::uuid(Kind::Volume, &v.id),
-        created: v.create_time,
-        updated: v.status_time,
-        name: v.name.clone(),
-        description: v.description.clone(),
-        status: status.to_string(),
-        volume_id: String::new(),
-        size: v.size_gib(),
-        zone: v.zone.clone(),
-        bootable: v.kind == disksnap_service::VolumeKind::System,
-        metadata: Vec::new(),
-        index,
-    }
-}
-
 async fn list(d: &OpenStack, call: &Call, detail: bool) -> OsResult<Response> {
     let strict = call.flavour == Flavour::Cinder && call.version.at_least(3, 31);
     let params = listing::parse(&call.query(), Target::Volumes, call.version, strict)?;
-    let (vols, next_marker, count) = match pushdown(d, &params) {
-        Some(q) => indexed_page(d, call, &params, q).await?,
-        None => {
-            let vols = all_volumes(d, call).await?;
-            let rows: Vec<Row> = vols.iter().enumerate().map(|(i, v)| row_of(v, status(call, v), i)).collect();
-            let page = listing::page(rows, &params)
-                .map_err(|m| OsError::NotFound(format!("Volume {m} could not be found.")))?;
-            (page.rows.iter().map(|r| vols[r.index].clone()).collect(), page.next_marker, page.count)
-        }
-    };
+    let (vols, next_marker, count) = indexed_page(d, call, &params, pushdown(d, call, &params)).await?;
     let view = if detail { VolView::Detail } else { VolView::Summary };
     let items: Vec<Value> = vols.iter().map(|v| render(call, v, view)).collect();
     let mut body = Map::new();
@@ -142,26 +114,17 @@ async fn list(d: &OpenStack, call: &Call, detail: bool) -> OsResult<Response> {
 }
 
 /// The zone named exactly `name` (the zone a volume or snapshot shows), None when no zone is:
-/// the in-memory filter compared the shown zone, so an alias the service would resolve must
-/// not match more here.
+/// Cinder compares the shown zone, so an alias the service would resolve must not match more
+/// here.
 pub(crate) fn exact_zone(d: &OpenStack, name: &str) -> Option<String> {
     d.ctx.service.zones().iter().any(|z| z.name == name).then(|| name.to_string())
 }
 
-/// The service query for a volume list in `created_at` order (optionally then `id`, same
-/// direction) filtered by name, bootable, zone, size, `name~`, `description~`: one keyset query
-/// on the list index. The status filter (the shown status mixes transitions and this dialect's
-/// notes) and other sort keys still fall back to the in-memory scan.
-fn pushdown(d: &OpenStack, p: &listing::ListParams) -> Option<(VolumeFilter, bool)> {
-    let oldest_first = match p.sort.as_slice() {
-        [] => false,
-        [(k, asc)] if k == "created_at" => *asc,
-        [(k, asc), (k2, asc2)] if k == "created_at" && k2 == "id" && asc == asc2 => *asc,
-        _ => return None,
-    };
-    if p.status.is_some() {
-        return None;
-    }
+/// The store query for a volume list: name, bootable, zone, size, `name~`, `description~`,
+/// the status shown (it mixes transitions and statuses: the store computes it from
+/// wire::volume_words) and every sort key, as SQL; one keyset query on the list index.
+fn pushdown(d: &OpenStack, call: &Call, p: &listing::ListParams) -> (VolumeFilter, bool) {
+    let (order, sort) = listing::sort_keys(p);
     // Volumes carry no metadata here: a metadata filter matches none of them.
     let mut nothing = p.match_nothing || !p.metadata.is_empty();
     let mut q = VolumeFilter {
@@ -171,7 +134,10 @@ fn pushdown(d: &OpenStack, p: &listing::ListParams) -> Option<(VolumeFilter, boo
         description_contains: p.description_like.clone(),
         size_gib: p.size,
         kind: p.bootable.map(|b| if b { VolumeKind::System } else { VolumeKind::Data }.into()),
-        order: Order::oldest_first(oldest_first),
+        shown: wire::volume_words(call.flavour),
+        shown_in: p.status.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        order,
+        sort,
         ..Default::default()
     };
     if let Some(z) = &p.zone {
@@ -180,7 +146,7 @@ fn pushdown(d: &OpenStack, p: &listing::ListParams) -> Option<(VolumeFilter, boo
             None => nothing = true,
         }
     }
-    Some((q, nothing))
+    (q, nothing)
 }
 
 async fn indexed_page(

@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use disksnap_service::{ids, Kind, Snapshot, SnapshotStatus, SnapshotTransition, Volume, VolumeKind, VolumeTransition};
+use disksnap_service::{
+    ids, Kind, Shown, Snapshot, SnapshotStatus, SnapshotTransition, Volume, VolumeKind, VolumeStatus, VolumeTransition,
+};
 
 use crate::microversion::Version;
 
@@ -74,7 +76,11 @@ pub struct Override {
 }
 
 pub fn snapshot_status(s: &Snapshot, flavour: Flavour) -> &'static str {
-    match (s.status, s.transition) {
+    snapshot_word(s.status, s.transition, flavour)
+}
+
+fn snapshot_word(status: SnapshotStatus, transition: SnapshotTransition, flavour: Flavour) -> &'static str {
+    match (status, transition) {
         (SnapshotStatus::Creating, _) => "creating",
         (_, SnapshotTransition::Deleting) => "deleting",
         (_, SnapshotTransition::RollingBack) if flavour == Flavour::Evs => "rollbacking",
@@ -141,19 +147,63 @@ pub fn snapshot(s: &Snapshot, meta: &[(String, String)], ov: Option<&Override>, 
 }
 
 pub fn volume_status(v: &Volume, flavour: Flavour) -> &'static str {
-    match v.transition {
+    volume_word(v.status, v.transition, flavour)
+}
+
+fn volume_word(status: VolumeStatus, transition: VolumeTransition, flavour: Flavour) -> &'static str {
+    match transition {
         VolumeTransition::Creating => "creating",
         VolumeTransition::Resizing => "extending",
         VolumeTransition::RollingBack if flavour == Flavour::Evs => "rollbacking",
         VolumeTransition::RollingBack => "reverting",
         VolumeTransition::Deleting => "deleting",
-        VolumeTransition::None | VolumeTransition::Snapshotting => match v.status {
-            disksnap_service::VolumeStatus::Creating => "creating",
-            disksnap_service::VolumeStatus::InUse => "in-use",
-            disksnap_service::VolumeStatus::Available => "available",
-            disksnap_service::VolumeStatus::Deleted => "deleted",
+        VolumeTransition::None | VolumeTransition::Snapshotting => match status {
+            VolumeStatus::Creating => "creating",
+            VolumeStatus::InUse => "in-use",
+            VolumeStatus::Available => "available",
+            VolumeStatus::Deleted => "deleted",
         },
     }
+}
+
+/// `(status, transition, word)` rules, first match wins (None: any).
+type Rules = Vec<(Option<String>, Option<String>, String)>;
+
+fn rule(status: Option<&str>, transition: Option<&str>, word: &str) -> (Option<String>, Option<String>, String) {
+    (status.map(String::from), transition.map(String::from), word.to_string())
+}
+
+/// [`snapshot_status`] as rules the metadata store evaluates in SQL, so that lists filter and
+/// sort on the status shown (with `os-reset_status` overrides on top: cinder::list_page).
+pub fn snapshot_words(flavour: Flavour) -> Shown {
+    use {SnapshotStatus as S, SnapshotTransition as T};
+    let rollback = if flavour == Flavour::Evs { "rollbacking" } else { "restoring" };
+    let words: Rules = vec![
+        rule(Some(S::Creating.as_str()), None, "creating"),
+        rule(None, Some(T::Deleting.as_str()), "deleting"),
+        rule(None, Some(T::RollingBack.as_str()), rollback),
+        rule(Some(S::Available.as_str()), None, "available"),
+        rule(Some(S::Deleted.as_str()), None, "deleted"),
+        rule(Some(S::Ceased.as_str()), None, "deleted"),
+    ];
+    Shown { words, overrides: Vec::new() }
+}
+
+/// [`volume_status`] as rules, as [`snapshot_words`].
+pub fn volume_words(flavour: Flavour) -> Shown {
+    use {VolumeStatus as S, VolumeTransition as T};
+    let rollback = if flavour == Flavour::Evs { "rollbacking" } else { "reverting" };
+    let words: Rules = vec![
+        rule(None, Some(T::Creating.as_str()), "creating"),
+        rule(None, Some(T::Resizing.as_str()), "extending"),
+        rule(None, Some(T::RollingBack.as_str()), rollback),
+        rule(None, Some(T::Deleting.as_str()), "deleting"),
+        rule(Some(S::Creating.as_str()), None, "creating"),
+        rule(Some(S::InUse.as_str()), None, "in-use"),
+        rule(Some(S::Available.as_str()), None, "available"),
+        rule(Some(S::Deleted.as_str()), None, "deleted"),
+    ];
+    Shown { words, overrides: Vec::new() }
 }
 
 pub struct VolCtx<'a> {
@@ -257,6 +307,39 @@ mod tests {
         assert_eq!(from_wire(Kind::Snapshot, "ss-k3x9a0b2"), "k3x9a0b2");
         assert_eq!(from_wire(Kind::Snapshot, "snap-K3X9A0B2"), "k3x9a0b2");
         assert!(from_wire(Kind::Snapshot, "not an id").starts_with('!'));
+    }
+
+    /// The rules the store evaluates give, for every status and transition, the word the views
+    /// show.
+    #[test]
+    fn word_rules_agree_with_the_views() {
+        let eval = |shown: &Shown, status: &str, transition: &str| {
+            shown
+                .words
+                .iter()
+                .find(|(s, t, _)| {
+                    s.as_deref().is_none_or(|s| s == status) && t.as_deref().is_none_or(|t| t == transition)
+                })
+                .map(|(_, _, w)| w.clone())
+        };
+        for flavour in [Flavour::Cinder, Flavour::Evs] {
+            for s in SnapshotStatus::ALL {
+                for t in SnapshotTransition::ALL {
+                    let want = snapshot_word(*s, *t, flavour);
+                    assert_eq!(
+                        eval(&snapshot_words(flavour), s.as_str(), t.as_str()).as_deref(),
+                        Some(want),
+                        "{s} {t}"
+                    );
+                }
+            }
+            for s in VolumeStatus::ALL {
+                for t in VolumeTransition::ALL {
+                    let want = volume_word(*s, *t, flavour);
+                    assert_eq!(eval(&volume_words(flavour), s.as_str(), t.as_str()).as_deref(), Some(want), "{s} {t}");
+                }
+            }
+        }
     }
 
     #[test]

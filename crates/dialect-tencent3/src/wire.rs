@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use disksnap_service::{
-    ids, Kind, Snapshot, SnapshotStatus, SnapshotTransition, Volume, VolumeKind, VolumeStatus, VolumeTransition,
+    ids, Kind, Shown, Snapshot, SnapshotStatus, SnapshotTransition, Volume, VolumeKind, VolumeStatus, VolumeTransition,
 };
 use serde::Serialize;
 
@@ -62,12 +62,39 @@ pub fn parse_disk_usage(text: &str) -> Option<VolumeKind> {
 
 /// `SnapshotState`, or None for points not shown (being deleted, deleted).
 pub fn snapshot_state(s: &Snapshot) -> Option<&'static str> {
-    match (s.status, s.transition) {
+    state_word(s.status, s.transition)
+}
+
+fn state_word(status: SnapshotStatus, transition: SnapshotTransition) -> Option<&'static str> {
+    match (status, transition) {
         (_, SnapshotTransition::Deleting) => None,
         (SnapshotStatus::Deleted | SnapshotStatus::Ceased, _) => None,
         (SnapshotStatus::Creating, _) => Some("CREATING"),
         (SnapshotStatus::Available, SnapshotTransition::RollingBack) => Some("ROLLBACKING"),
         (SnapshotStatus::Available, _) => Some("NORMAL"),
+    }
+}
+
+/// The transitions of points not shown (with deleted and released points, which lists leave
+/// out by status).
+pub fn hidden_transitions() -> Vec<String> {
+    vec![SnapshotTransition::Deleting.into()]
+}
+
+/// [`snapshot_state`] of the points shown, as rules the metadata store evaluates in SQL, so
+/// that the `snapshot-state` filter is a condition of the list query.
+pub fn snapshot_state_words() -> Shown {
+    let (s, t) = (SnapshotStatus::as_str, SnapshotTransition::as_str);
+    let rule = |status: &str, transition: Option<&str>, word: &str| {
+        (Some(status.to_string()), transition.map(String::from), word.to_string())
+    };
+    Shown {
+        words: vec![
+            rule(s(SnapshotStatus::Creating), None, "CREATING"),
+            rule(s(SnapshotStatus::Available), Some(t(SnapshotTransition::RollingBack)), "ROLLBACKING"),
+            rule(s(SnapshotStatus::Available), None, "NORMAL"),
+        ],
+        overrides: Vec::new(),
     }
 }
 
@@ -306,5 +333,26 @@ mod tests {
         assert_eq!(size_gb((10 << 30) + 1), 11);
         assert_eq!(parse_disk_usage("DATA_DISK"), Some(VolumeKind::Data));
         assert_eq!(parse_disk_usage("data"), None);
+    }
+
+    /// The rules the store evaluates give every shown point its state, and every point not
+    /// shown is left out by status or by [`hidden_transitions`].
+    #[test]
+    fn state_rules_agree_with_snapshot_state() {
+        let rules = snapshot_state_words();
+        for st in SnapshotStatus::ALL {
+            for tr in SnapshotTransition::ALL {
+                let listed = matches!(st, SnapshotStatus::Creating | SnapshotStatus::Available)
+                    && !hidden_transitions().contains(&tr.as_str().to_string());
+                let by_rule = rules
+                    .words
+                    .iter()
+                    .find(|(s, t, _)| {
+                        s.as_deref().is_none_or(|s| s == st.as_str()) && t.as_deref().is_none_or(|t| t == tr.as_str())
+                    })
+                    .map(|(_, _, w)| w.as_str());
+                assert_eq!(listed.then_some(by_rule).flatten(), state_word(*st, *tr), "{st} {tr}");
+            }
+        }
     }
 }

@@ -277,3 +277,102 @@ async fn a_signed_action_header_is_checked() {
     let (_, other) = send(&f.ctx, req("TerminateDisks")).await;
     assert_eq!(code(&other), "AuthFailure.SignatureFailure");
 }
+
+/// DescribeSnapshots is one store query (issue 16): every filter and the page agree with what
+/// the unfiltered list shows of the same points, totals included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_snapshots_filters_are_the_stores() {
+    use disksnap_service::{Caller, CreateSnapshots, CreateVolumes, VolumeKind};
+    let f = fixture().await;
+    let svc = &f.ctx.service;
+    let alice = Caller::new("alice");
+    let mut disks = Vec::new();
+    for kind in [VolumeKind::System, VolumeKind::Data] {
+        let req = CreateVolumes { size_gib: 1, count: 1, kind: Some(kind), ..Default::default() };
+        disks.push(svc.create_volumes(&alice, req).await.unwrap().1.remove(0).id);
+    }
+    svc.wait_idle().await;
+    let prod = svc.create_tag(&alice, "env", "prod").await.unwrap().id;
+    let dev = svc.create_tag(&alice, "env", "dev").await.unwrap().id;
+    let team = svc.create_tag(&alice, "team", "a").await.unwrap().id;
+    let tag_sets = [vec![prod.clone()], vec![dev], vec![prod, team.clone()], vec![], vec![team], vec![]];
+    for (i, tag_ids) in tag_sets.into_iter().enumerate() {
+        let name = ["a", "b", "a", "c", "b", "a"][i].to_string();
+        let req = CreateSnapshots { volumes: vec![disks[i % 2].clone()], name, tag_ids, ..Default::default() };
+        svc.create_snapshots(&alice, req).await.unwrap();
+        svc.wait_idle().await;
+    }
+    let describe = |body: String| {
+        let ctx = f.ctx.clone();
+        async move {
+            let (st, v) = send(&ctx, tc3("DescribeSnapshots", &body, "AKIDalice", "alice-secret", now())).await;
+            assert_eq!(st, StatusCode::OK, "{body}: {v}");
+            let r = &v["Response"];
+            let items = r["SnapshotSet"].as_array().unwrap().clone();
+            (r["TotalCount"].as_u64().unwrap(), items)
+        }
+    };
+    let (total, all) = describe(r#"{"Limit":100}"#.into()).await;
+    assert_eq!((total, all.len()), (6, 6));
+    assert_eq!(all.iter().map(|s| s["Tags"].as_array().unwrap().len()).sum::<usize>(), 5, "the tags bound");
+    let ids = |items: &[Value]| items.iter().map(|s| s["SnapshotId"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let has_tag = |s: &Value, k: Option<&str>, v: Option<&str>| {
+        s["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| k.is_none_or(|k| t["Key"] == k) && v.is_none_or(|v| t["Value"] == v))
+    };
+    type Pick = Box<dyn Fn(&Value) -> bool>;
+    let cases: Vec<(&str, Pick)> = vec![
+        (
+            r#"[{"Name":"snapshot-name","Values":["a","c"]}]"#,
+            Box::new(|s| s["SnapshotName"] == "a" || s["SnapshotName"] == "c"),
+        ),
+        (r#"[{"Name":"tag-key","Values":["team"]}]"#, Box::new(move |s| has_tag(s, Some("team"), None))),
+        (r#"[{"Name":"tag-value","Values":["dev","nope"]}]"#, Box::new(move |s| has_tag(s, None, Some("dev")))),
+        (
+            r#"[{"Name":"tag:env","Values":["prod"]},{"Name":"snapshot-name","Values":["a"]}]"#,
+            Box::new(move |s| has_tag(s, Some("env"), Some("prod")) && s["SnapshotName"] == "a"),
+        ),
+        (
+            r#"[{"Name":"tag:env","Values":["prod","dev"]},{"Name":"tag-key","Values":["team"]}]"#,
+            Box::new(move |s| has_tag(s, Some("env"), None) && has_tag(s, Some("team"), None)),
+        ),
+        (r#"[{"Name":"tag:nokey","Values":["x"]}]"#, Box::new(|_| false)),
+        (r#"[{"Name":"disk-usage","Values":["SYSTEM_DISK"]}]"#, Box::new(|s| s["DiskUsage"] == "SYSTEM_DISK")),
+        (r#"[{"Name":"disk-usage","Values":["SYSTEM_DISK","DATA_DISK"]}]"#, Box::new(|_| true)),
+        (r#"[{"Name":"snapshot-state","Values":["NORMAL"]}]"#, Box::new(|s| s["SnapshotState"] == "NORMAL")),
+        (
+            r#"[{"Name":"snapshot-state","Values":["CREATING","TORECYCLE"]}]"#,
+            Box::new(|s| s["SnapshotState"] == "CREATING"),
+        ),
+        (r#"[{"Name":"encrypt","Values":["FALSE"]}]"#, Box::new(|s| s["Encrypt"] == false)),
+        (r#"[{"Name":"encrypt","Values":["TRUE"]}]"#, Box::new(|s| s["Encrypt"] == true)),
+        (r#"[{"Name":"snapshot-type","Values":["SHARED_SNAPSHOT"]}]"#, Box::new(|_| false)),
+        (r#"[{"Name":"project-id","Values":["0"]},{"Name":"zone","Values":["ap-guangzhou"]}]"#, Box::new(|_| true)),
+        (r#"[{"Name":"zone","Values":["ap-nowhere"]}]"#, Box::new(|_| false)),
+    ];
+    for (filters, pick) in cases {
+        let want: Vec<Value> = all.iter().filter(|s| pick(s)).cloned().collect();
+        let (total, got) = describe(format!(r#"{{"Limit":100,"Filters":{filters}}}"#)).await;
+        assert_eq!((total, ids(&got)), (want.len() as u64, ids(&want)), "{filters}");
+        // Oldest first, one page into the matches.
+        let (total, got) = describe(format!(r#"{{"Order":"ASC","Offset":1,"Limit":2,"Filters":{filters}}}"#)).await;
+        let mut asc = ids(&want);
+        asc.reverse();
+        assert_eq!((total, ids(&got)), (want.len() as u64, asc.into_iter().skip(1).take(2).collect()), "{filters} ASC");
+    }
+    let (_, v) = send(
+        &f.ctx,
+        tc3(
+            "DescribeSnapshots",
+            r#"{"Filters":[{"Name":"encrypt","Values":["maybe"]}]}"#,
+            "AKIDalice",
+            "alice-secret",
+            now(),
+        ),
+    )
+    .await;
+    assert_eq!(code(&v), "InvalidFilter", "{v}");
+}

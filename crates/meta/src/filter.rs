@@ -26,6 +26,45 @@ impl Order {
     }
 }
 
+/// One key of a list's order (Cinder's `sort`), on the column or value a dialect shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Id,
+    CreateTime,
+    /// When the row's status last changed (Cinder's `updated_at`).
+    StatusTime,
+    Name,
+    Description,
+    /// The status word the dialect shows ([`Shown`]).
+    Shown,
+    /// The snapshot's volume (snapshots; volumes have none and sort it as equal).
+    VolumeId,
+    /// The size in GiB, rounded up: a snapshot's volume size, a volume's size.
+    SizeGib,
+    Zone,
+    /// The volume is a system disk, false before true (volumes; Cinder's `bootable`).
+    System,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sort {
+    pub key: SortKey,
+    pub ascending: bool,
+}
+
+/// The status word a dialect shows for a row, given so that filtering and sorting by it run in
+/// SQL like every other field (issue 11: one list path).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shown {
+    /// `(status, transition, word)` rules, the first that matches a row giving its word (None:
+    /// any value); a row no rule matches shows the empty word.
+    pub words: Vec<(Option<String>, Option<String>, String)>,
+    /// Words a dialect set on single rows, `(bare id, word, set at)`: shown instead of the
+    /// rule's while set at or after the row's `status_time`, its last real change (Cinder's
+    /// `os-reset_status`). They live in the dialect's request state, read with the list.
+    pub overrides: Vec<(String, String, Millis)>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct SnapshotFilter {
     pub account: String,
@@ -44,6 +83,8 @@ pub struct SnapshotFilter {
     pub not_transitions: Vec<String>,
     pub zone: Option<String>,
     pub name: Option<String>,
+    /// Any of these names (empty: any; Tencent's `snapshot-name` values).
+    pub names: Vec<String>,
     /// Substring of id, name or description (empty: none).
     pub search: Option<String>,
     /// The name holds this text, case-sensitively (Cinder's `name~`).
@@ -56,6 +97,9 @@ pub struct SnapshotFilter {
     pub tag_ids: Vec<String>,
     /// Bound to a tag with this key (and value, when given), for each pair.
     pub tag_pairs: Vec<(String, Option<String>)>,
+    /// For each set, bound to at least one of its tag ids (an empty set: nothing matches).
+    /// Tencent's `tag-key`, `tag-value` and `tag:<key>` filters, whose values are alternatives.
+    pub tag_any: Vec<Vec<String>>,
     pub created_from: Option<Millis>,
     pub created_to: Option<Millis>,
     pub origin: Option<String>,
@@ -67,10 +111,18 @@ pub struct SnapshotFilter {
     pub used_by_images: Option<bool>,
     /// Some volume was made from the point (`Some(true)`) or none was (`Some(false)`).
     pub used_by_volumes: Option<bool>,
+    /// How the status words of `shown_in` and [`SortKey::Shown`] are made.
+    pub shown: Shown,
+    /// The shown status is any of these words (empty: any).
+    pub shown_in: Vec<String>,
     pub order: Order,
+    /// When not empty, the order instead of `order`: these keys in turn, then `id` ascending
+    /// if they do not name it. No index has such an order; the matches are sorted.
+    pub sort: Vec<Sort>,
     /// Keyset cursor: only rows strictly after this `(create_time, id)` in `order` (Cinder's
     /// `marker`). Unlike `offset`, the page reads only its own index entries however deep it
     /// is. It narrows the page, not `total`, which counts every match of the other fields.
+    /// With `sort`, the row with this id gives the values to continue after.
     pub after: Option<(Millis, String)>,
     /// Skip the `COUNT(*)` (its cost grows with the matches; a keyset page's does not): `total`
     /// is then 0. For callers that do not show a total (Cinder without `with_count`).
@@ -100,7 +152,13 @@ pub struct VolumeFilter {
     pub tag_ids: Vec<String>,
     /// Made from any of these snapshots (`volumes.source_snapshot`, bare ids; empty: any).
     pub source_snapshots: Vec<String>,
+    /// As [`SnapshotFilter::shown`].
+    pub shown: Shown,
+    /// As [`SnapshotFilter::shown_in`].
+    pub shown_in: Vec<String>,
     pub order: Order,
+    /// As [`SnapshotFilter::sort`].
+    pub sort: Vec<Sort>,
     /// Keyset cursor, as [`SnapshotFilter::after`].
     pub after: Option<(Millis, String)>,
     /// As [`SnapshotFilter::skip_count`].

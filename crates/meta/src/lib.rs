@@ -13,14 +13,18 @@ mod cluster_tests;
 pub mod filter;
 mod postgres;
 pub mod rows;
+mod sort;
+#[cfg(test)]
+mod sort_tests;
 mod sqlite;
+pub mod test_db;
 #[cfg(test)]
 mod testing;
 
 use async_trait::async_trait;
 
 pub use chunk_index::{ChunkIndexRows, ChunkLocation, ChunkRow, ChunkSums, PackRow};
-pub use filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
+pub use filter::{JobFilter, Order, Page, Shown, SnapshotFilter, Sort, SortKey, VolumeFilter};
 pub use postgres::PgMeta;
 pub use rows::{
     ChainTotals, ConsoleSessionRow, ImageRow, InstanceRow, JobRow, Millis, NodeRow, PolicyRow, PolicySnapshotRow,
@@ -181,6 +185,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Request state (migration 0009, table `request_state`). Every read ignores rows whose
     /// `expires_at` is at or before `now`.
     async fn state_get(&self, kind: &str, account: &str, key: &str, now: Millis) -> Result<Option<StateRow>>;
+    /// The live rows of one kind and account among `keys` (one read for a page of items).
+    async fn state_get_many(&self, kind: &str, account: &str, keys: &[String], now: Millis) -> Result<Vec<StateRow>>;
     /// Every live row of one kind and account (bounded by the `keep` of [`MetaStore::state_put`]).
     async fn state_list(&self, kind: &str, account: &str, now: Millis) -> Result<Vec<StateRow>>;
     /// The keys of the live rows of one kind and account holding exactly `value`.

@@ -34,12 +34,16 @@ pub mod snapshots;
 pub mod state;
 pub mod stats;
 pub mod tags;
+/// Test support: a fresh PostgreSQL database for a test (disksnap_meta::test_db).
+pub mod testing {
+    pub use disksnap_meta::test_db::fresh_pg_database;
+}
 pub mod volumes;
 mod work;
 
 pub use cluster::{ClusterStatus, NodeConfig, NodeStatus, Readiness};
 /// List filters, the same from a dialect to SQL (see `disksnap_meta::filter`).
-pub use disksnap_meta::{Order, SnapshotFilter, VolumeFilter};
+pub use disksnap_meta::{Order, Shown, SnapshotFilter, Sort, SortKey, VolumeFilter};
 pub use error::{Result, ServiceError};
 pub use groups::{CreateSnapshotGroup, GroupStatus, SnapshotGroup};
 pub use maintenance::{GcReport, VerifyOutcome};

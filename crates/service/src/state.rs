@@ -115,6 +115,18 @@ impl Service {
         Ok(row.map(|r| (r.value, r.expires_at)))
     }
 
+    /// The live values of `keys` of one kind and account, by key: one read for a page of
+    /// items, not one per item. Not for the secret kinds (their keys are hashes).
+    pub async fn recall_many(
+        &self,
+        kind: StateKind,
+        account: &str,
+        keys: &[String],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let rows = self.meta().state_get_many(kind.word(), stored_account(kind, account), keys, now_ms()).await?;
+        Ok(rows.into_iter().map(|r| (r.key, r.value)).collect())
+    }
+
     /// Every live (key, value) of one kind and account. Not for the secret kinds (their keys
     /// are hashes).
     pub async fn recall_all(&self, kind: StateKind, account: &str) -> Result<Vec<(String, String)>> {

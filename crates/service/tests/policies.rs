@@ -37,18 +37,8 @@ async fn data_dir(pg: bool, test: &str) -> Option<tempfile::TempDir> {
     if !pg {
         return Some(dir);
     }
-    let url = std::env::var("DISKSNAP_TEST_PG_URL").ok().filter(|v| !v.is_empty());
-    let Some(url) = url.filter(|_| std::env::var("DISKSNAP_TEST_PG").as_deref() != Ok("skip")) else {
-        eprintln!("SKIP {test} on PostgreSQL: DISKSNAP_TEST_PG_URL is not set");
-        return None;
-    };
-    let admin: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let name = format!("policies_{}_{nanos}", std::process::id());
-    let mut c: sqlx::PgConnection = sqlx::Connection::connect_with(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
-    std::fs::write(dir.path().join(PG_MARK), sqlx::ConnectOptions::to_url_lossy(&admin.database(&name)).as_str())
-        .unwrap();
+    let url = disksnap_service::testing::fresh_pg_database(test).await?;
+    std::fs::write(dir.path().join(PG_MARK), url).unwrap();
     Some(dir)
 }
 

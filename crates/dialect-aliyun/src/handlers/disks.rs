@@ -239,11 +239,12 @@ pub(super) async fn describe_disks(ctx: &ApiContext, caller: &Caller, p: &Params
     }
     dry_run(p)?;
     let (vols, total) = if nothing { (vec![], 0) } else { ctx.service.volumes(caller, &q).await? };
+    let ids: Vec<String> = vols.iter().map(|v| v.id.clone()).collect();
+    let mut groups = tagging::groups_of(ctx, caller, tagging::ResourceType::Disk, &ids).await?;
     let mut items = Vec::with_capacity(vols.len());
     for v in &vols {
         let mut item = DiskItem::from_volume(v, &region_of(ctx, Some(&r), &v.zone));
-        item.resource_group_id =
-            tagging::group_of(ctx, caller, tagging::ResourceType::Disk, &v.id).await?.unwrap_or_default();
+        item.resource_group_id = groups.remove(&v.id).unwrap_or_default();
         let policy = ctx.service.policy_of_volume(caller, &v.id).await?;
         item.enable_auto_snapshot = policy.is_some();
         item.auto_snapshot_policy_id = policy.map(|id| show(Kind::Policy, &id)).unwrap_or_default();

@@ -309,11 +309,12 @@ async fn describe_snapshots(ctx: &ApiContext, caller: &Caller, p: &Params) -> Re
     dry_run(p)?;
     let (snaps, total) = if nothing { (vec![], 0) } else { ctx.service.snapshots(caller, &q).await? };
     let now = chrono::Utc::now();
+    let ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
+    let mut groups = tagging::groups_of(ctx, caller, tagging::ResourceType::Snapshot, &ids).await?;
     let mut items = Vec::with_capacity(snaps.len());
     for s in &snaps {
         let mut item = SnapshotItem::from_snapshot(s, &region_of(ctx, Some(&r), &s.zone), now);
-        item.resource_group_id =
-            tagging::group_of(ctx, caller, tagging::ResourceType::Snapshot, &s.id).await?.unwrap_or_default();
+        item.resource_group_id = groups.remove(&s.id).unwrap_or_default();
         items.push(value(&item));
     }
     Ok(answer_page(&paging, total, items.len(), "Snapshots", "Snapshot", items))

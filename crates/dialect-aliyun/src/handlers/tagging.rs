@@ -441,6 +441,20 @@ pub(super) async fn group_of(ctx: &ApiContext, caller: &Caller, t: ResourceType,
     Ok(ctx.service.recall(StateKind::ResourceGroup, &caller.account, &t.key(bare)).await?.map(|(g, _)| g))
 }
 
+/// The groups of a page of resources (bare id → group; a resource in none is absent): one
+/// request-state read for the page, not one per item (issue 16: a page of 100 read 100 times).
+pub(super) async fn groups_of(
+    ctx: &ApiContext,
+    caller: &Caller,
+    t: ResourceType,
+    bares: &[String],
+) -> Res<std::collections::HashMap<String, String>> {
+    let keys: Vec<String> = bares.iter().map(|b| t.key(b)).collect();
+    let prefix = format!("{}/", t.word());
+    let found = ctx.service.recall_many(StateKind::ResourceGroup, &caller.account, &keys).await?;
+    Ok(found.into_iter().filter_map(|(k, g)| k.strip_prefix(&prefix).map(|b| (b.to_string(), g))).collect())
+}
+
 /// The bare ids of the resources of one type in a group.
 pub(super) async fn resources_in_group(
     ctx: &ApiContext,

@@ -4,12 +4,13 @@
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::sql::{
-    json_rows, keyset_sql, order_sql, page_sql, push_all_tags, push_contains, push_eq, push_holds, push_in,
-    push_metadata, push_not_in, push_tag_pairs, storable, storable_only,
+    json_rows, page_sql, push_all_tags, push_contains, push_eq, push_holds, push_in, push_metadata, push_not_in,
+    push_tag_pairs, storable, storable_only,
 };
 use super::PgMeta;
-use crate::filter::{JobFilter, Order, Page, SnapshotFilter, VolumeFilter};
+use crate::filter::{JobFilter, Page, SnapshotFilter, VolumeFilter};
 use crate::rows::*;
+use crate::sort::{push_after, push_any_tags, push_order, push_shown_in, Table};
 use crate::sqlite::snapshots::{count_key, counted_by_groups};
 use crate::sqlite::sql::from_json_rows;
 use crate::sqlite::sql::gib_range;
@@ -56,11 +57,12 @@ impl PgMeta {
     async fn snapshot_page(&self, f: &SnapshotFilter, refs: bool) -> Result<(i64, SnapshotListing)> {
         let mut q = QueryBuilder::<Postgres>::new("WITH page AS MATERIALIZED (SELECT * FROM snapshots");
         snapshot_where(&mut q, f, true);
-        keyset_sql(&mut q, &f.order, &f.after);
-        q.push(order_sql(&f.order, ""));
+        push_after(&mut q, Table::Snapshots, &f.order, &f.sort, &f.shown, &f.after);
+        push_order(&mut q, Table::Snapshots, "", &f.order, &f.sort, &f.shown);
         page_sql(&mut q, f.offset, f.limit);
-        q.push(") SELECT (SELECT gen FROM list_generation), ");
-        q.push(format!("(SELECT {} FROM page p)", json_rows(&format!("p{}", order_sql(&f.order, "p.")))));
+        q.push(") SELECT (SELECT gen FROM list_generation), (SELECT COALESCE(json_agg(p");
+        push_order(&mut q, Table::Snapshots, "p.", &f.order, &f.sort, &f.shown);
+        q.push("), '[]')::text FROM page p)");
         if refs {
             q.push(format!(", (SELECT {} FROM volumes v WHERE v.account = ", json_rows("v ORDER BY v.id")));
             q.push_bind(f.account.clone()).push(" AND v.id IN (SELECT volume_id FROM page))");
@@ -111,6 +113,7 @@ pub(crate) fn snapshot_where(q: &mut QueryBuilder<'_, Postgres>, f: &SnapshotFil
     }
     push_in(q, "transition", &f.transitions);
     push_not_in(q, "transition", &f.not_transitions);
+    push_shown_in(q, Table::Snapshots, &f.shown, &f.shown_in);
     if let Some(r) = &f.root_id {
         push_eq(q, "root_id", r);
     }
@@ -123,6 +126,7 @@ pub(crate) fn snapshot_where(q: &mut QueryBuilder<'_, Postgres>, f: &SnapshotFil
     if let Some(n) = &f.name {
         push_eq(q, "name", n);
     }
+    push_in(q, "name", &f.names);
     if let Some(w) = &f.search {
         push_contains(q, &["id", "name", "description"], w, trigrams);
     }
@@ -135,6 +139,7 @@ pub(crate) fn snapshot_where(q: &mut QueryBuilder<'_, Postgres>, f: &SnapshotFil
     push_metadata(q, &f.metadata);
     push_all_tags(q, &f.tag_ids);
     push_tag_pairs(q, &f.account, &f.tag_pairs);
+    push_any_tags(q, &f.tag_any);
     if let Some(t) = f.created_from {
         q.push(" AND create_time >= ").push_bind(t);
     }
@@ -308,6 +313,7 @@ pub(super) async fn volumes(pool: &PgPool, f: &VolumeFilter) -> Result<Page<Volu
             None => {}
         }
         push_all_tags(&mut q, &f.tag_ids);
+        push_shown_in(&mut q, Table::Volumes, &f.shown, &f.shown_in);
         q
     };
     let total: i64 = if f.skip_count {
@@ -316,8 +322,8 @@ pub(super) async fn volumes(pool: &PgPool, f: &VolumeFilter) -> Result<Page<Volu
         build("SELECT COUNT(*) FROM volumes").build_query_scalar().fetch_one(pool).await?
     };
     let mut q = build("SELECT * FROM volumes");
-    keyset_sql(&mut q, &f.order, &f.after);
-    q.push(order_sql(&f.order, ""));
+    push_after(&mut q, Table::Volumes, &f.order, &f.sort, &f.shown, &f.after);
+    push_order(&mut q, Table::Volumes, "", &f.order, &f.sort, &f.shown);
     page_sql(&mut q, f.offset, f.limit);
     let items = q.build_query_as().fetch_all(pool).await?;
     Ok(Page { items, total: total as u64 })
@@ -378,7 +384,7 @@ pub(super) async fn jobs(pool: &PgPool, f: &JobFilter) -> Result<Page<JobRow>> {
     };
     let total: i64 = build("SELECT COUNT(*) FROM jobs").build_query_scalar().fetch_one(pool).await?;
     let mut q = build("SELECT * FROM jobs");
-    q.push(order_sql(&Order::NewestFirst, ""));
+    q.push(" ORDER BY create_time DESC, id DESC");
     page_sql(&mut q, f.offset, f.limit);
     let items = q.build_query_as().fetch_all(pool).await?;
     Ok(Page { items, total: total as u64 })

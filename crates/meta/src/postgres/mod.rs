@@ -31,7 +31,7 @@ mod cluster;
 mod lists;
 mod policies;
 mod sessions;
-mod sql;
+pub(crate) mod sql;
 mod state;
 
 #[cfg(test)]
@@ -193,6 +193,10 @@ impl MetaStore for PgMeta {
 
     async fn state_get(&self, kind: &str, account: &str, key: &str, now: Millis) -> Result<Option<StateRow>> {
         state::get(&self.pool, kind, account, key, now).await
+    }
+
+    async fn state_get_many(&self, kind: &str, account: &str, keys: &[String], now: Millis) -> Result<Vec<StateRow>> {
+        state::get_many(&self.pool, kind, account, keys, now).await
     }
 
     async fn state_list(&self, kind: &str, account: &str, now: Millis) -> Result<Vec<StateRow>> {

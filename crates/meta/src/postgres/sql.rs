@@ -7,8 +7,6 @@
 
 use sqlx::{Postgres, QueryBuilder};
 
-use crate::filter::Order;
-use crate::rows::Millis;
 use crate::sqlite::sql::{json_array, like_pattern};
 
 /// The text the snapshots' trigram index covers (migrations-pg/0001_schema.sql,
@@ -32,7 +30,7 @@ pub(super) fn push_eq(q: &mut QueryBuilder<'_, Postgres>, col: &str, value: &str
 }
 
 /// Appends `AND col = ANY(…)` when `values` is not empty.
-pub(super) fn push_in(q: &mut QueryBuilder<'_, Postgres>, col: &str, values: &[String]) {
+pub(crate) fn push_in(q: &mut QueryBuilder<'_, Postgres>, col: &str, values: &[String]) {
     if !values.is_empty() {
         let values: Vec<String> = values.iter().filter(|v| storable(v)).cloned().collect();
         q.push(format!(" AND {col} = ANY(")).push_bind(values).push(")");
@@ -145,23 +143,6 @@ pub(super) fn push_metadata(q: &mut QueryBuilder<'_, Postgres>, pairs: &[(String
         }
         q.push(" AND EXISTS (SELECT 1 FROM snapshot_metadata m WHERE m.snapshot_id = snapshots.id AND m.key = ");
         q.push_bind(k.clone()).push(" AND m.value = ").push_bind(v.clone()).push(")");
-    }
-}
-
-pub(super) fn order_sql(o: &Order, prefix: &str) -> String {
-    match o {
-        Order::NewestFirst => format!(" ORDER BY {prefix}create_time DESC, {prefix}id DESC"),
-        Order::OldestFirst => format!(" ORDER BY {prefix}create_time ASC, {prefix}id ASC"),
-    }
-}
-
-/// Rows strictly after the cursor `(create_time, id)` in `order`: a row comparison, which
-/// PostgreSQL makes one range on the list index's `(create_time, id)` tail.
-pub(super) fn keyset_sql(q: &mut QueryBuilder<'_, Postgres>, order: &Order, after: &Option<(Millis, String)>) {
-    // (The cursor is a row the service found, never a caller's text: no NUL to guard against.)
-    if let Some((t, id)) = after {
-        let op = if *order == Order::NewestFirst { " AND (create_time, id) < (" } else { " AND (create_time, id) > (" };
-        q.push(op).push_bind(*t).push(", ").push_bind(id.clone()).push(")");
     }
 }
 

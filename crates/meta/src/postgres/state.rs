@@ -3,7 +3,7 @@
 
 use sqlx::PgPool;
 
-use super::sql::storable;
+use super::sql::{storable, storable_only};
 use crate::rows::{Millis, StateRow};
 use crate::{MetaError, Result};
 
@@ -27,6 +27,28 @@ pub(super) async fn get(pool: &PgPool, kind: &str, account: &str, key: &str, now
     .bind(account)
     .bind(key)
     .fetch_optional(pool)
+    .await?)
+}
+
+pub(super) async fn get_many(
+    pool: &PgPool,
+    kind: &str,
+    account: &str,
+    keys: &[String],
+    now: Millis,
+) -> Result<Vec<StateRow>> {
+    if keys.is_empty() || !storable(kind) || !storable(account) {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_as(&format!(
+        "SELECT kind, account, key, value, expires_at FROM request_state \
+         WHERE kind = $2 AND account = $3 AND key = ANY($4) AND {LIVE} ORDER BY key"
+    ))
+    .bind(now)
+    .bind(kind)
+    .bind(account)
+    .bind(storable_only(keys))
+    .fetch_all(pool)
     .await?)
 }
 

@@ -2,8 +2,8 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::sql::{order_sql, page_sql, push_in};
-use crate::filter::{JobFilter, Order, Page};
+use super::sql::{page_sql, push_in};
+use crate::filter::{JobFilter, Page};
 use crate::rows::JobRow;
 use crate::Result;
 
@@ -21,7 +21,7 @@ pub(super) async fn list(pool: &SqlitePool, f: &JobFilter) -> Result<Page<JobRow
     };
     let total: i64 = build("SELECT COUNT(*) FROM jobs").build_query_scalar().fetch_one(pool).await?;
     let mut q = build("SELECT * FROM jobs");
-    q.push(order_sql(&Order::NewestFirst));
+    q.push(" ORDER BY create_time DESC, id DESC");
     page_sql(&mut q, f.offset, f.limit);
     let items = q.build_query_as().fetch_all(pool).await?;
     Ok(Page { items, total: total as u64 })

@@ -37,7 +37,7 @@ mod state;
 pub(crate) mod tables;
 mod tags;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod volumes;
 
 pub struct SqliteMeta {
@@ -200,6 +200,10 @@ impl MetaStore for SqliteMeta {
 
     async fn state_get(&self, kind: &str, account: &str, key: &str, now: Millis) -> Result<Option<StateRow>> {
         state::get(&self.pool, kind, account, key, now).await
+    }
+
+    async fn state_get_many(&self, kind: &str, account: &str, keys: &[String], now: Millis) -> Result<Vec<StateRow>> {
+        state::get_many(&self.pool, kind, account, keys, now).await
     }
 
     async fn state_list(&self, kind: &str, account: &str, now: Millis) -> Result<Vec<StateRow>> {

@@ -6,13 +6,14 @@ use std::sync::Mutex;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::sql::{
-    from_json_rows, keyset_sql, like_can_match, order_sql, page_sql, push_all_tags, push_contains, push_holds, push_in,
-    push_list, push_metadata, push_tag_pairs,
+    from_json_rows, like_can_match, page_sql, push_all_tags, push_contains, push_holds, push_in, push_list,
+    push_metadata, push_tag_pairs,
 };
 use super::tables::json_object_of;
 use super::SqliteMeta;
 use crate::filter::{Order, Page, SnapshotFilter};
 use crate::rows::{ChainTotals, InstanceRow, Millis, SnapshotRow, VolumeRow};
+use crate::sort::{push_after, push_any_tags, push_order, push_shown_in, Table};
 use crate::{Result, SnapshotListing};
 
 const COUNT_CACHE_MAX: usize = 4096;
@@ -109,17 +110,18 @@ impl SqliteMeta {
     /// One page of a snapshot list (and, with `refs`, its volumes, instances, chain totals and
     /// tags) and the list generation: one statement, one result row of JSON arrays.
     async fn snapshot_page(&self, f: &SnapshotFilter, by_trigrams: bool, refs: bool) -> Result<(i64, SnapshotListing)> {
-        let order = order_sql(&f.order);
         // MATERIALIZED: the page is computed once, however many of the lookups read it.
         let mut q = QueryBuilder::<Sqlite>::new("WITH page AS MATERIALIZED (SELECT * FROM snapshots");
         snapshot_where_with(&mut q, f, by_trigrams);
-        keyset_sql(&mut q, &f.order, &f.after);
-        q.push(order);
+        push_after(&mut q, Table::Snapshots, &f.order, &f.sort, &f.shown, &f.after);
+        push_order(&mut q, Table::Snapshots, "", &f.order, &f.sort, &f.shown);
         page_sql(&mut q, f.offset, f.limit);
         q.push(format!(
-            ") SELECT (SELECT gen FROM list_generation), (SELECT json_group_array({}{order}) FROM page)",
+            ") SELECT (SELECT gen FROM list_generation), (SELECT json_group_array({}",
             json_object_of::<SnapshotRow>()
         ));
+        push_order(&mut q, Table::Snapshots, "page.", &f.order, &f.sort, &f.shown);
+        q.push(") FROM page)");
         if refs {
             q.push(format!(
                 ", (SELECT json_group_array({}) FROM volumes WHERE account = ",
@@ -189,6 +191,7 @@ fn snapshot_where_with(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter, by_
     }
     push_in(q, "transition", &f.transitions);
     push_list(q, "transition", "NOT IN", &f.not_transitions);
+    push_shown_in(q, Table::Snapshots, &f.shown, &f.shown_in);
     if let Some(r) = &f.root_id {
         q.push(" AND root_id = ").push_bind(r.clone());
     }
@@ -201,6 +204,7 @@ fn snapshot_where_with(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter, by_
     if let Some(n) = &f.name {
         q.push(" AND name = ").push_bind(n.clone());
     }
+    push_in(q, "name", &f.names);
     if let Some(w) = &f.search {
         if let Some(word) = indexed_word(f).filter(|_| by_trigrams) {
             // One quoted phrase: the word as a substring, whatever characters it holds.
@@ -219,6 +223,7 @@ fn snapshot_where_with(q: &mut QueryBuilder<'_, Sqlite>, f: &SnapshotFilter, by_
     push_metadata(q, &f.metadata);
     push_all_tags(q, &f.tag_ids);
     push_tag_pairs(q, &f.account, &f.tag_pairs);
+    push_any_tags(q, &f.tag_any);
     if let Some(t) = f.created_from {
         q.push(" AND create_time >= ").push_bind(t);
     }
@@ -259,6 +264,8 @@ pub(crate) fn counted_by_groups(f: &SnapshotFilter) -> bool {
         && f.instance_ids.is_empty()
         && f.root_id.is_none()
         && f.name.is_none()
+        && f.names.is_empty()
+        && f.tag_any.is_empty()
         && f.search.is_none()
         && f.name_contains.is_none()
         && f.description_contains.is_none()
@@ -272,19 +279,30 @@ pub(crate) fn counted_by_groups(f: &SnapshotFilter) -> bool {
         && f.used_by_volumes.is_none()
         && f.transitions.is_empty()
         && f.not_transitions.is_empty()
+        && f.shown_in.is_empty()
 }
 
-/// The count cache's key: everything but the page. Transition filters are never cached: the
-/// list generation does not move when a transition changes (progress-like churn), so such a
-/// count is always taken fresh (the empty key, which the cache never stores or finds). Nor
-/// are metadata filters: a metadata change does not move the generation either.
+/// The count cache's key: everything but the page. Metadata filters are never cached: a
+/// metadata change does not move the list generation, so such a count is always taken fresh
+/// (the empty key, which the cache never stores or finds). Nor is a shown status while
+/// overrides are set: an override is request state, which moves no generation either.
 pub(crate) fn count_key(f: &SnapshotFilter) -> String {
-    if !f.transitions.is_empty() || !f.not_transitions.is_empty() || !f.metadata.is_empty() {
+    if !f.metadata.is_empty() || (!f.shown_in.is_empty() && !f.shown.overrides.is_empty()) {
         return String::new();
     }
-    // The cursor and skip_count choose rows of the page, never the total.
-    let whole =
-        SnapshotFilter { order: Order::NewestFirst, offset: 0, limit: 0, after: None, skip_count: false, ..f.clone() };
+    // The cursor, order and skip_count choose rows of the page, never the total; how a status
+    // is shown matters only to a filter on it.
+    let shown = if f.shown_in.is_empty() { Default::default() } else { f.shown.clone() };
+    let whole = SnapshotFilter {
+        order: Order::NewestFirst,
+        sort: Vec::new(),
+        offset: 0,
+        limit: 0,
+        after: None,
+        skip_count: false,
+        shown,
+        ..f.clone()
+    };
     format!("{whole:?}")
 }
 

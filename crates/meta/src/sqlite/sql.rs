@@ -3,8 +3,6 @@
 
 use sqlx::{QueryBuilder, Sqlite};
 
-use crate::filter::Order;
-use crate::rows::Millis;
 use crate::{MetaError, Result};
 
 /// `json_object('col', col, …)` over a row's columns, booleans (stored 0/1) as JSON booleans so
@@ -44,7 +42,7 @@ pub(super) const INLINE_LIST_MAX: usize = 200;
 pub(super) const INLINE_TAGS_MAX: usize = 32;
 
 /// Appends `AND col IN (…)` when `values` is not empty.
-pub(super) fn push_in(q: &mut QueryBuilder<'_, Sqlite>, col: &str, values: &[String]) {
+pub(crate) fn push_in(q: &mut QueryBuilder<'_, Sqlite>, col: &str, values: &[String]) {
     push_list(q, col, "IN", values)
 }
 
@@ -175,22 +173,6 @@ pub(crate) fn gib_range(gib: u64) -> Option<(i64, i64)> {
         return Some((-1, 0));
     }
     Some(((gib - 1).checked_mul(GIB)?, gib.checked_mul(GIB)?))
-}
-
-pub(super) fn order_sql(o: &Order) -> &'static str {
-    match o {
-        Order::NewestFirst => " ORDER BY create_time DESC, id DESC",
-        Order::OldestFirst => " ORDER BY create_time ASC, id ASC",
-    }
-}
-
-/// Rows strictly after the cursor `(create_time, id)` in `order`. A row value, so SQLite makes
-/// it one range on the list index's `(create_time, id)` tail instead of a scan from the start.
-pub(super) fn keyset_sql(q: &mut QueryBuilder<'_, Sqlite>, order: &Order, after: &Option<(Millis, String)>) {
-    if let Some((t, id)) = after {
-        let op = if *order == Order::NewestFirst { " AND (create_time, id) < (" } else { " AND (create_time, id) > (" };
-        q.push(op).push_bind(*t).push(", ").push_bind(id.clone()).push(")");
-    }
 }
 
 pub(super) fn page_sql(q: &mut QueryBuilder<'_, Sqlite>, offset: u64, limit: u64) {

@@ -1,8 +1,11 @@
 //! Request state (migration 0009): small facts kept by kind, account and key, expired by time.
 //! Plain statements (no JSON, no SQLite functions) that a PostgreSQL backend can reuse with
-//! `$N` placeholders and `LIMIT ALL` for SQLite's `LIMIT -1`.
+//! `$N` placeholders and `LIMIT ALL` for SQLite's `LIMIT -1` (a list of keys is bound as one
+//! array there).
 
-use sqlx::SqlitePool;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+use super::sql::push_in;
 
 use crate::rows::{Millis, StateRow};
 use crate::Result;
@@ -27,6 +30,24 @@ pub(super) async fn get(
     .bind(now)
     .fetch_optional(pool)
     .await?)
+}
+
+pub(super) async fn get_many(
+    pool: &SqlitePool,
+    kind: &str,
+    account: &str,
+    keys: &[String],
+    now: Millis,
+) -> Result<Vec<StateRow>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q =
+        QueryBuilder::<Sqlite>::new("SELECT kind, account, key, value, expires_at FROM request_state WHERE kind = ");
+    q.push_bind(kind.to_string()).push(" AND account = ").push_bind(account.to_string());
+    push_in(&mut q, "key", keys);
+    q.push(" AND (expires_at IS NULL OR expires_at > ").push_bind(now).push(") ORDER BY key");
+    Ok(q.build_query_as().fetch_all(pool).await?)
 }
 
 pub(super) async fn list(pool: &SqlitePool, kind: &str, account: &str, now: Millis) -> Result<Vec<StateRow>> {

@@ -7,7 +7,7 @@ use crate::rows::*;
 use crate::testing::{backends, Kind, TestMeta};
 use crate::{Batch, Expect, MetaError};
 
-fn snap(id: &str, account: &str, volume: &str, t: i64, status: &str) -> SnapshotRow {
+pub(crate) fn snap(id: &str, account: &str, volume: &str, t: i64, status: &str) -> SnapshotRow {
     SnapshotRow {
         id: id.into(),
         account: account.into(),
@@ -559,6 +559,13 @@ async fn request_state_expires_is_bounded_and_survives_a_reopen() {
         m.state_put(&state("tok", "", "k3", "b", Some(900)), 10, 300).await.unwrap();
         assert_eq!(m.state_get("tok", "", "k1", 0).await.unwrap(), None, "purged");
         assert_eq!(m.state_keys("tok", "", "b", 300).await.unwrap(), vec!["k2".to_string(), "k3".to_string()]);
+        // several keys in one read: live ones only, of this account, whatever else is asked
+        let asked = ["k3", "k1", "nope", "k2", "with\0nul"].map(String::from);
+        let got: Vec<(String, String)> =
+            m.state_get_many("tok", "", &asked, 300).await.unwrap().into_iter().map(|r| (r.key, r.value)).collect();
+        assert_eq!(got, [("k2", "b"), ("k3", "b")].map(|(k, v)| (k.to_string(), v.to_string())));
+        assert!(m.state_get_many("tok", "x", &asked, 300).await.unwrap().is_empty());
+        assert!(m.state_get_many("tok", "", &[], 300).await.unwrap().is_empty());
         // bounded: past `keep`, the rows that expire first go; a row without expiry stays
         for i in 0..5 {
             m.state_put(&state("tok", "", &format!("n{i}"), "v", Some(1000 + i)), 3, 300).await.unwrap();

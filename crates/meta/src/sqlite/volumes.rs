@@ -2,12 +2,11 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::sql::{
-    from_json_rows, gib_range, keyset_sql, order_sql, page_sql, push_all_tags, push_contains, push_holds, push_in,
-};
+use super::sql::{from_json_rows, gib_range, page_sql, push_all_tags, push_contains, push_holds, push_in};
 use super::tables::json_object_of;
 use crate::filter::{Page, VolumeFilter};
 use crate::rows::{InstanceRow, VolumeRow};
+use crate::sort::{push_after, push_order, push_shown_in, Table};
 use crate::Result;
 
 pub(super) async fn instances(pool: &SqlitePool, account: &str) -> Result<Vec<InstanceRow>> {
@@ -71,6 +70,7 @@ pub(super) async fn list(pool: &SqlitePool, f: &VolumeFilter) -> Result<Page<Vol
             None => {}
         }
         push_all_tags(&mut q, &f.tag_ids);
+        push_shown_in(&mut q, Table::Volumes, &f.shown, &f.shown_in);
         q
     };
     let total: i64 = if f.skip_count {
@@ -79,8 +79,8 @@ pub(super) async fn list(pool: &SqlitePool, f: &VolumeFilter) -> Result<Page<Vol
         build("SELECT COUNT(*) FROM volumes").build_query_scalar().fetch_one(pool).await?
     };
     let mut q = build("SELECT * FROM volumes");
-    keyset_sql(&mut q, &f.order, &f.after);
-    q.push(order_sql(&f.order));
+    push_after(&mut q, Table::Volumes, &f.order, &f.sort, &f.shown, &f.after);
+    push_order(&mut q, Table::Volumes, "", &f.order, &f.sort, &f.shown);
     page_sql(&mut q, f.offset, f.limit);
     let items = q.build_query_as().fetch_all(pool).await?;
     Ok(Page { items, total: total as u64 })
