@@ -319,6 +319,7 @@ async fn sorted_volume_lists_and_shown_status() {
             create_time: 5 + (i as i64) / 2,
             status_time: 5,
             source_snapshot: None,
+            home_node: None,
             version: 0,
         })
         .collect();
