@@ -6,6 +6,7 @@ Only the standard library is used here: each dialect's suite runs in its own ven
 """
 import json
 import os
+import random
 import socket
 import subprocess
 import tempfile
@@ -133,8 +134,32 @@ def s3_keys(prefix):
             return keys
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
+    """A port free now, below the kernel's ephemeral range (32768 up here) and above the fixed
+    ports scripts/test.sh gives PostgreSQL and the RGW (20000-27999): a port the kernel picked
+    for us would be its own to pick again as the source of an outgoing connection (the cluster
+    proxy opens one per request) before the server binds it ("Address already in use")."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(28000, max(low, 28001))
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:  # a crowded range: let the kernel pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
