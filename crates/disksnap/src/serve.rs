@@ -322,7 +322,9 @@ pub async fn run(
     };
     match service.sweep_moved_volumes().await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(files = n, "removed the files of volumes that moved to other nodes while this one was down"),
+        Ok(n) => {
+            tracing::info!(files = n, "removed the files of volumes that moved to other nodes while this one was down")
+        }
         Err(e) => tracing::warn!(error = %e, "could not look for the files of volumes that moved to other nodes"),
     }
     let recovered = service.recover().await?;

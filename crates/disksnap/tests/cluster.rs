@@ -542,7 +542,11 @@ async fn volumes_live_on_home_nodes_and_survive_nodes_killed_mid_job() {
         .args(["--json", "snapshot", "show", &lost])
         .output()
         .unwrap();
-    assert!(!out.status.success(), "the failed capture's point is still there: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "the failed capture's point is still there: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let v = cl.show("volume", &vol);
     assert_eq!((v["status"].as_str(), v["transition"].as_str()), (Some("available"), Some("")), "{v}");
     assert_eq!(v["home"]["up"], false, "{v}");

@@ -149,6 +149,10 @@ async fn homes_of_volumes_and_nodes_of_jobs_round_trip_and_are_counted() {
         assert_eq!(m.volume("acct", "v1").await.unwrap().unwrap().home_node.as_deref(), Some("node-a"));
         assert_eq!(m.volume("acct", "v4").await.unwrap().unwrap().home_node, None);
         assert_eq!(m.job("acct", "j1").await.unwrap().unwrap().node.as_deref(), Some("node-a"));
-        assert_eq!(m.volumes_per_node().await.unwrap(), vec![("node-a".to_string(), 2)], "deleted and homeless not counted");
+        assert_eq!(
+            m.volumes_per_node().await.unwrap(),
+            vec![("node-a".to_string(), 2)],
+            "deleted and homeless not counted"
+        );
     }
 }

@@ -85,7 +85,11 @@ impl Service {
         let known: Vec<&str> = nodes.iter().filter(|n| n.zone == zone).map(|n| n.name.as_str()).collect();
         Err(ServiceError::InsufficientStorage(format!(
             "zone {zone} has no node up to hold a new volume ({}); start one of its nodes or use another zone",
-            if known.is_empty() { "no node of it has ever started".to_string() } else { format!("its nodes: {}", known.join(", ")) }
+            if known.is_empty() {
+                "no node of it has ever started".to_string()
+            } else {
+                format!("its nodes: {}", known.join(", "))
+            }
         )))
     }
 
@@ -207,7 +211,9 @@ impl Service {
                             let _ = std::fs::remove_dir_all(&clones);
                             tracing::info!(volume = %v.id, file = %file.display(), home = ?v.home_node, "removed the file of a volume that moved to another node");
                         }
-                        Err(e) => tracing::warn!(file = %file.display(), error = %e, "could not remove the file of a volume that moved"),
+                        Err(e) => {
+                            tracing::warn!(file = %file.display(), error = %e, "could not remove the file of a volume that moved")
+                        }
                     }
                 }
             }
@@ -339,7 +345,9 @@ mod tests {
 
         let snap = |svc: Service| {
             let (me, v) = (me.clone(), vol.id.clone());
-            async move { svc.create_snapshots(&me, CreateSnapshots { volumes: vec![v], ..Default::default() }).await.unwrap() }
+            async move {
+                svc.create_snapshots(&me, CreateSnapshots { volumes: vec![v], ..Default::default() }).await.unwrap()
+            }
         };
         let (job, snaps) = snap(a.clone()).await;
         assert_eq!(job.node.as_deref(), Some("node-b"));

@@ -428,7 +428,10 @@ impl Service {
             .await?;
         let mut started = 0;
         for row in open.items {
-            if row.runner.is_none() && row.node.as_deref() == Some(me.as_str()) && self.claim_handed_job(row).await?.is_some() {
+            if row.runner.is_none()
+                && row.node.as_deref() == Some(me.as_str())
+                && self.claim_handed_job(row).await?.is_some()
+            {
                 started += 1;
             }
         }
