@@ -288,16 +288,24 @@ class Server:
 
     def _start(self):
         self.procs = [None] * len(self.nodes)
-        first = 0
-        if self.tls and len(self.nodes) > 1 and not os.path.exists(os.path.join(self.data, "tls", "server-key.pem")):
-            # node-1 first: it makes the certificate the others serve
-            self.procs[0] = self._spawn(0)
-            self._wait(0, self.procs[0])
-            first = 1
-        for i in range(first, len(self.nodes)):
-            self.procs[i] = self._spawn(i)
-        for i in range(first, len(self.nodes)):
-            self._wait(i, self.procs[i])
+        try:
+            first = 0
+            if self.tls and len(self.nodes) > 1 and not os.path.exists(os.path.join(self.data, "tls", "server-key.pem")):
+                # node-1 first: it makes the certificate the others serve
+                self.procs[0] = self._spawn(0)
+                self._wait(0, self.procs[0])
+                first = 1
+            for i in range(first, len(self.nodes)):
+                self.procs[i] = self._spawn(i)
+            for i in range(first, len(self.nodes)):
+                self._wait(i, self.procs[i])
+        except BaseException:
+            # one node did not start: stop the ones that did, or they outlive the test run
+            for p in self.procs:
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
+            raise
         self.proc = self.procs[0]
 
     def server_log(self):
