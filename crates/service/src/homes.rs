@@ -278,6 +278,7 @@ mod tests {
     }
 
     use crate::cluster::NodeConfig;
+    use crate::restore::tests::{read, write};
     use crate::{Caller, CreateSnapshots, CreateVolumes, JobStatus, ServiceConfig, VolumeFromSnapshot, ZoneConfig};
 
     async fn node(dir: &std::path::Path, name: &str) -> Service {
@@ -304,18 +305,6 @@ mod tests {
             running_jobs: 0,
         };
         svc.meta().node_heartbeat(&row).await.unwrap();
-    }
-
-    fn write(path: &str, at: u64, data: &[u8]) {
-        use std::os::unix::fs::FileExt;
-        std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(data, at).unwrap();
-    }
-
-    fn read(path: &str, at: u64, len: usize) -> Vec<u8> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0; len];
-        std::fs::File::open(path).unwrap().read_exact_at(&mut buf, at).unwrap();
-        buf
     }
 
     /// Two nodes of one zone on one database (and, here, one disk): a volume lives on the node

@@ -395,13 +395,7 @@ impl Service {
                 }
                 continue;
             }
-            row.runner = Some(self.inner.runner.clone());
-            let claim = Batch {
-                expect: vec![Expect::JobRunner { id: row.id.clone(), expected: old }],
-                put_jobs: vec![row.clone()],
-                ..Default::default()
-            };
-            if self.meta().commit(claim).await.is_err() {
+            if !self.take_over(&mut row, &old).await {
                 continue; // another process claimed it first
             }
             if work.kind().resumable() {
@@ -416,6 +410,18 @@ impl Service {
             }
         }
         Ok(handled)
+    }
+
+    /// Make this process the runner of job `row`, which runner `old` had ("" for none): a
+    /// compare-and-set on the runner column, false when another process claimed it first.
+    async fn take_over(&self, row: &mut JobRow, old: &str) -> bool {
+        row.runner = Some(self.inner.runner.clone());
+        let claim = Batch {
+            expect: vec![Expect::JobRunner { id: row.id.clone(), expected: old.to_string() }],
+            put_jobs: vec![row.clone()],
+            ..Default::default()
+        };
+        self.meta().commit(claim).await.is_ok()
     }
 
     /// Start the jobs other processes submitted for this node (a cluster's nodes poll this
@@ -448,13 +454,7 @@ impl Service {
                 return Ok(None);
             }
         };
-        row.runner = Some(self.inner.runner.clone());
-        let claim = Batch {
-            expect: vec![Expect::JobRunner { id: row.id.clone(), expected: String::new() }],
-            put_jobs: vec![row.clone()],
-            ..Default::default()
-        };
-        if self.meta().commit(claim).await.is_err() {
+        if !self.take_over(&mut row, "").await {
             return Ok(None);
         }
         tracing::info!(job = %row.id, action = %row.action, "starting a job submitted for this node");
@@ -469,13 +469,7 @@ impl Service {
         match work.kind().when_home_is_down() {
             HomeDown::Wait => Ok(None),
             HomeDown::Fail => {
-                row.runner = Some(self.inner.runner.clone());
-                let claim = Batch {
-                    expect: vec![Expect::JobRunner { id: row.id.clone(), expected: old.to_string() }],
-                    put_jobs: vec![row.clone()],
-                    ..Default::default()
-                };
-                if self.meta().commit(claim).await.is_err() {
+                if !self.take_over(&mut row, old).await {
                     return Ok(None);
                 }
                 tracing::info!(job = %row.id, action = %row.action, node = home, "failing a job whose home node is down");

@@ -405,7 +405,7 @@ impl Service {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use crate::*;
@@ -417,12 +417,12 @@ mod tests {
         (Service::open(cfg).await.unwrap(), Caller::new("dev"))
     }
 
-    fn write(path: &str, at: u64, data: &[u8]) {
+    pub(crate) fn write(path: &str, at: u64, data: &[u8]) {
         use std::os::unix::fs::FileExt;
         std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(data, at).unwrap();
     }
 
-    fn read(path: &str, at: u64, len: usize) -> Vec<u8> {
+    pub(crate) fn read(path: &str, at: u64, len: usize) -> Vec<u8> {
         use std::os::unix::fs::FileExt;
         let mut buf = vec![0; len];
         std::fs::File::open(path).unwrap().read_exact_at(&mut buf, at).unwrap();
