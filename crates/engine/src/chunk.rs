@@ -84,6 +84,18 @@ impl Encoder {
     }
 }
 
+thread_local! {
+    static ENCODER: std::cell::RefCell<Option<Encoder>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with this thread's encoder. Rayon's `map_init` makes its state once per split task,
+/// not per thread: a capture batch made ~20 fresh zstd contexts, each zeroing and faulting in
+/// its tables on first use (`ZSTD_createCCtx`, page clearing and a slow first block showed in
+/// the full snapshot's profile). One per thread, kept, makes none after the first.
+pub fn with_encoder<R>(f: impl FnOnce(&mut Encoder) -> R) -> R {
+    ENCODER.with(|cell| f(cell.borrow_mut().get_or_insert_with(Encoder::default)))
+}
+
 fn probe_compresses(zstd: &mut zstd::bulk::Compressor<'static>, out: &mut Vec<u8>, raw: &[u8]) -> bool {
     const SAMPLES: usize = 8;
     const SAMPLE: usize = 512;

@@ -43,6 +43,7 @@ mod pin;
 pub mod points;
 pub mod private;
 pub mod progress;
+mod recycle;
 pub mod store;
 mod verify;
 pub mod volume_io;

@@ -20,6 +20,7 @@ use crate::index::{Digest, FixedIndex, ZERO_DIGEST};
 use crate::pack::{pack_key, PackWriter};
 use crate::pin::Pin;
 use crate::progress::Progress;
+use crate::recycle::Recycler;
 use crate::volume_io::{
     data_extents, is_zero, overlaps_data, punch_hole, read_full_at, write_differing_blocks, write_nonzero_blocks,
 };
@@ -383,7 +384,7 @@ impl Store {
                 .par_chunks(cs)
                 .zip(&kinds)
                 .enumerate()
-                .map_init(crate::chunk::Encoder::default, |encoder, (j, (buf, kind))| {
+                .map(|(j, (buf, kind))| {
                     let Slot::Data(d) = kind else { return Ok(None) };
                     if let Some(loc) = found.get(d) {
                         return Ok(Some(Got::Reused(loc.len as u64)));
@@ -391,9 +392,11 @@ impl Store {
                     if let Some(stored) = writer.claim(d) {
                         return Ok(Some(Got::Reused(stored)));
                     }
-                    let frame = encoder.encode(&buf[..index.slot_len(batch_start + j)]);
-                    writer.add(d, frame)?;
-                    Ok(Some(Got::Written(frame.len() as u64)))
+                    crate::chunk::with_encoder(|encoder| {
+                        let frame = encoder.encode(&buf[..index.slot_len(batch_start + j)]);
+                        writer.add(d, frame)?;
+                        Ok(Some(Got::Written(frame.len() as u64)))
+                    })
                 })
                 .collect();
             for ((i, kind), g) in (batch_start..batch_end).zip(kinds).zip(got) {
@@ -504,7 +507,7 @@ impl Store {
 
     /// The threads a restore reads, decodes and writes on: [`Backend::read_concurrency`] of
     /// them, made on first use and kept (a restore is not the only caller, rollbacks are too).
-    fn read_pool(&self) -> &rayon::ThreadPool {
+    pub(crate) fn read_pool(&self) -> &rayon::ThreadPool {
         self.read_pool.get_or_init(|| {
             let n = self.backend.read_concurrency().max(1);
             rayon::ThreadPoolBuilder::new()
@@ -533,6 +536,9 @@ impl Store {
         let cs = self.chunk_size as u64;
         let mut stats = RestoreStats { size: index.size, ..Default::default() };
         progress.start(index.size);
+        // A new file is written once and not read back soon: give its cache back as it goes
+        // (recycle.rs). In place, the volume's cache is its user's, and little is written.
+        let mut recycle = (!compare).then(|| Recycler::new(RESTORE_BATCH as u64 * cs));
         let slots = index.digests.len();
         for batch_start in (0..slots).step_by(RESTORE_BATCH) {
             let batch_end = (batch_start + RESTORE_BATCH).min(slots);
@@ -680,9 +686,16 @@ impl Store {
                     stats.written_bytes += index.slot_len(i) as u64;
                 }
             }
-            progress.advance((batch_end as u64 * cs).min(index.size));
+            let done = (batch_end as u64 * cs).min(index.size);
+            if let Some(r) = &mut recycle {
+                r.advance(file, done);
+            }
+            progress.advance(done);
         }
         file.sync_all().ctx("fsync", path)?;
+        if recycle.is_some() {
+            crate::recycle::forget(file);
+        }
         stats.compared_bytes = compared.into_inner();
         if compare {
             stats.written_bytes = touched.into_inner();
@@ -693,14 +706,14 @@ impl Store {
 }
 
 /// One read from one pack: a byte range and the chunks inside it.
-struct Read {
-    pack: String,
-    range: std::ops::Range<u64>,
-    chunks: Vec<(Digest, Location)>,
+pub(crate) struct Read {
+    pub pack: String,
+    pub range: std::ops::Range<u64>,
+    pub chunks: Vec<(Digest, Location)>,
 }
 
 /// Group a pack's chunks (sorted by offset) into reads of neighbours.
-fn coalesce(pack: &str, chunks: Vec<(Digest, Location)>) -> Vec<Read> {
+pub(crate) fn coalesce(pack: &str, chunks: Vec<(Digest, Location)>) -> Vec<Read> {
     let mut out: Vec<Read> = Vec::new();
     for (d, l) in chunks {
         let end = l.offset + l.len as u64;

@@ -10,9 +10,9 @@ use rayon::prelude::*;
 use crate::chunk_index::Location;
 use crate::error::{EngineError, Result};
 use crate::index::{Digest, ZERO_DIGEST};
-use crate::pack::{pack_key, pack_name, parse_whole, read_trailer, PackWriter};
+use crate::pack::{footer_range, pack_key, pack_name, parse_trailer, read_trailer, trailer_range, PackWriter};
 use crate::progress::Progress;
-use crate::store::{Store, VerifyReport};
+use crate::store::{coalesce, Store, VerifyReport};
 
 #[derive(Debug, Default, Clone)]
 pub struct RebuildStats {
@@ -20,6 +20,21 @@ pub struct RebuildStats {
     pub chunks: u64,
     /// Packs whose trailer is unreadable (name, reason): their chunks are not indexed.
     pub bad_packs: Vec<(String, String)>,
+}
+
+/// What verify found in one pack: chunks that check, chunks that do not (with why), and a
+/// trailer that cannot be read (pack name, why).
+#[derive(Default)]
+struct PackVerdict {
+    good: Vec<Digest>,
+    bad: Vec<(Digest, String)>,
+    trailer: Option<(String, String)>,
+}
+
+impl PackVerdict {
+    fn all_bad(chunks: &[(Digest, Location)], why: String) -> Self {
+        PackVerdict { bad: chunks.iter().map(|(d, _)| (*d, why.clone())).collect(), ..Default::default() }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -47,8 +62,12 @@ impl Store {
         for e in &entries {
             by_pack.entry(e.location.pack.clone()).or_default().push((e.digest, e.location.clone()));
         }
-        let existing: HashSet<String> =
-            self.backend.list("packs/")?.iter().filter_map(|o| pack_name(&o.key).map(str::to_string)).collect();
+        let existing: HashMap<String, u64> = self
+            .backend
+            .list("packs/")?
+            .into_iter()
+            .filter_map(|o| pack_name(&o.key).map(|n| (n.to_string(), o.size)))
+            .collect();
         let mut packs: Vec<(String, Vec<(Digest, Location)>)> = by_pack.into_iter().collect();
         if sample_percent < 100 {
             // A random sample: over repeated runs every pack gets checked.
@@ -57,44 +76,32 @@ impl Store {
         let total = packs.len() as u64;
         progress.start(total);
         let done = AtomicU64::new(0);
-        #[allow(clippy::type_complexity)]
-        let results: Vec<(Vec<Digest>, Vec<(Digest, String)>, Option<(String, String)>)> = packs
-            .par_iter()
-            .map_init(Vec::new, |raw, (name, chunks)| {
-                let verdict = |why: String| (Vec::new(), chunks.iter().map(|(d, _)| (*d, why.clone())).collect(), None);
-                let out = if !existing.contains(name) {
-                    verdict(format!("its pack {name} is missing"))
-                } else {
-                    match self.backend.get(&pack_key(name)) {
-                        Err(e) => verdict(format!("pack {name} unreadable: {e}")),
-                        Ok(bytes) => {
-                            let trailer = parse_whole(name, &bytes).err().map(|e| (name.clone(), e.to_string()));
-                            let mut good = Vec::new();
-                            let mut bad = Vec::new();
-                            for (d, l) in chunks {
-                                let frame = bytes.get(l.offset as usize..(l.offset + l.len as u64) as usize);
-                                match frame.map(|f| crate::chunk::decode(f, d, raw)) {
-                                    Some(Ok(())) => good.push(*d),
-                                    Some(Err(why)) => bad.push((*d, format!("in pack {name}: {why}"))),
-                                    None => bad.push((*d, format!("lies past the end of pack {name}"))),
-                                }
-                            }
-                            (good, bad, trailer)
+        // The backend's read threads (several for S3, whose reads mostly wait), each with one
+        // reused read buffer and one decode buffer.
+        let results: Vec<PackVerdict> = self.read_pool().install(|| {
+            packs
+                .par_iter()
+                .map_init(
+                    || (Vec::new(), Vec::new()),
+                    |(buf, raw), (name, chunks)| {
+                        let out = match existing.get(name) {
+                            None => PackVerdict::all_bad(chunks, format!("its pack {name} is missing")),
+                            Some(&size) => self.check_pack(name, size, chunks, buf, raw),
+                        };
+                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if n.is_multiple_of(16) {
+                            progress.advance(n);
                         }
-                    }
-                };
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_multiple_of(16) {
-                    progress.advance(n);
-                }
-                out
-            })
-            .collect();
+                        out
+                    },
+                )
+                .collect()
+        });
         progress.advance(total);
         let mut good: HashSet<Digest> = HashSet::new();
         let mut bad: Vec<(Digest, String)> = Vec::new();
         let mut report = VerifyReport { checked_packs: total, ..Default::default() };
-        for (g, b, trailer) in results {
+        for PackVerdict { good: g, bad: b, trailer } in results {
             good.extend(g);
             bad.extend(b);
             // Chunks fine but the trailer broken: the index could not be rebuilt from this
@@ -137,6 +144,53 @@ impl Store {
         }
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Check one pack's trailer and every indexed chunk in it, reading from the store itself
+    /// (never a read cache) in ranged reads of neighbouring chunks into `buf`. Reading whole
+    /// 16 MiB packs instead held 94 MiB of anonymous memory at peak with two threads (local)
+    /// and 150-166 MiB RSS on S3, against the 100 MiB budget.
+    fn check_pack(
+        &self,
+        name: &str,
+        size: u64,
+        chunks: &[(Digest, Location)],
+        buf: &mut Vec<u8>,
+        raw: &mut Vec<u8>,
+    ) -> PackVerdict {
+        let key = pack_key(name);
+        let read = |range: std::ops::Range<u64>, buf: &mut Vec<u8>| {
+            self.backend.read_range_uncached_into(&key, range, buf).map_err(|e| format!("pack {name} unreadable: {e}"))
+        };
+        let trailer = (|| {
+            read(footer_range(size), buf)?;
+            let footer = std::mem::take(buf);
+            read(trailer_range(size, &footer)?, buf)?;
+            parse_trailer(size, &footer, buf).map(drop)
+        })()
+        .err()
+        .map(|why| (name.to_string(), EngineError::CorruptPack { pack: name.to_string(), why }.to_string()));
+        let mut sorted = chunks.to_vec();
+        sorted.sort_by_key(|(_, l)| l.offset);
+        let mut verdict = PackVerdict { trailer, ..Default::default() };
+        for r in coalesce(name, sorted) {
+            if r.range.end > size {
+                verdict.bad.extend(r.chunks.iter().map(|(d, _)| (*d, format!("lies past the end of pack {name}"))));
+                continue;
+            }
+            if let Err(why) = read(r.range.clone(), buf) {
+                verdict.bad.extend(r.chunks.iter().map(|(d, _)| (*d, why.clone())));
+                continue;
+            }
+            for (d, l) in &r.chunks {
+                let at = (l.offset - r.range.start) as usize;
+                match crate::chunk::decode(&buf[at..at + l.len as usize], d, raw) {
+                    Ok(()) => verdict.good.push(*d),
+                    Err(why) => verdict.bad.push((*d, format!("in pack {name}: {why}"))),
+                }
+            }
+        }
+        verdict
     }
 
     /// Forget the chunk index and read it back from the packs' trailers (`disksnap repair

@@ -223,3 +223,39 @@ fn rgw_pack_store_capture_restores_byte_exact() {
     );
     assert!(up.put_requests() >= 3 && up.put_requests() < 40, "{up:?}");
 }
+
+/// Verify checks the bytes in the bucket, not the read cache's copy: a pack corrupted in the
+/// bucket after a restore cached its ranges is still caught, and the point it breaks named.
+#[test]
+fn rgw_verify_reads_the_bucket_not_the_cache() {
+    use std::sync::Arc;
+    let Some(mut c) = rgw("verify-cache") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    c.cache_dir = Some(dir.path().join("cache"));
+    c.cache_max_bytes = 256 << 20;
+    let img = dir.path().join("disk.img");
+    std::fs::write(&img, contract::pattern(12, 20 << 20)).unwrap();
+    let s3 = Arc::new(S3Backend::open(&c).unwrap());
+    let backend: Arc<dyn Backend> = s3.clone();
+    let store = disksnap_engine::Store::open_with(
+        &dir.path().join("local"),
+        backend,
+        Arc::new(disksnap_engine::MemoryIndex::default()),
+        None,
+    )
+    .unwrap();
+    let live = vec!["snap-1".to_string()];
+    store.capture("snap-1", &img, None, &disksnap_engine::NoProgress, &mut || {}).unwrap();
+    store.restore_new("snap-1", &dir.path().join("r1.img"), &disksnap_engine::NoProgress).unwrap();
+    assert!(s3.stats().cache_hits + s3.stats().cache_misses > 0, "the restore went through the cache");
+    assert!(store.verify(&live, &disksnap_engine::NoProgress).unwrap().bad_chunks.is_empty());
+    // flip one byte inside the first frame's payload, in the bucket only
+    let pack = s3.list("packs/").unwrap().into_iter().next().expect("a pack").key;
+    let mut bytes = s3.get(&pack).unwrap();
+    bytes[1000] ^= 0x40;
+    s3.put(&pack, bytes).unwrap();
+    let report = store.verify(&live, &disksnap_engine::NoProgress).unwrap();
+    assert_eq!(report.bad_chunks.len(), 1, "{report:?}");
+    assert_eq!(report.broken.len(), 1, "{report:?}");
+    assert_eq!(report.broken[0].0, "snap-1");
+}

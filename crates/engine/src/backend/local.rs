@@ -14,6 +14,11 @@ use std::time::SystemTime;
 
 use super::{Backend, ObjectInfo, ObjectWriter};
 use crate::error::{EngineError, IoContext, Result};
+use crate::recycle::Recycler;
+
+/// Writeback is started every this many bytes written and the cache behind it given back
+/// (recycle.rs): a pack is ~16 MiB, so four steps each.
+const WRITEBACK_STEP: u64 = 4 << 20;
 
 pub const TMP_PREFIX: &str = ".tmp-";
 
@@ -67,6 +72,7 @@ pub struct LocalWriter {
     tmp: PathBuf,
     path: PathBuf,
     written: u64,
+    recycle: Recycler,
 }
 
 impl LocalWriter {
@@ -80,7 +86,7 @@ impl LocalWriter {
         }
         let tmp = dir.join(format!("{TMP_PREFIX}{}-{:016x}", std::process::id(), rand::random::<u64>()));
         let file = crate::private::create(&tmp).ctx("create", &tmp)?;
-        Ok(LocalWriter { file: Some(file), tmp, path, written: 0 })
+        Ok(LocalWriter { file: Some(file), tmp, path, written: 0, recycle: Recycler::new(WRITEBACK_STEP) })
     }
 }
 
@@ -88,23 +94,16 @@ impl ObjectWriter for LocalWriter {
     fn write(&mut self, data: &[u8]) -> Result<()> {
         let f = self.file.as_mut().expect("open until finish");
         f.write_all(data).ctx("write", &self.tmp)?;
-        let before = self.written;
         self.written += data.len() as u64;
-        // Start writeback of every full 4 MiB written, so the fsync at finish has little
-        // left to wait for and dirty pages never pile up.
-        const STEP: u64 = 4 << 20;
-        if self.written / STEP > before / STEP {
-            use std::os::unix::io::AsRawFd;
-            let upto = self.written / STEP * STEP;
-            // SAFETY: valid fd; flags are a documented combination.
-            unsafe { libc::sync_file_range(f.as_raw_fd(), 0, upto as i64, libc::SYNC_FILE_RANGE_WRITE) };
-        }
+        self.recycle.advance(f, self.written);
         Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {
         let f = self.file.take().expect("open until finish");
         let done = f.sync_all().ctx("fsync", &self.tmp).and_then(|()| {
+            // Clean now: give the rest of its cache back too.
+            crate::recycle::forget(&f);
             drop(f);
             fs::rename(&self.tmp, &self.path).ctx("rename", &self.path)
         });

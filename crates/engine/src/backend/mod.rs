@@ -53,6 +53,12 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// [`Backend::read_range_into`] from the store itself, never from a local read cache:
+    /// verify must check the bytes the store holds, not a cached copy of them.
+    fn read_range_uncached_into(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
+        self.read_range_into(key, range, buf)
+    }
+
     /// Whether `key` exists (a remote backend may answer with a HEAD instead of a GET).
     fn exists(&self, key: &str) -> Result<bool> {
         match self.get(key) {

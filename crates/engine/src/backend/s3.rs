@@ -491,6 +491,20 @@ impl Backend for S3Backend {
         Ok(Vec::from(b))
     }
 
+    fn read_range_uncached_into(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
+        if range.start > range.end {
+            return Err(EngineError::Invalid(format!("byte range {range:?} of {key} is reversed")));
+        }
+        buf.clear();
+        if range.start < range.end {
+            // Take the body's buffer rather than copy it into `buf`: zero-copy when the body
+            // is its sole owner, and one buffer per reader either way (verify's memory budget).
+            let got = self.fetch_ranges(key, self.path(key)?, vec![range])?;
+            *buf = Vec::from(got.into_iter().next().expect("one range asked, one returned"));
+        }
+        Ok(())
+    }
+
     fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Vec<Vec<u8>>> {
         let path = self.path(key)?;
         if let Some(r) = ranges.iter().find(|r| r.start > r.end) {
