@@ -44,6 +44,7 @@ pub mod points;
 pub mod private;
 pub mod progress;
 mod recycle;
+mod residency;
 pub mod store;
 mod verify;
 pub mod volume_io;

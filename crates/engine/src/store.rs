@@ -330,6 +330,9 @@ impl Store {
         let cs = self.chunk_size;
         let slots = index.digests.len();
         let mut bufs = vec![0u8; CAPTURE_BATCH * cs];
+        // What of the volume was not cached when the capture began is dropped once read
+        // (residency.rs); what a user of the volume keeps cached stays.
+        let cold = crate::residency::Cold::of(file, 0..size);
         for batch_start in (0..slots).step_by(CAPTURE_BATCH) {
             let batch_end = (batch_start + CAPTURE_BATCH).min(slots);
             // 1. read and hash every slot of the batch, in parallel
@@ -359,6 +362,9 @@ impl Store {
                 })
                 .collect();
             let kinds = kinds.into_iter().collect::<Result<Vec<Slot>>>()?;
+            if let Some(c) = &cold {
+                c.release(file, batch_start as u64 * cs as u64..(batch_end as u64 * cs as u64).min(size));
+            }
             // 2. one index query for the batch: which chunks does the store already have?
             let wanted: Vec<Digest> = kinds
                 .iter()

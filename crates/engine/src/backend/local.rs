@@ -163,7 +163,14 @@ impl Backend for LocalBackend {
         let (f, path) = self.open_object(key)?;
         // Only the growth of a reused buffer is zeroed; the read overwrites the rest.
         buf.resize((range.end - range.start) as usize, 0);
-        f.read_exact_at(buf, range.start).ctx("read", &path)
+        // A pack's bytes are read once per job (restore, repack, verify): leave the cache as
+        // the read found it (residency.rs).
+        let cold = crate::residency::Cold::of(&f, range.clone());
+        f.read_exact_at(buf, range.start).ctx("read", &path)?;
+        if let Some(c) = cold {
+            c.release(&f, range);
+        }
+        Ok(())
     }
 
     fn read_concurrency(&self) -> usize {
