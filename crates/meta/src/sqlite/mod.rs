@@ -27,6 +27,7 @@ use crate::{Batch, MetaError, MetaStore, Result, SnapshotListing};
 
 mod batch;
 mod cluster;
+mod generation;
 mod images;
 mod jobs;
 mod policies;
@@ -44,6 +45,7 @@ pub struct SqliteMeta {
     /// Shared with other stores of this crate that keep their tables in the same database.
     pub(crate) pool: SqlitePool,
     counts: snapshots::CountCache,
+    generation: generation::GenerationReader,
 }
 
 impl SqliteMeta {
@@ -72,7 +74,8 @@ impl SqliteMeta {
             .pragma("mmap_size", "1073741824");
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let meta = SqliteMeta { pool, counts: Default::default() };
+        let generation = generation::GenerationReader::open(path)?;
+        let meta = SqliteMeta { pool, counts: Default::default(), generation };
         meta.optimize().await?;
         Ok(meta)
     }
@@ -143,7 +146,7 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn page_generation(&self) -> Result<Option<i64>> {
-        Ok(Some(sqlx::query_scalar("SELECT gen FROM page_generation").fetch_one(&self.pool).await?))
+        Ok(Some(self.generation.read()?))
     }
 
     async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>> {
