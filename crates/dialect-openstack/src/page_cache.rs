@@ -2,11 +2,12 @@
 //! the service's page cache (`Service::page_cached`, issue 16): a body is kept while the
 //! store's page generation stands, so a write by any process or node is in the next list.
 //!
-//! What the store's generation does not cover is in the key or keeps the body out: the request
-//! as sent (path and query: filters, marker, limit, sort), the caller, the microversion and
-//! flavour, the base next links start with; and the account's status overrides, which are
-//! request state (a Cinder `os-reset_status`, with an expiry): a list is cached only while the
-//! account has none, read before the list and again after it.
+//! What the store's generation does not cover is in the key: the request as sent (path and
+//! query: filters, marker, limit, sort), the caller, the microversion and flavour, the base next
+//! links start with. The account's status overrides (Cinder's `os-reset_status`) are request
+//! state with an expiry; setting or removing one moves the page generation (meta migration
+//! 0021), so a body made while the account had none is kept and stays exact (expiry only ever
+//! removes one); a body made with overrides is not kept (each such list is made afresh).
 
 use std::future::Future;
 
@@ -29,31 +30,27 @@ pub async fn list_body<Fut>(
 where
     Fut: Future<Output = OsResult<Value>>,
 {
-    let ov = d.overrides(&call.auth.account).await?;
-    let cacheable = ov.is_empty();
     let a = &call.auth;
-    let key = cacheable.then(|| {
-        format!(
-            "openstack.{what}\n{:?} {:?} {} {} {} {} {}\n{}{}?{}",
-            call.flavour,
-            call.version,
-            call.with_project,
-            a.account,
-            a.project_id,
-            a.user_id,
-            a.admin,
-            call.base,
-            call.raw.path,
-            call.raw.query
-        )
-    });
+    let key = format!(
+        "openstack.{what}\n{:?} {:?} {} {} {} {} {}\n{}{}?{}",
+        call.flavour,
+        call.version,
+        call.with_project,
+        a.account,
+        a.project_id,
+        a.user_id,
+        a.admin,
+        call.base,
+        call.raw.path,
+        call.raw.query
+    );
     let (body, _) = d
         .ctx
         .service
-        .page_cached(key, || async move {
+        .page_cached(Some(key), || async move {
+            let ov = d.overrides(&call.auth.account).await?;
+            let keep = ov.is_empty();
             let v = make(ov).await?;
-            // An override set while the list was read would not move the generation.
-            let keep = cacheable && d.overrides(&call.auth.account).await?.is_empty();
             Ok::<_, OsError>(((serde_json::to_vec(&v).expect("a JSON value writes to memory").into(), 0), keep))
         })
         .await?;
