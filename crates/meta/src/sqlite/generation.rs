@@ -22,7 +22,7 @@ struct Conn {
     stmt: *mut ffi::sqlite3_stmt,
 }
 
-// SAFETY: the connection is opened in SQLite's serialized-free (NOMUTEX) mode and only ever
+// SAFETY: the connection is opened in SQLite's multi-thread (NOMUTEX) mode and only ever
 // used under the Mutex, by one thread at a time, which SQLite allows from any thread.
 unsafe impl Send for Conn {}
 
