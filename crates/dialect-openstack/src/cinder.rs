@@ -120,32 +120,47 @@ async fn delete(d: &OpenStack, call: &Call, s: &Snapshot) -> OsResult<()> {
 async fn list(d: &OpenStack, call: &Call, detail: bool) -> OsResult<Response> {
     let strict = call.flavour == Flavour::Cinder && call.version.at_least(3, 31);
     let params = listing::parse(&call.query(), Target::Snapshots, call.version, strict)?;
-    let page = list_page(d, call, &params, &[]).await?;
-    let view = if detail { SnapView::Detail } else { SnapView::Summary };
-    let items = render_page(d, call, &page.snaps, view).await?;
-    let mut body = Map::new();
-    body.insert("snapshots".into(), items.into());
-    if let Some(m) = page.next_marker {
-        let href = listing::next_href(&call.base, &call.raw.path, &call.raw.query, &m);
-        body.insert("snapshots_links".into(), json!([{"href": href, "rel": "next"}]));
-    }
-    if params.with_count {
-        body.insert("count".into(), page.count.into());
-    }
-    Ok(json_response(StatusCode::OK, Value::Object(body)))
+    let what = if detail { "snapshots/detail" } else { "snapshots" };
+    crate::page_cache::list_body(d, call, what, |ov| async move {
+        let page = list_page(d, call, &params, &[]).await?;
+        let view = if detail { SnapView::Detail } else { SnapView::Summary };
+        let items = render_page_with(d, call, &page.snaps, view, &ov).await?;
+        let mut body = Map::new();
+        body.insert("snapshots".into(), items.into());
+        if let Some(m) = page.next_marker {
+            let href = listing::next_href(&call.base, &call.raw.path, &call.raw.query, &m);
+            body.insert("snapshots_links".into(), json!([{"href": href, "rel": "next"}]));
+        }
+        if params.with_count {
+            body.insert("count".into(), page.count.into());
+        }
+        Ok(Value::Object(body))
+    })
+    .await
 }
 
 /// Render a page of snapshots with their metadata read in one query (not one per item).
 pub async fn render_page(d: &OpenStack, call: &Call, snaps: &[Snapshot], view: SnapView) -> OsResult<Vec<Value>> {
+    let ov = d.overrides(&call.auth.account).await?;
+    render_page_with(d, call, snaps, view, &ov).await
+}
+
+/// [`render_page`] with the account's overrides already read.
+pub async fn render_page_with(
+    d: &OpenStack,
+    call: &Call,
+    snaps: &[Snapshot],
+    view: SnapView,
+    ov: &crate::Overrides,
+) -> OsResult<Vec<Value>> {
     let ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
     let metas = d.ctx.service.snapshots_metadata(&call.auth.caller(), &ids).await?;
-    let ov = d.overrides(&call.auth.account).await?;
     let ctx = snap_ctx(call);
     Ok(snaps
         .iter()
         .map(|s| {
             let meta = metas.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
-            wire::snapshot(s, meta, override_in(&ov, s).as_ref(), view, &ctx)
+            wire::snapshot(s, meta, override_in(ov, s).as_ref(), view, &ctx)
         })
         .collect())
 }

@@ -99,33 +99,36 @@ async fn list(d: &OpenStack, call: &Call) -> OsResult<Response> {
     params.limit = Some(limit);
     // EVS always shows `count` (and pages by offset from it).
     params.with_count = true;
-    let page = cinder::list_page(d, call, &params, &ids).await?;
-    let mut items = cinder::render_page(d, call, &page.snaps, SnapView::Detail).await?;
-    for v in items.iter_mut() {
-        if let Some(o) = v.as_object_mut() {
-            o.insert("dedicated_storage_id".into(), Value::Null);
-            o.insert("dedicated_storage_name".into(), Value::Null);
-            o.insert("service_type".into(), Value::Null);
+    crate::page_cache::list_body(d, call, "cloudsnapshots/detail", |ov| async move {
+        let page = cinder::list_page(d, call, &params, &ids).await?;
+        let mut items = cinder::render_page_with(d, call, &page.snaps, SnapView::Detail, &ov).await?;
+        for v in items.iter_mut() {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("dedicated_storage_id".into(), Value::Null);
+                o.insert("dedicated_storage_name".into(), Value::Null);
+                o.insert("service_type".into(), Value::Null);
+            }
         }
-    }
-    let mut body = Map::new();
-    body.insert("count".into(), page.count.into());
-    let shown_after = params.offset + page.snaps.len();
-    let more = call.raw.query.contains("limit=") && shown_after < page.count && !page.snaps.is_empty();
-    body.insert("snapshots".into(), items.into());
-    if more {
-        let mut parts: Vec<String> = call
-            .raw
-            .query
-            .split('&')
-            .filter(|p| !p.is_empty() && p.split('=').next() != Some("offset"))
-            .map(str::to_string)
-            .collect();
-        parts.push(format!("offset={shown_after}"));
-        let href = format!("{}{}?{}", call.base, call.raw.path, parts.join("&"));
-        body.insert("snapshots_links".into(), json!([{"href": href, "rel": "next"}]));
-    }
-    Ok(json_response(StatusCode::OK, Value::Object(body)))
+        let mut body = Map::new();
+        body.insert("count".into(), page.count.into());
+        let shown_after = params.offset + page.snaps.len();
+        let more = call.raw.query.contains("limit=") && shown_after < page.count && !page.snaps.is_empty();
+        body.insert("snapshots".into(), items.into());
+        if more {
+            let mut parts: Vec<String> = call
+                .raw
+                .query
+                .split('&')
+                .filter(|p| !p.is_empty() && p.split('=').next() != Some("offset"))
+                .map(str::to_string)
+                .collect();
+            parts.push(format!("offset={shown_after}"));
+            let href = format!("{}{}?{}", call.base, call.raw.path, parts.join("&"));
+            body.insert("snapshots_links".into(), json!([{"href": href, "rel": "next"}]));
+        }
+        Ok(Value::Object(body))
+    })
+    .await
 }
 
 /// Roll a disk back to any of its available snapshots (§9.3).

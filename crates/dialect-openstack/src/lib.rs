@@ -21,6 +21,7 @@ pub mod evs;
 pub mod keystone;
 pub mod listing;
 pub mod microversion;
+pub mod page_cache;
 pub mod router;
 pub mod signature;
 pub mod volumes;

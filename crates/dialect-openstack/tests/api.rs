@@ -697,3 +697,53 @@ async fn lists_in_the_store(database_url: Option<String>) {
         assert_eq!(status, StatusCode::NOT_FOUND, "{q}");
     }
 }
+
+/// Issue 16: a list body is cached until the page generation moves; an `os-reset_status`
+/// override (request state) moves it, so the next list shows the status set, on both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_override_is_in_the_next_cached_list() {
+    a_status_override_is_in_the_next_cached_list_on(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_override_is_in_the_next_cached_list_on_postgres() {
+    if let Some(url) =
+        disksnap_service::testing::fresh_pg_database("a_status_override_is_in_the_next_cached_list").await
+    {
+        a_status_override_is_in_the_next_cached_list_on(Some(url)).await;
+    }
+}
+
+async fn a_status_override_is_in_the_next_cached_list_on(database_url: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app_on(dir.path(), database_url).await;
+    let tok = token(&app, "demo").await;
+    let base = format!("/v3/{PID}");
+    let r =
+        call(&app, "POST", &format!("{base}/volumes"), Some(&tok), None, Some(json!({"volume": {"size": 1}}))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let vid = r.body["volume"]["id"].as_str().unwrap().to_string();
+    wait_status(&app, &format!("{base}/volumes/{vid}"), &tok, "volume", "available").await;
+    let s = json!({"snapshot": {"volume_id": vid}});
+    let r = call(&app, "POST", &format!("{base}/snapshots"), Some(&tok), None, Some(s)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let sid = r.body["snapshot"]["id"].as_str().unwrap().to_string();
+    wait_status(&app, &format!("{base}/snapshots/{sid}"), &tok, "snapshot", "available").await;
+    let list = format!("{base}/snapshots/detail?with_count=true");
+    let shown = |body: &Value| (body["snapshots"][0]["status"].as_str().unwrap().to_string(), body["count"].clone());
+    for _ in 0..2 {
+        // the second answer comes from the cache
+        let r = call(&app, "GET", &list, Some(&tok), Some("volume 3.71"), None).await;
+        assert_eq!(shown(&r.body), ("available".to_string(), json!(1)));
+    }
+    let reset = json!({"os-reset_status": {"status": "error"}});
+    let r = call(&app, "POST", &format!("{base}/snapshots/{sid}/action"), Some(&tok), None, Some(reset)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    for _ in 0..2 {
+        let r = call(&app, "GET", &list, Some(&tok), Some("volume 3.71"), None).await;
+        assert_eq!(shown(&r.body), ("error".to_string(), json!(1)), "the override is in the next list");
+    }
+    let filtered = format!("{base}/snapshots/detail?with_count=true&status=available");
+    let r = call(&app, "GET", &filtered, Some(&tok), Some("volume 3.71"), None).await;
+    assert_eq!(r.body["count"], json!(0), "{:?}", r.body);
+}

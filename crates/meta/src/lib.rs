@@ -156,6 +156,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// [`MetaStore::snapshots`] plus what a list view shows about each row, in one read: the
     /// list endpoints' whole metadata cost (see [`SnapshotListing`]).
     async fn snapshot_listing(&self, filter: &SnapshotFilter) -> Result<SnapshotListing>;
+    /// The page generation (migrations/0020_page_generation.sql): it moves, in the same
+    /// transaction, with every write to what a list page shows, whichever process or node
+    /// writes. Two equal reads mean nothing a page shows changed between them. None: the
+    /// backend keeps none (nothing may be cached by it).
+    async fn page_generation(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
     /// Every point of a chain that is not ceased, oldest first.
     async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>>;
     /// Totals over the live points (available or creating) of each chain named.

@@ -157,6 +157,8 @@ pub(crate) struct Inner {
     pub job_done: tokio::sync::Notify,
     /// Test control's armed failures and holds (control.rs); empty unless the admin API arms them.
     pub control: crate::control::TestControl,
+    /// Rendered list pages by page generation (crate::page_cache).
+    pub pages: crate::page_cache::PageCache,
 }
 
 /// A data dir other users can read or enter (made by hand, or by a version that followed the
@@ -237,6 +239,7 @@ impl Service {
                 progress: Mutex::new(HashMap::new()),
                 job_done: tokio::sync::Notify::new(),
                 control: Default::default(),
+                pages: Default::default(),
             }),
         };
         svc.start_runner_lease();

@@ -11,6 +11,7 @@ use crate::error::{Result, ServiceError};
 use crate::ids;
 use crate::jobs::JobProgress;
 use crate::model::*;
+use crate::page_cache::CachedPage;
 use crate::points::{self, Consistency};
 use crate::service::{Caller, Service};
 use crate::work::{self, Done, Work};
@@ -401,6 +402,38 @@ impl Service {
     /// A page of the points `q` matches and the count of all of them (0 with `skip_count`).
     /// `limit` is clamped to 1..=[`MAX_PAGE`]; 0 means 20.
     pub async fn snapshots(&self, caller: &Caller, q: &SnapshotFilter) -> Result<(Vec<Snapshot>, u64)> {
+        let Some(stored) = self.stored_snapshot_filter(caller, q)? else { return Ok((Vec::new(), 0)) };
+        let listing = self.meta().snapshot_listing(&stored).await?;
+        let total = listing.page.total;
+        Ok((decorate_with(listing)?, total))
+    }
+
+    /// [`Service::snapshots`] as `render` writes the page's items, and the total: served from
+    /// the page cache (crate::page_cache) while nothing a page shows has changed since it was
+    /// rendered. `view` names the rendering (dialect and options): `render` must make the same
+    /// bytes from the same points whenever it runs (no request ids, no clock).
+    pub async fn snapshots_rendered(
+        &self,
+        caller: &Caller,
+        q: &SnapshotFilter,
+        view: &str,
+        render: impl FnOnce(&[Snapshot]) -> Vec<u8>,
+    ) -> Result<CachedPage> {
+        let Some(stored) = self.stored_snapshot_filter(caller, q)? else { return Ok((render(&[]).into(), 0)) };
+        // The whole filter, account included: one account's page is never another's. Status
+        // overrides are request state a dialect read, not the store's: such a page is not kept.
+        let key = stored.shown.overrides.is_empty().then(|| format!("{view}\n{stored:?}"));
+        self.page_cached(key, || async {
+            let listing = self.meta().snapshot_listing(&stored).await?;
+            let total = listing.page.total;
+            Ok(((render(&decorate_with(listing)?).into(), total), true))
+        })
+        .await
+    }
+
+    /// The store's filter for `q` (ids parsed, zone and account resolved, limit clamped), or
+    /// None when it can match nothing.
+    fn stored_snapshot_filter(&self, caller: &Caller, q: &SnapshotFilter) -> Result<Option<SnapshotFilter>> {
         self.check_account(caller)?;
         let (Some(ids_), Some(volume_ids), Some(instance_ids), Some(tag_ids)) = (
             parse_all(Kind::Snapshot, &q.ids),
@@ -408,12 +441,12 @@ impl Service {
             parse_all(Kind::Instance, &q.instance_ids),
             parse_all(Kind::Tag, &q.tag_ids),
         ) else {
-            return Ok((Vec::new(), 0));
+            return Ok(None);
         };
         let root_id = match &q.root_id {
             Some(r) => match ids::parse(Kind::Chain, r) {
                 Some(r) => Some(r),
-                None => return Ok((Vec::new(), 0)),
+                None => return Ok(None),
             },
             None => None,
         };
@@ -432,9 +465,7 @@ impl Service {
             },
             ..q.clone()
         };
-        let listing = self.meta().snapshot_listing(&stored).await?;
-        let total = listing.page.total;
-        Ok((decorate_with(listing)?, total))
+        Ok(Some(stored))
     }
 
     /// Rows → views, for rows not read through `snapshot_listing`: the same lookups, one query

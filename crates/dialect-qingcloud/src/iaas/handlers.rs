@@ -27,7 +27,7 @@ pub enum Answer {
     Json(Value),
     /// `snapshot_set` (a JSON array's text) and `total_count`.
     SnapshotSet {
-        items: Vec<u8>,
+        items: std::sync::Arc<[u8]>,
         total: u64,
     },
 }
@@ -113,22 +113,29 @@ impl H<'_> {
         let (offset, limit) = paging(p)?;
         let verbose = p.flag("verbose", &[0, 1])? == Some(1);
         let Some(q) = listing::snapshot_filter(p, &self.zone, &self.account)? else {
-            return Ok(Answer::SnapshotSet { items: b"[]".to_vec(), total: 0 });
+            return Ok(Answer::SnapshotSet { items: b"[]".as_slice().into(), total: 0 });
         };
         let q = SnapshotFilter { offset, limit, ..q };
-        // The service names each point's volume and instance in its page lookups: no listing of
-        // every instance of the account, no second volume query per page.
-        let (snaps, total) = self.svc().snapshots(&self.caller, &q).await?;
-        let mut items = Vec::with_capacity(snaps.len() * 700 + 2);
-        items.push(b'[');
-        for (i, s) in snaps.iter().enumerate() {
-            if i > 0 {
-                items.push(b',');
-            }
-            let resource = wire::resource_of(s, &s.volume_name, s.instance_name.as_deref());
-            wire::write_snapshot_item(&mut items, s, &resource, verbose);
-        }
-        items.push(b']');
+        // The service names each point's volume and instance in its page lookups (no listing of
+        // every instance of the account), and keeps the rendered items while nothing they show
+        // changes (the envelope, which is per request, is written around them).
+        let view = if verbose { "qingcloud.iaas verbose" } else { "qingcloud.iaas" };
+        let (items, total) = self
+            .svc()
+            .snapshots_rendered(&self.caller, &q, view, |snaps| {
+                let mut items = Vec::with_capacity(snaps.len() * 700 + 2);
+                items.push(b'[');
+                for (i, s) in snaps.iter().enumerate() {
+                    if i > 0 {
+                        items.push(b',');
+                    }
+                    let resource = wire::resource_of(s, &s.volume_name, s.instance_name.as_deref());
+                    wire::write_snapshot_item(&mut items, s, &resource, verbose);
+                }
+                items.push(b']');
+                items
+            })
+            .await?;
         Ok(Answer::SnapshotSet { items, total })
     }
 

@@ -135,6 +135,10 @@ impl MetaStore for PgMeta {
         self.list(f, true).await
     }
 
+    async fn page_generation(&self) -> Result<Option<i64>> {
+        Ok(Some(sqlx::query_scalar("SELECT gen FROM page_generation").fetch_one(&self.pool).await?))
+    }
+
     async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>> {
         lists::chain(&self.pool, root_id).await
     }

@@ -975,3 +975,44 @@ async fn substring_metadata_and_size_filters() {
         assert_eq!(vl(VolumeFilter { description_contains: Some("cratc".into()), ..Default::default() }).await, ["v3"]);
     }
 }
+
+/// Issue 16: the page generation moves, in the writing transaction, with every write to what a
+/// list page shows (a point's progress, which the list generation ignores; a volume's name; a
+/// tag binding; a status override) and with nothing else (a token), on both backends.
+#[tokio::test]
+async fn the_page_generation_moves_with_every_shown_write() {
+    for m in backends().await {
+        eprintln!("backend: {:?}", m.kind);
+        let m = &m;
+        let gen = || async { m.page_generation().await.unwrap().expect("both backends keep one") };
+        let g0 = gen().await;
+        m.commit(Batch { put_snapshots: vec![snap("s1", "a", "v1", 1, "creating")], ..Default::default() })
+            .await
+            .unwrap();
+        let g1 = gen().await;
+        assert!(g1 > g0, "a new point");
+        let mut s = m.snapshot("a", "s1").await.unwrap().unwrap();
+        s.progress = 40;
+        m.commit(Batch { put_snapshots: vec![s], ..Default::default() }).await.unwrap();
+        let g2 = gen().await;
+        assert!(g2 > g1, "progress is shown: it moves the page generation");
+        m.commit(Batch { put_volumes: vec![vol("v1", None, 1)], ..Default::default() }).await.unwrap();
+        let g3 = gen().await;
+        assert!(g3 > g2, "a volume's row");
+        let token = StateRow {
+            kind: "oauth2-token".into(),
+            account: String::new(),
+            key: "t1".into(),
+            value: "a".into(),
+            expires_at: None,
+        };
+        m.state_put(&token, 10, 1).await.unwrap();
+        assert_eq!(gen().await, g3, "a token is in no list");
+        let ov = StateRow { kind: "status-override".into(), account: "a".into(), key: "s1".into(), ..token };
+        m.state_put(&ov, 10, 1).await.unwrap();
+        let g4 = gen().await;
+        assert!(g4 > g3, "a status override is shown");
+        assert!(m.state_delete("status-override", "a", "s1").await.unwrap());
+        assert!(gen().await > g4, "and so is its removal");
+    }
+}
