@@ -26,11 +26,20 @@ pub struct Recycler {
     started: u64,
     /// The cache below this offset has been dropped.
     dropped: u64,
+    /// Wait for an old step's writeback before dropping it (else only what is already written
+    /// back is dropped, and the rest when the file is done: see [`forget`]).
+    wait: bool,
 }
 
 impl Recycler {
     pub fn new(step: u64) -> Self {
-        Recycler { step: step.max(1 << 20), started: 0, dropped: 0 }
+        Recycler { step: step.max(1 << 20), started: 0, dropped: 0, wait: true }
+    }
+
+    /// A recycler that never blocks its writer: for writers that hold a lock others wait on
+    /// (a capture's pack writer), and small files whose writer calls [`forget`] after its fsync.
+    pub fn without_wait(step: u64) -> Self {
+        Recycler { wait: false, ..Self::new(step) }
     }
 
     /// Everything below `upto` in `file` is written (sequentially or batch by batch). Best
@@ -57,12 +66,16 @@ impl Recycler {
         if drop_below > self.dropped {
             let (from, len) = (self.dropped as i64, (drop_below - self.dropped) as i64);
             unsafe {
-                libc::sync_file_range(
-                    fd,
-                    from,
-                    len,
-                    libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                );
+                if self.wait {
+                    libc::sync_file_range(
+                        fd,
+                        from,
+                        len,
+                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                            | libc::SYNC_FILE_RANGE_WRITE
+                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                    );
+                }
                 libc::posix_fadvise(fd, from, len, libc::POSIX_FADV_DONTNEED);
             }
             self.dropped = drop_below;

@@ -17,7 +17,8 @@ use crate::error::{EngineError, IoContext, Result};
 use crate::recycle::Recycler;
 
 /// Writeback is started every this many bytes written and the cache behind it given back
-/// (recycle.rs): a pack is ~16 MiB, so four steps each.
+/// (recycle.rs) without waiting: a capture's threads write packs under one lock, and waiting
+/// there stalled them all; what is not yet written back goes at `finish`, after the fsync.
 const WRITEBACK_STEP: u64 = 4 << 20;
 
 pub const TMP_PREFIX: &str = ".tmp-";
@@ -86,7 +87,7 @@ impl LocalWriter {
         }
         let tmp = dir.join(format!("{TMP_PREFIX}{}-{:016x}", std::process::id(), rand::random::<u64>()));
         let file = crate::private::create(&tmp).ctx("create", &tmp)?;
-        Ok(LocalWriter { file: Some(file), tmp, path, written: 0, recycle: Recycler::new(WRITEBACK_STEP) })
+        Ok(LocalWriter { file: Some(file), tmp, path, written: 0, recycle: Recycler::without_wait(WRITEBACK_STEP) })
     }
 }
 
