@@ -157,6 +157,12 @@ impl Dialect for Aliyun {
 
     async fn handle(&self, call: Call<'_, Self>) -> Result<Response, AliyunError> {
         let f = call.frame;
+        if call.endpoint == Endpoint::DescribeSnapshots {
+            let caller = call.caller.caller();
+            let body =
+                handlers::describe_snapshots_body(&self.ctx, &caller, &f.params, f.format, &f.request_id).await?;
+            return Ok(wire::raw(f.format, 200, body));
+        }
         let body = handlers::call(&self.ctx, &call.caller.caller(), call.endpoint, &f.params, &f.host).await?;
         Ok(wire::ok(f.format, call.endpoint.name(), &f.request_id, body))
     }

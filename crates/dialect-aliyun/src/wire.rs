@@ -320,25 +320,71 @@ pub fn to_xml(root: &str, body: &Value) -> String {
     String::from_utf8(w.into_inner().into_inner()).unwrap_or_default()
 }
 
+fn text(format: Format, root: &str, body: &Value) -> String {
+    match format {
+        Format::Json => body.to_string(),
+        Format::Xml => to_xml(root, body),
+    }
+}
+
 fn respond(format: Format, status: u16, root: &str, body: Value) -> Response {
-    let (text, ctype) = match format {
-        Format::Json => (body.to_string(), JSON_TYPE),
-        Format::Xml => (to_xml(root, &body), XML_TYPE),
+    raw(format, status, text(format, root, &body).into_bytes())
+}
+
+/// A rendered body as the response, with its format's content type.
+pub fn raw(format: Format, status: u16, body: Vec<u8>) -> Response {
+    let ctype = match format {
+        Format::Json => JSON_TYPE,
+        Format::Xml => XML_TYPE,
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, text).into_response();
+    let mut resp = (status, body).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     resp
 }
 
 /// A success body: the action's members plus `RequestId`, root `<{Action}Response>` in XML.
 pub fn ok(format: Format, action: &str, request_id: &str, body: Value) -> Response {
+    raw(format, 200, ok_text(format, action, request_id, body).into_bytes())
+}
+
+/// The text of [`ok`]'s body.
+pub fn ok_text(format: Format, action: &str, request_id: &str, body: Value) -> String {
     let mut members = match body {
         Value::Object(m) => m,
         _ => Map::new(),
     };
     members.insert("RequestId".into(), Value::String(request_id.to_string()));
-    respond(format, 200, &format!("{action}Response"), Value::Object(members))
+    text(format, &format!("{action}Response"), &Value::Object(members))
+}
+
+/// What a cached success body (issue 16) holds in place of its request id: rendered as any
+/// request id is (no character of it is escaped in JSON or XML), and it comes before every
+/// member a client names (members are written in key order and `RequestId` follows only
+/// `NextToken`, `PageNumber` and `PageSize`, which are numbers and base64), so its first
+/// occurrence is the request id's place.
+pub const REQUEST_ID_SLOT: &str = "{{disksnap-request-id}}";
+
+/// `body` (rendered by [`ok_text`] with [`REQUEST_ID_SLOT`] as its request id) with
+/// `request_id` in its place, escaped as the format escapes text.
+pub fn with_request_id(format: Format, body: &[u8], request_id: &str) -> Vec<u8> {
+    let slot = REQUEST_ID_SLOT.as_bytes();
+    let escaped = match format {
+        Format::Json => {
+            let quoted = Value::String(request_id.to_string()).to_string();
+            quoted[1..quoted.len() - 1].to_string()
+        }
+        Format::Xml => quick_xml::escape::escape(request_id).into_owned(),
+    };
+    let Some(at) = body.windows(slot.len()).position(|w| w == slot) else {
+        // ok_text always writes the slot; a body without it has no request id to replace.
+        return body.to_vec();
+    };
+    let mut out = Vec::with_capacity(body.len() + escaped.len());
+    out.extend_from_slice(&body[..at]);
+    out.extend_from_slice(escaped.as_bytes());
+    out.extend_from_slice(&body[at + slot.len()..]);
+    out
 }
 
 /// An error body `{RequestId, HostId, Code, Message, Recommend}` (XML root `<Error>`).

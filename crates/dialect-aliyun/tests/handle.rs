@@ -572,3 +572,69 @@ async fn own_prefix_of_another_kind_names_nothing() {
     let (_, v) = act(&c, "DescribeSnapshots", &[("DiskId", format!("d-{vol}").as_str())]).await;
     assert_eq!(v["TotalCount"].as_u64(), Some(1), "{v}");
 }
+
+/// Issue 16: DescribeSnapshots is kept in the service's page cache without its request id;
+/// every answer carries its own request id, in JSON and XML, and a write (a name, a resource
+/// group, a new snapshot) is in the very next list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_in_the_next_cached_snapshot_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ctx(dir.path()).await;
+    let (s, v) = act(&c, "CreateDisk", &[("ZoneId", "pek3a"), ("Size", "1")]).await;
+    assert_eq!(s, 200, "{v}");
+    let disk = v["DiskId"].as_str().unwrap().to_string();
+    c.service.wait_idle().await;
+    let (s, v) = act(&c, "CreateSnapshot", &[("DiskId", &disk), ("SnapshotName", "first")]).await;
+    assert_eq!(s, 200, "{v}");
+    let snap = v["SnapshotId"].as_str().unwrap().to_string();
+    c.service.wait_idle().await;
+    let list = [("DiskId", disk.as_str())];
+    let (_, first) = act(&c, "DescribeSnapshots", &list).await;
+    let (_, again) = act(&c, "DescribeSnapshots", &list).await;
+    assert_eq!(first["Snapshots"]["Snapshot"][0]["SnapshotName"], "first", "{first}");
+    assert_eq!(first["TotalCount"], 1, "{first}");
+    let id = |v: &Value| v["RequestId"].as_str().unwrap().to_string();
+    assert!(!id(&first).is_empty() && id(&first) != id(&again), "a request id per answer: {first} {again}");
+    let without_id = |v: &Value| {
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("RequestId");
+        v
+    };
+    assert_eq!(without_id(&first), without_id(&again));
+
+    let (s, v) = act(&c, "ModifySnapshotAttribute", &[("SnapshotId", &snap), ("SnapshotName", "renamed")]).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = act(&c, "DescribeSnapshots", &list).await;
+    assert_eq!(v["Snapshots"]["Snapshot"][0]["SnapshotName"], "renamed", "the name is in the next list: {v}");
+
+    let group = [("ResourceType", "snapshot"), ("ResourceId", snap.as_str()), ("ResourceGroupId", "rg-ccc3")];
+    let (s, v) = act(&c, "JoinResourceGroup", &group).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = act(&c, "DescribeSnapshots", &list).await;
+    assert_eq!(v["Snapshots"]["Snapshot"][0]["ResourceGroupId"], "rg-ccc3", "the group is in the next list: {v}");
+
+    let (s, v) = act(&c, "CreateSnapshot", &[("DiskId", &disk), ("SnapshotName", "second")]).await;
+    assert_eq!(s, 200, "{v}");
+    c.service.wait_idle().await;
+    let (_, v) = act(&c, "DescribeSnapshots", &list).await;
+    assert_eq!(v["TotalCount"], 2, "the new snapshot is in the next list: {v}");
+
+    // XML: the same page, the request id in its element, each answer its own
+    let xml = [("DiskId", disk.as_str()), ("Format", "XML")];
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let mut p = vec![("RegionId", "pek3a")];
+        p.extend_from_slice(&xml);
+        let (status, ctype, v) = send(&c, rpc("POST", "DescribeSnapshots", &p, "testsecret")).await;
+        assert_eq!((status, ctype.as_str()), (200, "text/xml;charset=utf-8"));
+        bodies.push(v.as_str().unwrap().to_string());
+    }
+    for b in &bodies {
+        assert!(b.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeSnapshotsResponse>"), "{b}");
+        assert!(b.contains("<TotalCount>2</TotalCount>") && b.contains("<SnapshotName>renamed</SnapshotName>"), "{b}");
+        assert!(!b.contains("disksnap-request-id"), "{b}");
+    }
+    let rid = |b: &str| b.split("<RequestId>").nth(1).unwrap().split("</RequestId>").next().unwrap().to_string();
+    assert_ne!(rid(&bodies[0]), rid(&bodies[1]));
+    assert_eq!(bodies[0].replace(&rid(&bodies[0]), ""), bodies[1].replace(&rid(&bodies[1]), ""));
+}

@@ -57,7 +57,7 @@ impl TokenStore {
     pub async fn check(&self, id: Option<&str>) -> OsResult<Token> {
         let unauthorized = || OsError::Unauthorized("The request you have made requires authentication.".into());
         let id = id.map(str::trim).filter(|t| !t.is_empty()).ok_or_else(unauthorized)?;
-        let found = self.ctx.service.recall(StateKind::KeystoneToken, "", id).await?;
+        let found = self.ctx.service.recall_keystone_token(id).await?;
         match found.and_then(|(v, _)| serde_json::from_str::<Token>(&v).ok()) {
             Some(t) if t.expires > Utc::now() => Ok(t),
             _ => Err(unauthorized()),

@@ -54,6 +54,6 @@ where
             Ok::<_, OsError>(((serde_json::to_vec(&v).expect("a JSON value writes to memory").into(), 0), keep))
         })
         .await?;
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from(Bytes::copy_from_slice(&body)))
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from(Bytes::from_owner(body)))
         .into_response())
 }

@@ -747,3 +747,39 @@ async fn a_status_override_is_in_the_next_cached_list_on(database_url: Option<St
     let r = call(&app, "GET", &filtered, Some(&tok), Some("volume 3.71"), None).await;
     assert_eq!(r.body["count"], json!(0), "{:?}", r.body);
 }
+
+/// Issue 16: checked tokens are kept by the store's token generation; a revocation by another
+/// server on the same store (another process or node) is seen by the very next request here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_elsewhere_is_refused_by_the_next_request() {
+    a_token_revoked_elsewhere_is_refused_by_the_next_request_on(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_elsewhere_is_refused_by_the_next_request_on_postgres() {
+    if let Some(url) =
+        disksnap_service::testing::fresh_pg_database("a_token_revoked_elsewhere_is_refused_by_the_next_request").await
+    {
+        a_token_revoked_elsewhere_is_refused_by_the_next_request_on(Some(url)).await;
+    }
+}
+
+async fn a_token_revoked_elsewhere_is_refused_by_the_next_request_on(database_url: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (here, _) = app_on(dir.path(), database_url.clone()).await;
+    let (there, _) = app_on(dir.path(), database_url).await;
+    let tok = token(&here, "demo").await;
+    let other = token(&here, "demo").await;
+    let list = format!("/v3/{PID}/snapshots");
+    for _ in 0..2 {
+        // the second check is served from memory
+        assert_eq!(call(&here, "GET", &list, Some(&tok), None, None).await.status, StatusCode::OK);
+        assert_eq!(call(&here, "GET", &list, Some(&other), None, None).await.status, StatusCode::OK);
+    }
+    assert_eq!(token_op(&there, "DELETE", &other, &tok).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(call(&here, "GET", &list, Some(&tok), None, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&here, "GET", &list, Some(&other), None, None).await.status, StatusCode::OK, "only it");
+    // a token issued there is good here at once
+    let new = token(&there, "demo").await;
+    assert_eq!(call(&here, "GET", &list, Some(&new), None, None).await.status, StatusCode::OK);
+}

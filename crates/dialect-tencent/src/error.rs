@@ -111,6 +111,11 @@ struct ErrorBody {
 }
 
 /// Any body as JSON with HTTP 200 (success and error alike).
+/// A rendered JSON body as a 200 answer.
+pub fn json_bytes_200(body: impl Into<axum::body::Body>) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], body.into()).into_response()
+}
+
 pub fn json_200(body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => {

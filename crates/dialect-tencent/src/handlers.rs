@@ -287,19 +287,34 @@ impl Call<'_> {
             limit,
             ..Default::default()
         };
-        let (items, total) = self.svc.snapshots(self.caller, &q).await?;
-        let mut hidden = 0;
-        let set: Vec<wire::SnapshotItem> = items
-            .iter()
-            .filter_map(|s| match wire::snapshot_status(s) {
-                Some(status) => Some(wire::SnapshotItem::new(s, status)),
-                None => {
-                    hidden += 1; // being deleted: gone as far as this dialect tells
-                    None
-                }
+        // The whole body (this dialect's success bodies carry no request id) is kept in the
+        // service's page cache (issue 16) while nothing it shows changes.
+        let key = self.svc.snapshot_page_key(self.caller, &q, "tencent.v2")?;
+        let (body, _) = self
+            .svc
+            .page_cached(key, || async {
+                let (items, total) = self.svc.snapshots(self.caller, &q).await?;
+                let mut hidden = 0;
+                let set: Vec<wire::SnapshotItem> = items
+                    .iter()
+                    .filter_map(|s| match wire::snapshot_status(s) {
+                        Some(status) => Some(wire::SnapshotItem::new(s, status)),
+                        None => {
+                            hidden += 1; // being deleted: gone as far as this dialect tells
+                            None
+                        }
+                    })
+                    .collect();
+                let total = total.saturating_sub(hidden);
+                let body = success(wire::SnapshotList { total_count: total, snapshot_set: set });
+                let bytes = serde_json::to_vec(&body).map_err(|e| {
+                    ServiceError::Internal(format!("tencent: the snapshot list could not be encoded: {e}"))
+                })?;
+                Ok::<_, TencentError>(((bytes.into(), total), true))
             })
-            .collect();
-        respond(&success(wire::SnapshotList { total_count: total.saturating_sub(hidden), snapshot_set: set }))
+            .await?;
+        // The cached bytes themselves, not a copy.
+        Ok(crate::error::json_bytes_200(axum::body::Bytes::from_owner(body)))
     }
 
     async fn create_snapshot(&self) -> Result<Response> {

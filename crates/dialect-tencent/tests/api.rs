@@ -277,3 +277,40 @@ async fn garbage_is_answered_in_the_envelope() {
     let body: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
     assert_eq!(body["code"], 4000, "{body}");
 }
+
+/// Issue 16: DescribeSnapshots' body is kept in the service's page cache; a rename, a new
+/// snapshot and a deletion are each in the very next list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_in_the_next_cached_snapshot_list() {
+    let f = fixture().await;
+    let svc = &f.ctx.service;
+    let alice = Caller::new("alice");
+    let (job, vols) = svc.create_volumes(&alice, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
+    svc.wait_job(&alice, &job.id).await.unwrap();
+    let disk = format!("disk-{}", vols[0].id);
+    let r = call(&f.ctx, &[("Action", "CreateSnapshot"), ("storageId", &disk), ("snapshotName", "one")]).await;
+    assert_eq!(r["code"], 0, "{r}");
+    let snap = r["snapshotId"].as_str().unwrap().to_string();
+    svc.wait_idle().await;
+    let list = [("Action", "DescribeSnapshots"), ("storageIds.0", disk.as_str())];
+    let first = call(&f.ctx, &list).await;
+    assert_eq!(first, call(&f.ctx, &list).await, "the same answer, from the cache");
+    assert_eq!(
+        (first["totalCount"].clone(), first["snapshotSet"][0]["snapshotName"].clone()),
+        (1.into(), "one".into())
+    );
+    let r = call(&f.ctx, &[("Action", "ModifySnapshot"), ("snapshotId", &snap), ("snapshotName", "renamed")]).await;
+    assert_eq!(r["code"], 0, "{r}");
+    let r = call(&f.ctx, &list).await;
+    assert_eq!(r["snapshotSet"][0]["snapshotName"], "renamed", "the name is in the next list: {r}");
+    let r = call(&f.ctx, &[("Action", "CreateSnapshot"), ("storageId", &disk), ("snapshotName", "two")]).await;
+    assert_eq!(r["code"], 0, "{r}");
+    svc.wait_idle().await;
+    let r = call(&f.ctx, &list).await;
+    assert_eq!(r["totalCount"], 2, "the new snapshot is in the next list: {r}");
+    let r = call(&f.ctx, &[("Action", "DeleteSnapshot"), ("snapshotIds.0", &snap)]).await;
+    assert_eq!(r["code"], 0, "{r}");
+    let r = call(&f.ctx, &list).await;
+    assert_eq!(r["totalCount"], 1, "the deletion is in the next list: {r}");
+    assert_eq!(r["snapshotSet"][0]["snapshotName"], "two", "{r}");
+}

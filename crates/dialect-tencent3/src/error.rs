@@ -136,6 +136,11 @@ pub fn envelope_error(code: &str, message: &str, request_id: &RequestId) -> serd
 
 /// A body with HTTP 200 and exactly `application/json`: the SDK reads the error inside only when
 /// the Content-Type is that string (`AbstractClient._check_error`).
+/// A rendered JSON body as a 200 answer.
+pub fn json_bytes_200(body: Vec<u8>) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 pub fn json_200(body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),

@@ -160,7 +160,9 @@ impl Dialect for Tencent3 {
         let caller = c.caller.caller();
         let call = Call { svc, caller: &caller, p: c.frame.params.args(), zone };
         let body = match c.endpoint {
-            Endpoint::DescribeSnapshots => call.describe_snapshots().await?,
+            Endpoint::DescribeSnapshots => {
+                return Ok(crate::error::json_bytes_200(call.describe_snapshots(&c.request_id).await?));
+            }
             Endpoint::CreateSnapshot => call.create_snapshot().await?,
             Endpoint::DeleteSnapshots => call.delete_snapshots().await?,
             Endpoint::ModifySnapshotAttribute => call.modify_snapshot_attribute().await?,
@@ -196,6 +198,27 @@ fn success(fields: Map<String, Value>, request_id: &RequestId) -> Response {
     let mut fields = fields;
     fields.insert("RequestId".into(), Value::String(request_id.0.clone()));
     json_200(&json!({ "Response": fields }))
+}
+
+/// What a cached body holds in place of its request id: written as any request id is (no
+/// character of it is escaped in JSON), and first in the body (`{"Response":{"RequestId":…`,
+/// members in key order), so its first occurrence is the request id's place.
+const REQUEST_ID_SLOT: &str = "{{disksnap-request-id}}";
+
+/// `body` (rendered with [`REQUEST_ID_SLOT`] as its request id) with `request_id` there.
+fn with_request_id(body: &[u8], request_id: &str) -> Vec<u8> {
+    let slot = REQUEST_ID_SLOT.as_bytes();
+    let quoted = Value::String(request_id.to_string()).to_string();
+    let escaped = &quoted.as_bytes()[1..quoted.len() - 1];
+    let Some(at) = body.windows(slot.len()).position(|w| w == slot) else {
+        // describe_snapshots always writes the slot: a body without it has no id to replace.
+        return body.to_vec();
+    };
+    let mut out = Vec::with_capacity(body.len() + escaped.len());
+    out.extend_from_slice(&body[..at]);
+    out.extend_from_slice(escaped);
+    out.extend_from_slice(&body[at + slot.len()..]);
+    out
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -354,7 +377,10 @@ impl Call<'_> {
     /// One list query: every filter is a condition of the store's list (issue 16: this read
     /// and matched all of the account's points in memory, 4-5 s at 100 000), the page and the
     /// total the store's.
-    async fn describe_snapshots(&self) -> Result<Map<String, Value>> {
+    ///
+    /// The whole body: kept without its request id in the service's page cache (issue 16) while
+    /// nothing it shows changes, the request id written into it per request.
+    async fn describe_snapshots(&self, request_id: &RequestId) -> Result<Vec<u8>> {
         let p = self.p;
         let ids_ = id_list(&p, "SnapshotIds", Kind::Snapshot)?;
         let filters = p.filters()?;
@@ -464,12 +490,31 @@ impl Call<'_> {
                 q.tag_any.push(set);
             }
         }
-        let (snaps, total) = if nothing { (Vec::new(), 0) } else { self.svc.snapshots(self.caller, &q).await? };
-        let set: Vec<Value> = snaps
-            .iter()
-            .filter_map(|s| wire::snapshot_state(s).map(|state| to_value(&wire::SnapshotItem::new(s, state))))
-            .collect();
-        Ok(fields(json!({ "TotalCount": total, "SnapshotSet": set })))
+        let q = (!nothing).then_some(q);
+        let key = match &q {
+            Some(q) => self.svc.snapshot_page_key(self.caller, q, "tencent3")?,
+            None => None,
+        };
+        let (body, _) = self
+            .svc
+            .page_cached(key, || async {
+                let (snaps, total) = match &q {
+                    Some(q) => self.svc.snapshots(self.caller, q).await?,
+                    None => (Vec::new(), 0),
+                };
+                let set: Vec<Value> = snaps
+                    .iter()
+                    .filter_map(|s| wire::snapshot_state(s).map(|state| to_value(&wire::SnapshotItem::new(s, state))))
+                    .collect();
+                let mut fields = fields(json!({ "TotalCount": total, "SnapshotSet": set }));
+                fields.insert("RequestId".into(), Value::String(REQUEST_ID_SLOT.into()));
+                let bytes = serde_json::to_vec(&json!({ "Response": fields })).map_err(|e| {
+                    ServiceError::Internal(format!("tencent3: the snapshot list could not be encoded: {e}"))
+                })?;
+                Ok::<_, Tc3Error>(((bytes.into(), total), true))
+            })
+            .await?;
+        Ok(with_request_id(&body, &request_id.0))
     }
 
     async fn create_snapshot(&self) -> Result<Map<String, Value>> {

@@ -376,3 +376,51 @@ async fn describe_snapshots_filters_are_the_stores() {
     .await;
     assert_eq!(code(&v), "InvalidFilter", "{v}");
 }
+
+/// Issue 16: DescribeSnapshots is kept in the service's page cache without its request id;
+/// every answer carries its own, and a rename or a new snapshot is in the very next list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_in_the_next_cached_snapshot_list() {
+    use disksnap_service::{Caller, CreateSnapshots, CreateVolumes};
+    let f = fixture().await;
+    let svc = &f.ctx.service;
+    let alice = Caller::new("alice");
+    let req = CreateVolumes { size_gib: 1, count: 1, ..Default::default() };
+    let disk = svc.create_volumes(&alice, req).await.unwrap().1.remove(0).id;
+    svc.wait_idle().await;
+    let req = CreateSnapshots { volumes: vec![disk.clone()], name: "one".into(), ..Default::default() };
+    let snap = svc.create_snapshots(&alice, req).await.unwrap().1.remove(0).id;
+    svc.wait_idle().await;
+    let ctx = f.ctx.clone();
+    let describe = || {
+        let ctx = ctx.clone();
+        async move {
+            let (st, v) = send(&ctx, tc3("DescribeSnapshots", "{}", "AKIDalice", "alice-secret", now())).await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            v["Response"].clone()
+        }
+    };
+    let (first, again) = (describe().await, describe().await);
+    assert_eq!(
+        (first["TotalCount"].clone(), first["SnapshotSet"][0]["SnapshotName"].clone()),
+        (1.into(), "one".into())
+    );
+    let rid = |v: &Value| v["RequestId"].as_str().unwrap().to_string();
+    assert!(!rid(&first).is_empty() && rid(&first) != rid(&again), "a request id per answer: {first} {again}");
+    let mut a = first.clone();
+    let mut b = again.clone();
+    a.as_object_mut().unwrap().remove("RequestId");
+    b.as_object_mut().unwrap().remove("RequestId");
+    assert_eq!(a, b);
+    let shown = disksnap_dialect_tencent3::wire::show(disksnap_service::Kind::Snapshot, &snap);
+    let body = serde_json::json!({"SnapshotId": shown, "SnapshotName": "renamed"}).to_string();
+    let (st, v) = send(&f.ctx, tc3("ModifySnapshotAttribute", &body, "AKIDalice", "alice-secret", now())).await;
+    assert_eq!((st, code(&v)), (StatusCode::OK, ""), "{v}");
+    let r = describe().await;
+    assert_eq!(r["SnapshotSet"][0]["SnapshotName"], "renamed", "the name is in the next list: {r}");
+    let req = CreateSnapshots { volumes: vec![disk], name: "two".into(), ..Default::default() };
+    svc.create_snapshots(&alice, req).await.unwrap();
+    svc.wait_idle().await;
+    let r = describe().await;
+    assert_eq!(r["TotalCount"], 2, "the new snapshot is in the next list: {r}");
+}

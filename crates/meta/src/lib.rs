@@ -163,6 +163,12 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn page_generation(&self) -> Result<Option<i64>> {
         Ok(None)
     }
+    /// The token generation (migrations/0022_page_generation_groups_token_generation.sql): it
+    /// moves, in the same transaction, with every write to a Keystone token's request state,
+    /// whichever process or node writes. None: the backend keeps none.
+    async fn token_generation(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
     /// Every point of a chain that is not ceased, oldest first.
     async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>>;
     /// Totals over the live points (available or creating) of each chain named.

@@ -7,7 +7,8 @@
 //! transaction, whichever process or node writes (`MetaStore::page_generation`); a page
 //! rendered at one generation is therefore exact while the generation reads the same, and the
 //! cache serves it only then. What a page holds per request (request ids, the envelope) is
-//! never in it: the dialects cache the list's items and total, and wrap them per request.
+//! never in it: the dialects cache the list's items and total and wrap them per request, or the
+//! whole body with a placeholder where the request id goes (Aliyun, Tencent 3.0).
 //!
 //! The generation is one number for the whole store, so entries of older generations can never
 //! be served again: a newer generation empties the cache. Bounded by bytes: full, it is

@@ -159,6 +159,8 @@ pub(crate) struct Inner {
     pub control: crate::control::TestControl,
     /// Rendered list pages by page generation (crate::page_cache).
     pub pages: crate::page_cache::PageCache,
+    /// Keystone tokens read, by token generation (crate::state::TokenCache).
+    pub tokens: crate::state::TokenCache,
 }
 
 /// A data dir other users can read or enter (made by hand, or by a version that followed the
@@ -240,6 +242,7 @@ impl Service {
                 job_done: tokio::sync::Notify::new(),
                 control: Default::default(),
                 pages: Default::default(),
+                tokens: Default::default(),
             }),
         };
         svc.start_runner_lease();

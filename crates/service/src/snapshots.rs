@@ -431,6 +431,18 @@ impl Service {
         .await
     }
 
+    /// The page cache's key for the list `q` asks of `caller` as `view` renders it (dialect,
+    /// options and whatever else of the request the rendering shows besides the store), for
+    /// [`Service::page_cached`] around a rendering that reads the list through
+    /// [`Service::snapshots`] (and other reads the page generation covers). None when `q`
+    /// matches nothing, or carries status overrides (request state a dialect read): not cached.
+    pub fn snapshot_page_key(&self, caller: &Caller, q: &SnapshotFilter, view: &str) -> Result<Option<String>> {
+        Ok(self
+            .stored_snapshot_filter(caller, q)?
+            .filter(|stored| stored.shown.overrides.is_empty())
+            .map(|stored| format!("{view}\n{stored:?}")))
+    }
+
     /// The store's filter for `q` (ids parsed, zone and account resolved, limit clamped), or
     /// None when it can match nothing.
     fn stored_snapshot_filter(&self, caller: &Caller, q: &SnapshotFilter) -> Result<Option<SnapshotFilter>> {

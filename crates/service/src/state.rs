@@ -115,6 +115,29 @@ impl Service {
         Ok(row.map(|r| (r.value, r.expires_at)))
     }
 
+    /// [`Service::recall`] of a Keystone token (issue 16: an OpenStack request's check of its
+    /// token was a read through the pool, a hand-off to a worker thread and back, as much as
+    /// the rest of a cached list request). Kept in memory by the store's token generation,
+    /// which every write to a Keystone token moves in its own transaction, whichever process
+    /// or node writes: a token read between two equal reads of the generation is served while
+    /// the generation still reads the same, so a revocation is seen by the next request. Its
+    /// expiry is checked against the clock each time, as the store's read does.
+    pub async fn recall_keystone_token(&self, key: &str) -> Result<Option<(String, Option<i64>)>> {
+        let kind = StateKind::KeystoneToken;
+        let Some(gen) = self.meta().token_generation().await? else { return self.recall(kind, "", key).await };
+        if let Some((value, expires)) = self.inner.tokens.get(gen, key) {
+            let live = expires.is_none_or(|e| e > now_ms());
+            return Ok(live.then_some((value, expires)));
+        }
+        let found = self.recall(kind, "", key).await?;
+        if let Some(row) = &found {
+            if self.meta().token_generation().await? == Some(gen) {
+                self.inner.tokens.put(gen, key, row.clone());
+            }
+        }
+        Ok(found)
+    }
+
     /// The live values of `keys` of one kind and account, by key: one read for a page of
     /// items, not one per item. Not for the secret kinds (their keys are hashes).
     pub async fn recall_many(
@@ -156,5 +179,58 @@ mod tests {
         assert_eq!(stored_account(StateKind::KeystoneToken, "acct"), "");
         assert_eq!(stored_key(StateKind::ClientToken, "CreateDisk/t"), "CreateDisk/t");
         assert_eq!(stored_account(StateKind::ClientToken, "acct"), "acct");
+    }
+}
+
+/// Keystone tokens as read at one token generation ([`Service::recall_keystone_token`]).
+/// Bounded: full, it is emptied (the next checks read the store again).
+#[derive(Default)]
+pub struct TokenCache(std::sync::Mutex<TokenState>);
+
+#[derive(Default)]
+struct TokenState {
+    gen: i64,
+    rows: std::collections::HashMap<String, (String, Option<i64>)>,
+}
+
+/// Tokens kept at most (a few hundred bytes each).
+const MAX_TOKENS: usize = 4096;
+
+impl TokenCache {
+    fn get(&self, gen: i64, key: &str) -> Option<(String, Option<i64>)> {
+        let state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if state.gen != gen {
+            return None;
+        }
+        state.rows.get(key).cloned()
+    }
+
+    fn put(&self, gen: i64, key: &str, row: (String, Option<i64>)) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if gen < state.gen {
+            return; // read before a write another request has already seen
+        }
+        if gen > state.gen || state.rows.len() >= MAX_TOKENS {
+            state.rows.clear();
+            state.gen = gen;
+        }
+        state.rows.insert(key.to_string(), row);
+    }
+}
+
+#[cfg(test)]
+mod token_cache_tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_served_only_at_its_generation() {
+        let c = TokenCache::default();
+        c.put(2, "t", ("v".into(), None));
+        assert!(c.get(2, "t").is_some());
+        assert!(c.get(3, "t").is_none() && c.get(1, "t").is_none());
+        c.put(3, "u", ("w".into(), None));
+        assert!(c.get(3, "t").is_none(), "a newer generation forgets what was read before it");
+        c.put(2, "t", ("v".into(), None));
+        assert!(c.get(3, "t").is_none() && c.get(2, "t").is_none());
     }
 }

@@ -214,6 +214,72 @@ fn answer_page(paging: &Paging, total: u64, count: usize, list: &str, item: &str
 }
 
 async fn describe_snapshots(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {
+    let (r, paging, q) = snapshot_query(ctx, caller, p).await?;
+    Ok(snapshot_page(ctx, caller, &r, &paging, q.as_ref()).await?.0)
+}
+
+/// DescribeSnapshots' whole body, in `format`, with `request_id`: the body without its request
+/// id is kept in the service's page cache (issue 16) while nothing it shows changes, and the
+/// request id is written into it per request.
+pub async fn describe_snapshots_body(
+    ctx: &ApiContext,
+    caller: &Caller,
+    p: &Params,
+    format: crate::wire::Format,
+    request_id: &str,
+) -> Res<Vec<u8>> {
+    let (r, paging, q) = snapshot_query(ctx, caller, p).await?;
+    // Everything the body shows besides the store: format, paging as asked, the region's name.
+    let view = format!("aliyun {format:?} {paging:?} {}", r.name);
+    let key = match &q {
+        Some(q) => ctx.service.snapshot_page_key(caller, q, &view)?,
+        None => None,
+    };
+    let (body, _) = ctx
+        .service
+        .page_cached(key, || async {
+            let (value, keep) = snapshot_page(ctx, caller, &r, &paging, q.as_ref()).await?;
+            let text = crate::wire::ok_text(format, "DescribeSnapshots", crate::wire::REQUEST_ID_SLOT, value);
+            Ok::<_, AliyunError>(((text.into_bytes().into(), 0), keep))
+        })
+        .await?;
+    Ok(crate::wire::with_request_id(format, &body, request_id))
+}
+
+/// The page of DescribeSnapshots for `q` (None: one that matches nothing), and whether it may
+/// be kept: not when an item's RemainTime, which the clock moves, is in it.
+async fn snapshot_page(
+    ctx: &ApiContext,
+    caller: &Caller,
+    r: &Region,
+    paging: &Paging,
+    q: Option<&SnapshotFilter>,
+) -> Res<(Value, bool)> {
+    let (snaps, total) = match q {
+        Some(q) => ctx.service.snapshots(caller, q).await?,
+        None => (vec![], 0),
+    };
+    let now = chrono::Utc::now();
+    let ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
+    let mut groups = tagging::groups_of(ctx, caller, tagging::ResourceType::Snapshot, &ids).await?;
+    let mut items = Vec::with_capacity(snaps.len());
+    let mut keep = true;
+    for s in &snaps {
+        let mut item = SnapshotItem::from_snapshot(s, &region_of(ctx, Some(r), &s.zone), now);
+        keep &= !(s.status == SnapshotStatus::Creating && s.progress > 0);
+        item.resource_group_id = groups.remove(&s.id).unwrap_or_default();
+        items.push(value(&item));
+    }
+    Ok((answer_page(paging, total, items.len(), "Snapshots", "Snapshot", items), keep))
+}
+
+/// DescribeSnapshots' parameters: the region, the paging and the store's filter (None when
+/// the parameters can match nothing).
+async fn snapshot_query(
+    ctx: &ApiContext,
+    caller: &Caller,
+    p: &Params,
+) -> Res<(Region, Paging, Option<SnapshotFilter>)> {
     let r = required_region(ctx, p)?;
     let paging = Paging::from_params(p, 1)?;
     let mut nothing = false;
@@ -307,17 +373,7 @@ async fn describe_snapshots(ctx: &ApiContext, caller: &Caller, p: &Params) -> Re
     let (from, to) = p.creation_filters()?;
     (q.created_from, q.created_to) = (from.map(|t| t.timestamp_millis()), to.map(|t| t.timestamp_millis()));
     dry_run(p)?;
-    let (snaps, total) = if nothing { (vec![], 0) } else { ctx.service.snapshots(caller, &q).await? };
-    let now = chrono::Utc::now();
-    let ids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
-    let mut groups = tagging::groups_of(ctx, caller, tagging::ResourceType::Snapshot, &ids).await?;
-    let mut items = Vec::with_capacity(snaps.len());
-    for s in &snaps {
-        let mut item = SnapshotItem::from_snapshot(s, &region_of(ctx, Some(&r), &s.zone), now);
-        item.resource_group_id = groups.remove(&s.id).unwrap_or_default();
-        items.push(value(&item));
-    }
-    Ok(answer_page(&paging, total, items.len(), "Snapshots", "Snapshot", items))
+    Ok((r, paging, (!nothing).then_some(q)))
 }
 
 async fn create_snapshot(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<Value> {

@@ -139,6 +139,10 @@ impl MetaStore for PgMeta {
         Ok(Some(sqlx::query_scalar("SELECT gen FROM page_generation").fetch_one(&self.pool).await?))
     }
 
+    async fn token_generation(&self) -> Result<Option<i64>> {
+        Ok(Some(sqlx::query_scalar("SELECT gen FROM token_generation").fetch_one(&self.pool).await?))
+    }
+
     async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>> {
         lists::chain(&self.pool, root_id).await
     }

@@ -37,8 +37,9 @@ fn error(db: *mut ffi::sqlite3, what: &str) -> MetaError {
 }
 
 impl GenerationReader {
-    /// Open `path` (after the migrations made `page_generation`) and prepare the read.
-    pub(crate) fn open(path: &Path) -> Result<Self> {
+    /// Open `path` (after the migrations made the generation's table) and prepare `sql`, a
+    /// read of one generation (one row, one integer column).
+    pub(crate) fn open(path: &Path, sql: &CStr) -> Result<Self> {
         let cpath = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| MetaError::Db(sqlx::Error::Protocol("database path holds a NUL".into())))?;
         let mut db = ptr::null_mut();
@@ -52,7 +53,6 @@ impl GenerationReader {
         // A reader in WAL mode waits only on a checkpoint's or recovery's brief locks.
         // SAFETY: an open handle.
         unsafe { ffi::sqlite3_busy_timeout(conn.db, 30_000) };
-        let sql = c"SELECT gen FROM page_generation WHERE id = 0";
         // SAFETY: open handle, NUL-terminated SQL, out-pointer for the statement.
         let rc = unsafe { ffi::sqlite3_prepare_v2(conn.db, sql.as_ptr(), -1, &mut conn.stmt, ptr::null_mut()) };
         if rc != ffi::SQLITE_OK {
@@ -61,7 +61,7 @@ impl GenerationReader {
         Ok(GenerationReader(Mutex::new(conn)))
     }
 
-    /// The page generation now.
+    /// The generation now.
     pub(crate) fn read(&self) -> Result<i64> {
         let conn = self.0.lock().unwrap_or_else(|p| p.into_inner());
         // SAFETY: the prepared statement of this open connection, used by this thread alone

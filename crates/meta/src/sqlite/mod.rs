@@ -46,6 +46,8 @@ pub struct SqliteMeta {
     pub(crate) pool: SqlitePool,
     counts: snapshots::CountCache,
     generation: generation::GenerationReader,
+    /// The token generation, read the same way.
+    tokens: generation::GenerationReader,
 }
 
 impl SqliteMeta {
@@ -75,8 +77,9 @@ impl SqliteMeta {
             .pragma("mmap_size", "0");
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let generation = generation::GenerationReader::open(path)?;
-        let meta = SqliteMeta { pool, counts: Default::default(), generation };
+        let generation = generation::GenerationReader::open(path, c"SELECT gen FROM page_generation WHERE id = 0")?;
+        let tokens = generation::GenerationReader::open(path, c"SELECT gen FROM token_generation WHERE id = 0")?;
+        let meta = SqliteMeta { pool, counts: Default::default(), generation, tokens };
         meta.optimize().await?;
         Ok(meta)
     }
@@ -148,6 +151,10 @@ impl MetaStore for SqliteMeta {
 
     async fn page_generation(&self) -> Result<Option<i64>> {
         Ok(Some(self.generation.read()?))
+    }
+
+    async fn token_generation(&self) -> Result<Option<i64>> {
+        Ok(Some(self.tokens.read()?))
     }
 
     async fn chain(&self, root_id: &str) -> Result<Vec<SnapshotRow>> {

@@ -1016,3 +1016,39 @@ async fn the_page_generation_moves_with_every_shown_write() {
         assert!(gen().await > g4, "and so is its removal");
     }
 }
+
+/// Issue 16: a resource group (Aliyun shows it in its snapshot list) moves the page generation;
+/// every write to a Keystone token moves the token generation (and only such a write), on both
+/// backends.
+#[tokio::test]
+async fn groups_move_the_page_generation_and_tokens_the_token_generation() {
+    for m in backends().await {
+        eprintln!("backend: {:?}", m.kind);
+        let m = &m;
+        let page = || async { m.page_generation().await.unwrap().expect("both backends keep one") };
+        let tokens = || async { m.token_generation().await.unwrap().expect("both backends keep one") };
+        let (p0, t0) = (page().await, tokens().await);
+        m.state_put(&state("resource-group", "a", "snapshot/s1", "rg-1", None), 10, 1).await.unwrap();
+        let p1 = page().await;
+        assert!(p1 > p0, "a group set");
+        assert_eq!(tokens().await, t0, "a group is no token");
+        m.state_put(&state("resource-group", "a", "snapshot/s1", "rg-2", None), 10, 1).await.unwrap();
+        let p2 = page().await;
+        assert!(p2 > p1, "a group moved");
+        assert!(m.state_delete("resource-group", "a", "snapshot/s1").await.unwrap());
+        assert!(page().await > p2, "a group left");
+        let p3 = page().await;
+
+        m.state_put(&state("keystone-token", "", "t1", "a", Some(i64::MAX)), 10, 1).await.unwrap();
+        let t1 = tokens().await;
+        assert!(t1 > t0, "a token issued");
+        assert_eq!(page().await, p3, "a token is in no list");
+        m.state_put(&state("keystone-token", "", "t1", "b", Some(i64::MAX)), 10, 1).await.unwrap();
+        let t2 = tokens().await;
+        assert!(t2 > t1, "a token rewritten");
+        m.state_put(&state("oauth2-token", "", "t9", "x", None), 10, 1).await.unwrap();
+        assert_eq!(tokens().await, t2, "another kind's token is not Keystone's");
+        assert!(m.state_delete("keystone-token", "", "t1").await.unwrap());
+        assert!(tokens().await > t2, "a token revoked");
+    }
+}
