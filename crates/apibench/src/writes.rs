@@ -375,7 +375,7 @@ async fn stream(
             if !waiting.is_empty() {
                 let seen = c.describe(&mut conn, ids_param("snapshots", &waiting)).await?;
                 for slot in points.iter_mut() {
-                    let Some(p) = slot.as_mut() else { continue };
+                    let Some(p) = slot.as_mut().filter(|p| waiting.contains(&p.id)) else { continue };
                     let shown = seen.iter().find(|(id, ..)| *id == p.id);
                     if let Some((_, _, _, full)) = shown {
                         if *full {
