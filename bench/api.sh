@@ -72,8 +72,8 @@ esac
 # The seed is deterministic: reuse it unless asked, or unless an older schema made it (the
 # server migrates it on open, which is what an upgraded installation would do too). A seed made
 # before the other dialects were measured lacks their keys and queries, one made before the
-# write stream its volumes: seeded again.
-if [ "$reseed" = 1 ] || [ ! -f "$data/queries.json" ] || ! grep -q '"writes"' "$data/queries.json"; then
+# write stream its (small) volumes: seeded again.
+if [ "$reseed" = 1 ] || [ ! -f "$data/queries.json" ] || ! grep -q '"volume_bytes"' "$data/queries.json"; then
   rm -rf "$data"
   "$bin/disksnap-apibench" seed "$data" --snapshots "$snapshots" --volumes "$volumes"
 fi
