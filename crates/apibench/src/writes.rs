@@ -299,6 +299,7 @@ async fn stream(
     let mut points: Vec<Option<Point>> = vec![None; volumes.len()];
     // Which volume's point is oldest (the next to delete), as slots in creation order.
     let mut order: std::collections::VecDeque<usize> = Default::default();
+    let mut next_volume = 0;
     let period = Duration::from_secs_f64(1.0 / rate.max(0.1));
     let mut next_write = Instant::now();
     let mut next_poll = next_write + POLL;
@@ -316,7 +317,8 @@ async fn stream(
             // A fixed schedule: a write late for its tick goes now, the next one a period on.
             next_write = (next_write + period).max(now);
             let deletable = order.iter().position(|&v| points[v].as_ref().is_some_and(|p| p.phase == Phase::Available));
-            let idle = (0..volumes.len()).find(|&v| points[v].is_none());
+            // Round the volumes (a console's writes spread over its volumes, and so do chains).
+            let idle = (0..volumes.len()).map(|k| (next_volume + k) % volumes.len()).find(|&v| points[v].is_none());
             let timed = now >= measure_from;
             if let Some(at) = deletable {
                 let v = order.remove(at).expect("in range");
@@ -337,6 +339,7 @@ async fn stream(
                     truth.push(&points);
                 }
             } else if let (Some(v), true) = (idle, writing) {
+                next_volume = v + 1;
                 points[v] = Some(Point { id: String::new(), phase: Phase::CreateSent, full: None });
                 truth.push(&points);
                 let p =

@@ -18,7 +18,8 @@
 //! pool's threads, rendering on the runtime's): with dozens of connections listing, a write's
 //! own request then queued behind all of them, in the runtime's run queue, for the pool's
 //! connections and for the cores (issue 16's write stream: p99 280 ms at 16 listing
-//! connections). Misses render at most [`renders`](PageCache) at a time (the cores): the others
+//! connections). Misses render at most [`renders`](PageCache) at a time (the cores but one: one
+//! is left to writes, jobs and cached answers, which a burst of misses otherwise took): the others
 //! wait parked on a semaphore, where they hold nothing a write needs, and look in the cache
 //! again when their turn comes (the same page is often rendered by then, at the generation that
 //! stands: one render serves all who waited for it).
@@ -46,7 +47,7 @@ pub(crate) struct PageCache {
 impl Default for PageCache {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        PageCache { state: Mutex::default(), renders: tokio::sync::Semaphore::new(cores.max(2)) }
+        PageCache { state: Mutex::default(), renders: tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)) }
     }
 }
 

@@ -127,7 +127,7 @@ async fn a_write_is_in_the_next_list_from_any_process_on(pg: bool) {
     assert!(String::from_utf8_lossy(&after).contains("renamed here"));
 }
 
-/// Misses render a few at a time (the cores): a burst of the same miss (every list right after
+/// Misses render a few at a time (the cores but one): a burst of the same miss (every list right after
 /// a write) renders it at most once per permit, the others take the page rendered meanwhile;
 /// a rendering that asks for a page itself takes no second permit (no deadlock).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -152,7 +152,7 @@ async fn a_burst_of_misses_renders_each_page_a_few_times_at_most() {
     for t in tasks {
         assert_eq!(&*t.await.unwrap().0, b"page");
     }
-    let permits = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    let permits = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_sub(1).max(1);
     let n = renders.load(std::sync::atomic::Ordering::SeqCst);
     assert!((1..=permits).contains(&n), "{n} renders for one page with {permits} permits");
     let nested: Result<CachedPage> = svc
