@@ -235,7 +235,7 @@ fn request(mix: &Mix, q: &Query) -> String {
             let mut p = owned(&[
                 ("Action", "DescribeSnapshots".into()),
                 ("SecretId", mix.key.clone()),
-                ("Nonce", (rand::random::<u32>() % 1_000_000_000).to_string()),
+                ("Nonce", tencent_nonce().to_string()),
                 ("Timestamp", now.timestamp().to_string()),
                 ("SignatureMethod", "HmacSHA256".into()),
                 ("Region", mix.zone.clone()),
@@ -297,6 +297,18 @@ fn request(mix: &Mix, q: &Query) -> String {
             format!("GET {path}?{qs} HTTP/1.1\r\nHost: {host}\r\nX-Sdk-Date: {date}\r\nAuthorization: {auth}\r\n\r\n")
         }
     }
+}
+
+/// Tencent API v2's `Nonce`: a positive integer below 10^9 that the server remembers for its
+/// clock window. Random ones collided (the birthday bound: ~50 000 requests in a window of 10^9
+/// values, which the sweep sends in seconds, and the server rightly refused the reuse): a random
+/// start, then one more per request, unique for 10^9 requests.
+fn tencent_nonce() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| rand::random::<u32>() % 1_000_000_000);
+    1 + (start + NEXT.fetch_add(1, Ordering::Relaxed) % 1_000_000_000) % 999_999_999
 }
 
 /// The DescribeSnapshots request target of `q`, signed now.
@@ -434,11 +446,15 @@ fn check(mix: &Mix, q: &Query, since: usize, status: u16, body: &[u8]) -> anyhow
     match total_count(body, mix.dialect.total_key()) {
         Some(t) if (q.total + lo..=q.total + hi).contains(&t) => Ok(moved),
         t => bail!(
-            "{} {:?}: total_count {t:?}, expected {} (seeded {} + stream volumes {lo}..={hi})",
+            "{} {:?}: total_count {t:?}, expected {} (seeded {} + stream volumes {lo}..={hi}){}",
             kinds[q.kind],
             q.params,
             if lo == hi { format!("{}", q.total + lo) } else { format!("{}..={}", q.total + lo, q.total + hi) },
-            q.total
+            q.total,
+            match t {
+                None => format!(": {}", String::from_utf8_lossy(&body[..body.len().min(300)])),
+                Some(_) => String::new(),
+            }
         ),
     }
 }
@@ -878,6 +894,16 @@ mod tests {
 
     fn step(writes: bool, rps: f64, w_p99: f64, moved: usize) -> Step {
         Step { concurrency: 1, writes, rps, p99: 1.0, w_p99, moved, ..Default::default() }
+    }
+
+    #[test]
+    fn tencent_nonces_do_not_repeat() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100_000 {
+            let n = tencent_nonce();
+            assert!((1..1_000_000_000).contains(&n));
+            assert!(seen.insert(n), "{n} twice");
+        }
     }
 
     #[test]
