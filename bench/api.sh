@@ -8,7 +8,11 @@
 #   bench/api.sh [--runs 3] [--concurrency 1,4,16,64] [--secs 5] [--warmup 1]
 #                [--dialects qingcloud,aliyun,tencent,tencent3,cinder,evs]
 #                [--snapshots 100000] [--volumes 1000] [--work DIR] [--no-build] [--reseed]
-#                [--meta sqlite|pg]
+#                [--meta sqlite|pg] [--writes on|off|both] [--write-rate 20]
+# --writes: each step without, with (or both: without, then with) a stream of signed QingCloud
+# CreateSnapshots/DeleteSnapshots on the seed's stream volumes at --write-rate writes/s on one
+# more connection (crates/apibench/src/writes.rs); its p99 must stay <= 50 ms and every list
+# answer exact (counted against what the stream had made at that instant).
 # --meta pg keeps the metadata on PostgreSQL (issue 13: the same targets as on SQLite): a
 # throwaway server (scripts/pg.sh, its own directory and port under the work dir) is started,
 # seeded afresh, and stopped at the end.
@@ -17,7 +21,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 
-build=1 reseed=0 meta=sqlite runs=3 conc=1,4,16,64 secs=5 warmup=1 snapshots=100000 volumes=1000
+build=1 reseed=0 meta=sqlite writes=both write_rate=20 runs=3 conc=1,4,16,64 secs=5 warmup=1 snapshots=100000 volumes=1000
 dialects=qingcloud,aliyun,tencent,tencent3,cinder,evs
 work="$ROOT/bench-work/api"
 while [ $# -gt 0 ]; do
@@ -33,7 +37,9 @@ while [ $# -gt 0 ]; do
     --dialects) dialects=$2; shift ;;
     --work) work=$2; shift ;;
     --meta) meta=$2; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --writes) writes=$2; shift ;;
+    --write-rate) write_rate=$2; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "api.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -65,8 +71,9 @@ case "$meta" in
 esac
 # The seed is deterministic: reuse it unless asked, or unless an older schema made it (the
 # server migrates it on open, which is what an upgraded installation would do too). A seed made
-# before the other dialects were measured lacks their keys and queries: seeded again.
-if [ "$reseed" = 1 ] || [ ! -f "$data/queries.json" ] || ! grep -q '"dialects"' "$data/queries.json"; then
+# before the other dialects were measured lacks their keys and queries, one made before the
+# write stream its (small) volumes: seeded again.
+if [ "$reseed" = 1 ] || [ ! -f "$data/queries.json" ] || ! grep -q '"volume_bytes"' "$data/queries.json"; then
   rm -rf "$data"
   "$bin/disksnap-apibench" seed "$data" --snapshots "$snapshots" --volumes "$volumes"
 fi
@@ -80,6 +87,7 @@ trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; eval "$sto
 
 {
   echo "disksnap API bench: DescribeSnapshots (signed), $snapshots snapshots over $volumes volumes, metadata on $meta, dialects $dialects,"
+  echo "  write stream: $writes ($write_rate QingCloud CreateSnapshots/DeleteSnapshots per s on one more connection),"
   echo "  $runs run(s) x concurrency $conc, ${secs} s per step after ${warmup} s warm-up, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "  $(nproc) cores shared by client (1 thread) and server; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "  disksnap $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo '+dirty')"
@@ -92,22 +100,24 @@ trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; eval "$sto
     echo "=== $d (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
     # shellcheck disable=SC2086
     "$bin/disksnap-apibench" load "$data" --addr "127.0.0.1:$port" --server-pid "$server" --dialect "$d" $target \
-      --concurrency "$conc" --secs "$secs" --warmup "$warmup" --runs "$runs" --out "$work/results-$d.json"
+      --concurrency "$conc" --secs "$secs" --warmup "$warmup" --runs "$runs" --out "$work/results-$d.json" \
+      --writes "$writes" --write-rate "$write_rate"
     echo
   done
   echo "summary (medians of $runs run(s); server CPU in % of one core; RSS after the runs: $(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$server/status"))"
   python3 - "$work" ${dialects//,/ } <<'PY'
 import json, sys
 work, dialects = sys.argv[1], sys.argv[2:]
-print(f"{'dialect':<10} {'conc':>4} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'server CPU':>10}")
+print(f"{'dialect':<10} {'conc':>4} {'writes':>6} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'server CPU':>10} {'write p99 ms':>12}")
 verdicts = []
 for d in dialects:
     doc = json.load(open(f"{work}/results-{d}.json"))
     # a step with no answer inside its window has no latency (null in the JSON)
     num = lambda x, spec: "-" if x is None else format(x, spec)
     for s in doc["medians"]:
-        print(f"{d:<10} {s['concurrency']:>4} {num(s['rps'], '.0f'):>7} {num(s['p50_ms'], '.2f'):>7} "
-              f"{num(s['p99_ms'], '.2f'):>7} {num(s['server_cpu'] * 100, '.0f'):>9}%")
+        writes = "on" if s.get("writes") else "off"
+        print(f"{d:<10} {s['concurrency']:>4} {writes:>6} {num(s['rps'], '.0f'):>7} {num(s['p50_ms'], '.2f'):>7} "
+              f"{num(s['p99_ms'], '.2f'):>7} {num(s['server_cpu'] * 100, '.0f'):>9}% {num(s.get('write_p99_ms'), '.2f'):>12}")
     verdicts.append(doc["verdicts"])
 print()
 for v in verdicts:

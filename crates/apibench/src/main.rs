@@ -4,12 +4,14 @@
 //!     disksnap-apibench seed DATA [--snapshots 100000] [--volumes 1000] [--database-url postgres://…]
 //!     disksnap-apibench load DATA --addr 127.0.0.1:PORT [--concurrency 1,4,16,64] [--secs 5]
 //!         [--warmup 1] [--runs 1] [--server-pid PID] [--out results.json] [--dialect qingcloud]
+//!         [--writes on|off|both] [--write-rate 20] [--write-p99-ms 50]
 //!
 //! `bench/api.sh` builds, seeds, starts `disksnap serve` and runs both; see bench/README.md.
 
 mod load;
 mod seed;
 mod sign;
+mod writes;
 
 use std::path::PathBuf;
 
@@ -20,7 +22,8 @@ fn usage() -> ! {
         "usage: disksnap-apibench seed DATA [--snapshots N] [--volumes N] [--database-url URL]\n       \
          disksnap-apibench load DATA --addr HOST:PORT [--concurrency 1,4,16,64] [--secs 5] [--warmup 1] \
          [--runs 1] [--server-pid PID] [--out FILE] [--p99-ms 5] [--rps 5000] \
-         [--dialect qingcloud|aliyun|tencent|tencent3|cinder|evs]"
+         [--dialect qingcloud|aliyun|tencent|tencent3|cinder|evs] [--writes on|off|both] [--write-rate 20] \
+         [--write-p99-ms 50]"
     );
     std::process::exit(2)
 }
@@ -71,6 +74,14 @@ fn main() -> anyhow::Result<()> {
                 out: flags.get("out").map(PathBuf::from),
                 p99_ms: num("p99-ms", 5.0)?,
                 rps: num("rps", 5000.0)?,
+                writes: match flags.get("writes").map_or("both", String::as_str) {
+                    "off" => vec![false],
+                    "on" => vec![true],
+                    "both" => vec![false, true],
+                    w => bail!("--writes {w:?}: on, off or both"),
+                },
+                write_rate: num("write-rate", writes::DEFAULT_RATE)?,
+                write_p99_ms: num("write-p99-ms", 50.0)?,
             };
             let pass = rt.block_on(tokio::task::LocalSet::new().run_until(load::run(o)))?;
             // A MISS is a result, not an error: exit 0 either way, 3 only to let scripts tell.

@@ -31,6 +31,14 @@ const ROLES: [&str; 4] = ["web", "db", "cache", "log"];
 /// What a point's name says it was taken for; one in eight is a manual point.
 const PURPOSES: [&str; 8] = ["nightly", "nightly", "nightly", "nightly", "weekly", "nightly", "hourly", "pre-upgrade"];
 const CHAIN: usize = 10;
+/// Volumes of alice's that no query of the mix filters on, for the write stream (load.rs,
+/// writes.rs): unattached, named apart from every search word, each an 8 MiB sparse file with
+/// one 64 KiB extent of data, so a capture (a read pass: ext4 has no reflink) reads 64 KiB.
+/// Small, not 1 GiB: a capture also asks the kernel which pages of the whole file are cached
+/// (engine residency.rs, mincore), ~8 % of the server's CPU with 1 GiB files at 20 writes/s.
+pub const STREAM_VOLUMES: usize = 8;
+const STREAM_DATA: usize = 64 << 10;
+const STREAM_BYTES: u64 = 8 << 20;
 const BASE_MS: i64 = 1_760_000_000_000;
 
 fn b36(mut n: usize, width: usize) -> String {
@@ -124,7 +132,7 @@ fn generate(a: &Account, data: &Path, tag_letter: char) -> Seeded {
             version: 0,
         });
     }
-    let volumes = (0..a.volumes)
+    let volumes: Vec<VolumeRow> = (0..a.volumes)
         .map(|v| {
             let last_k = (a.snapshots - 1 - v) / a.volumes;
             let inst = attached(v);
@@ -149,6 +157,28 @@ fn generate(a: &Account, data: &Path, tag_letter: char) -> Seeded {
             }
         })
         .collect();
+    let mut volumes: Vec<VolumeRow> = volumes;
+    if a.name == "alice" {
+        volumes.extend((0..STREAM_VOLUMES).map(|j| VolumeRow {
+            id: id(vl, a.volumes + j),
+            account: a.name.into(),
+            zone: ZONE.into(),
+            name: format!("stream-{j:02}"),
+            description: String::new(),
+            size: STREAM_BYTES as i64,
+            kind: "data".into(),
+            status: "available".into(),
+            transition: String::new(),
+            instance_id: None,
+            path: data.join("volumes").join(format!("{}.img", id(vl, a.volumes + j))).display().to_string(),
+            head_root: None,
+            source_snapshot: None,
+            home_node: None,
+            create_time: BASE_MS - 86_400_000,
+            status_time: BASE_MS - 86_400_000,
+            version: 0,
+        }));
+    }
     let tags: Vec<TagRow> = ["prod", "staging", "keep", "audit"]
         .iter()
         .enumerate()
@@ -171,6 +201,19 @@ fn contains_ci(hay: &str, w: &str) -> bool {
     hay.to_ascii_lowercase().contains(&w.to_ascii_lowercase())
 }
 
+/// Which of the write stream's points (on the [`STREAM_VOLUMES`]) a query of this kind counts
+/// besides the seeded total: every point the dialect shows (`all`), the available ones, or the
+/// full ones; None for a filter that keeps to the seeded volumes, instances, chains and words
+/// (the stream's volumes are unattached and named `stream-NN`, its points `stream…`).
+pub fn moves(kind: &str) -> Option<&'static str> {
+    match kind {
+        "no filter" => Some("all"),
+        "status=available" => Some("available"),
+        "snapshot_type=1" => Some("full"),
+        _ => None,
+    }
+}
+
 /// The request mix: seven kinds of filter in equal shares, each with many concrete values so the
 /// server cannot answer from one hot page. Each query knows its exact total_count.
 fn queries(s: &Seeded, a: &Account) -> Vec<Value> {
@@ -179,7 +222,11 @@ fn queries(s: &Seeded, a: &Account) -> Vec<Value> {
     let mut out = Vec::new();
     let mut q = |kind: &str, params: Vec<(&str, String)>, total: usize| {
         let params: Vec<Value> = params.into_iter().map(|(k, v)| json!([k, v])).collect();
-        out.push(json!({"kind": kind, "params": params, "total": total}));
+        let mut query = json!({"kind": kind, "params": params, "total": total});
+        if let Some(m) = moves(kind) {
+            query["moves"] = m.into();
+        }
+        out.push(query);
     };
     q("no filter", vec![], live.len());
     q("status=available", vec![("status", "available".into())], count(&|r| r.status == "available"));
@@ -206,6 +253,17 @@ fn queries(s: &Seeded, a: &Account) -> Vec<Value> {
     out
 }
 
+/// A stream volume's file: 8 MiB, sparse but for its first 64 KiB (bytes that differ per volume).
+fn stream_volume_file(path: &Path, j: usize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    let data: Vec<u8> = (0..STREAM_DATA).map(|i| (i.wrapping_mul(31) ^ (j * 97)) as u8).collect();
+    f.write_all(&data)?;
+    f.set_len(STREAM_BYTES)?;
+    f.sync_all()?;
+    Ok(())
+}
+
 /// A volume's id as Cinder and EVS show it (`d15c0001-0000-4000-8000-` and the base-36 suffix
 /// as a 12-digit hex number; service/src/ids.rs, written here on its own as the signers are).
 fn volume_uuid(bare: &str) -> String {
@@ -223,7 +281,11 @@ fn dialect_queries(s: &Seeded, a: &Account) -> Value {
     let mut add = |dialect: &str, kind: &str, params: Vec<(&str, String)>, total: usize| {
         let params: Vec<Value> = params.into_iter().map(|(k, v)| json!([k, v])).collect();
         let list = out.entry(dialect.to_string()).or_insert_with(|| json!([]));
-        list.as_array_mut().expect("a list").push(json!({"kind": kind, "params": params, "total": total}));
+        let mut query = json!({"kind": kind, "params": params, "total": total});
+        if let Some(m) = moves(kind) {
+            query["moves"] = m.into();
+        }
+        list.as_array_mut().expect("a list").push(query);
     };
     for d in ["aliyun", "tencent", "tencent3", "cinder", "evs"] {
         add(d, "no filter", vec![], shown.len());
@@ -285,6 +347,9 @@ pub async fn run(data: &Path, snapshots: usize, volumes: usize, database_url: Op
     }
     meta.maintain().await?;
     drop(meta);
+    for j in 0..STREAM_VOLUMES {
+        stream_volume_file(&data.join("volumes").join(format!("{}.img", id(alice.letters.0, volumes + j))), j)?;
+    }
     let config = format!(
         "# disksnap API benchmark data dir (crates/apibench seed). Not for real use: the keys are public.\n\
          listen = \"127.0.0.1:7480\"\n{}\
@@ -316,6 +381,10 @@ pub async fn run(data: &Path, snapshots: usize, volumes: usize, database_url: Op
             "openstack": {"project_id": PROJECT, "user": "alice", "password": OS_PASSWORD},
         },
         "dialects": others,
+        "writes": {
+            "volume_bytes": STREAM_BYTES,
+            "volumes": (0..STREAM_VOLUMES).map(|j| format!("vol-{}", id(alice.letters.0, volumes + j))).collect::<Vec<_>>(),
+        },
     });
     std::fs::write(data.join("queries.json"), serde_json::to_string_pretty(&doc)?)?;
     eprintln!(

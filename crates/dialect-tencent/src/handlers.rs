@@ -281,6 +281,12 @@ impl Call<'_> {
             ids: snapshot_ids,
             volume_ids,
             statuses: vec![SnapshotStatus::Creating.into(), SnapshotStatus::Available.into()],
+            // A point being deleted is gone as far as this dialect tells (wire::snapshot_status):
+            // left out by the store's query, so the total is one count at one instant. Taking
+            // the page's deleting points off a count read apart was off by one whenever a delete
+            // settled between the two reads, and by every deleting point beyond the page
+            // (apibench's write stream, issue 16).
+            not_transitions: vec![disksnap_service::SnapshotTransition::Deleting.into()],
             zone: Some(self.zone.clone()),
             volume_kind: kind.map(String::from),
             offset,
@@ -294,6 +300,7 @@ impl Call<'_> {
             .svc
             .page_cached(key, || async {
                 let (items, total) = self.svc.snapshots(self.caller, &q).await?;
+                // None now only for what the filter leaves out already (kept as a guard).
                 let mut hidden = 0;
                 let set: Vec<wire::SnapshotItem> = items
                     .iter()

@@ -19,6 +19,8 @@ pub(crate) enum Kind {
     Pg,
 }
 
+// A few of these per test: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Concrete {
     Sqlite(Arc<SqliteMeta>, Arc<tempfile::TempDir>),
     Pg(Arc<PgMeta>, PgConnectOptions),

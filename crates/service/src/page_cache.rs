@@ -13,6 +13,16 @@
 //! The generation is one number for the whole store, so entries of older generations can never
 //! be served again: a newer generation empties the cache. Bounded by bytes: full, it is
 //! emptied too (the next requests fill it again from the store).
+//!
+//! After a write every list is a miss, and a miss is milliseconds of CPU (store reads on the
+//! pool's threads, rendering on the runtime's): with dozens of connections listing, a write's
+//! own request then queued behind all of them, in the runtime's run queue, for the pool's
+//! connections and for the cores (issue 16's write stream: p99 280 ms at 16 listing
+//! connections). Misses render at most [`renders`](PageCache) at a time (the cores but one: one
+//! is left to writes, jobs and cached answers, which a burst of misses otherwise took): the others
+//! wait parked on a semaphore, where they hold nothing a write needs, and look in the cache
+//! again when their turn comes (the same page is often rendered by then, at the generation that
+//! stands: one render serves all who waited for it).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,8 +38,24 @@ const MAX_BYTES: usize = 32 << 20;
 /// A rendered page: the items as the dialect wrote them, and the list's total.
 pub type CachedPage = (Arc<[u8]>, u64);
 
-#[derive(Default)]
-pub(crate) struct PageCache(Mutex<State>);
+pub(crate) struct PageCache {
+    state: Mutex<State>,
+    /// One permit per page rendered at a time.
+    renders: tokio::sync::Semaphore,
+}
+
+impl Default for PageCache {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        PageCache { state: Mutex::default(), renders: tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)) }
+    }
+}
+
+tokio::task_local! {
+    /// Set while a page renders: a rendering that asks for another page (none does today) takes
+    /// no second permit, which could leave every permit waiting on another.
+    static RENDERING: ();
+}
 
 #[derive(Default)]
 struct State {
@@ -41,7 +67,7 @@ struct State {
 impl PageCache {
     /// The page kept under `key` if it was rendered at generation `gen`.
     pub(crate) fn get(&self, gen: i64, key: &str) -> Option<CachedPage> {
-        let state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.gen != gen {
             return None;
         }
@@ -51,7 +77,7 @@ impl PageCache {
     /// Keep `page`, rendered from a store whose page generation read `gen` both before and
     /// after every read the page made.
     pub(crate) fn put(&self, gen: i64, key: String, page: CachedPage) {
-        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if gen < state.gen {
             return; // rendered before a write another request has already seen
         }
@@ -78,16 +104,34 @@ impl Service {
         E: From<ServiceError>,
         Fut: Future<Output = Result<(CachedPage, bool), E>>,
     {
-        let gen = match &key {
-            Some(_) => self.meta().page_generation().await.map_err(ServiceError::from)?,
-            None => None,
+        let generation = || async {
+            match &key {
+                Some(_) => self.meta().page_generation().await.map_err(ServiceError::from),
+                None => Ok(None),
+            }
         };
+        let mut gen = generation().await?;
         if let (Some(gen), Some(key)) = (gen, &key) {
             if let Some(page) = self.inner.pages.get(gen, key) {
                 return Ok(page);
             }
         }
-        let (page, keep) = make().await?;
+        let nested = RENDERING.try_with(|_| ()).is_ok();
+        let _permit = match nested {
+            true => None,
+            false => {
+                let permit = self.inner.pages.renders.acquire().await.expect("the semaphore is never closed");
+                // Rendered by another request while this one waited?
+                gen = generation().await?;
+                if let (Some(gen), Some(key)) = (gen, &key) {
+                    if let Some(page) = self.inner.pages.get(gen, key) {
+                        return Ok(page);
+                    }
+                }
+                Some(permit)
+            }
+        };
+        let (page, keep) = RENDERING.scope((), make()).await?;
         if let (true, Some(gen), Some(key)) = (keep, gen, key) {
             // The generation read the same before and after the page's reads: no write landed
             // in between, so every read saw that generation's state (a write in between could
@@ -129,7 +173,7 @@ mod tests {
         let big = "x".repeat(MAX_BYTES / 3);
         for i in 0..10 {
             c.put(1, format!("k{i}"), page(&big, i));
-            let state = c.0.lock().unwrap();
+            let state = c.state.lock().unwrap();
             assert!(state.bytes <= MAX_BYTES, "{} bytes", state.bytes);
         }
         assert_eq!(c.get(1, "k9").map(|p| p.1), Some(9));

@@ -126,3 +126,41 @@ async fn a_write_is_in_the_next_list_from_any_process_on(pg: bool) {
     let after = exact(&svc, &me, "a rename by this process").await;
     assert!(String::from_utf8_lossy(&after).contains("renamed here"));
 }
+
+/// Misses render a few at a time (the cores but one): a burst of the same miss (every list right after
+/// a write) renders it at most once per permit, the others take the page rendered meanwhile;
+/// a rendering that asks for a page itself takes no second permit (no deadlock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_misses_renders_each_page_a_few_times_at_most() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = open(dir.path()).await;
+    let renders = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (svc, renders) = (svc.clone(), renders.clone());
+        tasks.push(tokio::spawn(async move {
+            let page: Result<CachedPage> = svc
+                .page_cached(Some("burst".into()), || async {
+                    renders.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                    Ok(((Arc::from(&b"page"[..]), 1), true))
+                })
+                .await;
+            page.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(&*t.await.unwrap().0, b"page");
+    }
+    let permits = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_sub(1).max(1);
+    let n = renders.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=permits).contains(&n), "{n} renders for one page with {permits} permits");
+    let nested: Result<CachedPage> = svc
+        .page_cached(None, || async {
+            let inner: Result<CachedPage> =
+                svc.page_cached(None, || async { Ok(((Arc::from(&b"in"[..]), 0), false)) }).await;
+            Ok((inner?, false))
+        })
+        .await;
+    assert_eq!(&*nested.unwrap().0, b"in");
+}

@@ -72,7 +72,7 @@ impl ChunkIndexRows for PgMeta {
         // In digest order (stable: the first of two copies in one pack still wins), so two
         // packs sharing digests insert them in the same order and never deadlock.
         let mut sorted: Vec<&PackChunk> = chunks.iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted.sort_by_key(|a| a.0);
         for part in sorted.chunks(PART) {
             let digests: Vec<Vec<u8>> = part.iter().map(|c| c.0.to_vec()).collect();
             let offsets: Vec<i64> = part.iter().map(|c| c.1 as i64).collect();

@@ -943,8 +943,7 @@ async fn substring_metadata_and_size_filters() {
         assert!(list(md(&[("env", "Prod")])).await.is_empty());
         assert!(list(md(&[("env\0", "prod")])).await.is_empty());
         // A metadata change moves no list generation: the next count must still see it.
-        let mut b = Batch::default();
-        b.snapshot_metadata = vec![("s2".into(), "env".into(), None)];
+        let b = Batch { snapshot_metadata: vec![("s2".into(), "env".into(), None)], ..Default::default() };
         m.commit(b).await.unwrap();
         assert_eq!(list(md(&[("env", "prod")])).await, ["s1"]);
 
@@ -1050,5 +1049,28 @@ async fn groups_move_the_page_generation_and_tokens_the_token_generation() {
         assert_eq!(tokens().await, t2, "another kind's token is not Keystone's");
         assert!(m.state_delete("keystone-token", "", "t1").await.unwrap());
         assert!(tokens().await > t2, "a token revoked");
+    }
+}
+
+/// Many writers of one process at once (requests and jobs): each commit waits its turn and
+/// lands, none is lost or refused, and reads go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_of_one_process_all_land() {
+    for m in backends().await {
+        let m = std::sync::Arc::new(m);
+        let mut tasks = Vec::new();
+        for i in 0..48 {
+            let m = m.clone();
+            tasks.push(tokio::spawn(async move {
+                let row = snap(&format!("c{i:02}"), "a", "v", 2 + i, "available");
+                m.commit(Batch { put_snapshots: vec![row], ..Default::default() }).await.unwrap();
+                m.snapshot("a", &format!("c{i:02}")).await.unwrap().is_some()
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        let f = SnapshotFilter { account: "a".into(), limit: 100, ..Default::default() };
+        assert_eq!(m.snapshots(&f).await.unwrap().total, 48, "{:?}", m.kind);
     }
 }
