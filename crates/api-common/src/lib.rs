@@ -4,7 +4,8 @@
 //! - [`sign`]: HMAC-SHA1/SHA256, base64/hex, constant-time comparison.
 //! - [`encode`]: RFC 3986 percent-encoding and query/form decoding with the vendors' `+` quirks.
 //! - [`clock`]: is a client's timestamp inside the allowed window.
-//! - [`nonce`]: remember (key, nonce) pairs for a window so a replay is refused.
+//! - [`nonce`]: remember (key, nonce) pairs until their request's window closes, so a replay is
+//!   refused, in bounded memory.
 //! - [`request`]: the raw request a signature is checked over, and the request id.
 //! - [`pipeline`]: the one request flow (read → verify → endpoint → handle → render, with the
 //!   request id, logging and the internal-error rule) and the [`Dialect`] trait each dialect
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use keys::{KeyKind, KeyRing, ProjectUser, Secret, Verified};
-pub use nonce::NonceCache;
+pub use nonce::{NonceCache, NonceUse};
 pub use pipeline::{Call, Dialect, DialectError, EndpointName, Outcome};
 pub use request::{RawRequest, RequestId};
 
@@ -58,21 +59,25 @@ impl ApiContext {
         }
     }
 
-    /// Record a signature nonce of `key` (the dialect and access key, as `aliyun:LTAI…`):
-    /// false when it was already used within twice `window`. In a cluster (metadata on
-    /// PostgreSQL) every node records it in the database, so a replay sent to another node is
-    /// refused too; a single server keeps them in this process ([`NonceCache`]). Callers check
-    /// it last, after the signature and the clock, so a forged request never uses one up.
+    /// Record a signature nonce of `key` (the dialect and access key, as `aliyun:LTAI…`) of a
+    /// request signed at `signed`, which the clock check accepts for `window` after that: it
+    /// is remembered until then. In a cluster (metadata on PostgreSQL) every node records it
+    /// in the database, so a replay sent to another node is refused too; a single server keeps
+    /// them in this process ([`NonceCache`]). Callers check it last, after the signature and
+    /// the clock, so a forged request never uses one up.
     pub async fn first_use_nonce(
         &self,
         key: &str,
         nonce: &str,
+        signed: chrono::DateTime<chrono::Utc>,
         window: Duration,
-    ) -> Result<bool, disksnap_service::ServiceError> {
+    ) -> Result<NonceUse, disksnap_service::ServiceError> {
         if self.service.shares_nonces() {
-            self.service.nonce_first_use(key, nonce, window).await
+            let until = signed + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+            let first = self.service.nonce_first_use(key, nonce, until).await?;
+            Ok(if first { NonceUse::First } else { NonceUse::Reused })
         } else {
-            Ok(self.nonces.first_use(key, nonce, window))
+            Ok(self.nonces.first_use(key, nonce, signed, window))
         }
     }
 }

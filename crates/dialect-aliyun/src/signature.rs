@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 use disksnap_api_common::encode::rfc3986;
 use disksnap_api_common::sign::{base64, hmac_sha1, hmac_sha256, same, sha256_hex};
-use disksnap_api_common::{clock, ApiContext, RawRequest, Verified};
+use disksnap_api_common::{clock, ApiContext, NonceUse, RawRequest, Verified};
 
 use crate::error::{vendor, AliyunError};
 
@@ -156,22 +156,29 @@ fn check_time(name: &str, value: Option<&str>) -> Result<DateTime<Utc>, AliyunEr
     Ok(t)
 }
 
-async fn check_nonce(ctx: &ApiContext, key: &str, name: &str, nonce: Option<&str>) -> Result<(), AliyunError> {
+async fn check_nonce(
+    ctx: &ApiContext,
+    key: &str,
+    name: &str,
+    nonce: Option<&str>,
+    signed: DateTime<Utc>,
+) -> Result<(), AliyunError> {
     let Some(nonce) = nonce.filter(|n| !n.is_empty()) else {
         return Err(incomplete(format!(
             "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
         )));
     };
-    if !ctx.first_use_nonce(&format!("aliyun:{key}"), nonce, crate::CLOCK_WINDOW).await? {
-        return Err(vendor(
+    match ctx.first_use_nonce(&format!("aliyun:{key}"), nonce, signed, crate::CLOCK_WINDOW).await? {
+        NonceUse::First => Ok(()),
+        NonceUse::Reused => Err(vendor(
             "SignatureNonceUsed",
             400,
             format!(
                 "Specified signature nonce \"{nonce}\" was used already; send a new random nonce with each request."
             ),
-        ));
+        )),
+        NonceUse::PastHorizon(h) => Err(vendor("InvalidTimeStamp.Expired", 400, NonceUse::horizon_message(h))),
     }
-    Ok(())
 }
 
 /// Authenticate a request. `params` are every decoded parameter (query then form body);
@@ -219,8 +226,8 @@ pub async fn verify(
     if !same(rpc_signature(&secret.secret, &sts).as_bytes(), signature.as_bytes()) {
         return Err(AliyunError::SignatureDoesNotMatch { string_to_sign: sts });
     }
-    check_time("Timestamp", get("Timestamp"))?;
-    check_nonce(ctx, key_id, "SignatureNonce", get("SignatureNonce")).await?;
+    let signed = check_time("Timestamp", get("Timestamp"))?;
+    check_nonce(ctx, key_id, "SignatureNonce", get("SignatureNonce"), signed).await?;
     Ok(Verified { account: secret.account.clone(), key_id: key_id.to_string() })
 }
 
@@ -254,8 +261,8 @@ async fn verify_v3(
     if !same(ours.as_bytes(), a.signature.to_ascii_lowercase().as_bytes()) {
         return Err(AliyunError::SignatureDoesNotMatch { string_to_sign: sts });
     }
-    check_time("x-acs-date", raw.header("x-acs-date"))?;
-    check_nonce(ctx, &a.access_key_id, "x-acs-signature-nonce", raw.header("x-acs-signature-nonce")).await?;
+    let signed = check_time("x-acs-date", raw.header("x-acs-date"))?;
+    check_nonce(ctx, &a.access_key_id, "x-acs-signature-nonce", raw.header("x-acs-signature-nonce"), signed).await?;
     Ok(Verified { account: secret.account.clone(), key_id: a.access_key_id })
 }
 

@@ -363,7 +363,7 @@ mod tests {
             deleted_time: None,
             expire_time: None,
             size: (3 << 20) + 1,
-            chain: full.then(|| Chain { total_size: 7 << 30, total_count: 10, latest_snapshot_time: t }),
+            chain: full.then_some(Chain { total_size: 7 << 30, total_count: 10, latest_snapshot_time: t }),
             origin: Origin::Auto,
             retention_days: None,
             encrypted: false,

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use disksnap_api_common::{clock, sign, ApiContext, Verified};
+use disksnap_api_common::{clock, sign, ApiContext, NonceUse, Verified};
 
 use crate::error::TencentError;
 
@@ -140,8 +140,10 @@ pub async fn verify(
             )))
         }
     }
-    if !ctx.first_use_nonce(&format!("tencent:{secret_id}"), nonce, window).await? {
-        return Err(TencentError::NonceUsed(nonce.to_string()));
+    match ctx.first_use_nonce(&format!("tencent:{secret_id}"), nonce, t, window).await? {
+        NonceUse::First => {}
+        NonceUse::Reused => return Err(TencentError::NonceUsed(nonce.to_string())),
+        NonceUse::PastHorizon(h) => return Err(TencentError::RequestExpired(NonceUse::horizon_message(h))),
     }
     Ok(Verified { account: secret.account.clone(), key_id: secret_id })
 }

@@ -34,7 +34,7 @@
 //! window → replay (a request failing its signature never uses up a nonce).
 
 use chrono::{DateTime, Utc};
-use disksnap_api_common::{clock, sign, ApiContext, RawRequest, Verified};
+use disksnap_api_common::{clock, sign, ApiContext, NonceUse, RawRequest, Verified};
 
 use crate::error::Tc3Error;
 
@@ -191,9 +191,15 @@ pub async fn verify_tc3(ctx: &ApiContext, raw: &RawRequest, mutating: bool) -> R
         )));
     }
     check_window(ts, t)?;
-    if mutating
-        && !ctx.first_use_nonce(&format!("tencent3:{}", auth.secret_id), &auth.signature, crate::CLOCK_WINDOW).await?
-    {
+    let seen = if mutating {
+        ctx.first_use_nonce(&format!("tencent3:{}", auth.secret_id), &auth.signature, t, crate::CLOCK_WINDOW).await?
+    } else {
+        NonceUse::First
+    };
+    if let NonceUse::PastHorizon(h) = seen {
+        return Err(Tc3Error::SignatureExpire(NonceUse::horizon_message(h)));
+    }
+    if seen == NonceUse::Reused {
         return Err(Tc3Error::Replay(
             "a request with this signature was already received (the same body and X-TC-Timestamp; X-TC-Action is \
              not signed); send it again in a later second, or sign x-tc-action too"
@@ -266,15 +272,20 @@ pub async fn verify_v1(
         )));
     }
     let ts = get(pairs, "Timestamp").unwrap_or_default();
-    check_window(ts, parse_ts("Timestamp", ts)?)?;
+    let signed = parse_ts("Timestamp", ts)?;
+    check_window(ts, signed)?;
     let nonce = get(pairs, "Nonce").unwrap_or_default();
     if !nonce.parse::<u64>().is_ok_and(|n| n > 0) {
         return Err(Tc3Error::value("Nonce", format!("{nonce:?} is not a positive integer")));
     }
-    if !ctx.first_use_nonce(&format!("tencent3-v1:{secret_id}"), nonce, crate::CLOCK_WINDOW).await? {
-        return Err(Tc3Error::Replay(format!(
-            "Nonce {nonce} was already used with this SecretId; send a fresh random Nonce with every request"
-        )));
+    match ctx.first_use_nonce(&format!("tencent3-v1:{secret_id}"), nonce, signed, crate::CLOCK_WINDOW).await? {
+        NonceUse::First => {}
+        NonceUse::Reused => {
+            return Err(Tc3Error::Replay(format!(
+                "Nonce {nonce} was already used with this SecretId; send a fresh random Nonce with every request"
+            )))
+        }
+        NonceUse::PastHorizon(h) => return Err(Tc3Error::SignatureExpire(NonceUse::horizon_message(h))),
     }
     Ok(Verified { account: secret.account.clone(), key_id: secret_id.to_string() })
 }

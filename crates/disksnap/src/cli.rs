@@ -393,8 +393,8 @@ impl Cmd {
             println!("no node has sent a heartbeat (a server joins with [node] in its config or --node NAME)");
         } else {
             println!(
-                "{:<16} {:<12} {:<5} {:>10} {:>12} {:>6} {:>8}  {}",
-                "NODE", "ZONE", "STATE", "HEARTBEAT", "FREE", "JOBS", "VOLUMES", "ADDRESS"
+                "{:<16} {:<12} {:<5} {:>10} {:>12} {:>6} {:>8}  ADDRESS",
+                "NODE", "ZONE", "STATE", "HEARTBEAT", "FREE", "JOBS", "VOLUMES"
             );
             for n in &st.nodes {
                 println!(

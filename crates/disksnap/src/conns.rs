@@ -96,11 +96,11 @@ pub fn raise_open_file_limit() -> u64 {
             let raised = libc::rlimit { rlim_cur: want, rlim_max: r.rlim_max };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                 tracing::info!(from = before, to = want, "raised the open-file limit to its hard maximum");
-                return want as u64;
+                return want;
             }
             tracing::warn!(soft = before, hard = r.rlim_max, "could not raise the open-file limit");
         }
-        r.rlim_cur as u64
+        r.rlim_cur
     }
 }
 

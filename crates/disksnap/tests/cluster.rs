@@ -454,7 +454,7 @@ async fn a_killed_runners_job_is_taken_over_by_a_node_within_its_lease() {
     let deadline = killed + Duration::from_secs(40);
     loop {
         let v = cl.cli(&cl.data("cli"), &["volume", "show", &vol]);
-        if v["transition"].as_str().unwrap_or("") == "" && v["status"] != "rolling-back" && sha(&path) == want {
+        if v["transition"].as_str().unwrap_or("").is_empty() && v["status"] != "rolling-back" && sha(&path) == want {
             break;
         }
         if Instant::now() > deadline {

@@ -310,6 +310,8 @@ impl Store {
         Ok(stats)
     }
 
+    // The capture's state, passed apart so the pack writer and index stay owned by `capture`.
+    #[allow(clippy::too_many_arguments)]
     fn capture_slots(
         &self,
         file: &File,

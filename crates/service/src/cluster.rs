@@ -96,13 +96,14 @@ impl Service {
         self.inner.cfg.database_url.is_some()
     }
 
-    /// Record the use of `nonce` under `key` (the dialect and access key) for twice `window`
-    /// (the longest any vendor's timestamp stays acceptable): false when any process on this
-    /// database recorded it within that time.
-    pub async fn nonce_first_use(&self, key: &str, nonce: &str, window: Duration) -> Result<bool> {
+    /// Record the use of `nonce` under `key` (the dialect and access key) until `until`, when
+    /// the clock check starts refusing its request: false when any process on this database
+    /// recorded it and that time has not passed.
+    pub async fn nonce_first_use(&self, key: &str, nonce: &str, until: chrono::DateTime<chrono::Utc>) -> Result<bool> {
         let now = now_ms();
-        let life = (window * 2).as_millis().min(i64::MAX as u128) as i64;
-        Ok(self.meta().nonce_first_use(&nonce_digest(key, nonce), now, now.saturating_add(life)).await?)
+        // A second of margin: the vendors' stamps are whole seconds.
+        let expires = until.timestamp_millis().saturating_add(1000).max(now);
+        Ok(self.meta().nonce_first_use(&nonce_digest(key, nonce), now, expires).await?)
     }
 
     /// Whether job runners prove they live by leases in the database (PostgreSQL: the runners

@@ -165,7 +165,7 @@ impl Service {
                     crate::model::Kind::Job,
                     &caller.account,
                     "running",
-                    &format!("{open} job(s) of the account are still running; retry once they end"),
+                    format!("{open} job(s) of the account are still running; retry once they end"),
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

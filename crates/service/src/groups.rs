@@ -375,7 +375,7 @@ impl Service {
             let members = members_of(&row)?;
             for m in &members {
                 let live = self.meta().snapshot(&caller.account, &m.snapshot).await?;
-                if !live.is_some_and(|s| s.status == SnapshotStatus::Available.as_str()) {
+                if live.is_none_or(|s| s.status != SnapshotStatus::Available.as_str()) {
                     return Err(ServiceError::wrong_state(
                         Kind::SnapshotGroup,
                         id,

@@ -415,7 +415,7 @@ async fn create_snapshot(ctx: &ApiContext, caller: &Caller, p: &Params) -> Res<V
         volumes: vec![disk.to_string()],
         name: name.unwrap_or_default().to_string(),
         description: description.unwrap_or_default().to_string(),
-        origin: Some(Origin::User.into()),
+        origin: Some(Origin::User),
         retention_days: retention,
         tag_ids,
         ..Default::default()

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use disksnap_api_common::{clock, encode, sign, ApiContext, Verified};
+use disksnap_api_common::{clock, encode, sign, ApiContext, NonceUse, Verified};
 
 use crate::error::QcError;
 use crate::params::Params;
@@ -80,8 +80,10 @@ pub async fn verify(ctx: &ApiContext, method: &str, path: &str, p: &Params) -> R
         }
     };
     if let Some(req_id) = p.get("req_id") {
-        if !ctx.first_use_nonce(&format!("qingcloud:{key}"), req_id, replay_window).await? {
-            return Err(QcError::Expired(format!("req_id [{req_id}] was already used")));
+        match ctx.first_use_nonce(&format!("qingcloud:{key}"), req_id, ts, replay_window).await? {
+            NonceUse::First => {}
+            NonceUse::Reused => return Err(QcError::Expired(format!("req_id [{req_id}] was already used"))),
+            NonceUse::PastHorizon(h) => return Err(QcError::Expired(NonceUse::horizon_message(h))),
         }
     }
     Ok(Verified { account: secret.account.clone(), key_id: key.to_string() })
