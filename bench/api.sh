@@ -4,7 +4,8 @@
 # snapshots/detail, EVS cloudsnapshots/detail. Builds, seeds a data dir, starts `disksnap serve`
 # (release) on a free port, drives it with signed requests, and prints per dialect and
 # concurrency req/s, p50, p99 and server CPU (medians of the runs) and a PASS/MISS line per target
-# (QingCloud: >= 5000 req/s with p99 <= 5 ms; every other dialect: >= 4000 req/s, p99 <= 6 ms).
+# (QingCloud: >= 5000 req/s with p99 <= 5 ms; every other dialect: >= 4000 req/s, p99 <= 6 ms;
+# the server's peak RSS over the whole run <= 150 MiB).
 #   bench/api.sh [--runs 3] [--concurrency 1,4,16,64] [--secs 5] [--warmup 1]
 #                [--dialects qingcloud,aliyun,tencent,tencent3,cinder,evs]
 #                [--snapshots 100000] [--volumes 1000] [--work DIR] [--no-build] [--reseed]
@@ -97,17 +98,20 @@ trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; eval "$sto
       qingcloud) target="--rps 5000 --p99-ms 5" ;;
       *) target="--rps 4000 --p99-ms 6" ;;
     esac
-    echo "=== $d (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+    echo "=== $d (load average now: $(cut -d' ' -f1-3 /proc/loadavg); server RSS now: $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$server/status"))"
     # shellcheck disable=SC2086
     "$bin/disksnap-apibench" load "$data" --addr "127.0.0.1:$port" --server-pid "$server" --dialect "$d" $target \
       --concurrency "$conc" --secs "$secs" --warmup "$warmup" --runs "$runs" --out "$work/results-$d.json" \
       --writes "$writes" --write-rate "$write_rate"
     echo
   done
-  echo "summary (medians of $runs run(s); server CPU in % of one core; RSS after the runs: $(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$server/status"))"
-  python3 - "$work" ${dialects//,/ } <<'PY'
+  # The server's memory: now (after every dialect's runs) and its peak (VmHWM) under the load.
+  rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$server/status")
+  hwm=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$server/status")
+  echo "summary (medians of $runs run(s); server CPU in % of one core; server RSS $rss MiB after the runs, peak $hwm MiB)"
+  python3 - "$work" "$hwm" ${dialects//,/ } <<'PY'
 import json, sys
-work, dialects = sys.argv[1], sys.argv[2:]
+work, hwm, dialects = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 print(f"{'dialect':<10} {'conc':>4} {'writes':>6} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'server CPU':>10} {'write p99 ms':>12}")
 verdicts = []
 for d in dialects:
@@ -123,5 +127,6 @@ print()
 for v in verdicts:
     for line in v:
         print(line)
+print(f"{'PASS' if hwm <= 150 else 'MISS'} server peak RSS {hwm:.1f} MiB over the whole run (target <= 150 MiB)")
 PY
 } | tee "$work/results.txt"
