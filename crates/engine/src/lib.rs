@@ -43,6 +43,7 @@ mod pin;
 pub mod points;
 pub mod private;
 pub mod progress;
+mod readahead;
 mod recycle;
 mod residency;
 pub mod store;

@@ -335,8 +335,21 @@ impl Store {
         // What of the volume was not cached when the capture began is dropped once read
         // (residency.rs); what a user of the volume keeps cached stays.
         let cold = crate::residency::Cold::of(file, 0..size);
+        // A tracked incremental reads scattered slots: ask for them ahead (readahead.rs). A
+        // whole-volume read is sequential, which the kernel's own read-ahead serves.
+        let mut ahead = changed.map(|c| {
+            let to_read = (0..slots).filter(|&i| c[i]).map(|i| {
+                let start = i as u64 * cs as u64;
+                start..start + index.slot_len(i) as u64
+            });
+            let on_disk = to_read.filter(|r| overlaps_data(&extents, r.start, r.end));
+            crate::readahead::ReadAhead::new(file, on_disk, crate::readahead::AHEAD)
+        });
         for batch_start in (0..slots).step_by(CAPTURE_BATCH) {
             let batch_end = (batch_start + CAPTURE_BATCH).min(slots);
+            if let Some(ahead) = &mut ahead {
+                ahead.advance(batch_start as u64 * cs as u64);
+            }
             // 1. read and hash every slot of the batch, in parallel
             let kinds: Vec<Result<Slot>> = bufs
                 .par_chunks_mut(cs)
