@@ -123,8 +123,8 @@ impl NonceCache {
         let until = signed_s.saturating_add(window.as_secs().min(u64::from(u32::MAX)) as u32).saturating_add(1);
         let now_s = secs(now);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if signed_s <= seen.horizon {
-            return NonceUse::PastHorizon(Utc.timestamp_opt(i64::from(seen.horizon), 0).single().unwrap_or(now));
+        if let Some(past) = seen.past_horizon(signed_s) {
+            return past;
         }
         match seen.map.get(&fp) {
             Some(s) if s.until >= now_s => return NonceUse::Reused,
@@ -133,8 +133,8 @@ impl NonceCache {
         let due = seen.map.len() > 4096 && now_s.saturating_sub(seen.last_prune) >= PRUNE_EVERY;
         if due || seen.map.len() >= seen.prune_at.max(4096).min(cap) {
             seen.prune(now_s, cap);
-            if signed_s <= seen.horizon {
-                return NonceUse::PastHorizon(Utc.timestamp_opt(i64::from(seen.horizon), 0).single().unwrap_or(now));
+            if let Some(past) = seen.past_horizon(signed_s) {
+                return past;
             }
         }
         seen.map.insert(fp, Stamp { signed: signed_s, until });
@@ -143,6 +143,13 @@ impl NonceCache {
 }
 
 impl Seen {
+    /// A request signed at `signed_s` (Unix seconds) may replay a forgotten nonce.
+    fn past_horizon(&self, signed_s: u32) -> Option<NonceUse> {
+        // Any u32 of seconds is a valid time: the default is never used.
+        let at = Utc.timestamp_opt(i64::from(self.horizon), 0).single().unwrap_or_default();
+        (signed_s <= self.horizon).then_some(NonceUse::PastHorizon(at))
+    }
+
     /// Forget what the clock refuses anyway; when that is not enough, forget the oldest
     /// signed quarter and move the horizon past it. Gives memory back when the table is
     /// mostly empty, so a burst does not hold its peak for the life of the process.

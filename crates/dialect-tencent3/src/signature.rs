@@ -191,20 +191,19 @@ pub async fn verify_tc3(ctx: &ApiContext, raw: &RawRequest, mutating: bool) -> R
         )));
     }
     check_window(ts, t)?;
-    let seen = if mutating {
-        ctx.first_use_nonce(&format!("tencent3:{}", auth.secret_id), &auth.signature, t, crate::CLOCK_WINDOW).await?
-    } else {
-        NonceUse::First
-    };
-    if let NonceUse::PastHorizon(h) = seen {
-        return Err(Tc3Error::SignatureExpire(NonceUse::horizon_message(h)));
-    }
-    if seen == NonceUse::Reused {
-        return Err(Tc3Error::Replay(
-            "a request with this signature was already received (the same body and X-TC-Timestamp; X-TC-Action is \
+    if mutating {
+        match ctx
+            .first_use_nonce(&format!("tencent3:{}", auth.secret_id), &auth.signature, t, crate::CLOCK_WINDOW)
+            .await?
+        {
+            NonceUse::First => {}
+            NonceUse::PastHorizon(h) => return Err(Tc3Error::SignatureExpire(NonceUse::horizon_message(h))),
+            NonceUse::Reused => return Err(Tc3Error::Replay(
+                "a request with this signature was already received (the same body and X-TC-Timestamp; X-TC-Action is \
              not signed); send it again in a later second, or sign x-tc-action too"
-                .into(),
-        ));
+                    .into(),
+            )),
+        }
     }
     Ok(Verified { account: secret.account.clone(), key_id: auth.secret_id })
 }

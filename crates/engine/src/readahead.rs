@@ -88,7 +88,7 @@ mod tests {
         assert_eq!(ra.ranges, vec![0..300, 500..600, 900..1100, 2000..2100]);
         ra.advance(0);
         // 0..300 alone is past the distance: nothing more yet
-        assert_eq!(ra.requested(), &[0..300]);
+        assert_eq!(ra.requested(), std::slice::from_ref(&(0..300)));
         ra.advance(300);
         assert_eq!(ra.requested(), &[0..300, 500..600, 900..1100]);
         ra.advance(1100);
