@@ -131,8 +131,6 @@ pub struct VerifyReport {
 enum Slot {
     Zero,
     Same,
-    /// Vouched for by tracking as the parent's: not read.
-    Tracked,
     Data(Digest),
 }
 
@@ -331,35 +329,44 @@ impl Store {
         progress.start(size);
         let cs = self.chunk_size;
         let slots = index.digests.len();
+        // With tracking, only the slots it cannot vouch for are visited, in batches of
+        // CAPTURE_BATCH of them; the others keep the parent's digests (FixedIndex::derived).
+        let todo: Option<Vec<usize>> = changed.map(|c| (0..slots).filter(|&i| c[i]).collect());
+        if let Some(t) = &todo {
+            stats.tracked_slots = (slots - t.len()) as u64;
+        }
+        let batches = todo.as_ref().map_or(slots, Vec::len).div_ceil(CAPTURE_BATCH);
         let mut bufs = vec![0u8; CAPTURE_BATCH * cs];
         // What of the volume was not cached when the capture began is dropped once read
         // (residency.rs); what a user of the volume keeps cached stays.
         let cold = crate::residency::Cold::of(file, 0..size);
         // A tracked incremental reads scattered slots: ask for them ahead (readahead.rs). A
         // whole-volume read is sequential, which the kernel's own read-ahead serves.
-        let mut ahead = changed.map(|c| {
-            let to_read = (0..slots).filter(|&i| c[i]).map(|i| {
+        let mut ahead = todo.as_ref().map(|t| {
+            let to_read = t.iter().map(|&i| {
                 let start = i as u64 * cs as u64;
                 start..start + index.slot_len(i) as u64
             });
             let on_disk = to_read.filter(|r| overlaps_data(&extents, r.start, r.end));
             crate::readahead::ReadAhead::new(file, on_disk, crate::readahead::AHEAD)
         });
-        for batch_start in (0..slots).step_by(CAPTURE_BATCH) {
-            let batch_end = (batch_start + CAPTURE_BATCH).min(slots);
+        for b in 0..batches {
+            let batch: Vec<usize> = match &todo {
+                Some(t) => t[b * CAPTURE_BATCH..((b + 1) * CAPTURE_BATCH).min(t.len())].to_vec(),
+                None => (b * CAPTURE_BATCH..((b + 1) * CAPTURE_BATCH).min(slots)).collect(),
+            };
+            let (first, last) = (batch[0], batch[batch.len() - 1]);
+            let span = first as u64 * cs as u64..((last + 1) as u64 * cs as u64).min(size);
             if let Some(ahead) = &mut ahead {
-                ahead.advance(batch_start as u64 * cs as u64);
+                ahead.advance(span.start);
             }
             // 1. read and hash every slot of the batch, in parallel
             let kinds: Vec<Result<Slot>> = bufs
                 .par_chunks_mut(cs)
-                .zip(batch_start..batch_end)
-                .map(|(buf, i)| {
+                .zip(&batch)
+                .map(|(buf, &i)| {
                     let start = i as u64 * cs as u64;
                     let len = index.slot_len(i);
-                    if changed.is_some_and(|c| !c[i]) {
-                        return Ok(Slot::Tracked);
-                    }
                     if !overlaps_data(&extents, start, start + len as u64) {
                         return Ok(Slot::Zero);
                     }
@@ -378,7 +385,7 @@ impl Store {
                 .collect();
             let kinds = kinds.into_iter().collect::<Result<Vec<Slot>>>()?;
             if let Some(c) = &cold {
-                c.release(file, batch_start as u64 * cs as u64..(batch_end as u64 * cs as u64).min(size));
+                c.release(file, span.clone());
             }
             // 2. one index query for the batch: which chunks does the store already have?
             let wanted: Vec<Digest> = kinds
@@ -404,8 +411,8 @@ impl Store {
             let got: Vec<Result<Option<Got>>> = bufs
                 .par_chunks(cs)
                 .zip(&kinds)
-                .enumerate()
-                .map(|(j, (buf, kind))| {
+                .zip(&batch)
+                .map(|((buf, kind), &i)| {
                     let Slot::Data(d) = kind else { return Ok(None) };
                     if let Some(loc) = found.get(d) {
                         return Ok(Some(Got::Reused(loc.len as u64)));
@@ -414,13 +421,13 @@ impl Store {
                         return Ok(Some(Got::Reused(stored)));
                     }
                     crate::chunk::with_encoder(|encoder| {
-                        let frame = encoder.encode(&buf[..index.slot_len(batch_start + j)]);
+                        let frame = encoder.encode(&buf[..index.slot_len(i)]);
                         writer.add(d, frame)?;
                         Ok(Some(Got::Written(frame.len() as u64)))
                     })
                 })
                 .collect();
-            for ((i, kind), g) in (batch_start..batch_end).zip(kinds).zip(got) {
+            for ((&i, kind), g) in batch.iter().zip(kinds).zip(got) {
                 match (kind, g?) {
                     (Slot::Zero, _) => {
                         stats.zero_slots += 1;
@@ -430,7 +437,6 @@ impl Store {
                         index.digests[i] = ZERO_DIGEST;
                     }
                     (Slot::Same, _) => {}
-                    (Slot::Tracked, _) => stats.tracked_slots += 1,
                     (Slot::Data(d), Some(g)) => {
                         stats.changed_slots += 1;
                         let stored = match g {
@@ -452,8 +458,9 @@ impl Store {
                     (Slot::Data(_), None) => unreachable!("a data slot always reports how it was stored"),
                 }
             }
-            progress.advance((batch_end as u64 * cs as u64).min(size));
+            progress.advance(span.end);
         }
+        progress.advance(size);
         stats.read_bytes = read_bytes.into_inner();
         Ok(stats)
     }
