@@ -28,7 +28,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// API bench (issue 16, 100 000 snapshots) SQLite's live heap peaked at 24-26 MiB (heaptrack:
 /// 18-20 MiB of it page cache, 4-7 MiB prepared statements) while its arenas held 41-46 MiB
 /// of RSS over 15 mappings. One arena per core is as many as can be malloc'ing at once: with
-/// them the same run held 27 MiB (smaps, 2026-12-04). Called before any thread starts.
+/// them the same run held 33-38 MiB, main arena ([heap]) included (smaps at the end of the
+/// run, 2026-12-04). Called before any thread starts.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
