@@ -22,6 +22,43 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// SQLite (the metadata store's C library) allocates with glibc's malloc, not mimalloc. glibc
+/// gives each thread that meets a locked arena a new one, up to 8 per core, and keeps what is
+/// freed in each: every pool connection's worker thread ended up with its own arena. Under the
+/// API bench (issue 16, 100 000 snapshots) SQLite's live heap peaked at 24-26 MiB (heaptrack:
+/// 18-20 MiB of it page cache, 4-7 MiB prepared statements) while its arenas held 41-46 MiB
+/// of RSS over 15 mappings. One arena per core is as many as can be malloc'ing at once: with
+/// them the same run held 33-38 MiB, main arena ([heap]) included (smaps at the end of the
+/// run, 2026-12-04). Called before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets a tunable of the allocator; no thread runs yet. A
+        // MALLOC_ARENA_MAX in the environment is read by glibc first and then overridden here.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+    }
+}
+
+/// mimalloc v3's option index of `mi_option_purge_delay` (mimalloc.h's `mi_option_e`;
+/// libmimalloc-sys names no constant for it). Its default, 1000 ms, tells it from its
+/// neighbours (`the_purge_delay_index_names_the_purge_delay` checks it).
+#[cfg(not(feature = "system-alloc"))]
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory goes back to the OS 10 ms after it is free (mimalloc v2's delay), not v3's 1 s:
+/// a burst of list renderings at 64 connections frees tens of MiB at once, and with 1 s the
+/// arena held 40-50 MiB of RSS at the API bench's peak, 17 MiB with 10 ms (issue 16,
+/// 2026-12-04). MIMALLOC_PURGE_DELAY in the environment still wins.
+fn purge_freed_memory_soon() {
+    #[cfg(not(feature = "system-alloc"))]
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one of mimalloc's options; the index is checked by a test.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
+    }
+}
+
 /// Self-hosted cloud-disk snapshots: volumes are raw disk images, snapshots are
 /// deduplicated, compressed, hash-checked copies of their bytes in full + incremental chains,
 /// served through the QingCloud, Alibaba Cloud ECS, Tencent CBS, OpenStack Cinder and 51idc APIs.
@@ -595,6 +632,8 @@ fn main() {
     // a library call creates without an explicit mode follow the umask.
     // SAFETY: umask changes only this process's creation mask.
     unsafe { libc::umask(0o077) };
+    limit_malloc_arenas();
+    purge_freed_memory_soon();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. }) {
         // `disksnap snapshot list | head` should end quietly, as Unix tools do.
@@ -613,4 +652,19 @@ fn main() {
     // Jobs end before commands return; nothing is left to wait for.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
+}
+
+#[cfg(all(test, not(feature = "system-alloc")))]
+mod alloc_tests {
+    /// mimalloc v3's default purge delay is 1000 ms and no other option defaults to 1000: the
+    /// index main sets is the purge delay's (an upgrade that moved it fails here).
+    #[test]
+    fn the_purge_delay_index_names_the_purge_delay() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        // SAFETY: reads one of mimalloc's options.
+        let delay = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        assert_eq!(delay, 1000);
+    }
 }

@@ -52,6 +52,12 @@ struct Metrics {
     node_free: Family<NodeLabels, Gauge>,
     node_volumes: Family<NodeLabels, Gauge>,
     open_jobs: Gauge,
+    /// The rendered-page cache (service page_cache.rs): bytes and pages held, the most bytes
+    /// ever held, and how often it was emptied for want of room.
+    page_cache_bytes: Gauge,
+    page_cache_pages: Gauge,
+    page_cache_peak_bytes: Gauge,
+    page_cache_full: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -95,6 +101,22 @@ impl Metrics {
         );
         registry.register("cluster_node_volumes", "Live volumes whose home is the node", node_volumes.clone());
         registry.register("cluster_open_jobs", "Jobs pending or working, over every node", open_jobs.clone());
+        let page_cache_bytes = Gauge::default();
+        let page_cache_pages = Gauge::default();
+        let page_cache_peak_bytes = Gauge::default();
+        let page_cache_full = Gauge::default();
+        registry.register("page_cache_bytes", "Bytes of rendered list pages kept", page_cache_bytes.clone());
+        registry.register("page_cache_pages", "Rendered list pages kept", page_cache_pages.clone());
+        registry.register(
+            "page_cache_peak_bytes",
+            "The most bytes of rendered list pages kept at once since start",
+            page_cache_peak_bytes.clone(),
+        );
+        registry.register(
+            "page_cache_full",
+            "Times the rendered-page cache made room for a page since start",
+            page_cache_full.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -107,6 +129,10 @@ impl Metrics {
             node_free,
             node_volumes,
             open_jobs,
+            page_cache_bytes,
+            page_cache_pages,
+            page_cache_peak_bytes,
+            page_cache_full,
         }
     }
 }
@@ -221,6 +247,11 @@ async fn healthz(State(st): State<AppState>) -> Response {
 
 async fn metrics(State(st): State<AppState>) -> Response {
     st.metrics.jobs_running.set(st.service.running_jobs() as i64);
+    let pages = st.service.page_cache_usage();
+    st.metrics.page_cache_bytes.set(pages.bytes as i64);
+    st.metrics.page_cache_pages.set(pages.pages as i64);
+    st.metrics.page_cache_peak_bytes.set(pages.peak_bytes as i64);
+    st.metrics.page_cache_full.set(pages.full as i64);
     // The cluster's figures, as `disksnap cluster status` shows them; a database that does not
     // answer leaves the last ones (and /healthz says so).
     if let Ok(c) = st.service.cluster_status().await {

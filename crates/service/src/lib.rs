@@ -49,7 +49,7 @@ pub use error::{Result, ServiceError};
 pub use groups::{CreateSnapshotGroup, GroupStatus, SnapshotGroup};
 pub use maintenance::{GcReport, VerifyOutcome};
 pub use model::*;
-pub use page_cache::CachedPage;
+pub use page_cache::{CachedPage, PageCacheUsage};
 pub use points::Consistency;
 pub use policies::{Policy, PolicySpec, Retention, Schedule};
 pub use scheduler::{Clock, Fired, ManualClock, OffsetClock, Scheduler, SystemClock};

@@ -62,6 +62,19 @@ struct State {
     gen: i64,
     bytes: usize,
     pages: HashMap<String, CachedPage>,
+    /// The most `bytes` ever held, and how often the cache was emptied for want of room.
+    peak_bytes: usize,
+    full: u64,
+}
+
+/// What the page cache holds (the `page_cache_*` metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageCacheUsage {
+    pub pages: usize,
+    pub bytes: usize,
+    pub peak_bytes: usize,
+    /// Times it was emptied because a page did not fit.
+    pub full: u64,
 }
 
 impl PageCache {
@@ -81,7 +94,9 @@ impl PageCache {
         if gen < state.gen {
             return; // rendered before a write another request has already seen
         }
-        if gen > state.gen || state.bytes + page.0.len() + key.len() > MAX_BYTES {
+        let full = state.bytes + page.0.len() + key.len() > MAX_BYTES;
+        if gen > state.gen || full {
+            state.full += u64::from(full && gen == state.gen);
             state.pages.clear();
             state.bytes = 0;
             state.gen = gen;
@@ -90,10 +105,21 @@ impl PageCache {
         if let Some(old) = state.pages.insert(key, page) {
             state.bytes -= old.0.len();
         }
+        state.peak_bytes = state.peak_bytes.max(state.bytes);
+    }
+
+    pub(crate) fn usage(&self) -> PageCacheUsage {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        PageCacheUsage { pages: state.pages.len(), bytes: state.bytes, peak_bytes: state.peak_bytes, full: state.full }
     }
 }
 
 impl Service {
+    /// What the rendered-page cache holds now.
+    pub fn page_cache_usage(&self) -> PageCacheUsage {
+        self.inner.pages.usage()
+    }
+
     /// The page `make` renders, served from the page cache under `key` while the store's page
     /// generation stands. `make` reads only through this service (so only what the generation
     /// covers) and says whether its page may be kept: false when it also read something the
