@@ -13,14 +13,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "bench/ctb.sh: needs root to loop-mount an XFS file system" >&2
-  exit 2
-fi
-if ! command -v mkfs.xfs >/dev/null 2>&1; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y xfsprogs
-fi
+# shellcheck source=bench/xfs.sh
+. "$HERE/xfs.sh"
+need_xfs bench/ctb.sh
 
 IMG="${CTB_IMG:-$ROOT/bench-xfs.img}"
 MNT="${CTB_MNT:-$ROOT/bench-xfs}"

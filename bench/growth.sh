@@ -31,14 +31,9 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ "$(id -u)" -ne 0 ]; then
-  echo "bench/growth.sh: needs root to loop-mount an XFS file system" >&2
-  exit 2
-fi
-if ! command -v mkfs.xfs >/dev/null 2>&1; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y xfsprogs
-fi
+# shellcheck source=bench/xfs.sh
+. "$HERE/xfs.sh"
+need_xfs bench/growth.sh
 if [ "$BUILD" = 1 ]; then
   (cd "$ROOT" && cargo build --release -p disksnap)
 fi
