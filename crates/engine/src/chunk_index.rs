@@ -81,6 +81,12 @@ pub fn now_ms() -> i64 {
 }
 
 pub trait ChunkIndex: Send + Sync {
+    /// About `lookups` dedup lookups, in random digest order, are coming (a capture that
+    /// read its plan): an index kept in a local file may read the file in ahead when that is
+    /// cheaper than the random reads the lookups would make on a cold cache. Best effort,
+    /// returns at once; the default does nothing.
+    fn expect_lookups(&self, _lookups: usize) {}
+
     /// Where each of `digests` is (`None` for unknown ones), touching every entry found (see
     /// the module doc). For dedup.
     fn find_and_touch(&self, digests: &[Digest]) -> Result<Vec<Option<Location>>>;

@@ -181,69 +181,19 @@ pub fn extent_map(file: &File, path: &Path) -> Result<Vec<Extent>> {
     Ok(out)
 }
 
-/// A piece of a slot's map: `[lo, hi)` of the file at physical `phys` (for `lo`), or a hole.
-#[derive(PartialEq, Eq, Debug)]
-enum Piece {
-    Hole(u64, u64),
-    Mapped { lo: u64, hi: u64, phys: u64, unwritten: bool },
-    Untrusted,
-}
-
-/// The normalised map of `[start, end)` in `map`: adjacent pieces that continue each other
-/// merged, so two files with the same blocks compare equal however their extents are cut.
-fn pieces(map: &[Extent], start: u64, end: u64) -> Vec<Piece> {
-    let mut out: Vec<Piece> = Vec::new();
-    let mut pos = start;
-    let mut i = map.partition_point(|e| e.logical + e.len <= start);
-    let push = |p: Piece, out: &mut Vec<Piece>| match (out.last_mut(), &p) {
-        (Some(Piece::Hole(_, h)), Piece::Hole(lo, hi)) if *h == *lo => *h = *hi,
-        (Some(Piece::Mapped { hi: h, phys: ph, lo: l, unwritten: u }), Piece::Mapped { lo, hi, phys, unwritten })
-            if *h == *lo && *ph + (*h - *l) == *phys && u == unwritten =>
-        {
-            *h = *hi
-        }
-        _ => out.push(p),
-    };
-    while pos < end {
-        match map.get(i) {
-            Some(e) if e.logical < end => {
-                if e.logical > pos {
-                    push(Piece::Hole(pos, e.logical), &mut out);
-                    pos = e.logical;
-                }
-                let hi = (e.logical + e.len).min(end);
-                if e.flags & UNTRUSTED != 0 || e.physical == 0 {
-                    return vec![Piece::Untrusted];
-                }
-                let phys = e.physical + (pos - e.logical);
-                push(Piece::Mapped { lo: pos, hi, phys, unwritten: e.flags & FIEMAP_EXTENT_UNWRITTEN != 0 }, &mut out);
-                pos = hi;
-                i += 1;
-            }
-            _ => {
-                push(Piece::Hole(pos, end), &mut out);
-                pos = end;
-            }
-        }
-    }
-    out
-}
-
 /// Which slots of `chunk_size` bytes of a `size`-byte file may differ between the clone whose
 /// map is `old` and the one whose map is `new` (`true`: read and hash it). A slot is vouched
 /// unchanged only when both clones map every byte of it to the same physical blocks in the
-/// same state (or both have a hole there).
+/// same state (or both have a hole there): it overlaps none of [`differing_ranges`]. That
+/// walk follows the extents, not the slots: per slot it took 29 ms of a 32 GiB volume's
+/// incremental (262 144 slots, two small vectors each).
 pub fn changed_slots(old: &[Extent], new: &[Extent], size: u64, chunk_size: usize) -> Vec<bool> {
     let cs = chunk_size as u64;
-    let slots = size.div_ceil(cs) as usize;
-    (0..slots)
-        .map(|i| {
-            let start = i as u64 * cs;
-            let end = (start + cs).min(size);
-            let a = pieces(old, start, end);
-            a.contains(&Piece::Untrusted) || a != pieces(new, start, end)
-        })
-        .collect()
+    let mut changed = vec![false; size.div_ceil(cs) as usize];
+    for (a, b) in differing_ranges(old, new, size) {
+        changed[(a / cs) as usize..b.div_ceil(cs) as usize].fill(true);
+    }
+    changed
 }
 
 /// [`changed_slots`] of two clone files, or `None` when it cannot vouch: the sizes differ, or

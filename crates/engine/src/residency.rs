@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::os::unix::io::AsRawFd;
 
 const PAGE: u64 = 4096;
-/// Residency is read through mappings of this size at most (mincore needs a mapping).
+/// Residency is asked for this much of a range at a time (one byte per page to fill).
 const WINDOW: u64 = 64 << 20;
 /// A file cached in a pattern finer than this many runs is not tracked (nothing is dropped):
 /// the list must stay small next to the 100 MiB budget whatever the volume's size.
@@ -28,48 +28,71 @@ impl Cold {
     /// Look at `range` of `file`. `None` if the kernel will not say (no mapping possible), or
     /// the pattern is too fine to track: then nothing is dropped.
     pub fn of(file: &File, range: Range<u64>) -> Option<Cold> {
+        Self::of_ranges(file, std::iter::once(range))
+    }
+
+    /// Look at just the `ranges` of `file` a job will read (sorted, not overlapping). A
+    /// tracked incremental reads a few thousand slots of a volume: looking at all of a 32 GiB
+    /// clone's 8 M pages took 0.3 s, more than reading the slots' bytes warm.
+    pub fn of_ranges(file: &File, ranges: impl IntoIterator<Item = Range<u64>>) -> Option<Cold> {
+        let ranges: Vec<Range<u64>> = ranges.into_iter().filter(|r| r.start < r.end).collect();
         let mut runs: Vec<Range<u64>> = Vec::new();
-        let mut at = range.start / PAGE * PAGE;
-        let mut vec = Vec::new();
-        while at < range.end {
-            let len = (range.end - at).min(WINDOW);
-            let pages = len.div_ceil(PAGE) as usize;
-            vec.resize(pages, 0u8);
-            // SAFETY: a read-only shared mapping of a file we hold open, never dereferenced:
-            // mincore only reports which of its pages are cached; it is unmapped right after.
-            unsafe {
-                let p = libc::mmap(
-                    std::ptr::null_mut(),
-                    len as usize,
-                    libc::PROT_READ,
-                    libc::MAP_SHARED,
-                    file.as_raw_fd(),
-                    at as libc::off_t,
-                );
-                if p == libc::MAP_FAILED {
-                    return None;
-                }
-                let rc = libc::mincore(p, len as usize, vec.as_mut_ptr());
-                libc::munmap(p, len as usize);
-                if rc != 0 {
-                    return None;
-                }
-            }
-            for (i, v) in vec.iter().enumerate() {
-                if v & 1 == 0 {
-                    let page = at + i as u64 * PAGE;
-                    match runs.last_mut() {
-                        Some(r) if r.end == page => r.end = page + PAGE,
-                        _ => runs.push(page..page + PAGE),
-                    }
-                }
-            }
-            if runs.len() > MAX_RUNS {
-                return None;
-            }
-            at += len;
+        let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else { return Some(Cold { runs }) };
+        // One mapping over the span: mapping costs no memory until touched, and mincore never
+        // touches. mincore needs page-aligned addresses, so the span starts on a page.
+        let base = first.start / PAGE * PAGE;
+        let span = (last.end - base) as usize;
+        // SAFETY: a read-only shared mapping of a file we hold open, never dereferenced: mincore
+        // only reports which of its pages are cached; it is unmapped before this returns.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                span,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                base as libc::off_t,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return None;
         }
-        Some(Cold { runs })
+        let mut vec = Vec::new();
+        let mut looked = || -> Option<()> {
+            for r in &ranges {
+                let mut at = r.start / PAGE * PAGE;
+                while at < r.end {
+                    let len = (r.end - at).min(WINDOW);
+                    vec.resize(len.div_ceil(PAGE) as usize, 0u8);
+                    // SAFETY: [at, at + len) lies inside the mapping made above (base <= at,
+                    // at + len <= last.end), and `vec` has one byte per page of it.
+                    let rc = unsafe { libc::mincore(map.add((at - base) as usize), len as usize, vec.as_mut_ptr()) };
+                    if rc != 0 {
+                        return None;
+                    }
+                    for (i, v) in vec.iter().enumerate() {
+                        if v & 1 == 0 {
+                            let page = at + i as u64 * PAGE;
+                            match runs.last_mut() {
+                                Some(r) if r.end == page => r.end = page + PAGE,
+                                _ => runs.push(page..page + PAGE),
+                            }
+                        }
+                    }
+                    // One run per range is the tracked incremental's own shape (a fresh clone
+                    // is all cold): as many as the job has ranges are allowed.
+                    if runs.len() > MAX_RUNS.max(ranges.len()) {
+                        return None;
+                    }
+                    at += len;
+                }
+            }
+            Some(())
+        };
+        let done = looked();
+        // SAFETY: the mapping made above, of `span` bytes, unmapped once.
+        unsafe { libc::munmap(map, span) };
+        done.map(|()| Cold { runs })
     }
 
     /// Drop from the cache the pages of `range` that were not cached when looked at (clean
@@ -124,5 +147,30 @@ mod tests {
         assert!(cached_pages(&f, len) > before);
         cold.release(&f, 0..len);
         assert_eq!(cached_pages(&f, len), before, "the pages cached before the job stay, the rest go");
+    }
+
+    #[test]
+    fn only_the_ranges_looked_at_are_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let len = 1024 * PAGE;
+        std::fs::write(&path, vec![7u8; len as usize]).unwrap();
+        let f = File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if cached_pages(&f, len) != 0 {
+            eprintln!("SKIP: this file system keeps pages cached after DONTNEED");
+            return;
+        }
+        // a job that reads two slots looks at just those
+        let slots = [64 * PAGE..96 * PAGE, 512 * PAGE..544 * PAGE];
+        let cold = Cold::of_ranges(&f, slots.iter().cloned()).unwrap();
+        assert_eq!(cold.runs, slots.to_vec(), "each cold slot is one run, nothing between them");
+        // the whole file gets cached meanwhile (someone else reads it)
+        let mut all = vec![0u8; len as usize];
+        f.read_exact_at(&mut all, 0).unwrap();
+        cold.release(&f, 0..len);
+        assert_eq!(cached_pages(&f, len), 1024 - 64, "only the two slots' pages go");
+        assert_eq!(Cold::of_ranges(&f, std::iter::empty()).unwrap().runs, vec![]);
     }
 }

@@ -34,6 +34,10 @@ fn rows(entries: &[PackEntry]) -> Vec<(Digest, u64, u32, Option<u32>)> {
 }
 
 impl ChunkIndex for MetaChunkIndex {
+    fn expect_lookups(&self, lookups: usize) {
+        self.rows.chunk_expect_lookups(lookups);
+    }
+
     fn find_and_touch(&self, digests: &[Digest]) -> disksnap_engine::Result<Vec<Option<Location>>> {
         let now = disksnap_engine::chunk_index::now_ms();
         Ok(self.run(self.rows.chunk_find(digests, Some(now)))?.into_iter().map(|l| l.map(loc)).collect())

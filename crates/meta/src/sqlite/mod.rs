@@ -31,6 +31,7 @@ mod generation;
 mod images;
 mod jobs;
 mod policies;
+pub(crate) mod prefetch;
 mod sessions;
 pub(crate) mod snapshots;
 pub(crate) mod sql;
@@ -52,7 +53,9 @@ pub struct SqliteMeta {
     /// here in order instead of meeting at SQLite's write lock, whose busy handler sleeps 1, 2,
     /// 5, 10… 100 ms between tries (a request's commit behind its jobs' commits waited up to
     /// 230 ms at 20 writes/s, issue 16). Other processes on the file still meet at the lock.
-    writer: tokio::sync::Mutex<()>,
+    pub(crate) writer: tokio::sync::Mutex<()>,
+    /// The database file, for reading it in ahead (prefetch.rs).
+    pub(crate) path: std::path::PathBuf,
 }
 
 impl SqliteMeta {
@@ -84,7 +87,14 @@ impl SqliteMeta {
         sqlx::migrate!("./migrations").run(&pool).await?;
         let generation = generation::GenerationReader::open(path, c"SELECT gen FROM page_generation WHERE id = 0")?;
         let tokens = generation::GenerationReader::open(path, c"SELECT gen FROM token_generation WHERE id = 0")?;
-        let meta = SqliteMeta { pool, counts: Default::default(), generation, tokens, writer: Default::default() };
+        let meta = SqliteMeta {
+            pool,
+            counts: Default::default(),
+            generation,
+            tokens,
+            writer: Default::default(),
+            path: path.to_path_buf(),
+        };
         meta.optimize().await?;
         Ok(meta)
     }
