@@ -10,9 +10,15 @@
 //! the reads and returns, and pages already cached cost nothing. Fewer lookups (a clustered
 //! change) keep their few random reads. The kernel reads at most its read-ahead window per
 //! call (force_page_cache_ra clamps to it), so the file is asked for in [`STEP`] pieces.
+//!
+//! The file is never opened here: SQLite's locks on it are POSIX record locks, which the
+//! kernel drops for the whole process when *any* descriptor of the file closes, so opening
+//! and closing it beside SQLite let checkpoints run under readers (an early version did:
+//! SQLITE_IOERR_SHORT_READ within seconds). The hint goes to a descriptor SQLite holds,
+//! found in /proc/self/fd. Should it be closed and reused meanwhile, the hint lands on some
+//! other file, which a hint cannot harm.
 
-use std::fs::File;
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::RawFd;
 use std::path::Path;
 
 /// A random 4 KiB read costs about as much as reading this many pages in order (0.3-0.4 ms
@@ -24,27 +30,45 @@ const STEP: u64 = 128 << 10;
 
 /// Read `db` and its `-wal` ahead if `lookups` random lookups would cost more than that.
 pub(crate) fn read_ahead_for(db: &Path, lookups: usize) {
-    let Ok(file) = File::open(db) else { return };
-    let Ok(meta) = file.metadata() else { return };
-    let pages = meta.len() / 4096;
-    if (lookups as u64).saturating_mul(PAGES_PER_LOOKUP) < pages {
-        return;
-    }
+    let Ok(db) = std::fs::canonicalize(db) else { return };
     let mut wal = db.as_os_str().to_owned();
     wal.push("-wal");
-    for f in [Some(file), File::open(&wal).ok()].into_iter().flatten() {
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        for at in (0..len).step_by(STEP as usize) {
-            // SAFETY: posix_fadvise on a descriptor we hold; no memory is passed. Best
-            // effort: a refusal only means the lookups read as they would have.
-            unsafe { libc::posix_fadvise(f.as_raw_fd(), at as i64, STEP as i64, libc::POSIX_FADV_WILLNEED) };
+    let fds = [open_fd_of(&db), open_fd_of(Path::new(&wal))];
+    let len = |fd: RawFd| {
+        // SAFETY: fstat fills the struct it is given; a closed fd only fails.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd, &mut st) } == 0 {
+            st.st_size as u64
+        } else {
+            0
+        }
+    };
+    let Some(db_fd) = fds[0] else { return };
+    if (lookups as u64).saturating_mul(PAGES_PER_LOOKUP) < len(db_fd) / 4096 {
+        return;
+    }
+    for fd in fds.into_iter().flatten() {
+        for at in (0..len(fd)).step_by(STEP as usize) {
+            // SAFETY: posix_fadvise passes no memory; on a descriptor closed meanwhile it fails,
+            // on one reused meanwhile it hints another file. Best effort either way.
+            unsafe { libc::posix_fadvise(fd, at as i64, STEP as i64, libc::POSIX_FADV_WILLNEED) };
         }
     }
+}
+
+/// A descriptor this process holds open on `path` (canonical), without opening one.
+fn open_fd_of(path: &Path) -> Option<RawFd> {
+    std::fs::read_dir("/proc/self/fd").ok()?.flatten().find_map(|e| {
+        let fd: RawFd = e.file_name().to_str()?.parse().ok()?;
+        (std::fs::read_link(e.path()).ok()? == path).then_some(fd)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+    use std::os::unix::io::AsRawFd;
     use std::time::{Duration, Instant};
 
     /// Pages of `f`'s first `len` bytes in the page cache (mincore through a mapping).
@@ -84,5 +108,17 @@ mod tests {
         }
         assert_eq!(cached(&f, len), 1024, "the whole file was read in, not only the first window");
         read_ahead_for(&dir.path().join("missing.db"), 1_000_000); // nothing to read: no error
+    }
+
+    /// Nothing here opens the file: a descriptor of it closing would drop SQLite's locks.
+    #[test]
+    fn a_file_the_process_does_not_hold_open_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m.db");
+        std::fs::write(&db, vec![7u8; 1 << 20]).unwrap();
+        assert_eq!(open_fd_of(&std::fs::canonicalize(&db).unwrap()), None);
+        read_ahead_for(&db, 1_000_000);
+        let f = File::open(&db).unwrap();
+        assert_eq!(open_fd_of(&std::fs::canonicalize(&db).unwrap()), Some(f.as_raw_fd()));
     }
 }
