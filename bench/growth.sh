@@ -6,12 +6,16 @@
 # back after a scattered change. Prints each figure and the 32 GiB / 4 GiB ratios (target
 # <= 1.5 for the incrementals).
 #
-#   bench/growth.sh [--no-build] [--sizes "4 32"]
+#   bench/growth.sh [--no-build] [--sizes "4 32"] [--restic]
 #
-# Why disksnap only: bench/run.sh at 32 GiB needs the image, the peers' copy and the restic and
-# borg repositories at once (~75 GB); this machine has ~55 GB free. restic re-reads the whole
-# image on every incremental (bench/run.sh at 4 GiB), so its 32 GiB incremental grows with the
-# volume by construction.
+# Why not bench/run.sh: at 32 GiB it needs the image, the peers' copy and the restic and borg
+# repositories at once (~75 GB); this machine has ~65 GB free. With --restic, restic runs the
+# same series first, alone (the image and its repository, ~40 GB at 32 GiB): a full backup, then
+# after each of the same changes (same mutate.py seeds) an incremental backup, warm and cold;
+# then a restore of the newest backup (+ sync), warm and cold, once the image is gone (the output
+# and the repository fit; the image, repository and output together do not). The image is then
+# made again for disksnap, and its incrementals and roll backs are also printed as disksnap /
+# restic (target <= 0.1).
 #
 # Needs root (mount) and xfsprogs (installed if missing). The file system image is sparse and
 # removed on exit.
@@ -23,9 +27,11 @@ TOOLS="${TOOLS:-$ROOT/../shared/tools}"
 BIN="$ROOT/target/release/disksnap"
 SIZES="4 32"
 BUILD=1
+RESTIC=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) BUILD=0 ;;
+    --restic) RESTIC=1 ;;
     --sizes) SIZES="$2"; shift ;;
     *) echo "bench/growth.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -43,9 +49,12 @@ MNT="$ROOT/bench-growth-xfs"
 # The workload image is made outside the XFS and imported: a file deleted inside a loop-mounted
 # file system keeps its blocks in the (sparse) image file, and 32 GiB twice does not fit.
 SRC="$ROOT/bench-growth-disk.img"
+REPO="$ROOT/bench-growth-restic"
+export RESTIC_PASSWORD=disksnap-bench RESTIC_CACHE_DIR="$ROOT/bench-growth-restic-cache"
 cleanup() {
   if mountpoint -q "$MNT"; then umount "$MNT" 2>/dev/null || umount -l "$MNT" || true; fi
   rm -f "$IMG" "$SRC"
+  rm -rf "$REPO" "$REPO-out" "$RESTIC_CACHE_DIR"
   rmdir "$MNT" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -56,8 +65,37 @@ OUT=$(mktemp)
 timed() { local s e; s=$(date +%s.%N); "$@" > "$OUT"; e=$(date +%s.%N); echo "$e - $s" | bc; }
 declare -A FIG
 
+# restic's series on the image made for `size`, in the order and with the seeds of disksnap's
+restic_series() {
+  local size=$1 n=0 pat cache
+  echo "== $size GiB image, restic $(restic version | cut -d' ' -f2)"
+  python3 "$TOOLS/mkdisk.py" "$SRC" --size-gib "$size" >/dev/null
+  restic -q -r "$REPO" init >/dev/null
+  drop
+  FIG[$size,restic,full]=$(cd "$(dirname "$SRC")" && timed restic -q -r "$REPO" backup "$(basename "$SRC")")
+  echo "restic full backup (cold)  ${FIG[$size,restic,full]} s"
+  for pat in scattered clustered; do
+    for cache in warm cold; do
+      n=$((n + 1))
+      python3 "$TOOLS/mutate.py" "$SRC" "$pat" --seed "$n" >/dev/null
+      if [ "$cache" = cold ]; then drop; else sync; cat "$SRC" >/dev/null; fi
+      FIG[$size,restic,$pat,$cache]=$(cd "$(dirname "$SRC")" && timed restic -q -r "$REPO" backup "$(basename "$SRC")")
+      echo "restic incr $pat ($cache)$(printf '%*s' $((6 - ${#pat} - ${#cache} + 7)) '') ${FIG[$size,restic,$pat,$cache]} s"
+    done
+  done
+  rm -f "$SRC"
+  for cache in warm cold; do
+    if [ "$cache" = cold ]; then drop; fi
+    FIG[$size,restic,rollback,$cache]=$(timed bash -c 'restic -q -r "$1" restore latest --target "$2" && sync' _ "$REPO" "$REPO-out")
+    echo "restic restore + sync ($cache) ${FIG[$size,restic,rollback,$cache]} s"
+    rm -rf "$REPO-out"
+  done
+  rm -rf "$REPO" "$RESTIC_CACHE_DIR"
+}
+
 for size in $SIZES; do
   cleanup
+  if [ "$RESTIC" = 1 ]; then restic_series "$size"; fi
   truncate -s $((size + 24))G "$IMG"
   mkfs.xfs -q -f -m reflink=1 "$IMG"
   mkdir -p "$MNT"
@@ -105,5 +143,14 @@ if [ $# -eq 2 ]; then
       *) verdict=$(echo "$r <= 1.5" | bc | sed 's/1/PASS/; s/0/MISS/') ;;
     esac
     printf '%-18s %6s  %s\n' "${k/,/ }" "$r" "$verdict"
+  done
+fi
+if [ "$RESTIC" = 1 ]; then
+  echo "== disksnap / restic: incrementals / incrementals, roll back / restore (target <= 0.1)"
+  for size in $SIZES; do
+    for k in scattered,warm scattered,cold clustered,warm clustered,cold rollback,warm rollback,cold; do
+      r=$(echo "scale=3; ${FIG[$size,$k]} / ${FIG[$size,restic,$k]}" | bc)
+      printf '%3s GiB %-16s %6s  %s\n' "$size" "${k/,/ }" "$r" "$(echo "$r <= 0.1" | bc | sed 's/1/PASS/; s/0/MISS/')"
+    done
   done
 fi
