@@ -15,7 +15,9 @@
 # then a restore of the newest backup (+ sync), warm and cold, once the image is gone (the output
 # and the repository fit; the image, repository and output together do not). The image is then
 # made again for disksnap, and its incrementals and roll backs are also printed as disksnap /
-# restic (target <= 0.1).
+# restic (target <= 0.1). restic works on the host's file system, not through the loop device
+# disksnap's XFS sits on (a file deleted in there keeps its blocks in the image file): the
+# ratios lean against disksnap. bench/ctb.sh, all on the same XFS, gives the fair 4 GiB ones.
 #
 # Needs root (mount) and xfsprogs (installed if missing). The file system image is sparse and
 # removed on exit.
