@@ -116,6 +116,22 @@ mod tests {
     use super::*;
     use std::os::unix::fs::FileExt;
 
+    /// A `len`-byte file of sevens, none of it cached; None (and a SKIP line) where the file
+    /// system keeps pages after DONTNEED.
+    fn uncached_file(len: u64) -> Option<(tempfile::TempDir, File)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; len as usize]).unwrap();
+        let f = File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if cached_pages(&f, len) != 0 {
+            eprintln!("SKIP: this file system keeps pages cached after DONTNEED");
+            return None;
+        }
+        Some((dir, f))
+    }
+
     fn cached_pages(f: &File, len: u64) -> usize {
         let c = Cold::of(f, 0..len).unwrap();
         (len / PAGE) as usize - c.runs.iter().map(|r| ((r.end - r.start) / PAGE) as usize).sum::<usize>()
@@ -123,17 +139,8 @@ mod tests {
 
     #[test]
     fn pages_cached_before_stay_and_pages_read_in_go() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
         let len = 4096 * PAGE;
-        std::fs::write(&path, vec![7u8; len as usize]).unwrap();
-        let f = File::open(&path).unwrap();
-        f.sync_all().unwrap();
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        if cached_pages(&f, len) != 0 {
-            eprintln!("SKIP: this file system keeps pages cached after DONTNEED");
-            return;
-        }
+        let Some((_dir, f)) = uncached_file(len) else { return };
         // someone (a VM using the volume) caches the start
         let mut buf = vec![0u8; (16 * PAGE) as usize];
         f.read_exact_at(&mut buf, 0).unwrap();
@@ -151,17 +158,8 @@ mod tests {
 
     #[test]
     fn only_the_ranges_looked_at_are_released() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
         let len = 1024 * PAGE;
-        std::fs::write(&path, vec![7u8; len as usize]).unwrap();
-        let f = File::open(&path).unwrap();
-        f.sync_all().unwrap();
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        if cached_pages(&f, len) != 0 {
-            eprintln!("SKIP: this file system keeps pages cached after DONTNEED");
-            return;
-        }
+        let Some((_dir, f)) = uncached_file(len) else { return };
         // a job that reads two slots looks at just those
         let slots = [64 * PAGE..96 * PAGE, 512 * PAGE..544 * PAGE];
         let cold = Cold::of_ranges(&f, slots.iter().cloned()).unwrap();
