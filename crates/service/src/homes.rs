@@ -2,7 +2,7 @@
 //!
 //! In a cluster each volume's file is on one node's disk, its home, recorded on the volume
 //! (`home_node`). A new volume's home is the live node of its zone with the most free space
-//! (from the heartbeats). Only the home node moves a volume's bytes: a job that does carries
+//! (from the heartbeats; within 1 GiB, the first by name). Only the home node moves a volume's bytes: a job that does carries
 //! the home in its `node`, and only that node claims it ([`Service::recover`], which every node
 //! runs every 2 s, picks up the jobs other nodes submitted for it).
 //!
@@ -26,8 +26,12 @@ use disksnap_meta::{Batch, Expect, JobRow, NodeRow, VolumeRow};
 
 use crate::cluster::NODE_DOWN_AFTER;
 use crate::error::{Result, ServiceError};
-use crate::model::{now_ms, Kind};
-use crate::service::Service;
+use crate::model::{now_ms, Job, JobStatus, Kind};
+use crate::service::{Caller, Service};
+use crate::work::{DeleteVolumes, Work};
+
+/// Free space this close to the largest a zone's nodes report is as good as the largest.
+const PLACEMENT_SLACK: i64 = 1 << 30;
 
 /// What a job does when the home node of its volumes is down and its runner is gone.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,16 +70,22 @@ impl Service {
     }
 
     /// The home of a new volume of `zone`: None outside a cluster; else the live node of the
-    /// zone with the most free space (ties: the first by name), or this node when no heartbeat
+    /// zone with the most free space (within 1 GiB: the first by name), or this node when no heartbeat
     /// of the zone is fresh but this node is of it (its first heartbeat may not be written yet).
     pub(crate) async fn place_volume(&self, zone: &str) -> Result<Option<String>> {
         let Some(me) = self.node() else { return Ok(None) };
         let now = now_ms();
         let nodes = self.meta().nodes().await?;
-        let best = nodes
-            .iter()
-            .filter(|n| n.zone == zone && is_up(n, now))
-            .max_by(|a, b| a.free_bytes.cmp(&b.free_bytes).then_with(|| b.name.cmp(&a.name)));
+        let live: Vec<&NodeRow> = nodes.iter().filter(|n| n.zone == zone && is_up(n, now)).collect();
+        // Free space within PLACEMENT_SLACK of the most counts as a tie, broken by name: the
+        // heartbeats are taken at different instants, and what was written in between must
+        // not scatter one account's volumes (a disk and its copy, an instance's disks) over
+        // nodes at random, since one operation moves one node's volumes only.
+        let most = live.iter().map(|n| n.free_bytes).max().unwrap_or(0);
+        let best = live
+            .into_iter()
+            .filter(|n| n.free_bytes >= most.saturating_sub(PLACEMENT_SLACK))
+            .min_by(|a, b| a.name.cmp(&b.name));
         if let Some(n) = best {
             return Ok(Some(n.name.clone()));
         }
@@ -121,6 +131,57 @@ impl Service {
             });
         }
         Ok(Some(first.clone()))
+    }
+
+    /// Delete volumes homed on several nodes (`batch` locks them all): one job per home, each
+    /// run by its node, committed together with the locks. The caller gets the job of the
+    /// first home, which ends last: it waits for the others, then deletes its own volumes, or,
+    /// when another part failed, fails too and keeps its own (every volume ends either deleted
+    /// or as it was, and the job's error names the part that failed).
+    pub(crate) async fn delete_across_homes(&self, caller: &Caller, ids: Vec<String>, batch: Batch) -> Result<Job> {
+        let mut parts: Vec<(Option<String>, Vec<String>)> = Vec::new();
+        for v in &batch.put_volumes {
+            match parts.iter_mut().find(|(h, _)| *h == v.home_node) {
+                Some((_, vols)) => vols.push(v.id.clone()),
+                None => parts.push((v.home_node.clone(), vec![v.id.clone()])),
+            }
+        }
+        let mut jobs = Vec::new();
+        for (node, vols) in parts.iter().skip(1) {
+            let work =
+                Work::DeleteVolumes(DeleteVolumes { volumes: vols.clone(), snapshots: Vec::new(), after: Vec::new() });
+            jobs.push((self.job_row(caller, &work, vols.clone(), node.clone()), work));
+        }
+        let (node, vols) = parts.swap_remove(0);
+        let after = jobs.iter().map(|(row, _)| row.id.clone()).collect();
+        let work = Work::DeleteVolumes(DeleteVolumes { volumes: vols, snapshots: Vec::new(), after });
+        let first = self.job_row(caller, &work, ids, node);
+        jobs.insert(0, (first.clone(), work));
+        self.submit_rows(batch, jobs).await?;
+        Job::try_from(first)
+    }
+
+    /// Wait until the jobs `ids` of `account` have ended (as long as it takes: a part whose
+    /// home is down waits for it); an error names the first that failed.
+    pub(crate) async fn wait_for_jobs(&self, account: &str, ids: &[String]) -> Result<()> {
+        for id in ids {
+            loop {
+                let Some(row) = self.meta().job(account, id).await? else { break };
+                match JobStatus::parse(&row.status) {
+                    Some(JobStatus::Successful) => break,
+                    Some(JobStatus::Failed) => {
+                        return Err(ServiceError::Internal(format!(
+                            "job {} (the part of this operation on node {}) failed: {}",
+                            id,
+                            row.node.as_deref().unwrap_or("-"),
+                            row.error.as_deref().unwrap_or("no error recorded")
+                        )))
+                    }
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The volume's row with its file's path set to this node's, recorded before the file is
@@ -389,6 +450,56 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(&e, ServiceError::InsufficientStorage(m) if m.contains("zone sh1a")), "{e}");
+    }
+
+    /// One delete of volumes homed on two nodes (TerminateDisks of a disk and its copy): each
+    /// node deletes its own, and the job the caller holds ends only when both parts have; when
+    /// one part fails, the held job fails too and its own volume is kept, whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_delete_spans_volumes_of_two_homes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (node(dir.path(), "node-a").await, node(dir.path(), "node-b").await);
+        let me = Caller::new("dev");
+        let one = CreateVolumes { size_gib: 1, ..Default::default() };
+        // One volume per node, by free space.
+        let mut vols = Vec::new();
+        for (free_a, free_b) in [(10, 20), (30, 20), (10, 20), (30, 20)] {
+            beat(&a, "node-a", free_a << 30, 0).await;
+            beat(&a, "node-b", free_b << 30, 0).await;
+            let (job, v) = a.create_volumes(&me, one.clone()).await.unwrap();
+            b.start_handed_jobs().await.unwrap();
+            assert_eq!(a.wait_job(&me, &job.id).await.unwrap().status, JobStatus::Successful);
+            vols.push(a.volume(&me, &v[0].id).await.unwrap());
+        }
+        let homes: Vec<_> = vols.iter().map(|v| v.home_node.clone().unwrap()).collect();
+        assert_eq!(homes, ["node-b", "node-a", "node-b", "node-a"]);
+
+        // Asked of node-a: the caller's job is node-b's part and waits for node-a's.
+        let job = a.delete_volumes(&me, &[vols[0].id.clone(), vols[1].id.clone()]).await.unwrap();
+        assert_eq!(job.node.as_deref(), Some("node-b"));
+        while std::path::Path::new(&vols[1].path).exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(a.job(&me, &job.id).await.unwrap().status, JobStatus::Pending, "ended before node-b's part ran");
+        assert_eq!(b.start_handed_jobs().await.unwrap(), 1);
+        assert_eq!(a.wait_job(&me, &job.id).await.unwrap().status, JobStatus::Successful);
+        for v in &vols[..2] {
+            assert!(a.volume(&me, &v.id).await.is_err() && !std::path::Path::new(&v.path).exists(), "{v:?}");
+        }
+
+        // node-a's part fails: node-b's (the caller's job) fails too, and both volumes stay.
+        a.fail_next_jobs(crate::JobAction::DeleteVolumes, 1, "disk on fire").unwrap();
+        let job = a.delete_volumes(&me, &[vols[2].id.clone(), vols[3].id.clone()]).await.unwrap();
+        b.start_handed_jobs().await.unwrap();
+        let end = b.wait_job(&me, &job.id).await.unwrap();
+        assert_eq!(end.status, JobStatus::Failed);
+        let error = end.error.unwrap_or_default();
+        assert!(error.contains("node node-a") && error.contains("disk on fire"), "{error}");
+        for v in &vols[2..] {
+            let now = a.volume(&me, &v.id).await.unwrap();
+            assert_eq!(now.status, crate::VolumeStatus::Available, "{now:?}");
+            assert!(std::path::Path::new(&v.path).exists());
+        }
     }
 
     #[test]

@@ -42,32 +42,45 @@ impl Service {
         caller: &Caller,
         work: Work,
         resources: Vec<String>,
-        mut batch: Batch,
+        batch: Batch,
     ) -> Result<Job> {
-        let now = now_ms();
         // In a cluster only the home node of the job's volumes runs it (crate::homes): another
         // node's job is committed unclaimed, and that node's next recovery round claims it.
         let node = Self::job_node(&batch)?;
-        let ours = self.is_home(node.as_deref());
-        let row = JobRow {
+        let row = self.job_row(caller, &work, resources, node);
+        self.submit_rows(batch, vec![(row.clone(), work)]).await?;
+        Job::try_from(row)
+    }
+
+    /// A new pending job row for `work`, to run on `node` (None: any process); this process
+    /// stamps itself its runner when it may run it.
+    pub(crate) fn job_row(&self, caller: &Caller, work: &Work, resources: Vec<String>, node: Option<String>) -> JobRow {
+        let now = now_ms();
+        JobRow {
             id: ids::new_id(),
             account: caller.account.clone(),
             action: work.kind().action().as_str().to_string(),
             status: JobStatus::Pending.as_str().to_string(),
             resources: serde_json::to_string(&resources).unwrap(),
-            params: serde_json::to_string(&work).unwrap(),
+            params: serde_json::to_string(work).unwrap(),
             error: None,
-            runner: ours.then(|| self.inner.runner.clone()),
+            runner: self.is_home(node.as_deref()).then(|| self.inner.runner.clone()),
             create_time: now,
             status_time: now,
             node,
-        };
-        batch.put_jobs.push(row.clone());
-        self.meta().commit(batch).await?;
-        if ours {
-            self.spawn(row.clone(), work);
         }
-        Job::try_from(row)
+    }
+
+    /// Commit `batch` with the rows of `jobs` (all or none), then start the ones this process runs.
+    pub(crate) async fn submit_rows(&self, mut batch: Batch, jobs: Vec<(JobRow, Work)>) -> Result<()> {
+        batch.put_jobs.extend(jobs.iter().map(|(row, _)| row.clone()));
+        self.meta().commit(batch).await?;
+        for (row, work) in jobs {
+            if row.runner.as_deref() == Some(self.inner.runner.as_str()) {
+                self.spawn(row, work);
+            }
+        }
+        Ok(())
     }
 
     /// Record work that already finished (synchronously) as a successful job: for dialects

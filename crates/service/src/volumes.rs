@@ -417,7 +417,14 @@ impl Service {
                 batch.put_volumes.extend(b.put_volumes);
                 bare.push(row.id);
             }
-            let work = Work::DeleteVolumes(work::DeleteVolumes { volumes: bare.clone(), snapshots: Vec::new() });
+            if Self::job_node(&batch).is_err() {
+                return self.delete_across_homes(caller, bare, batch).await;
+            }
+            let work = Work::DeleteVolumes(work::DeleteVolumes {
+                volumes: bare.clone(),
+                snapshots: Vec::new(),
+                after: Vec::new(),
+            });
             self.submit(caller, work, bare, batch).await
         })
     }
@@ -442,7 +449,11 @@ impl Service {
             batch.put_volumes.extend(lock.put_volumes);
             let mut resources = vec![row.id.clone()];
             resources.extend(snapshots.iter().cloned());
-            let work = Work::DeleteVolumes(work::DeleteVolumes { volumes: vec![row.id.clone()], snapshots });
+            let work = Work::DeleteVolumes(work::DeleteVolumes {
+                volumes: vec![row.id.clone()],
+                snapshots,
+                after: Vec::new(),
+            });
             self.submit(caller, work, resources, batch).await
         })
     }

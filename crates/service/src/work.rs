@@ -178,6 +178,11 @@ pub(crate) struct DeleteVolumes {
     pub volumes: Vec<String>,
     #[serde(default)]
     pub snapshots: Vec<String>,
+    /// Jobs deleting the request's volumes on other home nodes (crate::homes): this one, whose
+    /// id the caller holds, waits for them to end before it deletes its own, and fails (its
+    /// volumes kept) when one of them failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
 }
 
 #[async_trait]
@@ -186,6 +191,7 @@ impl JobKind for DeleteVolumes {
         JobAction::DeleteVolumes
     }
     async fn execute(&self, svc: &Service, account: &str, _: &Arc<JobProgress>) -> Result<Done> {
+        svc.wait_for_jobs(account, &self.after).await?;
         svc.exec_delete_volumes(account, &self.volumes).await
     }
     async fn settle(&self, svc: &Service, account: &str, _: &Done) -> Result<Batch> {
