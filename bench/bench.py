@@ -658,6 +658,13 @@ class Bench:
                 row["note"] += f" PUTs {row['puts'] if row['puts'] is not None else '?'} (rgw.put)" \
                                f", {row['objects']} objects"
             vol["snaps"] = [sid]
+            # compact: re-encode the full snapshot's chunks with the store's dictionary (the old
+            # packs go at once: nothing else runs), then the store's size again
+            r, row = self.ds_timed(rows, data, "compact", "compact", "--grace", "0s", tool=tool)
+            row["store"] = store_size()
+            obj = self.ds_json(r)
+            if isinstance(obj, dict):
+                row["note"] = f"dictionary {obj.get('dictionary')}, {obj.get('reencoded_chunks')} chunks re-encoded"
             # incrementals
             for pattern in ("scattered", "clustered"):
                 op = f"incr {pattern}"
@@ -861,6 +868,10 @@ def targets(rows, info, cache="warm", size_gib=4):
     ds_st, rs_st = g("disksnap", "full", "store"), g("restic", "full", "store")
     ratio("store size after full / restic repo size", ds_st, rs_st, 1.0,
           None if ds_st is None or rs_st is None else f"{ds_st / MIB:.1f} MiB / {rs_st / MIB:.1f} MiB")
+    dc_st = g("disksnap", "compact", "store")
+    ratio("store size after full + compact / restic repo size", dc_st, rs_st, 1.0,
+          None if dc_st is None or rs_st is None else
+          f"{dc_st / MIB:.1f} MiB / {rs_st / MIB:.1f} MiB; compact took {fmt(g('disksnap', 'compact'), 1, 2)} s")
     # A restore is compared durable against durable, like the full against cp: disksnap's ends
     # with an fsync (its own flush is ~0), restic's bytes are still in the page cache when it
     # exits and its "flush" (the sync after it) is what writing them costs.

@@ -341,6 +341,7 @@ impl Cmd {
                 Ok(if r.bad_chunks.is_empty() { 0 } else { 1 })
             }
             Command::Gc { grace } => self.gc(grace).await,
+            Command::Compact { grace } => self.compact(grace).await,
             Command::Stats => {
                 let st = self.svc.store_stats().await.map_err(se)?;
                 if self.json {
@@ -1036,6 +1037,34 @@ impl Cmd {
             }
         }
         Ok(if r.ok() { 0 } else { 1 })
+    }
+
+    async fn compact(&self, grace: Option<Duration>) -> anyhow::Result<i32> {
+        let bar = Arc::new(Bar::new("compacting", false));
+        let r = self.svc.compact(grace, bar.clone()).await.map_err(se)?;
+        bar.finish();
+        if self.json {
+            print_json(&serde_json::to_value(&r)?);
+        } else {
+            let dict = match (&r.dictionary, r.trained) {
+                (Some(d), true) => format!("dictionary {d} (trained now)"),
+                (Some(d), false) => format!("dictionary {d}"),
+                (None, _) if r.too_few_to_train => "too few compressed chunks to train a dictionary yet".to_string(),
+                (None, _) => "nothing to re-encode".to_string(),
+            };
+            println!(
+                "{dict}; packs: {} rewritten, {} passed by of {}; chunks: {} re-encoded, {} copied; {} -> {}; {:.1} s",
+                r.compacted_packs,
+                r.skipped_packs,
+                r.packs,
+                r.reencoded_chunks,
+                r.copied_chunks,
+                human_bytes(r.bytes_before),
+                human_bytes(r.bytes_after),
+                r.seconds
+            );
+        }
+        Ok(0)
     }
 
     async fn gc(&self, grace: Option<Duration>) -> anyhow::Result<i32> {

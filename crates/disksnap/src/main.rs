@@ -187,6 +187,14 @@ pub enum Command {
         #[arg(long, value_parser = parse_duration)]
         grace: Option<std::time::Duration>,
     },
+    /// Re-encode the store's compressed chunks with a dictionary trained on the store (smaller
+    /// than a capture's fast compression; safe while jobs run; the old packs go with a later GC)
+    Compact {
+        /// Old packs stay readable this long for restores that looked them up, e.g. "10m"
+        /// [default: the config's gc_grace]; "0s" deletes them at once, safe only while no job runs
+        #[arg(long, value_parser = parse_duration)]
+        grace: Option<std::time::Duration>,
+    },
     /// Release snapshots whose recovery window or retention has passed (the server does this every 5 s)
     Maintain,
     /// The store's figures: pack files and bytes, the dedup and compression ratios

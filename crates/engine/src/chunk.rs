@@ -3,7 +3,8 @@
 //! ```text
 //! offset size
 //!  0     8    magic  b"DSNPCHK1"        (never change: old stores must stay readable)
-//!  8     1    encoding: 0 = raw, 1 = zstd
+//!  8     1    encoding: 0 = raw, 1 = zstd, 2 = zstd with a store dictionary (dict.rs; the
+//!             zstd frame names it)
 //!  9     3    reserved, zero
 //! 12     4    raw length (u32 LE): the chunk's uncompressed size
 //! 16     4    CRC-32 of the payload (u32 LE): a cheap check before decompressing
@@ -19,6 +20,7 @@ pub const HEADER_LEN: usize = 20;
 pub const MAX_CHUNK: usize = 16 << 20;
 const ENC_RAW: u8 = 0;
 const ENC_ZSTD: u8 = 1;
+const ENC_ZSTD_DICT: u8 = 2;
 
 /// zstd level 1: ~0.7 GB/s per core, about 3:1 on text. Higher levels cost more CPU than a
 /// snapshot service can spend at disk speed.
@@ -96,6 +98,38 @@ pub fn with_encoder<R>(f: impl FnOnce(&mut Encoder) -> R) -> R {
     ENCODER.with(|cell| f(cell.borrow_mut().get_or_insert_with(Encoder::default)))
 }
 
+/// Whether a frame is compressed without a dictionary: what `disksnap compact` re-encodes.
+pub fn is_plain_zstd(frame: &[u8]) -> bool {
+    frame.len() >= HEADER_LEN && &frame[..8] == MAGIC && frame[8] == ENC_ZSTD
+}
+
+/// Re-encode `raw` (the bytes of a frame compressed without a dictionary) with `cctx`, a
+/// context holding a store dictionary (dict.rs): the new frame into `out`, or false when it
+/// would not be smaller than `old_len` bytes (the old frame is then kept as it is).
+pub fn encode_with_dict(
+    cctx: &mut zstd::zstd_safe::CCtx<'_>,
+    cdict: &zstd::dict::EncoderDictionary<'_>,
+    raw: &[u8],
+    old_len: usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[ENC_ZSTD_DICT, 0, 0, 0]);
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    let bound = zstd::zstd_safe::compress_bound(raw.len());
+    out.resize(HEADER_LEN + bound, 0);
+    match cctx.compress_using_cdict(&mut out[HEADER_LEN..], raw, cdict.as_cdict()) {
+        Ok(n) if HEADER_LEN + n < old_len => {
+            out.truncate(HEADER_LEN + n);
+            finish_crc(out);
+            true
+        }
+        _ => false,
+    }
+}
+
 fn probe_compresses(zstd: &mut zstd::bulk::Compressor<'static>, out: &mut Vec<u8>, raw: &[u8]) -> bool {
     const SAMPLES: usize = 8;
     const SAMPLE: usize = 512;
@@ -143,6 +177,13 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+thread_local! {
+    /// The decompression context for frames made with a store dictionary (kept apart from
+    /// [`DCTX`], whose context would otherwise carry the dictionary into plain frames).
+    static DICT_DCTX: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// [`decode`] without copying a raw (uncompressed) frame: the chunk's bytes are returned
 /// either from `file` itself or from `raw`, where a compressed frame is decompressed (into
 /// the buffer as it is, so a reused buffer is not zeroed again).
@@ -174,6 +215,19 @@ pub fn decode_ref<'a>(file: &'a [u8], digest: &Digest, raw: &'a mut Vec<u8>) -> 
                     .expect("just set")
                     .decompress_to_buffer(payload, &mut raw[..])
                     .map_err(|e| format!("zstd: {e}"))
+            })?;
+            raw.truncate(n);
+            raw
+        }
+        ENC_ZSTD_DICT => {
+            let id = zstd::zstd_safe::get_dict_id_from_frame(payload).ok_or("zstd frame names no dictionary")?.get();
+            let dict = crate::dict::decoder(id)?;
+            raw.resize(raw_len, 0);
+            let n = DICT_DCTX.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                let dctx = slot.get_or_insert_with(zstd::zstd_safe::DCtx::create);
+                dctx.decompress_using_ddict(&mut raw[..], payload, dict.as_ddict())
+                    .map_err(|code| format!("zstd: {}", zstd::zstd_safe::get_error_name(code)))
             })?;
             raw.truncate(n);
             raw

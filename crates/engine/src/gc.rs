@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::chunk_index::{now_ms, PackEntry};
 use crate::error::{EngineError, IoContext, Result};
 use crate::index::{Digest, FixedIndex, ZERO_DIGEST};
-use crate::pack::{new_pack_name, pack_key, pack_name, parse_whole, seal, TARGET_PACK};
+use crate::pack::{new_pack_name, pack_key, pack_name, parse_whole, seal, seal_compacted, TARGET_PACK};
 use crate::pin::{held_pins, Pin};
 use crate::progress::Progress;
 use crate::store::{GcStats, Store};
@@ -33,7 +33,7 @@ fn millis(t: SystemTime) -> i64 {
 
 impl Store {
     /// Only one GC at a time per store directory (the server's maintenance and a `disksnap gc`).
-    fn gc_lock(&self) -> Result<File> {
+    pub(crate) fn gc_lock(&self) -> Result<File> {
         let path = self.dir.join(".gc.lock");
         let f = crate::private::options().create(true).truncate(false).write(true).open(&path).ctx("open", &path)?;
         // SAFETY: flock on an fd we own.
@@ -225,24 +225,31 @@ impl Store {
             }
             sources.push((name.clone(), moved));
             if buf.len() >= TARGET_PACK || i + 1 == packs.len() {
-                done += self.flush_repack(&mut buf, &mut entries, &mut sources, grace)?;
+                done += self.flush_repack(&mut buf, &mut entries, &mut sources, grace, false)?;
             }
         }
         Ok(done)
     }
 
-    fn flush_repack(
+    /// Put `buf` as a new pack (sealed as compaction's when `compacted`), move `sources`'
+    /// entries into it, and doom the packs they came from.
+    pub(crate) fn flush_repack(
         &self,
         buf: &mut Vec<u8>,
         entries: &mut Vec<PackEntry>,
         sources: &mut Vec<(String, Vec<PackEntry>)>,
         grace: Duration,
+        compacted: bool,
     ) -> Result<u64> {
         let name = new_pack_name();
         let mut bytes = std::mem::take(buf);
         let all = std::mem::take(entries);
         if !all.is_empty() {
-            seal(&mut bytes, &all);
+            if compacted {
+                seal_compacted(&mut bytes, &all);
+            } else {
+                seal(&mut bytes, &all);
+            }
             let size = bytes.len() as u64;
             self.backend.put(&pack_key(&name), bytes)?;
             self.index.add_pack(&name, size, &all)?;

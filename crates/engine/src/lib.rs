@@ -14,6 +14,7 @@
 //! store.toml                      chunk_size = 131072   (fixed at creation, never changes)
 //! packs/<2 hex>/<32 hex>.pack     chunk frames + a trailer listing them (see pack.rs)
 //! indexes/<name>.fidx             a committed fixed index (see index.rs)
+//! dicts/<8 hex>.zdict             a zstd dictionary trained on the store's chunks (dict.rs)
 //! local: indexes/<name>.pending   a capture or restore in progress: flock-held pin (see pin.rs)
 //! local: .gc.lock                 one GC at a time
 //! local: chunks/<3 hex>/<64 hex>  chunk files of a store made before packs: read until
@@ -35,6 +36,8 @@ pub mod backend;
 pub mod chunk;
 pub mod chunk_index;
 pub mod chunk_store;
+mod compact;
+pub mod dict;
 pub mod error;
 mod gc;
 pub mod index;
@@ -53,6 +56,7 @@ pub mod volume_io;
 pub use backend::Backend;
 pub use chunk_index::{ChunkIndex, MemoryIndex};
 pub use chunk_store::ChunkStore;
+pub use compact::CompactStats;
 pub use error::{EngineError, Result};
 pub use index::{Digest, FixedIndex, ZERO_DIGEST};
 pub use progress::{NoProgress, Progress};

@@ -8,6 +8,8 @@
 //! 4                              CRC-32 of the trailer entries (u32 LE)
 //! 8                              magic b"DSNPPAK2"
 //! ```
+//! Packs `disksnap compact` wrote end in b"DSNPPAK3" instead (the same layout; their frames
+//! may use the store's dictionary, and compaction passes them by).
 //! Packs written before the raw length was recorded end in b"DSNPPAK1" and have 44-byte entries
 //! without it; they stay readable (never change either magic), and their chunks' raw lengths
 //! are unknown until GC repacks them (the frames' headers carry it).
@@ -42,6 +44,8 @@ const MAX_BUFFERED_UPLOADS: usize = 2;
 const MAGIC: &[u8; 8] = b"DSNPPAK2";
 const ENTRY_LEN: usize = 48;
 const MAGIC_V1: &[u8; 8] = b"DSNPPAK1";
+/// A pack written by compaction (compact.rs): v2's layout.
+const MAGIC_COMPACTED: &[u8; 8] = b"DSNPPAK3";
 const ENTRY_LEN_V1: usize = 44;
 const FOOTER_LEN: usize = 16;
 
@@ -62,6 +66,20 @@ pub fn new_pack_name() -> String {
 
 /// Append the trailer and footer to a pack's frames.
 pub fn seal(buf: &mut Vec<u8>, entries: &[PackEntry]) {
+    seal_as(buf, entries, MAGIC)
+}
+
+/// [`seal`] for a pack compaction wrote.
+pub fn seal_compacted(buf: &mut Vec<u8>, entries: &[PackEntry]) {
+    seal_as(buf, entries, MAGIC_COMPACTED)
+}
+
+/// Whether a pack's footer says compaction wrote it.
+pub fn is_compacted(footer: &[u8]) -> bool {
+    footer.len() == FOOTER_LEN && &footer[8..] == MAGIC_COMPACTED
+}
+
+fn seal_as(buf: &mut Vec<u8>, entries: &[PackEntry], magic: &[u8; 8]) {
     let start = buf.len();
     for e in entries {
         buf.extend_from_slice(&e.digest);
@@ -72,7 +90,7 @@ pub fn seal(buf: &mut Vec<u8>, entries: &[PackEntry]) {
     let crc = crc32fast::hash(&buf[start..]);
     buf.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     buf.extend_from_slice(&crc.to_le_bytes());
-    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(magic);
 }
 
 /// The byte range of the footer of a pack of `size` bytes.
@@ -94,7 +112,7 @@ pub fn trailer_range(size: u64, footer: &[u8]) -> std::result::Result<std::ops::
 /// The trailer entry size the footer's magic says, or why it is not a pack.
 fn entry_len(footer: &[u8]) -> std::result::Result<usize, String> {
     match footer.get(8..) {
-        Some(m) if footer.len() == FOOTER_LEN && m == MAGIC => Ok(ENTRY_LEN),
+        Some(m) if footer.len() == FOOTER_LEN && (m == MAGIC || m == MAGIC_COMPACTED) => Ok(ENTRY_LEN),
         Some(m) if footer.len() == FOOTER_LEN && m == MAGIC_V1 => Ok(ENTRY_LEN_V1),
         _ => Err("no pack footer (truncated or not a pack)".into()),
     }

@@ -180,6 +180,8 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
+        // Frames made with one of this store's dictionaries are decoded by loading it from here.
+        crate::dict::register_source(&backend);
         let legacy_dir = dir.join("chunks");
         let legacy = if legacy_dir.join("fff").is_dir() { Some(ChunkStore::open(&legacy_dir)?) } else { None };
         Ok(Store { dir: dir.to_path_buf(), backend, index, legacy, chunk_size, read_pool: Default::default() })

@@ -47,7 +47,7 @@ pub use cluster::{ClusterStatus, NodeConfig, NodeStatus, Readiness};
 pub use disksnap_meta::{Order, Shown, SnapshotFilter, Sort, SortKey, VolumeFilter};
 pub use error::{Result, ServiceError};
 pub use groups::{CreateSnapshotGroup, GroupStatus, SnapshotGroup};
-pub use maintenance::{GcReport, VerifyOutcome};
+pub use maintenance::{CompactReport, GcReport, VerifyOutcome};
 pub use model::*;
 pub use page_cache::{CachedPage, PageCacheUsage};
 pub use points::Consistency;

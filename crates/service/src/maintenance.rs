@@ -12,6 +12,24 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::service::Service;
 
+/// What `disksnap compact` did (the engine's compact.rs).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CompactReport {
+    /// The store dictionary's id (hex), and whether this run trained it.
+    pub dictionary: Option<String>,
+    pub trained: bool,
+    /// Compressed chunks were found, too few to train a dictionary on: nothing was done.
+    pub too_few_to_train: bool,
+    pub packs: u64,
+    pub compacted_packs: u64,
+    pub skipped_packs: u64,
+    pub reencoded_chunks: u64,
+    pub copied_chunks: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub seconds: f64,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GcReport {
     pub live_snapshots: u64,
@@ -143,6 +161,32 @@ impl Service {
             deleted_pack_bytes: s.deleted_pack_bytes,
             repacked_packs: s.repacked_packs,
             missing_indexes: missing,
+            seconds: s.elapsed.as_secs_f64(),
+        })
+    }
+
+    /// Re-encode the store's compressed chunks with its dictionary (trained on the first run);
+    /// safe while jobs run. The old packs go with a GC once `grace` (default: the config's
+    /// `gc_grace`) has passed.
+    pub async fn compact(
+        &self,
+        grace: Option<std::time::Duration>,
+        progress: Arc<dyn disksnap_engine::Progress + Send>,
+    ) -> Result<CompactReport> {
+        let store = self.inner.store.clone();
+        let grace = grace.unwrap_or(self.config().gc_grace);
+        let s = self.blocking(move || store.compact(grace, progress.as_ref())).await?;
+        Ok(CompactReport {
+            dictionary: s.dictionary,
+            trained: s.trained,
+            too_few_to_train: s.too_few_to_train,
+            packs: s.packs,
+            compacted_packs: s.compacted_packs,
+            skipped_packs: s.skipped_packs,
+            reencoded_chunks: s.reencoded_chunks,
+            copied_chunks: s.copied_chunks,
+            bytes_before: s.bytes_before,
+            bytes_after: s.bytes_after,
             seconds: s.elapsed.as_secs_f64(),
         })
     }
