@@ -24,7 +24,7 @@ use crate::chunk::{self, HEADER_LEN};
 use crate::chunk_index::PackEntry;
 use crate::dict;
 use crate::error::{EngineError, Result};
-use crate::pack::{footer_range, is_compacted, pack_key, parse_whole, read_trailer, TARGET_PACK};
+use crate::pack::{footer_range, is_compacted, pack_key, read_trailer, TARGET_PACK};
 use crate::progress::Progress;
 use crate::store::Store;
 
@@ -36,6 +36,8 @@ const SAMPLES: usize = 128;
 const SAMPLE_PACKS: usize = 32;
 /// Fewer compressed chunks than this: no dictionary is worth training yet.
 const MIN_SAMPLES: usize = 16;
+/// Bytes of a pack's frames read and re-encoded at once.
+const READ_BATCH: usize = 4 << 20;
 
 #[derive(Debug, Default, Clone)]
 pub struct CompactStats {
@@ -57,8 +59,11 @@ pub struct CompactStats {
     pub elapsed: Duration,
 }
 
+type Scratch = (Option<zstd::zstd_safe::CCtx<'static>>, Vec<u8>, Vec<u8>);
+
 thread_local! {
-    static CCTX: std::cell::RefCell<Option<zstd::zstd_safe::CCtx<'static>>> = const { std::cell::RefCell::new(None) };
+    /// A read-pool thread's compression context and its decode and encode buffers.
+    static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new((None, Vec::new(), Vec::new())) };
 }
 
 impl Store {
@@ -120,71 +125,92 @@ impl Store {
         };
         let cdict = EncoderDictionary::copy(&dictionary, LEVEL);
 
-        let mut buf: Vec<u8> = Vec::new();
+        // Room for a full pack and its trailer at once: grown by doubling, it held up to twice that.
+        let mut buf: Vec<u8> = Vec::with_capacity(TARGET_PACK + (2 << 20));
         let mut entries: Vec<PackEntry> = Vec::new();
         let mut sources: Vec<(String, Vec<PackEntry>)> = Vec::new();
         let count = todo.len();
-        for (i, (name, live)) in todo.into_iter().enumerate() {
-            let bytes = self.backend.get(&pack_key(&name))?;
-            parse_whole(&name, &bytes)?;
+        for (i, (name, mut live)) in todo.into_iter().enumerate() {
+            live.sort_by_key(|e| e.offset);
             let corrupt = |why: &str| EngineError::CorruptPack { pack: name.clone(), why: why.to_string() };
-            let frames: Vec<&[u8]> = live
-                .iter()
-                .map(|e| {
-                    bytes
-                        .get(e.offset as usize..(e.offset + e.len as u64) as usize)
-                        .ok_or_else(|| corrupt("an entry lies past its end"))
-                })
-                .collect::<Result<_>>()?;
-            // Decode (checked against the chunk's name) and re-encode on the read pool.
-            let encoded: Vec<std::result::Result<Option<Vec<u8>>, String>> = self.read_pool().install(|| {
-                frames
-                    .par_iter()
-                    .zip(live.par_iter())
-                    .map(|(frame, e)| {
-                        if !chunk::is_plain_zstd(frame) {
-                            return Ok(None);
-                        }
-                        let mut raw = Vec::new();
-                        let bytes = chunk::decode_ref(frame, &e.digest, &mut raw)?;
-                        let mut out = Vec::new();
-                        let smaller = CCTX.with(|cell| {
-                            let mut slot = cell.borrow_mut();
-                            let cctx = slot.get_or_insert_with(zstd::zstd_safe::CCtx::create);
-                            chunk::encode_with_dict(cctx, &cdict, bytes, frame.len(), &mut out)
-                        });
-                        Ok(smaller.then_some(out))
-                    })
-                    .collect()
-            });
+            // The new pack is put before this pack's chunks could take it past its size (they
+            // only shrink): one pack's worth of frames in memory, not two (issue 12's RSS bound).
+            let old_len: usize = live.iter().map(|e| e.len as usize).sum();
+            if !buf.is_empty() && buf.len() + old_len > TARGET_PACK {
+                stats.compacted_packs += self.flush_repack(&mut buf, &mut entries, &mut sources, grace, true)?;
+                buf.reserve(TARGET_PACK + (2 << 20)); // the flush took the old one
+            }
             let mut moved = Vec::with_capacity(live.len());
-            for ((frame, e), new) in frames.iter().zip(&live).zip(encoded) {
-                let new = new.map_err(|why| corrupt(&format!("chunk {}: {why}", hex::encode(e.digest))))?;
-                let frame: &[u8] = match &new {
-                    Some(f) => {
-                        stats.reencoded_chunks += 1;
-                        f
-                    }
-                    None => {
-                        stats.copied_chunks += 1;
-                        frame
-                    }
-                };
-                stats.bytes_before += e.len as u64;
-                stats.bytes_after += frame.len() as u64;
-                let n = PackEntry {
-                    digest: e.digest,
-                    offset: buf.len() as u64,
-                    len: frame.len() as u32,
-                    raw_len: chunk::raw_len_of(frame),
-                };
-                buf.extend_from_slice(frame);
-                entries.push(n);
-                moved.push(n);
+            // The live frames in batches of ~READ_BATCH (ranged reads; neighbours coalesce).
+            let mut rest = &live[..];
+            while !rest.is_empty() {
+                let mut n = 0;
+                let mut bytes = 0;
+                while n < rest.len() && (n == 0 || bytes + rest[n].len as usize <= READ_BATCH) {
+                    bytes += rest[n].len as usize;
+                    n += 1;
+                }
+                let (batch, later) = rest.split_at(n);
+                rest = later;
+                let ranges: Vec<_> = batch.iter().map(|e| e.offset..e.offset + e.len as u64).collect();
+                let frames = self.backend.get_ranges(&pack_key(&name), &ranges)?;
+                if frames.iter().zip(batch).any(|(f, e)| f.len() != e.len as usize) {
+                    return Err(corrupt("an entry lies past its end"));
+                }
+                // Decode (checked against the chunk's name) and re-encode on the read pool.
+                let encoded: Vec<std::result::Result<Option<Vec<u8>>, String>> = self.read_pool().install(|| {
+                    frames
+                        .par_iter()
+                        .zip(batch.par_iter())
+                        .map(|(frame, e)| {
+                            if !chunk::is_plain_zstd(frame) {
+                                return Ok(None);
+                            }
+                            // The thread's buffers are reused; what is kept is a copy of its
+                            // exact size (a frame left in a worst-case buffer holds ~1 KiB per
+                            // 1 KiB of raw text).
+                            SCRATCH.with(|cell| {
+                                let mut guard = cell.borrow_mut();
+                                let (cctx, raw, out) = &mut *guard;
+                                let cctx = cctx.get_or_insert_with(zstd::zstd_safe::CCtx::create);
+                                let bytes = chunk::decode_ref(frame, &e.digest, raw)?;
+                                let smaller = chunk::encode_with_dict(cctx, &cdict, bytes, frame.len(), out);
+                                Ok(smaller.then(|| out.clone()))
+                            })
+                        })
+                        .collect()
+                });
+                for ((frame, e), new) in frames.iter().zip(batch).zip(encoded) {
+                    let new = new.map_err(|why| corrupt(&format!("chunk {}: {why}", hex::encode(e.digest))))?;
+                    let frame: &[u8] = match &new {
+                        Some(f) => {
+                            stats.reencoded_chunks += 1;
+                            f
+                        }
+                        None => {
+                            stats.copied_chunks += 1;
+                            frame
+                        }
+                    };
+                    stats.bytes_before += e.len as u64;
+                    stats.bytes_after += frame.len() as u64;
+                    let n = PackEntry {
+                        digest: e.digest,
+                        offset: buf.len() as u64,
+                        len: frame.len() as u32,
+                        raw_len: chunk::raw_len_of(frame),
+                    };
+                    buf.extend_from_slice(frame);
+                    entries.push(n);
+                    moved.push(n);
+                }
             }
             sources.push((name, moved));
             if buf.len() >= TARGET_PACK || i + 1 == count {
                 stats.compacted_packs += self.flush_repack(&mut buf, &mut entries, &mut sources, grace, true)?;
+                if i + 1 < count {
+                    buf.reserve(TARGET_PACK + (2 << 20));
+                }
             }
             progress.advance(1);
         }
@@ -211,21 +237,23 @@ impl Store {
         // Up to SAMPLES frames, a few from each of up to SAMPLE_PACKS packs spread over the store.
         let step = todo.len().div_ceil(SAMPLE_PACKS).max(1);
         let per_pack = SAMPLES.div_ceil(todo.len().div_ceil(step)).max(1);
-        let mut samples = Vec::new();
+        let (mut samples, mut sizes) = (Vec::new(), Vec::new());
+        let mut raw = Vec::new();
         for (name, live) in todo.iter().step_by(step) {
             let pick: Vec<&PackEntry> = live.iter().step_by((live.len() / per_pack).max(1)).take(per_pack).collect();
             let ranges: Vec<_> = pick.iter().map(|e| e.offset..e.offset + e.len as u64).collect();
             for (frame, e) in self.backend.get_ranges(&pack_key(name), &ranges)?.iter().zip(pick) {
-                let mut raw = Vec::new();
                 if chunk::is_plain_zstd(frame) && chunk::decode(frame, &e.digest, &mut raw).is_ok() {
-                    samples.push(raw);
+                    samples.extend_from_slice(&raw);
+                    sizes.push(raw.len());
                 }
             }
         }
-        if samples.len() < MIN_SAMPLES {
+        if sizes.len() < MIN_SAMPLES {
             return Ok(None);
         }
-        let Some(bytes) = dict::train(&samples) else { return Ok(None) };
+        let Some(bytes) = dict::train(&samples, &sizes) else { return Ok(None) };
+        drop(samples);
         let id = dict::load(&bytes)?;
         // Durable before any frame names it.
         self.backend.put(&dict::dict_key(id), bytes.clone())?;

@@ -57,11 +57,11 @@ pub fn checked_id(dict: &[u8]) -> Option<u32> {
     (id == content_id(dict)).then_some(id)
 }
 
-/// Train a dictionary on `samples` (raw chunks), its id set from its content. None when zstd
-/// finds too little in common to build one (too few or too small samples).
-pub fn train(samples: &[Vec<u8>]) -> Option<Vec<u8>> {
-    let total: usize = samples.iter().map(Vec::len).sum();
-    let mut dict = zstd::dict::from_samples(samples, DICT_SIZE.min(total / 8)).ok()?;
+/// Train a dictionary on samples (raw chunks, one after another in `samples`, their lengths in
+/// `sizes`: one buffer, where a list of them would be copied into one by zstd), its id set from
+/// its content. None when zstd finds too little in common to build one.
+pub fn train(samples: &[u8], sizes: &[usize]) -> Option<Vec<u8>> {
+    let mut dict = zstd::dict::from_continuous(samples, sizes, DICT_SIZE.min(samples.len() / 8)).ok()?;
     if dict.len() < 8 || dict[..4] != DICT_MAGIC {
         return None;
     }
@@ -146,7 +146,9 @@ mod tests {
 
     #[test]
     fn a_dictionary_is_named_by_its_content() {
-        let dict = train(&text_samples(64)).expect("trained");
+        let samples = text_samples(64);
+        let sizes: Vec<usize> = samples.iter().map(Vec::len).collect();
+        let dict = train(&samples.concat(), &sizes).expect("trained");
         let id = checked_id(&dict).expect("its own id");
         assert!((32_768..1 << 31).contains(&id));
         assert_eq!(dict_id_of_key(&dict_key(id)), Some(id));

@@ -8,7 +8,7 @@
 //! 4                              CRC-32 of the trailer entries (u32 LE)
 //! 8                              magic b"DSNPPAK2"
 //! ```
-//! Packs `disksnap compact` wrote end in b"DSNPPAK3" instead (the same layout; their frames
+//! Packs `disksnap compact` wrote end in b"DSNPPAKZ" instead (the same layout; their frames
 //! may use the store's dictionary, and compaction passes them by).
 //! Packs written before the raw length was recorded end in b"DSNPPAK1" and have 44-byte entries
 //! without it; they stay readable (never change either magic), and their chunks' raw lengths
@@ -44,8 +44,9 @@ const MAX_BUFFERED_UPLOADS: usize = 2;
 const MAGIC: &[u8; 8] = b"DSNPPAK2";
 const ENTRY_LEN: usize = 48;
 const MAGIC_V1: &[u8; 8] = b"DSNPPAK1";
-/// A pack written by compaction (compact.rs): v2's layout.
-const MAGIC_COMPACTED: &[u8; 8] = b"DSNPPAK3";
+/// A pack written by compaction (compact.rs): v2's layout. Several bits away from the other
+/// magics, so one flipped bit of a footer never reads as another kind of pack.
+const MAGIC_COMPACTED: &[u8; 8] = b"DSNPPAKZ";
 const ENTRY_LEN_V1: usize = 44;
 const FOOTER_LEN: usize = 16;
 
@@ -416,6 +417,10 @@ mod tests {
         ];
         seal(&mut buf, &entries);
         assert_eq!(parse_whole("p", &buf).unwrap(), entries);
+        let mut compacted = b"frame-one!frame-two".to_vec();
+        seal_compacted(&mut compacted, &entries);
+        assert_eq!(parse_whole("p", &compacted).unwrap(), entries);
+        assert!(is_compacted(&compacted[compacted.len() - 16..]) && !is_compacted(&buf[buf.len() - 16..]));
         for pos in [20, buf.len() - 1, buf.len() - 9] {
             let mut bad = buf.clone();
             bad[pos] ^= 1;
