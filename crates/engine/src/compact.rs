@@ -62,7 +62,7 @@ pub struct CompactStats {
 type Scratch = (Option<zstd::zstd_safe::CCtx<'static>>, Vec<u8>, Vec<u8>);
 
 thread_local! {
-    /// A read-pool thread's compression context and its decode and encode buffers.
+    /// A thread's compression context and its decode and encode buffers.
     static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new((None, Vec::new(), Vec::new())) };
 }
 
@@ -157,8 +157,10 @@ impl Store {
                 if frames.iter().zip(batch).any(|(f, e)| f.len() != e.len as usize) {
                     return Err(corrupt("an entry lies past its end"));
                 }
-                // Decode (checked against the chunk's name) and re-encode on the read pool.
-                let encoded: Vec<std::result::Result<Option<Vec<u8>>, String>> = self.read_pool().install(|| {
+                // Decode (checked against the chunk's name) and re-encode, one thread per core
+                // (rayon's global pool): it is CPU work, and each thread keeps a level-2
+                // context with the dictionary (MiBs; the read pool's 8-16 threads cost ~20 MiB).
+                let encoded: Vec<std::result::Result<Option<Vec<u8>>, String>> = {
                     frames
                         .par_iter()
                         .zip(batch.par_iter())
@@ -179,7 +181,7 @@ impl Store {
                             })
                         })
                         .collect()
-                });
+                };
                 for ((frame, e), new) in frames.iter().zip(batch).zip(encoded) {
                     let new = new.map_err(|why| corrupt(&format!("chunk {}: {why}", hex::encode(e.digest))))?;
                     let frame: &[u8] = match &new {
