@@ -2,9 +2,10 @@
 //!
 //! In a cluster each volume's file is on one node's disk, its home, recorded on the volume
 //! (`home_node`). A new volume's home is the live node of its zone with the most free space
-//! (from the heartbeats; within 1 GiB, the first by name). Only the home node moves a volume's bytes: a job that does carries
-//! the home in its `node`, and only that node claims it ([`Service::recover`], which every node
-//! runs every 2 s, picks up the jobs other nodes submitted for it).
+//! (from the heartbeats; within 1 GiB, the first by name). Only the home node moves a volume's
+//! bytes: a job that does carries the home in its `node`, and only that node claims it
+//! ([`Service::recover`], which every node runs every 2 s, picks up the jobs other nodes
+//! submitted for it). A delete of volumes of several homes is one job per home.
 //!
 //! While a home node is down its volumes' jobs wait for it (roll backs, resizes, deletes:
 //! their bytes are on that disk), and `disksnap volume show` / `job list` say so. Two kinds do
@@ -70,8 +71,9 @@ impl Service {
     }
 
     /// The home of a new volume of `zone`: None outside a cluster; else the live node of the
-    /// zone with the most free space (within 1 GiB: the first by name), or this node when no heartbeat
-    /// of the zone is fresh but this node is of it (its first heartbeat may not be written yet).
+    /// zone with the most free space (within 1 GiB: the first by name), or this node when no
+    /// heartbeat of the zone is fresh but this node is of it (its first heartbeat may not be
+    /// written yet).
     pub(crate) async fn place_volume(&self, zone: &str) -> Result<Option<String>> {
         let Some(me) = self.node() else { return Ok(None) };
         let now = now_ms();
