@@ -85,11 +85,13 @@ impl Store {
                 raw_len: None,
             });
         }
-        progress.start(known.len() as u64 + 1);
+        // Progress: the packs looked at, then the packs rewritten.
+        progress.start(known.len() as u64);
         // The packs worth reading: not compaction's own, with a compressed live chunk.
         let mut todo: Vec<(String, Vec<PackEntry>)> = Vec::new();
         for p in &known {
             stats.packs += 1;
+            progress.advance(stats.packs);
             let Some(entries) = live.remove(&p.name) else { continue };
             let footer = self.backend.get_ranges(&pack_key(&p.name), &[footer_range(p.size)])?.remove(0);
             if is_compacted(&footer) {
@@ -112,7 +114,6 @@ impl Store {
                 stats.skipped_packs += 1;
             }
         }
-        progress.advance(1);
         if todo.is_empty() {
             stats.elapsed = started.elapsed();
             return Ok(stats);
@@ -130,6 +131,7 @@ impl Store {
         let mut entries: Vec<PackEntry> = Vec::new();
         let mut sources: Vec<(String, Vec<PackEntry>)> = Vec::new();
         let count = todo.len();
+        progress.start(count as u64);
         for (i, (name, mut live)) in todo.into_iter().enumerate() {
             live.sort_by_key(|e| e.offset);
             let corrupt = |why: &str| EngineError::CorruptPack { pack: name.clone(), why: why.to_string() };
@@ -214,7 +216,7 @@ impl Store {
                     buf.reserve(TARGET_PACK + (2 << 20));
                 }
             }
-            progress.advance(1);
+            progress.advance(i as u64 + 1);
         }
         stats.elapsed = started.elapsed();
         Ok(stats)
