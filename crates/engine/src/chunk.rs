@@ -61,11 +61,7 @@ impl Encoder {
     /// zstd pass on it.
     pub fn encode(&mut self, raw: &[u8]) -> &[u8] {
         let out = &mut self.out;
-        out.clear();
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&[ENC_RAW, 0, 0, 0]);
-        out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
+        begin_frame(out, ENC_RAW, raw.len());
         let worth_trying = raw.len() > 512 && probe_compresses(&mut self.zstd, &mut self.probe_out, raw);
         if worth_trying {
             let bound = zstd::zstd_safe::compress_bound(raw.len());
@@ -113,11 +109,7 @@ pub fn encode_with_dict(
     old_len: usize,
     out: &mut Vec<u8>,
 ) -> bool {
-    out.clear();
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[ENC_ZSTD_DICT, 0, 0, 0]);
-    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    begin_frame(out, ENC_ZSTD_DICT, raw.len());
     let bound = zstd::zstd_safe::compress_bound(raw.len());
     out.resize(HEADER_LEN + bound, 0);
     match cctx.compress_using_cdict(&mut out[HEADER_LEN..], raw, cdict.as_cdict()) {
@@ -146,6 +138,15 @@ fn probe_compresses(zstd: &mut zstd::bulk::Compressor<'static>, out: &mut Vec<u8
     };
     out.resize(zstd::zstd_safe::compress_bound(len), 0);
     zstd.compress_to_buffer(&probe[..len], &mut out[..]).map(|n| pays(len, n)).unwrap_or(false)
+}
+
+/// Start a frame in `out`: its header, the CRC left for [`finish_crc`].
+fn begin_frame(out: &mut Vec<u8>, encoding: u8, raw_len: usize) {
+    out.clear();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[encoding, 0, 0, 0]);
+    out.extend_from_slice(&(raw_len as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
 }
 
 fn finish_crc(out: &mut [u8]) {

@@ -24,7 +24,7 @@ use crate::chunk::{self, HEADER_LEN};
 use crate::chunk_index::PackEntry;
 use crate::dict;
 use crate::error::{EngineError, Result};
-use crate::pack::{footer_range, is_compacted, pack_key, read_trailer, TARGET_PACK};
+use crate::pack::{footer_range, is_compacted, pack_key, read_trailer_after, TARGET_PACK};
 use crate::progress::Progress;
 use crate::store::Store;
 
@@ -98,7 +98,7 @@ impl Store {
                 stats.skipped_packs += 1;
                 continue;
             }
-            let raw_lens: HashMap<_, _> = read_trailer(self.backend.as_ref(), &p.name, p.size)?
+            let raw_lens: HashMap<_, _> = read_trailer_after(self.backend.as_ref(), &p.name, p.size, &footer)?
                 .into_iter()
                 .map(|e| (e.offset, e.raw_len))
                 .collect();

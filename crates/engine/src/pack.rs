@@ -147,12 +147,16 @@ pub fn parse_trailer(size: u64, footer: &[u8], trailer: &[u8]) -> std::result::R
 
 /// Read a pack's trailer from the backend (two ranged reads: footer, then entries).
 pub fn read_trailer(backend: &dyn Backend, name: &str, size: u64) -> Result<Vec<PackEntry>> {
-    let key = pack_key(name);
+    let footer = backend.get_ranges(&pack_key(name), &[footer_range(size)])?.remove(0);
+    read_trailer_after(backend, name, size, &footer)
+}
+
+/// [`read_trailer`] for a caller that has read the pack's footer already (one read fewer).
+pub fn read_trailer_after(backend: &dyn Backend, name: &str, size: u64, footer: &[u8]) -> Result<Vec<PackEntry>> {
     let corrupt = |why: String| EngineError::CorruptPack { pack: name.to_string(), why };
-    let footer = backend.get_ranges(&key, &[footer_range(size)])?.remove(0);
-    let range = trailer_range(size, &footer).map_err(corrupt)?;
-    let trailer = backend.get_ranges(&key, &[range])?.remove(0);
-    parse_trailer(size, &footer, &trailer).map_err(corrupt)
+    let range = trailer_range(size, footer).map_err(corrupt)?;
+    let trailer = backend.get_ranges(&pack_key(name), &[range])?.remove(0);
+    parse_trailer(size, footer, &trailer).map_err(corrupt)
 }
 
 /// Split a whole pack object into its entries (checked), for verify and repack.

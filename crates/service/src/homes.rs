@@ -166,21 +166,20 @@ impl Service {
     /// Wait until the jobs `ids` of `account` have ended (as long as it takes: a part whose
     /// home is down waits for it); an error names the first that failed.
     pub(crate) async fn wait_for_jobs(&self, account: &str, ids: &[String]) -> Result<()> {
+        let caller = Caller::new(account);
         for id in ids {
-            loop {
-                let Some(row) = self.meta().job(account, id).await? else { break };
-                match JobStatus::parse(&row.status) {
-                    Some(JobStatus::Successful) => break,
-                    Some(JobStatus::Failed) => {
-                        return Err(ServiceError::Internal(format!(
-                            "job {} (the part of this operation on node {}) failed: {}",
-                            id,
-                            row.node.as_deref().unwrap_or("-"),
-                            row.error.as_deref().unwrap_or("no error recorded")
-                        )))
-                    }
-                    _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
-                }
+            let job = match self.wait_job(&caller, id).await {
+                Ok(job) => job,
+                // Gone (its account emptied meanwhile): nothing left to wait for.
+                Err(ServiceError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if job.status == JobStatus::Failed {
+                return Err(ServiceError::Internal(format!(
+                    "job {id} (the part of this operation on node {}) failed: {}",
+                    job.node.as_deref().unwrap_or("-"),
+                    job.error.as_deref().unwrap_or("no error recorded")
+                )));
             }
         }
         Ok(())
