@@ -118,6 +118,9 @@ pub struct StoreSection {
     /// Allow a plain-http `endpoint` (loopback or a trusted network only).
     #[serde(default)]
     pub allow_http: bool,
+    /// Sign each upload's body (SHA-256) so the store refuses one altered on the way. Default:
+    /// true over plain http, false over https (TLS guards the body; the AWS SDKs' choice too).
+    pub sign_payload: Option<bool>,
     /// Local read cache of ranges read from the bucket; relative paths are under the data dir.
     /// Unset: no cache.
     pub cache_dir: Option<PathBuf>,
@@ -507,6 +510,7 @@ impl StoreSection {
             ("secret_access_key", self.secret_access_key.is_some()),
             ("secret_access_key_env", self.secret_access_key_env.is_some()),
             ("allow_http", self.allow_http),
+            ("sign_payload", self.sign_payload.is_some()),
             ("cache_dir", self.cache_dir.is_some()),
             ("cache_max_mib", self.cache_max_mib.is_some()),
         ];
@@ -610,6 +614,9 @@ impl StoreSection {
         c.endpoint = self.endpoint.as_ref().map(|e| e.trim_end_matches('/').to_string());
         c.path_style = self.path_style.unwrap_or(self.endpoint.is_some());
         c.allow_http = self.allow_http;
+        // Unset endpoint: AWS itself, over https.
+        let https = c.endpoint.as_deref().is_none_or(|e| e.starts_with("https://"));
+        c.sign_payload = self.sign_payload.unwrap_or(!https);
         let max = self.cache_max_mib.unwrap_or(DEFAULT_CACHE_MAX_MIB);
         if let Some(dir) = &self.cache_dir {
             if max > 0 {
@@ -700,6 +707,7 @@ mod tests {
         assert_eq!((c.bucket.as_str(), c.prefix.as_str(), c.region.as_str()), ("snaps", "site/a", "us-east-1"));
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:7480"));
         assert!(c.path_style && c.allow_http, "an endpoint means path-style by default");
+        assert!(c.sign_payload, "plain http: the body is signed");
         assert_eq!((c.access_key_id.as_str(), c.secret_access_key.as_str()), ("AK", "SK"));
         assert_eq!(c.cache_dir.as_deref(), Some(Path::new("/d/cache")));
         assert_eq!(c.cache_max_bytes, DEFAULT_CACHE_MAX_MIB << 20);
@@ -715,6 +723,11 @@ mod tests {
         let aws = "[store]\nbackend = \"s3\"\nbucket = \"b\"\nregion = \"eu-west-1\"\naccess_key_id = \"A\"\nsecret_access_key = \"S\"\n";
         let c = Config::parse(aws).unwrap().store.s3_config(Path::new("/d")).unwrap().unwrap();
         assert!(c.endpoint.is_none() && !c.path_style && !c.allow_http);
+        assert!(!c.sign_payload, "https (AWS): TLS guards the body");
+        let c = Config::parse(&format!("{aws}sign_payload = true\n")).unwrap().store.s3_config(Path::new("/d")).unwrap();
+        assert!(c.unwrap().sign_payload, "asked for");
+        let c = Config::parse(&format!("{S3}secret_access_key = \"SK\"\nsign_payload = false\n")).unwrap();
+        assert!(!c.store.s3_config(Path::new("/d")).unwrap().unwrap().sign_payload, "turned off over http");
     }
 
     #[test]

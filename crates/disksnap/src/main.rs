@@ -47,16 +47,24 @@ fn limit_malloc_arenas() {
 #[cfg(not(feature = "system-alloc"))]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Freed memory goes back to the OS 10 ms after it is free (mimalloc v2's delay), not v3's 1 s:
-/// a burst of list renderings at 64 connections frees tens of MiB at once, and with 1 s the
-/// arena held 40-50 MiB of RSS at the API bench's peak, 17 MiB with 10 ms (issue 16,
-/// 2026-12-04). MIMALLOC_PURGE_DELAY in the environment still wins.
-fn purge_freed_memory_soon() {
+/// When freed memory goes back to the OS; mimalloc v3 waits 1 s. MIMALLOC_PURGE_DELAY in the
+/// environment still wins.
+/// - 10 ms (mimalloc v2's delay) by default. A burst of list renderings at 64 connections frees
+///   tens of MiB at once; with 1 s the arena held 40-50 MiB of RSS at the API bench's peak, with
+///   10 ms 17 MiB (issue 16, 2026-12-04).
+/// - At once for `compact`. On S3 it moves 16 MiB packs and 4 MiB read batches between its
+///   threads; with 10 ms its peak RSS was 105-113 MiB, with 0 78-80 MiB, for ~1 s more system
+///   CPU per 4 GiB compacted. A capture to S3 kept its peak (93-95 MiB) with 0 but paid
+///   1.1-1.4 s more system CPU per 4 GiB, so it keeps 10 ms (issue 12, 2026-12-04).
+fn set_purge_delay(command: &Command) {
     #[cfg(not(feature = "system-alloc"))]
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        let ms = if matches!(command, Command::Compact { .. }) { 0 } else { 10 };
         // SAFETY: sets one of mimalloc's options; the index is checked by a test.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
     }
+    #[cfg(feature = "system-alloc")]
+    let _ = command;
 }
 
 /// Self-hosted cloud-disk snapshots: volumes are raw disk images, snapshots are
@@ -641,8 +649,8 @@ fn main() {
     // SAFETY: umask changes only this process's creation mask.
     unsafe { libc::umask(0o077) };
     limit_malloc_arenas();
-    purge_freed_memory_soon();
     let cli = Cli::parse();
+    set_purge_delay(&cli.command);
     if !matches!(cli.command, Command::Serve { .. }) {
         // `disksnap snapshot list | head` should end quietly, as Unix tools do.
         // SAFETY: restoring the default disposition of a signal.

@@ -51,6 +51,18 @@ fn rgw_backend_passes_the_contract() {
 }
 
 #[test]
+fn rgw_backend_with_unsigned_payloads_passes_the_contract() {
+    // `sign_payload = false` (the default over https): UNSIGNED-PAYLOAD in the signature, which
+    // the store must accept, multipart parts included.
+    let Some(mut c) = rgw("contract-unsigned") else { return };
+    c.sign_payload = false;
+    c.multipart_threshold = 16 << 20;
+    let b = S3Backend::open(&c).unwrap();
+    contract::contract(&b, 20 << 20);
+    assert_eq!(b.stats().multipart_uploads, 1);
+}
+
+#[test]
 fn rgw_backend_with_cache_passes_the_contract() {
     let Some(mut c) = rgw("contract-cache") else { return };
     let cache = tempfile::tempdir().unwrap();
