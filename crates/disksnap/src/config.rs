@@ -724,7 +724,8 @@ mod tests {
         let c = Config::parse(aws).unwrap().store.s3_config(Path::new("/d")).unwrap().unwrap();
         assert!(c.endpoint.is_none() && !c.path_style && !c.allow_http);
         assert!(!c.sign_payload, "https (AWS): TLS guards the body");
-        let c = Config::parse(&format!("{aws}sign_payload = true\n")).unwrap().store.s3_config(Path::new("/d")).unwrap();
+        let c =
+            Config::parse(&format!("{aws}sign_payload = true\n")).unwrap().store.s3_config(Path::new("/d")).unwrap();
         assert!(c.unwrap().sign_payload, "asked for");
         let c = Config::parse(&format!("{S3}secret_access_key = \"SK\"\nsign_payload = false\n")).unwrap();
         assert!(!c.store.s3_config(Path::new("/d")).unwrap().unwrap().sign_payload, "turned off over http");
