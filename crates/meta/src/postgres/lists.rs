@@ -11,7 +11,7 @@ use super::PgMeta;
 use crate::filter::{JobFilter, Page, SnapshotFilter, VolumeFilter};
 use crate::rows::*;
 use crate::sort::{push_after, push_any_tags, push_order, push_shown_in, Table};
-use crate::sqlite::snapshots::{count_key, counted_by_groups};
+use crate::sqlite::snapshots::{count_key, counted_by_busy, counted_by_groups, Busy};
 use crate::sqlite::sql::from_json_rows;
 use crate::sqlite::sql::gib_range;
 use crate::{Result, SnapshotListing};
@@ -38,13 +38,31 @@ impl PgMeta {
             listing.page.total = total;
             return Ok(listing);
         }
-        let head = if counted_by_groups(f) {
-            "SELECT (SELECT gen FROM list_generation), COALESCE(SUM(n), 0)::bigint FROM snapshot_counts"
+        let mut count = QueryBuilder::<Postgres>::new("SELECT (SELECT gen FROM list_generation), ");
+        if counted_by_groups(f) {
+            count.push("COALESCE(SUM(n), 0)::bigint FROM snapshot_counts");
+            snapshot_where(&mut count, f, false);
         } else {
-            "SELECT (SELECT gen FROM list_generation), COUNT(*) FROM snapshots"
-        };
-        let mut count = QueryBuilder::<Postgres>::new(head);
-        snapshot_where(&mut count, f, !counted_by_groups(f));
+            match counted_by_busy(f) {
+                // The groups' count less the busy points in them (migrations-pg/0015_busy_points.sql).
+                Some(Busy::Less(plain, transitions)) => {
+                    count.push("(SELECT COALESCE(SUM(n), 0)::bigint FROM snapshot_counts");
+                    snapshot_where(&mut count, &plain, false);
+                    count.push(") - (SELECT COUNT(*) FROM snapshots");
+                    snapshot_where(&mut count, &SnapshotFilter { transitions, ..*plain }, false);
+                    count.push(" AND transition <> '')");
+                }
+                Some(Busy::Only) => {
+                    count.push("COUNT(*) FROM snapshots");
+                    snapshot_where(&mut count, f, false);
+                    count.push(" AND transition <> ''");
+                }
+                None => {
+                    count.push("COUNT(*) FROM snapshots");
+                    snapshot_where(&mut count, f, true);
+                }
+            }
+        }
         let (at, total): (i64, i64) = count.build_query_as().fetch_one(&self.pool).await?;
         let total = total.max(0) as u64;
         self.counts.remember(key, at, total);

@@ -69,13 +69,31 @@ impl SqliteMeta {
         // Count, again with the generation it was counted at. A write between the two
         // statements can make page and total disagree by that write, as two plain queries
         // always could; the cache only ever holds a total with its own generation.
-        let head = if counted_by_groups(f) {
-            "SELECT (SELECT gen FROM list_generation), COALESCE(SUM(n), 0) FROM snapshot_counts"
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT (SELECT gen FROM list_generation), ");
+        if counted_by_groups(f) {
+            count.push("COALESCE(SUM(n), 0) FROM snapshot_counts");
+            snapshot_where(&mut count, f);
         } else {
-            "SELECT (SELECT gen FROM list_generation), COUNT(*) FROM snapshots"
-        };
-        let mut count = QueryBuilder::<Sqlite>::new(head);
-        snapshot_where(&mut count, f);
+            match counted_by_busy(f) {
+                // The groups' count less the busy points in them (migrations/0023_busy_points.sql).
+                Some(Busy::Less(plain, transitions)) => {
+                    count.push("(SELECT COALESCE(SUM(n), 0) FROM snapshot_counts");
+                    snapshot_where(&mut count, &plain);
+                    count.push(") - (SELECT COUNT(*) FROM snapshots INDEXED BY snapshots_busy");
+                    snapshot_where(&mut count, &SnapshotFilter { transitions, ..*plain });
+                    count.push(" AND transition <> '')");
+                }
+                Some(Busy::Only) => {
+                    count.push("COUNT(*) FROM snapshots INDEXED BY snapshots_busy");
+                    snapshot_where(&mut count, f);
+                    count.push(" AND transition <> ''");
+                }
+                None => {
+                    count.push("COUNT(*) FROM snapshots");
+                    snapshot_where(&mut count, f);
+                }
+            }
+        }
         let (at, total): (i64, i64) = count.build_query_as().fetch_one(&self.pool).await?;
         let total = total.max(0) as u64;
         self.counts.remember(key, at, total);
@@ -280,6 +298,29 @@ pub(crate) fn counted_by_groups(f: &SnapshotFilter) -> bool {
         && f.transitions.is_empty()
         && f.not_transitions.is_empty()
         && f.shown_in.is_empty()
+}
+
+/// How a filter that `snapshot_counts` could count but for its transitions is counted with the
+/// busy points (migrations/0023_busy_points.sql).
+pub(crate) enum Busy {
+    /// The groups' count of the filter without its transitions (the first), less its busy points
+    /// in these transitions: the filter left out points in them (`not_transitions`).
+    Less(Box<SnapshotFilter>, Vec<String>),
+    /// Only busy points: every transition the filter keeps to is one (`transitions`, not '').
+    Only,
+}
+
+pub(crate) fn counted_by_busy(f: &SnapshotFilter) -> Option<Busy> {
+    let plain = SnapshotFilter { transitions: Vec::new(), not_transitions: Vec::new(), ..f.clone() };
+    if !counted_by_groups(&plain) {
+        return None;
+    }
+    let busy = |ts: &[String]| !ts.is_empty() && ts.iter().all(|t| !t.is_empty());
+    match (f.transitions.is_empty(), f.not_transitions.is_empty()) {
+        (true, false) if busy(&f.not_transitions) => Some(Busy::Less(Box::new(plain), f.not_transitions.clone())),
+        (false, true) if busy(&f.transitions) => Some(Busy::Only),
+        _ => None,
+    }
 }
 
 /// The count cache's key: everything but the page. Metadata filters are never cached: a
