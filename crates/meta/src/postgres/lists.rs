@@ -11,6 +11,7 @@ use super::PgMeta;
 use crate::filter::{JobFilter, Page, SnapshotFilter, VolumeFilter};
 use crate::rows::*;
 use crate::sort::{push_after, push_any_tags, push_order, push_shown_in, Table};
+use crate::sqlite::jobs::{asks_open, OPEN};
 use crate::sqlite::snapshots::{count_key, counted_by_busy, counted_by_groups, Busy};
 use crate::sqlite::sql::from_json_rows;
 use crate::sqlite::sql::gib_range;
@@ -396,7 +397,12 @@ pub(super) async fn jobs(pool: &PgPool, f: &JobFilter) -> Result<Page<JobRow>> {
             push_eq(&mut q, "account", a);
         }
         push_in(&mut q, "id", &f.ids);
-        push_in(&mut q, "status", &f.statuses);
+        // word for word as the partial index states it (see the SQLite backend's jobs.rs)
+        if asks_open(f) {
+            q.push(OPEN);
+        } else {
+            push_in(&mut q, "status", &f.statuses);
+        }
         push_in(&mut q, "action", &f.actions);
         q
     };

@@ -29,7 +29,7 @@ mod batch;
 mod cluster;
 mod generation;
 mod images;
-mod jobs;
+pub(crate) mod jobs;
 mod policies;
 pub(crate) mod prefetch;
 mod sessions;
