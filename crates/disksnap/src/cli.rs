@@ -77,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let mut scfg = ServiceConfig::new(&data_dir);
     scfg.deleted_retention = cfg.deleted_retention;
     scfg.gc_grace = cfg.gc_grace;
+    scfg.job_retention = cfg.job_retention;
     scfg.test_rollback_delay = cfg.test_rollback_delay;
     scfg.chunk_size = cfg.chunk_size_kib.map(|k| k as usize * 1024);
     if !cfg.zones.is_empty() {

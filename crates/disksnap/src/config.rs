@@ -27,6 +27,10 @@ pub struct Config {
     /// GC keeps unreferenced chunks younger than this.
     #[serde(default = "default_grace", with = "duration_text")]
     pub gc_grace: Duration,
+    /// Finished jobs are deleted this long after they were created, e.g. "30d" (the default);
+    /// "0s" keeps every job forever.
+    #[serde(default = "default_job_retention", with = "duration_text")]
+    pub job_retention: Duration,
     /// How long an OAuth2 (51idc) or Keystone (OpenStack) token stays valid, e.g. "2h" (at least 1s).
     #[serde(default = "default_token_lifetime", with = "duration_text")]
     pub token_lifetime: Duration,
@@ -205,6 +209,9 @@ fn default_listen() -> String {
 }
 fn default_retention() -> Duration {
     Duration::from_secs(7200)
+}
+fn default_job_retention() -> Duration {
+    disksnap_service::DEFAULT_JOB_RETENTION
 }
 fn default_token_lifetime() -> Duration {
     Duration::from_secs(7200)
@@ -468,6 +475,7 @@ listen = "{DEFAULT_LISTEN}"
 tls_listen = "{DEFAULT_TLS_LISTEN}"
 deleted_retention = "2h"
 gc_grace = "10m"
+job_retention = "30d"
 
 [[zones]]
 name = "pek3a"
@@ -663,6 +671,18 @@ mod tests {
         let (cfg, _) = Config::generated();
         assert_eq!(cfg.accounts.len(), 1);
         assert_eq!(cfg.deleted_retention, Duration::from_secs(7200));
+        assert_eq!(cfg.job_retention, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn job_retention_defaults_to_a_month_and_zero_keeps_jobs() {
+        let base = "[[accounts]]\nname = \"a\"\n";
+        assert_eq!(Config::parse(base).unwrap().job_retention, Duration::from_secs(30 * 86_400));
+        let cfg = Config::parse(&format!("job_retention = \"7d\"\n{base}")).unwrap();
+        assert_eq!(cfg.job_retention, Duration::from_secs(7 * 86_400));
+        assert!(Config::parse(&format!("job_retention = \"0s\"\n{base}")).unwrap().job_retention.is_zero());
+        let e = Config::parse(&format!("job_retention = \"a month\"\n{base}")).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("job_retention"), "{e}");
     }
 
     #[test]

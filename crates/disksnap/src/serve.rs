@@ -419,8 +419,10 @@ pub async fn run(
                 continue;
             }
             if round % 120 == 119 {
-                if let Err(e) = ticker.maintain_metadata().await {
-                    tracing::warn!(error = %e, "metadata upkeep failed");
+                match ticker.maintain_metadata().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "deleted finished jobs past the job retention"),
+                    Err(e) => tracing::warn!(error = %e, "metadata upkeep failed"),
                 }
             }
             match ticker.tick().await {

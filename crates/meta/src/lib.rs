@@ -131,6 +131,12 @@ impl Batch {
     }
 }
 
+/// Rows one [`MetaStore::purge_jobs`] transaction deletes at most.
+pub const PURGE_BATCH: i64 = 1000;
+/// How long before the oldest open job [`MetaStore::purge_jobs`] leaves finished jobs alone
+/// (ms): a job's siblings of one request are made within the same commit.
+pub const PURGE_KEEP_NEAR_OPEN: Millis = 3_600_000;
+
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     /// Check the batch's expectations and apply it, all in one transaction.
@@ -189,6 +195,12 @@ pub trait MetaStore: Send + Sync + 'static {
 
     async fn job(&self, account: &str, id: &str) -> Result<Option<JobRow>>;
     async fn jobs(&self, filter: &JobFilter) -> Result<Page<JobRow>>;
+    /// Delete finished (successful or failed) jobs created before `created_before`, in batches
+    /// of [`PURGE_BATCH`] rows, each its own transaction (a write waits for one batch at most).
+    /// A job created less than [`PURGE_KEEP_NEAR_OPEN`] before the oldest open job is kept: an
+    /// open job may wait for jobs made with it (a delete across cluster nodes waits for its other
+    /// parts, and reads a part that is gone as nothing left to wait for). Returns how many went.
+    async fn purge_jobs(&self, created_before: Millis) -> Result<u64>;
 
     async fn tag(&self, account: &str, id: &str) -> Result<Option<TagRow>>;
     async fn tags(&self, account: &str) -> Result<Vec<TagRow>>;

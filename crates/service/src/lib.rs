@@ -53,7 +53,7 @@ pub use page_cache::{CachedPage, PageCacheUsage};
 pub use points::Consistency;
 pub use policies::{Policy, PolicySpec, Retention, Schedule};
 pub use scheduler::{Clock, Fired, ManualClock, OffsetClock, Scheduler, SystemClock};
-pub use service::{Backends, Caller, Service, ServiceConfig, ZoneConfig};
+pub use service::{Backends, Caller, Service, ServiceConfig, ZoneConfig, DEFAULT_JOB_RETENTION};
 pub use sessions::ConsoleSession;
 pub use snapshots::{CreateSnapshots, DeleteScope};
 pub use state::StateKind;

@@ -240,8 +240,14 @@ impl Service {
         self.cease_due().await
     }
 
-    /// Less frequent upkeep of the metadata store (planner statistics).
-    pub async fn maintain_metadata(&self) -> Result<()> {
-        Ok(self.meta().maintain().await?)
+    /// Less frequent upkeep of the metadata store: planner statistics, expired request state,
+    /// and finished jobs past the job retention. Returns how many jobs were purged.
+    pub async fn maintain_metadata(&self) -> Result<u64> {
+        self.meta().maintain().await?;
+        let keep = self.config().job_retention;
+        if keep.is_zero() {
+            return Ok(0);
+        }
+        Ok(self.meta().purge_jobs(crate::model::now_ms() - keep.as_millis() as i64).await?)
     }
 }

@@ -138,3 +138,37 @@ async fn deleting_two_images_of_one_point_together_counts_both() {
     let job = svc.delete_volumes(&me, &[vols[0].id.clone(), vols[0].id.clone()]).await.unwrap();
     ok(&svc, &me, &job).await;
 }
+
+/// Job retention: the metadata upkeep deletes finished jobs older than `job_retention` and
+/// keeps a job still running, whatever its age; zero keeps every job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_past_their_retention_are_purged_by_the_upkeep() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Caller::new("dev");
+    let mut cfg = ServiceConfig::new(dir.path());
+    cfg.job_retention = std::time::Duration::ZERO;
+    let svc = Service::open(cfg.clone()).await.unwrap();
+    let (done, _) = svc.create_volumes(&me, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
+    ok(&svc, &me, &done).await;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(svc.maintain_metadata().await.unwrap(), 0, "zero keeps every job");
+    svc.job(&me, &done.id).await.unwrap();
+    drop(svc);
+
+    cfg.job_retention = std::time::Duration::from_millis(10);
+    let svc = Service::open(cfg).await.unwrap();
+    // a job held working stays, however old
+    svc.hold_jobs(JobAction::CreateVolumes);
+    let (held, _) = svc.create_volumes(&me, CreateVolumes { size_gib: 1, ..Default::default() }).await.unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // the finished job was made just before the held one: kept while that one is open
+    assert_eq!(svc.maintain_metadata().await.unwrap(), 0);
+    svc.job(&me, &done.id).await.unwrap();
+    svc.release_jobs(None);
+    ok(&svc, &me, &held).await;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(svc.maintain_metadata().await.unwrap(), 2);
+    for id in [&done.id, &held.id] {
+        assert!(matches!(svc.job(&me, id).await, Err(ServiceError::NotFound { .. })), "{id}");
+    }
+}

@@ -432,3 +432,29 @@ pub(super) async fn tags_of(pool: &PgPool, resource_ids: &[String]) -> Result<Ve
             .await?;
     from_json_rows(&text)
 }
+
+/// See [`crate::MetaStore::purge_jobs`] (the SQLite side: sqlite/jobs.rs).
+pub(super) async fn purge_jobs(pool: &PgPool, created_before: Millis) -> Result<u64> {
+    let q = format!("SELECT MIN(create_time) FROM jobs WHERE 1 = 1{}", crate::sqlite::jobs::OPEN);
+    let oldest_open: Option<Millis> = sqlx::query_scalar(&q).fetch_one(pool).await?;
+    let cutoff = match oldest_open {
+        Some(open) => created_before.min(open - crate::PURGE_KEEP_NEAR_OPEN),
+        None => created_before,
+    };
+    let mut purged = 0;
+    loop {
+        let n = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+             WHERE create_time < $1 AND status IN ('successful', 'failed') ORDER BY create_time LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(crate::PURGE_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        purged += n;
+        if n < crate::PURGE_BATCH as u64 {
+            return Ok(purged);
+        }
+    }
+}

@@ -187,6 +187,10 @@ impl MetaStore for PgMeta {
         lists::jobs(&self.pool, f).await
     }
 
+    async fn purge_jobs(&self, created_before: Millis) -> Result<u64> {
+        lists::purge_jobs(&self.pool, created_before).await
+    }
+
     async fn tag(&self, account: &str, id: &str) -> Result<Option<TagRow>> {
         by_id::<TagRow>(&self.pool, account, id).await
     }

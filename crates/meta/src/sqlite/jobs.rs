@@ -5,7 +5,8 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use super::sql::{page_sql, push_in};
 use crate::filter::{JobFilter, Page};
 use crate::rows::JobRow;
-use crate::Result;
+use crate::rows::Millis;
+use crate::{Result, PURGE_BATCH, PURGE_KEEP_NEAR_OPEN};
 
 /// The open jobs' condition, word for word as the partial index `jobs_open` (migrations/0001)
 /// states it: a planner uses that index only for a query that states its condition, and
@@ -44,4 +45,36 @@ pub(super) async fn list(pool: &SqlitePool, f: &JobFilter) -> Result<Page<JobRow
     page_sql(&mut q, f.offset, f.limit);
     let items = q.build_query_as().fetch_all(pool).await?;
     Ok(Page { items, total: total as u64 })
+}
+
+/// The oldest open job's creation time, if any job is open.
+async fn oldest_open(pool: &SqlitePool) -> Result<Option<Millis>> {
+    let q = format!("SELECT MIN(create_time) FROM jobs WHERE 1 = 1{OPEN}");
+    Ok(sqlx::query_scalar(&q).fetch_one(pool).await?)
+}
+
+/// See [`crate::MetaStore::purge_jobs`]. `writer` is the store's writer lock, taken per batch.
+pub(super) async fn purge(pool: &SqlitePool, writer: &tokio::sync::Mutex<()>, created_before: Millis) -> Result<u64> {
+    // Read once: a job opened after this read was created now, after any cutoff.
+    let cutoff = match oldest_open(pool).await? {
+        Some(open) => created_before.min(open - PURGE_KEEP_NEAR_OPEN),
+        None => created_before,
+    };
+    let mut purged = 0;
+    loop {
+        let _writer = writer.lock().await;
+        let n = sqlx::query(
+            "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs \
+             WHERE create_time < ?1 AND status IN ('successful', 'failed') ORDER BY create_time LIMIT ?2)",
+        )
+        .bind(cutoff)
+        .bind(PURGE_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        purged += n;
+        if n < PURGE_BATCH as u64 {
+            return Ok(purged);
+        }
+    }
 }

@@ -217,6 +217,10 @@ impl MetaStore for SqliteMeta {
         jobs::list(&self.pool, f).await
     }
 
+    async fn purge_jobs(&self, created_before: Millis) -> Result<u64> {
+        jobs::purge(&self.pool, &self.writer, created_before).await
+    }
+
     async fn tag(&self, account: &str, id: &str) -> Result<Option<TagRow>> {
         tables::by_id::<TagRow>(&self.pool, account, id).await
     }

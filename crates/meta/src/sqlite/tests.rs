@@ -1173,6 +1173,61 @@ async fn open_jobs_are_exactly_the_pending_and_working_ones() {
     }
 }
 
+/// Job retention: finished jobs created before the cutoff go, in batches, and nothing else:
+/// open jobs of any age stay, and so do finished jobs made near the oldest open one (an open
+/// delete across nodes waits for the parts made with it), on both backends.
+#[tokio::test]
+async fn purge_jobs_takes_only_old_finished_jobs_away_from_open_ones() {
+    for m in backends().await {
+        eprintln!("backend: {:?}", m.kind);
+        let job = |id: &str, status: &str, t: i64| JobRow {
+            id: id.into(),
+            account: "a".into(),
+            action: "delete-volumes".into(),
+            status: status.into(),
+            resources: "[]".into(),
+            params: "{}".into(),
+            error: None,
+            runner: None,
+            create_time: t,
+            status_time: t,
+            node: None,
+        };
+        let day = 86_400_000;
+        // 2 500 old finished jobs (more than two purge batches), then recent ones
+        let mut jobs: Vec<JobRow> = (0..2500)
+            .map(|i| job(&format!("old{i:04}"), ["successful", "failed"][i % 2], 10 * day + i as i64))
+            .collect();
+        jobs.push(job("old-pending", "pending", 10 * day + 5000));
+        jobs.push(job("new-done", "successful", 40 * day));
+        m.commit(Batch { put_jobs: jobs, ..Default::default() }).await.unwrap();
+        // an open job as old as the rest holds back what was made within the hour before it
+        let cutoff = 30 * day;
+        assert_eq!(m.purge_jobs(cutoff).await.unwrap(), 0, "all 2 500 are within the hour before the open job");
+        assert_eq!(job_ids(&*m).await.len(), 2502);
+        // once it ends, the old finished ones go, the newer one stays
+        let mut ended = job("old-pending", "failed", 10 * day + 5000);
+        ended.status_time = 41 * day;
+        m.commit(Batch { put_jobs: vec![ended], ..Default::default() }).await.unwrap();
+        assert_eq!(m.purge_jobs(cutoff).await.unwrap(), 2501);
+        assert_eq!(job_ids(&*m).await, vec!["new-done".to_string()]);
+        // an open job far older than the cutoff keeps back only its own hour
+        let open_old = job("open-old", "working", 5 * day);
+        let older = job("older", "successful", 5 * day - 2 * crate::PURGE_KEEP_NEAR_OPEN);
+        let sibling = job("sibling", "successful", 5 * day - 1000);
+        m.commit(Batch { put_jobs: vec![open_old, older, sibling], ..Default::default() }).await.unwrap();
+        assert_eq!(m.purge_jobs(cutoff).await.unwrap(), 1);
+        assert_eq!(job_ids(&*m).await, vec!["new-done".to_string(), "open-old".into(), "sibling".into()]);
+    }
+}
+
+async fn job_ids(m: &dyn crate::MetaStore) -> Vec<String> {
+    let f = JobFilter { limit: 10_000, ..Default::default() };
+    let mut ids: Vec<String> = m.jobs(&f).await.unwrap().items.into_iter().map(|j| j.id).collect();
+    ids.sort();
+    ids
+}
+
 /// Many writers of one process at once (requests and jobs): each commit waits its turn and
 /// lands, none is lost or refused, and reads go on meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
