@@ -56,10 +56,23 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 ///   threads; with 10 ms its peak RSS was 105-113 MiB, with 0 78-80 MiB, for ~1 s more system
 ///   CPU per 4 GiB compacted. A capture to S3 kept its peak (93-95 MiB) with 0 but paid
 ///   1.1-1.4 s more system CPU per 4 GiB, so it keeps 10 ms (issue 12, 2026-12-04).
+/// - At once for `verify` too. On S3 each ranged read's body (up to 2 MiB) is a new buffer,
+///   made on the client's runtime threads and freed on a reader's: with 10 ms its peak RSS was
+///   90-110 MiB over the 4 GiB bench store, with 0 70-71 MiB, in the same wall time (3.9-4.1 s)
+///   for ~0.8 s more system CPU (issue 12, 2026-12-05).
+#[cfg(not(feature = "system-alloc"))]
+fn purge_delay_ms(command: &Command) -> std::ffi::c_long {
+    if matches!(command, Command::Compact { .. } | Command::Verify { .. }) {
+        0
+    } else {
+        10
+    }
+}
+
 fn set_purge_delay(command: &Command) {
     #[cfg(not(feature = "system-alloc"))]
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        let ms = if matches!(command, Command::Compact { .. }) { 0 } else { 10 };
+        let ms = purge_delay_ms(command);
         // SAFETY: sets one of mimalloc's options; the index is checked by a test.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
     }
@@ -682,5 +695,17 @@ mod alloc_tests {
         // SAFETY: reads one of mimalloc's options.
         let delay = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
         assert_eq!(delay, 1000);
+    }
+
+    /// The batch commands that stream big buffers between threads free at once; the rest
+    /// (the server above all) keep 10 ms.
+    #[test]
+    fn compact_and_verify_free_at_once_the_rest_after_10_ms() {
+        use clap::Parser;
+        let delay = |args: &[&str]| super::purge_delay_ms(&super::Cli::parse_from(args).command);
+        assert_eq!(delay(&["disksnap", "compact"]), 0);
+        assert_eq!(delay(&["disksnap", "verify"]), 0);
+        assert_eq!(delay(&["disksnap", "serve"]), 10);
+        assert_eq!(delay(&["disksnap", "snapshot", "list"]), 10);
     }
 }
