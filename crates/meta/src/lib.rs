@@ -137,6 +137,13 @@ pub const PURGE_BATCH: i64 = 1000;
 /// (ms): a job's siblings of one request are made within the same commit.
 pub const PURGE_KEEP_NEAR_OPEN: Millis = 3_600_000;
 
+/// The creation time [`MetaStore::purge_jobs`] deletes finished jobs before: the caller's, or
+/// [`PURGE_KEEP_NEAR_OPEN`] before the oldest open job's if that is earlier. Read the oldest
+/// open job once, before the deletes: a job opened later is created later than any cutoff.
+pub(crate) fn purge_cutoff(created_before: Millis, oldest_open: Option<Millis>) -> Millis {
+    oldest_open.map_or(created_before, |open| created_before.min(open - PURGE_KEEP_NEAR_OPEN))
+}
+
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     /// Check the batch's expectations and apply it, all in one transaction.

@@ -437,10 +437,7 @@ pub(super) async fn tags_of(pool: &PgPool, resource_ids: &[String]) -> Result<Ve
 pub(super) async fn purge_jobs(pool: &PgPool, created_before: Millis) -> Result<u64> {
     let q = format!("SELECT MIN(create_time) FROM jobs WHERE 1 = 1{}", crate::sqlite::jobs::OPEN);
     let oldest_open: Option<Millis> = sqlx::query_scalar(&q).fetch_one(pool).await?;
-    let cutoff = match oldest_open {
-        Some(open) => created_before.min(open - crate::PURGE_KEEP_NEAR_OPEN),
-        None => created_before,
-    };
+    let cutoff = crate::purge_cutoff(created_before, oldest_open);
     let mut purged = 0;
     loop {
         let n = sqlx::query(

@@ -6,7 +6,7 @@ use super::sql::{page_sql, push_in};
 use crate::filter::{JobFilter, Page};
 use crate::rows::JobRow;
 use crate::rows::Millis;
-use crate::{Result, PURGE_BATCH, PURGE_KEEP_NEAR_OPEN};
+use crate::{purge_cutoff, Result, PURGE_BATCH};
 
 /// The open jobs' condition, word for word as the partial index `jobs_open` (migrations/0001)
 /// states it: a planner uses that index only for a query that states its condition, and
@@ -55,11 +55,7 @@ async fn oldest_open(pool: &SqlitePool) -> Result<Option<Millis>> {
 
 /// See [`crate::MetaStore::purge_jobs`]. `writer` is the store's writer lock, taken per batch.
 pub(super) async fn purge(pool: &SqlitePool, writer: &tokio::sync::Mutex<()>, created_before: Millis) -> Result<u64> {
-    // Read once: a job opened after this read was created now, after any cutoff.
-    let cutoff = match oldest_open(pool).await? {
-        Some(open) => created_before.min(open - PURGE_KEEP_NEAR_OPEN),
-        None => created_before,
-    };
+    let cutoff = purge_cutoff(created_before, oldest_open(pool).await?);
     let mut purged = 0;
     loop {
         let _writer = writer.lock().await;

@@ -43,6 +43,23 @@ pub(crate) fn snap(id: &str, account: &str, volume: &str, t: i64, status: &str) 
     }
 }
 
+/// A job row of `account` made (and last changed) at `t`.
+pub(crate) fn job(id: &str, account: &str, status: &str, t: i64) -> JobRow {
+    JobRow {
+        id: id.into(),
+        account: account.into(),
+        action: "create-snapshots".into(),
+        status: status.into(),
+        resources: "[]".into(),
+        params: "{}".into(),
+        error: None,
+        runner: None,
+        create_time: t,
+        status_time: t,
+        node: None,
+    }
+}
+
 #[tokio::test]
 async fn a_write_from_a_stale_read_is_refused_and_writes_nothing() {
     for m in backends().await {
@@ -1126,22 +1143,10 @@ async fn open_jobs_are_exactly_the_pending_and_working_ones() {
     for m in backends().await {
         eprintln!("backend: {:?}", m.kind);
         let m = &m;
-        let job = |i: i64, account: &str, status: &str| JobRow {
-            id: format!("j{i:03}"),
-            account: account.into(),
-            action: "create-snapshots".into(),
-            status: status.into(),
-            resources: "[]".into(),
-            params: "{}".into(),
-            error: None,
-            runner: None,
-            create_time: i,
-            status_time: i,
-            node: None,
-        };
         let statuses = ["successful", "pending", "failed", "working", "successful"];
-        let jobs: Vec<JobRow> =
-            (0..40).map(|i| job(i, ["a", "b"][i as usize % 2], statuses[i as usize % statuses.len()])).collect();
+        let jobs: Vec<JobRow> = (0..40)
+            .map(|i| job(&format!("j{i:03}"), ["a", "b"][i as usize % 2], statuses[i as usize % statuses.len()], i))
+            .collect();
         m.commit(Batch { put_jobs: jobs.clone(), ..Default::default() }).await.unwrap();
         let open = |a: Option<&str>| {
             let mut ids: Vec<String> = jobs
@@ -1180,41 +1185,30 @@ async fn open_jobs_are_exactly_the_pending_and_working_ones() {
 async fn purge_jobs_takes_only_old_finished_jobs_away_from_open_ones() {
     for m in backends().await {
         eprintln!("backend: {:?}", m.kind);
-        let job = |id: &str, status: &str, t: i64| JobRow {
-            id: id.into(),
-            account: "a".into(),
-            action: "delete-volumes".into(),
-            status: status.into(),
-            resources: "[]".into(),
-            params: "{}".into(),
-            error: None,
-            runner: None,
-            create_time: t,
-            status_time: t,
-            node: None,
-        };
+        // the account's own jobs
+        let mine = |id: &str, status: &str, t: i64| job(id, "a", status, t);
         let day = 86_400_000;
         // 2 500 old finished jobs (more than two purge batches), then recent ones
         let mut jobs: Vec<JobRow> = (0..2500)
-            .map(|i| job(&format!("old{i:04}"), ["successful", "failed"][i % 2], 10 * day + i as i64))
+            .map(|i| mine(&format!("old{i:04}"), ["successful", "failed"][i % 2], 10 * day + i as i64))
             .collect();
-        jobs.push(job("old-pending", "pending", 10 * day + 5000));
-        jobs.push(job("new-done", "successful", 40 * day));
+        jobs.push(mine("old-pending", "pending", 10 * day + 5000));
+        jobs.push(mine("new-done", "successful", 40 * day));
         m.commit(Batch { put_jobs: jobs, ..Default::default() }).await.unwrap();
         // an open job as old as the rest holds back what was made within the hour before it
         let cutoff = 30 * day;
         assert_eq!(m.purge_jobs(cutoff).await.unwrap(), 0, "all 2 500 are within the hour before the open job");
         assert_eq!(job_ids(&*m).await.len(), 2502);
         // once it ends, the old finished ones go, the newer one stays
-        let mut ended = job("old-pending", "failed", 10 * day + 5000);
+        let mut ended = mine("old-pending", "failed", 10 * day + 5000);
         ended.status_time = 41 * day;
         m.commit(Batch { put_jobs: vec![ended], ..Default::default() }).await.unwrap();
         assert_eq!(m.purge_jobs(cutoff).await.unwrap(), 2501);
         assert_eq!(job_ids(&*m).await, vec!["new-done".to_string()]);
         // an open job far older than the cutoff keeps back only its own hour
-        let open_old = job("open-old", "working", 5 * day);
-        let older = job("older", "successful", 5 * day - 2 * crate::PURGE_KEEP_NEAR_OPEN);
-        let sibling = job("sibling", "successful", 5 * day - 1000);
+        let open_old = mine("open-old", "working", 5 * day);
+        let older = mine("older", "successful", 5 * day - 2 * crate::PURGE_KEEP_NEAR_OPEN);
+        let sibling = mine("sibling", "successful", 5 * day - 1000);
         m.commit(Batch { put_jobs: vec![open_old, older, sibling], ..Default::default() }).await.unwrap();
         assert_eq!(m.purge_jobs(cutoff).await.unwrap(), 1);
         assert_eq!(job_ids(&*m).await, vec!["new-done".to_string(), "open-old".into(), "sibling".into()]);
