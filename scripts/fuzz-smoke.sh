@@ -37,7 +37,9 @@ for t in "${targets[@]}"; do
     # Replay: each saved input runs once through the target.
     if [ -d "regressions/$t" ] && [ -n "$(ls -A "regressions/$t")" ]; then
         if ! cargo +nightly fuzz run "${FLAGS[@]}" "$t" regressions/"$t"/* >"target/smoke-$t-replay.log" 2>&1; then
-            echo "fuzz-smoke: $t: a regression input fails again:"; tail -30 "target/smoke-$t-replay.log"
+            echo "fuzz-smoke: $t: a regression input fails again:"
+            grep -m3 -A2 "panicked at" "target/smoke-$t-replay.log" || true
+            tail -30 "target/smoke-$t-replay.log"
             failed+=("$t (regression)")
             continue
         fi
@@ -50,7 +52,10 @@ for t in "${targets[@]}"; do
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1; then
         echo "fuzz-smoke: $t: clean, $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" | tail -1)"
     else
-        echo "fuzz-smoke: $t: FAILED (artifact under fuzz/artifacts/$t/):"; tail -40 "$log"
+        echo "fuzz-smoke: $t: FAILED (artifact under fuzz/artifacts/$t/):"
+        # The panic's own line first: the tail alone is mostly the input's Debug dump.
+        grep -m3 -A2 "panicked at" "$log" || true
+        tail -40 "$log"
         failed+=("$t")
     fi
 done

@@ -184,7 +184,8 @@ impl Paging {
                 None => 0,
             };
             let limit = p.int("MaxResults", 1, i64::MAX)?.unwrap_or(10) as u64;
-            let limit = limit.clamp(min_max_results.max(1), 100);
+            // A floor above the ceiling would make `clamp` panic: the ceiling wins.
+            let limit = limit.clamp(min_max_results.clamp(1, 100), 100);
             return Ok(Paging { offset, limit, page_number: offset / limit + 1 });
         }
         let page_number = p.int("PageNumber", 1, i32::MAX as i64)?.unwrap_or(1) as u64;
@@ -285,6 +286,9 @@ mod tests {
         assert_eq!(t2.offset, 2);
         assert_eq!(t2.next_token(2, 4), "");
         assert_eq!(Paging::from_params(&p(&[("MaxResults", "3")]), 10).unwrap().limit, 10);
+        // Found by fuzz-smoke: a floor above 100 panicked in `clamp`; the ceiling of 100 wins.
+        assert_eq!(Paging::from_params(&p(&[("MaxResults", "3")]), 101).unwrap().limit, 100);
+        assert_eq!(Paging::from_params(&p(&[("MaxResults", "3")]), 0).unwrap().limit, 3);
         assert_eq!(Paging::from_params(&p(&[("NextToken", "garbage")]), 1).unwrap_err().code(), "InvalidParameter");
     }
 
