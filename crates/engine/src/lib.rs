@@ -38,6 +38,7 @@ pub mod chunk_index;
 pub mod chunk_store;
 mod compact;
 pub mod dict;
+mod direct;
 pub mod error;
 mod gc;
 pub mod index;

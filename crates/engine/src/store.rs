@@ -15,6 +15,7 @@ use crate::backend::local::LocalBackend;
 use crate::backend::Backend;
 use crate::chunk_index::{ChunkIndex, Location, MemoryIndex};
 use crate::chunk_store::{ChunkStore, SweepStats};
+use crate::direct::DirectWriter;
 use crate::error::{EngineError, IoContext, Result};
 use crate::index::{Digest, FixedIndex, ZERO_DIGEST};
 use crate::pack::{pack_key, PackWriter};
@@ -580,9 +581,11 @@ impl Store {
         let cs = self.chunk_size as u64;
         let mut stats = RestoreStats { size: index.size, ..Default::default() };
         progress.start(index.size);
-        // A new file is written once and not read back soon: give its cache back as it goes
+        // A new file is written once and not read back soon: written directly where the file
+        // system allows it (direct.rs), else buffered, giving its cache back as it goes
         // (recycle.rs). In place, the volume's cache is its user's, and little is written.
-        let mut recycle = (!compare).then(|| Recycler::new(RESTORE_BATCH as u64 * cs));
+        let direct = if compare { None } else { DirectWriter::open(file, path, index.size, &data_ranges(index, cs))? };
+        let mut recycle = (!compare && direct.is_none()).then(|| Recycler::new(RESTORE_BATCH as u64 * cs));
         let write_lock = std::sync::Mutex::new(());
         let slots = index.digests.len();
         for batch_start in (0..slots).step_by(RESTORE_BATCH) {
@@ -678,6 +681,9 @@ impl Store {
                         let mut cur = vec![0u8; len];
                         read_full_at(file, path, &mut cur, start)?;
                         touched.fetch_add(write_differing_blocks(file, path, raw, &cur, start)?, Ordering::Relaxed);
+                    } else if let Some(direct) = &direct {
+                        // Writes into allocated blocks run side by side (direct.rs).
+                        direct.write(file, raw, start)?;
                     } else {
                         // A new file is all holes: leave zero blocks inside the chunk unwritten
                         // (a 4 KiB write into a hole must not allocate the whole chunk).
@@ -741,8 +747,13 @@ impl Store {
             if let Some(r) = &mut recycle {
                 r.advance(file, done);
             }
+            // The batch's writes have all ended: its chunks' zero blocks can be punched.
+            if let Some(d) = &direct {
+                d.punch_holes(file)?;
+            }
             progress.advance(done);
         }
+        drop(direct);
         file.sync_all().ctx("fsync", path)?;
         if recycle.is_some() {
             crate::recycle::forget(file);
@@ -769,6 +780,23 @@ pub(crate) struct Read {
     pub pack: String,
     pub range: std::ops::Range<u64>,
     pub chunks: Vec<(Digest, Location)>,
+}
+
+/// The byte ranges a restore of `index` writes data into: its non-zero slots, neighbours
+/// merged (what a direct restore allocates up front).
+fn data_ranges(index: &FixedIndex, cs: u64) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (i, d) in index.digests.iter().enumerate() {
+        if *d == ZERO_DIGEST {
+            continue;
+        }
+        let (start, end) = (i as u64 * cs, i as u64 * cs + index.slot_len(i) as u64);
+        match out.last_mut() {
+            Some((_, e)) if *e == start => *e = end,
+            _ => out.push((start, end)),
+        }
+    }
+    out
 }
 
 /// Group a pack's chunks (sorted by offset) into reads of neighbours.

@@ -175,9 +175,14 @@ impl Backend for LocalBackend {
     }
 
     fn read_concurrency(&self) -> usize {
-        // Reads of a local disk are cheap to wait for; the decoding is the work, so one thread
-        // per core (more only added memory in measurements).
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        // A restore into a new file writes directly (direct.rs), and a direct write holds its
+        // thread until the device has the bytes: four threads a core keep the decoding busy
+        // meanwhile. Measured on 2 cores, 4 GiB workload (medians of 3, cold / warm): 2 threads
+        // 5.2 / 4.2 s, 4 threads 4.9 / 3.3 s, 8 threads 4.0 / 2.8 s; each thread holds one
+        // coalesced read (<= 2 MiB), so 8 cost ~22 MiB more RSS (60 MiB in all). With buffered
+        // writes (one writer at a time) more threads than cores only added memory.
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        (4 * cores).clamp(4, 16)
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
