@@ -19,7 +19,6 @@
 //! file systems), [`DirectWriter::open`] returns `None` and the restore writes buffered.
 //! Durability is the caller's as before: it fsyncs the file before it reports success.
 
-use std::alloc::{alloc, dealloc, Layout};
 use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -28,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::{EngineError, Result};
-use crate::volume_io::{is_zero, punch_hole, write_all_at};
+use crate::volume_io::{block_runs, punch_hole, write_all_at};
 
 /// Direct writes must start, end and sit in memory on this boundary (the logical block size
 /// of every device here is 512 or 4096).
@@ -82,53 +81,52 @@ impl DirectWriter {
     /// caller's ordinary handle, for a last block that is not whole.
     pub fn write(&self, buffered: &File, buf: &[u8], offset: u64) -> Result<()> {
         debug_assert_eq!(offset % ALIGN as u64, 0);
-        ALIGNED.with(|cell| {
-            let mut aligned = cell.borrow_mut();
-            let mut holes = Vec::new();
-            let mut pos = 0;
-            while pos < buf.len() {
-                let zero_end = zero_run_end(buf, pos);
-                if zero_end > pos {
-                    holes.push((offset + pos as u64, (zero_end - pos) as u64));
-                    pos = zero_end;
-                    continue;
-                }
-                let end = data_run_end(buf, pos);
-                self.write_run(buffered, &mut aligned, &buf[pos..end], offset + pos as u64)?;
-                pos = end;
+        let mut holes = Vec::new();
+        for (run, zero) in block_runs(buf) {
+            let at = offset + run.start as u64;
+            if zero {
+                holes.push((at, run.len() as u64));
+            } else {
+                self.write_run(buffered, &buf[run], at)?;
             }
-            if !holes.is_empty() {
-                self.holes.lock().unwrap_or_else(|p| p.into_inner()).extend(holes);
-            }
-            Ok(())
-        })
+        }
+        if !holes.is_empty() {
+            self.holes.lock().unwrap_or_else(|p| p.into_inner()).extend(holes);
+        }
+        Ok(())
     }
 
-    fn write_run(&self, buffered: &File, aligned: &mut AlignedBuf, run: &[u8], at: u64) -> Result<()> {
+    fn write_run(&self, buffered: &File, run: &[u8], at: u64) -> Result<()> {
         let direct_len = (self.direct_end.saturating_sub(at) as usize).min(run.len()) / ALIGN * ALIGN;
         let (head, tail) = run.split_at(direct_len);
         if !head.is_empty() {
-            // The decoder's buffer is rarely 4 KiB aligned (a stored chunk is a slice of its
-            // pack): copy it into one that is.
-            let src: &[u8] = if (head.as_ptr() as usize).is_multiple_of(ALIGN) {
-                head
-            } else {
-                let dst = aligned.get(head.len());
-                dst.copy_from_slice(head);
-                dst
-            };
-            match self.file.write_all_at(src, at) {
-                Ok(()) => {}
-                // A file system that opened the file for direct I/O but refuses this write's
-                // alignment (some FUSE and network ones): the same bytes, buffered.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => write_all_at(buffered, &self.path, head, at)?,
-                Err(e) => return Err(EngineError::Io { op: "write", path: self.path.clone(), source: e }),
-            }
+            ALIGNED.with(|cell| self.write_direct(buffered, &mut cell.borrow_mut(), head, at))?;
         }
         if !tail.is_empty() {
             write_all_at(buffered, &self.path, tail, at + direct_len as u64)?;
         }
         Ok(())
+    }
+
+    fn write_direct(&self, buffered: &File, aligned: &mut Vec<u8>, head: &[u8], at: u64) -> Result<()> {
+        // The decoder's buffer is rarely 4 KiB aligned (a stored chunk is a slice of its
+        // pack): copy it into an aligned stretch of this thread's buffer.
+        let src: &[u8] = if (head.as_ptr() as usize).is_multiple_of(ALIGN) {
+            head
+        } else {
+            aligned.resize(head.len() + ALIGN, 0);
+            let skip = aligned.as_ptr().align_offset(ALIGN);
+            let dst = &mut aligned[skip..skip + head.len()];
+            dst.copy_from_slice(head);
+            dst
+        };
+        match self.file.write_all_at(src, at) {
+            Ok(()) => Ok(()),
+            // A file system that opened the file for direct I/O but refuses this write's
+            // alignment (some FUSE and network ones): the same bytes, buffered.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => write_all_at(buffered, &self.path, head, at),
+            Err(e) => Err(EngineError::Io { op: "write", path: self.path.clone(), source: e }),
+        }
     }
 
     /// Punch the zero blocks of the chunks written so far (they were allocated with their
@@ -151,71 +149,9 @@ impl DirectWriter {
     }
 }
 
-/// Where the run of whole zero 4 KiB blocks from `pos` ends (`pos` if the block there is not
-/// zero). A last block shorter than 4 KiB counts as a block.
-fn zero_run_end(buf: &[u8], mut pos: usize) -> usize {
-    while pos < buf.len() {
-        let end = (pos + ALIGN).min(buf.len());
-        if !is_zero(&buf[pos..end]) {
-            break;
-        }
-        pos = end;
-    }
-    pos
-}
-
-/// Where the run of non-zero 4 KiB blocks from `pos` ends.
-fn data_run_end(buf: &[u8], mut pos: usize) -> usize {
-    while pos < buf.len() {
-        let end = (pos + ALIGN).min(buf.len());
-        if is_zero(&buf[pos..end]) {
-            break;
-        }
-        pos = end;
-    }
-    pos
-}
-
-/// A 4 KiB-aligned buffer, grown on demand and kept per thread (one chunk's size at most).
-struct AlignedBuf {
-    ptr: *mut u8,
-    cap: usize,
-}
-
-impl AlignedBuf {
-    fn get(&mut self, len: usize) -> &mut [u8] {
-        if len > self.cap {
-            self.release();
-            let cap = len.div_ceil(ALIGN) * ALIGN;
-            // SAFETY: a non-zero size and a power-of-two alignment; the pointer is checked.
-            let ptr = unsafe { alloc(Layout::from_size_align(cap, ALIGN).expect("aligned layout")) };
-            if ptr.is_null() {
-                std::alloc::handle_alloc_error(Layout::from_size_align(cap, ALIGN).unwrap());
-            }
-            self.ptr = ptr;
-            self.cap = cap;
-        }
-        // SAFETY: `ptr` holds `cap >= len` bytes this buffer owns; callers overwrite what they use.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
-    }
-
-    fn release(&mut self) {
-        if self.cap > 0 {
-            // SAFETY: allocated in `get` with this very layout.
-            unsafe { dealloc(self.ptr, Layout::from_size_align(self.cap, ALIGN).unwrap()) };
-            self.cap = 0;
-        }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
 thread_local! {
-    static ALIGNED: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf { ptr: std::ptr::null_mut(), cap: 0 }) };
+    /// A thread's buffer for aligning what it writes directly (a chunk and 4 KiB of slack).
+    static ALIGNED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]

@@ -66,27 +66,33 @@ pub fn write_all_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result
     file.write_all_at(buf, offset).map_err(|e| EngineError::Io { op: "write", path: path.to_path_buf(), source: e })
 }
 
+/// The granularity of holes in image files: file systems allocate 4 KiB blocks.
+pub const BLOCK: usize = 4096;
+
+/// `buf` cut into maximal runs of all-zero and of non-zero 4 KiB blocks, in order, each with
+/// whether it is zero. A last block shorter than 4 KiB counts as a block.
+pub fn block_runs(buf: &[u8]) -> impl Iterator<Item = (std::ops::Range<usize>, bool)> + '_ {
+    let zero_at = |pos: usize| is_zero(&buf[pos..(pos + BLOCK).min(buf.len())]);
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos >= buf.len() {
+            return None;
+        }
+        let (start, zero) = (pos, zero_at(pos));
+        while pos < buf.len() && zero_at(pos) == zero {
+            pos = (pos + BLOCK).min(buf.len());
+        }
+        Some((start..pos, zero))
+    })
+}
+
 /// Write `buf` at `offset` into a file that is a hole there, skipping 4 KiB blocks that are all
 /// zero so they stay unallocated. Runs of non-zero blocks go out as one write each.
 pub fn write_nonzero_blocks(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<()> {
-    const BLOCK: usize = 4096;
-    let mut run_start: Option<usize> = None;
-    let mut pos = 0;
-    while pos < buf.len() {
-        let end = (pos + BLOCK).min(buf.len());
-        let zero = is_zero(&buf[pos..end]);
-        match (zero, run_start) {
-            (false, None) => run_start = Some(pos),
-            (true, Some(s)) => {
-                write_all_at(file, path, &buf[s..pos], offset + s as u64)?;
-                run_start = None;
-            }
-            _ => {}
+    for (run, zero) in block_runs(buf) {
+        if !zero {
+            write_all_at(file, path, &buf[run.clone()], offset + run.start as u64)?;
         }
-        pos = end;
-    }
-    if let Some(s) = run_start {
-        write_all_at(file, path, &buf[s..], offset + s as u64)?;
     }
     Ok(())
 }
@@ -96,7 +102,6 @@ pub fn write_nonzero_blocks(file: &File, path: &Path, buf: &[u8], offset: u64) -
 /// become zero are punched (they read as zeros and free their space, so holes stay holes).
 /// Returns the bytes written (punched blocks are not counted).
 pub fn write_differing_blocks(file: &File, path: &Path, want: &[u8], cur: &[u8], offset: u64) -> Result<u64> {
-    const BLOCK: usize = 4096;
     debug_assert_eq!(want.len(), cur.len());
     let mut written = 0u64;
     let mut run_start: Option<usize> = None;
@@ -221,6 +226,25 @@ mod tests {
         read_full_at(&f, &p, &mut got, 0).unwrap();
         assert_eq!(got, want);
         assert_eq!(write_differing_blocks(&f, &p, &want, &want, 0).unwrap(), 0, "nothing differs, nothing written");
+    }
+
+    #[test]
+    fn block_runs_alternate_and_cover_the_buffer() {
+        let mut buf = vec![0u8; 5 * BLOCK + 100];
+        buf[BLOCK + 7] = 1; // block 1
+        buf[2 * BLOCK] = 1; // block 2
+        buf[5 * BLOCK + 99] = 1; // the short last block
+        let runs: Vec<_> = block_runs(&buf).collect();
+        assert_eq!(
+            runs,
+            vec![
+                (0..BLOCK, true),
+                (BLOCK..3 * BLOCK, false),
+                (3 * BLOCK..5 * BLOCK, true),
+                (5 * BLOCK..5 * BLOCK + 100, false)
+            ]
+        );
+        assert_eq!(block_runs(&[]).count(), 0);
     }
 
     #[test]
