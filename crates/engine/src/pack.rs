@@ -26,7 +26,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::backend::{Backend, ObjectWriter};
+use crate::backend::Backend;
 use crate::chunk_index::{ChunkIndex, PackEntry};
 use crate::error::{EngineError, Result};
 use crate::index::Digest;
@@ -34,12 +34,13 @@ use crate::index::Digest;
 /// A pack is closed once its frames reach this size: restic uses 16 MiB, kopia 20 MiB. On S3
 /// that is ~260 PUTs per 4 GiB of new data; locally, ~260 files instead of ~26 000.
 pub const TARGET_PACK: usize = 16 << 20;
-/// Packs allowed in memory at once per writer (filling + uploading): bounds a capture's memory
-/// (~16 MiB each) whatever the backend's appetite for parallel uploads.
-const MAX_IN_FLIGHT: usize = 4;
-/// Uploads at once for a backend that needs the whole pack in memory (S3): two 16 MiB PUTs keep
-/// RGW on loopback busy (one stream ~150 MiB/s measured), four cost 64 MiB of RSS.
-const MAX_BUFFERED_UPLOADS: usize = 2;
+/// A pack buffer's capacity: a pack closes at the first frame that takes it past
+/// [`TARGET_PACK`], so it holds up to one chunk more, and its trailer.
+const PACK_CAPACITY: usize = TARGET_PACK + (1 << 20);
+/// Uploads at once, each holding its pack in memory: two 16 MiB PUTs keep RGW on loopback busy
+/// (one stream ~150 MiB/s measured), and two direct writes a local disk; four cost 64 MiB of
+/// RSS.
+const MAX_UPLOADS: usize = 2;
 
 const MAGIC: &[u8; 8] = b"DSNPPAK2";
 const ENTRY_LEN: usize = 48;
@@ -168,65 +169,81 @@ pub fn parse_whole(name: &str, bytes: &[u8]) -> Result<Vec<PackEntry>> {
     parse_trailer(size, footer, &bytes[range.start as usize..range.end as usize]).map_err(corrupt)
 }
 
-/// Where an open pack's bytes go: streamed to the backend (a local file) or buffered for one
-/// `put` (an object store).
-enum Sink {
-    Stream(Box<dyn ObjectWriter>),
-    /// The pack's bytes, and its place among the buffers a writer may hold at once.
-    Buffer(Vec<u8>, Permit),
-}
-
 /// A bound on the packs a writer holds in memory at once (being filled, waiting for an
-/// uploader, being put). Without it, while one full pack waits for a free uploader the
-/// capture's other threads start the next one: four 16 MiB packs in memory where two keep
-/// the uploaders about as busy (heaptrack: 71 MiB peak in `PackWriter::add` on S3).
+/// uploader, being put), and the buffers they are filled in, kept for the next packs.
+/// Without the bound, while one full pack waits for a free uploader the capture's other
+/// threads start the next one: four 16 MiB packs in memory where two keep the uploaders about
+/// as busy (heaptrack: 71 MiB peak in `PackWriter::add` on S3).
 #[derive(Clone)]
-struct Buffers(Arc<(Mutex<usize>, Condvar)>);
+struct Buffers(Arc<(Mutex<Pool>, Condvar)>);
+
+struct Pool {
+    /// Packs that may still be started.
+    free: usize,
+    /// Buffers a backend gave back ([`Backend::put_reusable`]), at most one per place.
+    spare: Vec<Vec<u8>>,
+}
 
 /// One of [`Buffers`]' places; given back when the pack's bytes are dropped (put, or given up).
 struct Permit(Buffers);
 
 impl Buffers {
     fn new(n: usize) -> Self {
-        Buffers(Arc::new((Mutex::new(n), Condvar::new())))
+        Buffers(Arc::new((Mutex::new(Pool { free: n, spare: Vec::new() }), Condvar::new())))
     }
 
-    fn acquire(&self) -> Permit {
-        let (free, cv) = &*self.0;
-        let mut free = free.lock().unwrap();
-        while *free == 0 {
-            free = cv.wait(free).unwrap();
+    /// Wait for a place, and take an empty buffer for the pack.
+    fn acquire(&self) -> (Permit, Vec<u8>) {
+        let (pool, cv) = &*self.0;
+        let mut pool = pool.lock().unwrap();
+        while pool.free == 0 {
+            pool = cv.wait(pool).unwrap();
         }
-        *free -= 1;
-        Permit(self.clone())
+        pool.free -= 1;
+        let buf = match pool.spare.pop() {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(PACK_CAPACITY),
+        };
+        (Permit(self.clone()), buf)
+    }
+}
+
+impl Permit {
+    /// Give the place back with a buffer the next pack can be filled in.
+    fn recycle(self, buf: Vec<u8>) {
+        (self.0).0 .0.lock().unwrap().spare.push(buf);
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let (free, cv) = &*(self.0).0;
-        *free.lock().unwrap() += 1;
+        let (pool, cv) = &*(self.0).0;
+        pool.lock().unwrap().free += 1;
         cv.notify_one();
     }
 }
 
 struct Open {
     name: String,
-    sink: Sink,
-    len: u64,
+    /// The pack's bytes so far, and its place among the packs the writer may hold at once.
+    buf: Vec<u8>,
+    permit: Permit,
     entries: Vec<PackEntry>,
 }
 
 struct Sealed {
     name: String,
-    sink: Sink,
-    size: u64,
+    /// The whole pack, trailer included.
+    buf: Vec<u8>,
+    permit: Permit,
     entries: Vec<PackEntry>,
 }
 
 /// Collects one job's new chunk frames into packs and uploads them in the background.
 pub struct PackWriter {
-    backend: Arc<dyn Backend>,
     open: Mutex<Option<Open>>,
     /// Digests this writer has taken (written or waiting in a pack), with their stored size:
     /// a chunk that repeats inside one capture is stored once.
@@ -236,17 +253,13 @@ pub struct PackWriter {
     failed: Arc<Mutex<Option<EngineError>>>,
     uploaded: Arc<Mutex<Vec<String>>>,
     buffers: Buffers,
-    buffered: bool,
 }
 
 impl PackWriter {
     pub fn new(backend: Arc<dyn Backend>, index: Arc<dyn ChunkIndex>) -> Self {
-        // A streamed pack is already in the backend's hands (a local file); a buffered one is
-        // held in memory until its PUT ends, so buffered backends get fewer uploaders, and
-        // `buffers` below bounds the packs held (peak RSS is a budgeted figure).
-        let buffered = backend.open_writer_is_buffered();
-        let cap = if buffered { MAX_BUFFERED_UPLOADS } else { MAX_IN_FLIGHT - 1 };
-        let uploaders = backend.upload_concurrency().clamp(1, cap);
+        // A pack is held in memory until its put ends (`buffers` below bounds the packs held:
+        // peak RSS is a budgeted figure).
+        let uploaders = backend.upload_concurrency().clamp(1, MAX_UPLOADS);
         let (tx, rx) = sync_channel::<Sealed>(0);
         let rx = Arc::new(Mutex::new(rx));
         let failed = Arc::new(Mutex::new(None));
@@ -259,7 +272,6 @@ impl PackWriter {
             })
             .collect();
         PackWriter {
-            backend,
             open: Mutex::new(None),
             taken: Mutex::new(HashMap::new()),
             tx: Some(tx),
@@ -272,7 +284,6 @@ impl PackWriter {
             // three, 88-89 with two, the target 100) and gained no time: RGW's CPU, not the
             // overlap, bounds the upload (10.8-12.8 s with two against 11.4-14.4 with three).
             buffers: Buffers::new(uploaders),
-            buffered,
         }
     }
 
@@ -294,32 +305,20 @@ impl PackWriter {
         let full = {
             let mut slot = self.open.lock().unwrap();
             if slot.is_none() {
-                let name = new_pack_name();
-                // A buffered pack may first wait for an upload to end (the writer's memory
-                // bound); other adders wait on `open` meanwhile, the back-pressure wanted.
-                let permit = self.buffered.then(|| self.buffers.acquire());
-                let sink = match (self.backend.open_writer(&pack_key(&name))?, permit) {
-                    (Some(w), _) => Sink::Stream(w),
-                    (None, permit) => Sink::Buffer(
-                        Vec::with_capacity(TARGET_PACK + (1 << 20)),
-                        permit.unwrap_or_else(|| self.buffers.acquire()),
-                    ),
-                };
-                *slot = Some(Open { name, sink, len: 0, entries: Vec::new() });
+                // A new pack may first wait for an upload to end (the writer's memory bound);
+                // other adders wait on `open` meanwhile, the back-pressure wanted.
+                let (permit, buf) = self.buffers.acquire();
+                *slot = Some(Open { name: new_pack_name(), buf, permit, entries: Vec::new() });
             }
             let open = slot.as_mut().expect("just made");
-            match &mut open.sink {
-                Sink::Stream(w) => w.write(frame)?,
-                Sink::Buffer(b, _) => b.extend_from_slice(frame),
-            }
             open.entries.push(PackEntry {
                 digest: *digest,
-                offset: open.len,
+                offset: open.buf.len() as u64,
                 len: frame.len() as u32,
                 raw_len: crate::chunk::raw_len_of(frame),
             });
-            open.len += frame.len() as u64;
-            if open.len >= TARGET_PACK as u64 {
+            open.buf.extend_from_slice(frame);
+            if open.buf.len() >= TARGET_PACK {
                 slot.take()
             } else {
                 None
@@ -332,14 +331,9 @@ impl PackWriter {
     }
 
     fn send(&self, open: Open) -> Result<()> {
-        let Open { name, mut sink, len, entries } = open;
-        let mut trailer = Vec::new();
-        seal(&mut trailer, &entries);
-        match &mut sink {
-            Sink::Stream(w) => w.write(&trailer)?,
-            Sink::Buffer(b, _) => b.extend_from_slice(&trailer),
-        }
-        let sealed = Sealed { name, sink, size: len + trailer.len() as u64, entries };
+        let Open { name, mut buf, permit, entries } = open;
+        seal(&mut buf, &entries);
+        let sealed = Sealed { name, buf, permit, entries };
         if self.tx.as_ref().expect("not finished").send(sealed).is_err() {
             self.check()?;
             return Err(EngineError::Invalid("pack uploaders stopped".into()));
@@ -397,12 +391,18 @@ fn upload_loop(
         if failed.lock().unwrap().is_some() {
             continue; // drain: the capture is failing anyway
         }
-        let done = match pack.sink {
-            Sink::Stream(w) => w.finish(),
-            // The permit goes when the put returns, not after the index write below.
-            Sink::Buffer(b, _permit) => backend.put(&pack_key(&pack.name), b),
-        }
-        .and_then(|()| index.add_pack(&pack.name, pack.size, &pack.entries));
+        let size = pack.buf.len() as u64;
+        // The place goes when the put returns, not after the index write below.
+        let done = match backend.put_reusable(&pack_key(&pack.name), pack.buf) {
+            Ok(spare) => {
+                match spare {
+                    Some(buf) => pack.permit.recycle(buf),
+                    None => drop(pack.permit),
+                }
+                index.add_pack(&pack.name, size, &pack.entries)
+            }
+            Err(e) => Err(e),
+        };
         match done {
             Ok(()) => uploaded.lock().unwrap().push(pack.name),
             Err(e) => {
@@ -450,11 +450,8 @@ mod tests {
         fn describe(&self) -> String {
             "gated".into()
         }
-        fn open_writer_is_buffered(&self) -> bool {
-            true
-        }
         fn upload_concurrency(&self) -> usize {
-            MAX_BUFFERED_UPLOADS
+            MAX_UPLOADS
         }
     }
 
@@ -479,7 +476,7 @@ mod tests {
         // both uploaders take a pack and hold it in their puts
         {
             let mut st = store.state.lock().unwrap();
-            while st.0 < MAX_BUFFERED_UPLOADS {
+            while st.0 < MAX_UPLOADS {
                 st = store.cv.wait(st).unwrap();
             }
         }
@@ -488,8 +485,8 @@ mod tests {
         let added = added + rx.try_iter().count();
         // the frames of the two packs being put, and the first frame of the next, which waits
         // for one of them to end before it starts a third pack in memory
-        assert_eq!(added, MAX_BUFFERED_UPLOADS * (TARGET_PACK >> 20));
-        assert_eq!(store.state.lock().unwrap().0, MAX_BUFFERED_UPLOADS);
+        assert_eq!(added, MAX_UPLOADS * (TARGET_PACK >> 20));
+        assert_eq!(store.state.lock().unwrap().0, MAX_UPLOADS);
         store.state.lock().unwrap().1 = true;
         store.cv.notify_all();
         adder.join().unwrap();

@@ -1,11 +1,12 @@
 //! Streaming writes that hand their page cache back as they go.
 //!
-//! A pack or a restored volume is written once and not read again soon, yet buffered writes
+//! A restored volume is written once and not read again soon, yet buffered writes
 //! leave every byte in the page cache. On these machines (a VM whose free memory goes back to
 //! the host) a page the guest has not touched lately costs a host fault on first use: writing
 //! 2.7 GiB into fresh page cache took 4.6-5.3 s of system time, against 0.9-1.4 s when the same
 //! pages were reused (dd and a pwrite loop, measured 2026-12-04). Perf put 47 % of a restore's
 //! CPU and 26 % of a full snapshot's in that first-touch copy (`copy_folio_from_iter_atomic`).
+//! Both now write directly where the file system allows (direct.rs); this is the fallback.
 //!
 //! So writers start writeback of each step as soon as it is written, and once an older step's
 //! writeback has ended they drop it from the cache (`POSIX_FADV_DONTNEED` only drops clean
@@ -26,20 +27,11 @@ pub struct Recycler {
     started: u64,
     /// The cache below this offset has been dropped.
     dropped: u64,
-    /// Wait for an old step's writeback before dropping it (else only what is already written
-    /// back is dropped, and the rest when the file is done: see [`forget`]).
-    wait: bool,
 }
 
 impl Recycler {
     pub fn new(step: u64) -> Self {
-        Recycler { step: step.max(1 << 20), started: 0, dropped: 0, wait: true }
-    }
-
-    /// A recycler that never blocks its writer: for writers that hold a lock others wait on
-    /// (a capture's pack writer), and small files whose writer calls [`forget`] after its fsync.
-    pub fn without_wait(step: u64) -> Self {
-        Recycler { wait: false, ..Self::new(step) }
+        Recycler { step: step.max(1 << 20), started: 0, dropped: 0 }
     }
 
     /// Everything below `upto` in `file` is written (sequentially or batch by batch). Best
@@ -66,16 +58,12 @@ impl Recycler {
         if drop_below > self.dropped {
             let (from, len) = (self.dropped as i64, (drop_below - self.dropped) as i64);
             unsafe {
-                if self.wait {
-                    libc::sync_file_range(
-                        fd,
-                        from,
-                        len,
-                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                            | libc::SYNC_FILE_RANGE_WRITE
-                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                    );
-                }
+                libc::sync_file_range(
+                    fd,
+                    from,
+                    len,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                );
                 libc::posix_fadvise(fd, from, len, libc::POSIX_FADV_DONTNEED);
             }
             self.dropped = drop_below;

@@ -4,27 +4,34 @@
 //! directory, so a key that exists is always whole: after a crash a reader finds the old state
 //! (nothing) or the new one (every byte), never a torn object. Temp files are named
 //! `.tmp-<pid>-<random>` so recovery can tell a dead writer's leftovers from a live one's.
+//!
+//! Packs are written with `O_DIRECT` (direct.rs) where the file system allows it: a pack is
+//! written once and read rarely, and a buffered write copied each of its bytes into page-cache
+//! pages, then wrote them back, all on the capture's cores.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use super::{Backend, ObjectInfo, ObjectWriter};
+use super::{Backend, ObjectInfo};
 use crate::error::{EngineError, IoContext, Result};
-use crate::recycle::Recycler;
 
-/// Writeback is started every this many bytes written and the cache behind it given back
-/// (recycle.rs) without waiting: a capture's threads write packs under one lock, and waiting
-/// there stalled them all; what is not yet written back goes at `finish`, after the fsync.
-const WRITEBACK_STEP: u64 = 4 << 20;
+/// Objects at least this big (packs) are written directly. Measured on a 4 GiB full snapshot
+/// (2.2 GiB of packs, 2 cores, warm source): 1.5-1.75 s of system CPU against 2.3-2.9 s
+/// buffered, 3.45-3.57 s wall against 4.09-4.59 s.
+const DIRECT_MIN: usize = 1 << 20;
 
 pub const TMP_PREFIX: &str = ".tmp-";
 
 pub struct LocalBackend {
     root: PathBuf,
+    /// Cleared the first time the file system refuses a direct write (tmpfs, some FUSE and
+    /// network file systems): buffered from then on.
+    direct: AtomicBool,
 }
 
 impl LocalBackend {
@@ -40,7 +47,7 @@ impl LocalBackend {
 
     pub fn open(root: &Path) -> Result<Self> {
         crate::private::create_dir_all(root).ctx("create", root)?;
-        Ok(LocalBackend { root: root.to_path_buf() })
+        Ok(LocalBackend { root: root.to_path_buf(), direct: AtomicBool::new(true) })
     }
 
     pub fn root(&self) -> &Path {
@@ -67,17 +74,10 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).ctx("fsync", dir)
 }
 
-/// A file being written under a temp name beside its key (see [`Backend::open_writer`]).
-pub struct LocalWriter {
-    file: Option<File>,
-    tmp: PathBuf,
-    path: PathBuf,
-    written: u64,
-    recycle: Recycler,
-}
-
-impl LocalWriter {
-    fn create(path: PathBuf) -> Result<Self> {
+impl LocalBackend {
+    /// Write `data` whole at `key`: under a temp name, fsynced, renamed, directory fsynced.
+    fn write_object(&self, key: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(key)?;
         let dir = path.parent().expect("a key has a parent: the root");
         if !dir.is_dir() {
             crate::private::create_dir_all(dir).ctx("create", dir)?;
@@ -86,57 +86,46 @@ impl LocalWriter {
             }
         }
         let tmp = dir.join(format!("{TMP_PREFIX}{}-{:016x}", std::process::id(), rand::random::<u64>()));
-        let file = crate::private::create(&tmp).ctx("create", &tmp)?;
-        Ok(LocalWriter { file: Some(file), tmp, path, written: 0, recycle: Recycler::without_wait(WRITEBACK_STEP) })
+        let done = self.write_file(&tmp, data).and_then(|()| fs::rename(&tmp, &path).ctx("rename", &path));
+        if done.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        done?;
+        fsync_dir(dir)
     }
-}
 
-impl ObjectWriter for LocalWriter {
-    fn write(&mut self, data: &[u8]) -> Result<()> {
-        let f = self.file.as_mut().expect("open until finish");
-        f.write_all(data).ctx("write", &self.tmp)?;
-        self.written += data.len() as u64;
-        self.recycle.advance(f, self.written);
+    /// Create `path` holding `data`, durable.
+    fn write_file(&self, path: &Path, data: &[u8]) -> Result<()> {
+        if data.len() >= DIRECT_MIN && self.direct.load(Ordering::Relaxed) {
+            match crate::direct::write_new_file(path, data) {
+                Ok(true) => return Ok(()),
+                Ok(false) => self.direct.store(false, Ordering::Relaxed),
+                Err(e) => return Err(EngineError::Io { op: "write", path: path.to_path_buf(), source: e }),
+            }
+        }
+        let mut f = crate::private::create(path).ctx("create", path)?;
+        f.write_all(data).ctx("write", path)?;
+        f.sync_all().ctx("fsync", path)?;
+        // Clean now: give its cache back (recycle.rs).
+        crate::recycle::forget(&f);
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<()> {
-        let f = self.file.take().expect("open until finish");
-        let done = f.sync_all().ctx("fsync", &self.tmp).and_then(|()| {
-            // Clean now: give the rest of its cache back too.
-            crate::recycle::forget(&f);
-            drop(f);
-            fs::rename(&self.tmp, &self.path).ctx("rename", &self.path)
-        });
-        if done.is_err() {
-            let _ = fs::remove_file(&self.tmp);
-        }
-        done?;
-        fsync_dir(self.path.parent().expect("has a parent"))
-    }
-}
-
-impl Drop for LocalWriter {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = fs::remove_file(&self.tmp); // abandoned (an error, or a failed capture)
-        }
+    #[cfg(test)]
+    fn without_direct_writes(self) -> Self {
+        self.direct.store(false, Ordering::Relaxed);
+        self
     }
 }
 
 impl Backend for LocalBackend {
     fn put(&self, key: &str, data: Vec<u8>) -> Result<()> {
-        let mut w = Box::new(LocalWriter::create(self.path(key)?)?);
-        w.write(&data)?;
-        w.finish()
+        self.write_object(key, &data)
     }
 
-    fn open_writer_is_buffered(&self) -> bool {
-        false
-    }
-
-    fn open_writer(&self, key: &str) -> Result<Option<Box<dyn ObjectWriter>>> {
-        Ok(Some(Box::new(LocalWriter::create(self.path(key)?)?)))
+    fn put_reusable(&self, key: &str, data: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        self.write_object(key, &data)?;
+        Ok(Some(data))
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
@@ -266,5 +255,28 @@ mod tests {
         assert!(matches!(b.get("packs/ab/abcdef.pack"), Err(EngineError::MissingObject { .. })));
         assert!(b.put("../escape", vec![]).is_err());
         assert!(b.put("a/.tmp-1-2", vec![]).is_err());
+    }
+
+    /// Packs-sized objects, written directly or (where the file system refuses, here forced)
+    /// buffered, come back whole, and no temp file is left beside them.
+    #[test]
+    fn big_objects_are_whole_either_way() {
+        for direct in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut b = LocalBackend::open(dir.path()).unwrap();
+            if !direct {
+                b = b.without_direct_writes();
+            }
+            for (i, len) in [DIRECT_MIN, 2 * DIRECT_MIN + 1234].into_iter().enumerate() {
+                let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let key = format!("packs/aa/p{i}.pack");
+                let back = b.put_reusable(&key, data.clone()).unwrap();
+                assert_eq!(back.as_deref(), Some(&data[..]), "the buffer comes back for reuse");
+                assert_eq!(b.get(&key).unwrap(), data, "direct: {direct}, {len} bytes");
+            }
+            let left: Vec<_> =
+                fs::read_dir(dir.path().join("packs/aa")).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(left.len(), 2, "only the two packs: {left:?}");
+        }
     }
 }

@@ -25,13 +25,6 @@ pub struct ObjectInfo {
     pub modified: SystemTime,
 }
 
-/// See [`Backend::open_writer`]. Dropping a writer without `finish` leaves nothing at the key.
-pub trait ObjectWriter: Send {
-    fn write(&mut self, data: &[u8]) -> Result<()>;
-    /// Make the object whole, durable and visible at its key.
-    fn finish(self: Box<Self>) -> Result<()>;
-}
-
 pub trait Backend: Send + Sync + 'static {
     /// Store `data` at `key`. When this returns `Ok`, the object is whole and durable (it
     /// survives a crash or power loss of this machine); before, a reader sees either nothing or
@@ -78,19 +71,13 @@ pub trait Backend: Send + Sync + 'static {
     /// `s3://bucket/prefix at http://127.0.0.1:7480`.
     fn describe(&self) -> String;
 
-    /// A writer that streams an object to `key`, for backends where that beats holding the
-    /// whole object in memory (a local file: frames go to the page cache as they come and
-    /// writeback starts at once). `None` (the default) makes the engine buffer the object and
-    /// call [`Backend::put`]. The object must not be visible at `key` before
-    /// [`ObjectWriter::finish`] returns, and is durable when it does.
-    fn open_writer(&self, _key: &str) -> Result<Option<Box<dyn ObjectWriter>>> {
-        Ok(None)
-    }
-
-    /// True when [`Backend::open_writer`] gives no streaming writer (the engine then holds
-    /// each pack in memory until its `put` returns).
-    fn open_writer_is_buffered(&self) -> bool {
-        true
+    /// [`Backend::put`], giving `data` back when the backend did not need to keep it, so the
+    /// caller can fill the same buffer again: a capture's packs are 16 MiB each, and a fresh
+    /// one per pack kept freed ones resident until the allocator purged them (a local full
+    /// snapshot peaked at 85-102 MiB RSS with fresh buffers, against ~74 reused). An object
+    /// store's client takes the bytes over (the default: nothing comes back).
+    fn put_reusable(&self, key: &str, data: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        self.put(key, data).map(|()| None)
     }
 
     /// How many uploads the engine should keep in flight at once (a local disk wants few, an
