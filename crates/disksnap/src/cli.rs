@@ -80,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     scfg.job_retention = cfg.job_retention;
     scfg.test_rollback_delay = cfg.test_rollback_delay;
     scfg.chunk_size = cfg.chunk_size_kib.map(|k| k as usize * 1024);
+    scfg.capture_dictionary = cfg.store.capture_dictionary.unwrap_or(true);
     if !cfg.zones.is_empty() {
         scfg.zones = cfg.zone_configs();
         scfg.volume_homes = cfg.volume_homes();

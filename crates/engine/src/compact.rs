@@ -15,6 +15,7 @@
 //! chunks spread over the store, and put before any pack that uses it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -225,18 +226,9 @@ impl Store {
     /// The store's dictionary: the one in `dicts/`, else one trained now from compressed chunks
     /// of `todo`'s packs and put before it is used. None: too few compressed chunks yet.
     fn dictionary(&self, todo: &[(String, Vec<PackEntry>)], stats: &mut CompactStats) -> Result<Option<Vec<u8>>> {
-        let mut keys: Vec<String> = self.backend.list("dicts/")?.into_iter().map(|o| o.key).collect();
-        keys.sort();
-        for key in keys {
-            let Some(id) = dict::dict_id_of_key(&key) else { continue };
-            let bytes = self.backend.get(&key)?;
-            // One that does not match its id (damaged) is passed by; verify names the chunks
-            // that needed it.
-            if dict::checked_id(&bytes) == Some(id) {
-                dict::load(&bytes)?;
-                stats.dictionary = Some(format!("{id:08x}"));
-                return Ok(Some(bytes));
-            }
+        if let Some(d) = self.store_dictionary()? {
+            stats.dictionary = Some(format!("{:08x}", d.id));
+            return Ok(Some(d.bytes.clone()));
         }
         // Up to SAMPLES frames, a few from each of up to SAMPLE_PACKS packs spread over the store.
         let step = todo.len().div_ceil(SAMPLE_PACKS).max(1);
@@ -261,6 +253,8 @@ impl Store {
         let id = dict::load(&bytes)?;
         // Durable before any frame names it.
         self.backend.put(&dict::dict_key(id), bytes.clone())?;
+        *self.dict.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Arc::new(dict::StoreDict { id, bytes: bytes.clone() }));
         stats.dictionary = Some(format!("{id:08x}"));
         stats.trained = true;
         Ok(Some(bytes))

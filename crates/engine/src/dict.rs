@@ -27,6 +27,12 @@ const DICT_SIZE: usize = 256 << 10;
 /// zstd's dictionary magic (the first 4 bytes of a trained dictionary); the id follows it.
 const DICT_MAGIC: [u8; 4] = [0x37, 0xA4, 0x30, 0xEC];
 
+/// A store dictionary ready to compress with (its bytes checked against its id).
+pub struct StoreDict {
+    pub id: u32,
+    pub bytes: Vec<u8>,
+}
+
 /// The key of dictionary `id`.
 pub fn dict_key(id: u32) -> String {
     format!("dicts/{id:08x}.zdict")

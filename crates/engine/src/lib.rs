@@ -33,6 +33,7 @@
 //! the grace period since they emptied; repack moves entries before dooming the old pack.
 
 pub mod backend;
+mod capture_dict;
 pub mod chunk;
 pub mod chunk_index;
 pub mod chunk_store;

@@ -13,8 +13,10 @@ use rayon::prelude::*;
 
 use crate::backend::local::LocalBackend;
 use crate::backend::Backend;
+use crate::capture_dict::CaptureDict;
 use crate::chunk_index::{ChunkIndex, Location, MemoryIndex};
 use crate::chunk_store::{ChunkStore, SweepStats};
+use crate::dict::StoreDict;
 use crate::direct::DirectWriter;
 use crate::error::{EngineError, IoContext, Result};
 use crate::index::{Digest, FixedIndex, ZERO_DIGEST};
@@ -30,6 +32,8 @@ use crate::volume_io::{
 /// at 128 KiB chunks, held in memory between hashing and encoding (peak RSS is a budgeted
 /// figure; a larger batch bought nothing measurable).
 const CAPTURE_BATCH: usize = 64;
+/// A whole volume's data extents are asked for ahead in pieces of this size.
+const READ_AHEAD_PIECE: u64 = 4 << 20;
 /// Slots a restore handles per batch: the unit of index lookups and of progress.
 const RESTORE_BATCH: usize = 512;
 /// Neighbouring chunks of one pack are read together when the gap between them is at most this
@@ -48,6 +52,10 @@ pub struct Store {
     pub(crate) legacy: Option<ChunkStore>,
     chunk_size: usize,
     read_pool: std::sync::OnceLock<rayon::ThreadPool>,
+    /// The dictionary captures compress with, once found in `dicts/` or trained.
+    pub(crate) dict: std::sync::Mutex<Option<Arc<StoreDict>>>,
+    /// Whether captures use (and train) one at all.
+    capture_dictionary: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -185,11 +193,27 @@ impl Store {
         crate::dict::register_source(&backend);
         let legacy_dir = dir.join("chunks");
         let legacy = if legacy_dir.join("fff").is_dir() { Some(ChunkStore::open(&legacy_dir)?) } else { None };
-        Ok(Store { dir: dir.to_path_buf(), backend, index, legacy, chunk_size, read_pool: Default::default() })
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            backend,
+            index,
+            legacy,
+            chunk_size,
+            read_pool: Default::default(),
+            dict: Default::default(),
+            capture_dictionary: true,
+        })
     }
 
     pub fn chunk_size(&self) -> usize {
         self.chunk_size
+    }
+
+    /// Whether captures compress with the store's zstd dictionary, training one if the store
+    /// has none (capture_dict.rs; the default), or at plain level 1 (less CPU, a larger store
+    /// until `disksnap compact`).
+    pub fn set_capture_dictionary(&mut self, on: bool) {
+        self.capture_dictionary = on;
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -297,7 +321,10 @@ impl Store {
                 .as_ref()
                 .is_some_and(|p| p.size == size && p.digests.len() == c.len() && c.len() == index.digests.len())
         });
-        let captured = self.capture_slots(&file, source, &mut index, parent.as_ref(), changed, &writer, progress);
+        let mut dict =
+            if self.capture_dictionary { CaptureDict::new(self.store_dictionary()?) } else { CaptureDict::off() };
+        let captured =
+            self.capture_slots(&file, source, &mut index, parent.as_ref(), changed, &writer, &mut dict, progress);
         let outcome = captured.and_then(|mut stats| {
             on_taken();
             stats.packs = writer.finish()?.len() as u64;
@@ -321,6 +348,7 @@ impl Store {
         parent: Option<&FixedIndex>,
         changed: Option<&[bool]>,
         writer: &PackWriter,
+        dict: &mut CaptureDict,
         progress: &dyn Progress,
     ) -> Result<CaptureStats> {
         let size = index.size;
@@ -358,9 +386,19 @@ impl Store {
             Some(r) => crate::residency::Cold::of_ranges(file, r.iter().cloned()),
             None => crate::residency::Cold::of(file, 0..size),
         };
-        // A tracked incremental reads scattered slots: ask for them ahead (readahead.rs). A
-        // whole-volume read is sequential, which the kernel's own read-ahead serves.
-        let mut ahead = to_read.map(|r| crate::readahead::ReadAhead::new(file, r, crate::readahead::AHEAD));
+        // Ask for the slots ahead of the reader (readahead.rs): a tracked incremental's are
+        // scattered, and a whole volume's were read by the batch's threads side by side from
+        // one file, which the kernel's own read-ahead did not follow (cold 4 GiB full
+        // snapshot: 5.0-5.5 s, of which ~2 s waiting for reads between the CPU's batches).
+        let ranges = to_read.unwrap_or_else(|| {
+            extents
+                .iter()
+                .flat_map(|&(start, end)| {
+                    (start..end).step_by(READ_AHEAD_PIECE as usize).map(move |s| s..(s + READ_AHEAD_PIECE).min(end))
+                })
+                .collect()
+        });
+        let mut ahead = Some(crate::readahead::ReadAhead::new(file, ranges, crate::readahead::AHEAD));
         for b in 0..batches {
             let batch: Vec<usize> = match &todo {
                 Some(t) => t[b * CAPTURE_BATCH..((b + 1) * CAPTURE_BATCH).min(t.len())].to_vec(),
@@ -419,6 +457,7 @@ impl Store {
                     .collect()
             };
             // 3. encode and pack the new ones, in parallel
+            let dict_now = &*dict;
             let got: Vec<Result<Option<Got>>> = bufs
                 .par_chunks(cs)
                 .zip(&kinds)
@@ -432,7 +471,11 @@ impl Store {
                         return Ok(Some(Got::Reused(stored)));
                     }
                     crate::chunk::with_encoder(|encoder| {
-                        let frame = encoder.encode(&buf[..index.slot_len(i)]);
+                        let raw = &buf[..index.slot_len(i)];
+                        let frame = encoder.encode_with(raw, dict_now.current());
+                        if crate::chunk::is_plain_zstd(frame) {
+                            dict_now.offer(raw);
+                        }
                         writer.add(d, frame)?;
                         Ok(Some(Got::Written(frame.len() as u64)))
                     })
@@ -475,11 +518,39 @@ impl Store {
                     (Slot::Data(_), None) => unreachable!("a data slot always reports how it was stored"),
                 }
             }
+            if let Some(trained) = dict.train_when_ready(&*self.backend)? {
+                *self.dict.lock().unwrap_or_else(|p| p.into_inner()) = Some(trained);
+            }
             progress.advance(span.end);
         }
         progress.advance(size);
         stats.read_bytes = read_bytes.into_inner();
         Ok(stats)
+    }
+
+    /// The dictionary this store's captures compress with: the one found or trained before,
+    /// else the first intact one in `dicts/` (by key: the one compaction uses too). None
+    /// while the store has none (the next capture trains one).
+    pub(crate) fn store_dictionary(&self) -> Result<Option<Arc<StoreDict>>> {
+        let mut slot = self.dict.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = &*slot {
+            return Ok(Some(d.clone()));
+        }
+        let mut keys: Vec<String> = self.backend.list("dicts/")?.into_iter().map(|o| o.key).collect();
+        keys.sort();
+        for key in keys {
+            let Some(id) = crate::dict::dict_id_of_key(&key) else { continue };
+            let bytes = self.backend.get(&key)?;
+            // One that does not match its id (damaged) is passed by; verify names the chunks
+            // that needed it.
+            if crate::dict::checked_id(&bytes) == Some(id) {
+                crate::dict::load(&bytes)?;
+                let d = Arc::new(StoreDict { id, bytes });
+                *slot = Some(d.clone());
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
     }
 
     /// Keep the chunks of index `name` marked for GC while the returned guard lives, even if

@@ -35,6 +35,8 @@ pub struct ServiceConfig {
     pub data_dir: PathBuf,
     /// Chunk size for a new store (an existing store keeps its own).
     pub chunk_size: Option<usize>,
+    /// Captures compress with the store's dictionary (`[store] capture_dictionary`).
+    pub capture_dictionary: bool,
     /// How long a deleted full point stays recoverable before it is ceased.
     pub deleted_retention: Duration,
     /// GC keeps unreferenced chunks younger than this (they may belong to a running job).
@@ -67,6 +69,7 @@ impl ServiceConfig {
         ServiceConfig {
             data_dir: data_dir.into(),
             chunk_size: None,
+            capture_dictionary: true,
             deleted_retention: Duration::from_secs(2 * 3600),
             gc_grace: Duration::from_secs(600),
             job_retention: DEFAULT_JOB_RETENTION,
@@ -131,9 +134,10 @@ impl Backends {
             }
         };
         let index = Arc::new(MetaChunkIndex::new(rows, tokio::runtime::Handle::current()));
-        let chunk_size = cfg.chunk_size;
+        let (chunk_size, capture_dictionary) = (cfg.chunk_size, cfg.capture_dictionary);
         let store = tokio::task::spawn_blocking(move || -> Result<Store> {
-            let store = Store::open_with(&dir.join("store"), objects, index, chunk_size)?;
+            let mut store = Store::open_with(&dir.join("store"), objects, index, chunk_size)?;
+            store.set_capture_dictionary(capture_dictionary);
             if store.chunk_index().is_empty()? && !store.backend().list("packs/")?.is_empty() {
                 let s = store.rebuild_index(&disksnap_engine::NoProgress)?;
                 tracing::warn!(packs = s.packs, chunks = s.chunks, "chunk index was empty: rebuilt it from the packs");
