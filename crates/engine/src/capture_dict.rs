@@ -77,10 +77,7 @@ impl CaptureDict {
         // Too little in common to build one: this capture goes on without.
         let Some(trained) = dict::train(&bytes, &sizes) else { return Ok(None) };
         drop(bytes);
-        let id = dict::load(&trained)?;
-        // Durable before any frame names it.
-        backend.put(&dict::dict_key(id), trained.clone())?;
-        let ready = Arc::new(StoreDict { id, bytes: trained });
+        let ready = Arc::new(dict::publish(backend, trained)?);
         self.current = Some(ready.clone());
         Ok(Some(ready))
     }

@@ -250,13 +250,10 @@ impl Store {
         }
         let Some(bytes) = dict::train(&samples, &sizes) else { return Ok(None) };
         drop(samples);
-        let id = dict::load(&bytes)?;
-        // Durable before any frame names it.
-        self.backend.put(&dict::dict_key(id), bytes.clone())?;
-        *self.dict.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Arc::new(dict::StoreDict { id, bytes: bytes.clone() }));
-        stats.dictionary = Some(format!("{id:08x}"));
+        let published = Arc::new(dict::publish(&*self.backend, bytes)?);
+        *self.dict.lock().unwrap_or_else(|p| p.into_inner()) = Some(published.clone());
+        stats.dictionary = Some(format!("{:08x}", published.id));
         stats.trained = true;
-        Ok(Some(bytes))
+        Ok(Some(published.bytes.clone()))
     }
 }

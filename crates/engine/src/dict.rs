@@ -97,6 +97,14 @@ pub fn register_source(backend: &Arc<dyn Backend>) {
     s.push(Arc::downgrade(backend));
 }
 
+/// Make a newly trained dictionary the store's: loaded for decoders, then put in `backend`,
+/// durably, before any frame names it.
+pub fn publish(backend: &dyn Backend, dict: Vec<u8>) -> Result<StoreDict> {
+    let id = load(&dict)?;
+    backend.put(&dict_key(id), dict.clone())?;
+    Ok(StoreDict { id, bytes: dict })
+}
+
 /// Make `dict` (checked) available to decoders.
 pub fn load(dict: &[u8]) -> Result<u32> {
     let id = checked_id(dict)

@@ -112,15 +112,8 @@ impl DirectWriter {
     fn write_direct(&self, buffered: &File, aligned: &mut Vec<u8>, head: &[u8], at: u64) -> Result<()> {
         // The decoder's buffer is rarely 4 KiB aligned (a stored chunk is a slice of its
         // pack): copy it into an aligned stretch of this thread's buffer.
-        let src: &[u8] = if (head.as_ptr() as usize).is_multiple_of(ALIGN) {
-            head
-        } else {
-            aligned.resize(head.len() + ALIGN, 0);
-            let skip = aligned.as_ptr().align_offset(ALIGN);
-            let dst = &mut aligned[skip..skip + head.len()];
-            dst.copy_from_slice(head);
-            dst
-        };
+        let src: &[u8] =
+            if (head.as_ptr() as usize).is_multiple_of(ALIGN) { head } else { aligned_copy(aligned, head, head.len()) };
         match self.file.write_all_at(src, at) {
             Ok(()) => Ok(()),
             // A file system that opened the file for direct I/O but refuses this write's
@@ -193,15 +186,21 @@ fn write_padded(file: &File, data: &[u8], bounce: &mut Vec<u8>) -> std::io::Resu
     while at < data.len() {
         let src = &data[at..(at + STEP).min(data.len())];
         let padded = src.len().div_ceil(ALIGN) * ALIGN;
-        bounce.resize(STEP + ALIGN, 0);
-        let skip = bounce.as_ptr().align_offset(ALIGN);
-        let dst = &mut bounce[skip..skip + padded];
-        dst[..src.len()].copy_from_slice(src);
-        dst[src.len()..].fill(0);
-        file.write_all_at(dst, at as u64)?;
+        file.write_all_at(aligned_copy(bounce, src, padded), at as u64)?;
         at += src.len();
     }
     Ok(())
+}
+
+/// `src` copied into a stretch of `bounce` that starts on an [`ALIGN`] boundary, zero-padded to
+/// `len` (at least `src.len()`) bytes.
+fn aligned_copy<'a>(bounce: &'a mut Vec<u8>, src: &[u8], len: usize) -> &'a [u8] {
+    bounce.resize(len + ALIGN, 0);
+    let skip = bounce.as_ptr().align_offset(ALIGN);
+    let dst = &mut bounce[skip..skip + len];
+    dst[..src.len()].copy_from_slice(src);
+    dst[src.len()..].fill(0);
+    dst
 }
 
 thread_local! {

@@ -387,9 +387,10 @@ impl Store {
             None => crate::residency::Cold::of(file, 0..size),
         };
         // Ask for the slots ahead of the reader (readahead.rs): a tracked incremental's are
-        // scattered, and a whole volume's were read by the batch's threads side by side from
-        // one file, which the kernel's own read-ahead did not follow (cold 4 GiB full
-        // snapshot: 5.0-5.5 s, of which ~2 s waiting for reads between the CPU's batches).
+        // scattered, and a whole volume's are read by the batch's threads side by side from one
+        // file, which the kernel's own read-ahead follows poorly. It bought little: a cold 4 GiB
+        // full snapshot 6.3 s against 6.6-6.9 (this VM's buffered cold reads, ~0.6 GB/s, are the
+        // bound; `O_DIRECT` reads ran ~1.35 GB/s).
         let ranges = to_read.unwrap_or_else(|| {
             extents
                 .iter()
