@@ -226,13 +226,13 @@ class Rgw:
     SECRET_KEY = "disksnap-test-secret-key-0123456789abcdef"
     EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-    def __init__(self, script, directory, port, mon_port, mem_mib, bucket="disksnap-bench"):
+    def __init__(self, script, directory, port, mon_port, mem_mib, store, bucket="disksnap-bench"):
         self.script, self.dir, self.port, self.bucket = script, os.path.abspath(directory), port, bucket
         self.endpoint = f"http://127.0.0.1:{port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DISKSNAP_")}
         self.env.update({"DISKSNAP_RGW_DIR": self.dir, "DISKSNAP_RGW_PORT": str(port),
                          "DISKSNAP_RGW_MON_PORT": str(mon_port), "DISKSNAP_RGW_MEM_MIB": str(mem_mib),
-                         "DISKSNAP_RGW_BUCKET": bucket})
+                         "DISKSNAP_RGW_BUCKET": bucket, "DISKSNAP_RGW_STORE": store})
         self.started = False
 
     def start(self):
@@ -1000,8 +1000,13 @@ def main():
     ap.add_argument("--rgw-port", type=int, default=27480, help="the bench's RGW S3 port (default 27480)")
     ap.add_argument("--rgw-mon-port", type=int, default=47789,
                     help="the bench's Ceph monitor port (default 47789, and +1)")
-    ap.add_argument("--rgw-mem-mib", type=int, default=6144,
-                    help="RAM the RGW's memstore OSD may fill (default 6144; a 4 GiB run stores ~2.5 GiB)")
+    ap.add_argument("--rgw-store", choices=("bluestore", "memstore"), default="bluestore",
+                    help="the RGW's OSD store: bluestore (default: a sparse file in --rgw-dir, a real "
+                         "OSD's store) or memstore (RAM; on this VM each fresh page of it costs the OSD "
+                         "a host fault, which the S3 rows would be charged for)")
+    ap.add_argument("--rgw-mem-mib", type=int, default=16384,
+                    help="the OSD store's size: bluestore's sparse file or memstore's RAM (default "
+                         "16384; a 4 GiB run stores ~2.5 GiB per cache condition)")
     a = ap.parse_args()
     a.caches = ["warm", "cold"] if a.cache == "both" else [a.cache]
     if a.s3 and (a.no_disksnap or a.chunk_sizes):
@@ -1065,7 +1070,7 @@ def main():
             raise BenchError(f"{free / GIB:.1f} GiB free under {b.work}, a run needs ~{need / GIB:.0f} GiB")
         src, src_sha = b.make_image()
         if a.s3:
-            b.rgw = Rgw(rgw_script, a.rgw_dir, a.rgw_port, a.rgw_mon_port, a.rgw_mem_mib)
+            b.rgw = Rgw(rgw_script, a.rgw_dir, a.rgw_port, a.rgw_mon_port, a.rgw_mem_mib, a.rgw_store)
             b.rgw.start()
         results["image"] = {"path": src, "sha256": src_sha, "size": os.path.getsize(src),
                             "allocated": allocated(src)}

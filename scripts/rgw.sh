@@ -8,16 +8,21 @@
 #
 # One monitor, one OSD and one radosgw, all as the calling user, under $DISKSNAP_RGW_DIR
 # (default /tmp/disksnap-rgw). Auth is off (cephx none, crc on the wire: the secure mode needs
-# keys), pools have one replica, and the OSD keeps its objects in RAM (memstore), so every start
-# is a fresh, empty cluster and nothing is left on disk. The S3 user's keys are fixed test keys.
+# keys), pools have one replica, and every start is a fresh, empty cluster; `stop` removes it.
+# The OSD keeps its objects in RAM (memstore) for the tests, or in a sparse file under the
+# cluster's directory (bluestore, a real OSD's store) for the benchmark: on this VM memstore's
+# fresh pages cost the OSD a host fault each (85 % of its CPU in clear_page), which charged the
+# RGW's side of an S3 benchmark for RAM, not for storing. The S3 user's keys are fixed test keys.
 #
 # Knobs (environment):
 #   DISKSNAP_RGW_DIR        where the cluster lives             (/tmp/disksnap-rgw)
 #   DISKSNAP_RGW_PORT       the S3 endpoint's port              (17480: not 7480, RGW's usual
 #                           port, which is disksnap's own default listen address)
 #   DISKSNAP_RGW_MON_PORT   the monitor's msgr2 port            (46789; msgr1 is this + 1)
-#   DISKSNAP_RGW_MEM_MIB    memstore size: the most RAM the OSD may fill (6144; RAM is used
-#                           only for what is stored)
+#   DISKSNAP_RGW_STORE      the OSD's object store: memstore (RAM) or bluestore (a sparse
+#                           file in DISKSNAP_RGW_DIR)            (memstore)
+#   DISKSNAP_RGW_MEM_MIB    the store's size: the most RAM memstore may fill, or bluestore's
+#                           file size (6144; only what is stored takes RAM or disk)
 #   DISKSNAP_RGW_BUCKET     the bucket created at start         (disksnap-test)
 #
 # `start` is idempotent: an RGW already answering from this directory is left as it is; a
@@ -29,6 +34,14 @@ PORT=${DISKSNAP_RGW_PORT:-17480}
 MON_PORT=${DISKSNAP_RGW_MON_PORT:-46789}
 MEM_MIB=${DISKSNAP_RGW_MEM_MIB:-6144}
 BUCKET=${DISKSNAP_RGW_BUCKET:-disksnap-test}
+STORE=${DISKSNAP_RGW_STORE:-memstore}
+case "$STORE" in memstore | bluestore) ;; *) echo "rgw.sh: DISKSNAP_RGW_STORE must be memstore or bluestore, not '$STORE'" >&2; exit 2 ;; esac
+# Debian's daemons use glibc's malloc, which maps each multi-MiB message buffer afresh and
+# unmaps it when freed: on this VM every fresh page is a host fault (16 % of radosgw's CPU in
+# clear_page in a full snapshot). Buffers up to 32 MiB come from the heap and it keeps up to
+# 1 GiB free, so they are reused.
+export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-33554432}
+export MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-1073741824}
 # Fixed test credentials: this RGW listens on loopback only and holds nothing but test data.
 ACCESS_KEY=DISKSNAPTESTACCESS01
 SECRET_KEY=disksnap-test-secret-key-0123456789abcdef
@@ -125,6 +138,18 @@ wait_for() {
     return 1
 }
 
+# The OSD's object store lines of ceph.conf.
+store_conf() {
+    local bytes=$((MEM_MIB * 1024 * 1024))
+    if [ "$STORE" = memstore ]; then
+        printf 'osd objectstore = memstore\nmemstore device bytes = %s\n' "$bytes"
+    else
+        # A sparse file made at mkfs (osd data/block); the OSD's caches are held to 1 GiB (the
+        # default target is 4 GiB) so the machine's page cache is not crowded out.
+        printf 'osd objectstore = bluestore\nbluestore block create = true\nbluestore block size = %s\nosd memory target = 1073741824\n' "$bytes"
+    fi
+}
+
 start() {
     if [ -f "$CONF" ] && answering && [ -n "$(pids)" ] && [ "$(s3 HEAD "/$BUCKET" || true)" = 200 ]; then
         log "already running at $ENDPOINT ($DIR)"
@@ -174,8 +199,7 @@ mon warn on pool no redundancy = false
 # A test cluster on a busy disk must not refuse writes at the monitor's 5 % free-space stop.
 mon data avail warn = 2
 mon data avail crit = 1
-osd objectstore = memstore
-memstore device bytes = $((MEM_MIB * 1024 * 1024))
+$(store_conf)
 osd data = $DIR/osd/\$id
 mon data = $DIR/mon/\$id
 osd max object name len = 460

@@ -74,8 +74,8 @@ pub trait Backend: Send + Sync + 'static {
     /// [`Backend::put`], giving `data` back when the backend did not need to keep it, so the
     /// caller can fill the same buffer again: a capture's packs are 16 MiB each, and a fresh
     /// one per pack kept freed ones resident until the allocator purged them (a local full
-    /// snapshot peaked at 85-102 MiB RSS with fresh buffers, against ~74 reused). An object
-    /// store's client takes the bytes over (the default: nothing comes back).
+    /// snapshot peaked at 85-102 MiB RSS with fresh buffers, against ~74 reused). The default
+    /// gives nothing back; S3 gives the buffer back when its client let go of it.
     fn put_reusable(&self, key: &str, data: Vec<u8>) -> Result<Option<Vec<u8>>> {
         self.put(key, data).map(|()| None)
     }

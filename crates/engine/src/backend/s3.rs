@@ -400,18 +400,23 @@ impl S3Backend {
         EngineError::Backend { op, key: key.into(), why }
     }
 
-    fn put_inner(&self, key: &str, data: Vec<u8>) -> Result<()> {
+    /// Upload `data`; give its buffer back when the client let go of every copy of it.
+    fn put_inner(&self, key: &str, data: Vec<u8>) -> Result<Option<Vec<u8>>> {
         let path = self.path(key)?;
         let len = data.len() as u64;
         let data = Bytes::from(data);
         let store = self.store.clone();
         let counters = self.counters.clone();
         if len < self.multipart_threshold {
-            let res = self.run("put", key, async move { store.put(&path, PutPayload::from(data)).await })?;
+            let payload = PutPayload::from(data.clone());
+            let res = self.run("put", key, async move { store.put(&path, payload).await })?;
             add(&counters.puts, 1);
             res.map_err(|e| self.error("put", key, e))?;
             add(&counters.bytes_up, len);
-            return Ok(());
+            // The request is over, so `data` is normally the last handle on the buffer: take
+            // it back whole (same allocation, same capacity) for the next pack. A store that
+            // keeps the bytes (object_store's in-memory one) keeps them, and we allocate anew.
+            return Ok(data.try_into_mut().ok().map(Vec::from));
         }
         let part = self.part_size as usize;
         let res = self.run("put", key, async move {
@@ -439,7 +444,7 @@ impl S3Backend {
         })?;
         res.map_err(|e| self.error("put", key, e))?;
         add(&self.counters.bytes_up, len);
-        Ok(())
+        Ok(None)
     }
 
     fn fetch_ranges(&self, key: &str, path: Path, ranges: Vec<Range<u64>>) -> Result<Vec<Bytes>> {
@@ -486,6 +491,10 @@ impl Drop for S3Backend {
 
 impl Backend for S3Backend {
     fn put(&self, key: &str, data: Vec<u8>) -> Result<()> {
+        self.put_inner(key, data).map(drop)
+    }
+
+    fn put_reusable(&self, key: &str, data: Vec<u8>) -> Result<Option<Vec<u8>>> {
         self.put_inner(key, data)
     }
 
