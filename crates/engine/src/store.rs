@@ -34,6 +34,18 @@ use crate::volume_io::{
 const CAPTURE_BATCH: usize = 64;
 /// A whole volume's data extents are asked for ahead in pieces of this size.
 const READ_AHEAD_PIECE: u64 = 4 << 20;
+/// verify's threads at most (each holds a whole pack: 4 × 16 MiB).
+const MAX_VERIFY_THREADS: usize = 4;
+
+/// A pool of `n` (at least 1) threads named `disksnap-{what}-{i}`.
+fn pool(n: usize, what: &'static str) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n.max(1))
+        .thread_name(move |i| format!("disksnap-{what}-{i}"))
+        .build()
+        .expect("a thread pool of a few threads")
+}
+
 /// Slots a restore handles per batch: the unit of index lookups and of progress.
 const RESTORE_BATCH: usize = 512;
 /// Neighbouring chunks of one pack are read together when the gap between them is at most this
@@ -52,6 +64,7 @@ pub struct Store {
     pub(crate) legacy: Option<ChunkStore>,
     chunk_size: usize,
     read_pool: std::sync::OnceLock<rayon::ThreadPool>,
+    verify_pool: std::sync::OnceLock<rayon::ThreadPool>,
     /// The dictionary captures compress with, once found in `dicts/` or trained.
     pub(crate) dict: std::sync::Mutex<Option<Arc<StoreDict>>>,
     /// Whether captures use (and train) one at all.
@@ -200,6 +213,7 @@ impl Store {
             legacy,
             chunk_size,
             read_pool: Default::default(),
+            verify_pool: Default::default(),
             dict: Default::default(),
             capture_dictionary: true,
         })
@@ -625,14 +639,13 @@ impl Store {
     /// The threads a restore reads, decodes and writes on: [`Backend::read_concurrency`] of
     /// them, made on first use and kept (a restore is not the only caller, rollbacks are too).
     pub(crate) fn read_pool(&self) -> &rayon::ThreadPool {
-        self.read_pool.get_or_init(|| {
-            let n = self.backend.read_concurrency().max(1);
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .thread_name(|i| format!("disksnap-read-{i}"))
-                .build()
-                .expect("a thread pool of a few threads")
-        })
+        self.read_pool.get_or_init(|| pool(self.backend.read_concurrency(), "read"))
+    }
+
+    /// verify's threads: as the read pool, but at most [`MAX_VERIFY_THREADS`], since each
+    /// holds a whole pack (~16 MiB) in memory, and peak RSS is a budgeted figure.
+    pub(crate) fn verify_pool(&self) -> &rayon::ThreadPool {
+        self.verify_pool.get_or_init(|| pool(self.backend.read_concurrency().min(MAX_VERIFY_THREADS), "verify"))
     }
 
     fn restore_into(

@@ -76,9 +76,9 @@ impl Store {
         let total = packs.len() as u64;
         progress.start(total);
         let done = AtomicU64::new(0);
-        // The backend's read threads (several for S3, whose reads mostly wait), each with one
-        // reused read buffer and one decode buffer.
-        let results: Vec<PackVerdict> = self.read_pool().install(|| {
+        // The backend's read threads (several for S3, whose reads mostly wait; at most 4),
+        // each with one reused read buffer and one decode buffer.
+        let results: Vec<PackVerdict> = self.verify_pool().install(|| {
             packs
                 .par_iter()
                 .map_init(
