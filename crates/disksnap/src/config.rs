@@ -123,7 +123,8 @@ pub struct StoreSection {
     #[serde(default)]
     pub allow_http: bool,
     /// Sign each upload's body (SHA-256) so the store refuses one altered on the way. Default:
-    /// true over plain http, false over https (TLS guards the body; the AWS SDKs' choice too).
+    /// true over plain http to another host; false over https (TLS guards the body; the AWS
+    /// SDKs' choice too) and to this machine (`is_loopback`).
     pub sign_payload: Option<bool>,
     /// Local read cache of ranges read from the bucket; relative paths are under the data dir.
     /// Unset: no cache.
@@ -628,7 +629,7 @@ impl StoreSection {
         c.allow_http = self.allow_http;
         // Unset endpoint: AWS itself, over https.
         let https = c.endpoint.as_deref().is_none_or(|e| e.starts_with("https://"));
-        c.sign_payload = self.sign_payload.unwrap_or(!https);
+        c.sign_payload = self.sign_payload.unwrap_or(!https && !c.endpoint.as_deref().is_some_and(is_loopback));
         let max = self.cache_max_mib.unwrap_or(DEFAULT_CACHE_MAX_MIB);
         if let Some(dir) = &self.cache_dir {
             if max > 0 {
@@ -664,6 +665,21 @@ impl StoreSection {
         let b = S3Backend::open(&c).map_err(|e| anyhow::anyhow!("[store] {e}"))?;
         Ok(std::sync::Arc::new(b))
     }
+}
+
+/// Whether `endpoint` (`http(s)://host[:port]`) is this machine: `localhost`, 127.0.0.0/8 or
+/// `::1`. A signed body guards against a body altered on its way over a network; on the
+/// loopback interface there is no way to alter it (only this machine's root could, who could
+/// as well read the keys), so the SHA-256 pass over every byte on both ends buys nothing there.
+fn is_loopback(endpoint: &str) -> bool {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => hostport.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -734,7 +750,19 @@ mod tests {
         assert_eq!((c.bucket.as_str(), c.prefix.as_str(), c.region.as_str()), ("snaps", "site/a", "us-east-1"));
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:7480"));
         assert!(c.path_style && c.allow_http, "an endpoint means path-style by default");
-        assert!(c.sign_payload, "plain http: the body is signed");
+        assert!(!c.sign_payload, "plain http to this machine: nothing on the way to guard against");
+        for (endpoint, signed) in [
+            ("http://10.0.0.5:7480", true),
+            ("http://rgw.example.net", true),
+            ("http://localhost:7480", false),
+            ("http://[::1]:7480", false),
+            ("http://127.1.2.3", false),
+            ("https://10.0.0.5", false),
+        ] {
+            let cfg = S3.replace("http://127.0.0.1:7480", endpoint);
+            let c = Config::parse(&format!("{cfg}secret_access_key = \"SK\"\n")).unwrap();
+            assert_eq!(c.store.s3_config(Path::new("/d")).unwrap().unwrap().sign_payload, signed, "{endpoint}");
+        }
         assert_eq!((c.access_key_id.as_str(), c.secret_access_key.as_str()), ("AK", "SK"));
         assert_eq!(c.cache_dir.as_deref(), Some(Path::new("/d/cache")));
         assert_eq!(c.cache_max_bytes, DEFAULT_CACHE_MAX_MIB << 20);
@@ -754,7 +782,10 @@ mod tests {
         let c =
             Config::parse(&format!("{aws}sign_payload = true\n")).unwrap().store.s3_config(Path::new("/d")).unwrap();
         assert!(c.unwrap().sign_payload, "asked for");
-        let c = Config::parse(&format!("{S3}secret_access_key = \"SK\"\nsign_payload = false\n")).unwrap();
+        let c = Config::parse(&format!("{S3}secret_access_key = \"SK\"\nsign_payload = true\n")).unwrap();
+        assert!(c.store.s3_config(Path::new("/d")).unwrap().unwrap().sign_payload, "asked for on loopback");
+        let remote = S3.replace("http://127.0.0.1:7480", "http://10.0.0.5:7480");
+        let c = Config::parse(&format!("{remote}secret_access_key = \"SK\"\nsign_payload = false\n")).unwrap();
         assert!(!c.store.s3_config(Path::new("/d")).unwrap().unwrap().sign_payload, "turned off over http");
     }
 
