@@ -225,7 +225,9 @@ EOF
     ceph-mon -c "$CONF" -i a
     wait_for "the monitor" 60 timeout 5 ceph -c "$CONF" mon stat
     ceph -c "$CONF" osd new "$osd_uuid" 0 >/dev/null
-    ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" 2>>"$DIR/log/setup.log"
+    ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" 2>>"$DIR/log/setup.log" ||
+        die "ceph-osd --mkfs ($STORE) failed; last lines of $DIR/log/osd.0.log:
+$(tail -n 5 "$DIR/log/osd.0.log" 2>/dev/null)"
     ceph-osd -c "$CONF" -i 0
     wait_for "the OSD" 120 bash -c "timeout 5 ceph -c '$CONF' osd stat | grep -q '1 up'"
     radosgw -c "$CONF" -n client.rgw.0

@@ -36,6 +36,12 @@ const CAPTURE_BATCH: usize = 64;
 const READ_AHEAD_PIECE: u64 = 4 << 20;
 /// verify's threads at most (each holds a whole pack: 4 × 16 MiB).
 const MAX_VERIFY_THREADS: usize = 4;
+/// Slots a restore handles per batch: the unit of index lookups and of progress.
+const RESTORE_BATCH: usize = 512;
+/// Neighbouring chunks of one pack are read together when the gap between them is at most this
+/// (reading a little unneeded data beats another request), up to [`MAX_READ`] per read.
+const MAX_GAP: u64 = 256 << 10;
+const MAX_READ: u64 = 2 << 20;
 
 /// A pool of `n` (at least 1) threads named `disksnap-{what}-{i}`.
 fn pool(n: usize, what: &'static str) -> rayon::ThreadPool {
@@ -45,13 +51,6 @@ fn pool(n: usize, what: &'static str) -> rayon::ThreadPool {
         .build()
         .expect("a thread pool of a few threads")
 }
-
-/// Slots a restore handles per batch: the unit of index lookups and of progress.
-const RESTORE_BATCH: usize = 512;
-/// Neighbouring chunks of one pack are read together when the gap between them is at most this
-/// (reading a little unneeded data beats another request), up to [`MAX_READ`] per read.
-const MAX_GAP: u64 = 256 << 10;
-const MAX_READ: u64 = 2 << 20;
 
 pub struct Store {
     /// Local state: `store.toml` of a local store, pins (`indexes/*.pending`), and the chunk
