@@ -43,6 +43,7 @@ mod direct;
 pub mod error;
 mod gc;
 pub mod index;
+mod overlap;
 pub mod pack;
 mod pin;
 pub mod points;

@@ -20,6 +20,7 @@ use crate::dict::StoreDict;
 use crate::direct::DirectWriter;
 use crate::error::{EngineError, IoContext, Result};
 use crate::index::{Digest, FixedIndex, ZERO_DIGEST};
+use crate::overlap::{Countdown, FirstError};
 use crate::pack::{pack_key, PackWriter};
 use crate::pin::Pin;
 use crate::progress::Progress;
@@ -671,163 +672,76 @@ impl Store {
         let direct = if compare { None } else { DirectWriter::open(file, path, index.size, &data_ranges(index, cs))? };
         let mut recycle = (!compare && direct.is_none()).then(|| Recycler::new(RESTORE_BATCH as u64 * cs));
         let write_lock = std::sync::Mutex::new(());
-        let slots = index.digests.len();
-        for batch_start in (0..slots).step_by(RESTORE_BATCH) {
-            let batch_end = (batch_start + RESTORE_BATCH).min(slots);
-            // 1. which slots need writing (in place: only those whose bytes differ)
-            #[derive(Clone, Copy, PartialEq)]
-            enum Need {
-                Zero,
-                Tracked,
-                Unchanged,
-                Punched,
-                Write,
-            }
-            let needs: Vec<Result<Need>> = (batch_start..batch_end)
-                .into_par_iter()
-                .map_init(
-                    // only a comparing restore reads the target's current bytes
-                    || if compare { vec![0u8; self.chunk_size] } else { Vec::new() },
-                    |cur, i| {
-                        let start = i as u64 * cs;
-                        let len = index.slot_len(i);
-                        let want = &index.digests[i];
-                        if compare && changed.is_some_and(|c| !c[i]) {
-                            return Ok(Need::Tracked);
-                        }
-                        if compare && overlaps_data(&extents, start, start + len as u64) {
-                            let cur = &mut cur[..len];
-                            read_full_at(file, path, cur, start)?;
-                            compared.fetch_add(len as u64, Ordering::Relaxed);
-                            if *want == ZERO_DIGEST {
-                                if is_zero(cur) {
-                                    return Ok(Need::Zero);
-                                }
-                                punch_hole(file, path, start, len)?;
-                                return Ok(Need::Punched);
-                            }
-                            if blake3::hash(cur).as_bytes() == want {
-                                return Ok(Need::Unchanged);
-                            }
-                        } else if *want == ZERO_DIGEST {
-                            return Ok(Need::Zero);
-                        }
-                        Ok(Need::Write)
-                    },
-                )
-                .collect();
-            let needs = needs.into_iter().collect::<Result<Vec<Need>>>()?;
-            // 2. where the chunks are, grouped into coalesced reads
-            let mut slots_of: HashMap<Digest, Vec<usize>> = HashMap::new();
-            for (i, n) in (batch_start..batch_end).zip(&needs) {
-                match n {
-                    Need::Zero => stats.zero_slots += 1,
-                    Need::Unchanged => stats.unchanged_slots += 1,
-                    Need::Tracked => {
-                        stats.unchanged_slots += 1;
-                        stats.tracked_slots += 1;
-                    }
-                    Need::Punched => stats.written_slots += 1,
-                    Need::Write => slots_of.entry(index.digests[i]).or_default().push(i),
+        let written_slots = AtomicU64::new(0);
+        let errors = FirstError::default();
+        // Write `raw`, the chunk `d`, into each of its `slots`.
+        let write_chunk = |slots: &[usize], d: &Digest, raw: &[u8]| -> Result<u64> {
+            let mut n = 0;
+            for &i in slots {
+                let len = index.slot_len(i);
+                if raw.len() != len {
+                    return Err(EngineError::CorruptIndex {
+                        name: hex::encode(d),
+                        why: format!("slot {i} is {len} bytes but its chunk holds {}", raw.len()),
+                    });
                 }
-            }
-            let digests: Vec<Digest> = slots_of.keys().copied().collect();
-            let locations = if digests.is_empty() { Vec::new() } else { self.index.find(&digests)? };
-            let mut by_pack: HashMap<String, Vec<(Digest, Location)>> = HashMap::new();
-            let mut legacy = Vec::new();
-            for (d, loc) in digests.into_iter().zip(locations) {
-                match loc {
-                    Some(l) => by_pack.entry(l.pack.clone()).or_default().push((d, l)),
-                    None => legacy.push(d),
+                let start = i as u64 * cs;
+                if compare {
+                    // Only the 4 KiB blocks that differ: the slot differs somewhere, often
+                    // in one block of 32 (a scattered write).
+                    let mut cur = vec![0u8; len];
+                    read_full_at(file, path, &mut cur, start)?;
+                    touched.fetch_add(write_differing_blocks(file, path, raw, &cur, start)?, Ordering::Relaxed);
+                } else if let Some(direct) = &direct {
+                    // Writes into allocated blocks run side by side (direct.rs).
+                    direct.write(file, raw, start)?;
+                } else {
+                    // A new file is all holes: leave zero blocks inside the chunk unwritten
+                    // (a 4 KiB write into a hole must not allocate the whole chunk).
+                    // One writer at a time: a buffered write holds the file's inode lock
+                    // (ext4 and XFS) for its whole copy into the page cache, and the
+                    // readers that waited for it spun on that lock instead of decoding
+                    // (`rwsem_spin_on_owner`: 15 % of a warm restore's CPU). Here they sleep.
+                    let _writing = write_lock.lock().unwrap();
+                    write_nonzero_blocks(file, path, raw, start)?;
                 }
+                n += 1;
             }
-            let mut reads: Vec<Read> = Vec::new();
-            for (pack, mut chunks) in by_pack {
-                chunks.sort_by_key(|(_, l)| l.offset);
-                reads.extend(coalesce(&pack, chunks));
-            }
-            stats.reads += reads.len() as u64;
-            // 3. read, check and write, in parallel
-            let write_chunk = |d: &Digest, raw: &[u8]| -> Result<u64> {
+            Ok(n)
+        };
+        // One coalesced read: fetch it, check and decode its chunks, write them.
+        let run_read = |read: &Read, slots_of: &HashMap<Digest, Vec<usize>>| -> Result<u64> {
+            SCRATCH.with(|scratch| {
+                let (bytes, raw) = &mut *scratch.borrow_mut();
+                self.backend.read_range_into(&pack_key(&read.pack), read.range.clone(), bytes)?;
                 let mut n = 0;
-                for &i in &slots_of[d] {
-                    let len = index.slot_len(i);
-                    if raw.len() != len {
-                        return Err(EngineError::CorruptIndex {
-                            name: hex::encode(d),
-                            why: format!("slot {i} is {len} bytes but its chunk holds {}", raw.len()),
-                        });
-                    }
-                    let start = i as u64 * cs;
-                    if compare {
-                        // Only the 4 KiB blocks that differ: the slot differs somewhere, often
-                        // in one block of 32 (a scattered write).
-                        let mut cur = vec![0u8; len];
-                        read_full_at(file, path, &mut cur, start)?;
-                        touched.fetch_add(write_differing_blocks(file, path, raw, &cur, start)?, Ordering::Relaxed);
-                    } else if let Some(direct) = &direct {
-                        // Writes into allocated blocks run side by side (direct.rs).
-                        direct.write(file, raw, start)?;
-                    } else {
-                        // A new file is all holes: leave zero blocks inside the chunk unwritten
-                        // (a 4 KiB write into a hole must not allocate the whole chunk).
-                        // One writer at a time: a buffered write holds the file's inode lock
-                        // (ext4 and XFS) for its whole copy into the page cache, and the
-                        // readers that waited for it spun on that lock instead of decoding
-                        // (`rwsem_spin_on_owner`: 15 % of a warm restore's CPU). Here they sleep.
-                        let _writing = write_lock.lock().unwrap();
-                        write_nonzero_blocks(file, path, raw, start)?;
-                    }
-                    n += 1;
+                for (d, loc) in &read.chunks {
+                    let at = (loc.offset - read.range.start) as usize;
+                    let frame = bytes.get(at..at + loc.len as usize).ok_or_else(|| EngineError::CorruptPack {
+                        pack: read.pack.clone(),
+                        why: format!("chunk {} lies past the end of the pack", hex::encode(d)),
+                    })?;
+                    let chunk = crate::chunk::decode_ref(frame, d, raw)
+                        .map_err(|why| EngineError::CorruptChunk { digest: hex::encode(d), why })?;
+                    n += write_chunk(&slots_of[d], d, chunk)?;
                 }
                 Ok(n)
-            };
-            let from_packs: Vec<Result<u64>> = self.read_pool().install(|| {
-                reads
-                    .par_iter()
-                    .map(|read| {
-                        SCRATCH.with(|scratch| {
-                            let (bytes, raw) = &mut *scratch.borrow_mut();
-                            self.backend.read_range_into(&pack_key(&read.pack), read.range.clone(), bytes)?;
-                            let mut n = 0;
-                            for (d, loc) in &read.chunks {
-                                let at = (loc.offset - read.range.start) as usize;
-                                let frame =
-                                    bytes.get(at..at + loc.len as usize).ok_or_else(|| EngineError::CorruptPack {
-                                        pack: read.pack.clone(),
-                                        why: format!("chunk {} lies past the end of the pack", hex::encode(d)),
-                                    })?;
-                                let chunk = crate::chunk::decode_ref(frame, d, raw)
-                                    .map_err(|why| EngineError::CorruptChunk { digest: hex::encode(d), why })?;
-                                n += write_chunk(d, chunk)?;
-                            }
-                            Ok(n)
-                        })
-                    })
-                    .collect()
-            });
-            let from_legacy: Vec<Result<u64>> = legacy
-                .par_iter()
-                .map_init(
-                    || (Vec::new(), Vec::new()),
-                    |(file_buf, raw), d| match &self.legacy {
-                        Some(l) => {
-                            l.read(d, file_buf, raw)?;
-                            write_chunk(d, raw)
-                        }
-                        None => Err(EngineError::MissingChunk { digest: hex::encode(d) }),
-                    },
-                )
-                .collect();
-            for n in from_packs.into_iter().chain(from_legacy) {
-                stats.written_slots += n?;
-            }
-            for (i, n) in (batch_start..batch_end).zip(&needs) {
-                if *n == Need::Write {
-                    stats.written_bytes += index.slot_len(i) as u64;
-                }
-            }
-            let done = (batch_end as u64 * cs).min(index.size);
+            })
+        };
+        // A chunk of a store from before packs (one file per chunk).
+        let run_legacy = |d: &Digest, slots_of: &HashMap<Digest, Vec<usize>>| -> Result<u64> {
+            let Some(l) = &self.legacy else { return Err(EngineError::MissingChunk { digest: hex::encode(d) }) };
+            LEGACY_SCRATCH.with(|scratch| {
+                let (file_buf, raw) = &mut *scratch.borrow_mut();
+                l.read(d, file_buf, raw)?;
+                write_chunk(&slots_of[d], d, raw)
+            })
+        };
+        // A batch whose reads are queued: where it ends, and its tasks still running.
+        let mut queued: Option<(u64, Arc<Countdown>)> = None;
+        // Close a batch once its tasks are done: progress, page cache, holes.
+        let mut close = |(done, left): (u64, Arc<Countdown>)| -> Result<()> {
+            left.wait();
             if let Some(r) = &mut recycle {
                 r.advance(file, done);
             }
@@ -836,7 +750,68 @@ impl Store {
                 d.punch_holes(file)?;
             }
             progress.advance(done);
-        }
+            Ok(())
+        };
+        let (run_read, run_legacy, errors_ref, written) = (&run_read, &run_legacy, &errors, &written_slots);
+        self.read_pool().in_place_scope(|scope| {
+            let mut queue = || -> Result<()> {
+                let slots = index.digests.len();
+                for batch_start in (0..slots).step_by(RESTORE_BATCH) {
+                    if errors_ref.failed() {
+                        break;
+                    }
+                    let batch_end = (batch_start + RESTORE_BATCH).min(slots);
+                    let plan = self.plan_batch(
+                        index,
+                        file,
+                        path,
+                        compare,
+                        changed,
+                        &extents,
+                        batch_start..batch_end,
+                        &compared,
+                    )?;
+                    stats.zero_slots += plan.zero_slots;
+                    stats.unchanged_slots += plan.unchanged_slots;
+                    stats.tracked_slots += plan.tracked_slots;
+                    stats.written_slots += plan.punched_slots;
+                    stats.written_bytes += plan.written_bytes;
+                    stats.reads += plan.reads.len() as u64;
+                    // 3. read, check and write, in parallel, queued behind the batch before
+                    let plan = Arc::new(plan);
+                    let left = Arc::new(Countdown::new(plan.reads.len() + plan.legacy.len()));
+                    // Tasks 0.. are the coalesced reads, then the chunk files of a legacy store.
+                    for t in 0..plan.reads.len() + plan.legacy.len() {
+                        let (plan, left) = (plan.clone(), left.clone());
+                        scope.spawn(move |_| {
+                            let _done = left.task();
+                            if errors_ref.failed() {
+                                return;
+                            }
+                            let wrote = match plan.reads.get(t) {
+                                Some(read) => run_read(read, &plan.slots_of),
+                                None => run_legacy(&plan.legacy[t - plan.reads.len()], &plan.slots_of),
+                            };
+                            if let Some(n) = errors_ref.note(wrote) {
+                                written.fetch_add(n, Ordering::Relaxed);
+                            }
+                        });
+                    }
+                    let done = (batch_end as u64 * cs).min(index.size);
+                    if let Some(before) = queued.replace((done, left)) {
+                        close(before)?;
+                    }
+                }
+                if let Some(last) = queued.take() {
+                    close(last)?;
+                }
+                Ok(())
+            };
+            // A failed plan or close also stops the tasks queued before it.
+            errors_ref.note(queue());
+        });
+        errors.into_result()?;
+        stats.written_slots += written_slots.into_inner();
         drop(direct);
         file.sync_all().ctx("fsync", path)?;
         if recycle.is_some() {
@@ -849,6 +824,114 @@ impl Store {
         stats.elapsed = started.elapsed();
         Ok(stats)
     }
+
+    /// Steps 1 and 2 of a restore batch: which of `slots` need writing (in place: only those
+    /// whose bytes differ; a slot that must become zero is punched here), and the coalesced
+    /// reads that fetch their chunks.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_batch(
+        &self,
+        index: &FixedIndex,
+        file: &File,
+        path: &Path,
+        compare: bool,
+        changed: Option<&[bool]>,
+        extents: &[(u64, u64)],
+        slots: std::ops::Range<usize>,
+        compared: &AtomicU64,
+    ) -> Result<BatchPlan> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Need {
+            Zero,
+            Tracked,
+            Unchanged,
+            Punched,
+            Write,
+        }
+        let cs = self.chunk_size as u64;
+        // 1. which slots need writing
+        let needs: Vec<Result<Need>> = slots
+            .clone()
+            .into_par_iter()
+            .map_init(
+                // only a comparing restore reads the target's current bytes
+                || if compare { vec![0u8; self.chunk_size] } else { Vec::new() },
+                |cur, i| {
+                    let start = i as u64 * cs;
+                    let len = index.slot_len(i);
+                    let want = &index.digests[i];
+                    if compare && changed.is_some_and(|c| !c[i]) {
+                        return Ok(Need::Tracked);
+                    }
+                    if compare && overlaps_data(extents, start, start + len as u64) {
+                        let cur = &mut cur[..len];
+                        read_full_at(file, path, cur, start)?;
+                        compared.fetch_add(len as u64, Ordering::Relaxed);
+                        if *want == ZERO_DIGEST {
+                            if is_zero(cur) {
+                                return Ok(Need::Zero);
+                            }
+                            punch_hole(file, path, start, len)?;
+                            return Ok(Need::Punched);
+                        }
+                        if blake3::hash(cur).as_bytes() == want {
+                            return Ok(Need::Unchanged);
+                        }
+                    } else if *want == ZERO_DIGEST {
+                        return Ok(Need::Zero);
+                    }
+                    Ok(Need::Write)
+                },
+            )
+            .collect();
+        let needs = needs.into_iter().collect::<Result<Vec<Need>>>()?;
+        let mut plan = BatchPlan::default();
+        for (i, n) in slots.zip(&needs) {
+            match n {
+                Need::Zero => plan.zero_slots += 1,
+                Need::Unchanged => plan.unchanged_slots += 1,
+                Need::Tracked => {
+                    plan.unchanged_slots += 1;
+                    plan.tracked_slots += 1;
+                }
+                Need::Punched => plan.punched_slots += 1,
+                Need::Write => {
+                    plan.written_bytes += index.slot_len(i) as u64;
+                    plan.slots_of.entry(index.digests[i]).or_default().push(i);
+                }
+            }
+        }
+        // 2. where the chunks are, grouped into coalesced reads
+        let digests: Vec<Digest> = plan.slots_of.keys().copied().collect();
+        let locations = if digests.is_empty() { Vec::new() } else { self.index.find(&digests)? };
+        let mut by_pack: HashMap<String, Vec<(Digest, Location)>> = HashMap::new();
+        for (d, loc) in digests.into_iter().zip(locations) {
+            match loc {
+                Some(l) => by_pack.entry(l.pack.clone()).or_default().push((d, l)),
+                None => plan.legacy.push(d),
+            }
+        }
+        for (pack, mut chunks) in by_pack {
+            chunks.sort_by_key(|(_, l)| l.offset);
+            plan.reads.extend(coalesce(&pack, chunks));
+        }
+        Ok(plan)
+    }
+}
+
+/// One restore batch, planned: the work its tasks share, and what it counted.
+#[derive(Default)]
+struct BatchPlan {
+    /// The slots each chunk to write fills.
+    slots_of: HashMap<Digest, Vec<usize>>,
+    reads: Vec<Read>,
+    /// Chunks found in no pack: a store from before packs keeps them as files.
+    legacy: Vec<Digest>,
+    zero_slots: u64,
+    unchanged_slots: u64,
+    tracked_slots: u64,
+    punched_slots: u64,
+    written_bytes: u64,
 }
 
 thread_local! {
@@ -857,6 +940,8 @@ thread_local! {
     /// resident in the allocator until its purge delay: a restore peaked at 85-108 MiB RSS, ~60
     /// with freed memory purged at once (MIMALLOC_PURGE_DELAY=0).
     static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// The same for a chunk file of a store from before packs (file bytes, decoded chunk).
+    static LEGACY_SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// One read from one pack: a byte range and the chunks inside it.
