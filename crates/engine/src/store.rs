@@ -33,8 +33,6 @@ use crate::volume_io::{
 /// at 128 KiB chunks, held in memory between hashing and encoding (peak RSS is a budgeted
 /// figure; a larger batch bought nothing measurable).
 const CAPTURE_BATCH: usize = 64;
-/// A whole volume's data extents are asked for ahead in pieces of this size.
-const READ_AHEAD_PIECE: u64 = 4 << 20;
 /// verify's threads at most (each holds a whole pack: 4 × 16 MiB).
 const MAX_VERIFY_THREADS: usize = 4;
 /// Slots a restore handles per batch: the unit of index lookups and of progress.
@@ -402,17 +400,10 @@ impl Store {
         };
         // Ask for the slots ahead of the reader (readahead.rs): a tracked incremental's are
         // scattered, and a whole volume's are read by the batch's threads side by side from one
-        // file, which the kernel's own read-ahead follows poorly. It bought little: a cold 4 GiB
-        // full snapshot 6.3 s against 6.6-6.9 (this VM's buffered cold reads, ~0.6 GB/s, are the
-        // bound; `O_DIRECT` reads ran ~1.35 GB/s).
-        let ranges = to_read.unwrap_or_else(|| {
-            extents
-                .iter()
-                .flat_map(|&(start, end)| {
-                    (start..end).step_by(READ_AHEAD_PIECE as usize).map(move |s| s..(s + READ_AHEAD_PIECE).min(end))
-                })
-                .collect()
-        });
+        // file, which the kernel's own read-ahead follows poorly. Asked for in 4 MiB pieces (a
+        // whole extent at once had only its first read-ahead window read), a cold 4 GiB full
+        // snapshot took 5.7-6.0 s against 6.4-6.5.
+        let ranges = to_read.unwrap_or_else(|| extents.iter().map(|&(start, end)| start..end).collect());
         let mut ahead = Some(crate::readahead::ReadAhead::new(file, ranges, crate::readahead::AHEAD));
         for b in 0..batches {
             let batch: Vec<usize> = match &todo {
@@ -671,6 +662,20 @@ impl Store {
         // (recycle.rs). In place, the volume's cache is its user's, and little is written.
         let direct = if compare { None } else { DirectWriter::open(file, path, index.size, &data_ranges(index, cs))? };
         let mut recycle = (!compare && direct.is_none()).then(|| Recycler::new(RESTORE_BATCH as u64 * cs));
+        // A roll back reads the volume's data to compare it (step 1): asked for ahead of the
+        // readers (readahead.rs), and what was not cached before given back once its batch is
+        // done (residency.rs), as a capture does.
+        let to_compare: Vec<std::ops::Range<u64>> = match changed {
+            _ if !compare => Vec::new(),
+            Some(c) => (0..index.digests.len())
+                .filter(|&i| c[i])
+                .map(|i| i as u64 * cs..i as u64 * cs + index.slot_len(i) as u64)
+                .filter(|r| overlaps_data(&extents, r.start, r.end))
+                .collect(),
+            None => extents.iter().map(|&(start, end)| start..end).collect(),
+        };
+        let cold = if compare { crate::residency::Cold::of_ranges(file, to_compare.iter().cloned()) } else { None };
+        let mut ahead = crate::readahead::ReadAhead::new(file, to_compare, 2 * RESTORE_BATCH as u64 * cs);
         let write_lock = std::sync::Mutex::new(());
         let written_slots = AtomicU64::new(0);
         let errors = FirstError::default();
@@ -737,11 +742,15 @@ impl Store {
                 write_chunk(&slots_of[d], d, raw)
             })
         };
-        // A batch whose reads are queued: where it ends, and its tasks still running.
-        let mut queued: Option<(u64, Arc<Countdown>)> = None;
+        // A batch whose reads are queued: its bytes, and its tasks still running.
+        let mut queued: Option<(std::ops::Range<u64>, Arc<Countdown>)> = None;
         // Close a batch once its tasks are done: progress, page cache, holes.
-        let mut close = |(done, left): (u64, Arc<Countdown>)| -> Result<()> {
+        let mut close = |(bytes, left): (std::ops::Range<u64>, Arc<Countdown>)| -> Result<()> {
             left.wait();
+            let done = bytes.end;
+            if let Some(c) = &cold {
+                c.release(file, bytes);
+            }
             if let Some(r) = &mut recycle {
                 r.advance(file, done);
             }
@@ -761,6 +770,7 @@ impl Store {
                         break;
                     }
                     let batch_end = (batch_start + RESTORE_BATCH).min(slots);
+                    ahead.advance(batch_start as u64 * cs);
                     let plan = self.plan_batch(
                         index,
                         file,
@@ -797,8 +807,8 @@ impl Store {
                             }
                         });
                     }
-                    let done = (batch_end as u64 * cs).min(index.size);
-                    if let Some(before) = queued.replace((done, left)) {
+                    let bytes = batch_start as u64 * cs..(batch_end as u64 * cs).min(index.size);
+                    if let Some(before) = queued.replace((bytes, left)) {
                         close(before)?;
                     }
                 }
