@@ -383,12 +383,7 @@ impl Store {
         let batches = todo.as_ref().map_or(slots, Vec::len).div_ceil(CAPTURE_BATCH);
         let mut bufs = vec![0u8; CAPTURE_BATCH * cs];
         // The byte ranges a tracked incremental will read: its slots that hold data.
-        let to_read: Option<Vec<std::ops::Range<u64>>> = todo.as_ref().map(|t| {
-            t.iter()
-                .map(|&i| i as u64 * cs as u64..i as u64 * cs as u64 + index.slot_len(i) as u64)
-                .filter(|r| overlaps_data(&extents, r.start, r.end))
-                .collect()
-        });
+        let to_read = todo.as_ref().map(|t| slots_with_data(index, &extents, t.iter().copied()));
         // Each slot read is one dedup lookup: let the index read itself in if that many
         // random lookups would cost more (sqlite/prefetch.rs in the meta crate).
         self.index.expect_lookups(to_read.as_ref().map_or(slots, Vec::len));
@@ -667,11 +662,7 @@ impl Store {
         // done (residency.rs), as a capture does.
         let to_compare: Vec<std::ops::Range<u64>> = match changed {
             _ if !compare => Vec::new(),
-            Some(c) => (0..index.digests.len())
-                .filter(|&i| c[i])
-                .map(|i| i as u64 * cs..i as u64 * cs + index.slot_len(i) as u64)
-                .filter(|r| overlaps_data(&extents, r.start, r.end))
-                .collect(),
+            Some(c) => slots_with_data(index, &extents, (0..index.digests.len()).filter(|&i| c[i])),
             None => extents.iter().map(|&(start, end)| start..end).collect(),
         };
         let cold = if compare { crate::residency::Cold::of_ranges(file, to_compare.iter().cloned()) } else { None };
@@ -761,6 +752,7 @@ impl Store {
             progress.advance(done);
             Ok(())
         };
+        let target = Target { index, file, path, compare, changed, extents: &extents };
         let (run_read, run_legacy, errors_ref, written) = (&run_read, &run_legacy, &errors, &written_slots);
         self.read_pool().in_place_scope(|scope| {
             let mut queue = || -> Result<()> {
@@ -771,16 +763,7 @@ impl Store {
                     }
                     let batch_end = (batch_start + RESTORE_BATCH).min(slots);
                     ahead.advance(batch_start as u64 * cs);
-                    let plan = self.plan_batch(
-                        index,
-                        file,
-                        path,
-                        compare,
-                        changed,
-                        &extents,
-                        batch_start..batch_end,
-                        &compared,
-                    )?;
+                    let plan = self.plan_batch(&target, batch_start..batch_end, &compared)?;
                     stats.zero_slots += plan.zero_slots;
                     stats.unchanged_slots += plan.unchanged_slots;
                     stats.tracked_slots += plan.tracked_slots;
@@ -838,18 +821,8 @@ impl Store {
     /// Steps 1 and 2 of a restore batch: which of `slots` need writing (in place: only those
     /// whose bytes differ; a slot that must become zero is punched here), and the coalesced
     /// reads that fetch their chunks.
-    #[allow(clippy::too_many_arguments)]
-    fn plan_batch(
-        &self,
-        index: &FixedIndex,
-        file: &File,
-        path: &Path,
-        compare: bool,
-        changed: Option<&[bool]>,
-        extents: &[(u64, u64)],
-        slots: std::ops::Range<usize>,
-        compared: &AtomicU64,
-    ) -> Result<BatchPlan> {
+    fn plan_batch(&self, target: &Target, slots: std::ops::Range<usize>, compared: &AtomicU64) -> Result<BatchPlan> {
+        let Target { index, file, path, compare, changed, extents } = *target;
         #[derive(Clone, Copy, PartialEq)]
         enum Need {
             Zero,
@@ -929,6 +902,19 @@ impl Store {
     }
 }
 
+/// What a restore's batches are planned against.
+struct Target<'a> {
+    index: &'a FixedIndex,
+    file: &'a File,
+    path: &'a Path,
+    /// In place: only slots whose bytes differ are written.
+    compare: bool,
+    /// Changed-block tracking: `false` vouches that a slot already holds the point's bytes.
+    changed: Option<&'a [bool]>,
+    /// The file's data extents (in place only).
+    extents: &'a [(u64, u64)],
+}
+
 /// One restore batch, planned: the work its tasks share, and what it counted.
 #[derive(Default)]
 struct BatchPlan {
@@ -952,6 +938,19 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     /// The same for a chunk file of a store from before packs (file bytes, decoded chunk).
     static LEGACY_SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The byte ranges of `slots` (ascending) that hold data: what a tracked job reads of a volume.
+fn slots_with_data(
+    index: &FixedIndex,
+    extents: &[(u64, u64)],
+    slots: impl Iterator<Item = usize>,
+) -> Vec<std::ops::Range<u64>> {
+    let cs = index.chunk_size as u64;
+    slots
+        .map(|i| i as u64 * cs..i as u64 * cs + index.slot_len(i) as u64)
+        .filter(|r| overlaps_data(extents, r.start, r.end))
+        .collect()
 }
 
 /// One read from one pack: a byte range and the chunks inside it.

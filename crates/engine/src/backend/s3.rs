@@ -475,9 +475,7 @@ impl S3Backend {
         })?;
         res.map_err(|e| self.error("get", key, e))
     }
-}
 
-impl S3Backend {
     /// One ranged GET, its body copied into `buf` piece by piece as it arrives. A restore's
     /// reader keeps one buffer for all its reads: collecting each body into a fresh 2 MiB
     /// buffer first (then taken whole) faulted in new pages for every read and handed them
