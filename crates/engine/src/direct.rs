@@ -1,5 +1,5 @@
-//! Direct (`O_DIRECT`) writes: a restore into a new file, and a local store's packs
-//! ([`write_new_file`]).
+//! Direct (`O_DIRECT`) I/O: writes of a restore into a new file and of a local store's packs
+//! ([`write_new_file`]), and reads of packs not in the page cache ([`read_range`]).
 //!
 //! A restored volume is written once and not read back soon, yet buffered writes copy every
 //! byte into page cache pages first. On these machines (VMs whose free memory goes back to the
@@ -22,6 +22,7 @@
 
 use std::cell::RefCell;
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -173,6 +174,42 @@ pub fn write_new_file(path: &Path, data: &[u8]) -> std::io::Result<bool> {
     }
 }
 
+/// Read `range` of `path` directly into `buf` (replacing its contents), bypassing the page
+/// cache. `Ok(false)` when the file system refuses direct I/O; the caller then reads buffered.
+///
+/// The read covers whole blocks (the range widened to [`ALIGN`] on both sides, the file's end
+/// excepted), lands at an aligned place inside `buf` itself and is moved down to its start: no
+/// second buffer, and the move is the copy a buffered read makes out of the page cache anyway.
+pub fn read_range(path: &Path, range: Range<u64>, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let file = match crate::private::options().read(true).custom_flags(libc::O_DIRECT).open(path) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let align = ALIGN as u64;
+    let from = range.start / align * align;
+    let to = range.end.div_ceil(align) * align;
+    let (head, len, span) = ((range.start - from) as usize, (range.end - range.start) as usize, (to - from) as usize);
+    // Only the growth of a reused buffer is zeroed; the read overwrites the rest.
+    buf.resize(span + ALIGN, 0);
+    let skip = buf.as_ptr().align_offset(ALIGN);
+    let mut got = 0;
+    while got < head + len {
+        match file.read_at(&mut buf[skip + got..skip + span], from + got as u64) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // Refused by the file system (or a short read left the next one unaligned, which
+            // local files do not do before their end): the caller reads buffered.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    buf.copy_within(skip + head..skip + head + len, 0);
+    buf.truncate(len);
+    Ok(true)
+}
+
 /// Write `data` from offset 0 of a direct `file`, the last block padded to [`ALIGN`].
 fn write_padded(file: &File, data: &[u8], bounce: &mut Vec<u8>) -> std::io::Result<()> {
     const STEP: usize = 1 << 20;
@@ -240,6 +277,28 @@ mod tests {
             assert_eq!(std::fs::read(&path).unwrap(), data, "{name}");
             assert!(write_new_file(&path, data).is_err(), "{name}: an existing file is never overwritten");
         }
+    }
+
+    /// Ranges read directly, on block boundaries or not, up to a file end that is not on one,
+    /// into a buffer fresh or reused, are the file's bytes; past the end is an error.
+    #[test]
+    fn ranges_read_directly_are_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pack");
+        let data: Vec<u8> = (0..(1 << 20) + 3 * ALIGN + 555)
+            .map(|i: usize| (i as u32).wrapping_mul(2654435761).to_le_bytes()[3])
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let n = data.len() as u64;
+        let mut buf = vec![9u8; 77];
+        for range in [0..4096, 1..4095, 4095..4097, 100..n, 0..n, n - 1..n, 8192..8192 + (512 << 10), 5000..5000] {
+            if !read_range(&path, range.clone(), &mut buf).unwrap() {
+                eprintln!("skipped: no O_DIRECT here");
+                return;
+            }
+            assert!(buf == data[range.start as usize..range.end as usize], "{range:?}");
+        }
+        assert_eq!(read_range(&path, n - 10..n + 1, &mut buf).unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     /// Chunks with zero blocks, data blocks, and a last block that is not whole, written

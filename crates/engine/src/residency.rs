@@ -95,6 +95,13 @@ impl Cold {
         done.map(|()| Cold { runs })
     }
 
+    /// Whether no page of `range` was cached when looked at.
+    pub fn covers(&self, range: Range<u64>) -> bool {
+        let (from, to) = (range.start / PAGE * PAGE, range.end.div_ceil(PAGE) * PAGE);
+        let first = self.runs.partition_point(|r| r.end <= from);
+        self.runs.get(first).is_some_and(|r| r.start <= from && r.end >= to) || from >= to
+    }
+
     /// Drop from the cache the pages of `range` that were not cached when looked at (clean
     /// pages only: a page written since stays until written back). Best effort.
     pub fn release(&self, file: &File, range: Range<u64>) {
@@ -170,5 +177,20 @@ mod tests {
         cold.release(&f, 0..len);
         assert_eq!(cached_pages(&f, len), 1024 - 64, "only the two slots' pages go");
         assert_eq!(Cold::of_ranges(&f, std::iter::empty()).unwrap().runs, vec![]);
+    }
+
+    /// `covers` (whether a read may skip the cache) is true only when no page of the range,
+    /// partial pages at its ends included, was cached.
+    #[test]
+    fn a_range_is_all_cold_only_if_none_of_its_pages_was_cached() {
+        let cold = Cold { runs: vec![0..8 * PAGE, 9 * PAGE..12 * PAGE] };
+        assert!(cold.covers(0..8 * PAGE));
+        assert!(cold.covers(100..8 * PAGE - 1), "partial pages at both ends");
+        assert!(cold.covers(9 * PAGE + 5..10 * PAGE));
+        assert!(!cold.covers(7 * PAGE..9 * PAGE), "page 8 was cached");
+        assert!(!cold.covers(8 * PAGE - 1..8 * PAGE + 1), "its last byte sits on page 8");
+        assert!(!cold.covers(11 * PAGE..13 * PAGE), "page 12 is past the last run");
+        assert!(cold.covers(5..5), "an empty range");
+        assert!(!Cold { runs: vec![] }.covers(0..1));
     }
 }
