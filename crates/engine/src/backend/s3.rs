@@ -476,6 +476,13 @@ impl S3Backend {
         res.map_err(|e| self.error("get", key, e))
     }
 
+    /// A range from the local read cache, counted as a hit; None without a cache or a copy.
+    fn cached(&self, key: &str, range: &Range<u64>) -> Option<Vec<u8>> {
+        let bytes = self.cache.as_ref()?.get(key, range)?;
+        add(&self.counters.cache_hits, 1);
+        Some(bytes)
+    }
+
     /// One ranged GET, its body copied into `buf` piece by piece as it arrives. A restore's
     /// reader keeps one buffer for all its reads: collecting each body into a fresh 2 MiB
     /// buffer first (then taken whole) faulted in new pages for every read and handed them
@@ -553,8 +560,7 @@ impl Backend for S3Backend {
 
     fn read_range_into(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
         let Some(cache) = &self.cache else { return self.read_range_uncached_into(key, range, buf) };
-        if let Some(b) = cache.get(key, &range) {
-            add(&self.counters.cache_hits, 1);
+        if let Some(b) = self.cached(key, &range) {
             *buf = b;
             return Ok(());
         }
@@ -585,8 +591,7 @@ impl Backend for S3Backend {
         for (i, r) in ranges.iter().enumerate() {
             if r.start == r.end {
                 out[i] = Some(Vec::new());
-            } else if let Some(b) = self.cache.as_ref().and_then(|c| c.get(key, r)) {
-                add(&self.counters.cache_hits, 1);
+            } else if let Some(b) = self.cached(key, r) {
                 out[i] = Some(b);
             } else {
                 missing.push(i);
