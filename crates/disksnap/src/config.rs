@@ -135,6 +135,17 @@ pub struct StoreSection {
     /// (default true): the bench's text stored at 2.25:1 instead of 1.88:1, for ~30 % more
     /// capture CPU. false: plain level 1 at capture, and `disksnap compact` re-encodes later.
     pub capture_dictionary: Option<bool>,
+    /// Deadline of one request to the bucket, body included (default "5m": a 16 MiB pack needs
+    /// 55 KB/s). A store that stops answering holds a job this long per attempt, so lower it
+    /// where the link is fast.
+    #[serde(default, with = "duration_text::option", skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<Duration>,
+    /// Retries of a failed request (5xx, timeout, broken connection), with exponential backoff
+    /// (default 10).
+    pub max_retries: Option<usize>,
+    /// No retry starts later than this after a request's first attempt (default "3m").
+    #[serde(default, with = "duration_text::option", skip_serializing_if = "Option::is_none")]
+    pub retry_timeout: Option<Duration>,
 }
 
 /// `[node]`: a node of a cluster (several servers on one `database_url` and one `[store]`).
@@ -265,6 +276,23 @@ pub mod duration_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         parse(&s).map_err(serde::de::Error::custom)
+    }
+
+    /// The same for an optional setting (`#[serde(default, with = "duration_text::option")]`).
+    pub mod option {
+        use serde::{Deserializer, Serializer};
+        use std::time::Duration;
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
     }
 }
 
@@ -526,6 +554,9 @@ impl StoreSection {
             ("sign_payload", self.sign_payload.is_some()),
             ("cache_dir", self.cache_dir.is_some()),
             ("cache_max_mib", self.cache_max_mib.is_some()),
+            ("request_timeout", self.request_timeout.is_some()),
+            ("max_retries", self.max_retries.is_some()),
+            ("retry_timeout", self.retry_timeout.is_some()),
         ];
         if self.backend == BackendKind::Local {
             // An S3 key under a local store is a forgotten `backend = "s3"`, not a harmless extra.
@@ -597,6 +628,17 @@ impl StoreSection {
             }
             _ => {}
         }
+        if let Some(t) = self.request_timeout {
+            if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&t) {
+                bail!("[store] request_timeout = {t:?}: give 1s to 1h (a whole 16 MiB pack must fit in it)");
+            }
+        }
+        if self.max_retries.is_some_and(|n| n > 100) {
+            bail!("[store] max_retries must be 100 or fewer (each waits longer than the one before)");
+        }
+        if self.retry_timeout.is_some_and(|t| t > Duration::from_secs(86400)) {
+            bail!("[store] retry_timeout must be 1d or less");
+        }
         Ok(())
     }
 
@@ -630,6 +672,15 @@ impl StoreSection {
         // Unset endpoint: AWS itself, over https.
         let https = c.endpoint.as_deref().is_none_or(|e| e.starts_with("https://"));
         c.sign_payload = self.sign_payload.unwrap_or(!https && !c.endpoint.as_deref().is_some_and(is_loopback));
+        if let Some(t) = self.request_timeout {
+            c.request_timeout = t;
+        }
+        if let Some(n) = self.max_retries {
+            c.max_retries = n;
+        }
+        if let Some(t) = self.retry_timeout {
+            c.retry_timeout = t;
+        }
         let max = self.cache_max_mib.unwrap_or(DEFAULT_CACHE_MAX_MIB);
         if let Some(dir) = &self.cache_dir {
             if max > 0 {
@@ -773,6 +824,31 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(c.cache_dir, None, "cache_max_mib = 0 turns the cache off");
+        assert_eq!((c.request_timeout, c.max_retries), (Duration::from_secs(300), 10), "the engine's defaults");
+        let c = Config::parse(&format!(
+            "{S3}secret_access_key = \"SK\"\nrequest_timeout = \"20s\"\nmax_retries = 3\nretry_timeout = \"1m\"\n"
+        ))
+        .unwrap()
+        .store
+        .s3_config(Path::new("/d"))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (c.request_timeout, c.max_retries, c.retry_timeout),
+            (Duration::from_secs(20), 3, Duration::from_secs(60))
+        );
+        for (bad, says) in [
+            ("request_timeout = \"0s\"", "1s to 1h"),
+            ("request_timeout = \"2h\"", "1s to 1h"),
+            ("request_timeout = \"soon\"", "not a duration"),
+            ("max_retries = 1000", "100 or fewer"),
+            ("retry_timeout = \"2d\"", "1d or less"),
+        ] {
+            let e = Config::parse(&format!("{S3}secret_access_key = \"SK\"\n{bad}\n")).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let e = Config::parse("[store]\nrequest_timeout = \"20s\"\n").unwrap_err().to_string();
+        assert!(e.contains("request_timeout is an S3 setting"), "{e}");
 
         // AWS: no endpoint, virtual-hosted, https only
         let aws = "[store]\nbackend = \"s3\"\nbucket = \"b\"\nregion = \"eu-west-1\"\naccess_key_id = \"A\"\nsecret_access_key = \"S\"\n";

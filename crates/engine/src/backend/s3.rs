@@ -209,6 +209,8 @@ pub struct S3Backend {
     root: String,
     bucket: String,
     endpoint: String,
+    /// For messages: a request that ran out of it names the setting.
+    request_timeout: Duration,
     multipart_threshold: u64,
     part_size: u64,
     upload_concurrency: usize,
@@ -288,6 +290,7 @@ impl S3Backend {
             root,
             bucket: config.bucket.clone(),
             endpoint: config.endpoint_name(),
+            request_timeout: config.request_timeout,
             multipart_threshold: config.multipart_threshold,
             part_size: config.part_size,
             upload_concurrency: config.upload_concurrency.max(1),
@@ -395,6 +398,14 @@ impl S3Backend {
             )
         } else if let object_store::Error::NotFound { .. } = e {
             return EngineError::MissingObject { key: key.into() };
+        } else if is_no_answer(&text) {
+            // Connected, then nothing came back in time: a store that hangs (an OSD out of
+            // space, an overloaded gateway) or a link too slow for the deadline.
+            format!(
+                "the S3 endpoint {ep} (bucket {b:?}) did not answer within {:?} (request_timeout in [store]): \
+                 check that the store is healthy and not out of space, or raise request_timeout for a slow link ({text})",
+                self.request_timeout
+            )
         } else if is_unreachable(&text) {
             format!("cannot reach the S3 endpoint {ep} (bucket {b:?}): check the endpoint URL in [store] and that the store is up ({text})")
         } else {
@@ -726,6 +737,12 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// A request that timed out after it had connected (a connect timeout is "unreachable").
+fn is_no_answer(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("timed out") && !t.contains("connect")
 }
 
 fn is_unreachable(text: &str) -> bool {
@@ -1110,6 +1127,39 @@ mod tests {
         ct.block_on(async move {
             drop(last);
         });
+    }
+
+    #[test]
+    fn store_that_accepts_but_never_answers_fails_at_the_request_timeout() {
+        // A listener that takes the connection and the request and never replies: what a
+        // gateway whose OSD ran out of space looked like. The job must fail at request_timeout
+        // with the setting named, not hang.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            for c in listener.incoming().take(2) {
+                conns.push(c.unwrap());
+            }
+            std::thread::sleep(Duration::from_secs(20));
+        });
+        let mut c = S3Config::new("hung-bucket", "k", "s");
+        c.endpoint = Some(format!("http://127.0.0.1:{port}"));
+        c.allow_http = true;
+        c.path_style = true;
+        c.max_retries = 0;
+        c.request_timeout = Duration::from_secs(1);
+        let b = S3Backend::open(&c).unwrap();
+        let t = std::time::Instant::now();
+        let e = b.put("packs/x.pack", vec![7; 100_000]).unwrap_err();
+        let waited = t.elapsed();
+        assert!(matches!(e, EngineError::Backend { op: "put", .. }), "{e}");
+        let e = e.to_string();
+        assert!(e.contains("did not answer within 1s (request_timeout in [store])"), "{e}");
+        assert!(waited < Duration::from_secs(10), "failed after {waited:?}");
+        let e = b.delete("packs/x.pack").unwrap_err().to_string();
+        assert!(e.contains("request_timeout"), "{e}");
+        drop(held);
     }
 
     #[test]
