@@ -124,9 +124,15 @@ impl DirectWriter {
         }
     }
 
+    /// Zero-block runs written around so far and not punched yet.
+    pub fn holes_waiting(&self) -> usize {
+        self.holes.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Punch the zero blocks of the chunks written so far (they were allocated with their
-    /// slot). Call it only while no write is in flight: a punch waits for every direct write
-    /// of the file. A restore calls it after each batch, so the list stays one batch long.
+    /// slot). Best called while no write is in flight: a punch waits for every direct write of
+    /// the file and holds the others back. A restore calls it once its writes are over, or
+    /// between batches when [`MAX_HOLES_WAITING`] runs wait.
     pub fn punch_holes(&self, buffered: &File) -> Result<()> {
         let mut holes = std::mem::take(&mut *self.holes.lock().unwrap_or_else(|p| p.into_inner()));
         holes.sort_unstable();
@@ -142,6 +148,75 @@ impl DirectWriter {
         }
         Ok(())
     }
+}
+
+/// Bytes that end up next to each other in the file, gathered into one aligned buffer and
+/// written with one [`DirectWriter::write`]: a restore's coalesced read brings up to 16
+/// chunks that (in a full snapshot's packs) fill neighbouring slots. Written one 128 KiB
+/// chunk at a time, each write waited for the device and a restore's eight threads left a
+/// core idle ~45 % of the time (`perf sched`); eight threads of 1 MiB direct writes moved 2 GiB
+/// here in 0.86 s against 1.41 s at 128 KiB.
+pub struct Gather {
+    buf: Vec<u8>,
+    /// Where the aligned stretch starts in `buf`.
+    skip: usize,
+    len: usize,
+    /// File offset of the first gathered byte.
+    at: u64,
+}
+
+/// Zero-block runs a restore keeps to punch before it punches them between batches (16 bytes
+/// each: 1 MiB).
+pub const MAX_HOLES_WAITING: usize = 1 << 16;
+
+/// What a [`Gather`] holds at most before it is written.
+pub const GATHER_MAX: usize = 1 << 20;
+
+impl Gather {
+    /// Add `data`, which goes to file offset `at`, writing what was gathered first when `data`
+    /// does not continue it (or would overflow it).
+    pub fn add(&mut self, w: &DirectWriter, buffered: &File, at: u64, data: &[u8]) -> Result<()> {
+        let continues = self.len > 0
+            && self.at + self.len as u64 == at
+            && self.len.is_multiple_of(ALIGN)
+            && self.len + data.len() <= GATHER_MAX;
+        if !continues {
+            self.flush(w, buffered)?;
+        }
+        if data.len() > GATHER_MAX || !at.is_multiple_of(ALIGN as u64) {
+            return w.write(buffered, data, at);
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; GATHER_MAX + ALIGN];
+            self.skip = self.buf.as_ptr().align_offset(ALIGN);
+        }
+        if self.len == 0 {
+            self.at = at;
+        }
+        let from = self.skip + self.len;
+        self.buf[from..from + data.len()].copy_from_slice(data);
+        self.len += data.len();
+        Ok(())
+    }
+
+    /// Write what was gathered.
+    pub fn flush(&mut self, w: &DirectWriter, buffered: &File) -> Result<()> {
+        if self.len > 0 {
+            let len = std::mem::take(&mut self.len);
+            w.write(buffered, &self.buf[self.skip..self.skip + len], self.at)?;
+        }
+        Ok(())
+    }
+
+    /// Drop what was gathered, unwritten (after a failed read, before the thread's next one).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// Run `f` with this thread's [`Gather`] (its 1 MiB buffer is kept for the thread's life).
+pub fn with_gather<R>(f: impl FnOnce(&mut Gather) -> R) -> R {
+    GATHER.with(|g| f(&mut g.borrow_mut()))
 }
 
 /// Create `path` holding `data`, written directly and fsynced. `Ok(false)` (and no file left)
@@ -244,6 +319,7 @@ thread_local! {
     /// A thread's buffer for aligning what it writes directly (a chunk and 4 KiB of slack, or
     /// a 1 MiB step of a file).
     static ALIGNED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static GATHER: RefCell<Gather> = const { RefCell::new(Gather { buf: Vec::new(), skip: 0, len: 0, at: 0 }) };
 }
 
 #[cfg(test)]
@@ -338,5 +414,46 @@ mod tests {
         let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
         let expect = (6 * ALIGN + CS + 1000usize.div_ceil(ALIGN) * ALIGN) as u64;
         assert_eq!(allocated, expect, "zero blocks of written chunks are holes again");
+    }
+
+    /// Chunks gathered in any order (neighbours, gaps, one past the buffer's bound, a short
+    /// last slot) land byte for byte, and their zero blocks end as holes.
+    #[test]
+    fn gathered_chunks_keep_every_byte_and_every_hole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.img");
+        const CS: usize = 128 << 10;
+        let slots = 2 * GATHER_MAX / CS + 3;
+        let size = (slots * CS - 3000) as u64;
+        // every slot holds data but slot 5, which is zero; slot 1 has a zero block inside
+        let mut want: Vec<u8> =
+            (0..size as usize).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[2] | 1).collect();
+        want[5 * CS..6 * CS].fill(0);
+        want[CS + ALIGN..CS + 2 * ALIGN].fill(0);
+        let file = crate::private::options().read(true).write(true).create_new(true).open(&path).unwrap();
+        file.set_len(size).unwrap();
+        let ranges = [(0, 5 * CS as u64), (6 * CS as u64, size)];
+        let Some(w) = DirectWriter::open(&file, &path, size, &ranges).unwrap() else {
+            eprintln!("skipped: no O_DIRECT or fallocate here");
+            return;
+        };
+        // runs of neighbours longer than the bound, a gap, slots backwards, the short last one
+        let mut order: Vec<usize> = (0..slots).filter(|&s| s != 5 && s != 9).collect();
+        order.swap(2, 3);
+        order.push(9);
+        let mut g = Gather { buf: Vec::new(), skip: 0, len: 0, at: 0 };
+        for slot in order {
+            let start = slot * CS;
+            let end = (start + CS).min(size as usize);
+            g.add(&w, &file, start as u64, &want[start..end]).unwrap();
+        }
+        g.flush(&w, &file).unwrap();
+        assert_eq!(w.holes_waiting(), 1, "the zero block inside slot 1");
+        w.punch_holes(&file).unwrap();
+        file.sync_all().unwrap();
+        assert!(std::fs::read(&path).unwrap() == want, "bytes differ");
+        let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+        let expect = ((slots - 1) * CS - 3000).div_ceil(ALIGN) * ALIGN - ALIGN;
+        assert_eq!(allocated, expect as u64, "slot 5 and the zero block in slot 1 are holes");
     }
 }
