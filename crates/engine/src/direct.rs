@@ -11,10 +11,10 @@
 //! under the inode's exclusive lock, one at a time; writes into blocks already allocated run
 //! side by side. So the ranges the data will land in (the index's non-zero slots) are
 //! allocated up front with `fallocate`, as unwritten extents that read as zeros, and the writes
-//! then only convert them. And `fallocate` waits for every direct write in flight, so nothing
-//! is allocated or punched while writes run: the zero 4 KiB blocks inside written chunks
-//! (allocated up front with their slot) are punched between batches of writes, and the file
-//! ends exactly as sparse as a buffered restore leaves it.
+//! then only convert them. And `fallocate` takes the inode lock exclusively and waits for
+//! every direct write in flight, so nothing is allocated or punched while writes run: the zero
+//! 4 KiB blocks inside written chunks (allocated up front with their slot) are punched once the
+//! writes are over, and the file ends exactly as sparse as a buffered restore leaves it.
 //!
 //! Where the file system has no `O_DIRECT` or no `fallocate` (tmpfs, some FUSE and network
 //! file systems), [`DirectWriter::open`] returns `None` and the restore writes buffered.

@@ -1,10 +1,10 @@
 //! Letting one batch's tasks run while the next is planned and queued.
 //!
-//! A restore works in batches of slots (a bounded plan, and the page cache and punched holes
-//! handed back behind it). Waiting for every read of a batch before queueing the next left the
+//! A restore works in batches of slots (a bounded plan, and the page cache handed back behind
+//! it). Waiting for every read of a batch before queueing the next left the
 //! read threads idle in each batch's tail, one slow read at a time: with 64 MiB batches a 4 GiB
 //! restore paid that tail 64 times. Now the next batch's reads are queued behind the current
-//! one's, and a batch is closed (its progress, its holes) once its own tasks are done.
+//! one's, and a batch is closed (its progress, its pages) once its own tasks are done.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
