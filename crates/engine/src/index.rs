@@ -57,8 +57,14 @@ impl FixedIndex {
 
     /// Byte length of slot `i` (the last one may be short).
     pub fn slot_len(&self, i: usize) -> usize {
-        let start = i as u64 * self.chunk_size as u64;
-        (self.size - start).min(self.chunk_size as u64) as usize
+        Self::slot_len_of(self.size, self.chunk_size, i)
+    }
+
+    /// [`FixedIndex::slot_len`] of an index of `size` bytes in chunks of `chunk_size`, for a
+    /// caller that cannot borrow the index (a capture's stage that reads while another writes it).
+    pub fn slot_len_of(size: u64, chunk_size: usize, i: usize) -> usize {
+        let start = i as u64 * chunk_size as u64;
+        (size - start).min(chunk_size as u64) as usize
     }
 
     /// Raw bytes of the non-zero slots: what the point holds, holes left out.

@@ -395,7 +395,7 @@ impl Store {
             let (first, last) = (batch[0], batch[batch.len() - 1]);
             first as u64 * cs as u64..((last + 1) as u64 * cs as u64).min(size)
         };
-        let slot_len = |i: usize| (size - i as u64 * cs as u64).min(cs as u64) as usize;
+        let slot_len = |i: usize| FixedIndex::slot_len_of(size, cs, i);
         // The byte ranges a tracked incremental will read: its slots that hold data.
         let to_read = todo.as_ref().map(|t| slots_with_data(index, &extents, t.iter().copied()));
         // Each slot read is one dedup lookup: let the index read itself in if that many
@@ -775,7 +775,7 @@ impl Store {
             Ok(n)
         };
         // One coalesced read: fetch it, check and decode its chunks, write them. Written
-        // directly, a chunk that fills one slot joins its neighbours' in one write (Gather).
+        // directly, chunks that fill neighbouring slots go out as one write (Gather).
         let run_read = |read: &Read, slots_of: &HashMap<Digest, Vec<usize>>| -> Result<u64> {
             SCRATCH.with(|scratch| {
                 crate::direct::with_gather(|gather| {
@@ -791,13 +791,16 @@ impl Store {
                         })?;
                         let chunk = crate::chunk::decode_ref(frame, d, raw)
                             .map_err(|why| EngineError::CorruptChunk { digest: hex::encode(d), why })?;
-                        match (&direct, slots_of[d].as_slice()) {
-                            (Some(w), &[i]) => {
-                                check_len(i, d, chunk)?;
-                                gather.add(w, file, i as u64 * cs, chunk)?;
-                                n += 1;
+                        let slots = &slots_of[d];
+                        match &direct {
+                            Some(w) => {
+                                for &i in slots {
+                                    check_len(i, d, chunk)?;
+                                    gather.add(w, file, i as u64 * cs, chunk)?;
+                                }
+                                n += slots.len() as u64;
                             }
-                            (_, slots) => n += write_chunk(slots, d, chunk)?,
+                            None => n += write_chunk(slots, d, chunk)?,
                         }
                     }
                     if let Some(w) = &direct {
