@@ -55,6 +55,7 @@ mod residency;
 pub mod store;
 mod verify;
 pub mod volume_io;
+mod volume_read;
 
 pub use backend::Backend;
 pub use chunk_index::{ChunkIndex, MemoryIndex};

@@ -57,6 +57,13 @@ impl<'a> ReadAhead<'a> {
         ReadAhead { file, ranges: pieces, next: 0, passed: 0, pending: 0, ahead }
     }
 
+    /// Keep only the pieces (at most [`PIECE`] long) for which `keep` holds; call before the
+    /// first [`ReadAhead::advance`].
+    pub fn retain(&mut self, keep: impl Fn(&Range<u64>) -> bool) {
+        debug_assert_eq!(self.next, 0, "retain after reading began");
+        self.ranges.retain(keep);
+    }
+
     /// The reader is about to read from `pos` on: keep `ahead` bytes of the ranges at or past
     /// it requested.
     pub fn advance(&mut self, pos: u64) {

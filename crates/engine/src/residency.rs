@@ -102,6 +102,16 @@ impl Cold {
         self.runs.get(first).is_some_and(|r| r.start <= from && r.end >= to) || from >= to
     }
 
+    /// How many bytes of `range` lay in pages that were not cached when looked at.
+    pub fn cold_bytes(&self, range: Range<u64>) -> u64 {
+        let first = self.runs.partition_point(|r| r.end <= range.start);
+        self.runs[first..]
+            .iter()
+            .take_while(|r| r.start < range.end)
+            .map(|r| r.end.min(range.end) - r.start.max(range.start))
+            .sum()
+    }
+
     /// Drop from the cache the pages of `range` that were not cached when looked at (clean
     /// pages only: a page written since stays until written back). Best effort.
     pub fn release(&self, file: &File, range: Range<u64>) {

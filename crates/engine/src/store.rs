@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::volume_read::{AlignedBuf, VolumeReader};
+
 use crate::backend::local::LocalBackend;
 use crate::backend::Backend;
 use crate::capture_dict::CaptureDict;
@@ -413,35 +415,51 @@ impl Store {
         // whole extent at once had only its first read-ahead window read), a cold 4 GiB full
         // snapshot took 5.7-6.0 s against 6.4-6.5.
         let ranges = to_read.unwrap_or_else(|| extents.iter().map(|&(start, end)| start..end).collect());
-        let mut ahead = Some(crate::readahead::ReadAhead::new(file, ranges, crate::readahead::AHEAD));
+        // A whole pass reads what was not cached past the cache (volume_read.rs), and asks
+        // read-ahead only for the rest.
+        let reader = VolumeReader::new(file, source, cold.as_ref(), todo.is_none());
+        let mut ahead = crate::readahead::ReadAhead::new(file, ranges, crate::readahead::AHEAD);
+        ahead.retain(|piece| !reader.reads_directly(piece.clone()));
+        let mut ahead = Some(ahead);
 
         // Stage 1: read and hash every slot of `batch` into `buf`, in parallel, then ask the index
         // which of its chunks the store already has. `expect` has the slots' digests in the
         // parent (with one: a slot that still hashes to it is unchanged).
         let read_hash = |batch: &[usize], expect: &[Digest], buf: &mut [u8]| -> Result<Hashed> {
+            // A group of neighbouring slots is read together (volume_read.rs), past the page
+            // cache where it did not hold them.
+            let per_group = (crate::volume_read::GROUP_BYTES / cs).max(1);
             let kinds: Vec<Slot> = buf
-                .par_chunks_mut(cs)
-                .zip(batch)
+                .par_chunks_mut(per_group * cs)
+                .zip(batch.par_chunks(per_group))
                 .enumerate()
-                .map(|(k, (buf, &i))| {
-                    let start = i as u64 * cs as u64;
-                    let len = slot_len(i);
-                    if !overlaps_data(&extents, start, start + len as u64) {
-                        return Ok(Slot::Zero);
-                    }
-                    let buf = &mut buf[..len];
-                    read_full_at(file, source, buf, start)?;
-                    read_bytes.fetch_add(len as u64, Ordering::Relaxed);
-                    if is_zero(buf) {
-                        return Ok(Slot::Zero);
-                    }
-                    let digest = *blake3::hash(buf).as_bytes();
-                    if expect.get(k) == Some(&digest) {
-                        return Ok(Slot::Same);
-                    }
-                    Ok(Slot::Data(digest))
+                .map(|(g, (buf, slots))| -> Result<Vec<Slot>> {
+                    let wanted: Vec<bool> = slots
+                        .iter()
+                        .map(|&i| {
+                            let start = i as u64 * cs as u64;
+                            overlaps_data(&extents, start, start + slot_len(i) as u64)
+                        })
+                        .collect();
+                    let mut kinds: Vec<Slot> = slots.iter().map(|_| Slot::Zero).collect();
+                    let read = reader.read_slots(slots, &wanted, cs, slot_len, buf, |k, bytes| {
+                        if !is_zero(bytes) {
+                            let digest = *blake3::hash(bytes).as_bytes();
+                            kinds[k] = if expect.get(g * per_group + k) == Some(&digest) {
+                                Slot::Same
+                            } else {
+                                Slot::Data(digest)
+                            };
+                        }
+                        Ok(())
+                    })?;
+                    read_bytes.fetch_add(read, Ordering::Relaxed);
+                    Ok(kinds)
                 })
-                .collect::<Result<_>>()?;
+                .collect::<Result<Vec<Vec<Slot>>>>()?
+                .into_iter()
+                .flatten()
+                .collect();
             // One query for the batch. A chunk another batch of this capture is writing is not
             // in the index yet: the writer's claim (stage 2) finds it.
             let wanted: Vec<Digest> = kinds
@@ -553,7 +571,7 @@ impl Store {
         // serial steps between them (the index query, the dictionary's training) and the last
         // straggling chunk of each parallel step left a core idle: ~20 % of a warm 4 GiB full
         // snapshot's CPU time (`perf sched timehist`). Two buffers of CAPTURE_BATCH slots.
-        let mut bufs = [vec![0u8; CAPTURE_BATCH * cs], vec![0u8; CAPTURE_BATCH * cs]];
+        let mut bufs = [AlignedBuf::new(CAPTURE_BATCH * cs), AlignedBuf::new(CAPTURE_BATCH * cs)];
         let mut hashed: Option<(Vec<usize>, Hashed)> = None;
         for b in 0..=batches {
             let next = (b < batches).then(|| batch_of(b));
@@ -730,7 +748,13 @@ impl Store {
             None => extents.iter().map(|&(start, end)| start..end).collect(),
         };
         let cold = if compare { crate::residency::Cold::of_ranges(file, to_compare.iter().cloned()) } else { None };
+        // A whole pass (no tracking) reads what was not cached past the cache, and asks
+        // read-ahead only for the rest.
+        let reader = compare.then(|| VolumeReader::new(file, path, cold.as_ref(), changed.is_none()));
         let mut ahead = crate::readahead::ReadAhead::new(file, to_compare, 2 * RESTORE_BATCH as u64 * cs);
+        if let Some(r) = &reader {
+            ahead.retain(|piece| !r.reads_directly(piece.clone()));
+        }
         let write_lock = std::sync::Mutex::new(());
         let written_slots = AtomicU64::new(0);
         let errors = FirstError::default();
@@ -844,22 +868,49 @@ impl Store {
             progress.advance(done);
             Ok(())
         };
-        let target = Target { index, file, path, compare, changed, extents: &extents };
+        let mut to_punch: Vec<std::ops::Range<u64>> = Vec::new();
+        let target = Target { index, compare, changed, extents: &extents, reader: reader.as_ref() };
         let (run_read, run_legacy, errors_ref, written) = (&run_read, &run_legacy, &errors, &written_slots);
         self.read_pool().in_place_scope(|scope| {
             let mut queue = || -> Result<()> {
                 let slots = index.digests.len();
-                for batch_start in (0..slots).step_by(RESTORE_BATCH) {
+                let batches: Vec<std::ops::Range<usize>> =
+                    (0..slots).step_by(RESTORE_BATCH).map(|s| s..(s + RESTORE_BATCH).min(slots)).collect();
+                // Step 1 of a batch runs beside step 2 of the one before: one after the other,
+                // the chunk index's answers (step 2) left the readers of a roll back's compare
+                // idle between batches.
+                let mut compared_batch: Option<(std::ops::Range<usize>, Vec<Need>)> = None;
+                for b in 0..=batches.len() {
                     if errors_ref.failed() {
                         break;
                     }
-                    let batch_end = (batch_start + RESTORE_BATCH).min(slots);
-                    ahead.advance(batch_start as u64 * cs);
-                    let plan = self.plan_batch(&target, batch_start..batch_end, &compared)?;
+                    let next = batches.get(b).cloned();
+                    if let Some(n) = &next {
+                        ahead.advance(n.start as u64 * cs);
+                    }
+                    let done = compared_batch.take();
+                    let (needs, planned) = self.read_pool().join(
+                        || next.clone().map(|n| self.compare_batch(&target, n, &compared)).transpose(),
+                        || done.map(|(r, needs)| self.plan_batch(index, r.clone(), needs).map(|p| (r, p))).transpose(),
+                    );
+                    if let (Some(n), Some(needs)) = (next, needs?) {
+                        compared_batch = Some((n, needs));
+                    }
+                    let Some((batch, plan)) = planned? else { continue };
                     stats.zero_slots += plan.zero_slots;
                     stats.unchanged_slots += plan.unchanged_slots;
                     stats.tracked_slots += plan.tracked_slots;
                     stats.written_slots += plan.punched_slots;
+                    // In place, slots that must become zero are punched once the compare is over
+                    // (as a new file's zero blocks are): a punch waits for every direct read in
+                    // flight and holds off new ones, and the scattered roll back of the bench
+                    // punched ~1 300 slots while the compare read past the cache.
+                    to_punch.extend(plan.punch.iter().cloned());
+                    if to_punch.len() > crate::direct::MAX_HOLES_WAITING {
+                        for r in to_punch.drain(..) {
+                            punch_hole(file, path, r.start, (r.end - r.start) as usize)?;
+                        }
+                    }
                     stats.written_bytes += plan.written_bytes;
                     stats.reads += plan.reads.len() as u64;
                     // 3. read, check and write, in parallel, queued behind the batch before
@@ -882,7 +933,7 @@ impl Store {
                             }
                         });
                     }
-                    let bytes = batch_start as u64 * cs..(batch_end as u64 * cs).min(index.size);
+                    let bytes = batch.start as u64 * cs..(batch.end as u64 * cs).min(index.size);
                     if let Some(before) = queued.replace((bytes, left)) {
                         close(before)?;
                     }
@@ -896,6 +947,9 @@ impl Store {
             errors_ref.note(queue());
         });
         errors.into_result()?;
+        for r in to_punch {
+            punch_hole(file, path, r.start, (r.end - r.start) as usize)?;
+        }
         stats.written_slots += written_slots.into_inner();
         if let Some(d) = &direct {
             d.punch_holes(file)?;
@@ -913,56 +967,85 @@ impl Store {
         Ok(stats)
     }
 
-    /// Steps 1 and 2 of a restore batch: which of `slots` need writing (in place: only those
-    /// whose bytes differ; a slot that must become zero is punched here), and the coalesced
-    /// reads that fetch their chunks.
-    fn plan_batch(&self, target: &Target, slots: std::ops::Range<usize>, compared: &AtomicU64) -> Result<BatchPlan> {
-        let Target { index, file, path, compare, changed, extents } = *target;
-        #[derive(Clone, Copy, PartialEq)]
-        enum Need {
-            Zero,
-            Tracked,
-            Unchanged,
-            Punched,
-            Write,
-        }
+    /// Step 1 of a restore batch: which of `slots` need writing (in place: only those whose
+    /// bytes differ, read and hashed here; nothing is written).
+    fn compare_batch(&self, target: &Target, slots: std::ops::Range<usize>, compared: &AtomicU64) -> Result<Vec<Need>> {
+        let Target { index, compare, changed, extents, reader } = *target;
         let cs = self.chunk_size as u64;
-        // 1. which slots need writing
-        let needs: Vec<Result<Need>> = slots
-            .clone()
-            .into_par_iter()
-            .map_init(
-                // only a comparing restore reads the target's current bytes
-                || if compare { vec![0u8; self.chunk_size] } else { Vec::new() },
-                |cur, i| {
-                    let start = i as u64 * cs;
-                    let len = index.slot_len(i);
-                    let want = &index.digests[i];
-                    if compare && changed.is_some_and(|c| !c[i]) {
-                        return Ok(Need::Tracked);
-                    }
-                    if compare && overlaps_data(extents, start, start + len as u64) {
-                        let cur = &mut cur[..len];
-                        read_full_at(file, path, cur, start)?;
-                        compared.fetch_add(len as u64, Ordering::Relaxed);
-                        if *want == ZERO_DIGEST {
-                            if is_zero(cur) {
-                                return Ok(Need::Zero);
-                            }
-                            punch_hole(file, path, start, len)?;
-                            return Ok(Need::Punched);
-                        }
-                        if blake3::hash(cur).as_bytes() == want {
-                            return Ok(Need::Unchanged);
-                        }
-                    } else if *want == ZERO_DIGEST {
-                        return Ok(Need::Zero);
-                    }
-                    Ok(Need::Write)
-                },
-            )
-            .collect();
-        let needs = needs.into_iter().collect::<Result<Vec<Need>>>()?;
+        // Neighbouring slots that hold data are read together (volume_read.rs), past the page
+        // cache where it did not hold them.
+        let no_read = |i: usize| {
+            if compare && changed.is_some_and(|c| !c[i]) {
+                Need::Tracked
+            } else if index.digests[i] == ZERO_DIGEST {
+                Need::Zero
+            } else {
+                Need::Write
+            }
+        };
+        let slot_list: Vec<usize> = slots.clone().collect();
+        let per_group = (crate::volume_read::GROUP_BYTES / self.chunk_size).max(1);
+        // On the read pool: a direct read holds its thread until the device answers, and with
+        // one thread a core the cores sat half idle between reads.
+        let needs: Vec<Result<Vec<Need>>> = self.read_pool().install(|| {
+            slot_list
+                .par_chunks(per_group)
+                .map(|group| {
+                    let wanted: Vec<bool> = group
+                        .iter()
+                        .map(|&i| {
+                            let start = i as u64 * cs;
+                            compare
+                                && changed.is_none_or(|c| c[i])
+                                && overlaps_data(extents, start, start + index.slot_len(i) as u64)
+                        })
+                        .collect();
+                    let Some(reader) = reader.filter(|_| wanted.contains(&true)) else {
+                        return Ok(group.iter().map(|&i| no_read(i)).collect());
+                    };
+                    COMPARE_BUF.with(|buf| {
+                        let mut buf = buf.borrow_mut();
+                        let buf = match &mut *buf {
+                            Some(b) if b.len() >= group.len() * cs as usize => b,
+                            b => b.insert(AlignedBuf::new(group.len() * cs as usize)),
+                        };
+                        let mut needs: Vec<Need> = group.iter().map(|&i| no_read(i)).collect();
+                        let read = reader.read_slots(
+                            group,
+                            &wanted,
+                            cs as usize,
+                            |i| index.slot_len(i),
+                            buf,
+                            |k, cur| {
+                                let i = group[k];
+                                let want = &index.digests[i];
+                                needs[k] = if *want == ZERO_DIGEST {
+                                    if is_zero(cur) {
+                                        Need::Zero
+                                    } else {
+                                        Need::Punch
+                                    }
+                                } else if blake3::hash(cur).as_bytes() == want {
+                                    Need::Unchanged
+                                } else {
+                                    Need::Write
+                                };
+                                Ok(())
+                            },
+                        )?;
+                        compared.fetch_add(read, Ordering::Relaxed);
+                        Ok(needs)
+                    })
+                })
+                .collect()
+        });
+        Ok(needs.into_iter().collect::<Result<Vec<Vec<Need>>>>()?.into_iter().flatten().collect())
+    }
+
+    /// Step 2 of a restore batch: the coalesced reads that fetch the chunks of the slots
+    /// `needs` (step 1's answer for `slots`) says to write, and the batch's counts.
+    fn plan_batch(&self, index: &FixedIndex, slots: std::ops::Range<usize>, needs: Vec<Need>) -> Result<BatchPlan> {
+        let cs = self.chunk_size as u64;
         let mut plan = BatchPlan::default();
         for (i, n) in slots.zip(&needs) {
             match n {
@@ -972,14 +1055,21 @@ impl Store {
                     plan.unchanged_slots += 1;
                     plan.tracked_slots += 1;
                 }
-                Need::Punched => plan.punched_slots += 1,
+                Need::Punch => {
+                    plan.punched_slots += 1;
+                    let (start, end) = (i as u64 * cs, i as u64 * cs + index.slot_len(i) as u64);
+                    match plan.punch.last_mut() {
+                        Some(last) if last.end == start => last.end = end,
+                        _ => plan.punch.push(start..end),
+                    }
+                }
                 Need::Write => {
                     plan.written_bytes += index.slot_len(i) as u64;
                     plan.slots_of.entry(index.digests[i]).or_default().push(i);
                 }
             }
         }
-        // 2. where the chunks are, grouped into coalesced reads
+        // where the chunks are, grouped into coalesced reads
         let digests: Vec<Digest> = plan.slots_of.keys().copied().collect();
         let locations = if digests.is_empty() { Vec::new() } else { self.index.find(&digests)? };
         let mut by_pack: HashMap<String, Vec<(Digest, Location)>> = HashMap::new();
@@ -997,17 +1087,29 @@ impl Store {
     }
 }
 
+/// What step 1 of a restore batch found a slot needs.
+#[derive(Clone, Copy, PartialEq)]
+enum Need {
+    Zero,
+    /// Tracking vouches that it holds the point's bytes.
+    Tracked,
+    Unchanged,
+    /// It holds data and must become zero.
+    Punch,
+    Write,
+}
+
 /// What a restore's batches are planned against.
 struct Target<'a> {
     index: &'a FixedIndex,
-    file: &'a File,
-    path: &'a Path,
     /// In place: only slots whose bytes differ are written.
     compare: bool,
     /// Changed-block tracking: `false` vouches that a slot already holds the point's bytes.
     changed: Option<&'a [bool]>,
     /// The file's data extents (in place only).
     extents: &'a [(u64, u64)],
+    /// Reads the file's current bytes (in place only).
+    reader: Option<&'a VolumeReader<'a>>,
 }
 
 /// One restore batch, planned: the work its tasks share, and what it counted.
@@ -1022,6 +1124,8 @@ struct BatchPlan {
     unchanged_slots: u64,
     tracked_slots: u64,
     punched_slots: u64,
+    /// Byte ranges of slots that hold data but must become zero (neighbours merged).
+    punch: Vec<std::ops::Range<u64>>,
     written_bytes: u64,
 }
 
@@ -1031,6 +1135,9 @@ thread_local! {
     /// resident in the allocator until its purge delay: a restore peaked at 85-108 MiB RSS, ~60
     /// with freed memory purged at once (MIMALLOC_PURGE_DELAY=0).
     static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// A thread's buffer for the volume's current bytes a roll back compares (a group of
+    /// neighbouring slots, aligned for direct reads).
+    static COMPARE_BUF: std::cell::RefCell<Option<AlignedBuf>> = const { std::cell::RefCell::new(None) };
     /// The same for a chunk file of a store from before packs (file bytes, decoded chunk).
     static LEGACY_SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
