@@ -364,7 +364,7 @@ impl Service {
     pub(crate) async fn undo_create_snapshots(&self, account: &str, snap_ids: &[String]) -> Result<Batch> {
         let mut batch = Batch::default();
         for id in snap_ids {
-            let _ = self.inner.store.remove_index(id);
+            self.remove_index(id).await;
             if let Some(s) = self.meta().snapshot(account, id).await? {
                 if let Some(v) = self.meta().volume(account, &s.volume_id).await? {
                     self.drop_clone(std::path::Path::new(&v.path), id)?;
@@ -818,7 +818,7 @@ impl Service {
                 }
                 self.meta().commit(batch).await?;
                 for id in &ids_ {
-                    let _ = self.inner.store.remove_index(id);
+                    self.remove_index(id).await;
                 }
                 n += ids_.len();
             }
@@ -826,12 +826,23 @@ impl Service {
         })
     }
 
+    /// Remove a point's index (and pin), on the blocking pool: on S3 it is a DELETE, and a
+    /// store that does not answer holds its caller `request_timeout` per try, which must not be
+    /// an async worker. A failure only leaves the index to GC, which removes any index no point
+    /// names once it is older than the grace period.
+    async fn remove_index(&self, id: &str) {
+        let (store, name) = (self.inner.store.clone(), id.to_string());
+        if let Err(e) = self.blocking(move || store.remove_index(&name)).await {
+            tracing::warn!(snapshot = %id, error = %e, "could not remove the point's index now; GC removes it later");
+        }
+    }
+
     /// Drop the indexes of ceased points (after their job committed).
     pub(crate) async fn release_ceased(&self, account: &str, snap_ids: &[String]) {
         for id in snap_ids {
             if let Ok(Some(s)) = self.meta().snapshot(account, id).await {
                 if s.status == SnapshotStatus::Ceased.as_str() {
-                    let _ = self.inner.store.remove_index(id);
+                    self.remove_index(id).await;
                 }
             }
         }
