@@ -31,9 +31,9 @@ use std::sync::Mutex;
 use crate::error::{EngineError, Result};
 use crate::volume_io::{block_runs, punch_hole, write_all_at};
 
-/// Direct writes must start, end and sit in memory on this boundary (the logical block size
-/// of every device here is 512 or 4096).
-const ALIGN: usize = 4096;
+/// Direct reads and writes must start, end and sit in memory on this boundary (the logical
+/// block size of every device here is 512 or 4096).
+pub(crate) const ALIGN: usize = 4096;
 
 pub struct DirectWriter {
     file: File,

@@ -869,6 +869,9 @@ impl Store {
             Ok(())
         };
         let mut to_punch: Vec<std::ops::Range<u64>> = Vec::new();
+        let punch_all = |ranges: &mut Vec<std::ops::Range<u64>>| -> Result<()> {
+            ranges.drain(..).try_for_each(|r| punch_hole(file, path, r.start, (r.end - r.start) as usize))
+        };
         let target = Target { index, compare, changed, extents: &extents, reader: reader.as_ref() };
         let (run_read, run_legacy, errors_ref, written) = (&run_read, &run_legacy, &errors, &written_slots);
         self.read_pool().in_place_scope(|scope| {
@@ -907,9 +910,7 @@ impl Store {
                     // punched ~1 300 slots while the compare read past the cache.
                     to_punch.extend(plan.punch.iter().cloned());
                     if to_punch.len() > crate::direct::MAX_HOLES_WAITING {
-                        for r in to_punch.drain(..) {
-                            punch_hole(file, path, r.start, (r.end - r.start) as usize)?;
-                        }
+                        punch_all(&mut to_punch)?;
                     }
                     stats.written_bytes += plan.written_bytes;
                     stats.reads += plan.reads.len() as u64;
@@ -947,9 +948,7 @@ impl Store {
             errors_ref.note(queue());
         });
         errors.into_result()?;
-        for r in to_punch {
-            punch_hole(file, path, r.start, (r.end - r.start) as usize)?;
-        }
+        punch_all(&mut to_punch)?;
         stats.written_slots += written_slots.into_inner();
         if let Some(d) = &direct {
             d.punch_holes(file)?;

@@ -25,12 +25,10 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::direct::ALIGN;
 use crate::error::{EngineError, Result};
 use crate::residency::Cold;
 use crate::volume_io::read_full_at;
-
-/// Direct reads start, end and sit in memory on this boundary.
-pub const ALIGN: usize = 4096;
 
 /// Slots read in one go, at most (1 MiB: 8 slots of the default 128 KiB).
 pub const GROUP_BYTES: usize = 1 << 20;
@@ -65,25 +63,27 @@ impl<'a> VolumeReader<'a> {
             && self.cold.is_some_and(|c| 2 * c.cold_bytes(range) >= len)
     }
 
-    /// Fill `buf` from the volume at `at`; bytes past the end of the file read as zero.
-    pub fn read(&self, buf: &mut [u8], at: u64) -> Result<()> {
+    /// Fill `buf` from the volume at `at` with `O_DIRECT` (bytes past the end of the file read
+    /// as zero), once the caller has decided the range goes past the cache. `Ok(false)` if it
+    /// cannot (`buf` or `at` off a block boundary, a file system
+    /// that refuses): nothing was read, the caller reads buffered.
+    fn read_past_cache(&self, buf: &mut [u8], at: u64) -> Result<bool> {
         let whole = buf.len() / ALIGN * ALIGN;
         let aligned = (buf.as_ptr() as usize).is_multiple_of(ALIGN) && at.is_multiple_of(ALIGN as u64);
-        if let Some(d) = self.direct.as_ref().filter(|_| aligned && whole > 0) {
-            if self.reads_directly(at..at + buf.len() as u64) {
-                match read_direct(d, &mut buf[..whole], at) {
-                    Ok(true) => return read_full_at(self.file, self.path, &mut buf[whole..], at + whole as u64),
-                    // The file ended inside the direct part: the rest reads as zeros.
-                    Ok(false) => {
-                        buf[whole..].fill(0);
-                        return Ok(());
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.refused.store(true, Ordering::Relaxed),
-                    Err(e) => return Err(EngineError::Io { op: "read", path: self.path.to_path_buf(), source: e }),
-                }
+        let Some(d) = self.direct.as_ref().filter(|_| aligned && whole > 0) else { return Ok(false) };
+        match read_direct(d, &mut buf[..whole], at) {
+            Ok(true) => read_full_at(self.file, self.path, &mut buf[whole..], at + whole as u64).map(|()| true),
+            // The file ended inside the direct part: the rest reads as zeros.
+            Ok(false) => {
+                buf[whole..].fill(0);
+                Ok(true)
             }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.refused.store(true, Ordering::Relaxed);
+                Ok(false)
+            }
+            Err(e) => Err(EngineError::Io { op: "read", path: self.path.to_path_buf(), source: e }),
         }
-        read_full_at(self.file, self.path, buf, at)
     }
 
     /// Read the `wanted` ones of `slots` (ascending slot numbers; slot `slots[k]` lands at
@@ -116,7 +116,10 @@ impl<'a> VolumeReader<'a> {
             let bytes = (end - 1 - k) * cs + len(slots[end - 1]);
             let at = slots[k] as u64 * cs as u64;
             if self.reads_directly(at..at + bytes as u64) {
-                self.read(&mut buf[k * cs..k * cs + bytes], at)?;
+                let run = &mut buf[k * cs..k * cs + bytes];
+                if !self.read_past_cache(run, at)? {
+                    read_full_at(self.file, self.path, run, at)?;
+                }
                 for j in k..end {
                     each(j, &buf[j * cs..j * cs + len(slots[j])])?;
                 }
@@ -238,14 +241,24 @@ mod tests {
                 }
             }
             // Past the end of the file reads as zeros, direct or not, a partial block after
-            // whole ones included.
-            let mut tail = AlignedBuf::new(2 * ALIGN);
+            // whole ones included: the last slot asked for longer than the file holds.
+            let mut tail = AlignedBuf::new(cs);
             tail.fill(0xAA);
-            let inside = size % ALIGN;
-            let odd = &mut tail[..2 * ALIGN - 100];
-            reader.read(odd, (size / ALIGN * ALIGN) as u64).unwrap();
-            assert!(odd[..inside] == data[size - inside..]);
-            assert!(odd[inside..].iter().all(|&b| b == 0), "whole pass {whole_pass}");
+            let long = 3 * ALIGN - 100;
+            reader
+                .read_slots(
+                    &[10],
+                    &[true],
+                    cs,
+                    |_| long,
+                    &mut tail,
+                    |_, bytes| {
+                        assert!(bytes[..5000] == data[10 * cs..], "whole pass {whole_pass}");
+                        assert!(bytes[5000..].iter().all(|&b| b == 0), "whole pass {whole_pass}");
+                        Ok(())
+                    },
+                )
+                .unwrap();
         }
     }
 
