@@ -41,6 +41,7 @@ mod compact;
 pub mod dict;
 mod direct;
 pub mod error;
+mod frames;
 mod gc;
 pub mod index;
 mod overlap;

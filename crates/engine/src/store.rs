@@ -14,13 +14,14 @@ use rayon::prelude::*;
 use crate::volume_read::{AlignedBuf, VolumeReader};
 
 use crate::backend::local::LocalBackend;
-use crate::backend::Backend;
+use crate::backend::{Backend, DEFAULT_READ_SPAN};
 use crate::capture_dict::CaptureDict;
 use crate::chunk_index::{ChunkIndex, Location, MemoryIndex};
 use crate::chunk_store::{ChunkStore, SweepStats};
 use crate::dict::StoreDict;
 use crate::direct::DirectWriter;
 use crate::error::{EngineError, IoContext, Result};
+use crate::frames::Frames;
 use crate::index::{Digest, FixedIndex, ZERO_DIGEST};
 use crate::overlap::{Countdown, FirstError};
 use crate::pack::{pack_key, PackWriter};
@@ -38,12 +39,14 @@ use crate::volume_io::{
 const CAPTURE_BATCH: usize = 64;
 /// verify's threads at most (each holds a whole pack: 4 × 16 MiB).
 const MAX_VERIFY_THREADS: usize = 4;
-/// Slots a restore handles per batch: the unit of index lookups and of progress.
+/// Slots a restore handles per batch: the unit of index lookups and of progress. A backend
+/// whose reads span more than [`DEFAULT_READ_SPAN`] gets proportionally larger batches, so a
+/// batch still makes enough reads to keep every reader busy.
 const RESTORE_BATCH: usize = 512;
 /// Neighbouring chunks of one pack are read together when the gap between them is at most this
-/// (reading a little unneeded data beats another request), up to [`MAX_READ`] per read.
+/// (reading a little unneeded data beats another request), up to [`Backend::read_span`] per
+/// read.
 const MAX_GAP: u64 = 256 << 10;
-const MAX_READ: u64 = 2 << 20;
 
 /// A pool of `n` (at least 1) threads named `disksnap-{what}-{i}`.
 fn pool(n: usize, what: &'static str) -> rayon::ThreadPool {
@@ -798,21 +801,17 @@ impl Store {
             }
             Ok(n)
         };
-        // One coalesced read: fetch it, check and decode its chunks, write them. Written
-        // directly, chunks that fill neighbouring slots go out as one write (Gather).
+        // One coalesced read: fetch it, check and decode its chunks as its bytes arrive, write
+        // them. Written directly, chunks that fill neighbouring slots go out as one write
+        // (Gather).
         let run_read = |read: &Read, slots_of: &HashMap<Digest, Vec<usize>>| -> Result<u64> {
             SCRATCH.with(|scratch| {
                 crate::direct::with_gather(|gather| {
                     gather.clear();
-                    let (bytes, raw) = &mut *scratch.borrow_mut();
-                    self.backend.read_range_into(&pack_key(&read.pack), read.range.clone(), bytes)?;
+                    let (bytes, partial, raw) = &mut *scratch.borrow_mut();
                     let mut n = 0;
-                    for (d, loc) in &read.chunks {
-                        let at = (loc.offset - read.range.start) as usize;
-                        let frame = bytes.get(at..at + loc.len as usize).ok_or_else(|| EngineError::CorruptPack {
-                            pack: read.pack.clone(),
-                            why: format!("chunk {} lies past the end of the pack", hex::encode(d)),
-                        })?;
+                    let mut frames = Frames::new(&read.pack, read.range.start, &read.chunks, partial);
+                    let mut each = |d: &Digest, frame: &[u8]| -> Result<()> {
                         let chunk = crate::chunk::decode_ref(frame, d, raw)
                             .map_err(|why| EngineError::CorruptChunk { digest: hex::encode(d), why })?;
                         let slots = &slots_of[d];
@@ -826,7 +825,15 @@ impl Store {
                             }
                             None => n += write_chunk(slots, d, chunk)?,
                         }
-                    }
+                        Ok(())
+                    };
+                    self.backend.read_range_streamed(
+                        &pack_key(&read.pack),
+                        read.range.clone(),
+                        bytes,
+                        &mut |piece| frames.feed(piece, &mut each),
+                    )?;
+                    frames.finish()?;
                     if let Some(w) = &direct {
                         gather.flush(w, file)?;
                     }
@@ -877,8 +884,9 @@ impl Store {
         self.read_pool().in_place_scope(|scope| {
             let mut queue = || -> Result<()> {
                 let slots = index.digests.len();
+                let per_batch = RESTORE_BATCH * (self.backend.read_span() / DEFAULT_READ_SPAN).max(1) as usize;
                 let batches: Vec<std::ops::Range<usize>> =
-                    (0..slots).step_by(RESTORE_BATCH).map(|s| s..(s + RESTORE_BATCH).min(slots)).collect();
+                    (0..slots).step_by(per_batch).map(|s| s..(s + per_batch).min(slots)).collect();
                 // Step 1 of a batch runs beside step 2 of the one before: one after the other,
                 // the chunk index's answers (step 2) left the readers of a roll back's compare
                 // idle between batches.
@@ -1080,7 +1088,7 @@ impl Store {
         }
         for (pack, mut chunks) in by_pack {
             chunks.sort_by_key(|(_, l)| l.offset);
-            plan.reads.extend(coalesce(&pack, chunks));
+            plan.reads.extend(coalesce(&pack, chunks, self.backend.read_span()));
         }
         Ok(plan)
     }
@@ -1129,11 +1137,13 @@ struct BatchPlan {
 }
 
 thread_local! {
-    /// A read thread's buffers (pack bytes, decoded chunk), kept for the thread's life. With
-    /// rayon's `map_init` each split task made fresh ones, and the freed 2 MiB buffers stayed
-    /// resident in the allocator until its purge delay: a restore peaked at 85-108 MiB RSS, ~60
-    /// with freed memory purged at once (MIMALLOC_PURGE_DELAY=0).
-    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// A read thread's buffers (a read's bytes when the backend reads whole ranges, a frame
+    /// split across streamed pieces, a decoded chunk), kept for the thread's life. With rayon's
+    /// `map_init` each split task made fresh ones, and the freed 2 MiB buffers stayed resident
+    /// in the allocator until its purge delay: a restore peaked at 85-108 MiB RSS, ~60 with
+    /// freed memory purged at once (MIMALLOC_PURGE_DELAY=0).
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
     /// A thread's buffer for the volume's current bytes a roll back compares (a group of
     /// neighbouring slots, aligned for direct reads).
     static COMPARE_BUF: std::cell::RefCell<Option<AlignedBuf>> = const { std::cell::RefCell::new(None) };
@@ -1178,13 +1188,14 @@ fn data_ranges(index: &FixedIndex, cs: u64) -> Vec<(u64, u64)> {
     out
 }
 
-/// Group a pack's chunks (sorted by offset) into reads of neighbours.
-pub(crate) fn coalesce(pack: &str, chunks: Vec<(Digest, Location)>) -> Vec<Read> {
+/// Group a pack's chunks (sorted by offset) into reads of neighbours, each spanning at most
+/// `max_read` bytes (or one chunk).
+pub(crate) fn coalesce(pack: &str, chunks: Vec<(Digest, Location)>, max_read: u64) -> Vec<Read> {
     let mut out: Vec<Read> = Vec::new();
     for (d, l) in chunks {
         let end = l.offset + l.len as u64;
         if let Some(r) = out.last_mut() {
-            if l.offset >= r.range.end && l.offset - r.range.end <= MAX_GAP && end - r.range.start <= MAX_READ {
+            if l.offset >= r.range.end && l.offset - r.range.end <= MAX_GAP && end - r.range.start <= max_read {
                 r.range.end = end;
                 r.chunks.push((d, l));
                 continue;

@@ -173,7 +173,7 @@ impl Store {
         let mut sorted = chunks.to_vec();
         sorted.sort_by_key(|(_, l)| l.offset);
         let mut verdict = PackVerdict { trailer, ..Default::default() };
-        for r in coalesce(name, sorted) {
+        for r in coalesce(name, sorted, crate::backend::DEFAULT_READ_SPAN) {
             if r.range.end > size {
                 verdict.bad.extend(r.chunks.iter().map(|(d, _)| (*d, format!("lies past the end of pack {name}"))));
                 continue;

@@ -17,6 +17,10 @@ use std::time::SystemTime;
 
 use crate::error::Result;
 
+/// What one read of neighbouring chunks spans at most, unless a backend says otherwise
+/// ([`Backend::read_span`]).
+pub const DEFAULT_READ_SPAN: u64 = 2 << 20;
+
 /// One listed object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -50,6 +54,28 @@ pub trait Backend: Send + Sync + 'static {
     /// verify must check the bytes the store holds, not a cached copy of them.
     fn read_range_uncached_into(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
         self.read_range_into(key, range, buf)
+    }
+
+    /// One byte range of one object, handed to `sink` in order, in pieces of any size. A
+    /// remote backend passes the body on as it arrives, so a reader holds a piece, not the
+    /// whole range, and a read may span more ([`Backend::read_span`]). The default reads the
+    /// range whole into `buf` (the caller's, reused) and hands it on in one piece.
+    fn read_range_streamed(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        buf: &mut Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.read_range_into(key, range, buf)?;
+        sink(buf)
+    }
+
+    /// How many bytes one read of neighbouring chunks may span (gaps included). A backend
+    /// that holds whole ranges in memory keeps it small; one that streams them
+    /// ([`Backend::read_range_streamed`]) and pays per request makes it larger.
+    fn read_span(&self) -> u64 {
+        DEFAULT_READ_SPAN
     }
 
     /// Whether `key` exists (a remote backend may answer with a HEAD instead of a GET).

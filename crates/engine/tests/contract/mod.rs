@@ -106,6 +106,21 @@ pub fn contract(b: &dyn Backend, big: usize) {
         assert!(g[..] == data[r.start as usize..r.end as usize], "big range {r:?}");
     }
     assert_eq!(listed("packs/bb/")["packs/bb/big.pack"], big as u64);
+    // streamed: the same bytes in order, whatever the pieces; past the end is an error
+    assert!(b.read_span() >= 1 << 20);
+    let mut buf = Vec::new();
+    for r in [mid - 100_000..mid + 100_000, 0..big as u64] {
+        let mut got = Vec::with_capacity((r.end - r.start) as usize);
+        b.read_range_streamed("packs/bb/big.pack", r.clone(), &mut buf, &mut |piece| {
+            got.extend_from_slice(piece);
+            Ok(())
+        })
+        .unwrap();
+        assert!(got[..] == data[r.start as usize..r.end as usize], "streamed range {r:?}");
+    }
+    assert!(b
+        .read_range_streamed("packs/bb/big.pack", big as u64 - 10..big as u64 + 10, &mut buf, &mut |_| Ok(()))
+        .is_err());
 
     // several writers at once (the engine uploads upload_concurrency() packs in parallel)
     assert!(b.upload_concurrency() >= 1);
