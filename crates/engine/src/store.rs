@@ -39,9 +39,10 @@ use crate::volume_io::{
 const CAPTURE_BATCH: usize = 64;
 /// verify's threads at most (each holds a whole pack: 4 × 16 MiB).
 const MAX_VERIFY_THREADS: usize = 4;
-/// Slots a restore handles per batch: the unit of index lookups and of progress. A backend
-/// whose reads span more than [`DEFAULT_READ_SPAN`] gets proportionally larger batches, so a
-/// batch still makes enough reads to keep every reader busy.
+/// Slots a restore handles per batch: the unit of index lookups and of progress. A restore to
+/// a new file from a backend whose reads span more than [`DEFAULT_READ_SPAN`] makes
+/// proportionally larger batches, so a batch still makes enough reads to keep every reader
+/// busy (a batch of 512 slots makes ~16 reads of 2 MiB from a full snapshot's packs).
 const RESTORE_BATCH: usize = 512;
 /// Neighbouring chunks of one pack are read together when the gap between them is at most this
 /// (reading a little unneeded data beats another request), up to [`Backend::read_span`] per
@@ -741,7 +742,13 @@ impl Store {
         // system allows it (direct.rs), else buffered, giving its cache back as it goes
         // (recycle.rs). In place, the volume's cache is its user's, and little is written.
         let direct = if compare { None } else { DirectWriter::open(file, path, index.size, &data_ranges(index, cs))? };
-        let mut recycle = (!compare && direct.is_none()).then(|| Recycler::new(RESTORE_BATCH as u64 * cs));
+        // A restore to a new file reads everything from the store: with reads that span more,
+        // batches grow too. A roll back reads what changed, a little per batch.
+        let per_batch = match compare {
+            true => RESTORE_BATCH,
+            false => RESTORE_BATCH * (self.backend.read_span() / DEFAULT_READ_SPAN).max(1) as usize,
+        };
+        let mut recycle = (!compare && direct.is_none()).then(|| Recycler::new(per_batch as u64 * cs));
         // A roll back reads the volume's data to compare it (step 1): asked for ahead of the
         // readers (readahead.rs), and what was not cached before given back once its batch is
         // done (residency.rs), as a capture does.
@@ -884,7 +891,6 @@ impl Store {
         self.read_pool().in_place_scope(|scope| {
             let mut queue = || -> Result<()> {
                 let slots = index.digests.len();
-                let per_batch = RESTORE_BATCH * (self.backend.read_span() / DEFAULT_READ_SPAN).max(1) as usize;
                 let batches: Vec<std::ops::Range<usize>> =
                     (0..slots).step_by(per_batch).map(|s| s..(s + per_batch).min(slots)).collect();
                 // Step 1 of a batch runs beside step 2 of the one before: one after the other,
