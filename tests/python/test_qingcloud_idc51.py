@@ -117,7 +117,7 @@ def test_every_endpoint(server, vol):
     done = wait(server, h, job["job_id"])
     assert done["finished_time"] and done["error"] is None and done["request_id"] == job["request_id"]
     write_at(path, 0, pattern("rest-b", 2 * MIB))
-    r = api(server, "POST", "/volume_snapshots", h, json={"resources": [vol], "snapshot_name": "r2"})
+    r = api(server, "POST", "/volume_snapshots", h, json={"resources": [vol], "snapshot_name": "r-2"})
     inc = r.json()["resource_ids"][0]
     wait(server, h, r.json()["job_id"])
     # list with filters (comma lists, repeated keys), default limit 10
@@ -131,7 +131,8 @@ def test_every_endpoint(server, vol):
     assert [s["snapshot_id"] for s in r.json()["snapshots"]] == [inc]
     assert api(server, "GET", "/volume_snapshots", h, params={"root_id": full, "limit": 1, "offset": 1}).json()[
         "snapshots"][0]["snapshot_id"] == full
-    assert api(server, "GET", "/volume_snapshots", h, params={"search_word": "r2"}).json()["total_count"] == 1
+    # search_word also matches ids: "r-2" cannot occur in one (ss-<8 alphanumerics>), "r2" can
+    assert api(server, "GET", "/volume_snapshots", h, params={"search_word": "r-2"}).json()["total_count"] == 1
     # apply -> bytes back
     r = api(server, "POST", "/volume_snapshots/apply", h, json={"snapshots": [full]})
     assert r.status_code == 200 and r.json()["action"] == "ApplySnapshots"

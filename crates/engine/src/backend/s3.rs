@@ -508,38 +508,14 @@ impl S3Backend {
     /// buffer first (then taken whole) faulted in new pages for every read and handed them
     /// back on free, ~6 % of a cold 4 GiB restore's CPU in the S3 client's thread.
     fn fetch_range_into(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<()> {
-        let path = self.path(key)?;
-        let store = self.store.clone();
-        let counters = self.counters.clone();
-        let want = range.end - range.start;
-        let mut out = std::mem::take(buf);
-        out.clear();
-        out.reserve(want as usize);
-        let (out, got) = self.run("get", key, async move {
-            add(&counters.gets, 1);
-            let opts =
-                object_store::GetOptions { range: Some(object_store::GetRange::Bounded(range)), ..Default::default() };
-            let got = async {
-                let mut body = store.get_opts(&path, opts).await?.into_stream();
-                while let Some(piece) = body.next().await {
-                    out.extend_from_slice(&piece?);
-                }
-                if out.len() as u64 != want {
-                    return Err(short_read(&path, want, out.len()));
-                }
-                Ok(())
-            }
-            .await;
-            (out, got)
-        })?;
-        *buf = out;
-        got.map_err(|e| self.error("get", key, e))?;
-        add(&self.counters.bytes_down, want);
-        Ok(())
+        buf.clear();
+        buf.reserve((range.end - range.start) as usize);
+        self.stream_range(key, range, &mut |piece| {
+            buf.extend_from_slice(piece);
+            Ok(())
+        })
     }
-}
 
-impl S3Backend {
     /// One ranged GET whose body is handed to `sink` as it arrives. The client's task sends
     /// the pieces through a bounded channel, so a reader slower than the network holds the
     /// body back (TCP's window) rather than in memory; a reader that stops early (`sink`
