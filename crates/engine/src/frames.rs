@@ -2,7 +2,7 @@
 //! for.
 //!
 //! A read spans neighbouring chunks of one pack and the gaps between them. From an object store
-//! its body comes in pieces of a few KiB; holding the whole read before decoding cost a reader
+//! its body comes in pieces (~350 KiB each from the bench's RGW); holding the whole read before decoding cost a reader
 //! thread a buffer of the read's size, which is what capped a read at 2 MiB (8 readers, peak RSS
 //! is a budgeted figure). Fed piece by piece, a reader holds one frame at most: a frame a piece
 //! holds whole is handed on in place, one split across pieces is put together in `partial`.

@@ -556,7 +556,7 @@ impl S3Backend {
             sink(&piece)?;
         }
         if got != want {
-            // The body ended early, or the client's runtime stopped under it.
+            // The body ended early (or the client's task died: the runtime itself lives as long as `self`).
             return Err(self.error("get", key, short_read(&path, want, got as usize)));
         }
         add(&self.counters.bytes_down, want);
